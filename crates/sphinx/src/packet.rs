@@ -1,0 +1,333 @@
+//! Packets: building them, and what a node does to one.
+
+use std::fmt;
+
+use curve25519_dalek::EdwardsPoint;
+use rand_core::CryptoRng;
+use subtle::ConstantTimeEq;
+
+use crate::crypto::{self, HopSecrets, PayloadKey};
+use crate::err::{BuildError, PacketError};
+use crate::header::{self, Routing};
+use crate::keys::PrivateKey;
+use crate::params::{HEADER_LEN, PacketSize, Version, ZERO_PREFIX_LEN};
+use crate::route::{Delay, Destination, DestinationAddress, Hop, NodeAddress, ReplayTag, SurbId};
+
+/// A Sphinx packet: a header and a payload, in one of the [`PacketSize`]s.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Packet {
+    bytes: Vec<u8>,
+    size: PacketSize,
+}
+
+impl Packet {
+    /// Takes bytes from the network as a packet. Only the length is checked here; the rest is
+    /// checked by the node that processes it.
+    pub fn from_bytes(bytes: Vec<u8>) -> Result<Packet, PacketError> {
+        let size = PacketSize::from_packet_len(bytes.len())
+            .ok_or(PacketError::WrongLength { len: bytes.len() })?;
+        Ok(Packet { bytes, size })
+    }
+
+    /// The packet's size.
+    pub fn size(&self) -> PacketSize {
+        self.size
+    }
+
+    /// The packet's bytes, as they go on the wire.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The packet's bytes, giving up the packet.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+
+    /// Processes the packet at a node holding `key`: [`PrivateKey::check`] followed by
+    /// [`CheckedPacket::finish`], for callers that keep no replay filter.
+    pub fn process(self, key: &PrivateKey) -> Result<Processed, PacketError> {
+        key.check(self)?.finish()
+    }
+
+    /// The header and the payload. Every packet size is longer than a header, so the error
+    /// cannot happen for a `Packet`; it is reported rather than assumed.
+    fn split_mut(&mut self) -> Result<(&mut [u8; HEADER_LEN], &mut [u8]), PacketError> {
+        let len = self.bytes.len();
+        self.bytes
+            .split_first_chunk_mut::<HEADER_LEN>()
+            .ok_or(PacketError::WrongLength { len })
+    }
+
+    fn header(&self) -> Result<&[u8; HEADER_LEN], PacketError> {
+        self.bytes
+            .first_chunk::<HEADER_LEN>()
+            .ok_or(PacketError::WrongLength {
+                len: self.bytes.len(),
+            })
+    }
+}
+
+impl fmt::Debug for Packet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Packet")
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds packets of one size and header version.
+///
+/// ```
+/// use umbra_sphinx::{Delay, Destination, DestinationAddress, Hop, NodeAddress, PacketBuilder,
+///     PacketSize, PrivateKey, Processed, SurbId};
+///
+/// let mut rng = rand_chacha::ChaCha20Rng::from_seed([1; 32]);
+/// # use rand_core::SeedableRng;
+/// let keys: Vec<PrivateKey> = (0..3).map(|_| PrivateKey::generate(&mut rng)).collect();
+/// let route: Vec<Hop> = keys.iter().enumerate()
+///     .map(|(i, key)| Hop::new(NodeAddress::new([i as u8; 32]), key.public_key()))
+///     .collect();
+/// let destination = Destination::new(DestinationAddress::new([9; 32]), SurbId::default());
+/// let delays = [Delay::from_millis(15); 3];
+///
+/// let mut packet = PacketBuilder::new(PacketSize::Regular)
+///     .build(&mut rng, &route, &delays, &destination, b"hello")?;
+/// for key in &keys[..2] {
+///     match packet.process(key)? {
+///         Processed::Forward { packet: next, .. } => packet = next,
+///         Processed::Final { .. } => unreachable!(),
+///     }
+/// }
+/// let Processed::Final { payload, .. } = packet.process(&keys[2])? else { unreachable!() };
+/// assert_eq!(payload.plaintext()?, b"hello");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PacketBuilder {
+    size: PacketSize,
+    version: Version,
+}
+
+impl PacketBuilder {
+    /// A builder of packets of `size`, header version 260.
+    pub fn new(size: PacketSize) -> Self {
+        PacketBuilder {
+            size,
+            version: Version::default(),
+        }
+    }
+
+    /// Builds headers of `version` instead.
+    #[must_use]
+    pub fn version(mut self, version: Version) -> Self {
+        self.version = version;
+        self
+    }
+
+    /// Builds a packet carrying `message` along `route` to `destination`. `delays` has one
+    /// delay per hop: hop i holds the packet for `delays[i]` before forwarding it. The final
+    /// hop forwards to nobody, so the last delay is not written into the header (as in Nym).
+    pub fn build<R: CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        route: &[Hop],
+        delays: &[Delay],
+        destination: &Destination,
+        message: &[u8],
+    ) -> Result<Packet, BuildError> {
+        let capacity = self.size.plaintext_capacity();
+        if message.len() > capacity {
+            return Err(BuildError::MessageTooLong {
+                len: message.len(),
+                capacity,
+            });
+        }
+        let built = header::build(rng, route, delays, destination, self.version)?;
+        let keys = built
+            .hops
+            .iter()
+            .map(|hop| hop.payload_key(self.version.has_seeded_payload_keys()));
+        Ok(seal(self.size, &built.bytes, message, keys))
+    }
+}
+
+/// Assembles a packet: `header`, then `message` padded to the payload length and encrypted
+/// under each of `keys`, the last key's layer innermost.
+pub(crate) fn seal(
+    size: PacketSize,
+    header: &[u8; HEADER_LEN],
+    message: &[u8],
+    keys: impl DoubleEndedIterator<Item = PayloadKey>,
+) -> Packet {
+    let mut bytes = vec![0u8; size.packet_len()];
+    bytes[..HEADER_LEN].copy_from_slice(header);
+    let start = HEADER_LEN + ZERO_PREFIX_LEN;
+    bytes[start..start + message.len()].copy_from_slice(message);
+    bytes[start + message.len()] = 1;
+    let payload = &mut bytes[HEADER_LEN..];
+    for key in keys.rev() {
+        crypto::lioness_encrypt(&key, payload);
+    }
+    Packet { bytes, size }
+}
+
+impl PrivateKey {
+    /// The cheap first half of processing: decodes α, derives the shared secret, checks the
+    /// header MAC, and reveals the packet's replay tag. A node that has seen the tag before
+    /// drops the [`CheckedPacket`] and saves the expensive half.
+    pub fn check(&self, packet: Packet) -> Result<CheckedPacket, PacketError> {
+        let (alpha, secrets) = header::open(packet.header()?, self.as_bytes())?;
+        Ok(CheckedPacket {
+            packet,
+            alpha,
+            secrets,
+        })
+    }
+
+    /// Processes a packet in one step; see [`Packet::process`].
+    pub fn process(&self, packet: Packet) -> Result<Processed, PacketError> {
+        packet.process(self)
+    }
+}
+
+/// A packet whose header MAC verified under a node's key, waiting for the replay check.
+pub struct CheckedPacket {
+    packet: Packet,
+    alpha: EdwardsPoint,
+    secrets: HopSecrets,
+}
+
+impl CheckedPacket {
+    /// The packet's replay tag under this node's key.
+    pub fn replay_tag(&self) -> ReplayTag {
+        ReplayTag::new(*self.secrets.replay_tag())
+    }
+
+    /// The expensive second half: decrypts the routing block, blinds α for the next hop and
+    /// removes this hop's payload layer, all in place in the packet's buffer (nothing is
+    /// allocated).
+    pub fn finish(self) -> Result<Processed, PacketError> {
+        let CheckedPacket {
+            mut packet,
+            alpha,
+            secrets,
+        } = self;
+        let (header, payload) = packet.split_mut()?;
+        let (version, routing) = header::unwrap(header, &alpha, &secrets)?;
+        let key = secrets.payload_key(version.has_seeded_payload_keys());
+        crypto::lioness_decrypt(&key, payload);
+        Ok(match routing {
+            Routing::Forward { next_hop, delay } => Processed::Forward {
+                next_hop,
+                delay,
+                packet,
+            },
+            Routing::Final {
+                destination,
+                surb_id,
+            } => Processed::Final {
+                destination,
+                surb_id,
+                payload: Payload {
+                    bytes: packet.bytes,
+                },
+            },
+        })
+    }
+}
+
+impl fmt::Debug for CheckedPacket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CheckedPacket")
+            .field("size", &self.packet.size)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a node does with a packet.
+#[derive(Debug)]
+pub enum Processed {
+    /// Hold `packet` for `delay`, then send it to `next_hop`.
+    Forward {
+        /// The next node.
+        next_hop: NodeAddress,
+        /// How long to hold the packet first.
+        delay: Delay,
+        /// The packet for the next node.
+        packet: Packet,
+    },
+    /// This node is the last: hand `payload` to `destination`.
+    Final {
+        /// Where the packet is going.
+        destination: DestinationAddress,
+        /// The SURB id the sender put in the header.
+        surb_id: SurbId,
+        /// The payload with every layer removed (except, for a reply through a version 260
+        /// SURB, the one only its creator can remove; see [`crate::ReplyKey`]).
+        payload: Payload,
+    },
+}
+
+/// The payload of a packet that reached its final hop.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Payload {
+    /// The packet's whole buffer; the payload is what follows the header. Keeping the buffer
+    /// spares a copy.
+    bytes: Vec<u8>,
+}
+
+impl Payload {
+    /// Takes received payload bytes (for example, handed over by a gateway).
+    pub fn from_bytes(payload: &[u8]) -> Result<Payload, PacketError> {
+        let size = PacketSize::from_packet_len(HEADER_LEN + payload.len()).ok_or(
+            PacketError::WrongLength {
+                len: HEADER_LEN + payload.len(),
+            },
+        )?;
+        let mut bytes = vec![0u8; size.packet_len()];
+        bytes[HEADER_LEN..].copy_from_slice(payload);
+        Ok(Payload { bytes })
+    }
+
+    /// The payload bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[HEADER_LEN..]
+    }
+
+    /// The message the payload carries, after checking that it decrypted correctly: 16 zero
+    /// bytes in front (compared in constant time), then the message, a `0x01`, and zeros.
+    /// Any change to the payload on the way scrambles all of it, so this check catches it.
+    pub fn plaintext(&self) -> Result<&[u8], PacketError> {
+        let payload = self.as_bytes();
+        let (prefix, padded) = payload.split_at(ZERO_PREFIX_LEN);
+        let prefix_ok: bool = prefix.ct_eq(&[0u8; ZERO_PREFIX_LEN]).into();
+        let end = padded.iter().rposition(|&byte| byte != 0);
+        match (prefix_ok, end) {
+            (true, Some(end)) if padded[end] == 1 => Ok(&padded[..end]),
+            _ => Err(PacketError::BadPayload),
+        }
+    }
+
+    /// Like [`Payload::plaintext`], giving up the payload for an owned message (no copy).
+    pub fn into_plaintext(self) -> Result<Vec<u8>, PacketError> {
+        let len = self.plaintext()?.len();
+        let mut bytes = self.bytes;
+        let start = HEADER_LEN + ZERO_PREFIX_LEN;
+        bytes.truncate(start + len);
+        bytes.drain(..start);
+        Ok(bytes)
+    }
+
+    pub(crate) fn payload_mut(&mut self) -> &mut [u8] {
+        &mut self.bytes[HEADER_LEN..]
+    }
+}
+
+impl fmt::Debug for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Payload")
+            .field("len", &self.as_bytes().len())
+            .finish_non_exhaustive()
+    }
+}
