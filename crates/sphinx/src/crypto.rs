@@ -47,12 +47,13 @@ pub(crate) type PayloadSeed = [u8; PAYLOAD_SEED_LEN];
 // ---------------------------------------------------------------------------------------------
 // Curve
 
-/// Decodes the group element α of a header into an Edwards point (of either sign).
+/// Decodes a point given by its u-coordinate (a header's α, a public key) into an Edwards
+/// point of either sign.
 ///
 /// Refuses encodings that are not canonical, so that no two encodings of α share a shared
 /// secret (X25519 ignores the top bit; without this check flipping it would go unnoticed),
 /// and points of the twist, which honest senders never produce.
-pub(crate) fn decode_alpha(bytes: &[u8; ALPHA_LEN]) -> Result<EdwardsPoint, PacketError> {
+pub(crate) fn decode_point(bytes: &[u8; ALPHA_LEN]) -> Result<EdwardsPoint, PacketError> {
     if !is_canonical_field_element(bytes) {
         return Err(PacketError::NonCanonicalPoint);
     }
@@ -330,7 +331,7 @@ mod tests {
                 .to_montgomery()
                 .to_bytes();
             let secret = [seed.wrapping_mul(7) ^ 0x5a; 32];
-            let alpha = decode_alpha(&point).unwrap();
+            let alpha = decode_point(&point).unwrap();
             assert_eq!(x25519(&alpha, secret).unwrap(), ladder(secret, point));
         }
     }
@@ -361,23 +362,23 @@ mod tests {
             .to_bytes();
         let mut top_bit = good;
         top_bit[31] |= 0x80;
-        assert_eq!(decode_alpha(&top_bit), Err(PacketError::NonCanonicalPoint));
+        assert_eq!(decode_point(&top_bit), Err(PacketError::NonCanonicalPoint));
         let mut p = [0xff; 32];
         p[0] = 0xed;
         p[31] = 0x7f;
-        assert_eq!(decode_alpha(&p), Err(PacketError::NonCanonicalPoint));
+        assert_eq!(decode_point(&p), Err(PacketError::NonCanonicalPoint));
         let mut below_p = p;
         below_p[0] = 0xec;
         assert!(is_canonical_field_element(&below_p));
         // u = 2 is on the twist
         let mut two = [0u8; 32];
         two[0] = 2;
-        assert_eq!(decode_alpha(&two), Err(PacketError::PointNotOnCurve));
+        assert_eq!(decode_point(&two), Err(PacketError::PointNotOnCurve));
     }
 
     #[test]
     fn small_order_points_give_an_error_not_a_zero_secret() {
-        let zero = decode_alpha(&[0u8; 32]).unwrap();
+        let zero = decode_point(&[0u8; 32]).unwrap();
         assert_eq!(x25519(&zero, [5; 32]), Err(PacketError::SmallOrderPoint));
         let identity = ED25519_BASEPOINT_POINT * Scalar::ZERO;
         assert_eq!(

@@ -94,6 +94,14 @@ pub enum PacketError {
         "reading a payload: it does not decrypt to a well-formed message (corrupted, or the wrong keys)"
     )]
     BadPayload,
+    /// Payload bytes are not the payload of any packet size.
+    #[error(
+        "reading a payload: {len} bytes is not a payload size (38, 2065, 8209, 16401 or 32785)"
+    )]
+    PayloadLength {
+        /// Bytes received.
+        len: usize,
+    },
     /// Serialized SURB bytes have the wrong length.
     #[error("reading a SURB: {len} bytes is not 380 plus 16 per hop for 1 to {MAX_HOPS} hops")]
     SurbLength {
@@ -117,6 +125,7 @@ impl PacketError {
             PacketError::UnknownVersion { .. } => "unknown_version",
             PacketError::UnknownFlag { .. } => "unknown_flag",
             PacketError::BadPayload => "bad_payload",
+            PacketError::PayloadLength { .. } => "payload_length",
             PacketError::SurbLength { .. } => "surb_length",
             PacketError::ReplyKeyEncoding => "reply_key_encoding",
         }

@@ -153,7 +153,7 @@ pub(crate) fn open(
 ) -> Result<(EdwardsPoint, HopSecrets), PacketError> {
     let mut alpha_bytes = [0u8; ALPHA_LEN];
     alpha_bytes.copy_from_slice(&header[..MAC_AT]);
-    let alpha = crypto::decode_alpha(&alpha_bytes)?;
+    let alpha = crypto::decode_point(&alpha_bytes)?;
     let shared = Zeroizing::new(crypto::x25519(&alpha, *private_key)?);
     let secrets = HopSecrets::derive(&shared);
     let (mac, routing) = header[MAC_AT..].split_at(MAC_LEN);

@@ -58,7 +58,7 @@ pub struct PublicKey {
 impl PublicKey {
     /// Parses the 32 bytes of a public key.
     pub fn from_bytes(bytes: [u8; 32]) -> Result<Self, PacketError> {
-        let point = crate::crypto::decode_alpha(&bytes)?;
+        let point = crate::crypto::decode_point(&bytes)?;
         if point.is_small_order() {
             return Err(PacketError::SmallOrderPoint);
         }
@@ -150,8 +150,14 @@ mod tests {
         assert!(!format!("{private:?}").contains("abab"));
     }
 
-    fn _keys_are_wiped_on_drop() {
+    #[test]
+    fn secrets_are_wiped_on_drop() {
+        // a compile-time check: this only builds if every type holding secrets wipes itself
         fn wiped<T: ZeroizeOnDrop>() {}
         wiped::<PrivateKey>();
+        wiped::<crate::crypto::HopSecrets>();
+        wiped::<crate::crypto::ScalarChain>();
+        wiped::<crate::Surb>();
+        wiped::<crate::ReplyKey>();
     }
 }

@@ -280,11 +280,8 @@ pub struct Payload {
 impl Payload {
     /// Takes received payload bytes (for example, handed over by a gateway).
     pub fn from_bytes(payload: &[u8]) -> Result<Payload, PacketError> {
-        let size = PacketSize::from_packet_len(HEADER_LEN + payload.len()).ok_or(
-            PacketError::WrongLength {
-                len: HEADER_LEN + payload.len(),
-            },
-        )?;
+        let size = PacketSize::from_packet_len(HEADER_LEN + payload.len())
+            .ok_or(PacketError::PayloadLength { len: payload.len() })?;
         let mut bytes = vec![0u8; size.packet_len()];
         bytes[HEADER_LEN..].copy_from_slice(payload);
         Ok(Payload { bytes })

@@ -5,6 +5,8 @@
 //! destination, SURB id and payload must match. This runs for every packet size, route length
 //! 1 to 5 and header version 258, 259 and 260.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is the point
+
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use sphinx_packet as nym;
