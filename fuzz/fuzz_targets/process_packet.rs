@@ -39,7 +39,13 @@ fuzz_target!(|data: &[u8]| {
 
 fn raw(bytes: &[u8]) {
     if let Ok(packet) = Packet::from_bytes(bytes.to_vec()) {
-        let _ = PrivateKey::from_bytes(NODE_SECRET).process(packet);
+        let key = PrivateKey::from_bytes(NODE_SECRET);
+        // a batch must say exactly what single checks say
+        let single = key.check(packet.clone()).map(|checked| checked.replay_tag());
+        for batched in key.check_batch(vec![packet.clone(), packet.clone()]) {
+            assert_eq!(batched.map(|checked| checked.replay_tag()), single);
+        }
+        let _ = key.process(packet);
     }
 }
 

@@ -17,13 +17,15 @@ use sphinx_packet::route::{
     Destination as NymDestination, DestinationAddressBytes, Node as NymNode, NodeAddressBytes,
 };
 use umbra_sphinx::{
-    Delay, Destination, DestinationAddress, Hop, NodeAddress, Packet, PacketBuilder, PacketSize,
-    PrivateKey, Processed, Surb, SurbId, Version,
+    CheckedPacket, Delay, Destination, DestinationAddress, Hop, NodeAddress, Packet, PacketBuilder,
+    PacketSize, PrivateKey, Processed, Surb, SurbId, Version,
 };
 use x25519_dalek::{PublicKey as NymPublicKey, StaticSecret};
 
 const NYM: &str = "sphinx-packet 0.8.0";
 const UMBRA: &str = "umbra";
+const UMBRA_BATCH: &str = "umbra, batches of 32";
+const BATCH: usize = 32;
 
 struct Setup {
     keys: Vec<PrivateKey>,
@@ -145,6 +147,26 @@ fn hops(c: &mut Criterion) {
                 .process(&s.nym_keys[0])
                 .unwrap()
         })
+    });
+    // what a loaded node does: distinct packets, checked and finished in batches
+    let batch: Vec<Vec<u8>> = (0..BATCH)
+        .map(|_| s.umbra_packet(&mut rng).into_bytes())
+        .collect();
+    group.throughput(Throughput::Elements(BATCH as u64));
+    group.bench_function(UMBRA_BATCH, |b| {
+        b.iter_batched(
+            || {
+                batch
+                    .iter()
+                    .map(|bytes| Packet::from_bytes(bytes.clone()).unwrap())
+                    .collect::<Vec<_>>()
+            },
+            |packets| {
+                let checked = s.keys[0].check_batch(black_box(packets));
+                CheckedPacket::finish_batch(checked.into_iter().map(Result::unwrap).collect())
+            },
+            BatchSize::SmallInput,
+        )
     });
     group.finish();
 

@@ -17,6 +17,7 @@ use blake2::Blake2bMac;
 use blake2::digest::consts::U32;
 use chacha20::ChaCha20;
 use chacha20::cipher::{KeyIvInit, StreamCipher};
+use curve25519_dalek::edwards::CompressedEdwardsY;
 use curve25519_dalek::{EdwardsPoint, MontgomeryPoint, Scalar};
 use hkdf::Hkdf;
 use hmac::{Hmac, KeyInit, Mac};
@@ -25,6 +26,7 @@ use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::err::PacketError;
+use crate::field::{self, FieldElement};
 use crate::params::{ALPHA_LEN, MAC_LEN};
 
 /// Info string of the per-hop key derivation (a fact of the wire format).
@@ -62,6 +64,43 @@ pub(crate) fn decode_point(bytes: &[u8; ALPHA_LEN]) -> Result<EdwardsPoint, Pack
         .ok_or(PacketError::PointNotOnCurve)
 }
 
+/// [`decode_point`] for many points at once: the birational map y = (u - 1)/(u + 1) needs
+/// one field inversion per point, and here the batch shares a single one. Gives exactly what
+/// [`decode_point`] gives for each.
+pub(crate) fn decode_points<'a>(
+    encodings: impl ExactSizeIterator<Item = &'a [u8; 32]>,
+) -> Vec<Result<EdwardsPoint, PacketError>> {
+    let mut numerators = Vec::with_capacity(encodings.len());
+    let mut denominators = Vec::with_capacity(encodings.len());
+    let mut canonical = Vec::with_capacity(encodings.len());
+    for bytes in encodings {
+        let u = FieldElement::from_bytes(bytes);
+        numerators.push(u.sub(&FieldElement::ONE));
+        denominators.push(u.add(&FieldElement::ONE));
+        canonical.push(is_canonical_field_element(bytes));
+    }
+    // u = -1 (a zero denominator) is a point of the twist: `batch_invert` leaves it zero.
+    let on_twist: Vec<bool> = denominators.iter().map(|d| d.is_zero().into()).collect();
+    field::batch_invert(&mut denominators);
+    numerators
+        .iter()
+        .zip(&denominators)
+        .zip(canonical.into_iter().zip(on_twist))
+        .map(|((numerator, inverse), (canonical, on_twist))| {
+            if !canonical {
+                return Err(PacketError::NonCanonicalPoint);
+            }
+            if on_twist {
+                return Err(PacketError::PointNotOnCurve);
+            }
+            let y = numerator.mul(inverse).to_bytes();
+            CompressedEdwardsY(y)
+                .decompress()
+                .ok_or(PacketError::PointNotOnCurve)
+        })
+        .collect()
+}
+
 /// Whether `bytes` encode an integer below p = 2^255 - 19.
 pub(crate) fn is_canonical_field_element(bytes: &[u8; 32]) -> bool {
     // p is ed ff ff .. ff 7f (little-endian). Values at or above it have the top bit set, or
@@ -78,7 +117,27 @@ pub(crate) fn is_canonical_field_element(bytes: &[u8; 32]) -> bool {
 /// Refuses a zero result, which only points of small order give.
 pub(crate) fn x25519(point: &EdwardsPoint, scalar: [u8; 32]) -> Result<[u8; 32], PacketError> {
     let product = Zeroizing::new(point.mul_clamped(scalar));
-    let shared = product.to_montgomery().to_bytes();
+    nonzero(product.to_montgomery().to_bytes())
+}
+
+/// [`x25519`] for many pairs at once, sharing the inversion of the conversions back to the
+/// Montgomery form.
+pub(crate) fn x25519_batch(
+    pairs: &[(&EdwardsPoint, [u8; 32])],
+) -> Vec<Result<[u8; 32], PacketError>> {
+    let products = Zeroizing::new(
+        pairs
+            .iter()
+            .map(|(point, scalar)| point.mul_clamped(*scalar))
+            .collect::<Vec<_>>(),
+    );
+    EdwardsPoint::to_montgomery_batch(&products)
+        .into_iter()
+        .map(|u| nonzero(u.to_bytes()))
+        .collect()
+}
+
+fn nonzero(shared: [u8; 32]) -> Result<[u8; 32], PacketError> {
     if shared == [0; 32] {
         return Err(PacketError::SmallOrderPoint);
     }
@@ -374,6 +433,45 @@ mod tests {
         let mut two = [0u8; 32];
         two[0] = 2;
         assert_eq!(decode_point(&two), Err(PacketError::PointNotOnCurve));
+    }
+
+    #[test]
+    fn batched_decoding_and_x25519_agree_with_single_ones() {
+        let mut encodings: Vec<[u8; 32]> = (1..20u8)
+            .map(|i| {
+                EdwardsPoint::mul_base_clamped([i; 32])
+                    .to_montgomery()
+                    .to_bytes()
+            })
+            .collect();
+        let mut minus_one = [0xff; 32];
+        minus_one[0] = 0xec;
+        minus_one[31] = 0x7f;
+        let mut two = [0u8; 32];
+        two[0] = 2;
+        let mut top_bit = encodings[0];
+        top_bit[31] |= 0x80;
+        encodings.extend([minus_one, two, top_bit, [0; 32], [0xff; 32]]);
+        let batch = decode_points(encodings.iter());
+        for (bytes, decoded) in encodings.iter().zip(&batch) {
+            let single = decode_point(bytes);
+            assert_eq!(
+                decoded.map(|p| p.compress()),
+                single.map(|p| p.compress()),
+                "{bytes:02x?}"
+            );
+        }
+        assert_eq!(batch[19], Err(PacketError::PointNotOnCurve), "u = -1");
+        let points: Vec<EdwardsPoint> = batch.iter().filter_map(|p| p.ok()).collect();
+        let pairs: Vec<(&EdwardsPoint, [u8; 32])> = points
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p, [i as u8 * 3 + 1; 32]))
+            .collect();
+        let batched = x25519_batch(&pairs);
+        for ((point, scalar), result) in pairs.iter().zip(batched) {
+            assert_eq!(result, x25519(point, *scalar));
+        }
     }
 
     #[test]

@@ -146,81 +146,106 @@ pub(crate) enum Routing {
     },
 }
 
+/// The group element α of a header.
+pub(crate) fn alpha(header: &[u8; HEADER_LEN]) -> [u8; ALPHA_LEN] {
+    let mut alpha = [0u8; ALPHA_LEN];
+    alpha.copy_from_slice(&header[..ALPHA_LEN]);
+    alpha
+}
+
 /// The cheap first half of a hop: decode α, derive the shared secret, check the MAC.
 pub(crate) fn open(
     header: &[u8; HEADER_LEN],
     private_key: &[u8; 32],
 ) -> Result<(EdwardsPoint, HopSecrets), PacketError> {
-    let mut alpha_bytes = [0u8; ALPHA_LEN];
-    alpha_bytes.copy_from_slice(&header[..MAC_AT]);
-    let alpha = crypto::decode_point(&alpha_bytes)?;
+    let alpha = crypto::decode_point(&alpha(header))?;
     let shared = Zeroizing::new(crypto::x25519(&alpha, *private_key)?);
-    let secrets = HopSecrets::derive(&shared);
+    Ok((alpha, verify(header, &shared)?))
+}
+
+/// Derives a hop's secrets from its shared secret and checks the header MAC with them.
+pub(crate) fn verify(
+    header: &[u8; HEADER_LEN],
+    shared: &[u8; 32],
+) -> Result<HopSecrets, PacketError> {
+    let secrets = HopSecrets::derive(shared);
     let (mac, routing) = header[MAC_AT..].split_at(MAC_LEN);
     if !crypto::verify_header_mac(secrets.mac_key(), routing, mac) {
         return Err(PacketError::BadMac);
     }
-    Ok((alpha, secrets))
+    Ok(secrets)
 }
 
-/// The second half of a hop's header work, in place: decrypt the hop block and, for a forward
-/// hop, turn the header into the next hop's (blinded α, next γ, shifted β).
-pub(crate) fn unwrap(
-    header: &mut [u8; HEADER_LEN],
-    alpha: &EdwardsPoint,
+/// A hop's decrypted routing block, and the keystream that shifts β.
+pub(crate) struct HopBlock {
+    pub(crate) version: Version,
+    pub(crate) routing: Routing,
+    next_mac: [u8; MAC_LEN],
+    keystream: Zeroizing<[u8; KEYSTREAM_LEN]>,
+}
+
+/// Decrypts the hop block at the front of β.
+pub(crate) fn read_block(
+    header: &[u8; HEADER_LEN],
     secrets: &HopSecrets,
-) -> Result<(Version, Routing), PacketError> {
+) -> Result<HopBlock, PacketError> {
     let mut keystream = Zeroizing::new([0u8; KEYSTREAM_LEN]);
     crypto::apply_keystream(secrets.stream_key(), keystream.as_mut());
-
-    let routing = &mut header[ROUTING_AT..];
     let mut block = Zeroizing::new([0u8; HOP_BLOCK_LEN]);
     for ((out, byte), key) in block
         .iter_mut()
-        .zip(&routing[..HOP_BLOCK_LEN])
+        .zip(&header[ROUTING_AT..])
         .zip(keystream.iter())
     {
         *out = byte ^ key;
     }
-    let flag = block[0];
     let version = Version::from_bytes([block[1], block[2], block[3]])?;
     let mut first = [0u8; 32];
     first.copy_from_slice(&block[4..36]);
-
-    match flag {
+    let mut next_mac = [0u8; MAC_LEN];
+    let routing = match block[0] {
         FLAG_FORWARD => {
             let mut delay = [0u8; 8];
             delay.copy_from_slice(&block[36..44]);
-            let next_alpha = crypto::x25519(alpha, *secrets.blinding_factor())?;
-
-            // β' = (β[60..] ‖ 0^60) ^ keystream[60..]
-            routing.copy_within(HOP_BLOCK_LEN.., 0);
-            let kept = ROUTING_LEN - HOP_BLOCK_LEN;
-            for (byte, key) in routing[..kept].iter_mut().zip(&keystream[HOP_BLOCK_LEN..]) {
-                *byte ^= key;
+            next_mac.copy_from_slice(&block[44..60]);
+            Routing::Forward {
+                next_hop: NodeAddress::new(first),
+                delay: Delay::from_bytes(delay),
             }
-            routing[kept..].copy_from_slice(&keystream[HOP_BLOCK_LEN + kept..]);
-            header[MAC_AT..ROUTING_AT].copy_from_slice(&block[44..60]);
-            header[..MAC_AT].copy_from_slice(&next_alpha);
-            Ok((
-                version,
-                Routing::Forward {
-                    next_hop: NodeAddress::new(first),
-                    delay: Delay::from_bytes(delay),
-                },
-            ))
         }
         FLAG_FINAL => {
             let mut surb_id = [0u8; 16];
             surb_id.copy_from_slice(&block[36..52]);
-            Ok((
-                version,
-                Routing::Final {
-                    destination: DestinationAddress::new(first),
-                    surb_id: SurbId::new(surb_id),
-                },
-            ))
+            Routing::Final {
+                destination: DestinationAddress::new(first),
+                surb_id: SurbId::new(surb_id),
+            }
         }
-        flag => Err(PacketError::UnknownFlag { flag }),
+        flag => return Err(PacketError::UnknownFlag { flag }),
+    };
+    Ok(HopBlock {
+        version,
+        routing,
+        next_mac,
+        keystream,
+    })
+}
+
+impl HopBlock {
+    /// Turns `header` into the next hop's, in place: the blinded α, the next γ, and β
+    /// shifted by one block, `β' = (β[60..] ‖ 0^60) ^ keystream[60..]`.
+    pub(crate) fn rewrite(&self, header: &mut [u8; HEADER_LEN], next_alpha: &[u8; ALPHA_LEN]) {
+        let routing = &mut header[ROUTING_AT..];
+        routing.copy_within(HOP_BLOCK_LEN.., 0);
+        let kept = ROUTING_LEN - HOP_BLOCK_LEN;
+        for (byte, key) in routing[..kept]
+            .iter_mut()
+            .zip(&self.keystream[HOP_BLOCK_LEN..])
+        {
+            *byte ^= key;
+        }
+        routing[kept..].copy_from_slice(&self.keystream[HOP_BLOCK_LEN + kept..]);
+        header[MAC_AT..ROUTING_AT].copy_from_slice(&self.next_mac);
+        header[..MAC_AT].copy_from_slice(next_alpha);
     }
 }

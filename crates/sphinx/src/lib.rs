@@ -2,6 +2,7 @@
 
 mod crypto;
 mod err;
+mod field;
 mod header;
 mod keys;
 mod packet;

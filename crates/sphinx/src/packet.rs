@@ -5,10 +5,11 @@ use std::fmt;
 use curve25519_dalek::EdwardsPoint;
 use rand_core::CryptoRng;
 use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
 
 use crate::crypto::{self, HopSecrets, PayloadKey};
 use crate::err::{BuildError, PacketError};
-use crate::header::{self, Routing};
+use crate::header::{self, HopBlock, Routing};
 use crate::keys::PrivateKey;
 use crate::params::{HEADER_LEN, PacketSize, Version, ZERO_PREFIX_LEN};
 use crate::route::{Delay, Destination, DestinationAddress, Hop, NodeAddress, ReplayTag, SurbId};
@@ -185,10 +186,68 @@ impl PrivateKey {
         })
     }
 
+    /// [`PrivateKey::check`] for many packets at once: the same results, in the same order,
+    /// for less CPU per packet. Converting between the curve's two forms costs a field
+    /// inversion per packet, as much as 250 multiplications; a batch shares one. Meant for a
+    /// node with packets queued; it allocates a few small vectors per batch.
+    pub fn check_batch(&self, packets: Vec<Packet>) -> Vec<Result<CheckedPacket, PacketError>> {
+        let alphas: Vec<Result<[u8; 32], PacketError>> = packets
+            .iter()
+            .map(|p| p.header().map(header::alpha))
+            .collect();
+        let points: Vec<Result<EdwardsPoint, PacketError>> = crypto::decode_points(
+            alphas
+                .iter()
+                .map(|alpha| alpha.as_ref().unwrap_or(&[0; 32])),
+        )
+        .into_iter()
+        .zip(&alphas)
+        .map(|(point, alpha)| alpha.and(point))
+        .collect();
+        let shared = batch_by_index(&points, |alpha| (alpha, *self.as_bytes()));
+        packets
+            .into_iter()
+            .zip(points)
+            .zip(shared)
+            .map(|((packet, alpha), shared)| {
+                let alpha = alpha?;
+                let shared = Zeroizing::new(shared?);
+                let secrets = header::verify(packet.header()?, &shared)?;
+                Ok(CheckedPacket {
+                    packet,
+                    alpha,
+                    secrets,
+                })
+            })
+            .collect()
+    }
+
     /// Processes a packet in one step; see [`Packet::process`].
     pub fn process(&self, packet: Packet) -> Result<Processed, PacketError> {
         packet.process(self)
     }
+}
+
+/// X25519 of every `Ok` item in one batch (see [`crypto::x25519_batch`]), with results
+/// placed back at the items' indices; an `Err` item keeps its error.
+fn batch_by_index<T>(
+    items: &[Result<T, PacketError>],
+    pair: impl Fn(&T) -> (&EdwardsPoint, [u8; 32]),
+) -> Vec<Result<[u8; 32], PacketError>> {
+    let pairs: Vec<(&EdwardsPoint, [u8; 32])> = items
+        .iter()
+        .filter_map(|item| item.as_ref().ok())
+        .map(pair)
+        .collect();
+    let mut computed = crypto::x25519_batch(&pairs).into_iter();
+    items
+        .iter()
+        .map(|item| match item {
+            // one result per `Ok` item, in order, so `computed` cannot run dry here
+            Ok(_) => computed.next().unwrap_or(Err(PacketError::SmallOrderPoint)),
+            Err(error) => Err(*error),
+        })
+        .collect()
 }
 
 /// A packet whose header MAC verified under a node's key, waiting for the replay check.
@@ -208,21 +267,70 @@ impl CheckedPacket {
     /// removes this hop's payload layer, all in place in the packet's buffer (nothing is
     /// allocated).
     pub fn finish(self) -> Result<Processed, PacketError> {
+        let block = header::read_block(self.packet.header()?, &self.secrets)?;
+        let next_alpha = match block.routing {
+            Routing::Forward { .. } => {
+                crypto::x25519(&self.alpha, *self.secrets.blinding_factor())?
+            }
+            Routing::Final { .. } => [0; 32],
+        };
+        self.complete(block, next_alpha)
+    }
+
+    /// [`CheckedPacket::finish`] for many packets at once: the same results, in the same
+    /// order, sharing the field inversion of the blinding (see [`PrivateKey::check_batch`]).
+    pub fn finish_batch(checked: Vec<CheckedPacket>) -> Vec<Result<Processed, PacketError>> {
+        let blocks: Vec<Result<HopBlock, PacketError>> = checked
+            .iter()
+            .map(|c| header::read_block(c.packet.header()?, &c.secrets))
+            .collect();
+        let forwards: Vec<Result<&CheckedPacket, PacketError>> = checked
+            .iter()
+            .zip(&blocks)
+            .map(|(c, block)| match block {
+                Ok(HopBlock {
+                    routing: Routing::Forward { .. },
+                    ..
+                }) => Ok(c),
+                // final hops and broken blocks need no blinding; the error is never read
+                _ => Err(PacketError::BadMac),
+            })
+            .collect();
+        let blinded = batch_by_index(&forwards, |c| (&c.alpha, *c.secrets.blinding_factor()));
+        checked
+            .into_iter()
+            .zip(blocks)
+            .zip(blinded)
+            .map(|((checked, block), blinded)| {
+                let block = block?;
+                let next_alpha = match block.routing {
+                    Routing::Forward { .. } => blinded?,
+                    Routing::Final { .. } => [0; 32],
+                };
+                checked.complete(block, next_alpha)
+            })
+            .collect()
+    }
+
+    /// Writes the next header (for a forward hop) and removes this hop's payload layer.
+    fn complete(self, block: HopBlock, next_alpha: [u8; 32]) -> Result<Processed, PacketError> {
         let CheckedPacket {
             mut packet,
-            alpha,
             secrets,
+            ..
         } = self;
         let (header, payload) = packet.split_mut()?;
-        let (version, routing) = header::unwrap(header, &alpha, &secrets)?;
-        let key = secrets.payload_key(version.has_seeded_payload_keys());
+        let key = secrets.payload_key(block.version.has_seeded_payload_keys());
         crypto::lioness_decrypt(&key, payload);
-        Ok(match routing {
-            Routing::Forward { next_hop, delay } => Processed::Forward {
-                next_hop,
-                delay,
-                packet,
-            },
+        Ok(match block.routing {
+            Routing::Forward { next_hop, delay } => {
+                block.rewrite(header, &next_alpha);
+                Processed::Forward {
+                    next_hop,
+                    delay,
+                    packet,
+                }
+            }
             Routing::Final {
                 destination,
                 surb_id,

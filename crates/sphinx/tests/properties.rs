@@ -241,6 +241,90 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// Batches give exactly what packet-by-packet processing gives, whatever the mix of good
+    /// packets, packets for other nodes, tampered and random ones.
+    #[test]
+    fn batches_agree_with_single_packets(
+        case in case(),
+        others in prop::collection::vec(case(), 0..3),
+        recipes in prop::collection::vec((size(), version(), 0..=21usize), 0..6),
+        garbage in prop::collection::vec((size(), any::<[u8; 32]>(), any::<u8>()), 0..4),
+        flips in prop::collection::vec(any::<prop::sample::Index>(), 0..4),
+        seed in any::<[u8; 32]>(),
+    ) {
+        // packets for the case's first node, packets for other nodes, tampered and random ones
+        let key = &case.keys[0];
+        let mut rng = ChaCha20Rng::from_seed(seed);
+        let mut packets = vec![case.packet.clone()];
+        for (size, version, len) in recipes {
+            packets.push(
+                PacketBuilder::new(size)
+                    .version(version)
+                    .build(&mut rng, &case.route, &case.delays, &case.destination, &vec![7; len])
+                    .unwrap(),
+            );
+        }
+        packets.extend(others.iter().map(|other| other.packet.clone()));
+        for flip_at in &flips {
+            let i = flip_at.index(packets.len());
+            let bit = flip_at.index(packets[i].size().packet_len() * 8);
+            packets.push(flip(&packets[i], bit));
+        }
+        for (size, seed, alpha_top) in garbage {
+            let mut bytes = vec![0u8; size.packet_len()];
+            rand_core::Rng::fill_bytes(&mut ChaCha20Rng::from_seed(seed), &mut bytes);
+            bytes[31] = alpha_top; // sometimes canonical, sometimes not
+            packets.push(Packet::from_bytes(bytes).unwrap());
+        }
+
+        let singles: Vec<_> = packets
+            .iter()
+            .map(|p| key.check(p.clone()).map(|c| (c.replay_tag(), outcome(c.finish()))))
+            .collect();
+        let checked = key.check_batch(packets);
+        let tags: Vec<_> = checked.iter().map(|c| c.as_ref().map(|c| c.replay_tag()).map_err(|e| *e)).collect();
+        let passed: Vec<_> = checked.into_iter().filter_map(Result::ok).collect();
+        prop_assert!(!passed.is_empty(), "the case's own packet passes");
+        let mut finished = umbra_sphinx::CheckedPacket::finish_batch(passed).into_iter();
+        for (single, tag) in singles.into_iter().zip(tags) {
+            match (single, tag) {
+                (Ok((single_tag, single_out)), Ok(tag)) => {
+                    prop_assert_eq!(single_tag, tag);
+                    prop_assert_eq!(single_out, outcome(finished.next().unwrap()));
+                }
+                (Err(single), Err(batch)) => prop_assert_eq!(single, batch),
+                (single, batch) => prop_assert!(false, "single {:?} but batch {:?}", single.err(), batch),
+            }
+        }
+        prop_assert!(finished.next().is_none());
+    }
+}
+
+/// What processing gave, with every byte, for comparing.
+fn outcome(processed: Result<Processed, PacketError>) -> Result<(String, Vec<u8>), PacketError> {
+    processed.map(|processed| match processed {
+        Processed::Forward {
+            next_hop,
+            delay,
+            packet,
+        } => (
+            format!("forward to {next_hop:?} after {delay:?}"),
+            packet.into_bytes(),
+        ),
+        Processed::Final {
+            destination,
+            surb_id,
+            payload,
+        } => (
+            format!("final at {destination:?} {surb_id:?}"),
+            payload.as_bytes().to_vec(),
+        ),
+    })
+}
+
 /// Every single bit of a header, at every hop of a route, not just a sample.
 #[test]
 fn every_header_bit_matters_at_every_hop() {
