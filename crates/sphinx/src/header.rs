@@ -153,16 +153,6 @@ pub(crate) fn alpha(header: &[u8; HEADER_LEN]) -> [u8; ALPHA_LEN] {
     alpha
 }
 
-/// The cheap first half of a hop: decode α, derive the shared secret, check the MAC.
-pub(crate) fn open(
-    header: &[u8; HEADER_LEN],
-    private_key: &[u8; 32],
-) -> Result<(EdwardsPoint, HopSecrets), PacketError> {
-    let alpha = crypto::decode_point(&alpha(header))?;
-    let shared = Zeroizing::new(crypto::x25519(&alpha, *private_key)?);
-    Ok((alpha, verify(header, &shared)?))
-}
-
 /// Derives a hop's secrets from its shared secret and checks the header MAC with them.
 pub(crate) fn verify(
     header: &[u8; HEADER_LEN],

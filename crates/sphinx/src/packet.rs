@@ -178,12 +178,7 @@ impl PrivateKey {
     /// header MAC, and reveals the packet's replay tag. A node that has seen the tag before
     /// drops the [`CheckedPacket`] and saves the expensive half.
     pub fn check(&self, packet: Packet) -> Result<CheckedPacket, PacketError> {
-        let (alpha, secrets) = header::open(packet.header()?, self.as_bytes())?;
-        Ok(CheckedPacket {
-            packet,
-            alpha,
-            secrets,
-        })
+        check_with_keys(&[self], packet)
     }
 
     /// [`PrivateKey::check`] for many packets at once: the same results, in the same order,
@@ -191,41 +186,99 @@ impl PrivateKey {
     /// inversion per packet, as much as 250 multiplications; a batch shares one. Meant for a
     /// node with packets queued; it allocates a few small vectors per batch.
     pub fn check_batch(&self, packets: Vec<Packet>) -> Vec<Result<CheckedPacket, PacketError>> {
-        let alphas: Vec<Result<[u8; 32], PacketError>> = packets
-            .iter()
-            .map(|p| p.header().map(header::alpha))
-            .collect();
-        let points: Vec<Result<EdwardsPoint, PacketError>> = crypto::decode_points(
-            alphas
-                .iter()
-                .map(|alpha| alpha.as_ref().unwrap_or(&[0; 32])),
-        )
-        .into_iter()
-        .zip(&alphas)
-        .map(|(point, alpha)| alpha.and(point))
-        .collect();
-        let shared = batch_by_index(&points, |alpha| (alpha, *self.as_bytes()));
-        packets
-            .into_iter()
-            .zip(points)
-            .zip(shared)
-            .map(|((packet, alpha), shared)| {
-                let alpha = alpha?;
-                let shared = Zeroizing::new(shared?);
-                let secrets = header::verify(packet.header()?, &shared)?;
-                Ok(CheckedPacket {
-                    packet,
-                    alpha,
-                    secrets,
-                })
-            })
-            .collect()
+        check_batch_with_keys(&[self], packets)
     }
 
     /// Processes a packet in one step; see [`Packet::process`].
     pub fn process(&self, packet: Packet) -> Result<Processed, PacketError> {
         packet.process(self)
     }
+}
+
+/// [`PrivateKey::check`] with the first of `keys` whose MAC verifies: for a node holding the
+/// keys of two rotations that is not told which one a packet was built for. α is decoded only
+/// once. [`CheckedPacket::key_index`] says which key it was; with no key that fits, the error
+/// is [`PacketError::BadMac`].
+pub fn check_with_keys(keys: &[&PrivateKey], packet: Packet) -> Result<CheckedPacket, PacketError> {
+    let header = packet.header()?;
+    let alpha = crypto::decode_point(&header::alpha(header))?;
+    for (key_index, key) in keys.iter().enumerate() {
+        let shared = Zeroizing::new(crypto::x25519(&alpha, *key.as_bytes())?);
+        match header::verify(header, &shared) {
+            Ok(secrets) => {
+                return Ok(CheckedPacket {
+                    packet,
+                    alpha,
+                    secrets,
+                    key_index,
+                });
+            }
+            Err(PacketError::BadMac) => continue,
+            Err(error) => return Err(error),
+        }
+    }
+    Err(PacketError::BadMac)
+}
+
+/// [`check_with_keys`] for many packets at once (see [`PrivateKey::check_batch`]): one batch
+/// per key, each over the packets no earlier key opened.
+pub fn check_batch_with_keys(
+    keys: &[&PrivateKey],
+    packets: Vec<Packet>,
+) -> Vec<Result<CheckedPacket, PacketError>> {
+    let alphas: Vec<Result<[u8; 32], PacketError>> = packets
+        .iter()
+        .map(|p| p.header().map(header::alpha))
+        .collect();
+    let points: Vec<Result<EdwardsPoint, PacketError>> = crypto::decode_points(
+        alphas
+            .iter()
+            .map(|alpha| alpha.as_ref().unwrap_or(&[0; 32])),
+    )
+    .into_iter()
+    .zip(&alphas)
+    .map(|(point, alpha)| alpha.and(point))
+    .collect();
+    // Until a key opens it, a packet stands refused with a bad MAC, the answer when none does.
+    let mut opened: Vec<Result<(usize, HopSecrets), PacketError>> = points
+        .iter()
+        .map(|point| Err(point.as_ref().err().copied().unwrap_or(PacketError::BadMac)))
+        .collect();
+    for (key_index, key) in keys.iter().enumerate() {
+        let waiting: Vec<Result<&EdwardsPoint, PacketError>> = points
+            .iter()
+            .zip(&opened)
+            .map(|(point, opened)| match (point, opened) {
+                (Ok(point), Err(PacketError::BadMac)) => Ok(point),
+                _ => Err(PacketError::BadMac),
+            })
+            .collect();
+        let shared = batch_by_index(&waiting, |point| (*point, *key.as_bytes()));
+        for (((slot, waiting), shared), packet) in
+            opened.iter_mut().zip(&waiting).zip(shared).zip(&packets)
+        {
+            if waiting.is_ok() {
+                *slot = shared.and_then(|shared| {
+                    let shared = Zeroizing::new(shared);
+                    header::verify(packet.header()?, &shared).map(|secrets| (key_index, secrets))
+                });
+            }
+        }
+    }
+    packets
+        .into_iter()
+        .zip(points)
+        .zip(opened)
+        .map(|((packet, alpha), opened)| {
+            let (key_index, secrets) = opened?;
+            Ok(CheckedPacket {
+                packet,
+                alpha: alpha?,
+                secrets,
+                key_index,
+            })
+        })
+        .collect()
 }
 
 /// X25519 of every `Ok` item in one batch (see [`crypto::x25519_batch`]), with results
@@ -255,12 +308,19 @@ pub struct CheckedPacket {
     packet: Packet,
     alpha: EdwardsPoint,
     secrets: HopSecrets,
+    key_index: usize,
 }
 
 impl CheckedPacket {
     /// The packet's replay tag under this node's key.
     pub fn replay_tag(&self) -> ReplayTag {
         ReplayTag::new(*self.secrets.replay_tag())
+    }
+
+    /// Which of the keys given to [`check_with_keys`] opened the packet (0 for
+    /// [`PrivateKey::check`]).
+    pub fn key_index(&self) -> usize {
+        self.key_index
     }
 
     /// The expensive second half: decrypts the routing block, blinds α for the next hop and

@@ -255,8 +255,10 @@ proptest! {
         flips in prop::collection::vec(any::<prop::sample::Index>(), 0..4),
         seed in any::<[u8; 32]>(),
     ) {
-        // packets for the case's first node, packets for other nodes, tampered and random ones
-        let key = &case.keys[0];
+        // packets for the case's first node, packets for other nodes, tampered and random ones,
+        // opened with a stranger's key tried first (as a node tries its rotations)
+        let stranger = PrivateKey::from_bytes(seed);
+        let keys = [&stranger, &case.keys[0]];
         let mut rng = ChaCha20Rng::from_seed(seed);
         let mut packets = vec![case.packet.clone()];
         for (size, version, len) in recipes {
@@ -282,12 +284,19 @@ proptest! {
 
         let singles: Vec<_> = packets
             .iter()
-            .map(|p| key.check(p.clone()).map(|c| (c.replay_tag(), outcome(c.finish()))))
+            .map(|p| {
+                umbra_sphinx::check_with_keys(&keys, p.clone())
+                    .map(|c| ((c.key_index(), c.replay_tag()), outcome(c.finish())))
+            })
             .collect();
-        let checked = key.check_batch(packets);
-        let tags: Vec<_> = checked.iter().map(|c| c.as_ref().map(|c| c.replay_tag()).map_err(|e| *e)).collect();
+        let checked = umbra_sphinx::check_batch_with_keys(&keys, packets);
+        let tags: Vec<_> = checked
+            .iter()
+            .map(|c| c.as_ref().map(|c| (c.key_index(), c.replay_tag())).map_err(|e| *e))
+            .collect();
         let passed: Vec<_> = checked.into_iter().filter_map(Result::ok).collect();
         prop_assert!(!passed.is_empty(), "the case's own packet passes");
+        prop_assert!(passed.iter().any(|c| c.key_index() == 1), "opened by the second key");
         let mut finished = umbra_sphinx::CheckedPacket::finish_batch(passed).into_iter();
         for (single, tag) in singles.into_iter().zip(tags) {
             match (single, tag) {

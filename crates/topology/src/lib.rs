@@ -1,0 +1,9 @@
+#![doc = include_str!("../README.md")]
+
+mod document;
+mod err;
+mod node;
+
+pub use document::Topology;
+pub use err::TopologyError;
+pub use node::{Layer, NodeDescriptor, NodeId, NoiseKey, Role};
