@@ -43,7 +43,7 @@ pub enum KeyRotation {
 impl KeyRotation {
     /// The rotation of the key with this rotation number.
     pub const fn of(rotation: u32) -> KeyRotation {
-        if rotation % 2 == 0 {
+        if rotation.is_multiple_of(2) {
             KeyRotation::Even
         } else {
             KeyRotation::Odd
