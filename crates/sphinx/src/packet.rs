@@ -314,7 +314,7 @@ pub struct CheckedPacket {
 impl CheckedPacket {
     /// The packet's replay tag under this node's key.
     pub fn replay_tag(&self) -> ReplayTag {
-        ReplayTag::new(*self.secrets.replay_tag())
+        ReplayTag::from_bytes(*self.secrets.replay_tag())
     }
 
     /// Which of the keys given to [`check_with_keys`] opened the packet (0 for

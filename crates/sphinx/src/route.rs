@@ -162,7 +162,8 @@ impl Delay {
 pub struct ReplayTag([u8; 32]);
 
 impl ReplayTag {
-    pub(crate) const fn new(bytes: [u8; 32]) -> Self {
+    /// A tag from its bytes (as a replay filter might store them).
+    pub const fn from_bytes(bytes: [u8; 32]) -> Self {
         ReplayTag(bytes)
     }
 

@@ -1,0 +1,241 @@
+//! The single-threaded state of a mix node: the delay queue, the next-hop rule and the
+//! counters. Sans-IO: it is fed what the [`crate::Unwrapper`] made of each frame together
+//! with the time, and polled for packets that are due and for when it next wants to be woken.
+//!
+//! A packet that arrives at `now` asking for a delay `d` is due at `now + min(d, max_delay)`.
+//! Packets leave in the order of their due times (arrival order among equal times), and each
+//! leaves when polled at or after its due time; how late that was is recorded.
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BTreeMap, BinaryHeap, HashSet};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use umbra_wire::frame::Frame;
+
+use crate::config::MixConfig;
+use crate::unwrap::{Dropped, Unwrapped};
+
+/// A packet due to go out.
+#[derive(Debug)]
+pub struct Transmit {
+    /// The next node.
+    pub to: SocketAddr,
+    /// The frame to send it.
+    pub frame: Frame,
+    /// When it was due.
+    pub due: Instant,
+}
+
+/// Everything a mix node counts. Every packet received ends in exactly one of forwarded,
+/// replayed, malformed, expired or dropped, or is still queued.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Counters {
+    /// Frames received.
+    pub received: u64,
+    /// Packets handed on for sending, when due.
+    pub forwarded: u64,
+    /// Packets dropped as replays.
+    pub replayed: u64,
+    /// Packets whose frame named a key rotation the node does not hold.
+    pub expired: u64,
+    /// Frames and packets refused as malformed, by reason.
+    pub malformed: BTreeMap<&'static str, u64>,
+    /// Packets dropped for other reasons, by reason.
+    pub dropped: BTreeMap<&'static str, u64>,
+    /// Packets whose requested delay was cut to the maximum.
+    pub delays_capped: u64,
+    /// How late packets left against their due times.
+    pub lateness: Histogram,
+}
+
+/// The number of packets whose lateness fell in each bucket.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Histogram {
+    counts: Vec<u64>,
+    sum: Duration,
+}
+
+impl Histogram {
+    /// Upper bounds of the buckets, in seconds (a last bucket takes the rest).
+    pub const BOUNDS: [f64; 14] = [
+        0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+        1.0, 10.0,
+    ];
+
+    fn record(&mut self, value: Duration) {
+        let seconds = value.as_secs_f64();
+        let bucket = Self::BOUNDS
+            .iter()
+            .position(|&bound| seconds <= bound)
+            .unwrap_or(Self::BOUNDS.len());
+        if let Some(count) = self.counts.get_mut(bucket) {
+            *count += 1;
+        }
+        self.sum += value;
+    }
+
+    /// Counts per bucket, [`Histogram::BOUNDS`] order, then the overflow bucket.
+    pub fn counts(&self) -> &[u64] {
+        &self.counts
+    }
+
+    /// The sum of all values recorded.
+    pub fn sum(&self) -> Duration {
+        self.sum
+    }
+
+    /// Values recorded.
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            counts: vec![0; Self::BOUNDS.len() + 1],
+            sum: Duration::ZERO,
+        }
+    }
+}
+
+/// A packet waiting for its time.
+#[derive(Debug)]
+struct Scheduled {
+    due: Instant,
+    seq: u64,
+    transmit: Transmit,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.due, self.seq) == (other.due, other.seq)
+    }
+}
+
+impl Eq for Scheduled {}
+
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Scheduled {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.due, self.seq).cmp(&(other.due, other.seq))
+    }
+}
+
+/// The state of a mix node between unwrapping and sending.
+#[derive(Debug)]
+pub struct MixCore {
+    max_delay: Duration,
+    next_hops: HashSet<SocketAddr>,
+    queue: BinaryHeap<Reverse<Scheduled>>,
+    next_seq: u64,
+    counters: Counters,
+}
+
+impl MixCore {
+    /// A core that forwards only to `next_hops` (the next layer's nodes).
+    pub fn new(config: &MixConfig, next_hops: impl IntoIterator<Item = SocketAddr>) -> Self {
+        MixCore {
+            max_delay: config.max_delay,
+            next_hops: next_hops.into_iter().collect(),
+            queue: BinaryHeap::new(),
+            next_seq: 0,
+            counters: Counters::default(),
+        }
+    }
+
+    /// Replaces the nodes packets may be forwarded to (a new topology).
+    pub fn set_next_hops(&mut self, next_hops: impl IntoIterator<Item = SocketAddr>) {
+        self.next_hops = next_hops.into_iter().collect();
+    }
+
+    /// Takes what the unwrapper made of a frame that arrived at `now`.
+    pub fn handle(&mut self, now: Instant, unwrapped: Unwrapped) {
+        self.counters.received += 1;
+        let forward = match unwrapped {
+            Ok(forward) => forward,
+            Err(dropped) => return self.count_dropped(dropped),
+        };
+        let to = match umbra_wire::address::decode(&forward.next_hop) {
+            Ok(to) if self.next_hops.contains(&to) => to,
+            Ok(_) => return self.count("not_next_layer"),
+            Err(_) => return self.count("bad_next_hop"),
+        };
+        let requested = forward.delay.as_duration();
+        if requested > self.max_delay {
+            self.counters.delays_capped += 1;
+        }
+        let due = now + requested.min(self.max_delay);
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.queue.push(Reverse(Scheduled {
+            due,
+            seq,
+            transmit: Transmit {
+                to,
+                frame: Frame {
+                    header: forward.header,
+                    packet: forward.packet,
+                },
+                due,
+            },
+        }));
+    }
+
+    /// The next packet due at `now`, if any.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        if self.queue.peek()?.0.due > now {
+            return None;
+        }
+        let Reverse(scheduled) = self.queue.pop()?;
+        self.counters.forwarded += 1;
+        self.counters
+            .lateness
+            .record(now.saturating_duration_since(scheduled.due));
+        Some(scheduled.transmit)
+    }
+
+    /// When the next packet is due, if any is queued.
+    pub fn next_wakeup(&self) -> Option<Instant> {
+        self.queue.peek().map(|scheduled| scheduled.0.due)
+    }
+
+    /// Packets waiting for their time.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// What has been counted so far.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Counts a packet the shell could not send after all (`reason`, e.g. a full link queue).
+    pub fn count_send_failure(&mut self, reason: &'static str) {
+        self.count(reason);
+    }
+
+    fn count_dropped(&mut self, dropped: Dropped) {
+        match dropped {
+            Dropped::BadFrame(error) => {
+                *self.counters.malformed.entry(error.reason()).or_default() += 1
+            }
+            Dropped::Malformed(error) => {
+                *self.counters.malformed.entry(error.reason()).or_default() += 1
+            }
+            Dropped::Replayed => self.counters.replayed += 1,
+            Dropped::Expired => self.counters.expired += 1,
+            Dropped::FinalHop => self.count("final_hop"),
+        }
+    }
+
+    fn count(&mut self, reason: &'static str) {
+        *self.counters.dropped.entry(reason).or_default() += 1;
+    }
+}
