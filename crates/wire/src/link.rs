@@ -28,6 +28,15 @@ pub enum Record {
     },
 }
 
+/// The length of the message a record prefix announces, checked.
+pub fn message_len(prefix: [u8; 2]) -> Result<usize, LinkError> {
+    let len = usize::from(u16::from_be_bytes(prefix));
+    if len < TAG_LEN {
+        return Err(LinkError::MessageTooShort { len });
+    }
+    Ok(len)
+}
+
 /// Finds the record at the start of `bytes`.
 pub fn decode(bytes: &[u8]) -> Result<Record, LinkError> {
     let Some(prefix) = bytes.first_chunk::<2>() else {
@@ -35,11 +44,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record, LinkError> {
             needed: 2 - bytes.len(),
         });
     };
-    let message_len = usize::from(u16::from_be_bytes(*prefix));
-    if message_len < TAG_LEN {
-        return Err(LinkError::MessageTooShort { len: message_len });
-    }
-    let len = 2 + message_len;
+    let len = 2 + message_len(*prefix)?;
     if bytes.len() < len {
         return Ok(Record::Incomplete {
             needed: len - bytes.len(),

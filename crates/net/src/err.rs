@@ -1,0 +1,115 @@
+//! What can go wrong in the shells.
+
+use std::io;
+use std::path::PathBuf;
+
+use umbra_topology::NoiseKey;
+use umbra_wire::FrameError;
+
+/// Why a link failed or was refused. Every one closes the link; none stops the node.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LinkError {
+    /// The socket failed.
+    #[error("link: {0}")]
+    Io(#[from] io::Error),
+    /// The Noise handshake failed (a peer with another key, or not a Noise peer at all).
+    #[error("link handshake: {0}")]
+    Handshake(String),
+    /// The handshake took too long.
+    #[error("link handshake: timed out")]
+    Timeout,
+    /// A record's length prefix is impossible.
+    #[error("link: {0}")]
+    Record(umbra_wire::LinkError),
+    /// A record did not decrypt: not from the peer the handshake authenticated.
+    #[error("link: a record does not decrypt")]
+    Decrypt,
+    /// The plaintext is not a stream of frames.
+    #[error("link: {0}")]
+    Frame(FrameError),
+    /// The peer closed the link in the middle of a record or frame.
+    #[error("link: closed in the middle of a record or frame")]
+    Truncated,
+    /// The peer's static key belongs to no node the topology lists.
+    #[error("link: the peer's key {0} is not in the topology")]
+    UnknownPeer(NoiseKey),
+}
+
+impl LinkError {
+    pub(crate) fn noise(error: snow::Error) -> LinkError {
+        LinkError::Handshake(error.to_string())
+    }
+
+    /// A short, stable name for the error, for metrics labels.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            LinkError::Io(_) => "io",
+            LinkError::Handshake(_) => "handshake",
+            LinkError::Timeout => "timeout",
+            LinkError::Record(_) => "record",
+            LinkError::Decrypt => "decrypt",
+            LinkError::Frame(error) => error.reason(),
+            LinkError::Truncated => "truncated",
+            LinkError::UnknownPeer(_) => "unknown_peer",
+        }
+    }
+}
+
+/// Why a node could not start: a file or a setting, named, with what is wrong.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// A file could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// A file could not be written.
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// A file's contents are wrong.
+    #[error("{}: {problem}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it and how to fix it.
+        problem: String,
+    },
+    /// A directory is already set up.
+    #[error("{} already holds a node ({} exists); use another directory, or delete it to start over (losing the node's keys)", dir.display(), existing.display())]
+    AlreadyInitialised {
+        /// The data directory.
+        dir: PathBuf,
+        /// The file found.
+        existing: PathBuf,
+    },
+    /// A socket could not be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// The address.
+        address: std::net::SocketAddr,
+        /// Why.
+        source: io::Error,
+    },
+    /// Anything else that stops the node, said plainly.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl NodeError {
+    pub(crate) fn invalid(path: impl Into<PathBuf>, problem: impl Into<String>) -> Self {
+        NodeError::Invalid {
+            path: path.into(),
+            problem: problem.into(),
+        }
+    }
+}

@@ -1,0 +1,11 @@
+#![doc = include_str!("../README.md")]
+
+mod err;
+pub mod http;
+pub mod keys;
+pub mod link;
+pub mod metrics;
+pub mod mixnode;
+pub mod noise;
+
+pub use err::{LinkError, NodeError};

@@ -1,0 +1,256 @@
+//! A mix node's configuration file, `config.toml` in its data directory.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use umbra_mixnode::MixConfig;
+
+use crate::err::NodeError;
+use crate::link::LinkConfig;
+
+/// Everything a mix node can be told. Every field but the addresses has a default.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MixnodeConfig {
+    /// Where other nodes connect to this one.
+    pub listen_address: SocketAddr,
+    /// The topology file, relative to the data directory.
+    #[serde(default = "default_topology")]
+    pub topology: PathBuf,
+    /// The HTTP endpoint.
+    #[serde(default)]
+    pub http: HttpConfig,
+    /// How packets are mixed.
+    #[serde(default)]
+    pub mixing: MixConfig,
+    /// How links behave.
+    #[serde(default)]
+    pub links: LinkConfig,
+    /// Sphinx processing threads.
+    #[serde(default)]
+    pub workers: WorkerConfig,
+    /// What is kept on disk.
+    #[serde(default)]
+    pub storage: StorageConfig,
+}
+
+fn default_topology() -> PathBuf {
+    PathBuf::from("topology.json")
+}
+
+/// Where `/metrics` and `/health` are served.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Whether to serve them at all.
+    pub enabled: bool,
+    /// The address.
+    pub listen_address: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            enabled: true,
+            listen_address: SocketAddr::from(([127, 0, 0, 1], 8000)),
+        }
+    }
+}
+
+/// The threads that process Sphinx packets.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerConfig {
+    /// How many; 0 means one per CPU core.
+    pub threads: usize,
+    /// The most packets a thread processes at once (batches share costly field inversions).
+    pub batch_size: usize,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            threads: 0,
+            batch_size: 32,
+        }
+    }
+}
+
+/// What is kept on disk.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// How often the replay filters are saved (they are also saved on shutdown).
+    #[serde(with = "humantime_serde")]
+    pub replay_save_interval: Duration,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            replay_save_interval: Duration::from_secs(600),
+        }
+    }
+}
+
+impl MixnodeConfig {
+    /// The defaults, listening at the given addresses.
+    pub fn new(listen_address: SocketAddr, http_address: SocketAddr) -> Self {
+        MixnodeConfig {
+            listen_address,
+            topology: default_topology(),
+            http: HttpConfig {
+                enabled: true,
+                listen_address: http_address,
+            },
+            mixing: MixConfig::default(),
+            links: LinkConfig::default(),
+            workers: WorkerConfig::default(),
+            storage: StorageConfig::default(),
+        }
+    }
+
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> Result<MixnodeConfig, NodeError> {
+        let text = std::fs::read_to_string(path).map_err(|source| NodeError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let config: MixnodeConfig =
+            toml::from_str(&text).map_err(|error| NodeError::invalid(path, error.to_string()))?;
+        config
+            .validate()
+            .map_err(|problem| NodeError::invalid(path, problem))?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        self.mixing.validate().map_err(|error| error.to_string())?;
+        if self.links.queue_len == 0 {
+            return Err("setting `links.queue_len`: must be at least 1 (Nym uses 2000)".into());
+        }
+        if self.links.reconnect_initial > self.links.reconnect_max {
+            return Err(
+                "setting `links.reconnect_initial`: longer than `links.reconnect_max`".into(),
+            );
+        }
+        if self.workers.batch_size == 0 {
+            return Err("setting `workers.batch_size`: must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// The configuration file `umbra mixnode init` writes: every setting, commented, with
+    /// its default.
+    pub fn template(listen_address: SocketAddr, http_address: SocketAddr) -> String {
+        TEMPLATE
+            .replace("{listen_address}", &listen_address.to_string())
+            .replace("{http_address}", &http_address.to_string())
+    }
+}
+
+const TEMPLATE: &str = r#"# An Umbra mix node. Written by `umbra mixnode init`; every setting is shown with its
+# default. Durations read like "250ms", "10s", "5m", "25h". Paths are relative to this directory.
+
+# Where other nodes connect to this node (Noise over TCP). The topology must list this node
+# with the address other nodes reach it at.
+listen_address = "{listen_address}"
+
+# The topology: every node of the network, until the validators serve it.
+topology = "topology.json"
+
+[http]
+# /metrics (Prometheus text) and /health. Keep it on a private address.
+enabled = true
+listen_address = "{http_address}"
+
+[mixing]
+# The longest a packet is held, whatever delay its sender chose (Nym: 10s).
+max_delay = "10s"
+
+[mixing.replay]
+# The replay filter of each key rotation remembers every packet's tag, so a replayed packet is
+# dropped. It is sized for this many packets per second over this long, wrongly taking a fresh
+# packet for a replay at this rate once full. Nym's sizing takes 539 MB per filter; a node
+# keeps two (the current and the previous key rotation).
+expected_packets_per_second = 2000
+retention = "25h"
+false_positive_rate = 1e-5
+
+[links]
+# Frames waiting for each next-layer node; beyond this they are dropped and counted.
+queue_len = 2000
+# After a link fails: wait this long, doubling per failure up to the maximum.
+reconnect_initial = "10s"
+reconnect_max = "5m"
+# How long a Noise handshake may take.
+handshake_timeout = "5s"
+# Inbound links open at once.
+max_inbound = 1024
+
+[workers]
+# Threads processing Sphinx packets; 0 means one per CPU core.
+threads = 0
+# The most packets a thread processes at once.
+batch_size = 32
+
+[storage]
+# How often the replay filters are saved; they are also saved when the node stops.
+replay_save_interval = "10m"
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_template_is_the_defaults() {
+        let listen: SocketAddr = "0.0.0.0:1789".parse().unwrap();
+        let http = "127.0.0.1:8000".parse().unwrap();
+        let parsed: MixnodeConfig = toml::from_str(&MixnodeConfig::template(listen, http)).unwrap();
+        assert_eq!(parsed, MixnodeConfig::new(listen, http));
+        let minimal: MixnodeConfig = toml::from_str("listen_address = \"0.0.0.0:1789\"").unwrap();
+        assert_eq!(minimal, MixnodeConfig::new(listen, http));
+    }
+
+    #[test]
+    fn bad_settings_name_the_setting() {
+        let dir = std::env::temp_dir().join(format!("umbra-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("config.toml");
+        let cases = [
+            ("listen_address = 5", "listen_address"),
+            (
+                "listen_address = \"0.0.0.0:1\"\n[mixing]\nmax_delay = \"forever\"",
+                "max_delay",
+            ),
+            (
+                "listen_address = \"0.0.0.0:1\"\n[links]\nqueue_len = 0",
+                "queue_len",
+            ),
+            (
+                "listen_address = \"0.0.0.0:1\"\n[mixing.replay]\nfalse_positive_rate = 2.0",
+                "false_positive_rate",
+            ),
+            (
+                "listen_address = \"0.0.0.0:1\"\ncolour = \"blue\"",
+                "colour",
+            ),
+            (
+                "listen_address = \"0.0.0.0:1\"\n[mixing]\nmax_delay = \"2h\"",
+                "over an hour",
+            ),
+        ];
+        for (text, expected) in cases {
+            std::fs::write(&path, text).unwrap();
+            let error = MixnodeConfig::load(&path).unwrap_err().to_string();
+            assert!(
+                error.contains("config.toml") && error.contains(expected),
+                "{error:?} should name {expected:?}"
+            );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,607 @@
+//! Mix nodes on loopback, on real Noise links: a sender (playing the entry gateway) pushes
+//! packets through three nodes, one per layer, to a sink (the exit gateway), which processes
+//! the last Sphinx layer.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is the point
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use umbra_net::link::{Admission, LinkConfig, LinkCounters, Peer, PeerLink, serve_inbound};
+use umbra_net::metrics::sample;
+use umbra_net::mixnode::{self, Mixnode, MixnodeConfig};
+use umbra_net::noise::{self, NoiseKeypair};
+use umbra_sphinx::{
+    Delay, Destination, DestinationAddress, Hop, PacketBuilder, PacketSize, PrivateKey, Processed,
+    SurbId,
+};
+use umbra_topology::{Layer, NodeDescriptor, NodeId, Role, Topology};
+use umbra_wire::frame::{Frame, FrameHeader};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A mix node's slot: its directory and addresses, and the task when it runs.
+struct Mix {
+    dir: PathBuf,
+    address: SocketAddr,
+    http: SocketAddr,
+    running: Option<(
+        CancellationToken,
+        JoinHandle<Result<(), umbra_net::NodeError>>,
+    )>,
+}
+
+struct Net {
+    root: PathBuf,
+    topology: Topology,
+    mixes: Vec<Mix>,
+    sender_keys: Arc<NoiseKeypair>,
+    sink: Sink,
+}
+
+struct Sink {
+    sphinx: PrivateKey,
+    node: NodeDescriptor,
+    frames: mpsc::UnboundedReceiver<Frame>,
+    stop: CancellationToken,
+}
+
+async fn free_address() -> (TcpListener, SocketAddr) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    (listener, address)
+}
+
+fn test_config(listen: SocketAddr, http: SocketAddr, queue_len: usize) -> MixnodeConfig {
+    let mut config = MixnodeConfig::new(listen, http);
+    config.mixing.replay.expected_packets_per_second = 50;
+    config.mixing.replay.retention = Duration::from_secs(3600);
+    config.links.queue_len = queue_len;
+    config.links.reconnect_initial = Duration::from_millis(50);
+    config.links.reconnect_max = Duration::from_millis(200);
+    config.links.handshake_timeout = Duration::from_secs(2);
+    config.workers.threads = 2;
+    config
+}
+
+impl Net {
+    /// Three mix nodes (started), a sender's key in the topology, and a listening sink.
+    async fn start(name: &str, queue_len: usize) -> Net {
+        let root = std::env::temp_dir().join(format!("umbra-net-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let mut nodes = Vec::new();
+        let mut mixes = Vec::new();
+        let mut listeners = Vec::new();
+        for layer in Layer::ALL {
+            let (listener, address) = free_address().await;
+            let (http_listener, http) = free_address().await;
+            let dir = root.join(format!("mix{}", layer.number()));
+            let made = mixnode::init(&dir, address, http).unwrap();
+            let config = test_config(address, http, queue_len);
+            std::fs::write(
+                dir.join(mixnode::CONFIG_FILE),
+                toml::to_string(&config).unwrap(),
+            )
+            .unwrap();
+            nodes.push(NodeDescriptor {
+                id: NodeId(u32::from(layer.number())),
+                role: Role::Mix(layer),
+                mix_address: address,
+                sphinx_key: made.sphinx_key,
+                noise_key: made.noise_key,
+            });
+            mixes.push(Mix {
+                dir,
+                address,
+                http,
+                running: None,
+            });
+            listeners.push((listener, http_listener));
+        }
+        let sender_keys = Arc::new(NoiseKeypair::generate());
+        nodes.push(NodeDescriptor {
+            id: NodeId(10),
+            role: Role::Gateway,
+            mix_address: "127.0.0.1:9".parse().unwrap(),
+            sphinx_key: PrivateKey::generate(&mut rand::rng()).public_key(),
+            noise_key: sender_keys.public(),
+        });
+        let (sink_listener, sink_address) = free_address().await;
+        let sink_keys = Arc::new(NoiseKeypair::generate());
+        let sink_sphinx = PrivateKey::generate(&mut rand::rng());
+        let sink_node = NodeDescriptor {
+            id: NodeId(20),
+            role: Role::Gateway,
+            mix_address: sink_address,
+            sphinx_key: sink_sphinx.public_key(),
+            noise_key: sink_keys.public(),
+        };
+        nodes.push(sink_node.clone());
+        let topology = Topology::new(1, nodes).unwrap();
+        for mix in &mixes {
+            std::fs::write(mix.dir.join("topology.json"), topology.to_json()).unwrap();
+        }
+
+        let (frames_in, frames) = mpsc::unbounded_channel();
+        let stop = CancellationToken::new();
+        let admit = admission(&topology);
+        tokio::spawn(serve_inbound(
+            sink_listener,
+            sink_keys,
+            LinkConfig::default(),
+            admit,
+            move |frame| {
+                let _ = frames_in.send(frame);
+            },
+            Arc::new(LinkCounters::default()),
+            stop.clone(),
+        ));
+        let mut net = Net {
+            root,
+            topology,
+            mixes,
+            sender_keys,
+            sink: Sink {
+                sphinx: sink_sphinx,
+                node: sink_node,
+                frames,
+                stop,
+            },
+        };
+        for (i, (listener, http)) in listeners.into_iter().enumerate() {
+            net.run_mix(i, listener, http);
+        }
+        net
+    }
+
+    fn run_mix(&mut self, i: usize, listener: TcpListener, http: TcpListener) {
+        let node = Mixnode::load(&self.mixes[i].dir).unwrap();
+        let stop = CancellationToken::new();
+        let task =
+            tokio::spawn(node.run_with(listener, Some(http), stop.clone().cancelled_owned()));
+        self.mixes[i].running = Some((stop, task));
+    }
+
+    /// Stops mix `i` gracefully and waits for it.
+    async fn stop_mix(&mut self, i: usize) {
+        let (stop, task) = self.mixes[i].running.take().unwrap();
+        stop.cancel();
+        tokio::time::timeout(WAIT, task)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+    }
+
+    async fn restart_mix(&mut self, i: usize) {
+        let listener = TcpListener::bind(self.mixes[i].address).await.unwrap();
+        let http = TcpListener::bind(self.mixes[i].http).await.unwrap();
+        self.run_mix(i, listener, http);
+    }
+
+    /// A link from the sender to layer 1.
+    fn sender(&self) -> (PeerLink, Arc<LinkCounters>) {
+        let layer1 = self.topology.layer(Layer::FIRST).next().unwrap();
+        let counters = Arc::new(LinkCounters::default());
+        let config = LinkConfig {
+            reconnect_initial: Duration::from_millis(50),
+            reconnect_max: Duration::from_millis(200),
+            queue_len: 10_000,
+            ..LinkConfig::default()
+        };
+        let peer = Peer {
+            address: layer1.mix_address,
+            noise_key: layer1.noise_key,
+            name: "layer 1".into(),
+        };
+        let (link, _task) = PeerLink::spawn(
+            peer,
+            Arc::clone(&self.sender_keys),
+            &config,
+            Arc::clone(&counters),
+        );
+        (link, counters)
+    }
+
+    /// A packet through the three layers to the sink, each mix holding it `delay`.
+    fn packet(&self, message: &[u8], delay: Duration) -> Frame {
+        let mut route: Vec<Hop> = Layer::ALL
+            .iter()
+            .map(|&layer| self.topology.layer(layer).next().unwrap().hop())
+            .collect();
+        route.push(self.sink.node.hop());
+        let delays = [
+            Delay::from_duration(delay),
+            Delay::from_duration(delay),
+            Delay::from_duration(delay),
+            Delay::ZERO,
+        ];
+        let destination = Destination::new(DestinationAddress::new([5; 32]), SurbId::default());
+        let packet = PacketBuilder::new(PacketSize::Regular)
+            .build(&mut rand::rng(), &route, &delays, &destination, message)
+            .unwrap();
+        Frame {
+            header: FrameHeader::v7(packet.size()),
+            packet,
+        }
+    }
+
+    /// The next message the sink receives.
+    async fn receive(&mut self) -> Vec<u8> {
+        let frame = tokio::time::timeout(WAIT, self.sink.frames.recv())
+            .await
+            .expect("the sink got nothing")
+            .unwrap();
+        match self.sink.sphinx.process(frame.packet).unwrap() {
+            Processed::Final { payload, .. } => payload.into_plaintext().unwrap(),
+            Processed::Forward { .. } => panic!("the sink is the last hop"),
+        }
+    }
+
+    /// Whether the sink receives anything within `wait`.
+    async fn nothing_arrives(&mut self, wait: Duration) -> bool {
+        tokio::time::timeout(wait, self.sink.frames.recv())
+            .await
+            .is_err()
+    }
+
+    async fn metrics(&self, i: usize) -> String {
+        http_get(self.mixes[i].http, "/metrics").await.1
+    }
+
+    async fn stop(mut self) {
+        for i in 0..self.mixes.len() {
+            if self.mixes[i].running.is_some() {
+                self.stop_mix(i).await;
+            }
+        }
+        self.sink.stop.cancel();
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+fn admission(topology: &Topology) -> Admission {
+    let topology = topology.clone();
+    Arc::new(move |key| {
+        topology
+            .node_with_noise_key(key)
+            .map(|node| node.id.to_string())
+    })
+}
+
+async fn http_get(address: SocketAddr, path: &str) -> (String, String) {
+    let mut stream = TcpStream::connect(address).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    (
+        head.lines().next().unwrap_or("").to_owned(),
+        body.to_owned(),
+    )
+}
+
+/// Polls a metric of mix `i` until it reaches `at_least`.
+async fn wait_for_metric(net: &Net, i: usize, series: &str, at_least: f64) -> f64 {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let value = sample(&net.metrics(i).await, series).unwrap_or(0.0);
+        if value >= at_least || tokio::time::Instant::now() > deadline {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packets_cross_three_layers_intact() {
+    let mut net = Net::start("cross", 2000).await;
+    let (sender, _) = net.sender();
+    let messages: Vec<Vec<u8>> = (0..200u32)
+        .map(|i| format!("message {i}").into_bytes())
+        .collect();
+    for message in &messages {
+        let delay = Duration::from_millis(u64::from(message[8]) % 5);
+        sender.send(net.packet(message, delay)).await.unwrap();
+    }
+    let mut received = Vec::new();
+    for _ in &messages {
+        received.push(net.receive().await);
+    }
+    received.sort();
+    let mut expected = messages.clone();
+    expected.sort();
+    assert_eq!(received, expected);
+    for i in 0..3 {
+        assert_eq!(
+            wait_for_metric(&net, i, "umbra_mixnode_packets_forwarded_total", 200.0).await,
+            200.0,
+            "mix {i}"
+        );
+    }
+    let page = net.metrics(0).await;
+    assert_eq!(
+        sample(&page, "umbra_link_peer_connected{peer=\"node 2\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&page, "umbra_mixnode_delay_queue_packets"),
+        Some(0.0)
+    );
+    let (status, health) = http_get(net.mixes[0].http, "/health").await;
+    assert!(status.contains("200"), "{status}");
+    assert!(
+        health.contains("\"status\":\"ok\"") && health.contains("\"layer\":1"),
+        "{health}"
+    );
+    net.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_packet_is_dropped_even_after_a_restart() {
+    let mut net = Net::start("replay", 2000).await;
+    let (sender, _) = net.sender();
+    let frame = net.packet(b"once only", Duration::ZERO);
+    sender.send(frame.clone()).await.unwrap();
+    assert_eq!(net.receive().await, b"once only");
+    sender.send(frame.clone()).await.unwrap();
+    assert_eq!(
+        wait_for_metric(&net, 0, "umbra_mixnode_packets_replayed_total", 1.0).await,
+        1.0
+    );
+    assert!(net.nothing_arrives(Duration::from_millis(300)).await);
+
+    // restart layer 1: it saves its replay filter on the way down and loads it on the way up
+    net.stop_mix(0).await;
+    assert!(net.mixes[0].dir.join("replay/rotation-1.bloom").exists());
+    net.restart_mix(0).await;
+    sender.send(frame).await.unwrap();
+    assert_eq!(
+        wait_for_metric(&net, 0, "umbra_mixnode_packets_replayed_total", 1.0).await,
+        1.0
+    );
+    assert!(
+        net.nothing_arrives(Duration::from_millis(300)).await,
+        "replayed after the restart"
+    );
+    // and fresh packets still go through the restarted node
+    sender
+        .send(net.packet(b"fresh", Duration::ZERO))
+        .await
+        .unwrap();
+    assert_eq!(net.receive().await, b"fresh");
+    net.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_peer_fills_the_queue_and_the_link_comes_back() {
+    let queue_len = 20;
+    let mut net = Net::start("dead-peer", queue_len).await;
+    let (sender, _) = net.sender();
+    sender
+        .send(net.packet(b"before", Duration::ZERO))
+        .await
+        .unwrap();
+    assert_eq!(net.receive().await, b"before");
+
+    net.stop_mix(1).await;
+    for i in 0..60u32 {
+        sender
+            .send(net.packet(format!("while down {i}").as_bytes(), Duration::ZERO))
+            .await
+            .unwrap();
+    }
+    let dropped = wait_for_metric(
+        &net,
+        0,
+        "umbra_mixnode_packets_dropped_total{reason=\"link_queue_full\"}",
+        30.0,
+    )
+    .await;
+    assert!(dropped >= 30.0, "{dropped} drops counted");
+    let page = net.metrics(0).await;
+    assert_eq!(
+        sample(&page, "umbra_link_peer_connected{peer=\"node 2\"}"),
+        Some(0.0)
+    );
+    assert!(sample(&page, "umbra_link_outbound_failed_total{reason=\"io\"}").unwrap_or(0.0) >= 1.0);
+
+    net.restart_mix(1).await;
+    // what waited in the queue arrives, and new packets flow again
+    let mut arrived = 0;
+    while arrived < queue_len {
+        let message = net.receive().await;
+        assert!(message.starts_with(b"while down"));
+        arrived += 1;
+    }
+    sender
+        .send(net.packet(b"after", Duration::ZERO))
+        .await
+        .unwrap();
+    loop {
+        let message = net.receive().await;
+        if message == b"after" {
+            break;
+        }
+        assert!(message.starts_with(b"while down"), "{message:?}");
+    }
+    net.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_and_wrong_keys_are_cut_off_while_other_links_work() {
+    let mut net = Net::start("garbage", 2000).await;
+    let (sender, _) = net.sender();
+    let layer1 = net.mixes[0].address;
+    let layer1_key = net.topology.layer(Layer::FIRST).next().unwrap().noise_key;
+
+    // plain garbage
+    let mut garbage = TcpStream::connect(layer1).await.unwrap();
+    garbage.write_all(&[0x17; 5000]).await.unwrap();
+    let mut buffer = [0u8; 64];
+    let read = tokio::time::timeout(WAIT, garbage.read(&mut buffer))
+        .await
+        .unwrap();
+    assert!(matches!(read, Ok(0) | Err(_)), "garbage link left open");
+
+    // a stranger: a sound Noise handshake, but a key the topology does not list
+    let stranger = NoiseKeypair::generate();
+    let stream = TcpStream::connect(layer1).await.unwrap();
+    let (mut reader, mut writer) =
+        noise::initiate(stream, &stranger, &layer1_key, Duration::from_secs(2))
+            .await
+            .unwrap();
+    let _ = writer
+        .push(&net.packet(b"from a stranger", Duration::ZERO))
+        .await;
+    let _ = writer.flush().await;
+    let closed = tokio::time::timeout(WAIT, reader.next_frame())
+        .await
+        .unwrap();
+    assert!(
+        matches!(closed, Ok(None) | Err(_)),
+        "stranger's link left open"
+    );
+
+    // a node that expects layer 1 to hold another key
+    let wrong = NoiseKeypair::generate().public();
+    let stream = TcpStream::connect(layer1).await.unwrap();
+    assert!(
+        noise::initiate(stream, &net.sender_keys, &wrong, Duration::from_secs(2))
+            .await
+            .is_err()
+    );
+
+    // the good link still works throughout
+    sender
+        .send(net.packet(b"still here", Duration::ZERO))
+        .await
+        .unwrap();
+    assert_eq!(net.receive().await, b"still here");
+    let page = net.metrics(0).await;
+    assert!(
+        sample(
+            &page,
+            "umbra_link_inbound_refused_total{reason=\"unknown_peer\"}"
+        )
+        .unwrap_or(0.0)
+            >= 1.0,
+        "{page}"
+    );
+    assert!(
+        sample(
+            &page,
+            "umbra_link_inbound_refused_total{reason=\"handshake\"}"
+        )
+        .unwrap_or(0.0)
+            >= 2.0,
+        "{page}"
+    );
+    assert_eq!(
+        wait_for_metric(&net, 0, "umbra_mixnode_packets_forwarded_total", 1.0).await,
+        1.0
+    );
+    net.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_forwards_every_packet_it_accepted() {
+    let mut net = Net::start("graceful", 2000).await;
+    let (sender, _) = net.sender();
+    for i in 0..20u32 {
+        sender
+            .send(net.packet(format!("held {i}").as_bytes(), Duration::from_millis(400)))
+            .await
+            .unwrap();
+    }
+    // wait until layer 1 holds them all, then stop it while they are still held
+    assert_eq!(
+        wait_for_metric(&net, 0, "umbra_mixnode_frames_received_total", 20.0).await,
+        20.0
+    );
+    let started = tokio::time::Instant::now();
+    net.stop_mix(0).await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    for _ in 0..20 {
+        assert!(net.receive().await.starts_with(b"held"));
+    }
+    net.stop().await;
+}
+
+/// The daemon refuses a data directory it cannot run from, naming the file at fault.
+#[tokio::test]
+async fn a_broken_data_directory_names_the_file_at_fault() {
+    let root = std::env::temp_dir().join(format!("umbra-net-broken-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let error = |dir: &Path| Mixnode::load(dir).err().unwrap().to_string();
+
+    assert!(error(&root).contains("umbra mixnode init"));
+    let made = mixnode::init(
+        &root,
+        "127.0.0.1:1".parse().unwrap(),
+        "127.0.0.1:2".parse().unwrap(),
+    )
+    .unwrap();
+    assert!(
+        mixnode::init(
+            &root,
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:2".parse().unwrap()
+        )
+        .unwrap_err()
+        .to_string()
+        .contains("already holds a node")
+    );
+    let missing_topology = error(&root);
+    assert!(
+        missing_topology.contains("topology.json"),
+        "{missing_topology}"
+    );
+
+    let gateway = NodeDescriptor {
+        id: NodeId(1),
+        role: Role::Gateway,
+        mix_address: "127.0.0.1:1".parse().unwrap(),
+        sphinx_key: made.sphinx_key,
+        noise_key: made.noise_key,
+    };
+    std::fs::write(
+        root.join("topology.json"),
+        Topology::new(1, vec![gateway]).unwrap().to_json(),
+    )
+    .unwrap();
+    assert!(error(&root).contains("as a gateway"));
+    std::fs::write(
+        root.join("topology.json"),
+        Topology::new(1, vec![]).unwrap().to_json(),
+    )
+    .unwrap();
+    let unlisted = error(&root);
+    assert!(
+        unlisted.contains("does not list this node")
+            && unlisted.contains(&made.noise_key.to_string()),
+        "{unlisted}"
+    );
+
+    std::fs::write(root.join(mixnode::SPHINX_KEY_FILE), "garbage\n").unwrap();
+    assert!(error(&root).contains("sphinx.key"));
+    std::fs::write(
+        root.join(mixnode::CONFIG_FILE),
+        "listen_address = 'nowhere'",
+    )
+    .unwrap();
+    let config = error(&root);
+    assert!(
+        config.contains("config.toml") && config.contains("listen_address"),
+        "{config}"
+    );
+    std::fs::remove_dir_all(&root).unwrap();
+}
