@@ -58,12 +58,13 @@ pub struct Histogram {
 
 impl Histogram {
     /// Upper bounds of the buckets, in seconds (a last bucket takes the rest).
-    pub const BOUNDS: [f64; 14] = [
-        0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-        1.0, 10.0,
+    pub const BOUNDS: [f64; 22] = [
+        0.000_01, 0.000_025, 0.000_05, 0.000_075, 0.000_1, 0.000_15, 0.000_2, 0.000_3, 0.000_5,
+        0.000_75, 0.001, 0.001_5, 0.002, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 10.0,
     ];
 
-    fn record(&mut self, value: Duration) {
+    /// Counts one value.
+    pub fn record(&mut self, value: Duration) {
         let seconds = value.as_secs_f64();
         let bucket = Self::BOUNDS
             .iter()
