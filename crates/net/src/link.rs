@@ -380,7 +380,7 @@ pub async fn serve_inbound<F>(
         tokio::spawn(async move {
             let _permit = permit;
             let _ = stream.set_nodelay(true);
-            let (remote, mut reader, _writer) =
+            let (remote, (mut reader, _writer)) =
                 match noise::respond(stream, &keys, config.handshake_timeout).await {
                     Ok(link) => link,
                     Err(error) => {

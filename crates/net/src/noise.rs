@@ -65,38 +65,27 @@ impl std::fmt::Debug for NoiseKeypair {
     }
 }
 
+/// The two halves of a link over `S`.
+pub type Link<S> = (
+    LinkReader<tokio::io::ReadHalf<S>>,
+    LinkWriter<tokio::io::WriteHalf<S>>,
+);
+
 /// Opens a link to the node whose static key is `responder`, over `stream`.
 pub async fn initiate<S>(
     stream: S,
     keys: &NoiseKeypair,
     responder: &NoiseKey,
     timeout: Duration,
-) -> Result<
-    (
-        LinkReader<tokio::io::ReadHalf<S>>,
-        LinkWriter<tokio::io::WriteHalf<S>>,
-    ),
-    LinkError,
->
+) -> Result<Link<S>, LinkError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut stream = stream;
     let handshake = builder(keys)?
         .remote_public_key(&responder.0)
         .and_then(|b| b.build_initiator())
         .map_err(LinkError::noise)?;
-    let transport = tokio::time::timeout(timeout, async {
-        let mut handshake = handshake;
-        send_handshake(&mut stream, &mut handshake).await?; // -> e, es
-        receive_handshake(&mut stream, &mut handshake).await?; // <- e, ee
-        send_handshake(&mut stream, &mut handshake).await?; // -> s, se
-        handshake
-            .into_stateless_transport_mode()
-            .map_err(LinkError::noise)
-    })
-    .await
-    .map_err(|_| LinkError::Timeout)??;
+    let (stream, transport) = shake(stream, handshake, timeout).await?;
     Ok(split(stream, transport))
 }
 
@@ -106,37 +95,45 @@ pub async fn respond<S>(
     stream: S,
     keys: &NoiseKeypair,
     timeout: Duration,
-) -> Result<
-    (
-        NoiseKey,
-        LinkReader<tokio::io::ReadHalf<S>>,
-        LinkWriter<tokio::io::WriteHalf<S>>,
-    ),
-    LinkError,
->
+) -> Result<(NoiseKey, Link<S>), LinkError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut stream = stream;
     let handshake = builder(keys)?.build_responder().map_err(LinkError::noise)?;
-    let transport = tokio::time::timeout(timeout, async {
-        let mut handshake = handshake;
-        receive_handshake(&mut stream, &mut handshake).await?;
-        send_handshake(&mut stream, &mut handshake).await?;
-        receive_handshake(&mut stream, &mut handshake).await?;
-        handshake
-            .into_stateless_transport_mode()
-            .map_err(LinkError::noise)
-    })
-    .await
-    .map_err(|_| LinkError::Timeout)??;
+    let (stream, transport) = shake(stream, handshake, timeout).await?;
     let remote = transport
         .get_remote_static()
         .and_then(|key| <[u8; 32]>::try_from(key).ok())
         .map(NoiseKey)
         .ok_or_else(|| LinkError::Handshake("the initiator sent no static key".into()))?;
-    let (reader, writer) = split(stream, transport);
-    Ok((remote, reader, writer))
+    Ok((remote, split(stream, transport)))
+}
+
+/// Runs a handshake to its end (XK: -> e, es; <- e, ee; -> s, se), within `timeout`.
+async fn shake<S>(
+    mut stream: S,
+    mut handshake: HandshakeState,
+    timeout: Duration,
+) -> Result<(S, StatelessTransportState), LinkError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    tokio::time::timeout(timeout, async {
+        while !handshake.is_handshake_finished() {
+            if handshake.is_my_turn() {
+                send_handshake(&mut stream, &mut handshake).await?;
+            } else {
+                receive_handshake(&mut stream, &mut handshake).await?;
+            }
+        }
+        Ok::<(), LinkError>(())
+    })
+    .await
+    .map_err(|_| LinkError::Timeout)??;
+    let transport = handshake
+        .into_stateless_transport_mode()
+        .map_err(LinkError::noise)?;
+    Ok((stream, transport))
 }
 
 fn builder(keys: &NoiseKeypair) -> Result<snow::Builder<'_>, LinkError> {

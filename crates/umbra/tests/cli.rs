@@ -1,0 +1,216 @@
+//! The `umbra` command as a person uses it: real processes, real files, real signals.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is the point
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use umbra_sphinx::PublicKey;
+use umbra_topology::{Layer, NodeDescriptor, NodeId, NoiseKey, Role, Topology};
+
+fn umbra(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_umbra"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("umbra-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn free_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+fn init(dir: &Path, listen: SocketAddr, http: SocketAddr) -> Output {
+    umbra(&[
+        "mixnode",
+        "init",
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--listen",
+        &listen.to_string(),
+        "--http",
+        &http.to_string(),
+    ])
+}
+
+/// The node's public keys, from the entry `init` printed.
+fn keys_from(output: &Output) -> (PublicKey, NoiseKey) {
+    let text = String::from_utf8_lossy(&output.stdout);
+    let field = |name: &str| {
+        let start = text.find(&format!("\"{name}\": \"")).unwrap() + name.len() + 5;
+        let end = start + text[start..].find('"').unwrap();
+        let bytes: [u8; 32] = bs58_decode(&text[start..end]);
+        bytes
+    };
+    (
+        PublicKey::from_bytes(field("sphinx_key")).unwrap(),
+        NoiseKey(field("noise_key")),
+    )
+}
+
+fn bs58_decode(text: &str) -> [u8; 32] {
+    bs58::decode(text).into_vec().unwrap().try_into().unwrap()
+}
+
+#[test]
+fn help_lists_the_commands() {
+    let output = umbra(&["--help"]);
+    assert!(output.status.success());
+    assert!(String::from_utf8_lossy(&output.stdout).contains("mixnode"));
+    let output = umbra(&["mixnode", "run"]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("--data-dir"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn init_makes_a_node_once_and_run_names_what_is_missing() {
+    let dir = temp_dir("init");
+    let output = init(&dir, free_port(), free_port());
+    assert!(output.status.success(), "{}", stderr(&output));
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        printed.contains("\"role\": \"mix\"") && printed.contains("umbra mixnode run"),
+        "{printed}"
+    );
+    for file in ["config.toml", "sphinx.key", "noise.key"] {
+        assert!(dir.join(file).exists(), "{file} not created");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join("sphinx.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "a key file readable by others");
+    }
+
+    let again = init(&dir, free_port(), free_port());
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stderr(&again).contains("already holds a node"),
+        "{}",
+        stderr(&again)
+    );
+
+    let run = |dir: &Path| umbra(&["mixnode", "run", "--data-dir", dir.to_str().unwrap()]);
+    let missing_topology = run(&dir);
+    assert_eq!(missing_topology.status.code(), Some(1));
+    assert!(
+        stderr(&missing_topology).contains("topology.json"),
+        "{}",
+        stderr(&missing_topology)
+    );
+
+    let empty = temp_dir("empty");
+    let missing_config = run(&empty);
+    assert!(
+        stderr(&missing_config).contains("config.toml")
+            && stderr(&missing_config).contains("umbra mixnode init")
+    );
+
+    std::fs::write(
+        dir.join("config.toml"),
+        "listen_address = \"127.0.0.1:1\"\n[mixing]\nmax_delay = 5\n",
+    )
+    .unwrap();
+    let garbled = run(&dir);
+    assert!(
+        stderr(&garbled).contains("config.toml") && stderr(&garbled).contains("max_delay"),
+        "{}",
+        stderr(&garbled)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_running_node_stops_cleanly_on_sigterm() {
+    let dir = temp_dir("sigterm");
+    let (listen, http) = (free_port(), free_port());
+    let output = init(&dir, listen, http);
+    assert!(output.status.success());
+    let (sphinx_key, noise_key) = keys_from(&output);
+    let me = NodeDescriptor {
+        id: NodeId(1),
+        role: Role::Mix(Layer::LAST),
+        mix_address: listen,
+        sphinx_key,
+        noise_key,
+    };
+    std::fs::write(
+        dir.join("topology.json"),
+        Topology::new(1, vec![me]).unwrap().to_json(),
+    )
+    .unwrap();
+    // a small replay filter: the default one takes 539 MB
+    let config = std::fs::read_to_string(dir.join("config.toml"))
+        .unwrap()
+        .replace(
+            "expected_packets_per_second = 2000",
+            "expected_packets_per_second = 10",
+        );
+    std::fs::write(dir.join("config.toml"), config).unwrap();
+
+    let mut node = Command::new(env!("CARGO_BIN_EXE_umbra"))
+        .args(["mixnode", "run", "--data-dir", dir.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let health = loop {
+        if let Ok(mut stream) = TcpStream::connect(http) {
+            stream
+                .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            let mut response = String::new();
+            stream.read_to_string(&mut response).unwrap();
+            break response;
+        }
+        assert!(Instant::now() < deadline, "the node never answered");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        health.contains("200 OK") && health.contains("\"status\":\"ok\""),
+        "{health}"
+    );
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &node.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = node.wait().unwrap();
+    let mut log = String::new();
+    node.stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert!(status.success(), "exit {status:?}\n{log}");
+    assert!(log.contains("mix node stopped"), "{log}");
+    assert!(
+        dir.join("replay/rotation-1.bloom").exists(),
+        "replay filter not saved"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
