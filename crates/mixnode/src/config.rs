@@ -4,8 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::err::ConfigError;
-use crate::replay::ReplayFilterConfig;
+use umbra_hop::{ConfigError, ReplayFilterConfig};
 
 /// How the core mixes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

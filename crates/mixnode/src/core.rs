@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 
 use umbra_wire::frame::Frame;
 
+use umbra_hop::{Dropped, Outcome, Unwrapped};
+
 use crate::config::MixConfig;
-use crate::unwrap::{Dropped, Unwrapped};
 
 /// A packet due to go out.
 #[derive(Debug)]
@@ -160,7 +161,9 @@ impl MixCore {
     pub fn handle(&mut self, now: Instant, unwrapped: Unwrapped) {
         self.counters.received += 1;
         let forward = match unwrapped {
-            Ok(forward) => forward,
+            Ok(Outcome::Forward(forward)) => forward,
+            // a mix node is never a packet's last hop
+            Ok(Outcome::Final(_)) => return self.count("final_hop"),
             Err(dropped) => return self.count_dropped(dropped),
         };
         let to = match umbra_wire::address::decode(&forward.next_hop) {
@@ -232,7 +235,6 @@ impl MixCore {
             }
             Dropped::Replayed => self.counters.replayed += 1,
             Dropped::Expired => self.counters.expired += 1,
-            Dropped::FinalHop => self.count("final_hop"),
         }
     }
 

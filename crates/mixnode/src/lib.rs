@@ -2,12 +2,10 @@
 
 mod config;
 mod core;
-mod err;
-mod replay;
-mod unwrap;
 
 pub use crate::core::{Counters, Histogram, MixCore, Transmit};
 pub use config::MixConfig;
-pub use err::{ConfigError, ReplayFilterError};
-pub use replay::{ReplayFilter, ReplayFilterConfig};
-pub use unwrap::{Dropped, Forward, RotationKey, Unwrapped, Unwrapper};
+pub use umbra_hop::{
+    ConfigError, Dropped, Forward, Outcome, ReplayFilter, ReplayFilterConfig, ReplayFilterError,
+    RotationKey, Unwrapped, Unwrapper,
+};

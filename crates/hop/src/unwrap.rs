@@ -9,8 +9,8 @@
 use std::sync::{Arc, PoisonError, RwLock};
 
 use umbra_sphinx::{
-    CheckedPacket, Delay, NodeAddress, Packet, PacketError, PrivateKey, Processed,
-    check_batch_with_keys,
+    CheckedPacket, Delay, DestinationAddress, NodeAddress, Packet, PacketError, PacketSize,
+    Payload, PrivateKey, Processed, SurbId, check_batch_with_keys,
 };
 use umbra_wire::FrameError;
 use umbra_wire::frame::{Frame, FrameHeader, FrameVersion, KeyRotation};
@@ -58,7 +58,29 @@ pub struct Forward {
     pub header: FrameHeader,
 }
 
-/// Why a packet was not forwarded.
+/// A packet that ends at this node (a gateway's clients' packets).
+#[derive(Debug)]
+pub struct Final {
+    /// Whom it is for.
+    pub destination: DestinationAddress,
+    /// The SURB id its header carried.
+    pub surb_id: SurbId,
+    /// Its payload, with this hop's layer removed.
+    pub payload: Payload,
+    /// Its size.
+    pub size: PacketSize,
+}
+
+/// What processing a frame gave.
+#[derive(Debug)]
+pub enum Outcome {
+    /// A packet for the next hop.
+    Forward(Forward),
+    /// A packet that ends here.
+    Final(Final),
+}
+
+/// Why a packet was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dropped {
     /// The frame could not be read.
@@ -69,12 +91,10 @@ pub enum Dropped {
     Replayed,
     /// The frame names a key rotation the node no longer (or not yet) holds.
     Expired,
-    /// The packet ends at this node; a mix node is never a packet's last hop.
-    FinalHop,
 }
 
 /// What processing a frame gave.
-pub type Unwrapped = Result<Forward, Dropped>;
+pub type Unwrapped = Result<Outcome, Dropped>;
 
 /// The node's keys, for processing packets from any number of threads.
 #[derive(Debug)]
@@ -186,13 +206,22 @@ impl Unwrapper {
                         next_hop,
                         delay,
                         packet,
-                    }) => Ok(Forward {
+                    }) => Ok(Outcome::Forward(Forward {
                         next_hop,
                         delay,
                         header: outgoing_header(header, &packet),
                         packet,
-                    }),
-                    Ok(Processed::Final { .. }) => Err(Dropped::FinalHop),
+                    })),
+                    Ok(Processed::Final {
+                        destination,
+                        surb_id,
+                        payload,
+                    }) => Ok(Outcome::Final(Final {
+                        destination,
+                        surb_id,
+                        payload,
+                        size: header.size(),
+                    })),
                     Err(error) => Err(Dropped::Malformed(error)),
                 });
             }

@@ -1,4 +1,4 @@
-//! What can go wrong in a mix node's core.
+//! What can go wrong at a hop.
 
 use std::io;
 
@@ -13,7 +13,8 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    pub(crate) fn new(setting: &'static str, problem: impl Into<String>) -> Self {
+    /// A problem with `setting`.
+    pub fn new(setting: &'static str, problem: impl Into<String>) -> Self {
         ConfigError {
             setting,
             problem: problem.into(),
