@@ -286,6 +286,7 @@ async fn a_broken_data_directory_names_the_file_at_fault() {
         id: NodeId(1),
         role: Role::Gateway,
         mix_address: "127.0.0.1:1".parse().unwrap(),
+        client_address: Some("127.0.0.1:2".parse().unwrap()),
         sphinx_key: made.sphinx_key,
         noise_key: made.noise_key,
     };

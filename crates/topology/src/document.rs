@@ -7,6 +7,7 @@
 //!     { "id": 1, "role": "mix", "layer": 1, "mix_address": "127.0.0.1:1789",
 //!       "sphinx_key": "<base58>", "noise_key": "<base58>" },
 //!     { "id": 9, "role": "gateway", "mix_address": "127.0.0.1:1799",
+//!       "client_address": "127.0.0.1:9000",
 //!       "sphinx_key": "<base58>", "noise_key": "<base58>" }
 //!   ]
 //! }
@@ -50,6 +51,8 @@ struct RawNode {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     layer: Option<u8>,
     mix_address: SocketAddr,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    client_address: Option<SocketAddr>,
     sphinx_key: String,
     noise_key: String,
 }
@@ -68,6 +71,15 @@ impl Topology {
         let mut by_noise_key = HashMap::new();
         let mut ids = HashMap::new();
         for (index, node) in nodes.iter().enumerate() {
+            match (node.role, node.client_address) {
+                (Role::Gateway, None) => {
+                    return Err(TopologyError::GatewayWithoutClientAddress { id: node.id });
+                }
+                (Role::Mix(_), Some(_)) => {
+                    return Err(TopologyError::MixWithClientAddress { id: node.id });
+                }
+                _ => {}
+            }
             if ids.insert(node.id, index).is_some() {
                 return Err(TopologyError::DuplicateId { id: node.id });
             }
@@ -123,6 +135,7 @@ impl Topology {
                     id,
                     role,
                     mix_address: node.mix_address,
+                    client_address: node.client_address,
                     sphinx_key,
                     noise_key: NoiseKey(key_bytes(id, "noise_key", &node.noise_key)?),
                 })
@@ -146,6 +159,7 @@ impl Topology {
                     },
                     layer: node.layer().map(Layer::number),
                     mix_address: node.mix_address,
+                    client_address: node.client_address,
                     sphinx_key: bs58::encode(node.sphinx_key.as_bytes()).into_string(),
                     noise_key: node.noise_key.to_string(),
                 })
@@ -263,6 +277,8 @@ mod tests {
             nodes.push(NodeDescriptor {
                 id: NodeId(i + 1),
                 role,
+                client_address: (role == Role::Gateway)
+                    .then(|| format!("127.0.0.1:{}", 3000 + i).parse().unwrap()),
                 mix_address: format!("127.0.0.1:{}", 2000 + i).parse().unwrap(),
                 sphinx_key: PrivateKey::generate(&mut rng).public_key(),
                 noise_key: NoiseKey([i as u8; 32]),

@@ -33,6 +33,22 @@ pub enum TopologyError {
         /// The node.
         id: NodeId,
     },
+    /// A gateway has no address for clients.
+    #[error(
+        "reading the topology: {id} is a gateway but has no client_address for clients to connect to"
+    )]
+    GatewayWithoutClientAddress {
+        /// The node.
+        id: NodeId,
+    },
+    /// A mix node has an address for clients.
+    #[error(
+        "reading the topology: {id} is a mix node but has a client_address; only gateways take clients"
+    )]
+    MixWithClientAddress {
+        /// The node.
+        id: NodeId,
+    },
     /// A key is not 32 bytes of base58.
     #[error("reading the topology: {id} has a bad {field}: {reason}")]
     BadKey {

@@ -90,6 +90,8 @@ pub struct NodeDescriptor {
     pub sphinx_key: PublicKey,
     /// Its static Noise public key.
     pub noise_key: NoiseKey,
+    /// Where clients connect to it (gateways only): a WebSocket endpoint.
+    pub client_address: Option<SocketAddr>,
 }
 
 impl NodeDescriptor {

@@ -153,6 +153,7 @@ fn a_running_node_stops_cleanly_on_sigterm() {
         id: NodeId(1),
         role: Role::Mix(Layer::LAST),
         mix_address: listen,
+        client_address: None,
         sphinx_key,
         noise_key,
     };

@@ -80,3 +80,78 @@ pub enum AddressError {
     #[error("reading a node address: the padding after the address is not zero")]
     NonZeroPadding,
 }
+
+/// Why a client address could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AddressParseError {
+    /// No `@` before the gateway's key.
+    #[error(
+        "reading a client address: no `@`; an address is identity.encryption@gateway, three base58 keys"
+    )]
+    NoGateway,
+    /// No `.` between the identity and encryption keys.
+    #[error(
+        "reading a client address: no `.` between the identity and encryption keys (identity.encryption@gateway)"
+    )]
+    NoDot,
+    /// A part is not base58.
+    #[error("reading a client address: the {part} key is not base58")]
+    NotBase58 {
+        /// Which key.
+        part: &'static str,
+    },
+    /// A part is not 32 bytes.
+    #[error("reading a client address: the {part} key is {len} bytes, not 32")]
+    WrongLength {
+        /// Which key.
+        part: &'static str,
+        /// Its length.
+        len: usize,
+    },
+}
+
+/// Why a client↔gateway message was refused. The session it came on is closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum GatewayMessageError {
+    /// No bytes at all.
+    #[error("reading a gateway message: it is empty")]
+    Empty,
+    /// A type byte the protocol does not have.
+    #[error("reading a gateway message: unknown type {tag:#04x}")]
+    UnknownType {
+        /// The type byte.
+        tag: u8,
+    },
+    /// The message ends before its fields do.
+    #[error("reading a gateway message: it is cut short")]
+    Truncated,
+    /// The message's length does not fit its fields.
+    #[error("reading a gateway message: its length does not fit its fields")]
+    Length,
+    /// Too many ids.
+    #[error("reading a gateway message: {count} ids, more than the 4096 allowed")]
+    TooMany {
+        /// The count given.
+        count: usize,
+    },
+    /// The packet is not a Sphinx packet.
+    #[error("reading a gateway message: {0}")]
+    BadPacket(umbra_sphinx::PacketError),
+    /// An unknown delivery kind.
+    #[error("reading a gateway message: unknown delivery kind {byte}")]
+    UnknownDeliveryKind {
+        /// The kind byte.
+        byte: u8,
+    },
+    /// An unknown refusal reason.
+    #[error("reading a gateway message: unknown refusal reason {byte}")]
+    UnknownRefusal {
+        /// The reason byte.
+        byte: u8,
+    },
+    /// The detail text is not UTF-8.
+    #[error("reading a gateway message: its text is not UTF-8")]
+    NotUtf8,
+}

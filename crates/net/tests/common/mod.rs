@@ -115,6 +115,7 @@ impl Net {
                 id: NodeId(u32::from(layer.number())),
                 role: Role::Mix(layer),
                 mix_address: address,
+                client_address: None,
                 sphinx_key: made.sphinx_key,
                 noise_key: made.noise_key,
             });
@@ -131,6 +132,7 @@ impl Net {
             id: NodeId(10),
             role: Role::Gateway,
             mix_address: "127.0.0.1:9".parse().unwrap(),
+            client_address: Some("127.0.0.1:10".parse().unwrap()),
             sphinx_key: PrivateKey::generate(&mut rand::rng()).public_key(),
             noise_key: sender_keys.public(),
         });
@@ -141,6 +143,7 @@ impl Net {
             id: NodeId(20),
             role: Role::Gateway,
             mix_address: sink_address,
+            client_address: Some("127.0.0.1:11".parse().unwrap()),
             sphinx_key: sink_sphinx.public_key(),
             noise_key: sink_keys.public(),
         };
