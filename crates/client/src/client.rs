@@ -1,0 +1,1056 @@
+//! The client core: what a client sends when, and what it makes of what arrives.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use rand_chacha::ChaCha20Rng;
+use rand_core::{Rng, SeedableRng};
+use rand_distr::{Distribution, Exp};
+use umbra_sphinx::{
+    Delay, Destination, DestinationAddress, Hop, PacketBuilder, PacketSize, Payload, ReplyKey,
+    Surb, SurbId, Version,
+};
+use umbra_topology::{NodeId, NoiseKey, Topology};
+use umbra_wire::gateway::{ClientMessage, Delivery, DeliveryKind};
+use umbra_wire::{ClientAddress, SURB_ACK_LEN, SurbAck};
+
+use crate::config::ClientConfig;
+use crate::err::{ClientError, SendError};
+use crate::fragment::{self, FragmentRef, Limits, Reassembler};
+use crate::keys::ClientKeys;
+use crate::message::{Message, Reply, SenderTag};
+use crate::seal::{self, SEAL_OVERHEAD};
+
+/// The packet size clients send: every packet looks the same.
+const SIZE: PacketSize = PacketSize::Regular;
+/// Bytes of a sealed message in one forward packet, after the SURB-ACK and fragment header.
+const FORWARD_PIECE: usize = SIZE.plaintext_capacity() - SURB_ACK_LEN - fragment::HEADER_LEN;
+/// Bytes of a reply in one packet through a SURB.
+const REPLY_PIECE: usize = SIZE.plaintext_capacity() - fragment::HEADER_LEN;
+/// How long an ack id or loop is remembered.
+const REMEMBER: Duration = Duration::from_secs(300);
+/// How long reply acks wait to be sent together.
+const REPLY_ACK_BATCH: Duration = Duration::from_millis(20);
+
+/// A message the application sent, as the client numbers it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MessageId(pub u64);
+
+/// What happened, for the application.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A message arrived. With `reply_to`, its sender attached SURBs and can be replied to
+    /// without the recipient learning who it is.
+    Received {
+        /// The message.
+        message: Vec<u8>,
+        /// The anonymous sender's tag, if it can be replied to.
+        reply_to: Option<SenderTag>,
+    },
+    /// A reply arrived through one of the SURBs this client sent to `from`.
+    Reply {
+        /// Whom the SURBs were sent to.
+        from: ClientAddress,
+        /// The reply.
+        message: Vec<u8>,
+    },
+    /// Every packet of a message was acknowledged.
+    Sent(MessageId),
+    /// A message was given up on.
+    Failed {
+        /// The message.
+        id: MessageId,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Counts of what the client did, for metrics and tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClientStats {
+    /// Packets of the real stream carrying data.
+    pub real_packets: u64,
+    /// Packets of the real stream carrying reply data through SURBs.
+    pub reply_packets: u64,
+    /// Drop-cover packets (empty real-stream slots).
+    pub drop_cover: u64,
+    /// Loop-cover packets.
+    pub loops: u64,
+    /// Loops that came back.
+    pub loops_returned: u64,
+    /// The round trip of the last loop that came back.
+    pub last_loop_rtt: Option<Duration>,
+    /// Acks received for data packets.
+    pub acks: u64,
+    /// Packets sent again because their ack did not come in time.
+    pub retransmissions: u64,
+    /// Deliveries that could not be read (wrong key, corrupted, unknown SURB), dropped.
+    pub unreadable: u64,
+    /// Messages received.
+    pub received: u64,
+    /// Incomplete messages given up on (timed out, or pushed out by the memory budget).
+    pub incomplete_dropped: u64,
+    /// Bytes held for incomplete messages.
+    pub reassembly_bytes: usize,
+}
+
+/// What waits for a slot of the real stream.
+#[derive(Debug)]
+enum Queued {
+    Fragment {
+        message: MessageId,
+        at: FragmentRef,
+        to: ClientAddress,
+        bytes: Vec<u8>,
+    },
+    Reply {
+        message: MessageId,
+        at: FragmentRef,
+        tag: SenderTag,
+        bytes: Vec<u8>,
+    },
+}
+
+#[derive(Debug)]
+struct Outgoing {
+    fragments: u32,
+    acked: u32,
+    done: Vec<bool>,
+    created: Instant,
+    /// Internal messages (SURB top-ups, reply acks) raise no events.
+    notify: bool,
+}
+
+#[derive(Debug)]
+struct InFlight {
+    message: MessageId,
+    at: FragmentRef,
+    to: ClientAddress,
+    bytes: Vec<u8>,
+}
+
+#[derive(Debug)]
+struct ReplyInFlight {
+    message: MessageId,
+    tag: SenderTag,
+    bytes: Vec<u8>,
+    deadline: Instant,
+}
+
+struct IssuedSurb {
+    key: ReplyKey,
+    recipient: ClientAddress,
+    created: Instant,
+}
+
+#[derive(Default)]
+struct SurbStore {
+    surbs: VecDeque<Surb>,
+    requested: Option<Instant>,
+}
+
+/// Timers the client keeps, in one heap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Retransmit([u8; 16]),
+    ReplyRetransmit(FragmentRef),
+}
+
+/// The pure core of a client (see the crate documentation).
+pub struct Client {
+    config: ClientConfig,
+    rng: ChaCha20Rng,
+    keys: ClientKeys,
+    address: ClientAddress,
+    topology: Topology,
+    gateway: NodeId,
+    next_real: Instant,
+    next_loop: Instant,
+    next_message: u64,
+    outgoing: HashMap<MessageId, Outgoing>,
+    queue: VecDeque<Queued>,
+    in_flight: HashMap<[u8; 16], InFlight>,
+    reply_in_flight: HashMap<FragmentRef, ReplyInFlight>,
+    timers: BinaryHeap<Reverse<(Instant, Timer)>>,
+    messages: Reassembler,
+    replies: Reassembler,
+    loops: HashMap<[u8; 16], Instant>,
+    sender_tags: HashMap<ClientAddress, SenderTag>,
+    issued: HashMap<SurbId, IssuedSurb>,
+    surbs: HashMap<SenderTag, SurbStore>,
+    waiting_replies: HashMap<SenderTag, VecDeque<Queued>>,
+    reply_acks: HashMap<ClientAddress, (Instant, Vec<FragmentRef>)>,
+    confirm: Vec<u64>,
+    events: VecDeque<Event>,
+    stats: ClientStats,
+}
+
+impl Client {
+    /// A client of the gateway with static Noise key `gateway`, starting at `now`.
+    pub fn new(
+        config: ClientConfig,
+        keys: ClientKeys,
+        gateway: [u8; 32],
+        topology: Topology,
+        seed: [u8; 32],
+        now: Instant,
+    ) -> Result<Client, ClientError> {
+        config.validate()?;
+        let gateway_id =
+            gateway_of(&topology, &gateway).ok_or(ClientError::GatewayNotInTopology)?;
+        let address = ClientAddress {
+            identity: keys.identity_public(),
+            encryption: keys.encryption_public(),
+            gateway,
+        };
+        let limits = |piece: usize| Limits {
+            max_pieces: (config.messages.max_message_size + SEAL_OVERHEAD + 1 + 64 * 1024)
+                .div_ceil(piece) as u32,
+            budget: config.messages.reassembly_budget,
+            timeout: config.messages.reassembly_timeout,
+        };
+        let mut client = Client {
+            messages: Reassembler::new(limits(FORWARD_PIECE)),
+            replies: Reassembler::new(limits(REPLY_PIECE)),
+            rng: ChaCha20Rng::from_seed(seed),
+            keys,
+            address,
+            topology,
+            gateway: gateway_id,
+            next_real: now,
+            next_loop: now,
+            next_message: 0,
+            outgoing: HashMap::new(),
+            queue: VecDeque::new(),
+            in_flight: HashMap::new(),
+            reply_in_flight: HashMap::new(),
+            timers: BinaryHeap::new(),
+            loops: HashMap::new(),
+            sender_tags: HashMap::new(),
+            issued: HashMap::new(),
+            surbs: HashMap::new(),
+            waiting_replies: HashMap::new(),
+            reply_acks: HashMap::new(),
+            confirm: Vec::new(),
+            events: VecDeque::new(),
+            stats: ClientStats::default(),
+            config,
+        };
+        client.next_real = now + client.interval(client.config.traffic.mean_send_interval);
+        client.next_loop = now + client.interval(client.config.traffic.mean_loop_interval);
+        Ok(client)
+    }
+
+    /// The client's address.
+    pub fn address(&self) -> ClientAddress {
+        self.address
+    }
+
+    /// What the client has done so far.
+    pub fn stats(&self) -> &ClientStats {
+        &self.stats
+    }
+
+    /// Takes a new topology (nodes come and go; routes are drawn from it from now on).
+    pub fn set_topology(&mut self, topology: Topology) -> Result<(), ClientError> {
+        self.gateway = gateway_of(&topology, &self.address.gateway)
+            .ok_or(ClientError::GatewayNotInTopology)?;
+        self.topology = topology;
+        Ok(())
+    }
+
+    /// Sends `message` to `to`, attaching `surbs` SURBs (0 for none) so `to` can reply without
+    /// learning who sent it. The message goes out over the next slots of the real stream.
+    pub fn send(
+        &mut self,
+        now: Instant,
+        to: &ClientAddress,
+        message: Vec<u8>,
+        surbs: u16,
+    ) -> Result<MessageId, SendError> {
+        let max = self.config.messages.max_message_size;
+        if message.len() > max {
+            return Err(SendError::TooLarge {
+                len: message.len(),
+                max,
+            });
+        }
+        let message = if surbs > 0 {
+            Message::DataWithSurbs {
+                tag: self.sender_tag(to),
+                surbs: self.make_surbs(now, to, surbs)?,
+                data: message,
+            }
+        } else {
+            Message::Data(message)
+        };
+        self.send_message(now, to, &message, true)
+    }
+
+    /// Replies to the anonymous sender with tag `to`, through the SURBs it sent.
+    pub fn reply(
+        &mut self,
+        now: Instant,
+        to: SenderTag,
+        message: Vec<u8>,
+    ) -> Result<MessageId, SendError> {
+        let max = self.config.messages.max_message_size;
+        if message.len() > max {
+            return Err(SendError::TooLarge {
+                len: message.len(),
+                max,
+            });
+        }
+        if !self.surbs.contains_key(&to) {
+            return Err(SendError::UnknownSender(to));
+        }
+        Ok(self.queue_reply(now, to, &Reply::Data(message), true))
+    }
+
+    /// Takes a delivery from the gateway.
+    pub fn handle_delivery(&mut self, now: Instant, delivery: Delivery) {
+        self.confirm.push(delivery.id);
+        match delivery.kind {
+            DeliveryKind::Ack => self.handle_ack(&delivery.payload),
+            DeliveryKind::Data => self.handle_data(now, &delivery.payload),
+            DeliveryKind::Sealed { surb_id } => {
+                self.handle_sealed_reply(now, surb_id, &delivery.payload)
+            }
+        }
+    }
+
+    /// The next message for the gateway, if one is due: confirmations of deliveries at once,
+    /// packets when a slot of their stream comes.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<ClientMessage> {
+        self.run_timers(now);
+        if !self.confirm.is_empty() {
+            return Some(ClientMessage::Received {
+                ids: std::mem::take(&mut self.confirm),
+            });
+        }
+        if self.next_loop <= now {
+            self.next_loop =
+                self.next_after(self.next_loop, now, self.config.traffic.mean_loop_interval);
+            if !self.config.traffic.insecure_no_cover
+                && let Some(transmit) = self.loop_packet(now)
+            {
+                return Some(transmit);
+            }
+        }
+        while self.next_real <= now {
+            self.next_real =
+                self.next_after(self.next_real, now, self.config.traffic.mean_send_interval);
+            if let Some(transmit) = self.real_slot(now) {
+                return Some(transmit);
+            }
+        }
+        None
+    }
+
+    /// The next thing that happened, for the application.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When the client next has something to do.
+    pub fn next_wakeup(&self) -> Instant {
+        let timers = self.timers.peek().map(|Reverse((at, _))| *at);
+        let acks = self.reply_acks.values().map(|(due, _)| *due).min();
+        [
+            Some(self.next_real),
+            Some(self.next_loop),
+            timers,
+            acks,
+            self.messages.next_expiry(),
+            self.replies.next_expiry(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(self.next_real)
+    }
+
+    // --- sending --------------------------------------------------------------------------
+
+    fn send_message(
+        &mut self,
+        now: Instant,
+        to: &ClientAddress,
+        message: &Message,
+        notify: bool,
+    ) -> Result<MessageId, SendError> {
+        if gateway_of(&self.topology, &to.gateway).is_none() {
+            return Err(SendError::UnknownGateway);
+        }
+        let sealed = seal::seal(&mut self.rng, &to.encryption, &message.encode());
+        let id = self.new_message_id();
+        let wire_id = self.random16();
+        let fragments = fragment::split(wire_id, &sealed, FORWARD_PIECE);
+        self.outgoing.insert(
+            id,
+            Outgoing {
+                fragments: fragments.len() as u32,
+                acked: 0,
+                done: vec![false; fragments.len()],
+                created: now,
+                notify,
+            },
+        );
+        for (index, bytes) in fragments.into_iter().enumerate() {
+            self.queue.push_back(Queued::Fragment {
+                message: id,
+                at: FragmentRef {
+                    message: wire_id,
+                    index: index as u32,
+                },
+                to: *to,
+                bytes,
+            });
+        }
+        Ok(id)
+    }
+
+    fn queue_reply(
+        &mut self,
+        now: Instant,
+        to: SenderTag,
+        reply: &Reply,
+        notify: bool,
+    ) -> MessageId {
+        let id = self.new_message_id();
+        let wire_id = self.random16();
+        let fragments = fragment::split(wire_id, &reply.encode(), REPLY_PIECE);
+        self.outgoing.insert(
+            id,
+            Outgoing {
+                fragments: fragments.len() as u32,
+                acked: 0,
+                done: vec![false; fragments.len()],
+                created: now,
+                notify,
+            },
+        );
+        let waiting = self.waiting_replies.entry(to).or_default();
+        for (index, bytes) in fragments.into_iter().enumerate() {
+            waiting.push_back(Queued::Reply {
+                message: id,
+                at: FragmentRef {
+                    message: wire_id,
+                    index: index as u32,
+                },
+                tag: to,
+                bytes,
+            });
+        }
+        self.release_replies(to);
+        id
+    }
+
+    /// Asks the owner of `tag` for more SURBs, ahead of everything else waiting: the request
+    /// takes one of the remaining SURBs, and a reply left without one waits for the top-up.
+    fn request_surbs(&mut self, now: Instant, tag: SenderTag) {
+        let request = Reply::SurbRequest {
+            count: self.config.surbs.request,
+        };
+        let id = self.new_message_id();
+        let wire_id = self.random16();
+        let fragments = fragment::split(wire_id, &request.encode(), REPLY_PIECE);
+        self.outgoing.insert(
+            id,
+            Outgoing {
+                fragments: fragments.len() as u32,
+                acked: 0,
+                done: vec![false; fragments.len()],
+                created: now,
+                notify: false,
+            },
+        );
+        for (index, bytes) in fragments.into_iter().enumerate().rev() {
+            self.queue.push_front(Queued::Reply {
+                message: id,
+                at: FragmentRef {
+                    message: wire_id,
+                    index: index as u32,
+                },
+                tag,
+                bytes,
+            });
+        }
+    }
+
+    /// Moves replies for `tag` into the real stream's queue, one per SURB held.
+    fn release_replies(&mut self, tag: SenderTag) {
+        let held = self.surbs.get(&tag).map_or(0, |store| store.surbs.len());
+        let queued = self
+            .queue
+            .iter()
+            .filter(|q| matches!(q, Queued::Reply { tag: t, .. } if *t == tag))
+            .count();
+        let mut room = held.saturating_sub(queued);
+        if let Some(waiting) = self.waiting_replies.get_mut(&tag) {
+            while room > 0 {
+                let Some(reply) = waiting.pop_front() else {
+                    break;
+                };
+                self.queue.push_back(reply);
+                room -= 1;
+            }
+        }
+    }
+
+    /// One slot of the real stream: the next packet waiting, or drop cover.
+    fn real_slot(&mut self, now: Instant) -> Option<ClientMessage> {
+        while let Some(queued) = self.queue.pop_front() {
+            match queued {
+                Queued::Fragment {
+                    message,
+                    at,
+                    to,
+                    bytes,
+                } => {
+                    if !self.is_pending(message, at.index) {
+                        continue;
+                    }
+                    match self.data_packet(now, message, at, &to, bytes) {
+                        Ok(transmit) => {
+                            self.stats.real_packets += 1;
+                            return Some(transmit);
+                        }
+                        Err(reason) => self.fail(message, reason),
+                    }
+                }
+                Queued::Reply {
+                    message,
+                    at,
+                    tag,
+                    bytes,
+                } => {
+                    if !self.is_pending(message, at.index) {
+                        continue;
+                    }
+                    if let Some(transmit) = self.reply_packet(now, message, at, tag, bytes) {
+                        self.stats.reply_packets += 1;
+                        return Some(transmit);
+                    }
+                }
+            }
+        }
+        if self.config.traffic.insecure_no_cover {
+            return None;
+        }
+        self.drop_cover()
+    }
+
+    fn is_pending(&self, message: MessageId, index: u32) -> bool {
+        self.outgoing
+            .get(&message)
+            .is_some_and(|m| !m.done.get(index as usize).copied().unwrap_or(true))
+    }
+
+    /// A data packet for fragment `at` of `message`, with a fresh route and SURB-ACK.
+    fn data_packet(
+        &mut self,
+        now: Instant,
+        message: MessageId,
+        at: FragmentRef,
+        to: &ClientAddress,
+        bytes: Vec<u8>,
+    ) -> Result<ClientMessage, &'static str> {
+        let no_route = "the topology has no route (a layer has no nodes)";
+        let gateway = gateway_of(&self.topology, &to.gateway)
+            .ok_or("the recipient's gateway left the topology")?;
+        let ack_id = self.random16();
+        let (surb_ack, ack_delays) = self.surb_ack(ack_id).ok_or(no_route)?;
+        let route = self.route(gateway).ok_or(no_route)?;
+        let delays = self.delays(&route, self.config.traffic.mean_hop_delay);
+        let plaintext = surb_ack.prefix(&bytes);
+        let destination = Destination::new(to.destination(), SurbId::default());
+        let packet = PacketBuilder::new(SIZE)
+            .build(&mut self.rng, &route, &delays, &destination, &plaintext)
+            .map_err(|_| "a fragment does not fit a packet")?;
+        let round_trip: Duration = delays
+            .iter()
+            .chain(&ack_delays)
+            .map(|d| d.as_duration())
+            .sum();
+        let wait = round_trip.mul_f64(self.config.acks.wait_factor) + self.config.acks.extra_wait;
+        self.in_flight.insert(
+            ack_id,
+            InFlight {
+                message,
+                at,
+                to: *to,
+                bytes,
+            },
+        );
+        self.timers
+            .push(Reverse((now + wait, Timer::Retransmit(ack_id))));
+        Ok(ClientMessage::Forward {
+            first_hop: route[0].address,
+            packet,
+        })
+    }
+
+    /// A packet of a reply through one of `tag`'s SURBs; `None` (the reply waits) without one.
+    fn reply_packet(
+        &mut self,
+        now: Instant,
+        message: MessageId,
+        at: FragmentRef,
+        tag: SenderTag,
+        bytes: Vec<u8>,
+    ) -> Option<ClientMessage> {
+        let refill_below = usize::from(self.config.surbs.refill_below);
+        let store = self.surbs.get_mut(&tag)?;
+        let Some(surb) = store.surbs.pop_front() else {
+            self.waiting_replies
+                .entry(tag)
+                .or_default()
+                .push_front(Queued::Reply {
+                    message,
+                    at,
+                    tag,
+                    bytes,
+                });
+            return None;
+        };
+        let low = store.surbs.len() < refill_below
+            && store.requested.is_none_or(|asked| {
+                now.saturating_duration_since(asked) > self.config.acks.reply_wait
+            });
+        if low {
+            store.requested = Some(now);
+        }
+        let (first_hop, packet) = surb.wrap(SIZE, &bytes).ok()?;
+        let deadline = now + self.config.acks.reply_wait;
+        self.reply_in_flight.insert(
+            at,
+            ReplyInFlight {
+                message,
+                tag,
+                bytes,
+                deadline,
+            },
+        );
+        self.timers
+            .push(Reverse((deadline, Timer::ReplyRetransmit(at))));
+        if low {
+            self.request_surbs(now, tag);
+        }
+        Some(ClientMessage::Forward { first_hop, packet })
+    }
+
+    fn drop_cover(&mut self) -> Option<ClientMessage> {
+        let gateways: Vec<NodeId> = self.topology.gateways().map(|g| g.id).collect();
+        let gateway =
+            *gateways.get((self.rng.next_u64() % gateways.len().max(1) as u64) as usize)?;
+        let ack_id = self.random16();
+        let (surb_ack, _) = self.surb_ack(ack_id)?;
+        let route = self.route(gateway)?;
+        let delays = self.delays(&route, self.config.traffic.mean_hop_delay);
+        let mut data = vec![0u8; FORWARD_PIECE + fragment::HEADER_LEN];
+        self.rng.fill_bytes(&mut data);
+        // the all-zero destination tells the last gateway to drop it
+        let destination = Destination::new(DestinationAddress::new([0; 32]), SurbId::default());
+        let packet = PacketBuilder::new(SIZE)
+            .build(
+                &mut self.rng,
+                &route,
+                &delays,
+                &destination,
+                &surb_ack.prefix(&data),
+            )
+            .ok()?;
+        self.stats.drop_cover += 1;
+        Some(ClientMessage::Forward {
+            first_hop: route[0].address,
+            packet,
+        })
+    }
+
+    fn loop_packet(&mut self, now: Instant) -> Option<ClientMessage> {
+        let id = self.random16();
+        let mut piece = vec![0u8; FORWARD_PIECE];
+        self.rng.fill_bytes(&mut piece);
+        let fragment = fragment::split(id, &piece, FORWARD_PIECE).pop()?;
+        let ack_id = self.random16();
+        let (surb_ack, _) = self.surb_ack(ack_id)?;
+        let route = self.route(self.gateway)?;
+        let delays = self.delays(&route, self.config.traffic.mean_hop_delay);
+        let destination = Destination::new(self.address.destination(), SurbId::default());
+        let packet = PacketBuilder::new(SIZE)
+            .build(
+                &mut self.rng,
+                &route,
+                &delays,
+                &destination,
+                &surb_ack.prefix(&fragment),
+            )
+            .ok()?;
+        self.loops
+            .retain(|_, sent| now.saturating_duration_since(*sent) < REMEMBER);
+        self.loops.insert(id, now);
+        self.stats.loops += 1;
+        Some(ClientMessage::Forward {
+            first_hop: route[0].address,
+            packet,
+        })
+    }
+
+    /// A ready-made ack packet back to this client, carrying `ack_id`, and its route's delays.
+    fn surb_ack(&mut self, ack_id: [u8; 16]) -> Option<(SurbAck, Vec<Delay>)> {
+        let route = self.route(self.gateway)?;
+        let delays = self.delays(&route, self.config.traffic.mean_ack_delay);
+        let destination = Destination::new(self.address.destination(), SurbId::default());
+        let packet = PacketBuilder::new(PacketSize::Ack)
+            .build(&mut self.rng, &route, &delays, &destination, &ack_id)
+            .ok()?;
+        Some((
+            SurbAck {
+                first_hop: route[0].address,
+                packet,
+            },
+            delays,
+        ))
+    }
+
+    fn make_surbs(
+        &mut self,
+        now: Instant,
+        recipient: &ClientAddress,
+        count: u16,
+    ) -> Result<Vec<Surb>, SendError> {
+        let mut surbs = Vec::with_capacity(usize::from(count));
+        for _ in 0..count {
+            let route = self
+                .route(self.gateway)
+                .ok_or_else(|| SendError::NoRoute("no node in some layer".into()))?;
+            let delays = self.delays(&route, self.config.traffic.mean_hop_delay);
+            let mut surb_id = SurbId::new(self.random16());
+            while surb_id == SurbId::default() {
+                surb_id = SurbId::new(self.random16());
+            }
+            let destination = Destination::new(self.address.destination(), surb_id);
+            let (surb, key) =
+                Surb::new(&mut self.rng, &route, &delays, &destination, Version::V260)
+                    .map_err(|error| SendError::NoRoute(error.to_string()))?;
+            self.issued.insert(
+                surb_id,
+                IssuedSurb {
+                    key,
+                    recipient: *recipient,
+                    created: now,
+                },
+            );
+            surbs.push(surb);
+        }
+        Ok(surbs)
+    }
+
+    fn route(&mut self, gateway: NodeId) -> Option<Vec<Hop>> {
+        self.topology.random_route(&mut self.rng, gateway).ok()
+    }
+
+    /// Exponential delays for each mix of `route`; none at its last hop.
+    fn delays(&mut self, route: &[Hop], mean: Duration) -> Vec<Delay> {
+        let mut delays: Vec<Delay> = (0..route.len().saturating_sub(1))
+            .map(|_| {
+                if self.config.traffic.insecure_zero_delays {
+                    Delay::ZERO
+                } else {
+                    Delay::from_duration(self.exponential(mean))
+                }
+            })
+            .collect();
+        delays.push(Delay::ZERO);
+        delays
+    }
+
+    fn exponential(&mut self, mean: Duration) -> Duration {
+        match Exp::new(1.0 / mean.as_secs_f64().max(1e-9)) {
+            Ok(exp) => Duration::from_secs_f64(exp.sample(&mut self.rng)),
+            Err(_) => mean,
+        }
+    }
+
+    fn interval(&mut self, mean: Duration) -> Duration {
+        self.exponential(mean)
+    }
+
+    /// The next event of a Poisson stream after one at `previous`; a stream far behind (the
+    /// process slept) restarts from `now` rather than bursting.
+    fn next_after(&mut self, previous: Instant, now: Instant, mean: Duration) -> Instant {
+        let base = if now.saturating_duration_since(previous) > Duration::from_secs(1) {
+            now
+        } else {
+            previous
+        };
+        base + self.interval(mean)
+    }
+
+    // --- receiving ------------------------------------------------------------------------
+
+    fn handle_ack(&mut self, payload: &[u8]) {
+        let Some(ack_id) = payload.first_chunk::<16>() else {
+            self.stats.unreadable += 1;
+            return;
+        };
+        // acks of cover traffic match nothing and are dropped silently
+        if let Some(in_flight) = self.in_flight.remove(ack_id) {
+            self.stats.acks += 1;
+            self.fragment_done(in_flight.message, in_flight.at.index);
+        }
+    }
+
+    fn handle_data(&mut self, now: Instant, payload: &[u8]) {
+        let Some((at, count, piece)) = fragment::parse(payload) else {
+            self.stats.unreadable += 1;
+            return;
+        };
+        if let Some(sent) = self.loops.remove(&at.message) {
+            self.stats.loops_returned += 1;
+            self.stats.last_loop_rtt = Some(now.saturating_duration_since(sent));
+            return;
+        }
+        let sealed = match self.messages.insert(now, at, count, piece) {
+            Ok(Some(sealed)) => sealed,
+            Ok(None) => return,
+            Err(_) => {
+                self.stats.unreadable += 1;
+                return;
+            }
+        };
+        let Some(message) =
+            seal::open(self.keys.encryption_secret(), &sealed).and_then(|m| Message::decode(&m))
+        else {
+            self.stats.unreadable += 1;
+            return;
+        };
+        match message {
+            Message::Data(data) => self.received(data, None),
+            Message::DataWithSurbs { tag, surbs, data } => {
+                self.keep_surbs(tag, surbs);
+                self.received(data, Some(tag));
+            }
+            Message::SurbTopUp { tag, surbs } => self.keep_surbs(tag, surbs),
+            Message::ReplyAcks(acks) => {
+                for at in acks {
+                    if let Some(reply) = self.reply_in_flight.remove(&at) {
+                        self.fragment_done(reply.message, at.index);
+                    }
+                }
+            }
+        }
+    }
+
+    fn handle_sealed_reply(&mut self, now: Instant, surb_id: SurbId, payload: &[u8]) {
+        let Some(issued) = self.issued.remove(&surb_id) else {
+            self.stats.unreadable += 1;
+            return;
+        };
+        let Some(plaintext) = Payload::from_bytes(payload)
+            .ok()
+            .and_then(|p| issued.key.open(p).ok())
+        else {
+            self.stats.unreadable += 1;
+            return;
+        };
+        let Some((at, count, piece)) = fragment::parse(&plaintext) else {
+            self.stats.unreadable += 1;
+            return;
+        };
+        // acknowledge every fragment, even again: the first ack may have been lost
+        let acks = self
+            .reply_acks
+            .entry(issued.recipient)
+            .or_insert_with(|| (now + REPLY_ACK_BATCH, Vec::new()));
+        acks.1.push(at);
+        let whole = match self.replies.insert(now, at, count, piece) {
+            Ok(Some(whole)) => whole,
+            Ok(None) => return,
+            Err(_) => {
+                self.stats.unreadable += 1;
+                return;
+            }
+        };
+        match Reply::decode(&whole) {
+            Some(Reply::Data(message)) => {
+                self.stats.received += 1;
+                self.events.push_back(Event::Reply {
+                    from: issued.recipient,
+                    message,
+                });
+            }
+            Some(Reply::SurbRequest { count }) => {
+                let count = count.min(self.config.surbs.max_kept);
+                let recipient = issued.recipient;
+                let tag = self.sender_tag(&recipient);
+                if let Ok(surbs) = self.make_surbs(now, &recipient, count) {
+                    let _ = self.send_message(
+                        now,
+                        &recipient,
+                        &Message::SurbTopUp { tag, surbs },
+                        false,
+                    );
+                }
+            }
+            None => self.stats.unreadable += 1,
+        }
+    }
+
+    fn received(&mut self, message: Vec<u8>, reply_to: Option<SenderTag>) {
+        self.stats.received += 1;
+        self.events.push_back(Event::Received { message, reply_to });
+    }
+
+    fn keep_surbs(&mut self, tag: SenderTag, surbs: Vec<Surb>) {
+        let max = usize::from(self.config.surbs.max_kept);
+        let store = self.surbs.entry(tag).or_default();
+        store.surbs.extend(surbs);
+        while store.surbs.len() > max {
+            store.surbs.pop_front();
+        }
+        store.requested = None;
+        self.release_replies(tag);
+    }
+
+    fn fragment_done(&mut self, message: MessageId, index: u32) {
+        let Some(outgoing) = self.outgoing.get_mut(&message) else {
+            return;
+        };
+        let Some(done) = outgoing.done.get_mut(index as usize) else {
+            return;
+        };
+        if *done {
+            return;
+        }
+        *done = true;
+        outgoing.acked += 1;
+        if outgoing.acked == outgoing.fragments {
+            let notify = outgoing.notify;
+            self.outgoing.remove(&message);
+            if notify {
+                self.events.push_back(Event::Sent(message));
+            }
+        }
+    }
+
+    fn fail(&mut self, message: MessageId, reason: &str) {
+        if let Some(outgoing) = self.outgoing.remove(&message)
+            && outgoing.notify
+        {
+            self.events.push_back(Event::Failed {
+                id: message,
+                reason: reason.to_owned(),
+            });
+        }
+    }
+
+    // --- timers ---------------------------------------------------------------------------
+
+    fn run_timers(&mut self, now: Instant) {
+        while let Some(Reverse((at, timer))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            match timer {
+                Timer::Retransmit(ack_id) => {
+                    if let Some(in_flight) = self.in_flight.remove(&ack_id)
+                        && self.is_pending(in_flight.message, in_flight.at.index)
+                    {
+                        self.stats.retransmissions += 1;
+                        self.queue.push_front(Queued::Fragment {
+                            message: in_flight.message,
+                            at: in_flight.at,
+                            to: in_flight.to,
+                            bytes: in_flight.bytes,
+                        });
+                    }
+                }
+                Timer::ReplyRetransmit(at) => {
+                    let due = self
+                        .reply_in_flight
+                        .get(&at)
+                        .is_some_and(|r| r.deadline <= now);
+                    if due
+                        && let Some(reply) = self.reply_in_flight.remove(&at)
+                        && self.is_pending(reply.message, at.index)
+                    {
+                        self.stats.retransmissions += 1;
+                        self.waiting_replies
+                            .entry(reply.tag)
+                            .or_default()
+                            .push_front(Queued::Reply {
+                                message: reply.message,
+                                at,
+                                tag: reply.tag,
+                                bytes: reply.bytes,
+                            });
+                        self.release_replies(reply.tag);
+                    }
+                }
+            }
+        }
+        // give up on what is too old
+        let give_up = self.config.acks.give_up_after;
+        let expired: Vec<MessageId> = self
+            .outgoing
+            .iter()
+            .filter(|(_, m)| now.saturating_duration_since(m.created) >= give_up)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            self.fail(id, "not acknowledged in time (acks.give_up_after)");
+        }
+        // reply acks due: one message per SURB owner's recipient
+        let due: Vec<ClientAddress> = self
+            .reply_acks
+            .iter()
+            .filter(|(_, (at, _))| *at <= now)
+            .map(|(to, _)| *to)
+            .collect();
+        for to in due {
+            if let Some((_, acks)) = self.reply_acks.remove(&to) {
+                let _ = self.send_message(now, &to, &Message::ReplyAcks(acks), false);
+            }
+        }
+        self.messages.expire(now);
+        self.replies.expire(now);
+        self.stats.incomplete_dropped = self.messages.dropped() + self.replies.dropped();
+        self.stats.reassembly_bytes = self.messages.held_bytes() + self.replies.held_bytes();
+        let keep = self.config.acks.give_up_after;
+        self.issued
+            .retain(|_, issued| now.saturating_duration_since(issued.created) < keep * 48);
+    }
+
+    // --- helpers --------------------------------------------------------------------------
+
+    fn sender_tag(&mut self, to: &ClientAddress) -> SenderTag {
+        if let Some(tag) = self.sender_tags.get(to) {
+            return *tag;
+        }
+        let tag = SenderTag(self.random16());
+        self.sender_tags.insert(*to, tag);
+        tag
+    }
+
+    fn new_message_id(&mut self) -> MessageId {
+        self.next_message += 1;
+        MessageId(self.next_message)
+    }
+
+    fn random16(&mut self) -> [u8; 16] {
+        let mut bytes = [0u8; 16];
+        self.rng.fill_bytes(&mut bytes);
+        bytes
+    }
+}
+
+fn gateway_of(topology: &Topology, key: &[u8; 32]) -> Option<NodeId> {
+    topology
+        .node_with_noise_key(&NoiseKey(*key))
+        .filter(|node| node.role == umbra_topology::Role::Gateway)
+        .map(|node| node.id)
+}

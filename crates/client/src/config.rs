@@ -1,0 +1,202 @@
+//! How a client behaves: traffic rates and delays, acknowledgements, message limits, SURBs.
+//! Defaults are Nym's; named presets trade anonymity for speed, and say so.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::err::ConfigError;
+
+/// Everything a client can be told.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClientConfig {
+    /// Rates and delays of the traffic the client sends.
+    pub traffic: TrafficConfig,
+    /// Acknowledgements and retransmission.
+    pub acks: AckConfig,
+    /// Message sizes and reassembly.
+    pub messages: MessageConfig,
+    /// Single-use reply blocks.
+    pub surbs: SurbConfig,
+}
+
+/// The Loopix traffic a client sends.
+///
+/// A client sends packets in a Poisson stream whatever its application does: a real packet
+/// when one is waiting, a drop-cover packet otherwise, so the link looks the same busy or idle.
+/// A second Poisson stream sends loop-cover packets back to the client itself. Each mix node
+/// holds a packet for an exponentially distributed delay.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrafficConfig {
+    /// Mean delay each mix node holds a packet (Nym: 15 ms). Longer delays mix more packets.
+    #[serde(with = "humantime_serde")]
+    pub mean_hop_delay: Duration,
+    /// Mean delay each mix node holds an acknowledgement (Nym: 15 ms).
+    #[serde(with = "humantime_serde")]
+    pub mean_ack_delay: Duration,
+    /// Mean time between packets of the real stream (Nym: 20 ms, about 50 packets/s). It caps
+    /// how fast the client sends, and costs bandwidth when idle.
+    #[serde(with = "humantime_serde")]
+    pub mean_send_interval: Duration,
+    /// Mean time between loop-cover packets (Nym: 200 ms).
+    #[serde(with = "humantime_serde")]
+    pub mean_loop_interval: Duration,
+    /// Sends no cover at all: no drop cover in empty slots and no loops. An observer of the
+    /// link then sees exactly when the application sends. For tests and measurements only.
+    pub insecure_no_cover: bool,
+    /// Mix nodes hold no packet of this client: packets cross the network as fast as it goes,
+    /// and timing analysis links sender and recipient. For tests and measurements only.
+    pub insecure_zero_delays: bool,
+}
+
+/// Named settings of [`TrafficConfig`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TrafficPreset {
+    /// Nym's defaults: 15 ms per hop, a packet every 20 ms, a loop every 200 ms.
+    Nym,
+    /// 5 ms per hop, a packet every 10 ms, a loop every 100 ms: about half the latency, twice
+    /// the idle bandwidth, less mixing per hop.
+    LowLatency,
+    /// Nym's delays with a packet every millisecond: about 1.6 MB/s of data, and as much
+    /// cover when idle (about 2.4 MB/s). For transfers, not for leaving on.
+    Bulk,
+}
+
+impl TrafficPreset {
+    /// The preset's settings.
+    pub fn config(self) -> TrafficConfig {
+        let ms = Duration::from_millis;
+        let (hop, send, r#loop) = match self {
+            TrafficPreset::Nym => (ms(15), ms(20), ms(200)),
+            TrafficPreset::LowLatency => (ms(5), ms(10), ms(100)),
+            TrafficPreset::Bulk => (ms(15), ms(1), ms(200)),
+        };
+        TrafficConfig {
+            mean_hop_delay: hop,
+            mean_ack_delay: hop,
+            mean_send_interval: send,
+            mean_loop_interval: r#loop,
+            insecure_no_cover: false,
+            insecure_zero_delays: false,
+        }
+    }
+}
+
+impl Default for TrafficConfig {
+    fn default() -> Self {
+        TrafficPreset::Nym.config()
+    }
+}
+
+/// Acknowledgements and retransmission.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AckConfig {
+    /// A packet is sent again if its ack has not come after (the route's delays there and
+    /// back) × this factor + [`AckConfig::extra_wait`] (Nym: 1.5).
+    pub wait_factor: f64,
+    /// See [`AckConfig::wait_factor`] (Nym: 1.5 s).
+    #[serde(with = "humantime_serde")]
+    pub extra_wait: Duration,
+    /// How long a reply waits for its acknowledgement from the SURB's owner before it is sent
+    /// again through another SURB.
+    #[serde(with = "humantime_serde")]
+    pub reply_wait: Duration,
+    /// A message not acknowledged by then is reported failed (Nym retries forever).
+    #[serde(with = "humantime_serde")]
+    pub give_up_after: Duration,
+}
+
+impl Default for AckConfig {
+    fn default() -> Self {
+        AckConfig {
+            wait_factor: 1.5,
+            extra_wait: Duration::from_millis(1500),
+            reply_wait: Duration::from_secs(5),
+            give_up_after: Duration::from_secs(30 * 60),
+        }
+    }
+}
+
+/// Message sizes and reassembly.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MessageConfig {
+    /// The largest message sent or received (default 16 MiB).
+    pub max_message_size: usize,
+    /// Bytes of incomplete messages held at once; the stalest are dropped beyond it.
+    pub reassembly_budget: usize,
+    /// An incomplete message getting no fragment for this long is dropped.
+    #[serde(with = "humantime_serde")]
+    pub reassembly_timeout: Duration,
+}
+
+impl Default for MessageConfig {
+    fn default() -> Self {
+        MessageConfig {
+            max_message_size: 16 << 20,
+            reassembly_budget: 64 << 20,
+            reassembly_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// Single-use reply blocks.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SurbConfig {
+    /// SURBs a client attaches when it sends with SURBs and does not say how many.
+    pub attach: u16,
+    /// A replier with fewer SURBs than this for a sender asks for more (Nym: 10).
+    pub refill_below: u16,
+    /// How many it asks for.
+    pub request: u16,
+    /// The most SURBs kept for one sender (Nym: 200); the oldest go first.
+    pub max_kept: u16,
+}
+
+impl Default for SurbConfig {
+    fn default() -> Self {
+        SurbConfig {
+            attach: 20,
+            refill_below: 10,
+            request: 20,
+            max_kept: 200,
+        }
+    }
+}
+
+impl ClientConfig {
+    /// Checks that the settings can work.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let t = &self.traffic;
+        if t.mean_send_interval.is_zero() || t.mean_loop_interval.is_zero() {
+            return Err(ConfigError::new(
+                "traffic.mean_send_interval",
+                "the streams' intervals must be above zero (Nym: 20ms and 200ms)",
+            ));
+        }
+        if self.acks.wait_factor.is_nan() || self.acks.wait_factor < 1.0 {
+            return Err(ConfigError::new(
+                "acks.wait_factor",
+                "must be at least 1 (Nym: 1.5)",
+            ));
+        }
+        if self.messages.max_message_size == 0 {
+            return Err(ConfigError::new(
+                "messages.max_message_size",
+                "must be above zero",
+            ));
+        }
+        if self.surbs.refill_below >= self.surbs.max_kept || self.surbs.request == 0 {
+            return Err(ConfigError::new(
+                "surbs",
+                "refill_below must be below max_kept, and request above zero (defaults 10, 200, 20)",
+            ));
+        }
+        Ok(())
+    }
+}

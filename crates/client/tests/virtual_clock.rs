@@ -1,0 +1,413 @@
+//! Clients on a virtual clock, over a network in memory: packets cross real Sphinx hops (one
+//! node per layer, two gateways) the instant they are sent, unless a test loses them.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is the point
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+use umbra_client::{Client, ClientConfig, ClientKeys, Event, MessageId};
+use umbra_sphinx::{NodeAddress, Packet, PacketSize, PrivateKey, Processed};
+use umbra_topology::{Layer, NodeDescriptor, NodeId, NoiseKey, Role, Topology};
+use umbra_wire::gateway::{ClientMessage, Delivery, DeliveryKind};
+use umbra_wire::{ClientAddress, SurbAck};
+
+/// The nodes, their keys, and what the harness does with packets.
+struct Net {
+    topology: Topology,
+    keys: HashMap<NodeAddress, PrivateKey>,
+    gateways: [[u8; 32]; 2],
+    next_delivery: u64,
+    /// Packets carrying data to these identities are lost (while `lose` is on).
+    lose_to: Option<[u8; 32]>,
+    lost: u32,
+}
+
+impl Net {
+    fn new() -> Net {
+        let mut rng = ChaCha20Rng::from_seed([9; 32]);
+        let mut nodes = Vec::new();
+        let mut keys = HashMap::new();
+        let mut gateways = [[0u8; 32]; 2];
+        for i in 0..5u32 {
+            let key = PrivateKey::generate(&mut rng);
+            let mix_address: SocketAddr = format!("10.0.0.{}:1789", i + 1).parse().unwrap();
+            let role = match i {
+                0..=2 => Role::Mix(Layer::new(i as u8 + 1).unwrap()),
+                _ => Role::Gateway,
+            };
+            let noise = [i as u8 + 100; 32];
+            if i >= 3 {
+                gateways[i as usize - 3] = noise;
+            }
+            keys.insert(umbra_wire::address::encode(mix_address), key.clone());
+            nodes.push(NodeDescriptor {
+                id: NodeId(i + 1),
+                role,
+                mix_address,
+                client_address: (role == Role::Gateway)
+                    .then(|| format!("10.0.0.{}:9000", i + 1).parse().unwrap()),
+                sphinx_key: key.public_key(),
+                noise_key: NoiseKey(noise),
+            });
+        }
+        Net {
+            topology: Topology::new(1, nodes).unwrap(),
+            keys,
+            gateways,
+            next_delivery: 0,
+            lose_to: None,
+            lost: 0,
+        }
+    }
+
+    fn client(&self, seed: u8, gateway: usize, config: ClientConfig, now: Instant) -> Client {
+        let keys = ClientKeys::generate(&mut ChaCha20Rng::from_seed([seed; 32]));
+        Client::new(
+            config,
+            keys,
+            self.gateways[gateway],
+            self.topology.clone(),
+            [seed; 32],
+            now,
+        )
+        .unwrap()
+    }
+
+    fn delivery(&mut self, kind: DeliveryKind, payload: Vec<u8>) -> Delivery {
+        self.next_delivery += 1;
+        Delivery {
+            id: self.next_delivery,
+            kind,
+            payload,
+        }
+    }
+
+    /// Carries a packet through its hops, as the gateways would: what is delivered to whom.
+    fn carry(&mut self, first_hop: NodeAddress, packet: Packet) -> Vec<([u8; 32], Delivery)> {
+        let (mut at, mut packet) = (first_hop, packet);
+        let size = packet.size();
+        loop {
+            match self.keys[&at].process(packet).unwrap() {
+                Processed::Forward {
+                    next_hop,
+                    packet: next,
+                    ..
+                } => {
+                    at = next_hop;
+                    packet = next;
+                }
+                Processed::Final {
+                    destination,
+                    surb_id,
+                    payload,
+                } => {
+                    let to = *destination.as_bytes();
+                    if size == PacketSize::Ack {
+                        let ack = payload.plaintext().unwrap().to_vec();
+                        return vec![(to, self.delivery(DeliveryKind::Ack, ack))];
+                    }
+                    return match payload.plaintext() {
+                        Ok(plaintext) => {
+                            let (ack, data) = SurbAck::split(plaintext).unwrap();
+                            if self.lose_to == Some(to) {
+                                self.lost += 1;
+                                return vec![];
+                            }
+                            let mut out = Vec::new();
+                            if to != [0; 32] {
+                                out.push((to, self.delivery(DeliveryKind::Data, data.to_vec())));
+                            }
+                            out.extend(self.carry(ack.first_hop, ack.packet));
+                            out
+                        }
+                        // a reply through a SURB: only its owner can open it
+                        Err(_) => vec![(
+                            to,
+                            self.delivery(
+                                DeliveryKind::Sealed { surb_id },
+                                payload.as_bytes().to_vec(),
+                            ),
+                        )],
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// Runs the clients until `until`, waking exactly when they ask; returns their events.
+fn run(net: &mut Net, clients: &mut [&mut Client], until: Instant) -> Vec<Vec<Event>> {
+    let mut events: Vec<Vec<Event>> = clients.iter().map(|_| Vec::new()).collect();
+    loop {
+        let now = clients.iter().map(|c| c.next_wakeup()).min().unwrap();
+        if now > until {
+            return events;
+        }
+        let mut deliveries = Vec::new();
+        for client in clients.iter_mut() {
+            while let Some(message) = client.poll_transmit(now) {
+                if let ClientMessage::Forward { first_hop, packet } = message {
+                    deliveries.extend(net.carry(first_hop, packet));
+                }
+            }
+        }
+        for (to, delivery) in deliveries {
+            if let Some(client) = clients.iter_mut().find(|c| c.address().identity == to) {
+                client.handle_delivery(now, delivery);
+            }
+        }
+        for (client, events) in clients.iter_mut().zip(&mut events) {
+            while let Some(event) = client.poll_event() {
+                events.push(event);
+            }
+        }
+    }
+}
+
+fn address(client: &Client) -> ClientAddress {
+    client.address()
+}
+
+#[test]
+fn the_streams_keep_their_rates_whether_or_not_the_application_sends() {
+    // what matters is what leaves the client, so nothing is carried: no acks come back, and
+    // the busy client sends its fragments again and again, always having more than a slot
+    let net = Net::new();
+    let t0 = Instant::now();
+    let span = Duration::from_secs(100);
+    let mut idle = net.client(1, 0, ClientConfig::default(), t0);
+    let mut busy = net.client(2, 0, ClientConfig::default(), t0);
+    busy.send(t0, &address(&idle), vec![7; 1600 * 7_000], 0)
+        .unwrap();
+    let mut sizes = std::collections::HashSet::new();
+    for client in [&mut idle, &mut busy] {
+        loop {
+            let now = client.next_wakeup();
+            if now > t0 + span {
+                break;
+            }
+            while let Some(message) = client.poll_transmit(now) {
+                if let ClientMessage::Forward { packet, .. } = message {
+                    sizes.insert(packet.as_bytes().len());
+                }
+            }
+        }
+    }
+    // Poisson streams of means 20 ms and 200 ms: 5,000 ± 71 and 500 ± 22 (one standard
+    // deviation) in 100 s; the bounds are five of them
+    for (name, client) in [("idle", &idle), ("busy", &busy)] {
+        let stats = client.stats();
+        let real_stream = stats.real_packets + stats.drop_cover;
+        assert!(
+            (4_645..=5_355).contains(&real_stream),
+            "{name}: {real_stream} real-stream packets in 100 s"
+        );
+        assert!(
+            (390..=610).contains(&stats.loops),
+            "{name}: {} loops in 100 s",
+            stats.loops
+        );
+    }
+    assert_eq!(idle.stats().real_packets, 0);
+    assert_eq!(
+        busy.stats().drop_cover,
+        0,
+        "the busy client sent cover: {:?}",
+        busy.stats()
+    );
+    assert_eq!(
+        sizes,
+        [PacketSize::Regular.packet_len()].into(),
+        "every packet the same size"
+    );
+}
+
+#[test]
+fn a_lost_packet_is_sent_again_after_its_timeout_and_only_then() {
+    let mut net = Net::new();
+    let t0 = Instant::now();
+    let mut config = ClientConfig::default();
+    config.traffic.insecure_zero_delays = true; // the wait is then exactly extra_wait: 1.5 s
+    let mut alice = net.client(1, 0, config.clone(), t0);
+    let mut bob = net.client(2, 1, config, t0);
+    let id = alice
+        .send(t0, &address(&bob), b"are you there?".to_vec(), 0)
+        .unwrap();
+
+    // the first copy is lost on its way to bob (bob sits this out: his loops would be lost too)
+    net.lose_to = Some(address(&bob).identity);
+    run(
+        &mut net,
+        &mut [&mut alice],
+        t0 + Duration::from_millis(1400),
+    );
+    assert_eq!(net.lost, 1);
+    assert_eq!(alice.stats().retransmissions, 0);
+
+    // nothing happens before the timeout; after it, one retransmission that gets through
+    net.lose_to = None;
+    let before = alice.stats().real_packets;
+    let events = run(
+        &mut net,
+        &mut [&mut alice, &mut bob],
+        t0 + Duration::from_millis(1500),
+    );
+    assert_eq!(
+        alice.stats().real_packets,
+        before,
+        "sent again before its timeout"
+    );
+    let events_later = run(
+        &mut net,
+        &mut [&mut alice, &mut bob],
+        t0 + Duration::from_secs(3),
+    );
+    assert!(events.iter().all(Vec::is_empty));
+    assert_eq!(alice.stats().retransmissions, 1);
+    assert_eq!(
+        events_later[1],
+        vec![Event::Received {
+            message: b"are you there?".to_vec(),
+            reply_to: None
+        }]
+    );
+    assert_eq!(events_later[0], vec![Event::Sent(id)]);
+
+    // and a packet acknowledged in time is never sent again
+    let id = alice
+        .send(
+            t0 + Duration::from_secs(3),
+            &address(&bob),
+            b"again".to_vec(),
+            0,
+        )
+        .unwrap();
+    let events = run(
+        &mut net,
+        &mut [&mut alice, &mut bob],
+        t0 + Duration::from_secs(20),
+    );
+    assert_eq!(alice.stats().retransmissions, 1);
+    assert_eq!(events[0], vec![Event::Sent(id)]);
+}
+
+#[test]
+fn large_messages_arrive_whole_in_whatever_order_fragments_come() {
+    let mut net = Net::new();
+    let t0 = Instant::now();
+    let mut config = ClientConfig::default();
+    config.traffic.mean_send_interval = Duration::from_millis(1);
+    let mut alice = net.client(1, 0, config.clone(), t0);
+    let mut bob = net.client(2, 1, config, t0);
+    let message: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let id = alice.send(t0, &address(&bob), message.clone(), 0).unwrap();
+
+    // carry alice's packets, then hand bob the fragments in reverse
+    let mut held = Vec::new();
+    let mut now = t0;
+    while held.len() < 63 {
+        now = alice.next_wakeup();
+        while let Some(transmit) = alice.poll_transmit(now) {
+            if let ClientMessage::Forward { first_hop, packet } = transmit {
+                for (to, delivery) in net.carry(first_hop, packet) {
+                    if to == address(&bob).identity && delivery.kind == DeliveryKind::Data {
+                        held.push(delivery);
+                    } else if to == address(&alice).identity {
+                        alice.handle_delivery(now, delivery);
+                    }
+                }
+            }
+        }
+    }
+    for delivery in held.into_iter().rev() {
+        bob.handle_delivery(now, delivery);
+    }
+    assert_eq!(
+        bob.poll_event(),
+        Some(Event::Received {
+            message,
+            reply_to: None
+        })
+    );
+    assert_eq!(bob.poll_event(), None);
+    // the acks came back as the fragments went out
+    let events = run(
+        &mut net,
+        &mut [&mut alice, &mut bob],
+        now + Duration::from_millis(50),
+    );
+    assert!(events[0].contains(&Event::Sent(id)), "{:?}", events[0]);
+}
+
+#[test]
+fn replies_through_surbs_reach_the_anonymous_sender_and_top_up() {
+    let mut net = Net::new();
+    let t0 = Instant::now();
+    let mut alice = net.client(1, 0, ClientConfig::default(), t0);
+    let mut bob = net.client(2, 1, ClientConfig::default(), t0);
+    alice
+        .send(t0, &address(&bob), b"tell me a secret".to_vec(), 12)
+        .unwrap();
+    let events = run(
+        &mut net,
+        &mut [&mut alice, &mut bob],
+        t0 + Duration::from_secs(2),
+    );
+    let tag = match &events[1][..] {
+        [
+            Event::Received {
+                message,
+                reply_to: Some(tag),
+            },
+        ] if message == b"tell me a secret" => *tag,
+        other => panic!("bob got {other:?}"),
+    };
+
+    // bob replies more often than the SURBs alice sent would allow: he asks for more
+    let mut replies: Vec<MessageId> = Vec::new();
+    let mut now = t0 + Duration::from_secs(2);
+    for i in 0..30u32 {
+        replies.push(
+            bob.reply(now, tag, format!("secret {i}").into_bytes())
+                .unwrap(),
+        );
+        now += Duration::from_millis(300);
+    }
+    let events = run(
+        &mut net,
+        &mut [&mut alice, &mut bob],
+        now + Duration::from_secs(30),
+    );
+    let got: Vec<&Event> = events[0]
+        .iter()
+        .filter(|e| matches!(e, Event::Reply { .. }))
+        .collect();
+    assert_eq!(
+        got.len(),
+        30,
+        "alice got {} replies: {:?}",
+        got.len(),
+        events[0]
+    );
+    for event in got {
+        let Event::Reply { from, message } = event else {
+            unreachable!()
+        };
+        assert_eq!(*from, address(&bob));
+        assert!(message.starts_with(b"secret "));
+    }
+    // every reply was acknowledged back to bob
+    let sent: Vec<&Event> = events[1]
+        .iter()
+        .filter(|e| matches!(e, Event::Sent(_)))
+        .collect();
+    assert_eq!(sent.len(), 30, "{:?}", events[1]);
+    assert!(
+        bob.reply(now, umbra_client::SenderTag([0; 16]), b"x".to_vec())
+            .is_err()
+    );
+}
