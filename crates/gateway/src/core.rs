@@ -1,0 +1,541 @@
+//! The gateway core: sessions, bandwidth, the final hop, delivery, storage decisions, acks.
+//!
+//! Sans-IO: the shell feeds it what happens (a client connects, sends, confirms; a packet
+//! ends here; a write to storage finished) and carries out the [`Action`]s it is polled for.
+//!
+//! A delivery's acknowledgement (its SURB-ACK, sent back through the mixnet to the sender) goes
+//! out only once the delivery is safe: confirmed by the connected client, or written to
+//! storage for one that is away. Until then nothing is lost if the gateway dies: the sender,
+//! never acknowledged, sends again.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use umbra_hop::Final;
+use umbra_sphinx::{NodeAddress, Packet, PacketSize};
+use umbra_wire::SurbAck;
+use umbra_wire::gateway::{ClientMessage, Delivery, DeliveryKind, GatewayMessage, Refusal};
+
+/// A client, by its identity key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientId(pub [u8; 32]);
+
+/// Which connection of a client: a new one replaces the old.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SessionId(pub u64);
+
+/// How a gateway treats its clients.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    /// Bytes a client may send per day; none for no limit.
+    pub daily_allowance: Option<u64>,
+    /// Deliveries kept for a client that is away, at most.
+    pub inbox_max_messages: u64,
+    /// Bytes kept for a client that is away, at most.
+    pub inbox_max_bytes: u64,
+    /// How long a stored delivery is kept (default 24 h).
+    #[serde(with = "humantime_serde")]
+    pub inbox_expiry: Duration,
+    /// Deliveries sent to a connected client and not yet confirmed, at most; beyond this,
+    /// new ones are stored instead.
+    pub max_unconfirmed: usize,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            daily_allowance: None,
+            inbox_max_messages: 100_000,
+            inbox_max_bytes: 256 << 20,
+            inbox_expiry: Duration::from_secs(24 * 3600),
+            max_unconfirmed: 4096,
+        }
+    }
+}
+
+/// What the shell must do.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Send a message to a client's session.
+    ToClient {
+        /// The client.
+        client: ClientId,
+        /// Its session.
+        session: SessionId,
+        /// The message.
+        message: GatewayMessage,
+    },
+    /// Send a packet into the mixnet.
+    Forward {
+        /// The first-layer node.
+        first_hop: NodeAddress,
+        /// The packet.
+        packet: Packet,
+    },
+    /// Write a delivery to storage, then call [`GatewayCore::stored`].
+    Store {
+        /// The client.
+        client: ClientId,
+        /// The delivery.
+        delivery: Delivery,
+    },
+    /// Remove stored deliveries.
+    Delete {
+        /// The client.
+        client: ClientId,
+        /// Their ids.
+        ids: Vec<u64>,
+    },
+    /// Remember a new client.
+    Register {
+        /// The client.
+        client: ClientId,
+    },
+    /// Read a client's stored deliveries, in order, then call [`GatewayCore::inbox_loaded`].
+    LoadInbox {
+        /// The client.
+        client: ClientId,
+        /// The session to give them to.
+        session: SessionId,
+    },
+    /// Close a session.
+    Close {
+        /// The client.
+        client: ClientId,
+        /// The session.
+        session: SessionId,
+        /// Why, in words.
+        reason: &'static str,
+    },
+}
+
+/// What the gateway counts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Client packets forwarded into the mixnet.
+    pub forwarded: u64,
+    /// Client packets refused, by reason.
+    pub refused: BTreeMap<&'static str, u64>,
+    /// Deliveries handed to connected clients.
+    pub pushed: u64,
+    /// Deliveries written to storage.
+    pub stored: u64,
+    /// Deliveries confirmed by clients.
+    pub confirmed: u64,
+    /// SURB-ACKs sent back into the mixnet.
+    pub acks_sent: u64,
+    /// Drop-cover packets dropped (their acks are sent).
+    pub cover: u64,
+    /// Final-hop packets dropped, by reason.
+    pub dropped: BTreeMap<&'static str, u64>,
+    /// Sessions replaced by a new connection of the same client.
+    pub sessions_replaced: u64,
+}
+
+struct Session {
+    id: SessionId,
+    /// Until the inbox is loaded, live deliveries wait here so stored ones go first.
+    loading: Option<Vec<(Delivery, Option<SurbAck>)>>,
+    /// Deliveries sent and not yet confirmed.
+    unconfirmed: BTreeMap<u64, Held>,
+}
+
+/// A delivery sent to a client, until it confirms it.
+enum Held {
+    /// Read from storage (and acked when it was stored): deleted once confirmed.
+    Stored,
+    /// Live: acked once confirmed, stored (and acked) if the session ends first.
+    Live(Delivery, Option<SurbAck>),
+}
+
+struct Usage {
+    day_started: Instant,
+    bytes: u64,
+}
+
+/// A gateway's state.
+pub struct GatewayCore {
+    config: GatewayConfig,
+    first_layer: HashSet<NodeAddress>,
+    registered: HashSet<ClientId>,
+    sessions: HashMap<ClientId, Session>,
+    usage: HashMap<ClientId, Usage>,
+    inbox: HashMap<ClientId, (u64, u64)>,
+    /// SURB-ACKs of deliveries being written, sent once written.
+    storing: HashMap<(ClientId, u64), Option<SurbAck>>,
+    next_delivery: u64,
+    next_session: u64,
+    actions: VecDeque<Action>,
+    counters: Counters,
+}
+
+impl GatewayCore {
+    /// A gateway forwarding client packets to `first_layer`. `registered` are the clients it
+    /// knows, with the count and bytes of what is stored for each; `next_delivery` is above
+    /// every stored delivery's id.
+    pub fn new(
+        config: GatewayConfig,
+        first_layer: impl IntoIterator<Item = NodeAddress>,
+        registered: impl IntoIterator<Item = (ClientId, u64, u64)>,
+        next_delivery: u64,
+    ) -> Self {
+        let mut inbox = HashMap::new();
+        let mut known = HashSet::new();
+        for (client, count, bytes) in registered {
+            known.insert(client);
+            inbox.insert(client, (count, bytes));
+        }
+        GatewayCore {
+            config,
+            first_layer: first_layer.into_iter().collect(),
+            registered: known,
+            sessions: HashMap::new(),
+            usage: HashMap::new(),
+            inbox,
+            storing: HashMap::new(),
+            next_delivery,
+            next_session: 0,
+            actions: VecDeque::new(),
+            counters: Counters::default(),
+        }
+    }
+
+    /// Replaces the nodes client packets may go to (a new topology).
+    pub fn set_first_layer(&mut self, first_layer: impl IntoIterator<Item = NodeAddress>) {
+        self.first_layer = first_layer.into_iter().collect();
+    }
+
+    /// A client authenticated a new connection; it replaces any older one at once.
+    pub fn client_connected(&mut self, client: ClientId) -> SessionId {
+        self.next_session += 1;
+        let id = SessionId(self.next_session);
+        if let Some(old) = self.sessions.remove(&client) {
+            self.counters.sessions_replaced += 1;
+            self.actions.push_back(Action::Close {
+                client,
+                session: old.id,
+                reason: "replaced by a new connection of the same client",
+            });
+            self.spill(client, old);
+        }
+        if self.registered.insert(client) {
+            self.actions.push_back(Action::Register { client });
+        }
+        self.sessions.insert(
+            client,
+            Session {
+                id,
+                loading: Some(Vec::new()),
+                unconfirmed: BTreeMap::new(),
+            },
+        );
+        self.actions.push_back(Action::LoadInbox {
+            client,
+            session: id,
+        });
+        id
+    }
+
+    /// A session ended; what it had not confirmed is stored.
+    pub fn client_disconnected(&mut self, client: ClientId, session: SessionId) {
+        if self.sessions.get(&client).is_some_and(|s| s.id == session)
+            && let Some(old) = self.sessions.remove(&client)
+        {
+            self.spill(client, old);
+        }
+    }
+
+    /// Stores what a closed session had not confirmed, or not been sent yet. The client may
+    /// have seen some of them: it drops duplicates.
+    fn spill(&mut self, client: ClientId, session: Session) {
+        for held in session.unconfirmed.into_values() {
+            if let Held::Live(delivery, ack) = held {
+                self.store(client, delivery, ack);
+            }
+        }
+        for (delivery, ack) in session.loading.into_iter().flatten() {
+            self.store(client, delivery, ack);
+        }
+    }
+
+    /// The stored deliveries of a client that connected, in order.
+    pub fn inbox_loaded(
+        &mut self,
+        now: Instant,
+        client: ClientId,
+        session: SessionId,
+        stored: Vec<Delivery>,
+    ) {
+        let Some(current) = self.sessions.get_mut(&client).filter(|s| s.id == session) else {
+            return;
+        };
+        let waiting = current.loading.take().unwrap_or_default();
+        let allowance = self.remaining(now, client);
+        self.actions.push_back(Action::ToClient {
+            client,
+            session,
+            message: GatewayMessage::Welcome {
+                allowance,
+                waiting: stored.len() as u32,
+            },
+        });
+        for delivery in stored {
+            if let Some(current) = self.sessions.get_mut(&client) {
+                current.unconfirmed.insert(delivery.id, Held::Stored);
+            }
+            self.send_delivery(client, session, delivery);
+        }
+        for (delivery, ack) in waiting {
+            self.deliver(client, delivery, ack);
+        }
+    }
+
+    /// A message from a client's session.
+    pub fn handle_client(
+        &mut self,
+        now: Instant,
+        client: ClientId,
+        session: SessionId,
+        message: ClientMessage,
+    ) {
+        if !self.sessions.get(&client).is_some_and(|s| s.id == session) {
+            return;
+        }
+        match message {
+            ClientMessage::Forward { first_hop, packet } => {
+                self.forward(now, client, session, first_hop, packet)
+            }
+            ClientMessage::Received { ids } => self.confirmed(client, &ids),
+        }
+    }
+
+    fn forward(
+        &mut self,
+        now: Instant,
+        client: ClientId,
+        session: SessionId,
+        first_hop: NodeAddress,
+        packet: Packet,
+    ) {
+        let refuse = |core: &mut Self, reason: Refusal, name: &'static str, detail: String| {
+            *core.counters.refused.entry(name).or_default() += 1;
+            core.actions.push_back(Action::ToClient {
+                client,
+                session,
+                message: GatewayMessage::Refused { reason, detail },
+            });
+        };
+        if !self.first_layer.contains(&first_hop) {
+            let detail =
+                "the first hop is not a first-layer node of this gateway's topology".to_owned();
+            return refuse(self, Refusal::NotFirstLayer, "not_first_layer", detail);
+        }
+        let len = packet.as_bytes().len() as u64;
+        if let Some(limit) = self.config.daily_allowance {
+            let usage = self.usage.entry(client).or_insert(Usage {
+                day_started: now,
+                bytes: 0,
+            });
+            if now.saturating_duration_since(usage.day_started) >= Duration::from_secs(24 * 3600) {
+                *usage = Usage {
+                    day_started: now,
+                    bytes: 0,
+                };
+            }
+            if usage.bytes + len > limit {
+                let resets = Duration::from_secs(24 * 3600)
+                    .saturating_sub(now.saturating_duration_since(usage.day_started));
+                let detail = format!(
+                    "this client has sent {} of its {limit} bytes for the day; the allowance resets in {} minutes",
+                    usage.bytes,
+                    resets.as_secs().div_ceil(60)
+                );
+                return refuse(self, Refusal::AllowanceExhausted, "allowance", detail);
+            }
+            usage.bytes += len;
+        }
+        self.counters.forwarded += 1;
+        self.actions
+            .push_back(Action::Forward { first_hop, packet });
+    }
+
+    fn remaining(&mut self, now: Instant, client: ClientId) -> u64 {
+        let Some(limit) = self.config.daily_allowance else {
+            return u64::MAX;
+        };
+        match self.usage.get(&client) {
+            Some(usage)
+                if now.saturating_duration_since(usage.day_started)
+                    < Duration::from_secs(24 * 3600) =>
+            {
+                limit.saturating_sub(usage.bytes)
+            }
+            _ => limit,
+        }
+    }
+
+    fn confirmed(&mut self, client: ClientId, ids: &[u64]) {
+        let mut stored_ones = Vec::new();
+        for &id in ids {
+            let held = self
+                .sessions
+                .get_mut(&client)
+                .and_then(|session| session.unconfirmed.remove(&id));
+            match held {
+                Some(Held::Live(_, ack)) => {
+                    self.counters.confirmed += 1;
+                    self.send_ack(ack);
+                }
+                // from storage, and acked when it was stored: forget it
+                Some(Held::Stored) => stored_ones.push(id),
+                None => {}
+            }
+        }
+        if !stored_ones.is_empty() {
+            self.counters.confirmed += stored_ones.len() as u64;
+            self.actions.push_back(Action::Delete {
+                client,
+                ids: stored_ones,
+            });
+        }
+    }
+
+    /// A packet ended at this gateway.
+    pub fn final_hop(&mut self, packet: Final) {
+        let Final {
+            destination,
+            surb_id,
+            payload,
+            size,
+        } = packet;
+        let to = *destination.as_bytes();
+        let (kind, bytes, ack) = if size == PacketSize::Ack {
+            match payload.plaintext() {
+                Ok(ack_id) => (DeliveryKind::Ack, ack_id.to_vec(), None),
+                Err(_) => return self.drop("bad_ack"),
+            }
+        } else {
+            match payload.plaintext() {
+                Ok(plaintext) => match SurbAck::split(plaintext) {
+                    Some((ack, data)) => (DeliveryKind::Data, data.to_vec(), Some(ack)),
+                    None => return self.drop("no_surb_ack"),
+                },
+                // a reply through a SURB: sealed for its owner alone
+                Err(_) => (
+                    DeliveryKind::Sealed { surb_id },
+                    payload.as_bytes().to_vec(),
+                    None,
+                ),
+            }
+        };
+        if to == [0; 32] {
+            // drop cover: its sender wants its ack like any other packet's
+            self.counters.cover += 1;
+            return self.send_ack(ack);
+        }
+        let client = ClientId(to);
+        if !self.registered.contains(&client) {
+            return self.drop("unknown_client");
+        }
+        let id = self.next_delivery;
+        self.next_delivery += 1;
+        self.deliver(
+            client,
+            Delivery {
+                id,
+                kind,
+                payload: bytes,
+            },
+            ack,
+        );
+    }
+
+    fn deliver(&mut self, client: ClientId, delivery: Delivery, ack: Option<SurbAck>) {
+        let max_unconfirmed = self.config.max_unconfirmed;
+        match self.sessions.get_mut(&client) {
+            Some(session) => match session.loading.as_mut() {
+                // held back until the stored deliveries have gone first
+                Some(waiting) => waiting.push((delivery, ack)),
+                None if session.unconfirmed.len() < max_unconfirmed => {
+                    let id = session.id;
+                    session
+                        .unconfirmed
+                        .insert(delivery.id, Held::Live(delivery.clone(), ack));
+                    self.send_delivery(client, id, delivery);
+                }
+                None => self.store(client, delivery, ack),
+            },
+            None => self.store(client, delivery, ack),
+        }
+    }
+
+    fn send_delivery(&mut self, client: ClientId, session: SessionId, delivery: Delivery) {
+        self.counters.pushed += 1;
+        self.actions.push_back(Action::ToClient {
+            client,
+            session,
+            message: GatewayMessage::Deliver(delivery),
+        });
+    }
+
+    fn store(&mut self, client: ClientId, delivery: Delivery, ack: Option<SurbAck>) {
+        let (count, bytes) = self.inbox.entry(client).or_default();
+        let len = delivery.payload.len() as u64;
+        if *count + 1 > self.config.inbox_max_messages || *bytes + len > self.config.inbox_max_bytes
+        {
+            // not acked: the sender will try again later
+            return self.drop("inbox_full");
+        }
+        *count += 1;
+        *bytes += len;
+        self.storing.insert((client, delivery.id), ack);
+        self.actions.push_back(Action::Store { client, delivery });
+    }
+
+    /// A delivery is written to storage: its ack goes out.
+    pub fn stored(&mut self, client: ClientId, id: u64) {
+        if let Some(ack) = self.storing.remove(&(client, id)) {
+            self.counters.stored += 1;
+            self.send_ack(ack);
+        }
+    }
+
+    /// Stored deliveries were removed (confirmed, or expired).
+    pub fn removed(&mut self, client: ClientId, count: u64, bytes: u64) {
+        if let Some((stored, stored_bytes)) = self.inbox.get_mut(&client) {
+            *stored = stored.saturating_sub(count);
+            *stored_bytes = stored_bytes.saturating_sub(bytes);
+        }
+    }
+
+    fn send_ack(&mut self, ack: Option<SurbAck>) {
+        if let Some(ack) = ack {
+            self.counters.acks_sent += 1;
+            self.actions.push_back(Action::Forward {
+                first_hop: ack.first_hop,
+                packet: ack.packet,
+            });
+        }
+    }
+
+    fn drop(&mut self, reason: &'static str) {
+        *self.counters.dropped.entry(reason).or_default() += 1;
+    }
+
+    /// The next thing to do.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// What the gateway has counted.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Clients connected now.
+    pub fn connected(&self) -> usize {
+        self.sessions.len()
+    }
+}

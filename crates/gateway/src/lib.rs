@@ -1,0 +1,5 @@
+#![doc = include_str!("../README.md")]
+
+mod core;
+
+pub use crate::core::{Action, ClientId, Counters, GatewayConfig, GatewayCore, SessionId};
