@@ -136,7 +136,7 @@ where
     Ok((stream, transport))
 }
 
-fn builder(keys: &NoiseKeypair) -> Result<snow::Builder<'_>, LinkError> {
+pub(crate) fn builder(keys: &NoiseKeypair) -> Result<snow::Builder<'_>, LinkError> {
     let params = PATTERN.parse().map_err(LinkError::noise)?;
     snow::Builder::new(params)
         .local_private_key(keys.private.as_ref())

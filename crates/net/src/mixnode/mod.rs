@@ -20,10 +20,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, TrySendError};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::info;
 use umbra_mixnode::{
     Counters, Histogram, MixCore, ReplayFilter, RotationKey, Unwrapped, Unwrapper,
 };
@@ -35,18 +35,14 @@ pub use config::{HttpConfig, MixnodeConfig, StorageConfig, WorkerConfig};
 
 use crate::err::NodeError;
 use crate::http;
-use crate::keys::{read_key, write_new_key};
-use crate::link::{Admission, LinkCounters, Peer, PeerLink, serve_inbound};
+use crate::link::{Admission, LinkCounters, PeerLink, serve_inbound};
 use crate::metrics::Exposition;
 use crate::noise::NoiseKeypair;
+use crate::node;
 
 /// The configuration file in a data directory.
 pub const CONFIG_FILE: &str = "config.toml";
-/// The Sphinx private key file.
-pub const SPHINX_KEY_FILE: &str = "sphinx.key";
-/// The Noise private key file.
-pub const NOISE_KEY_FILE: &str = "noise.key";
-const REPLAY_DIR: &str = "replay";
+pub use crate::node::{NOISE_KEY_FILE, SPHINX_KEY_FILE};
 /// Frames waiting for a Sphinx thread; beyond this the node is overloaded and drops them.
 const FRAME_QUEUE: usize = 16_384;
 /// How long a stopping node waits for its links to send what is queued.
@@ -81,35 +77,18 @@ pub fn init(
     listen_address: SocketAddr,
     http_address: SocketAddr,
 ) -> Result<Initialised, NodeError> {
-    for file in [CONFIG_FILE, SPHINX_KEY_FILE, NOISE_KEY_FILE] {
-        let existing = data_dir.join(file);
-        if existing.exists() {
-            return Err(NodeError::AlreadyInitialised {
-                dir: data_dir.to_owned(),
-                existing,
-            });
-        }
-    }
-    std::fs::create_dir_all(data_dir).map_err(|source| NodeError::Write {
-        path: data_dir.to_owned(),
-        source,
-    })?;
-    let sphinx = PrivateKey::generate(&mut rand::rng());
-    let noise = NoiseKeypair::generate();
-    write_new_key(&data_dir.join(SPHINX_KEY_FILE), sphinx.as_bytes())?;
-    write_new_key(&data_dir.join(NOISE_KEY_FILE), noise.private_bytes())?;
+    node::ensure_new(data_dir, &[CONFIG_FILE, SPHINX_KEY_FILE, NOISE_KEY_FILE])?;
+    let keys = node::write_new_keys(data_dir)?;
     let config = data_dir.join(CONFIG_FILE);
-    std::fs::write(
-        &config,
-        MixnodeConfig::template(listen_address, http_address),
-    )
-    .map_err(|source| NodeError::Write {
-        path: config.clone(),
-        source,
+    std::fs::write(&config, MixnodeConfig::template(listen_address, http_address)).map_err(|source| {
+        NodeError::Write {
+            path: config.clone(),
+            source,
+        }
     })?;
     Ok(Initialised {
-        sphinx_key: sphinx.public_key(),
-        noise_key: noise.public(),
+        sphinx_key: keys.sphinx.public_key(),
+        noise_key: keys.noise.public(),
         config,
     })
 }
@@ -142,56 +121,30 @@ impl Mixnode {
             ));
         }
         let config = MixnodeConfig::load(&config_path)?;
-        let sphinx = PrivateKey::from_bytes(read_key(&data_dir.join(SPHINX_KEY_FILE))?);
-        let noise = NoiseKeypair::from_private(read_key(&data_dir.join(NOISE_KEY_FILE))?);
-
+        let keys = node::read_keys(data_dir)?;
         let topology_path = data_dir.join(&config.topology);
-        let json = std::fs::read_to_string(&topology_path).map_err(|source| NodeError::Read {
-            path: topology_path.clone(),
-            source,
+        let topology = node::read_topology(&topology_path)?;
+        let me = node::find_self(&topology, &topology_path, &keys, || {
+            Initialised {
+                sphinx_key: keys.sphinx.public_key(),
+                noise_key: keys.noise.public(),
+                config: config_path.clone(),
+            }
+            .descriptor(config.listen_address)
         })?;
-        let topology = Topology::from_json(&json)
-            .map_err(|error| NodeError::invalid(&topology_path, error.to_string()))?;
-        let me = topology
-            .node_with_noise_key(&noise.public())
-            .cloned()
-            .ok_or_else(|| {
-                NodeError::invalid(
-                    &topology_path,
-                    format!(
-                        "does not list this node (Noise key {}); add it: {}",
-                        noise.public(),
-                        Initialised {
-                            sphinx_key: sphinx.public_key(),
-                            noise_key: noise.public(),
-                            config: config_path.clone(),
-                        }
-                        .descriptor(config.listen_address)
-                    ),
-                )
-            })?;
         let Role::Mix(layer) = me.role else {
             return Err(NodeError::invalid(
                 &topology_path,
-                format!(
-                    "lists this node ({}) as a gateway; a mix node serves in a layer",
-                    me.id
-                ),
+                format!("lists this node ({}) as a gateway; a mix node serves in a layer", me.id),
             ));
         };
-        if me.sphinx_key != sphinx.public_key() {
-            return Err(NodeError::invalid(
-                &topology_path,
-                format!(
-                    "lists Sphinx key {} for this node ({}), but {} holds the key of {}",
-                    bs58::encode(me.sphinx_key.as_bytes()).into_string(),
-                    me.id,
-                    SPHINX_KEY_FILE,
-                    bs58::encode(sphinx.public_key().as_bytes()).into_string()
-                ),
-            ));
-        }
-        let filter = Arc::new(load_filter(data_dir, topology.key_rotation(), &config)?);
+        let filter = Arc::new(node::load_filter(
+            data_dir,
+            topology.key_rotation(),
+            &config.mixing.replay,
+            &config_path,
+        )?);
+        let node::NodeKeys { sphinx, noise } = keys;
         Ok(Mixnode {
             data_dir: data_dir.to_owned(),
             config,
@@ -252,21 +205,11 @@ impl Mixnode {
             Some(next) => topology.layer(next).cloned().collect(),
             None => topology.gateways().cloned().collect(),
         };
-        let mut peers = HashMap::new();
-        let mut peer_tasks = Vec::new();
-        let mut peer_status = Vec::new();
-        for node in &next {
-            let peer = Peer {
-                address: node.mix_address,
-                noise_key: node.noise_key,
-                name: node.id.to_string(),
-            };
-            let (link, task) =
-                PeerLink::spawn(peer, Arc::clone(&keys), &config.links, Arc::clone(&links));
-            peer_status.push((node.id.to_string(), link.status()));
-            peers.insert(node.mix_address, link);
-            peer_tasks.push(task);
-        }
+        let node::Peers {
+            links: peers,
+            tasks: mut peer_tasks,
+            status: peer_status,
+        } = node::connect_peers(&next, &keys, &config.links, &links);
 
         let unwrapper = Arc::new(Unwrapper::new(
             RotationKey::new(sphinx, Arc::clone(&filter)),
@@ -290,30 +233,15 @@ impl Mixnode {
             stopping: AtomicBool::new(false),
         });
 
-        let threads = match config.workers.threads {
-            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
-            n => n,
+        let settings = node::WorkerSettings {
+            threads: config.workers.threads,
+            batch_size: config.workers.batch_size,
+            nice: config.workers.nice,
         };
-        let mut workers = Vec::new();
-        for i in 0..threads {
-            let (input, output, unwrapper) = (
-                frames_out.clone(),
-                results_in.clone(),
-                Arc::clone(&unwrapper),
-            );
-            let (batch, nice) = (config.workers.batch_size, config.workers.nice);
-            let spawned = std::thread::Builder::new()
-                .name(format!("umbra-sphinx-{i}"))
-                .spawn(move || {
-                    lower_priority(nice);
-                    unwrap_frames(input, output, unwrapper, batch)
-                })
-                .map_err(|error| {
-                    NodeError::Other(format!("cannot start a Sphinx thread: {error}"))
-                })?;
-            workers.push(spawned);
-        }
-        drop((frames_out, results_in));
+        let workers = node::spawn_workers(settings, frames_out, Arc::clone(&unwrapper), move |results| {
+            results_in.send(results).is_ok()
+        })?;
+        let threads = workers.len();
         let core_status = Arc::clone(&status);
         let core_thread = std::thread::Builder::new()
             .name("umbra-mix-core".into())
@@ -351,7 +279,7 @@ impl Mixnode {
             let status: Arc<dyn http::Status> = Arc::clone(&status) as Arc<dyn http::Status>;
             tokio::spawn(http::serve(listener, status, stop.clone()))
         });
-        let saver = tokio::spawn(save_periodically(
+        let saver = tokio::spawn(node::save_periodically(
             data_dir.clone(),
             Arc::clone(&unwrapper),
             config.storage.replay_save_interval,
@@ -376,22 +304,11 @@ impl Mixnode {
         .await
         .map_err(|error| NodeError::Other(format!("stopping: {error}")))?
         .map_err(|_| NodeError::Other("the core thread panicked".into()))?;
-        let drained = tokio::time::timeout(LINK_DRAIN, async {
-            for task in &mut peer_tasks {
-                let _ = task.await;
-            }
-        })
-        .await;
-        if drained.is_err() {
-            warn!("some links are still down after {LINK_DRAIN:?}; the frames they hold are lost");
-            for task in &peer_tasks {
-                task.abort();
-            }
-        }
+        node::drain_peers(&mut peer_tasks, LINK_DRAIN).await;
         if let Some(task) = http_task {
             let _ = task.await;
         }
-        save_filters(&data_dir, &unwrapper).await?;
+        node::save_filters(&data_dir, &unwrapper).await?;
         let counters = core.counters();
         info!(
             received = counters.received,
@@ -399,141 +316,6 @@ impl Mixnode {
             "mix node stopped"
         );
         Ok(())
-    }
-}
-
-fn replay_file(data_dir: &Path, rotation: u32) -> PathBuf {
-    data_dir
-        .join(REPLAY_DIR)
-        .join(format!("rotation-{rotation}.bloom"))
-}
-
-fn load_filter(
-    data_dir: &Path,
-    rotation: u32,
-    config: &MixnodeConfig,
-) -> Result<ReplayFilter, NodeError> {
-    let path = replay_file(data_dir, rotation);
-    match std::fs::File::open(&path) {
-        Ok(file) => {
-            let mut reader = std::io::BufReader::new(file);
-            let filter = ReplayFilter::load(&mut reader).map_err(|error| {
-                NodeError::invalid(
-                    &path,
-                    format!(
-                        "{error}; delete it to start with an empty replay filter (packets seen in the last {:?} could then be replayed once)",
-                        config.mixing.replay.retention
-                    ),
-                )
-            })?;
-            if filter.rotation() != rotation {
-                return Err(NodeError::invalid(
-                    &path,
-                    format!("holds the filter of rotation {}", filter.rotation()),
-                ));
-            }
-            info!(rotation, tags = filter.inserted(), "replay filter loaded");
-            Ok(filter)
-        }
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            ReplayFilter::new(rotation, &config.mixing.replay)
-                .map_err(|error| NodeError::invalid(data_dir.join(CONFIG_FILE), error.to_string()))
-        }
-        Err(source) => Err(NodeError::Read { path, source }),
-    }
-}
-
-/// Writes every filter the unwrapper holds, each to a temporary file renamed into place, so a
-/// crash mid-write leaves the previous save intact.
-async fn save_filters(data_dir: &Path, unwrapper: &Arc<Unwrapper>) -> Result<(), NodeError> {
-    let data_dir = data_dir.to_owned();
-    let filters = unwrapper.replay_filters();
-    tokio::task::spawn_blocking(move || {
-        let dir = data_dir.join(REPLAY_DIR);
-        std::fs::create_dir_all(&dir).map_err(|source| NodeError::Write {
-            path: dir.clone(),
-            source,
-        })?;
-        for filter in filters {
-            let path = replay_file(&data_dir, filter.rotation());
-            let temporary = path.with_extension("bloom.tmp");
-            let write = |source| NodeError::Write {
-                path: temporary.clone(),
-                source,
-            };
-            let file = std::fs::File::create(&temporary).map_err(write)?;
-            let mut writer = std::io::BufWriter::with_capacity(1 << 20, file);
-            filter.save(&mut writer).map_err(write)?;
-            let file = writer
-                .into_inner()
-                .map_err(|error| write(error.into_error()))?;
-            file.sync_all().map_err(write)?;
-            std::fs::rename(&temporary, &path).map_err(|source| NodeError::Write {
-                path: path.clone(),
-                source,
-            })?;
-        }
-        Ok(())
-    })
-    .await
-    .map_err(|error| NodeError::Other(format!("saving the replay filter: {error}")))?
-}
-
-async fn save_periodically(
-    data_dir: PathBuf,
-    unwrapper: Arc<Unwrapper>,
-    every: Duration,
-    stop: CancellationToken,
-) {
-    loop {
-        tokio::select! {
-            () = tokio::time::sleep(every) => {}
-            () = stop.cancelled() => return,
-        }
-        if let Err(error) = save_filters(&data_dir, &unwrapper).await {
-            error!(%error, "saving the replay filter failed");
-        }
-    }
-}
-
-/// Makes the calling thread nicer, so time-critical threads get the CPU first.
-fn lower_priority(nice: i32) {
-    if nice == 0 {
-        return;
-    }
-    #[cfg(target_os = "linux")]
-    if let Err(error) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), nice) {
-        warn!(%error, "cannot lower the Sphinx threads' priority; forwarding may be later under load");
-    }
-}
-
-/// A Sphinx thread: takes what frames are waiting (up to a batch), unwraps them together.
-fn unwrap_frames(
-    input: Receiver<(Instant, Frame)>,
-    output: Sender<Vec<(Instant, Unwrapped)>>,
-    unwrapper: Arc<Unwrapper>,
-    batch_size: usize,
-) {
-    while let Ok(first) = input.recv() {
-        let mut times = vec![first.0];
-        let mut frames = vec![first.1];
-        while frames.len() < batch_size {
-            let Ok((at, frame)) = input.try_recv() else {
-                break;
-            };
-            times.push(at);
-            frames.push(frame);
-        }
-        let results = unwrapper.unwrap_batch(frames);
-        if output
-            .send(times.into_iter().zip(results).collect())
-            .is_err()
-        {
-            return;
-        }
-        // Let a thread whose timing matters (the core, a link) run now if it is waiting,
-        // rather than after this thread's scheduler slice: milliseconds on a busy machine.
-        std::thread::yield_now();
     }
 }
 

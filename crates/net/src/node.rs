@@ -1,0 +1,283 @@
+//! What every node daemon (mix node, gateway) does alike: its key files, the topology and its
+//! own place in it, the replay filter on disk, the Sphinx threads, the links to its peers.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+use umbra_hop::{ReplayFilter, ReplayFilterConfig, Unwrapped, Unwrapper};
+use umbra_sphinx::PrivateKey;
+use umbra_topology::{NodeDescriptor, Topology};
+use umbra_wire::frame::Frame;
+
+use crate::err::NodeError;
+use crate::keys::{read_key, write_new_key};
+use crate::link::{LinkConfig, LinkCounters, Peer, PeerLink, PeerStatus};
+use crate::noise::NoiseKeypair;
+
+/// The Sphinx private key file of a node.
+pub const SPHINX_KEY_FILE: &str = "sphinx.key";
+/// The Noise private key file of a node.
+pub const NOISE_KEY_FILE: &str = "noise.key";
+const REPLAY_DIR: &str = "replay";
+
+/// A node's private keys.
+pub(crate) struct NodeKeys {
+    pub(crate) sphinx: PrivateKey,
+    pub(crate) noise: NoiseKeypair,
+}
+
+/// Refuses a directory that already holds any of `files`.
+pub(crate) fn ensure_new(data_dir: &Path, files: &[&str]) -> Result<(), NodeError> {
+    for file in files {
+        let existing = data_dir.join(file);
+        if existing.exists() {
+            return Err(NodeError::AlreadyInitialised {
+                dir: data_dir.to_owned(),
+                existing,
+            });
+        }
+    }
+    std::fs::create_dir_all(data_dir).map_err(|source| NodeError::Write {
+        path: data_dir.to_owned(),
+        source,
+    })
+}
+
+/// Writes fresh keys into a new node's directory.
+pub(crate) fn write_new_keys(data_dir: &Path) -> Result<NodeKeys, NodeError> {
+    let keys = NodeKeys {
+        sphinx: PrivateKey::generate(&mut rand::rng()),
+        noise: NoiseKeypair::generate(),
+    };
+    write_new_key(&data_dir.join(SPHINX_KEY_FILE), keys.sphinx.as_bytes())?;
+    write_new_key(&data_dir.join(NOISE_KEY_FILE), keys.noise.private_bytes())?;
+    Ok(keys)
+}
+
+/// Reads a node's keys.
+pub(crate) fn read_keys(data_dir: &Path) -> Result<NodeKeys, NodeError> {
+    Ok(NodeKeys {
+        sphinx: PrivateKey::from_bytes(read_key(&data_dir.join(SPHINX_KEY_FILE))?),
+        noise: NoiseKeypair::from_private(read_key(&data_dir.join(NOISE_KEY_FILE))?),
+    })
+}
+
+/// Reads a topology file.
+pub(crate) fn read_topology(path: &Path) -> Result<Topology, NodeError> {
+    let json = std::fs::read_to_string(path).map_err(|source| NodeError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    Topology::from_json(&json).map_err(|error| NodeError::invalid(path, error.to_string()))
+}
+
+/// This node in the topology, found by its Noise key; its Sphinx key must match. `entry` is
+/// what the operator should add when the topology does not list it.
+pub(crate) fn find_self(topology: &Topology, path: &Path, keys: &NodeKeys, entry: impl FnOnce() -> String) -> Result<NodeDescriptor, NodeError> {
+    let me = topology.node_with_noise_key(&keys.noise.public()).cloned().ok_or_else(|| {
+        NodeError::invalid(
+            path,
+            format!("does not list this node (Noise key {}); add it: {}", keys.noise.public(), entry()),
+        )
+    })?;
+    if me.sphinx_key != keys.sphinx.public_key() {
+        return Err(NodeError::invalid(
+            path,
+            format!(
+                "lists Sphinx key {} for this node ({}), but {SPHINX_KEY_FILE} holds the key of {}",
+                bs58::encode(me.sphinx_key.as_bytes()).into_string(),
+                me.id,
+                bs58::encode(keys.sphinx.public_key().as_bytes()).into_string()
+            ),
+        ));
+    }
+    Ok(me)
+}
+
+fn replay_file(data_dir: &Path, rotation: u32) -> PathBuf {
+    data_dir.join(REPLAY_DIR).join(format!("rotation-{rotation}.bloom"))
+}
+
+/// The replay filter of `rotation`: the saved one, or a new one sized by `config`.
+pub(crate) fn load_filter(data_dir: &Path, rotation: u32, config: &ReplayFilterConfig, config_file: &Path) -> Result<ReplayFilter, NodeError> {
+    let path = replay_file(data_dir, rotation);
+    match std::fs::File::open(&path) {
+        Ok(file) => {
+            let mut reader = std::io::BufReader::new(file);
+            let filter = ReplayFilter::load(&mut reader).map_err(|error| {
+                NodeError::invalid(
+                    &path,
+                    format!(
+                        "{error}; delete it to start with an empty replay filter (packets seen in the last {:?} could then be replayed once)",
+                        config.retention
+                    ),
+                )
+            })?;
+            if filter.rotation() != rotation {
+                return Err(NodeError::invalid(&path, format!("holds the filter of rotation {}", filter.rotation())));
+            }
+            info!(rotation, tags = filter.inserted(), "replay filter loaded");
+            Ok(filter)
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            ReplayFilter::new(rotation, config).map_err(|error| NodeError::invalid(config_file, error.to_string()))
+        }
+        Err(source) => Err(NodeError::Read { path, source }),
+    }
+}
+
+/// Writes every filter the unwrapper holds, each to a temporary file renamed into place, so a
+/// crash mid-write leaves the previous save intact.
+pub(crate) async fn save_filters(data_dir: &Path, unwrapper: &Arc<Unwrapper>) -> Result<(), NodeError> {
+    let data_dir = data_dir.to_owned();
+    let filters = unwrapper.replay_filters();
+    tokio::task::spawn_blocking(move || {
+        let dir = data_dir.join(REPLAY_DIR);
+        std::fs::create_dir_all(&dir).map_err(|source| NodeError::Write { path: dir.clone(), source })?;
+        for filter in filters {
+            let path = replay_file(&data_dir, filter.rotation());
+            let temporary = path.with_extension("bloom.tmp");
+            let write = |source| NodeError::Write {
+                path: temporary.clone(),
+                source,
+            };
+            let file = std::fs::File::create(&temporary).map_err(write)?;
+            let mut writer = std::io::BufWriter::with_capacity(1 << 20, file);
+            filter.save(&mut writer).map_err(write)?;
+            let file = writer.into_inner().map_err(|error| write(error.into_error()))?;
+            file.sync_all().map_err(write)?;
+            std::fs::rename(&temporary, &path).map_err(|source| NodeError::Write { path: path.clone(), source })?;
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|error| NodeError::Other(format!("saving the replay filter: {error}")))?
+}
+
+/// Saves the filters every `every` until `stop`.
+pub(crate) async fn save_periodically(data_dir: PathBuf, unwrapper: Arc<Unwrapper>, every: Duration, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = stop.cancelled() => return,
+        }
+        if let Err(error) = save_filters(&data_dir, &unwrapper).await {
+            error!(%error, "saving the replay filter failed");
+        }
+    }
+}
+
+/// How the Sphinx threads run.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WorkerSettings {
+    pub(crate) threads: usize,
+    pub(crate) batch_size: usize,
+    pub(crate) nice: i32,
+}
+
+/// Starts the Sphinx threads: each takes what frames are waiting (up to a batch), unwraps
+/// them together and hands the results to `output`; they stop when `input` closes and is
+/// empty, or when `output` says so (returns false).
+pub(crate) fn spawn_workers<O>(
+    settings: WorkerSettings,
+    input: Receiver<(Instant, Frame)>,
+    unwrapper: Arc<Unwrapper>,
+    output: O,
+) -> Result<Vec<std::thread::JoinHandle<()>>, NodeError>
+where
+    O: Fn(Vec<(Instant, Unwrapped)>) -> bool + Clone + Send + 'static,
+{
+    let threads = match settings.threads {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    };
+    (0..threads)
+        .map(|i| {
+            let (input, unwrapper, output) = (input.clone(), Arc::clone(&unwrapper), output.clone());
+            std::thread::Builder::new()
+                .name(format!("umbra-sphinx-{i}"))
+                .spawn(move || {
+                    lower_priority(settings.nice);
+                    while let Ok(first) = input.recv() {
+                        let mut times = vec![first.0];
+                        let mut frames = vec![first.1];
+                        while frames.len() < settings.batch_size {
+                            let Ok((at, frame)) = input.try_recv() else { break };
+                            times.push(at);
+                            frames.push(frame);
+                        }
+                        let results = unwrapper.unwrap_batch(frames);
+                        if !output(times.into_iter().zip(results).collect()) {
+                            return;
+                        }
+                        // Let a thread whose timing matters (a core, a link) run now if it is
+                        // waiting, rather than after this thread's scheduler slice: milliseconds
+                        // on a busy machine.
+                        std::thread::yield_now();
+                    }
+                })
+                .map_err(|error| NodeError::Other(format!("cannot start a Sphinx thread: {error}")))
+        })
+        .collect()
+}
+
+/// Makes the calling thread nicer, so time-critical threads get the CPU first.
+fn lower_priority(nice: i32) {
+    if nice == 0 {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    if let Err(error) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), nice) {
+        warn!(%error, "cannot lower the Sphinx threads' priority; forwarding may be later under load");
+    }
+}
+
+/// Outbound links to `nodes`, by address, with what metrics show of each.
+pub(crate) struct Peers {
+    pub(crate) links: HashMap<SocketAddr, PeerLink>,
+    pub(crate) tasks: Vec<JoinHandle<()>>,
+    pub(crate) status: Vec<(String, PeerStatus)>,
+}
+
+pub(crate) fn connect_peers(nodes: &[NodeDescriptor], keys: &Arc<NoiseKeypair>, config: &LinkConfig, counters: &Arc<LinkCounters>) -> Peers {
+    let mut peers = Peers {
+        links: HashMap::new(),
+        tasks: Vec::new(),
+        status: Vec::new(),
+    };
+    for node in nodes {
+        let peer = Peer {
+            address: node.mix_address,
+            noise_key: node.noise_key,
+            name: node.id.to_string(),
+        };
+        let (link, task) = PeerLink::spawn(peer, Arc::clone(keys), config, Arc::clone(counters));
+        peers.status.push((node.id.to_string(), link.status()));
+        peers.links.insert(node.mix_address, link);
+        peers.tasks.push(task);
+    }
+    peers
+}
+
+/// Waits up to `grace` for the links to send what they hold, then gives up on them.
+pub(crate) async fn drain_peers(tasks: &mut [JoinHandle<()>], grace: Duration) {
+    let drained = tokio::time::timeout(grace, async {
+        for task in tasks.iter_mut() {
+            let _ = task.await;
+        }
+    })
+    .await;
+    if drained.is_err() {
+        warn!("some links are still down after {grace:?}; the frames they hold are lost");
+        for task in tasks.iter() {
+            task.abort();
+        }
+    }
+}
