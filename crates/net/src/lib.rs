@@ -7,7 +7,7 @@ pub mod link;
 pub mod metrics;
 pub mod mixnode;
 pub mod noise;
-mod node;
+pub mod node;
 pub mod session;
 
 pub use err::{LinkError, NodeError};

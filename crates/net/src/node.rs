@@ -1,5 +1,6 @@
 //! What every node daemon (mix node, gateway) does alike: its key files, the topology and its
-//! own place in it, the replay filter on disk, the Sphinx threads, the links to its peers.
+//! own place in it, the replay filter on disk, the Sphinx threads, the links to its peers, and
+//! the settings of these.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -8,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
+use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -281,3 +283,63 @@ pub(crate) async fn drain_peers(tasks: &mut [JoinHandle<()>], grace: Duration) {
         }
     }
 }
+
+/// Where `/metrics` and `/health` are served.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Whether to serve them at all.
+    pub enabled: bool,
+    /// The address.
+    pub listen_address: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            enabled: true,
+            listen_address: SocketAddr::from(([127, 0, 0, 1], 8000)),
+        }
+    }
+}
+
+/// The threads that process Sphinx packets.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerConfig {
+    /// How many; 0 means one per CPU core.
+    pub threads: usize,
+    /// The most packets a thread processes at once (batches share costly field inversions).
+    pub batch_size: usize,
+    /// The threads' niceness (Linux): above 0, links and the core thread, whose timing
+    /// matters, run first when the CPU is busy; the threads lose nothing when it is not.
+    pub nice: i32,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            threads: 0,
+            batch_size: 8,
+            nice: 10,
+        }
+    }
+}
+
+/// What is kept on disk.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// How often the replay filters are saved (they are also saved on shutdown).
+    #[serde(with = "humantime_serde")]
+    pub replay_save_interval: Duration,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            replay_save_interval: Duration::from_secs(600),
+        }
+    }
+}
+

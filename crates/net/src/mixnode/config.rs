@@ -2,13 +2,12 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
-
 use serde::{Deserialize, Serialize};
 use umbra_mixnode::MixConfig;
 
 use crate::err::NodeError;
 use crate::link::LinkConfig;
+use crate::node::{HttpConfig, StorageConfig, WorkerConfig};
 
 /// Everything a mix node can be told. Every field but the addresses has a default.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -38,65 +37,6 @@ pub struct MixnodeConfig {
 
 fn default_topology() -> PathBuf {
     PathBuf::from("topology.json")
-}
-
-/// Where `/metrics` and `/health` are served.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct HttpConfig {
-    /// Whether to serve them at all.
-    pub enabled: bool,
-    /// The address.
-    pub listen_address: SocketAddr,
-}
-
-impl Default for HttpConfig {
-    fn default() -> Self {
-        HttpConfig {
-            enabled: true,
-            listen_address: SocketAddr::from(([127, 0, 0, 1], 8000)),
-        }
-    }
-}
-
-/// The threads that process Sphinx packets.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct WorkerConfig {
-    /// How many; 0 means one per CPU core.
-    pub threads: usize,
-    /// The most packets a thread processes at once (batches share costly field inversions).
-    pub batch_size: usize,
-    /// The threads' niceness (Linux): above 0, links and the core thread, whose timing
-    /// matters, run first when the CPU is busy; the threads lose nothing when it is not.
-    pub nice: i32,
-}
-
-impl Default for WorkerConfig {
-    fn default() -> Self {
-        WorkerConfig {
-            threads: 0,
-            batch_size: 8,
-            nice: 10,
-        }
-    }
-}
-
-/// What is kept on disk.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct StorageConfig {
-    /// How often the replay filters are saved (they are also saved on shutdown).
-    #[serde(with = "humantime_serde")]
-    pub replay_save_interval: Duration,
-}
-
-impl Default for StorageConfig {
-    fn default() -> Self {
-        StorageConfig {
-            replay_save_interval: Duration::from_secs(600),
-        }
-    }
 }
 
 impl MixnodeConfig {

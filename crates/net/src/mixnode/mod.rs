@@ -31,7 +31,8 @@ use umbra_sphinx::{PrivateKey, PublicKey};
 use umbra_topology::{Layer, NodeDescriptor, NoiseKey, Role, Topology};
 use umbra_wire::frame::Frame;
 
-pub use config::{HttpConfig, MixnodeConfig, StorageConfig, WorkerConfig};
+pub use crate::node::{HttpConfig, StorageConfig, WorkerConfig};
+pub use config::MixnodeConfig;
 
 use crate::err::NodeError;
 use crate::http;
