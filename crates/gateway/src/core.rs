@@ -93,12 +93,17 @@ pub enum Action {
         /// The client.
         client: ClientId,
     },
-    /// Read a client's stored deliveries, in order, then call [`GatewayCore::inbox_loaded`].
+    /// Read a client's stored deliveries with ids above `after`, in order, at most `limit`,
+    /// then call [`GatewayCore::inbox_loaded`].
     LoadInbox {
         /// The client.
         client: ClientId,
         /// The session to give them to.
         session: SessionId,
+        /// Read past this id (none: from the first).
+        after: Option<u64>,
+        /// Read at most this many.
+        limit: usize,
     },
     /// Close a session.
     Close {
@@ -134,10 +139,22 @@ pub struct Counters {
     pub sessions_replaced: u64,
 }
 
+/// A connected client's session.
+///
+/// Its stored deliveries are read a window at a time (at most `max_unconfirmed` sent and not
+/// confirmed), so a large inbox costs neither the gateway's memory nor the session's queue.
+/// While some remain stored, new deliveries are stored behind them: everything reaches the
+/// client in the order it arrived.
 struct Session {
     id: SessionId,
-    /// Until the inbox is loaded, live deliveries wait here so stored ones go first.
-    loading: Option<Vec<(Delivery, Option<SurbAck>)>>,
+    /// The highest stored id read so far.
+    read_up_to: Option<u64>,
+    /// Stored deliveries may remain past `read_up_to`.
+    draining: bool,
+    /// A read is under way.
+    loading: bool,
+    /// Something was stored while a read was under way (the read may have missed it).
+    stored_meanwhile: bool,
     /// Deliveries sent and not yet confirmed.
     unconfirmed: BTreeMap<u64, Held>,
 }
@@ -207,8 +224,9 @@ impl GatewayCore {
         self.first_layer = first_layer.into_iter().collect();
     }
 
-    /// A client authenticated a new connection; it replaces any older one at once.
-    pub fn client_connected(&mut self, client: ClientId) -> SessionId {
+    /// A client authenticated a new connection; it replaces any older one at once. The
+    /// client is welcomed, and its stored deliveries follow, oldest first.
+    pub fn client_connected(&mut self, now: Instant, client: ClientId) -> SessionId {
         self.next_session += 1;
         let id = SessionId(self.next_session);
         if let Some(old) = self.sessions.remove(&client) {
@@ -223,18 +241,28 @@ impl GatewayCore {
         if self.registered.insert(client) {
             self.actions.push_back(Action::Register { client });
         }
+        let allowance = self.remaining(now, client);
+        let waiting = self.inbox.get(&client).map_or(0, |(count, _)| *count);
+        self.actions.push_back(Action::ToClient {
+            client,
+            session: id,
+            message: GatewayMessage::Welcome {
+                allowance,
+                waiting: u32::try_from(waiting).unwrap_or(u32::MAX),
+            },
+        });
         self.sessions.insert(
             client,
             Session {
                 id,
-                loading: Some(Vec::new()),
+                read_up_to: None,
+                draining: waiting > 0,
+                loading: false,
+                stored_meanwhile: false,
                 unconfirmed: BTreeMap::new(),
             },
         );
-        self.actions.push_back(Action::LoadInbox {
-            client,
-            session: id,
-        });
+        self.refill(client);
         id
     }
 
@@ -247,49 +275,57 @@ impl GatewayCore {
         }
     }
 
-    /// Stores what a closed session had not confirmed, or not been sent yet. The client may
-    /// have seen some of them: it drops duplicates.
+    /// Stores what a closed session had not confirmed. The client may have seen some of
+    /// them: it drops duplicates.
     fn spill(&mut self, client: ClientId, session: Session) {
         for held in session.unconfirmed.into_values() {
             if let Held::Live(delivery, ack) = held {
                 self.store(client, delivery, ack);
             }
         }
-        for (delivery, ack) in session.loading.into_iter().flatten() {
-            self.store(client, delivery, ack);
-        }
     }
 
-    /// The stored deliveries of a client that connected, in order.
-    pub fn inbox_loaded(
-        &mut self,
-        now: Instant,
-        client: ClientId,
-        session: SessionId,
-        stored: Vec<Delivery>,
-    ) {
+    /// Asks for the next window of a session's stored deliveries, when some remain and at
+    /// least half the window is free (or all of it is).
+    fn refill(&mut self, client: ClientId) {
+        let max = self.config.max_unconfirmed;
+        let Some(session) = self.sessions.get_mut(&client) else {
+            return;
+        };
+        let free = max.saturating_sub(session.unconfirmed.len());
+        if !session.draining || session.loading || free == 0 || (free < max / 2 && !session.unconfirmed.is_empty()) {
+            return;
+        }
+        session.loading = true;
+        session.stored_meanwhile = false;
+        self.actions.push_back(Action::LoadInbox {
+            client,
+            session: session.id,
+            after: session.read_up_to,
+            limit: free,
+        });
+    }
+
+    /// Stored deliveries read for a session, in order; `more` if the read stopped at its
+    /// limit.
+    pub fn inbox_loaded(&mut self, client: ClientId, session: SessionId, stored: Vec<Delivery>, more: bool) {
         let Some(current) = self.sessions.get_mut(&client).filter(|s| s.id == session) else {
             return;
         };
-        let waiting = current.loading.take().unwrap_or_default();
-        let allowance = self.remaining(now, client);
-        self.actions.push_back(Action::ToClient {
-            client,
-            session,
-            message: GatewayMessage::Welcome {
-                allowance,
-                waiting: stored.len() as u32,
-            },
-        });
+        current.loading = false;
+        current.draining = more || current.stored_meanwhile;
+        let mut sent = Vec::with_capacity(stored.len());
         for delivery in stored {
-            if let Some(current) = self.sessions.get_mut(&client) {
-                current.unconfirmed.insert(delivery.id, Held::Stored);
+            current.read_up_to = Some(delivery.id);
+            // a delivery still unconfirmed from an earlier read of this session is not sent twice
+            if current.unconfirmed.insert(delivery.id, Held::Stored).is_none() {
+                sent.push(delivery);
             }
+        }
+        for delivery in sent {
             self.send_delivery(client, session, delivery);
         }
-        for (delivery, ack) in waiting {
-            self.deliver(client, delivery, ack);
-        }
+        self.refill(client);
     }
 
     /// A message from a client's session.
@@ -400,6 +436,7 @@ impl GatewayCore {
                 ids: stored_ones,
             });
         }
+        self.refill(client);
     }
 
     /// A packet ended at this gateway.
@@ -455,18 +492,20 @@ impl GatewayCore {
     fn deliver(&mut self, client: ClientId, delivery: Delivery, ack: Option<SurbAck>) {
         let max_unconfirmed = self.config.max_unconfirmed;
         match self.sessions.get_mut(&client) {
-            Some(session) => match session.loading.as_mut() {
-                // held back until the stored deliveries have gone first
-                Some(waiting) => waiting.push((delivery, ack)),
-                None if session.unconfirmed.len() < max_unconfirmed => {
-                    let id = session.id;
-                    session
-                        .unconfirmed
-                        .insert(delivery.id, Held::Live(delivery.clone(), ack));
-                    self.send_delivery(client, id, delivery);
-                }
-                None => self.store(client, delivery, ack),
-            },
+            Some(session) if !session.draining && session.unconfirmed.len() < max_unconfirmed => {
+                let id = session.id;
+                session
+                    .unconfirmed
+                    .insert(delivery.id, Held::Live(delivery.clone(), ack));
+                self.send_delivery(client, id, delivery);
+            }
+            // behind stored ones, or beyond the window: stored, and read in its turn
+            Some(session) => {
+                session.draining = true;
+                session.stored_meanwhile |= session.loading;
+                self.store(client, delivery, ack);
+                self.refill(client);
+            }
             None => self.store(client, delivery, ack),
         }
     }
@@ -499,6 +538,15 @@ impl GatewayCore {
         if let Some(ack) = self.storing.remove(&(client, id)) {
             self.counters.stored += 1;
             self.send_ack(ack);
+        }
+    }
+
+    /// A delivery could not be written: it is dropped unacknowledged, so its sender sends
+    /// it again.
+    pub fn store_failed(&mut self, client: ClientId, id: u64, bytes: u64) {
+        if self.storing.remove(&(client, id)).is_some() {
+            self.removed(client, 1, bytes);
+            self.drop("storage_failed");
         }
     }
 

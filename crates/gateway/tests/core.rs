@@ -85,9 +85,8 @@ fn client_packets_are_forwarded_or_refused_with_the_reason() {
         daily_allowance: Some(5000),
         ..GatewayConfig::default()
     });
-    let session = core.client_connected(ALICE);
-    core.inbox_loaded(now, ALICE, session, vec![]);
-    let packet = Packet::from_bytes(vec![0; 2413]).unwrap();
+    let session = core.client_connected(now, ALICE);
+        let packet = Packet::from_bytes(vec![0; 2413]).unwrap();
     let send = |core: &mut GatewayCore, first_hop| {
         core.handle_client(
             now,
@@ -155,9 +154,8 @@ fn client_packets_are_forwarded_or_refused_with_the_reason() {
 fn the_final_hop_sorts_data_replies_acks_and_cover() {
     let now = Instant::now();
     let mut core = gateway(GatewayConfig::default());
-    let session = core.client_connected(ALICE);
-    core.inbox_loaded(now, ALICE, session, vec![]);
-    let _ = actions(&mut core);
+    core.client_connected(now, ALICE);
+        let _ = actions(&mut core);
 
     // drop cover: dropped, its ack sent
     core.final_hop(data(ClientId([0; 32]), 5));
@@ -210,60 +208,165 @@ fn acks_wait_for_confirmation_or_storage() {
     core.stored(ALICE, first);
     assert_eq!(acks_sent(&actions(&mut core)), vec![1]);
 
-    // she comes back: the stored delivery first, then a live one arriving while loading
-    let session = core.client_connected(ALICE);
-    assert!(matches!(
-        &actions(&mut core)[..],
-        [Action::LoadInbox { .. }]
-    ));
-    core.final_hop(data(ALICE, 2));
+    // she comes back: welcomed with the count waiting, then the stored delivery is read
+    let session = core.client_connected(now, ALICE);
+    let welcome = actions(&mut core);
     assert!(
-        actions(&mut core).is_empty(),
-        "a live delivery overtook the inbox"
+        matches!(
+            &welcome[..],
+            [
+                Action::ToClient {
+                    message: GatewayMessage::Welcome { waiting: 1, .. },
+                    ..
+                },
+                Action::LoadInbox { after: None, .. }
+            ]
+        ),
+        "{welcome:?}"
     );
-    core.inbox_loaded(now, ALICE, session, vec![delivery.clone()]);
+    // a live delivery arriving while the inbox is read queues behind it, in storage
+    core.final_hop(data(ALICE, 2));
+    let queued = actions(&mut core);
+    let [Action::Store { delivery: second, .. }] = &queued[..] else {
+        panic!("a live delivery overtook the inbox: {queued:?}")
+    };
+    let second = second.clone();
+    core.stored(ALICE, second.id);
+    assert_eq!(acks_sent(&actions(&mut core)), vec![2]);
+    core.inbox_loaded(ALICE, session, vec![delivery.clone()], false);
+    let mut order = Vec::new();
     let loaded = actions(&mut core);
-    let order: Vec<u8> = loaded
-        .iter()
-        .filter_map(|a| match a {
-            Action::ToClient {
-                message: GatewayMessage::Deliver(d),
-                ..
-            } => Some(d.payload[0]),
-            _ => None,
-        })
-        .collect();
+    delivered_marks(&loaded, &mut order);
+    // the read may have missed what was stored meanwhile: read on
+    assert!(
+        loaded
+            .iter()
+            .any(|a| matches!(a, Action::LoadInbox { after: Some(id), .. } if *id == first)),
+        "{loaded:?}"
+    );
+    core.inbox_loaded(ALICE, session, vec![second.clone()], false);
+    let loaded = actions(&mut core);
+    delivered_marks(&loaded, &mut order);
+    assert!(!loaded.iter().any(|a| matches!(a, Action::LoadInbox { .. })));
     assert_eq!(order, vec![1, 2]);
-    assert!(acks_sent(&loaded).is_empty(), "acked before she confirmed");
 
-    // she confirms both: the live one is acked, the stored one deleted
+    // she confirms both: both are deleted
     core.handle_client(
         now,
         ALICE,
         session,
         ClientMessage::Received {
-            ids: vec![first, first + 1],
+            ids: vec![first, second.id],
         },
     );
     let confirmed = actions(&mut core);
-    assert_eq!(acks_sent(&confirmed), vec![2]);
+    assert!(acks_sent(&confirmed).is_empty());
     assert!(
         confirmed
             .iter()
-            .any(|a| matches!(a, Action::Delete { ids, .. } if ids == &vec![first]))
+            .any(|a| matches!(a, Action::Delete { ids, .. } if ids == &vec![first, second.id]))
     );
+    // and now live deliveries go straight to her, acked once she confirms
+    core.final_hop(data(ALICE, 3));
+    let live = actions(&mut core);
+    delivered_marks(&live, &mut order);
+    assert_eq!(order, vec![1, 2, 3]);
+    assert!(acks_sent(&live).is_empty(), "acked before she confirmed");
+    core.handle_client(
+        now,
+        ALICE,
+        session,
+        ClientMessage::Received {
+            ids: vec![second.id + 1],
+        },
+    );
+    assert_eq!(acks_sent(&actions(&mut core)), vec![3]);
+}
+
+fn delivered_marks(actions: &[Action], marks: &mut Vec<u8>) {
+    marks.extend(actions.iter().filter_map(|a| match a {
+        Action::ToClient {
+            message: GatewayMessage::Deliver(d),
+            ..
+        } => Some(d.payload[0]),
+        _ => None,
+    }));
+}
+
+#[test]
+fn a_large_inbox_is_read_a_window_at_a_time() {
+    let now = Instant::now();
+    let mut core = gateway(GatewayConfig {
+        max_unconfirmed: 4,
+        ..GatewayConfig::default()
+    });
+    let mut stored = Vec::new();
+    for mark in 1..=10 {
+        core.final_hop(data(ALICE, mark));
+    }
+    for action in actions(&mut core) {
+        if let Action::Store { delivery, .. } = action {
+            core.stored(ALICE, delivery.id);
+            stored.push(delivery);
+        }
+    }
+    assert_eq!(stored.len(), 10);
+    let session = core.client_connected(now, ALICE);
+    let mut order = Vec::new();
+    let mut reads = 0;
+    let mut pending = actions(&mut core);
+    loop {
+        delivered_marks(&pending, &mut order);
+        let read = pending.iter().find_map(|a| match a {
+            Action::LoadInbox { after, limit, .. } => Some((*after, *limit)),
+            _ => None,
+        });
+        let sent: Vec<u64> = pending
+            .iter()
+            .filter_map(|a| match a {
+                Action::ToClient {
+                    message: GatewayMessage::Deliver(d),
+                    ..
+                } => Some(d.id),
+                _ => None,
+            })
+            .collect();
+        if let Some((after, limit)) = read {
+            assert!(limit <= 4, "a read of {limit} overflows the window");
+            reads += 1;
+            let page: Vec<_> = stored
+                .iter()
+                .filter(|d| after.is_none_or(|a| d.id > a))
+                .take(limit)
+                .cloned()
+                .collect();
+            let more = stored.iter().filter(|d| after.is_none_or(|a| d.id > a)).count() > limit;
+            core.inbox_loaded(ALICE, session, page, more);
+            pending = actions(&mut core);
+            continue;
+        }
+        if sent.is_empty() {
+            break;
+        }
+        // she confirms what she got, one at a time
+        for id in sent {
+            core.handle_client(now, ALICE, session, ClientMessage::Received { ids: vec![id] });
+        }
+        pending = actions(&mut core);
+    }
+    assert_eq!(order, (1..=10).collect::<Vec<u8>>());
+    assert!(reads >= 3, "{reads} reads");
 }
 
 #[test]
 fn a_new_connection_replaces_the_old_and_nothing_unconfirmed_is_lost() {
     let now = Instant::now();
     let mut core = gateway(GatewayConfig::default());
-    let old = core.client_connected(ALICE);
-    core.inbox_loaded(now, ALICE, old, vec![]);
-    core.final_hop(data(ALICE, 3));
+    let old = core.client_connected(now, ALICE);
+        core.final_hop(data(ALICE, 3));
     let _ = actions(&mut core);
     // alice's process dies without confirming, and she reconnects at once
-    let new = core.client_connected(ALICE);
+    let new = core.client_connected(now, ALICE);
     let replaced = actions(&mut core);
     assert!(
         replaced
@@ -288,7 +391,7 @@ fn a_new_connection_replaces_the_old_and_nothing_unconfirmed_is_lost() {
         },
     );
     assert!(actions(&mut core).is_empty());
-    core.inbox_loaded(now, ALICE, new, vec![stored]);
+    core.inbox_loaded(ALICE, new, vec![stored], false);
     assert!(actions(&mut core).iter().any(|a| matches!(a, Action::ToClient { session, message: GatewayMessage::Deliver(_), .. } if *session == new)));
     assert_eq!(core.counters().sessions_replaced, 1);
 }
