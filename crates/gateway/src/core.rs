@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use umbra_hop::Final;
+use umbra_hop::{Final, Outcome, Unwrapped};
 use umbra_sphinx::{NodeAddress, Packet, PacketSize};
 use umbra_wire::SurbAck;
 use umbra_wire::gateway::{ClientMessage, Delivery, DeliveryKind, GatewayMessage, Refusal};
@@ -293,7 +293,11 @@ impl GatewayCore {
             return;
         };
         let free = max.saturating_sub(session.unconfirmed.len());
-        if !session.draining || session.loading || free == 0 || (free < max / 2 && !session.unconfirmed.is_empty()) {
+        if !session.draining
+            || session.loading
+            || free == 0
+            || (free < max / 2 && !session.unconfirmed.is_empty())
+        {
             return;
         }
         session.loading = true;
@@ -308,7 +312,13 @@ impl GatewayCore {
 
     /// Stored deliveries read for a session, in order; `more` if the read stopped at its
     /// limit.
-    pub fn inbox_loaded(&mut self, client: ClientId, session: SessionId, stored: Vec<Delivery>, more: bool) {
+    pub fn inbox_loaded(
+        &mut self,
+        client: ClientId,
+        session: SessionId,
+        stored: Vec<Delivery>,
+        more: bool,
+    ) {
         let Some(current) = self.sessions.get_mut(&client).filter(|s| s.id == session) else {
             return;
         };
@@ -318,7 +328,11 @@ impl GatewayCore {
         for delivery in stored {
             current.read_up_to = Some(delivery.id);
             // a delivery still unconfirmed from an earlier read of this session is not sent twice
-            if current.unconfirmed.insert(delivery.id, Held::Stored).is_none() {
+            if current
+                .unconfirmed
+                .insert(delivery.id, Held::Stored)
+                .is_none()
+            {
                 sent.push(delivery);
             }
         }
@@ -437,6 +451,16 @@ impl GatewayCore {
             });
         }
         self.refill(client);
+    }
+
+    /// What the unwrapper made of a frame from a mix node.
+    pub fn unwrapped(&mut self, unwrapped: Unwrapped) {
+        match unwrapped {
+            Ok(Outcome::Final(packet)) => self.final_hop(packet),
+            // a gateway is the last hop: a packet routed on is malformed
+            Ok(Outcome::Forward(_)) => self.drop("not_final_hop"),
+            Err(dropped) => self.drop(dropped.reason()),
+        }
     }
 
     /// A packet ended at this gateway.
@@ -580,6 +604,13 @@ impl GatewayCore {
     /// What the gateway has counted.
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// Deliveries stored (or being written) for all clients, and their payload bytes.
+    pub fn inbox_totals(&self) -> (u64, u64) {
+        self.inbox
+            .values()
+            .fold((0, 0), |(count, bytes), (c, b)| (count + c, bytes + b))
     }
 
     /// Clients connected now.

@@ -86,7 +86,7 @@ fn client_packets_are_forwarded_or_refused_with_the_reason() {
         ..GatewayConfig::default()
     });
     let session = core.client_connected(now, ALICE);
-        let packet = Packet::from_bytes(vec![0; 2413]).unwrap();
+    let packet = Packet::from_bytes(vec![0; 2413]).unwrap();
     let send = |core: &mut GatewayCore, first_hop| {
         core.handle_client(
             now,
@@ -155,7 +155,7 @@ fn the_final_hop_sorts_data_replies_acks_and_cover() {
     let now = Instant::now();
     let mut core = gateway(GatewayConfig::default());
     core.client_connected(now, ALICE);
-        let _ = actions(&mut core);
+    let _ = actions(&mut core);
 
     // drop cover: dropped, its ack sent
     core.final_hop(data(ClientId([0; 32]), 5));
@@ -227,7 +227,12 @@ fn acks_wait_for_confirmation_or_storage() {
     // a live delivery arriving while the inbox is read queues behind it, in storage
     core.final_hop(data(ALICE, 2));
     let queued = actions(&mut core);
-    let [Action::Store { delivery: second, .. }] = &queued[..] else {
+    let [
+        Action::Store {
+            delivery: second, ..
+        },
+    ] = &queued[..]
+    else {
         panic!("a live delivery overtook the inbox: {queued:?}")
     };
     let second = second.clone();
@@ -340,7 +345,11 @@ fn a_large_inbox_is_read_a_window_at_a_time() {
                 .take(limit)
                 .cloned()
                 .collect();
-            let more = stored.iter().filter(|d| after.is_none_or(|a| d.id > a)).count() > limit;
+            let more = stored
+                .iter()
+                .filter(|d| after.is_none_or(|a| d.id > a))
+                .count()
+                > limit;
             core.inbox_loaded(ALICE, session, page, more);
             pending = actions(&mut core);
             continue;
@@ -350,7 +359,12 @@ fn a_large_inbox_is_read_a_window_at_a_time() {
         }
         // she confirms what she got, one at a time
         for id in sent {
-            core.handle_client(now, ALICE, session, ClientMessage::Received { ids: vec![id] });
+            core.handle_client(
+                now,
+                ALICE,
+                session,
+                ClientMessage::Received { ids: vec![id] },
+            );
         }
         pending = actions(&mut core);
     }
@@ -363,7 +377,7 @@ fn a_new_connection_replaces_the_old_and_nothing_unconfirmed_is_lost() {
     let now = Instant::now();
     let mut core = gateway(GatewayConfig::default());
     let old = core.client_connected(now, ALICE);
-        core.final_hop(data(ALICE, 3));
+    core.final_hop(data(ALICE, 3));
     let _ = actions(&mut core);
     // alice's process dies without confirming, and she reconnects at once
     let new = core.client_connected(now, ALICE);

@@ -93,6 +93,18 @@ pub enum Dropped {
     Expired,
 }
 
+impl Dropped {
+    /// A short name for metrics.
+    pub const fn reason(self) -> &'static str {
+        match self {
+            Dropped::BadFrame(error) => error.reason(),
+            Dropped::Malformed(error) => error.reason(),
+            Dropped::Replayed => "replayed",
+            Dropped::Expired => "expired",
+        }
+    }
+}
+
 /// What processing a frame gave.
 pub type Unwrapped = Result<Outcome, Dropped>;
 

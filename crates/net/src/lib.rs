@@ -1,13 +1,14 @@
 #![doc = include_str!("../README.md")]
 
 mod err;
+pub mod gateway;
 pub mod http;
 pub mod keys;
 pub mod link;
 pub mod metrics;
 pub mod mixnode;
-pub mod noise;
 pub mod node;
+pub mod noise;
 pub mod session;
 
 pub use err::{LinkError, NodeError};

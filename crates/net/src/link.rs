@@ -74,7 +74,7 @@ pub struct LinkCounters {
 }
 
 impl LinkCounters {
-    fn event(&self, kind: &'static str, reason: &'static str) {
+    pub(crate) fn event(&self, kind: &'static str, reason: &'static str) {
         *self
             .events
             .lock()

@@ -14,8 +14,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 use umbra_hop::{ReplayFilter, ReplayFilterConfig, Unwrapped, Unwrapper};
-use umbra_sphinx::PrivateKey;
-use umbra_topology::{NodeDescriptor, Topology};
+use umbra_sphinx::{PrivateKey, PublicKey};
+use umbra_topology::{NodeDescriptor, NoiseKey, Topology};
 use umbra_wire::frame::Frame;
 
 use crate::err::NodeError;
@@ -29,10 +29,72 @@ pub const SPHINX_KEY_FILE: &str = "sphinx.key";
 pub const NOISE_KEY_FILE: &str = "noise.key";
 const REPLAY_DIR: &str = "replay";
 
+/// What `init` made: the node's public keys, to be listed in the topology.
+#[derive(Debug)]
+pub struct Initialised {
+    /// The Sphinx public key.
+    pub sphinx_key: PublicKey,
+    /// The Noise public key.
+    pub noise_key: NoiseKey,
+    /// The configuration file written.
+    pub config: PathBuf,
+}
+
+impl Initialised {
+    /// A mix node's topology entry, with its id and layer left for the operator to fill in.
+    pub fn mix_descriptor(&self, mix_address: SocketAddr) -> String {
+        format!(
+            "{{ \"id\": <id>, \"role\": \"mix\", \"layer\": <1, 2 or 3>, \"mix_address\": \"{mix_address}\", {} }}",
+            self.keys()
+        )
+    }
+
+    /// A gateway's topology entry, with its id left for the operator to fill in.
+    pub fn gateway_descriptor(
+        &self,
+        mix_address: SocketAddr,
+        client_address: SocketAddr,
+    ) -> String {
+        format!(
+            "{{ \"id\": <id>, \"role\": \"gateway\", \"mix_address\": \"{mix_address}\", \"client_address\": \"{client_address}\", {} }}",
+            self.keys()
+        )
+    }
+
+    fn keys(&self) -> String {
+        format!(
+            "\"sphinx_key\": \"{}\", \"noise_key\": \"{}\"",
+            bs58::encode(self.sphinx_key.as_bytes()).into_string(),
+            self.noise_key
+        )
+    }
+}
+
 /// A node's private keys.
 pub(crate) struct NodeKeys {
     pub(crate) sphinx: PrivateKey,
     pub(crate) noise: NoiseKeypair,
+}
+
+/// Creates a node in `data_dir`: fresh keys, and `config` written to `config_file`. Refuses a
+/// directory that already holds a node.
+pub(crate) fn init(
+    data_dir: &Path,
+    config_file: &str,
+    config: &str,
+) -> Result<Initialised, NodeError> {
+    ensure_new(data_dir, &[config_file, SPHINX_KEY_FILE, NOISE_KEY_FILE])?;
+    let keys = write_new_keys(data_dir)?;
+    let path = data_dir.join(config_file);
+    std::fs::write(&path, config).map_err(|source| NodeError::Write {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(Initialised {
+        sphinx_key: keys.sphinx.public_key(),
+        noise_key: keys.noise.public(),
+        config: path,
+    })
 }
 
 /// Refuses a directory that already holds any of `files`.
@@ -71,6 +133,40 @@ pub(crate) fn read_keys(data_dir: &Path) -> Result<NodeKeys, NodeError> {
     })
 }
 
+/// Reads what every node's start needs: its keys, the topology (from `topology`, relative
+/// to `data_dir`) and its own entry there; `entry` prints the entry to add when it is missing.
+pub(crate) fn load_identity(
+    data_dir: &Path,
+    topology: &Path,
+    entry: impl FnOnce(&Initialised) -> String,
+) -> Result<(NodeKeys, Topology, NodeDescriptor, PathBuf), NodeError> {
+    let keys = read_keys(data_dir)?;
+    let topology_path = data_dir.join(topology);
+    let topology = read_topology(&topology_path)?;
+    let me = find_self(&topology, &topology_path, &keys, || {
+        entry(&Initialised {
+            sphinx_key: keys.sphinx.public_key(),
+            noise_key: keys.noise.public(),
+            config: PathBuf::new(),
+        })
+    })?;
+    Ok((keys, topology, me, topology_path))
+}
+
+/// Refuses a data directory without its configuration file, saying how to create it.
+pub(crate) fn require_config(config: &Path, data_dir: &Path, role: &str) -> Result<(), NodeError> {
+    if config.exists() {
+        return Ok(());
+    }
+    Err(NodeError::invalid(
+        config,
+        format!(
+            "missing; create the node first with `umbra {role} init --data-dir {}`",
+            data_dir.display()
+        ),
+    ))
+}
+
 /// Reads a topology file.
 pub(crate) fn read_topology(path: &Path) -> Result<Topology, NodeError> {
     let json = std::fs::read_to_string(path).map_err(|source| NodeError::Read {
@@ -82,13 +178,25 @@ pub(crate) fn read_topology(path: &Path) -> Result<Topology, NodeError> {
 
 /// This node in the topology, found by its Noise key; its Sphinx key must match. `entry` is
 /// what the operator should add when the topology does not list it.
-pub(crate) fn find_self(topology: &Topology, path: &Path, keys: &NodeKeys, entry: impl FnOnce() -> String) -> Result<NodeDescriptor, NodeError> {
-    let me = topology.node_with_noise_key(&keys.noise.public()).cloned().ok_or_else(|| {
-        NodeError::invalid(
-            path,
-            format!("does not list this node (Noise key {}); add it: {}", keys.noise.public(), entry()),
-        )
-    })?;
+pub(crate) fn find_self(
+    topology: &Topology,
+    path: &Path,
+    keys: &NodeKeys,
+    entry: impl FnOnce() -> String,
+) -> Result<NodeDescriptor, NodeError> {
+    let me = topology
+        .node_with_noise_key(&keys.noise.public())
+        .cloned()
+        .ok_or_else(|| {
+            NodeError::invalid(
+                path,
+                format!(
+                    "does not list this node (Noise key {}); add it: {}",
+                    keys.noise.public(),
+                    entry()
+                ),
+            )
+        })?;
     if me.sphinx_key != keys.sphinx.public_key() {
         return Err(NodeError::invalid(
             path,
@@ -104,11 +212,18 @@ pub(crate) fn find_self(topology: &Topology, path: &Path, keys: &NodeKeys, entry
 }
 
 fn replay_file(data_dir: &Path, rotation: u32) -> PathBuf {
-    data_dir.join(REPLAY_DIR).join(format!("rotation-{rotation}.bloom"))
+    data_dir
+        .join(REPLAY_DIR)
+        .join(format!("rotation-{rotation}.bloom"))
 }
 
 /// The replay filter of `rotation`: the saved one, or a new one sized by `config`.
-pub(crate) fn load_filter(data_dir: &Path, rotation: u32, config: &ReplayFilterConfig, config_file: &Path) -> Result<ReplayFilter, NodeError> {
+pub(crate) fn load_filter(
+    data_dir: &Path,
+    rotation: u32,
+    config: &ReplayFilterConfig,
+    config_file: &Path,
+) -> Result<ReplayFilter, NodeError> {
     let path = replay_file(data_dir, rotation);
     match std::fs::File::open(&path) {
         Ok(file) => {
@@ -123,13 +238,17 @@ pub(crate) fn load_filter(data_dir: &Path, rotation: u32, config: &ReplayFilterC
                 )
             })?;
             if filter.rotation() != rotation {
-                return Err(NodeError::invalid(&path, format!("holds the filter of rotation {}", filter.rotation())));
+                return Err(NodeError::invalid(
+                    &path,
+                    format!("holds the filter of rotation {}", filter.rotation()),
+                ));
             }
             info!(rotation, tags = filter.inserted(), "replay filter loaded");
             Ok(filter)
         }
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            ReplayFilter::new(rotation, config).map_err(|error| NodeError::invalid(config_file, error.to_string()))
+            ReplayFilter::new(rotation, config)
+                .map_err(|error| NodeError::invalid(config_file, error.to_string()))
         }
         Err(source) => Err(NodeError::Read { path, source }),
     }
@@ -137,12 +256,18 @@ pub(crate) fn load_filter(data_dir: &Path, rotation: u32, config: &ReplayFilterC
 
 /// Writes every filter the unwrapper holds, each to a temporary file renamed into place, so a
 /// crash mid-write leaves the previous save intact.
-pub(crate) async fn save_filters(data_dir: &Path, unwrapper: &Arc<Unwrapper>) -> Result<(), NodeError> {
+pub(crate) async fn save_filters(
+    data_dir: &Path,
+    unwrapper: &Arc<Unwrapper>,
+) -> Result<(), NodeError> {
     let data_dir = data_dir.to_owned();
     let filters = unwrapper.replay_filters();
     tokio::task::spawn_blocking(move || {
         let dir = data_dir.join(REPLAY_DIR);
-        std::fs::create_dir_all(&dir).map_err(|source| NodeError::Write { path: dir.clone(), source })?;
+        std::fs::create_dir_all(&dir).map_err(|source| NodeError::Write {
+            path: dir.clone(),
+            source,
+        })?;
         for filter in filters {
             let path = replay_file(&data_dir, filter.rotation());
             let temporary = path.with_extension("bloom.tmp");
@@ -153,9 +278,14 @@ pub(crate) async fn save_filters(data_dir: &Path, unwrapper: &Arc<Unwrapper>) ->
             let file = std::fs::File::create(&temporary).map_err(write)?;
             let mut writer = std::io::BufWriter::with_capacity(1 << 20, file);
             filter.save(&mut writer).map_err(write)?;
-            let file = writer.into_inner().map_err(|error| write(error.into_error()))?;
+            let file = writer
+                .into_inner()
+                .map_err(|error| write(error.into_error()))?;
             file.sync_all().map_err(write)?;
-            std::fs::rename(&temporary, &path).map_err(|source| NodeError::Write { path: path.clone(), source })?;
+            std::fs::rename(&temporary, &path).map_err(|source| NodeError::Write {
+                path: path.clone(),
+                source,
+            })?;
         }
         Ok(())
     })
@@ -164,7 +294,12 @@ pub(crate) async fn save_filters(data_dir: &Path, unwrapper: &Arc<Unwrapper>) ->
 }
 
 /// Saves the filters every `every` until `stop`.
-pub(crate) async fn save_periodically(data_dir: PathBuf, unwrapper: Arc<Unwrapper>, every: Duration, stop: CancellationToken) {
+pub(crate) async fn save_periodically(
+    data_dir: PathBuf,
+    unwrapper: Arc<Unwrapper>,
+    every: Duration,
+    stop: CancellationToken,
+) {
     loop {
         tokio::select! {
             () = tokio::time::sleep(every) => {}
@@ -202,7 +337,8 @@ where
     };
     (0..threads)
         .map(|i| {
-            let (input, unwrapper, output) = (input.clone(), Arc::clone(&unwrapper), output.clone());
+            let (input, unwrapper, output) =
+                (input.clone(), Arc::clone(&unwrapper), output.clone());
             std::thread::Builder::new()
                 .name(format!("umbra-sphinx-{i}"))
                 .spawn(move || {
@@ -211,7 +347,9 @@ where
                         let mut times = vec![first.0];
                         let mut frames = vec![first.1];
                         while frames.len() < settings.batch_size {
-                            let Ok((at, frame)) = input.try_recv() else { break };
+                            let Ok((at, frame)) = input.try_recv() else {
+                                break;
+                            };
                             times.push(at);
                             frames.push(frame);
                         }
@@ -248,7 +386,12 @@ pub(crate) struct Peers {
     pub(crate) status: Vec<(String, PeerStatus)>,
 }
 
-pub(crate) fn connect_peers(nodes: &[NodeDescriptor], keys: &Arc<NoiseKeypair>, config: &LinkConfig, counters: &Arc<LinkCounters>) -> Peers {
+pub(crate) fn connect_peers(
+    nodes: &[NodeDescriptor],
+    keys: &Arc<NoiseKeypair>,
+    config: &LinkConfig,
+    counters: &Arc<LinkCounters>,
+) -> Peers {
     let mut peers = Peers {
         links: HashMap::new(),
         tasks: Vec::new(),
@@ -282,6 +425,35 @@ pub(crate) async fn drain_peers(tasks: &mut [JoinHandle<()>], grace: Duration) {
             task.abort();
         }
     }
+}
+
+/// Reads a TOML configuration file; an error names the file and the setting.
+pub(crate) fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, NodeError> {
+    let text = std::fs::read_to_string(path).map_err(|source| NodeError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|error| NodeError::invalid(path, error.to_string()))
+}
+
+/// Checks the link and worker settings every node has.
+pub(crate) fn validate_links_and_workers(
+    links: &LinkConfig,
+    workers: &WorkerConfig,
+) -> Result<(), String> {
+    if links.queue_len == 0 {
+        return Err("setting `links.queue_len`: must be at least 1 (Nym uses 2000)".into());
+    }
+    if links.reconnect_initial > links.reconnect_max {
+        return Err("setting `links.reconnect_initial`: longer than `links.reconnect_max`".into());
+    }
+    if !(0..=19).contains(&workers.nice) {
+        return Err("setting `workers.nice`: must be 0 to 19".into());
+    }
+    if workers.batch_size == 0 {
+        return Err("setting `workers.batch_size`: must be at least 1".into());
+    }
+    Ok(())
 }
 
 /// Where `/metrics` and `/health` are served.
@@ -342,4 +514,3 @@ impl Default for StorageConfig {
         }
     }
 }
-

@@ -14,6 +14,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use umbra_topology::NoiseKey;
 use umbra_wire::link::{MAX_MESSAGE_LEN, MAX_PLAINTEXT_LEN};
 
@@ -21,6 +23,13 @@ use crate::err::LinkError;
 use crate::noise::{self, NoiseKeypair};
 
 type Socket<S> = WebSocketStream<S>;
+
+/// WebSocket limits: one Noise message per WebSocket message, so nothing larger is taken.
+fn websocket_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(MAX_MESSAGE_LEN))
+        .max_frame_size(Some(MAX_MESSAGE_LEN))
+}
 
 /// Opens a session with the gateway at `address` whose static key is `gateway`.
 pub async fn connect(
@@ -37,9 +46,10 @@ pub async fn connect(
         let stream = TcpStream::connect(address).await?;
         stream.set_nodelay(true)?;
         let url = format!("ws://{address}/");
-        let (socket, _) = tokio_tungstenite::client_async(url, stream)
-            .await
-            .map_err(|error| LinkError::Handshake(format!("websocket: {error}")))?;
+        let (socket, _) =
+            tokio_tungstenite::client_async_with_config(url, stream, Some(websocket_config()))
+                .await
+                .map_err(|error| LinkError::Handshake(format!("websocket: {error}")))?;
         Ok::<_, LinkError>(socket)
     })
     .await
@@ -49,15 +59,24 @@ pub async fn connect(
 }
 
 /// Accepts a session on `stream`; returns the client's identity key with it.
-pub async fn accept<S>(stream: S, keys: &NoiseKeypair, timeout: Duration) -> Result<(NoiseKey, SessionSender<S>, SessionReceiver<S>), LinkError>
+pub async fn accept<S>(
+    stream: S,
+    keys: &NoiseKeypair,
+    timeout: Duration,
+) -> Result<(NoiseKey, SessionSender<S>, SessionReceiver<S>), LinkError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let handshake = noise::builder(keys)?.build_responder().map_err(LinkError::noise)?;
-    let socket = tokio::time::timeout(timeout, tokio_tungstenite::accept_async(stream))
-        .await
-        .map_err(|_| LinkError::Timeout)?
-        .map_err(|error| LinkError::Handshake(format!("websocket: {error}")))?;
+    let handshake = noise::builder(keys)?
+        .build_responder()
+        .map_err(LinkError::noise)?;
+    let socket = tokio::time::timeout(
+        timeout,
+        tokio_tungstenite::accept_async_with_config(stream, Some(websocket_config())),
+    )
+    .await
+    .map_err(|_| LinkError::Timeout)?
+    .map_err(|error| LinkError::Handshake(format!("websocket: {error}")))?;
     let (socket, transport) = shake(socket, handshake, timeout).await?;
     let client = transport
         .get_remote_static()
@@ -68,7 +87,11 @@ where
     Ok((client, sender, receiver))
 }
 
-async fn shake<S>(mut socket: Socket<S>, mut handshake: HandshakeState, timeout: Duration) -> Result<(Socket<S>, StatelessTransportState), LinkError>
+async fn shake<S>(
+    mut socket: Socket<S>,
+    mut handshake: HandshakeState,
+    timeout: Duration,
+) -> Result<(Socket<S>, StatelessTransportState), LinkError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -76,24 +99,35 @@ where
         let mut buffer = [0u8; 256];
         while !handshake.is_handshake_finished() {
             if handshake.is_my_turn() {
-                let len = handshake.write_message(&[], &mut buffer).map_err(LinkError::noise)?;
+                let len = handshake
+                    .write_message(&[], &mut buffer)
+                    .map_err(LinkError::noise)?;
                 socket
                     .send(Message::Binary(buffer[..len].to_vec().into()))
                     .await
                     .map_err(websocket)?;
             } else {
-                let message = next_binary(&mut socket).await?.ok_or(LinkError::Truncated)?;
+                let message = next_binary(&mut socket)
+                    .await?
+                    .ok_or(LinkError::Truncated)?;
                 if message.len() > buffer.len() {
-                    return Err(LinkError::Handshake(format!("a {}-byte handshake message", message.len())));
+                    return Err(LinkError::Handshake(format!(
+                        "a {}-byte handshake message",
+                        message.len()
+                    )));
                 }
-                handshake.read_message(&message, &mut buffer).map_err(LinkError::noise)?;
+                handshake
+                    .read_message(&message, &mut buffer)
+                    .map_err(LinkError::noise)?;
             }
         }
         Ok::<(), LinkError>(())
     })
     .await
     .map_err(|_| LinkError::Timeout)??;
-    let transport = handshake.into_stateless_transport_mode().map_err(LinkError::noise)?;
+    let transport = handshake
+        .into_stateless_transport_mode()
+        .map_err(LinkError::noise)?;
     Ok((socket, transport))
 }
 
@@ -106,7 +140,11 @@ async fn next_binary(
             None | Some(Ok(Message::Close(_))) => return Ok(None),
             Some(Ok(Message::Binary(bytes))) => return Ok(Some(bytes.to_vec())),
             Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
-            Some(Ok(Message::Text(_))) => return Err(LinkError::Handshake("a text message in a binary session".into())),
+            Some(Ok(Message::Text(_))) => {
+                return Err(LinkError::Handshake(
+                    "a text message in a binary session".into(),
+                ));
+            }
             Some(Err(error)) => return Err(websocket(error)),
         }
     }
@@ -116,7 +154,10 @@ fn websocket(error: tokio_tungstenite::tungstenite::Error) -> LinkError {
     LinkError::Io(std::io::Error::other(error.to_string()))
 }
 
-fn split<S>(socket: Socket<S>, transport: StatelessTransportState) -> (SessionSender<S>, SessionReceiver<S>)
+fn split<S>(
+    socket: Socket<S>,
+    transport: StatelessTransportState,
+) -> (SessionSender<S>, SessionReceiver<S>)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -150,7 +191,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SessionSender<S> {
     /// Sends one message (at most 65,519 bytes).
     pub async fn send(&mut self, plaintext: &[u8]) -> Result<(), LinkError> {
         if plaintext.len() > MAX_PLAINTEXT_LEN {
-            return Err(LinkError::Record(umbra_wire::LinkError::MessageTooLong { len: plaintext.len() }));
+            return Err(LinkError::Record(umbra_wire::LinkError::MessageTooLong {
+                len: plaintext.len(),
+            }));
         }
         let len = self
             .transport
@@ -163,9 +206,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SessionSender<S> {
             .map_err(websocket)
     }
 
-    /// Closes the session.
-    pub async fn close(&mut self) {
-        let _ = self.sink.send(Message::Close(None)).await;
+    /// Closes the session, telling the peer why (in the WebSocket close frame, in the clear:
+    /// say nothing private).
+    pub async fn close(&mut self, reason: &str) {
+        let frame = CloseFrame {
+            code: CloseCode::Normal,
+            reason: reason.into(),
+        };
+        let _ = self.sink.send(Message::Close(Some(frame))).await;
         let _ = self.sink.close().await;
     }
 }

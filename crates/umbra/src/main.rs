@@ -92,7 +92,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     "Add this node to the topology file ({}), with its id and layer:",
                     data_dir.join("topology.json").display()
                 );
-                println!("  {}", made.descriptor(public_address.unwrap_or(listen)));
+                println!(
+                    "  {}",
+                    made.mix_descriptor(public_address.unwrap_or(listen))
+                );
                 println!();
                 println!(
                     "Then run it: umbra mixnode run --data-dir {}",

@@ -1,8 +1,8 @@
 //! A mix node's configuration file, `config.toml` in its data directory.
 
+use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use serde::{Deserialize, Serialize};
 use umbra_mixnode::MixConfig;
 
 use crate::err::NodeError;
@@ -58,12 +58,7 @@ impl MixnodeConfig {
 
     /// Reads and checks a configuration file.
     pub fn load(path: &Path) -> Result<MixnodeConfig, NodeError> {
-        let text = std::fs::read_to_string(path).map_err(|source| NodeError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        let config: MixnodeConfig =
-            toml::from_str(&text).map_err(|error| NodeError::invalid(path, error.to_string()))?;
+        let config: MixnodeConfig = crate::node::read_toml(path)?;
         config
             .validate()
             .map_err(|problem| NodeError::invalid(path, problem))?;
@@ -72,21 +67,7 @@ impl MixnodeConfig {
 
     fn validate(&self) -> Result<(), String> {
         self.mixing.validate().map_err(|error| error.to_string())?;
-        if self.links.queue_len == 0 {
-            return Err("setting `links.queue_len`: must be at least 1 (Nym uses 2000)".into());
-        }
-        if self.links.reconnect_initial > self.links.reconnect_max {
-            return Err(
-                "setting `links.reconnect_initial`: longer than `links.reconnect_max`".into(),
-            );
-        }
-        if !(0..=19).contains(&self.workers.nice) {
-            return Err("setting `workers.nice`: must be 0 to 19".into());
-        }
-        if self.workers.batch_size == 0 {
-            return Err("setting `workers.batch_size`: must be at least 1".into());
-        }
-        Ok(())
+        crate::node::validate_links_and_workers(&self.links, &self.workers)
     }
 
     /// The configuration file `umbra mixnode init` writes: every setting, commented, with

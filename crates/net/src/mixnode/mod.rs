@@ -27,7 +27,7 @@ use tracing::info;
 use umbra_mixnode::{
     Counters, Histogram, MixCore, ReplayFilter, RotationKey, Unwrapped, Unwrapper,
 };
-use umbra_sphinx::{PrivateKey, PublicKey};
+use umbra_sphinx::PrivateKey;
 use umbra_topology::{Layer, NodeDescriptor, NoiseKey, Role, Topology};
 use umbra_wire::frame::Frame;
 
@@ -38,8 +38,8 @@ use crate::err::NodeError;
 use crate::http;
 use crate::link::{Admission, LinkCounters, PeerLink, serve_inbound};
 use crate::metrics::Exposition;
-use crate::noise::NoiseKeypair;
 use crate::node;
+use crate::noise::NoiseKeypair;
 
 /// The configuration file in a data directory.
 pub const CONFIG_FILE: &str = "config.toml";
@@ -49,27 +49,7 @@ const FRAME_QUEUE: usize = 16_384;
 /// How long a stopping node waits for its links to send what is queued.
 const LINK_DRAIN: Duration = Duration::from_secs(10);
 
-/// What `init` made: the node's public keys, to be listed in the topology.
-#[derive(Debug)]
-pub struct Initialised {
-    /// The Sphinx public key.
-    pub sphinx_key: PublicKey,
-    /// The Noise public key.
-    pub noise_key: NoiseKey,
-    /// The configuration file written.
-    pub config: PathBuf,
-}
-
-impl Initialised {
-    /// The node as a topology entry, with its id and layer left for the operator to fill in.
-    pub fn descriptor(&self, mix_address: SocketAddr) -> String {
-        format!(
-            "{{ \"id\": <id>, \"role\": \"mix\", \"layer\": <1, 2 or 3>, \"mix_address\": \"{mix_address}\", \"sphinx_key\": \"{}\", \"noise_key\": \"{}\" }}",
-            bs58::encode(self.sphinx_key.as_bytes()).into_string(),
-            self.noise_key
-        )
-    }
-}
+pub use crate::node::Initialised;
 
 /// Creates a node in `data_dir`: fresh keys and a commented `config.toml`. Refuses a
 /// directory that already holds a node.
@@ -78,20 +58,11 @@ pub fn init(
     listen_address: SocketAddr,
     http_address: SocketAddr,
 ) -> Result<Initialised, NodeError> {
-    node::ensure_new(data_dir, &[CONFIG_FILE, SPHINX_KEY_FILE, NOISE_KEY_FILE])?;
-    let keys = node::write_new_keys(data_dir)?;
-    let config = data_dir.join(CONFIG_FILE);
-    std::fs::write(&config, MixnodeConfig::template(listen_address, http_address)).map_err(|source| {
-        NodeError::Write {
-            path: config.clone(),
-            source,
-        }
-    })?;
-    Ok(Initialised {
-        sphinx_key: keys.sphinx.public_key(),
-        noise_key: keys.noise.public(),
-        config,
-    })
+    node::init(
+        data_dir,
+        CONFIG_FILE,
+        &MixnodeConfig::template(listen_address, http_address),
+    )
 }
 
 /// A mix node read from its data directory, ready to run.
@@ -112,31 +83,19 @@ impl Mixnode {
     /// filter. Every error names the file and what is wrong.
     pub fn load(data_dir: &Path) -> Result<Mixnode, NodeError> {
         let config_path = data_dir.join(CONFIG_FILE);
-        if !config_path.exists() {
-            return Err(NodeError::invalid(
-                &config_path,
-                format!(
-                    "missing; create the node first with `umbra mixnode init --data-dir {}`",
-                    data_dir.display()
-                ),
-            ));
-        }
+        node::require_config(&config_path, data_dir, "mixnode")?;
         let config = MixnodeConfig::load(&config_path)?;
-        let keys = node::read_keys(data_dir)?;
-        let topology_path = data_dir.join(&config.topology);
-        let topology = node::read_topology(&topology_path)?;
-        let me = node::find_self(&topology, &topology_path, &keys, || {
-            Initialised {
-                sphinx_key: keys.sphinx.public_key(),
-                noise_key: keys.noise.public(),
-                config: config_path.clone(),
-            }
-            .descriptor(config.listen_address)
-        })?;
+        let (keys, topology, me, topology_path) =
+            node::load_identity(data_dir, &config.topology, |made| {
+                made.mix_descriptor(config.listen_address)
+            })?;
         let Role::Mix(layer) = me.role else {
             return Err(NodeError::invalid(
                 &topology_path,
-                format!("lists this node ({}) as a gateway; a mix node serves in a layer", me.id),
+                format!(
+                    "lists this node ({}) as a gateway; a mix node serves in a layer",
+                    me.id
+                ),
             ));
         };
         let filter = Arc::new(node::load_filter(
@@ -239,9 +198,12 @@ impl Mixnode {
             batch_size: config.workers.batch_size,
             nice: config.workers.nice,
         };
-        let workers = node::spawn_workers(settings, frames_out, Arc::clone(&unwrapper), move |results| {
-            results_in.send(results).is_ok()
-        })?;
+        let workers = node::spawn_workers(
+            settings,
+            frames_out,
+            Arc::clone(&unwrapper),
+            move |results| results_in.send(results).is_ok(),
+        )?;
         let threads = workers.len();
         let core_status = Arc::clone(&status);
         let core_thread = std::thread::Builder::new()
