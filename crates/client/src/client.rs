@@ -12,7 +12,7 @@ use umbra_sphinx::{
     Surb, SurbId, Version,
 };
 use umbra_topology::{NodeId, NoiseKey, Topology};
-use umbra_wire::gateway::{ClientMessage, Delivery, DeliveryKind};
+use umbra_wire::gateway::{ClientMessage, Delivery, DeliveryKind, MAX_RECEIVED_IDS};
 use umbra_wire::{ClientAddress, SURB_ACK_LEN, SurbAck};
 
 use crate::config::ClientConfig;
@@ -326,7 +326,7 @@ impl Client {
         self.run_timers(now);
         if !self.confirm.is_empty() {
             return Some(ClientMessage::Received {
-                ids: std::mem::take(&mut self.confirm),
+                ids: self.take_confirmations(),
             });
         }
         if self.next_loop <= now {
@@ -346,6 +346,22 @@ impl Client {
             }
         }
         None
+    }
+
+    /// Confirmations of deliveries not yet sent, alone (for a client about to close its
+    /// session: the gateway then need not keep them).
+    pub fn poll_confirmations(&mut self) -> Option<ClientMessage> {
+        (!self.confirm.is_empty()).then(|| ClientMessage::Received {
+            ids: self.take_confirmations(),
+        })
+    }
+
+    /// Up to as many confirmations as one message carries.
+    fn take_confirmations(&mut self) -> Vec<u64> {
+        let rest = self
+            .confirm
+            .split_off(self.confirm.len().min(MAX_RECEIVED_IDS));
+        std::mem::replace(&mut self.confirm, rest)
     }
 
     /// The next thing that happened, for the application.

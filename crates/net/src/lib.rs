@@ -1,10 +1,12 @@
 #![doc = include_str!("../README.md")]
 
+pub mod client;
 mod err;
 pub mod gateway;
 pub mod http;
 pub mod keys;
 pub mod link;
+pub mod localnet;
 pub mod metrics;
 pub mod mixnode;
 pub mod node;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use umbra_net::gateway::{self, Gateway};
 use umbra_net::mixnode::{self, Mixnode};
 
 #[derive(Parser)]
@@ -25,6 +26,44 @@ enum Command {
     Mixnode {
         #[command(subcommand)]
         command: MixnodeCommand,
+    },
+    /// A gateway: clients' door to the mixnet; keeps messages for clients that are away.
+    Gateway {
+        #[command(subcommand)]
+        command: GatewayCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum GatewayCommand {
+    /// Create a gateway: fresh keys and a commented config.toml in the data directory.
+    Init {
+        /// Where the gateway keeps its keys, configuration, inbox and state.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Where mix nodes will connect.
+        #[arg(long, default_value = "0.0.0.0:1790")]
+        listen: SocketAddr,
+        /// Where clients will connect (WebSocket).
+        #[arg(long, default_value = "0.0.0.0:9000")]
+        clients: SocketAddr,
+        /// Where /metrics and /health will be served.
+        #[arg(long, default_value = "127.0.0.1:8001")]
+        http: SocketAddr,
+        /// The address mix nodes reach this gateway at, for the topology entry printed
+        /// (default: --listen).
+        #[arg(long)]
+        public_address: Option<SocketAddr>,
+        /// The address clients reach this gateway at, for the topology entry printed
+        /// (default: --clients).
+        #[arg(long)]
+        public_client_address: Option<SocketAddr>,
+    },
+    /// Run the gateway in the data directory until Ctrl-C or SIGTERM.
+    Run {
+        /// The directory `umbra gateway init` created.
+        #[arg(long)]
+        data_dir: PathBuf,
     },
 }
 
@@ -105,16 +144,59 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             MixnodeCommand::Run { data_dir } => {
                 let node = Mixnode::load(&data_dir)?;
-                let runtime = tokio::runtime::Builder::new_multi_thread()
-                    .enable_all()
-                    .thread_name("umbra-io")
-                    .build()
-                    .context("starting the async runtime")?;
-                runtime.block_on(node.run(shutdown_signal()))?;
+                runtime()?.block_on(node.run(shutdown_signal()))?;
+                Ok(())
+            }
+        },
+        Command::Gateway { command } => match command {
+            GatewayCommand::Init {
+                data_dir,
+                listen,
+                clients,
+                http,
+                public_address,
+                public_client_address,
+            } => {
+                let made = gateway::init(&data_dir, listen, clients, http)?;
+                println!("Created a gateway in {}.", data_dir.display());
+                println!(
+                    "Configuration: {} (every setting is commented)",
+                    made.config.display()
+                );
+                println!();
+                println!(
+                    "Add this gateway to the topology file ({}), with its id:",
+                    data_dir.join("topology.json").display()
+                );
+                println!(
+                    "  {}",
+                    made.gateway_descriptor(
+                        public_address.unwrap_or(listen),
+                        public_client_address.unwrap_or(clients)
+                    )
+                );
+                println!();
+                println!(
+                    "Then run it: umbra gateway run --data-dir {}",
+                    data_dir.display()
+                );
+                Ok(())
+            }
+            GatewayCommand::Run { data_dir } => {
+                let node = Gateway::load(&data_dir)?;
+                runtime()?.block_on(node.run(shutdown_signal()))?;
                 Ok(())
             }
         },
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("umbra-io")
+        .build()
+        .context("starting the async runtime")
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -1,0 +1,622 @@
+//! The client shell: the pure core of [`umbra_client`] on a real session with its gateway.
+//!
+//! One task owns the [`Client`] core. It keeps a session open with the gateway (reconnecting
+//! with backoff when it drops), sends what the core emits when the core says so, hands the
+//! core what the gateway delivers, and turns the core's events into [`ClientEvent`]s. While
+//! the session is down the core's streams pause; overdue retransmissions go out once it is back.
+//!
+//! Messages the application sends can be kept in an outbox on disk (redb): written before the
+//! send is accepted, removed once every packet is acknowledged or the message is given up on.
+//! A client restarted after a crash sends what was still in it again, under the same ids
+//! (the recipient may then get a message twice: delivery is at least once).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+use umbra_client::{Client, ClientKeys, ClientStats, Event, MessageId, SendError, SenderTag};
+use umbra_topology::NoiseKey;
+use umbra_wire::ClientAddress;
+use umbra_wire::gateway::GatewayMessage;
+
+use crate::err::{LinkError, NodeError};
+use crate::noise::NoiseKeypair;
+use crate::session::{self, SessionReceiver, SessionSender};
+
+/// How the client reaches its gateway.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConnectionConfig {
+    /// How long the WebSocket and Noise handshakes may take.
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+    /// After a failed connection: wait this long, doubling per failure up to the maximum.
+    #[serde(with = "humantime_serde")]
+    pub reconnect_initial: Duration,
+    /// The longest wait between attempts.
+    #[serde(with = "humantime_serde")]
+    pub reconnect_max: Duration,
+}
+
+impl Default for ConnectionConfig {
+    fn default() -> Self {
+        ConnectionConfig {
+            handshake_timeout: Duration::from_secs(10),
+            reconnect_initial: Duration::from_millis(500),
+            reconnect_max: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What happened, for the application.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// A message arrived; with `reply_to`, its anonymous sender can be replied to.
+    Received {
+        /// The message.
+        message: Vec<u8>,
+        /// The sender's tag, if it attached SURBs.
+        reply_to: Option<SenderTag>,
+    },
+    /// A reply arrived through SURBs this client sent to `from`.
+    Reply {
+        /// Whom the SURBs went to.
+        from: ClientAddress,
+        /// The reply.
+        message: Vec<u8>,
+    },
+    /// Every packet of message `id` was acknowledged by the recipient's gateway.
+    Sent(u64),
+    /// Message `id` was given up on.
+    Failed {
+        /// The message.
+        id: u64,
+        /// Why.
+        reason: String,
+    },
+    /// A session with the gateway is open.
+    Connected {
+        /// Bytes the client may still send today (`u64::MAX`: no limit).
+        allowance: u64,
+        /// Deliveries the gateway stored while the client was away, coming now.
+        waiting: u32,
+    },
+    /// The session dropped; the client reconnects by itself.
+    Disconnected {
+        /// Why.
+        reason: String,
+    },
+    /// The gateway refused a packet (the client is over its allowance, say).
+    Refused {
+        /// The gateway's explanation.
+        detail: String,
+    },
+}
+
+/// Why a command did not go through.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CommandError {
+    /// The core refused the message.
+    #[error(transparent)]
+    Send(#[from] SendError),
+    /// The message could not be written to the outbox.
+    #[error("the message could not be written to the outbox: {0}")]
+    Outbox(String),
+    /// The client has stopped.
+    #[error("the client has stopped")]
+    Stopped,
+}
+
+/// The state of a running client.
+#[derive(Clone, Debug)]
+pub struct ClientStatus {
+    /// Whether a session with the gateway is open.
+    pub connected: bool,
+    /// What the core counted.
+    pub stats: ClientStats,
+    /// Messages accepted and not yet acknowledged or given up on.
+    pub pending: usize,
+}
+
+enum Command {
+    Send {
+        to: ClientAddress,
+        message: Vec<u8>,
+        surbs: u16,
+        reply: oneshot::Sender<Result<u64, CommandError>>,
+    },
+    Reply {
+        to: SenderTag,
+        message: Vec<u8>,
+        reply: oneshot::Sender<Result<u64, CommandError>>,
+    },
+    Status(oneshot::Sender<ClientStatus>),
+}
+
+/// A handle on a running client; clone it freely.
+#[derive(Clone, Debug)]
+pub struct ClientHandle {
+    commands: mpsc::Sender<Command>,
+    address: ClientAddress,
+}
+
+impl ClientHandle {
+    /// The client's address, for others to send to.
+    pub fn address(&self) -> ClientAddress {
+        self.address
+    }
+
+    /// Sends `message` to `to`, with `surbs` SURBs (0 for none) so `to` can reply without
+    /// learning who sent it. Returns the message's id once it is accepted (and, with an
+    /// outbox, on disk); [`ClientEvent::Sent`] follows once it is delivered.
+    pub async fn send(
+        &self,
+        to: ClientAddress,
+        message: Vec<u8>,
+        surbs: u16,
+    ) -> Result<u64, CommandError> {
+        self.ask(|reply| Command::Send {
+            to,
+            message,
+            surbs,
+            reply,
+        })
+        .await?
+    }
+
+    /// Replies through the SURBs of the anonymous sender `to`.
+    pub async fn reply(&self, to: SenderTag, message: Vec<u8>) -> Result<u64, CommandError> {
+        self.ask(|reply| Command::Reply { to, message, reply })
+            .await?
+    }
+
+    /// The client's state.
+    pub async fn status(&self) -> Result<ClientStatus, CommandError> {
+        self.ask(Command::Status).await
+    }
+
+    async fn ask<T>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, CommandError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(command(reply))
+            .await
+            .map_err(|_| CommandError::Stopped)?;
+        answer.await.map_err(|_| CommandError::Stopped)
+    }
+}
+
+/// Where and how the client connects.
+#[derive(Clone, Debug)]
+pub struct ClientSetup {
+    /// The gateway's WebSocket address (its `client_address` in the topology).
+    pub gateway_address: SocketAddr,
+    /// The gateway's static Noise key.
+    pub gateway_key: NoiseKey,
+    /// Connection timeouts and backoff.
+    pub connection: ConnectionConfig,
+    /// The outbox file, if sent messages are to survive a restart.
+    pub outbox: Option<PathBuf>,
+}
+
+/// Starts the client: a task driving `core` until `stop`. `keys` must be the core's keys.
+pub fn start(
+    core: Client,
+    keys: &ClientKeys,
+    setup: ClientSetup,
+    stop: CancellationToken,
+) -> Result<
+    (
+        ClientHandle,
+        mpsc::UnboundedReceiver<ClientEvent>,
+        JoinHandle<()>,
+    ),
+    NodeError,
+> {
+    let outbox = setup.outbox.as_deref().map(Outbox::open).transpose()?;
+    let (commands_in, commands) = mpsc::channel(256);
+    let (events_in, events) = mpsc::unbounded_channel();
+    let handle = ClientHandle {
+        commands: commands_in,
+        address: core.address(),
+    };
+    let driver = Driver {
+        core,
+        noise: NoiseKeypair::from_private(*keys.identity_secret()),
+        setup,
+        events: events_in,
+        outbox,
+        ids: HashMap::new(),
+        next_id: 1,
+    };
+    let task = tokio::spawn(driver.run(commands, stop));
+    Ok((handle, events, task))
+}
+
+type Session = (SessionSender<TcpStream>, SessionReceiver<TcpStream>);
+
+struct Driver {
+    core: Client,
+    noise: NoiseKeypair,
+    setup: ClientSetup,
+    events: mpsc::UnboundedSender<ClientEvent>,
+    outbox: Option<Outbox>,
+    /// The core's ids of messages under way, to the ids the application knows.
+    ids: HashMap<MessageId, u64>,
+    next_id: u64,
+}
+
+impl Driver {
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>, stop: CancellationToken) {
+        self.resume();
+        let mut session: Option<Session> = None;
+        let mut connecting: Option<JoinHandle<Result<Session, LinkError>>> = None;
+        let mut backoff = self.setup.connection.reconnect_initial;
+        let mut retry_at = Instant::now();
+        loop {
+            if session.is_none() && connecting.is_none() && Instant::now() >= retry_at {
+                let (address, key, timeout) = (
+                    self.setup.gateway_address,
+                    self.setup.gateway_key,
+                    self.setup.connection.handshake_timeout,
+                );
+                let noise = NoiseKeypair::from_private(*self.noise.private_bytes());
+                connecting = Some(tokio::spawn(async move {
+                    session::connect(address, &noise, &key, timeout).await
+                }));
+            }
+            let wake = Instant::from_std(self.core.next_wakeup());
+            tokio::select! {
+                () = stop.cancelled() => break,
+                command = commands.recv() => match command {
+                    Some(command) => self.command(command, session.is_some()),
+                    None => break,
+                },
+                received = receive(&mut session) => match received {
+                    Ok(Some(bytes)) => self.handle_gateway_message(&bytes),
+                    Ok(None) => self.disconnected(&mut session, "the gateway closed the session".into()),
+                    Err(error) => self.disconnected(&mut session, error.to_string()),
+                },
+                result = join(&mut connecting) => {
+                    connecting = None;
+                    match result {
+                        Ok(Ok(opened)) => {
+                            debug!("session with the gateway open");
+                            session = Some(opened);
+                            backoff = self.setup.connection.reconnect_initial;
+                        }
+                        Ok(Err(error)) => {
+                            warn!(%error, retry_in = ?backoff, "cannot connect to the gateway");
+                            retry_at = Instant::now() + backoff;
+                            backoff = (backoff * 2).min(self.setup.connection.reconnect_max);
+                        }
+                        Err(_) => retry_at = Instant::now() + backoff,
+                    }
+                }
+                () = tokio::time::sleep_until(wake) => {}
+                () = tokio::time::sleep_until(retry_at), if session.is_none() && connecting.is_none() => {}
+            }
+            if let Some((sender, _)) = &mut session {
+                let now = std::time::Instant::now();
+                let mut failed = None;
+                while let Some(message) = self.core.poll_transmit(now) {
+                    if let Err(error) = sender.send(&message.encode()).await {
+                        failed = Some(error.to_string());
+                        break;
+                    }
+                }
+                if let Some(reason) = failed {
+                    self.disconnected(&mut session, reason);
+                    retry_at = Instant::now() + backoff;
+                }
+            }
+            self.pass_events();
+        }
+        // confirm what was received, so the gateway does not keep it
+        if let Some((sender, _)) = &mut session {
+            if let Some(message) = self.core.poll_confirmations() {
+                let _ = sender.send(&message.encode()).await;
+            }
+            sender.close("the client is stopping").await;
+        }
+        if let Some(task) = connecting {
+            task.abort();
+        }
+    }
+
+    /// Sends again what the outbox kept from before a restart.
+    fn resume(&mut self) {
+        let Some(outbox) = &self.outbox else { return };
+        let (kept, next_id) = match outbox.load() {
+            Ok(loaded) => loaded,
+            Err(error) => {
+                warn!(%error, "cannot read the outbox; messages kept in it are not sent again");
+                return;
+            }
+        };
+        self.next_id = next_id;
+        if !kept.is_empty() {
+            info!(messages = kept.len(), "sending again what the outbox kept");
+        }
+        let now = std::time::Instant::now();
+        for (id, entry) in kept {
+            let sent = match entry {
+                Entry::Send { to, surbs, message } => self.core.send(now, &to, message, surbs),
+                Entry::Reply { to, message } => self.core.reply(now, to, message),
+            };
+            match sent {
+                Ok(core_id) => {
+                    self.ids.insert(core_id, id);
+                }
+                Err(error) => self.finish(id, Some(format!("after a restart: {error}"))),
+            }
+        }
+    }
+
+    fn command(&mut self, command: Command, connected: bool) {
+        let now = std::time::Instant::now();
+        match command {
+            Command::Send {
+                to,
+                message,
+                surbs,
+                reply,
+            } => {
+                let entry = Entry::Send { to, surbs, message };
+                let _ = reply.send(self.accept(now, entry));
+            }
+            Command::Reply { to, message, reply } => {
+                let _ = reply.send(self.accept(now, Entry::Reply { to, message }));
+            }
+            Command::Status(reply) => {
+                let _ = reply.send(ClientStatus {
+                    connected,
+                    stats: self.core.stats().clone(),
+                    pending: self.ids.len(),
+                });
+            }
+        }
+    }
+
+    /// Writes a message to the outbox (if kept), then hands it to the core.
+    fn accept(&mut self, now: std::time::Instant, entry: Entry) -> Result<u64, CommandError> {
+        let id = self.next_id;
+        if let Some(outbox) = &self.outbox {
+            outbox
+                .put(id, &entry)
+                .map_err(|error| CommandError::Outbox(error.to_string()))?;
+        }
+        let sent = match entry {
+            Entry::Send { to, surbs, message } => self.core.send(now, &to, message, surbs),
+            Entry::Reply { to, message } => self.core.reply(now, to, message),
+        };
+        match sent {
+            Ok(core_id) => {
+                self.next_id += 1;
+                self.ids.insert(core_id, id);
+                Ok(id)
+            }
+            Err(error) => {
+                if let Some(outbox) = &self.outbox {
+                    let _ = outbox.remove(id);
+                }
+                Err(error.into())
+            }
+        }
+    }
+
+    fn handle_gateway_message(&mut self, bytes: &[u8]) {
+        let now = std::time::Instant::now();
+        match GatewayMessage::decode(bytes) {
+            Ok(GatewayMessage::Deliver(delivery)) => self.core.handle_delivery(now, delivery),
+            Ok(GatewayMessage::Welcome { allowance, waiting }) => {
+                info!(waiting, "connected to the gateway");
+                let _ = self
+                    .events
+                    .send(ClientEvent::Connected { allowance, waiting });
+            }
+            Ok(GatewayMessage::Refused { detail, .. }) => {
+                warn!(%detail, "the gateway refused a packet");
+                let _ = self.events.send(ClientEvent::Refused { detail });
+            }
+            Err(error) => warn!(%error, "the gateway sent a message that cannot be read; ignored"),
+        }
+    }
+
+    fn disconnected(&mut self, session: &mut Option<Session>, reason: String) {
+        if session.take().is_some() {
+            info!(%reason, "disconnected from the gateway; reconnecting");
+            let _ = self.events.send(ClientEvent::Disconnected { reason });
+        }
+    }
+
+    fn pass_events(&mut self) {
+        while let Some(event) = self.core.poll_event() {
+            let event = match event {
+                Event::Received { message, reply_to } => {
+                    ClientEvent::Received { message, reply_to }
+                }
+                Event::Reply { from, message } => ClientEvent::Reply { from, message },
+                Event::Sent(core_id) => match self.ids.remove(&core_id) {
+                    Some(id) => {
+                        self.finish(id, None);
+                        continue;
+                    }
+                    None => continue,
+                },
+                Event::Failed {
+                    id: core_id,
+                    reason,
+                } => match self.ids.remove(&core_id) {
+                    Some(id) => {
+                        self.finish(id, Some(reason));
+                        continue;
+                    }
+                    None => continue,
+                },
+            };
+            let _ = self.events.send(event);
+        }
+    }
+
+    /// A message is done with: out of the outbox, and the application told.
+    fn finish(&mut self, id: u64, failure: Option<String>) {
+        if let Some(outbox) = &self.outbox
+            && let Err(error) = outbox.remove(id)
+        {
+            warn!(%error, "cannot remove a message from the outbox; it may be sent again after a restart");
+        }
+        let _ = self.events.send(match failure {
+            None => ClientEvent::Sent(id),
+            Some(reason) => ClientEvent::Failed { id, reason },
+        });
+    }
+}
+
+async fn receive(session: &mut Option<Session>) -> Result<Option<Vec<u8>>, LinkError> {
+    match session {
+        Some((_, receiver)) => receiver.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn join<T>(task: &mut Option<JoinHandle<T>>) -> Result<T, tokio::task::JoinError> {
+    match task {
+        Some(task) => task.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A message kept in the outbox.
+enum Entry {
+    Send {
+        to: ClientAddress,
+        surbs: u16,
+        message: Vec<u8>,
+    },
+    Reply {
+        to: SenderTag,
+        message: Vec<u8>,
+    },
+}
+
+impl Entry {
+    fn encode(&self) -> Vec<u8> {
+        match self {
+            Entry::Send { to, surbs, message } => {
+                let mut out = vec![1];
+                out.extend_from_slice(&surbs.to_be_bytes());
+                out.extend_from_slice(&to.identity);
+                out.extend_from_slice(&to.encryption);
+                out.extend_from_slice(&to.gateway);
+                out.extend_from_slice(message);
+                out
+            }
+            Entry::Reply { to, message } => {
+                let mut out = vec![2];
+                out.extend_from_slice(&to.0);
+                out.extend_from_slice(message);
+                out
+            }
+        }
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Entry> {
+        let key = |at: usize| -> Option<[u8; 32]> { bytes.get(at..at + 32)?.try_into().ok() };
+        match *bytes.first()? {
+            1 => Some(Entry::Send {
+                surbs: u16::from_be_bytes(bytes.get(1..3)?.try_into().ok()?),
+                to: ClientAddress {
+                    identity: key(3)?,
+                    encryption: key(35)?,
+                    gateway: key(67)?,
+                },
+                message: bytes.get(99..)?.to_vec(),
+            }),
+            2 => Some(Entry::Reply {
+                to: SenderTag(bytes.get(1..17)?.try_into().ok()?),
+                message: bytes.get(17..)?.to_vec(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
+const OUTBOX_META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// Messages accepted and not yet done with, on disk.
+struct Outbox {
+    db: Database,
+}
+
+impl Outbox {
+    fn open(path: &Path) -> Result<Outbox, NodeError> {
+        let fail = |error: &dyn std::fmt::Display| {
+            NodeError::invalid(
+                path,
+                format!(
+                    "cannot open the outbox: {error}. Move the file away to start with an empty outbox (messages in it are then not sent again)"
+                ),
+            )
+        };
+        let db = Database::create(path).map_err(|e| fail(&e))?;
+        let outbox = Outbox { db };
+        outbox.create_tables().map_err(|e| fail(&e))?;
+        Ok(outbox)
+    }
+
+    fn create_tables(&self) -> Result<(), redb::Error> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(OUTBOX)?;
+        txn.open_table(OUTBOX_META)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    fn put(&self, id: u64, entry: &Entry) -> Result<(), redb::Error> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(OUTBOX)?.insert(id, &entry.encode()[..])?;
+        txn.open_table(OUTBOX_META)?.insert("next_id", id + 1)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    fn remove(&self, id: u64) -> Result<(), redb::Error> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(OUTBOX)?.remove(id)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// What is kept, oldest first, and the next id to give.
+    fn load(&self) -> Result<(Vec<(u64, Entry)>, u64), redb::Error> {
+        let txn = self.db.begin_read()?;
+        let mut kept = Vec::new();
+        for row in txn.open_table(OUTBOX)?.iter()? {
+            let (id, bytes) = row?;
+            match Entry::decode(bytes.value()) {
+                Some(entry) => kept.push((id.value(), entry)),
+                None => warn!(id = id.value(), "an outbox entry cannot be read; skipped"),
+            }
+        }
+        let next = txn
+            .open_table(OUTBOX_META)?
+            .get("next_id")?
+            .map_or(1, |v| v.value());
+        let above = kept.last().map_or(1, |(id, _)| id + 1);
+        Ok((kept, next.max(above)))
+    }
+}

@@ -1,0 +1,452 @@
+//! A whole network on this machine: the folders, keys, configurations and topology of its
+//! nodes, made once and reused on the next run. `umbra localnet` runs each node as its own
+//! process; the end-to-end tests do the same.
+//!
+//! The folder holds `localnet.json` (what is where), `topology.json`, one folder per node
+//! (`mix-<layer>-<n>`, `gateway-<n>`), and `logs/`.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use umbra_topology::{Layer, NodeDescriptor, NodeId, Role, Topology};
+
+use crate::err::NodeError;
+use crate::gateway::{self, GatewayNodeConfig};
+use crate::mixnode::{self, MixnodeConfig};
+
+/// The file describing a local network.
+pub const LAYOUT_FILE: &str = "localnet.json";
+/// The topology file, in the network's folder and each node's.
+pub const TOPOLOGY_FILE: &str = "topology.json";
+
+/// The shape of a new local network.
+#[derive(Clone, Debug)]
+pub struct Shape {
+    /// Mix nodes in each of the three layers.
+    pub mixes_per_layer: usize,
+    /// Gateways.
+    pub gateways: usize,
+}
+
+impl Default for Shape {
+    fn default() -> Self {
+        Shape {
+            mixes_per_layer: 3,
+            gateways: 2,
+        }
+    }
+}
+
+/// What a node is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// A mix node.
+    Mix,
+    /// A gateway.
+    Gateway,
+}
+
+/// One node of the network.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LocalNode {
+    /// Its name, also its folder's.
+    pub name: String,
+    /// Its id in the topology.
+    pub id: u32,
+    /// What it is.
+    pub kind: Kind,
+    /// Its layer, for a mix node.
+    pub layer: Option<u8>,
+    /// Where other nodes connect.
+    pub listen: SocketAddr,
+    /// Where clients connect, for a gateway.
+    pub client: Option<SocketAddr>,
+    /// Its `/metrics` and `/health`.
+    pub http: SocketAddr,
+}
+
+/// A local network's layout.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Layout {
+    /// The network's folder.
+    #[serde(skip)]
+    pub dir: PathBuf,
+    /// Its nodes.
+    pub nodes: Vec<LocalNode>,
+}
+
+impl Layout {
+    /// The network in `dir`: the one made there before, or a new one of `shape`.
+    pub fn create_or_open(dir: &Path, shape: &Shape) -> Result<Layout, NodeError> {
+        let file = dir.join(LAYOUT_FILE);
+        if file.exists() {
+            let json = std::fs::read_to_string(&file).map_err(|source| NodeError::Read {
+                path: file.clone(),
+                source,
+            })?;
+            let mut layout: Layout = serde_json::from_str(&json).map_err(|error| {
+                NodeError::invalid(
+                    &file,
+                    format!("{error}; delete the folder to make a new network"),
+                )
+            })?;
+            layout.dir = dir.to_owned();
+            return Ok(layout);
+        }
+        Layout::create(dir, shape)
+    }
+
+    fn create(dir: &Path, shape: &Shape) -> Result<Layout, NodeError> {
+        if shape.mixes_per_layer == 0 || shape.gateways == 0 {
+            return Err(NodeError::Other(
+                "a network needs at least one mix node per layer and one gateway".into(),
+            ));
+        }
+        let mut nodes = Vec::new();
+        let mut descriptors = Vec::new();
+        let mut id = 0;
+        for layer in Layer::ALL {
+            for n in 1..=shape.mixes_per_layer {
+                id += 1;
+                let node = LocalNode {
+                    name: format!("mix-{}-{n}", layer.number()),
+                    id,
+                    kind: Kind::Mix,
+                    layer: Some(layer.number()),
+                    listen: free_port()?,
+                    client: None,
+                    http: free_port()?,
+                };
+                let node_dir = dir.join(&node.name);
+                let made = mixnode::init(&node_dir, node.listen, node.http)?;
+                let mut config = MixnodeConfig::new(node.listen, node.http);
+                tune(
+                    &mut config.mixing.replay,
+                    &mut config.links,
+                    &mut config.workers,
+                );
+                write_config(&node_dir.join(mixnode::CONFIG_FILE), &config)?;
+                descriptors.push(NodeDescriptor {
+                    id: NodeId(id),
+                    role: Role::Mix(layer),
+                    mix_address: node.listen,
+                    client_address: None,
+                    sphinx_key: made.sphinx_key,
+                    noise_key: made.noise_key,
+                });
+                nodes.push(node);
+            }
+        }
+        for n in 1..=shape.gateways {
+            id += 1;
+            let node = LocalNode {
+                name: format!("gateway-{n}"),
+                id,
+                kind: Kind::Gateway,
+                layer: None,
+                listen: free_port()?,
+                client: Some(free_port()?),
+                http: free_port()?,
+            };
+            let client = node.client.unwrap_or(node.listen);
+            let node_dir = dir.join(&node.name);
+            let made = gateway::init(&node_dir, node.listen, client, node.http)?;
+            let mut config = GatewayNodeConfig::new(node.listen, client, node.http);
+            tune(&mut config.replay, &mut config.links, &mut config.workers);
+            write_config(&node_dir.join(gateway::CONFIG_FILE), &config)?;
+            descriptors.push(NodeDescriptor {
+                id: NodeId(id),
+                role: Role::Gateway,
+                mix_address: node.listen,
+                client_address: Some(client),
+                sphinx_key: made.sphinx_key,
+                noise_key: made.noise_key,
+            });
+            nodes.push(node);
+        }
+        let topology = Topology::new(1, descriptors)
+            .map_err(|error| NodeError::Other(format!("the new topology is invalid: {error}")))?;
+        let json = topology.to_json();
+        for path in std::iter::once(dir.join(TOPOLOGY_FILE)).chain(
+            nodes
+                .iter()
+                .map(|node| dir.join(&node.name).join(TOPOLOGY_FILE)),
+        ) {
+            write(&path, &json)?;
+        }
+        let layout = Layout {
+            dir: dir.to_owned(),
+            nodes,
+        };
+        let json = serde_json::to_string_pretty(&layout)
+            .map_err(|error| NodeError::Other(error.to_string()))?;
+        write(&dir.join(LAYOUT_FILE), &json)?;
+        Ok(layout)
+    }
+
+    /// The network's topology.
+    pub fn topology(&self) -> Result<Topology, NodeError> {
+        crate::node::read_topology(&self.dir.join(TOPOLOGY_FILE))
+    }
+
+    /// The path of the topology file.
+    pub fn topology_file(&self) -> PathBuf {
+        self.dir.join(TOPOLOGY_FILE)
+    }
+
+    /// A node's folder.
+    pub fn node_dir(&self, node: &LocalNode) -> PathBuf {
+        self.dir.join(&node.name)
+    }
+
+    /// The log file of a node (or anything else run in the network).
+    pub fn log_file(&self, name: &str) -> PathBuf {
+        self.dir.join("logs").join(format!("{name}.log"))
+    }
+
+    /// The command that runs `node` with the `umbra` binary at `exe`, its output going to its
+    /// log file (appended).
+    pub fn command(
+        &self,
+        exe: &Path,
+        node: &LocalNode,
+    ) -> Result<std::process::Command, NodeError> {
+        let role = match node.kind {
+            Kind::Mix => "mixnode",
+            Kind::Gateway => "gateway",
+        };
+        let log = self.open_log(&node.name)?;
+        let err = log.try_clone().map_err(|source| NodeError::Write {
+            path: self.log_file(&node.name),
+            source,
+        })?;
+        let mut command = std::process::Command::new(exe);
+        command
+            .args([role, "run", "--data-dir"])
+            .arg(self.node_dir(node))
+            .stdin(std::process::Stdio::null())
+            .stdout(log)
+            .stderr(err);
+        Ok(command)
+    }
+
+    /// Opens a log file for appending.
+    pub fn open_log(&self, name: &str) -> Result<std::fs::File, NodeError> {
+        let path = self.log_file(name);
+        let write_error = |source| NodeError::Write {
+            path: path.clone(),
+            source,
+        };
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(write_error)?;
+        }
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(write_error)
+    }
+}
+
+/// Settings for nodes sharing one machine: small replay filters (a node's default is sized
+/// for 2000 packets/s over 25 h, half a gigabyte), quick reconnection, one Sphinx thread.
+fn tune(
+    replay: &mut umbra_hop::ReplayFilterConfig,
+    links: &mut crate::link::LinkConfig,
+    workers: &mut crate::node::WorkerConfig,
+) {
+    replay.expected_packets_per_second = 500;
+    replay.retention = Duration::from_secs(3 * 3600);
+    links.reconnect_initial = Duration::from_millis(200);
+    links.reconnect_max = Duration::from_secs(2);
+    workers.threads = 1;
+}
+
+fn free_port() -> Result<SocketAddr, NodeError> {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map_err(|source| NodeError::Bind {
+            address: SocketAddr::from(([127, 0, 0, 1], 0)),
+            source,
+        })
+}
+
+fn write_config<T: Serialize>(path: &Path, config: &T) -> Result<(), NodeError> {
+    let text = toml::to_string(config).map_err(|error| NodeError::Other(error.to_string()))?;
+    write(
+        path,
+        &format!(
+            "# Written by `umbra localnet`; see `umbra mixnode init` or `umbra gateway init` for every setting explained.\n{text}"
+        ),
+    )
+}
+
+fn write(path: &Path, text: &str) -> Result<(), NodeError> {
+    std::fs::write(path, text).map_err(|source| NodeError::Write {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// The nodes of a layout, running as processes of the `umbra` binary. Dropping it kills what
+/// still runs.
+pub struct Processes {
+    exe: PathBuf,
+    layout: Layout,
+    children: Vec<(String, std::process::Child)>,
+}
+
+impl Processes {
+    /// None running yet; `exe` is the `umbra` binary.
+    pub fn new(exe: &Path, layout: Layout) -> Processes {
+        Processes {
+            exe: exe.to_owned(),
+            layout,
+            children: Vec::new(),
+        }
+    }
+
+    /// The layout.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    fn node(&self, name: &str) -> Result<&LocalNode, NodeError> {
+        self.layout
+            .nodes
+            .iter()
+            .find(|node| node.name == name)
+            .ok_or_else(|| NodeError::Other(format!("no node named {name}")))
+    }
+
+    /// Starts the node `name`.
+    pub fn start(&mut self, name: &str) -> Result<(), NodeError> {
+        let node = self.node(name)?.clone();
+        let child = self
+            .layout
+            .command(&self.exe, &node)?
+            .spawn()
+            .map_err(|error| {
+                NodeError::Other(format!("cannot start {}: {error}", self.exe.display()))
+            })?;
+        self.children.push((node.name, child));
+        Ok(())
+    }
+
+    /// Starts every node.
+    pub fn start_all(&mut self) -> Result<(), NodeError> {
+        let names: Vec<String> = self.layout.nodes.iter().map(|n| n.name.clone()).collect();
+        names.iter().try_for_each(|name| self.start(name))
+    }
+
+    /// Whether the node answers `/health` with 200.
+    pub fn is_healthy(&self, name: &str) -> bool {
+        self.node(name).is_ok_and(|node| health(node.http))
+    }
+
+    /// Nodes whose process has ended, with how; they are forgotten.
+    pub fn exited(&mut self) -> Vec<(String, std::process::ExitStatus)> {
+        let mut ended = Vec::new();
+        self.children
+            .retain_mut(|(name, child)| match child.try_wait() {
+                Ok(Some(status)) => {
+                    ended.push((name.clone(), status));
+                    false
+                }
+                _ => true,
+            });
+        ended
+    }
+
+    /// Asks the node to stop (SIGTERM) and waits up to `grace`, then kills it.
+    pub fn terminate(&mut self, name: &str, grace: Duration) -> Option<std::process::ExitStatus> {
+        let at = self.children.iter().position(|(n, _)| n == name)?;
+        let (_, mut child) = self.children.remove(at);
+        Some(stop(&mut child, grace))
+    }
+
+    /// Kills the node at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self, name: &str) {
+        if let Some(at) = self.children.iter().position(|(n, _)| n == name) {
+            let (_, mut child) = self.children.remove(at);
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Asks every node to stop, waits up to `grace` for each, and kills what remains.
+    pub fn stop_all(&mut self, grace: Duration) -> Vec<(String, std::process::ExitStatus)> {
+        for (_, child) in &self.children {
+            signal_terminate(child);
+        }
+        self.children
+            .drain(..)
+            .map(|(name, mut child)| (name, stop(&mut child, grace)))
+            .collect()
+    }
+}
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn signal_terminate(child: &std::process::Child) {
+    #[cfg(target_os = "linux")]
+    {
+        let _ = rustix::process::kill_process(
+            rustix::process::Pid::from_child(child),
+            rustix::process::Signal::TERM,
+        );
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = child;
+}
+
+fn stop(child: &mut std::process::Child, grace: Duration) -> std::process::ExitStatus {
+    signal_terminate(child);
+    let deadline = std::time::Instant::now() + grace;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return status;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return status;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        if std::time::Instant::now() >= deadline + Duration::from_secs(5)
+            && let Ok(status) = child.wait()
+        {
+            return status;
+        }
+    }
+}
+
+/// `GET /health` answers 200.
+pub fn health(address: SocketAddr) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&address, Duration::from_millis(500))
+    else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    if stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: localnet\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response.starts_with("HTTP/1.1 200")
+}
