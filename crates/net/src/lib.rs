@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod client;
+pub mod client_daemon;
 mod err;
 pub mod gateway;
 pub mod http;

@@ -6,6 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use umbra_client::TrafficPreset;
+use umbra_net::client_daemon::{self, ClientDaemon};
 use umbra_net::gateway::{self, Gateway};
 use umbra_net::mixnode::{self, Mixnode};
 
@@ -32,6 +34,58 @@ enum Command {
         #[command(subcommand)]
         command: GatewayCommand,
     },
+    /// A client: sends and receives through the mixnet for applications, over a local
+    /// WebSocket API.
+    Client {
+        #[command(subcommand)]
+        command: ClientCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClientCommand {
+    /// Create a client: fresh keys, a copy of the topology and a commented config.toml.
+    Init {
+        /// Where the client keeps its keys, configuration and outbox.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The network's topology file.
+        #[arg(long)]
+        topology: PathBuf,
+        /// The gateway to connect through: its id or Noise key in the topology.
+        #[arg(long)]
+        gateway: String,
+        /// Where applications will connect (WebSocket API; keep it on loopback).
+        #[arg(long, default_value = "127.0.0.1:1977")]
+        api: SocketAddr,
+        /// Traffic settings: nym (15 ms per hop, a packet every 20 ms), low-latency (5 ms,
+        /// 10 ms) or bulk (15 ms, 1 ms).
+        #[arg(long, default_value = "nym", value_parser = parse_preset)]
+        traffic: TrafficPreset,
+    },
+    /// Run the client in the data directory until Ctrl-C or SIGTERM.
+    Run {
+        /// The directory `umbra client init` created.
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+    /// Print the client's address.
+    Address {
+        /// The directory `umbra client init` created.
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+}
+
+fn parse_preset(text: &str) -> Result<TrafficPreset, String> {
+    match text {
+        "nym" => Ok(TrafficPreset::Nym),
+        "low-latency" => Ok(TrafficPreset::LowLatency),
+        "bulk" => Ok(TrafficPreset::Bulk),
+        other => Err(format!(
+            "{other:?} is not a preset: nym, low-latency or bulk"
+        )),
+    }
 }
 
 #[derive(Subcommand)]
@@ -148,6 +202,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(())
             }
         },
+        Command::Client { command } => client(command),
         Command::Gateway { command } => match command {
             GatewayCommand::Init {
                 data_dir,
@@ -188,6 +243,37 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(())
             }
         },
+    }
+}
+
+fn client(command: ClientCommand) -> anyhow::Result<()> {
+    match command {
+        ClientCommand::Init {
+            data_dir,
+            topology,
+            gateway,
+            api,
+            traffic,
+        } => {
+            let address = client_daemon::init(&data_dir, &topology, &gateway, api, traffic)?;
+            println!("Created a client in {}.", data_dir.display());
+            println!("Its address (give it to whoever should reach you):");
+            println!("  {address}");
+            println!();
+            println!("Run it: umbra client run --data-dir {}", data_dir.display());
+            println!("Then connect applications to ws://{api} (see docs/client-api.md).");
+            Ok(())
+        }
+        ClientCommand::Run { data_dir } => {
+            let daemon = ClientDaemon::load(&data_dir)?;
+            println!("{}", daemon.address());
+            runtime()?.block_on(daemon.run(shutdown_signal()))?;
+            Ok(())
+        }
+        ClientCommand::Address { data_dir } => {
+            println!("{}", ClientDaemon::load(&data_dir)?.address());
+            Ok(())
+        }
     }
 }
 

@@ -231,3 +231,179 @@ async fn a_mix_node_killed_mid_transfer_costs_no_message() {
     alice.stop().await;
     bob.stop().await;
 }
+
+/// `umbra client run` as an application uses it: a WebSocket, JSON and binary frames.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn applications_talk_through_the_client_daemon_api() {
+    use futures_util::{SinkExt, StreamExt};
+    use serde_json::{Value, json};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let net = Net::start(
+        "api",
+        Shape {
+            mixes_per_layer: 1,
+            gateways: 2,
+        },
+    );
+    let topology = net.dir.join("topology.json");
+    let mut daemons = Vec::new();
+    let mut apis = Vec::new();
+    for (i, gateway) in [(0, net.gateway(0)), (1, net.gateway(1))] {
+        let dir = net.dir.join(format!("client-{i}"));
+        let api = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let init = std::process::Command::new(env!("CARGO_BIN_EXE_umbra"))
+            .args(["client", "init", "--traffic", "low-latency", "--data-dir"])
+            .arg(&dir)
+            .arg("--topology")
+            .arg(&topology)
+            .args([
+                "--gateway",
+                &gateway.id.0.to_string(),
+                "--api",
+                &api.to_string(),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            init.status.success(),
+            "{}",
+            String::from_utf8_lossy(&init.stderr)
+        );
+        let log = std::fs::File::create(net.dir.join(format!("client-{i}.log"))).unwrap();
+        let daemon = std::process::Command::new(env!("CARGO_BIN_EXE_umbra"))
+            .args(["client", "run", "--data-dir"])
+            .arg(&dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        daemons.push(daemon);
+        apis.push(api);
+    }
+    let connect = |url: String| async move {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match tokio_tungstenite::connect_async(url.as_str()).await {
+                Ok((socket, _)) => return socket,
+                Err(_) if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await
+                }
+                Err(error) => panic!("cannot reach the API at {url}: {error}"),
+            }
+        }
+    };
+    let mut a = connect(format!("ws://{}/", apis[0])).await;
+    let mut b = connect(format!("ws://{}/?format=binary", apis[1])).await;
+
+    async fn next_json<S>(socket: &mut S, kind: &str) -> Value
+    where
+        S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>>
+            + Unpin,
+    {
+        loop {
+            let frame = tokio::time::timeout(common::WAIT, socket.next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            if let Message::Text(text) = frame {
+                let value: Value = serde_json::from_str(&text).unwrap();
+                if value["type"] == kind {
+                    return value;
+                }
+            }
+        }
+    }
+    async fn next_binary<S>(socket: &mut S) -> Vec<u8>
+    where
+        S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>>
+            + Unpin,
+    {
+        loop {
+            let frame = tokio::time::timeout(common::WAIT, socket.next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            if let Message::Binary(bytes) = frame {
+                return bytes.to_vec();
+            }
+        }
+    }
+    let text = |value: Value| Message::Text(value.to_string().into());
+
+    b.send(text(json!({"type": "self_address"}))).await.unwrap();
+    let b_address = next_json(&mut b, "self_address").await["address"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    a.send(text(json!({"type": "self_address"}))).await.unwrap();
+    let a_address = next_json(&mut a, "self_address").await["address"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // mistakes get a clear answer, and the connection goes on
+    a.send(text(json!({"type": "sned"}))).await.unwrap();
+    let mistake = next_json(&mut a, "error").await;
+    assert!(
+        mistake["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown variant `sned`"),
+        "{mistake}"
+    );
+    a.send(text(
+        json!({"type": "send", "to": "nobody@nowhere", "message": "x", "request_id": 1}),
+    ))
+    .await
+    .unwrap();
+    let mistake = next_json(&mut a, "error").await;
+    assert_eq!(mistake["request_id"], 1);
+    assert!(
+        mistake["error"].as_str().unwrap().contains("`to`"),
+        "{mistake}"
+    );
+
+    // a question with SURBs in JSON; it arrives in a binary frame with the sender's tag
+    a.send(text(json!({"type": "send", "to": b_address, "message": "hi from a", "surbs": 3, "request_id": "q"})))
+        .await
+        .unwrap();
+    let accepted = next_json(&mut a, "accepted").await;
+    assert_eq!(accepted["request_id"], "q");
+    let message_id = accepted["message_id"].clone();
+    let frame = next_binary(&mut b).await;
+    assert_eq!(
+        frame[..2],
+        [0x81, 1],
+        "a received message with a sender tag"
+    );
+    let tag = frame[2..18].to_vec();
+    assert_eq!(&frame[18..], b"hi from a");
+    let sent = next_json(&mut a, "sent").await;
+    assert_eq!(sent["message_id"], message_id);
+
+    // the binary reply, through the SURBs, arrives as JSON naming whom the SURBs went to
+    let mut reply = vec![0x02];
+    reply.extend_from_slice(&9u64.to_be_bytes());
+    reply.extend_from_slice(&tag);
+    reply.extend_from_slice(&[0xff, 0x00, 0x01]);
+    b.send(Message::Binary(reply.into())).await.unwrap();
+    assert_eq!(next_json(&mut b, "accepted").await["request_id"], 9);
+    let replied = next_json(&mut a, "reply").await;
+    assert_eq!(replied["from"], b_address.as_str());
+    assert_eq!(replied["message_base64"], "/wAB");
+    assert_ne!(a_address, b_address);
+
+    for mut daemon in daemons {
+        let _ = std::process::Command::new("kill")
+            .arg(daemon.id().to_string())
+            .status();
+        let status = daemon.wait().unwrap();
+        assert!(status.success(), "the client daemon stopped with {status}");
+    }
+}
