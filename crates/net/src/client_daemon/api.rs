@@ -166,6 +166,7 @@ pub(super) async fn serve(
     publisher.abort();
 }
 
+#[allow(clippy::result_large_err)] // the handshake callback's error type is tungstenite's
 async fn connection(
     stream: TcpStream,
     client: ClientHandle,

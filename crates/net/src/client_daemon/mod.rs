@@ -123,7 +123,7 @@ pub fn init(
     preset: TrafficPreset,
 ) -> Result<ClientAddress, NodeError> {
     let topology = node::read_topology(topology_file)?;
-    let gateway = find_gateway(&topology, gateway).map_err(|problem| NodeError::Other(problem))?;
+    let gateway = find_gateway(&topology, gateway).map_err(NodeError::Other)?;
     node::ensure_new(
         data_dir,
         &[CONFIG_FILE, IDENTITY_KEY_FILE, ENCRYPTION_KEY_FILE],

@@ -1,0 +1,93 @@
+//! A chat over the mixnet.
+//!
+//! Start a network (`cargo run --release -- localnet`), then in two terminals:
+//!
+//! ```text
+//! cargo run -p umbra-sdk --example chat -- --topology localnet/topology.json --storage bob
+//! cargo run -p umbra-sdk --example chat -- --topology localnet/topology.json --to <bob's address>
+//! ```
+//!
+//! The second chats with bob by his address and sends SURBs with every line; bob never
+//! learns the address he is talking to: his lines go back through the SURBs.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use umbra_sdk::{ClientAddress, ClientBuilder, Received, SenderTag};
+
+#[derive(Parser)]
+#[command(about = "Chat over the Umbra mixnet")]
+struct Args {
+    /// The network's topology file.
+    #[arg(long)]
+    topology: PathBuf,
+    /// A folder keeping this chatter's keys, so its address stays the same across runs.
+    #[arg(long)]
+    storage: Option<PathBuf>,
+    /// The gateway to connect through (id or Noise key; default: one at random).
+    #[arg(long)]
+    gateway: Option<String>,
+    /// Whom to chat with. Without it, lines go to whoever wrote last, through their SURBs.
+    #[arg(long)]
+    to: Option<ClientAddress>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let mut builder = ClientBuilder::from_topology_file(&args.topology)?;
+    if let Some(dir) = &args.storage {
+        builder = builder.storage(dir);
+    }
+    if let Some(gateway) = args.gateway {
+        builder = builder.gateway(gateway);
+    }
+    let mut client = builder.connect().await?;
+    println!("your address: {}", client.address());
+    match &args.to {
+        Some(to) => println!("chatting with {to}; type a line and press enter"),
+        None => println!("waiting for someone to write; your lines then go back to them"),
+    }
+    let sender = client.sender();
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let mut last: Option<SenderTag> = None;
+    loop {
+        tokio::select! {
+            line = lines.next_line() => {
+                let Some(line) = line? else { break };
+                let sent = match (&args.to, last) {
+                    (Some(to), _) => sender.send_with_surbs(to, line, 5).await,
+                    (None, Some(tag)) => sender.reply(tag, line).await,
+                    (None, None) => {
+                        println!("(no one to send to yet)");
+                        continue;
+                    }
+                };
+                if let Err(error) = sent {
+                    println!("(not sent: {error})");
+                }
+            }
+            received = client.receive() => match received {
+                Some(Received::Message { data, reply_to }) => {
+                    if reply_to.is_some() {
+                        last = reply_to;
+                    }
+                    println!("< {}", String::from_utf8_lossy(&data));
+                }
+                Some(Received::Reply { data, .. }) => println!("< {}", String::from_utf8_lossy(&data)),
+                None => break,
+            },
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    client.disconnect().await;
+    Ok(())
+}

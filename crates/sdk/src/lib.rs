@@ -1,0 +1,360 @@
+#![doc = include_str!("../README.md")]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use umbra_net::client::{self as shell, ClientHandle, ClientSetup};
+use umbra_net::client_daemon::{ENCRYPTION_KEY_FILE, IDENTITY_KEY_FILE, OUTBOX_FILE, find_gateway};
+use umbra_net::keys::{read_key, write_new_key};
+use umbra_topology::Topology;
+
+pub use umbra_client::{
+    ClientConfig, ClientKeys, ClientStats, SendError, SenderTag, TrafficConfig, TrafficPreset,
+};
+pub use umbra_net::client::{ClientEvent, ClientStatus, CommandError, ConnectionConfig};
+pub use umbra_wire::{AddressParseError, ClientAddress};
+
+/// What can go wrong.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file or setting (named in the message) is wrong.
+    #[error(transparent)]
+    Setup(#[from] umbra_net::NodeError),
+    /// The client's settings cannot work.
+    #[error(transparent)]
+    Client(#[from] umbra_client::ClientError),
+    /// A send or reply did not go through.
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    /// An address could not be read.
+    #[error(transparent)]
+    Address(#[from] AddressParseError),
+    /// The gateway could not be chosen.
+    #[error("{0}")]
+    Gateway(String),
+    /// The gateway did not answer in time.
+    #[error("no session with the gateway after {0:?}; is the network running?")]
+    Timeout(Duration),
+}
+
+/// Sets a client up; [`ClientBuilder::connect`] starts it.
+pub struct ClientBuilder {
+    topology: Topology,
+    gateway: Option<String>,
+    keys: Option<ClientKeys>,
+    storage: Option<PathBuf>,
+    config: ClientConfig,
+    connection: ConnectionConfig,
+    connect_timeout: Duration,
+}
+
+impl ClientBuilder {
+    /// A client of the network `topology` describes.
+    pub fn new(topology: Topology) -> Self {
+        ClientBuilder {
+            topology,
+            gateway: None,
+            keys: None,
+            storage: None,
+            config: ClientConfig::default(),
+            connection: ConnectionConfig::default(),
+            connect_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// A client of the network described in a topology file.
+    pub fn from_topology_file(path: &Path) -> Result<Self, Error> {
+        let json = std::fs::read_to_string(path).map_err(|source| umbra_net::NodeError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let topology = Topology::from_json(&json).map_err(|error| {
+            Error::Setup(umbra_net::NodeError::Other(format!(
+                "{}: {error}",
+                path.display()
+            )))
+        })?;
+        Ok(ClientBuilder::new(topology))
+    }
+
+    /// The gateway to connect through, by id or Noise key (default: one at random). A
+    /// client's address names its gateway: keep the same one to keep the address.
+    pub fn gateway(mut self, gateway: impl Into<String>) -> Self {
+        self.gateway = Some(gateway.into());
+        self
+    }
+
+    /// The client's keys (default: fresh ones, or those in [`ClientBuilder::storage`]).
+    pub fn keys(mut self, keys: ClientKeys) -> Self {
+        self.keys = Some(keys);
+        self
+    }
+
+    /// A folder for the client's keys (made there the first time) and its outbox, so its
+    /// address and the messages it has not yet delivered survive a restart. It is laid out
+    /// as `umbra client init` does.
+    pub fn storage(mut self, dir: &Path) -> Self {
+        self.storage = Some(dir.to_owned());
+        self
+    }
+
+    /// All the client's settings.
+    pub fn config(mut self, config: ClientConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The traffic settings alone.
+    pub fn traffic(mut self, traffic: TrafficConfig) -> Self {
+        self.config.traffic = traffic;
+        self
+    }
+
+    /// How the client reaches its gateway.
+    pub fn connection(mut self, connection: ConnectionConfig) -> Self {
+        self.connection = connection;
+        self
+    }
+
+    /// How long [`ClientBuilder::connect`] waits for the gateway (default 30 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Starts the client and waits until its gateway has welcomed it.
+    pub async fn connect(self) -> Result<MixnetClient, Error> {
+        let gateway = match &self.gateway {
+            Some(which) => find_gateway(&self.topology, which).map_err(Error::Gateway)?,
+            None => {
+                let gateways: Vec<_> = self.topology.gateways().collect();
+                if gateways.is_empty() {
+                    return Err(Error::Gateway("the topology lists no gateway".into()));
+                }
+                gateways[rand::random_range(0..gateways.len())].clone()
+            }
+        };
+        let gateway_address = gateway.client_address.ok_or_else(|| {
+            Error::Gateway(format!("gateway {} has no client address", gateway.id))
+        })?;
+        let keys = match (self.keys, &self.storage) {
+            (Some(keys), _) => keys,
+            (None, Some(dir)) => stored_keys(dir)?,
+            (None, None) => ClientKeys::generate(&mut rand::rng()),
+        };
+        let core = umbra_client::Client::new(
+            self.config,
+            keys.clone(),
+            gateway.noise_key.0,
+            self.topology,
+            rand::random(),
+            std::time::Instant::now(),
+        )?;
+        let setup = ClientSetup {
+            gateway_address,
+            gateway_key: gateway.noise_key,
+            connection: self.connection,
+            outbox: self.storage.as_ref().map(|dir| dir.join(OUTBOX_FILE)),
+        };
+        let stop = CancellationToken::new();
+        let (handle, mut events, task) = shell::start(core, &keys, setup, stop.clone())?;
+        // wait for the welcome, keeping what comes before it
+        let mut early = Vec::new();
+        let welcomed = tokio::time::timeout(self.connect_timeout, async {
+            while let Some(event) = events.recv().await {
+                let connected = matches!(event, ClientEvent::Connected { .. });
+                early.push(event);
+                if connected {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        if !matches!(welcomed, Ok(true)) {
+            stop.cancel();
+            let _ = task.await;
+            return Err(Error::Timeout(self.connect_timeout));
+        }
+        Ok(MixnetClient {
+            sender: MixnetSender { handle },
+            events,
+            early: early.into(),
+            stop,
+            task,
+        })
+    }
+}
+
+/// The keys in `dir`, made there the first time.
+fn stored_keys(dir: &Path) -> Result<ClientKeys, Error> {
+    let identity = dir.join(IDENTITY_KEY_FILE);
+    let encryption = dir.join(ENCRYPTION_KEY_FILE);
+    if !identity.exists() && !encryption.exists() {
+        std::fs::create_dir_all(dir).map_err(|source| umbra_net::NodeError::Write {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let keys = ClientKeys::generate(&mut rand::rng());
+        write_new_key(&identity, keys.identity_secret())?;
+        write_new_key(&encryption, keys.encryption_secret())?;
+        return Ok(keys);
+    }
+    Ok(ClientKeys::from_bytes(
+        read_key(&identity)?,
+        read_key(&encryption)?,
+    ))
+}
+
+/// A message for the application.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Received {
+    /// A message; with `reply_to`, its sender attached SURBs and can be replied to (without
+    /// anyone learning who it is).
+    Message {
+        /// The message.
+        data: Vec<u8>,
+        /// The anonymous sender's tag, for [`MixnetClient::reply`].
+        reply_to: Option<SenderTag>,
+    },
+    /// A reply through SURBs this client sent.
+    Reply {
+        /// Whom the SURBs were sent to.
+        from: ClientAddress,
+        /// The reply.
+        data: Vec<u8>,
+    },
+}
+
+/// Sends through a running client; clone it to send from several tasks.
+#[derive(Clone, Debug)]
+pub struct MixnetSender {
+    handle: ClientHandle,
+}
+
+impl MixnetSender {
+    /// The client's address.
+    pub fn address(&self) -> ClientAddress {
+        self.handle.address()
+    }
+
+    /// Sends a message; returns its id ([`ClientEvent::Sent`] carries it once delivered).
+    pub async fn send(
+        &self,
+        to: &ClientAddress,
+        message: impl Into<Vec<u8>>,
+    ) -> Result<u64, Error> {
+        Ok(self.handle.send(*to, message.into(), 0).await?)
+    }
+
+    /// Sends a message with `surbs` SURBs, so `to` can reply without learning who sent it.
+    pub async fn send_with_surbs(
+        &self,
+        to: &ClientAddress,
+        message: impl Into<Vec<u8>>,
+        surbs: u16,
+    ) -> Result<u64, Error> {
+        Ok(self.handle.send(*to, message.into(), surbs).await?)
+    }
+
+    /// Replies to an anonymous sender through its SURBs.
+    pub async fn reply(&self, to: SenderTag, message: impl Into<Vec<u8>>) -> Result<u64, Error> {
+        Ok(self.handle.reply(to, message.into()).await?)
+    }
+
+    /// The client's state and counters.
+    pub async fn status(&self) -> Result<ClientStatus, Error> {
+        Ok(self.handle.status().await?)
+    }
+}
+
+/// A running client of the mixnet.
+pub struct MixnetClient {
+    sender: MixnetSender,
+    events: mpsc::UnboundedReceiver<ClientEvent>,
+    early: std::collections::VecDeque<ClientEvent>,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl MixnetClient {
+    /// The client's address, for others to send to.
+    pub fn address(&self) -> ClientAddress {
+        self.sender.address()
+    }
+
+    /// A sender to use from other tasks.
+    pub fn sender(&self) -> MixnetSender {
+        self.sender.clone()
+    }
+
+    /// Sends a message; see [`MixnetSender::send`].
+    pub async fn send(
+        &self,
+        to: &ClientAddress,
+        message: impl Into<Vec<u8>>,
+    ) -> Result<u64, Error> {
+        self.sender.send(to, message).await
+    }
+
+    /// Sends a message with SURBs; see [`MixnetSender::send_with_surbs`].
+    pub async fn send_with_surbs(
+        &self,
+        to: &ClientAddress,
+        message: impl Into<Vec<u8>>,
+        surbs: u16,
+    ) -> Result<u64, Error> {
+        self.sender.send_with_surbs(to, message, surbs).await
+    }
+
+    /// Replies to an anonymous sender; see [`MixnetSender::reply`].
+    pub async fn reply(&self, to: SenderTag, message: impl Into<Vec<u8>>) -> Result<u64, Error> {
+        self.sender.reply(to, message).await
+    }
+
+    /// The client's state and counters.
+    pub async fn status(&self) -> Result<ClientStatus, Error> {
+        self.sender.status().await
+    }
+
+    /// The next event of any kind; `None` once the client has stopped.
+    pub async fn next_event(&mut self) -> Option<ClientEvent> {
+        match self.early.pop_front() {
+            Some(event) => Some(event),
+            None => self.events.recv().await,
+        }
+    }
+
+    /// The next message or reply, skipping other events; `None` once the client has stopped.
+    pub async fn receive(&mut self) -> Option<Received> {
+        loop {
+            match self.next_event().await? {
+                ClientEvent::Received { message, reply_to } => {
+                    return Some(Received::Message {
+                        data: message,
+                        reply_to,
+                    });
+                }
+                ClientEvent::Reply { from, message } => {
+                    return Some(Received::Reply {
+                        from,
+                        data: message,
+                    });
+                }
+                _ => continue,
+            }
+        }
+    }
+
+    /// Stops the client: confirms what it received to the gateway and closes the session.
+    /// Messages not yet delivered stay in the outbox (with [`ClientBuilder::storage`]) and
+    /// go out at the next start.
+    pub async fn disconnect(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+}
