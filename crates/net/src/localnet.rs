@@ -230,6 +230,10 @@ impl Layout {
             .stdin(std::process::Stdio::null())
             .stdout(log)
             .stderr(err);
+        // its own process group: a Ctrl-C in the terminal reaches whoever runs the network,
+        // which stops the nodes in order, not every node at once
+        #[cfg(unix)]
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
         Ok(command)
     }
 
@@ -434,19 +438,23 @@ fn stop(child: &mut std::process::Child, grace: Duration) -> std::process::ExitS
 
 /// `GET /health` answers 200.
 pub fn health(address: SocketAddr) -> bool {
+    get(address, "/health").is_some()
+}
+
+/// The body of `GET path`, if it answers 200 within a couple of seconds.
+pub fn get(address: SocketAddr, path: &str) -> Option<String> {
     use std::io::{Read, Write};
-    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&address, Duration::from_millis(500))
-    else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    if stream
-        .write_all(b"GET /health HTTP/1.1\r\nHost: localnet\r\nConnection: close\r\n\r\n")
-        .is_err()
-    {
-        return false;
-    }
+    let mut stream =
+        std::net::TcpStream::connect_timeout(&address, Duration::from_millis(500)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localnet\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
     let mut response = String::new();
     let _ = stream.read_to_string(&mut response);
-    response.starts_with("HTTP/1.1 200")
+    if !response.starts_with("HTTP/1.1 200") {
+        return None;
+    }
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
 }

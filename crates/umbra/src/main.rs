@@ -6,9 +6,12 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+mod localnet;
+
 use umbra_client::TrafficPreset;
 use umbra_net::client_daemon::{self, ClientDaemon};
 use umbra_net::gateway::{self, Gateway};
+use umbra_net::localnet::Shape;
 use umbra_net::mixnode::{self, Mixnode};
 
 #[derive(Parser)]
@@ -39,6 +42,26 @@ enum Command {
     Client {
         #[command(subcommand)]
         command: ClientCommand,
+    },
+    /// A whole mixnet on this machine: 3 layers of mix nodes, gateways, demo clients and a
+    /// client for your applications, each its own process, until Ctrl-C.
+    Localnet {
+        /// The folder for the network's keys, configuration, state and logs; reused when it
+        /// holds a network already.
+        #[arg(long, default_value = "localnet")]
+        dir: PathBuf,
+        /// Mix nodes per layer (for a new network).
+        #[arg(long, default_value_t = 3)]
+        mixes_per_layer: usize,
+        /// Gateways (for a new network).
+        #[arg(long, default_value_t = 2)]
+        gateways: usize,
+        /// No demo clients.
+        #[arg(long)]
+        no_demo: bool,
+        /// How often the demo sends a message.
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        demo_interval: std::time::Duration,
     },
 }
 
@@ -149,10 +172,15 @@ enum MixnodeCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // localnet's nodes log to files; its own screen is for the summary and the demo
+    let default_level = match cli.command {
+        Command::Localnet { .. } => "warn",
+        _ => "info",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -203,6 +231,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         },
         Command::Client { command } => client(command),
+        Command::Localnet {
+            dir,
+            mixes_per_layer,
+            gateways,
+            no_demo,
+            demo_interval,
+        } => localnet::run(localnet::Options {
+            dir,
+            shape: Shape {
+                mixes_per_layer,
+                gateways,
+            },
+            demo: !no_demo,
+            demo_interval,
+        }),
         Command::Gateway { command } => match command {
             GatewayCommand::Init {
                 data_dir,
@@ -286,7 +329,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

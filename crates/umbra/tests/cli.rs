@@ -215,3 +215,84 @@ fn a_running_node_stops_cleanly_on_sigterm() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Runs `umbra localnet` until `until` appears on its output, then SIGTERM; returns the output.
+fn localnet_until(dir: &Path, extra: &[&str], until: &str) -> String {
+    use std::io::BufRead;
+    let mut run = Command::new(env!("CARGO_BIN_EXE_umbra"))
+        .arg("localnet")
+        .arg("--dir")
+        .arg(dir)
+        .args(["--mixes-per-layer", "1", "--gateways", "2"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (lines_in, lines) = std::sync::mpsc::channel();
+    let stdout = run.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if lines_in.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut output = String::new();
+    while !output.contains(until) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => {
+                output.push_str(&line);
+                output.push('\n');
+            }
+            Err(_) => {
+                let _ = run.kill();
+                panic!("no {until:?} from localnet; it said:\n{output}");
+            }
+        }
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &run.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = run.wait().unwrap();
+    reader.join().unwrap();
+    output.extend(lines.try_iter().map(|line| line + "\n"));
+    assert!(status.success(), "localnet exited with {status}:\n{output}");
+    output
+}
+
+#[test]
+fn localnet_runs_a_network_with_demo_traffic_and_stops_it_cleanly() {
+    let dir = temp_dir("localnet");
+    let output = localnet_until(&dir, &["--demo-interval", "300ms"], "through a SURB");
+    assert!(output.contains("Created the network"), "{output}");
+    assert!(
+        output.contains("mix-2-1") && output.contains("gateway-2"),
+        "{output}"
+    );
+    assert!(output.contains("\"question 1\" arrived in"), "{output}");
+    assert!(output.contains("Stopped cleanly"), "{output}");
+    let address = output
+        .lines()
+        .find_map(|line| line.strip_prefix("Its address: "))
+        .unwrap()
+        .to_owned();
+    // every node's ports are free again: nothing was left running
+    let layout: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("localnet.json")).unwrap()).unwrap();
+    for node in layout["nodes"].as_array().unwrap() {
+        let listen = node["listen"].as_str().unwrap();
+        TcpListener::bind(listen).unwrap_or_else(|e| panic!("{listen} still taken: {e}"));
+    }
+
+    // the next run reuses the folder: same nodes, same keys, same client address
+    let again = localnet_until(&dir, &["--no-demo"], "Ctrl-C stops everything.");
+    assert!(again.contains("Reusing the network"), "{again}");
+    assert!(again.contains(&address), "{again}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
