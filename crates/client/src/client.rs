@@ -85,6 +85,8 @@ pub struct ClientStats {
     pub acks: u64,
     /// Packets sent again because their ack did not come in time.
     pub retransmissions: u64,
+    /// Acks that came after their packet was sent again (counted in `acks` too).
+    pub late_acks: u64,
     /// Deliveries that could not be read (wrong key, corrupted, unknown SURB), dropped.
     pub unreadable: u64,
     /// Messages received.
@@ -103,6 +105,8 @@ enum Queued {
         at: FragmentRef,
         to: ClientAddress,
         bytes: Vec<u8>,
+        /// Transmissions so far.
+        attempt: u32,
     },
     Reply {
         message: MessageId,
@@ -128,7 +132,12 @@ struct InFlight {
     at: FragmentRef,
     to: ClientAddress,
     bytes: Vec<u8>,
+    attempt: u32,
 }
+
+/// The most a retransmission's wait is multiplied by: each one waits twice as long as the
+/// one before, up to this, so a congested network is not flooded with copies.
+const MAX_BACKOFF: u32 = 4;
 
 #[derive(Debug)]
 struct ReplyInFlight {
@@ -171,6 +180,9 @@ pub struct Client {
     outgoing: HashMap<MessageId, Outgoing>,
     queue: VecDeque<Queued>,
     in_flight: HashMap<[u8; 16], InFlight>,
+    /// Ack ids of transmissions sent again before their ack came: a late ack still counts.
+    superseded: HashMap<[u8; 16], (MessageId, u32, Instant)>,
+    next_prune: Instant,
     reply_in_flight: HashMap<FragmentRef, ReplyInFlight>,
     timers: BinaryHeap<Reverse<(Instant, Timer)>>,
     messages: Reassembler,
@@ -224,6 +236,8 @@ impl Client {
             outgoing: HashMap::new(),
             queue: VecDeque::new(),
             in_flight: HashMap::new(),
+            superseded: HashMap::new(),
+            next_prune: now,
             reply_in_flight: HashMap::new(),
             timers: BinaryHeap::new(),
             loops: HashMap::new(),
@@ -422,6 +436,7 @@ impl Client {
                 },
                 to: *to,
                 bytes,
+                attempt: 0,
             });
         }
         Ok(id)
@@ -524,11 +539,12 @@ impl Client {
                     at,
                     to,
                     bytes,
+                    attempt,
                 } => {
                     if !self.is_pending(message, at.index) {
                         continue;
                     }
-                    match self.data_packet(now, message, at, &to, bytes) {
+                    match self.data_packet(now, message, at, &to, bytes, attempt) {
                         Ok(transmit) => {
                             self.stats.real_packets += 1;
                             return Some(transmit);
@@ -572,6 +588,7 @@ impl Client {
         at: FragmentRef,
         to: &ClientAddress,
         bytes: Vec<u8>,
+        attempt: u32,
     ) -> Result<ClientMessage, &'static str> {
         let no_route = "the topology has no route (a layer has no nodes)";
         let gateway = gateway_of(&self.topology, &to.gateway)
@@ -590,7 +607,9 @@ impl Client {
             .chain(&ack_delays)
             .map(|d| d.as_duration())
             .sum();
-        let wait = round_trip.mul_f64(self.config.acks.wait_factor) + self.config.acks.extra_wait;
+        let backoff = 1u32 << attempt.min(MAX_BACKOFF.trailing_zeros());
+        let wait = (round_trip.mul_f64(self.config.acks.wait_factor) + self.config.acks.extra_wait)
+            * backoff;
         self.in_flight.insert(
             ack_id,
             InFlight {
@@ -598,6 +617,7 @@ impl Client {
                 at,
                 to: *to,
                 bytes,
+                attempt: attempt + 1,
             },
         );
         self.timers
@@ -816,6 +836,13 @@ impl Client {
         if let Some(in_flight) = self.in_flight.remove(ack_id) {
             self.stats.acks += 1;
             self.fragment_done(in_flight.message, in_flight.at.index);
+        } else if let Some((message, index, _)) = self.superseded.remove(ack_id) {
+            // the ack of an earlier transmission, late: the fragment arrived all the same
+            self.stats.acks += 1;
+            self.stats.late_acks += 1;
+            if self.is_pending(message, index) {
+                self.fragment_done(message, index);
+            }
         }
     }
 
@@ -966,6 +993,11 @@ impl Client {
     // --- timers ---------------------------------------------------------------------------
 
     fn run_timers(&mut self, now: Instant) {
+        if now >= self.next_prune {
+            self.next_prune = now + Duration::from_secs(10);
+            self.superseded
+                .retain(|_, (_, _, at)| now.saturating_duration_since(*at) < REMEMBER);
+        }
         while let Some(Reverse((at, timer))) = self.timers.peek().copied() {
             if at > now {
                 break;
@@ -977,11 +1009,14 @@ impl Client {
                         && self.is_pending(in_flight.message, in_flight.at.index)
                     {
                         self.stats.retransmissions += 1;
+                        self.superseded
+                            .insert(ack_id, (in_flight.message, in_flight.at.index, now));
                         self.queue.push_front(Queued::Fragment {
                             message: in_flight.message,
                             at: in_flight.at,
                             to: in_flight.to,
                             bytes: in_flight.bytes,
+                            attempt: in_flight.attempt,
                         });
                     }
                 }

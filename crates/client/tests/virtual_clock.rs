@@ -24,6 +24,9 @@ struct Net {
     /// Packets carrying data to these identities are lost (while `lose` is on).
     lose_to: Option<[u8; 32]>,
     lost: u32,
+    /// Acks to this identity are held back (in `held`) until a test hands them over.
+    hold_acks_to: Option<[u8; 32]>,
+    held: Vec<([u8; 32], Delivery)>,
 }
 
 impl Net {
@@ -61,6 +64,8 @@ impl Net {
             next_delivery: 0,
             lose_to: None,
             lost: 0,
+            hold_acks_to: None,
+            held: Vec::new(),
         }
     }
 
@@ -108,7 +113,12 @@ impl Net {
                     let to = *destination.as_bytes();
                     if size == PacketSize::Ack {
                         let ack = payload.plaintext().unwrap().to_vec();
-                        return vec![(to, self.delivery(DeliveryKind::Ack, ack))];
+                        let delivery = (to, self.delivery(DeliveryKind::Ack, ack));
+                        if self.hold_acks_to == Some(to) {
+                            self.held.push(delivery);
+                            return vec![];
+                        }
+                        return vec![delivery];
                     }
                     return match payload.plaintext() {
                         Ok(plaintext) => {
@@ -293,6 +303,62 @@ fn a_lost_packet_is_sent_again_after_its_timeout_and_only_then() {
     );
     assert_eq!(alice.stats().retransmissions, 1);
     assert_eq!(events[0], vec![Event::Sent(id)]);
+}
+
+#[test]
+fn retransmissions_back_off_and_a_late_ack_still_counts() {
+    let mut net = Net::new();
+    let t0 = Instant::now();
+    let mut config = ClientConfig::default();
+    config.traffic.insecure_zero_delays = true; // the first wait is then exactly 1.5 s
+    let mut alice = net.client(1, 0, config.clone(), t0);
+    let bob = net.client(2, 1, config, t0);
+    alice
+        .send(t0, &address(&bob), b"anyone?".to_vec(), 0)
+        .unwrap();
+    // every copy is lost: sent at about 0, then 1.5 s later, then 3 s after that, then 6 s,
+    // then 6 s again (the wait doubles up to four times the first)
+    net.lose_to = Some(address(&bob).identity);
+    let at = |ms: u64| t0 + Duration::from_millis(ms);
+    for (until, retransmissions) in [
+        (1_400, 0),
+        (4_400, 1),
+        (4_900, 2),
+        (10_400, 2),
+        (11_000, 3),
+        (16_400, 3),
+        (17_100, 4),
+    ] {
+        run(&mut net, &mut [&mut alice], at(until));
+        assert_eq!(
+            alice.stats().retransmissions,
+            retransmissions,
+            "by {until} ms"
+        );
+    }
+
+    // an ack that comes after its packet was sent again completes the fragment all the same
+    let mut net = Net::new();
+    let mut alice = net.client(3, 0, ClientConfig::default(), t0);
+    let mut bob = net.client(4, 1, ClientConfig::default(), t0);
+    let id = alice
+        .send(t0, &address(&bob), b"slow ack".to_vec(), 0)
+        .unwrap();
+    net.hold_acks_to = Some(address(&alice).identity);
+    let events = run(&mut net, &mut [&mut alice, &mut bob], at(1_000));
+    assert!(events[1].contains(&Event::Received {
+        message: b"slow ack".to_vec(),
+        reply_to: None
+    }));
+    net.lose_to = Some(address(&bob).identity);
+    let events = run(&mut net, &mut [&mut alice, &mut bob], at(2_500));
+    assert_eq!(alice.stats().retransmissions, 1);
+    assert!(events[0].is_empty());
+    for (_, delivery) in std::mem::take(&mut net.held) {
+        alice.handle_delivery(at(2_500), delivery);
+    }
+    assert_eq!(alice.poll_event(), Some(Event::Sent(id)));
+    assert_eq!(alice.stats().late_acks, 1);
 }
 
 #[test]

@@ -126,6 +126,10 @@ pub struct ClientStatus {
     pub stats: ClientStats,
     /// Messages accepted and not yet acknowledged or given up on.
     pub pending: usize,
+    /// Bytes sent to the gateway (Noise messages, without WebSocket and TCP/IP framing).
+    pub bytes_sent: u64,
+    /// Bytes received from the gateway (likewise).
+    pub bytes_received: u64,
 }
 
 enum Command {
@@ -240,6 +244,8 @@ pub fn start(
         outbox,
         ids: HashMap::new(),
         next_id: 1,
+        bytes_sent: 0,
+        bytes_received: 0,
     };
     let task = tokio::spawn(driver.run(commands, stop));
     Ok((handle, events, task))
@@ -256,7 +262,14 @@ struct Driver {
     /// The core's ids of messages under way, to the ids the application knows.
     ids: HashMap<MessageId, u64>,
     next_id: u64,
+    bytes_sent: u64,
+    bytes_received: u64,
 }
+
+/// Bytes a Noise transport message adds to its plaintext.
+const NOISE_TAG: u64 = 16;
+/// Messages sent to the gateway in one go, at most.
+const MAX_BURST: usize = 64;
 
 impl Driver {
     async fn run(mut self, mut commands: mpsc::Receiver<Command>, stop: CancellationToken) {
@@ -279,13 +292,20 @@ impl Driver {
             }
             let wake = Instant::from_std(self.core.next_wakeup());
             tokio::select! {
+                // the application's commands, then what the gateway sends, before sending
+                // more: a client behind its schedule must still take its deliveries (and
+                // confirm them) promptly
+                biased;
                 () = stop.cancelled() => break,
                 command = commands.recv() => match command {
                     Some(command) => self.command(command, session.is_some()),
                     None => break,
                 },
                 received = receive(&mut session) => match received {
-                    Ok(Some(bytes)) => self.handle_gateway_message(&bytes),
+                    Ok(Some(bytes)) => {
+                        self.bytes_received += bytes.len() as u64 + NOISE_TAG;
+                        self.handle_gateway_message(&bytes);
+                    }
                     Ok(None) => self.disconnected(&mut session, "the gateway closed the session".into()),
                     Err(error) => self.disconnected(&mut session, error.to_string()),
                 },
@@ -311,11 +331,24 @@ impl Driver {
             if let Some((sender, _)) = &mut session {
                 let now = std::time::Instant::now();
                 let mut failed = None;
-                while let Some(message) = self.core.poll_transmit(now) {
-                    if let Err(error) = sender.send(&message.encode()).await {
+                let mut fed = 0;
+                // a bounded burst, so deliveries are read between bursts when behind
+                while fed < MAX_BURST
+                    && let Some(message) = self.core.poll_transmit(now)
+                {
+                    let bytes = message.encode();
+                    self.bytes_sent += bytes.len() as u64 + NOISE_TAG;
+                    fed += 1;
+                    if let Err(error) = sender.feed(&bytes).await {
                         failed = Some(error.to_string());
                         break;
                     }
+                }
+                if fed > 0
+                    && failed.is_none()
+                    && let Err(error) = sender.flush().await
+                {
+                    failed = Some(error.to_string());
                 }
                 if let Some(reason) = failed {
                     self.disconnected(&mut session, reason);
@@ -385,6 +418,8 @@ impl Driver {
                     connected,
                     stats: self.core.stats().clone(),
                     pending: self.ids.len(),
+                    bytes_sent: self.bytes_sent,
+                    bytes_received: self.bytes_received,
                 });
             }
         }

@@ -107,6 +107,7 @@ impl Layout {
         }
         let mut nodes = Vec::new();
         let mut descriptors = Vec::new();
+        let mut ports = Ports::default();
         let mut id = 0;
         for layer in Layer::ALL {
             for n in 1..=shape.mixes_per_layer {
@@ -116,9 +117,9 @@ impl Layout {
                     id,
                     kind: Kind::Mix,
                     layer: Some(layer.number()),
-                    listen: free_port()?,
+                    listen: ports.take()?,
                     client: None,
-                    http: free_port()?,
+                    http: ports.take()?,
                 };
                 let node_dir = dir.join(&node.name);
                 let made = mixnode::init(&node_dir, node.listen, node.http)?;
@@ -147,9 +148,9 @@ impl Layout {
                 id,
                 kind: Kind::Gateway,
                 layer: None,
-                listen: free_port()?,
-                client: Some(free_port()?),
-                http: free_port()?,
+                listen: ports.take()?,
+                client: Some(ports.take()?),
+                http: ports.take()?,
             };
             let client = node.client.unwrap_or(node.listen);
             let node_dir = dir.join(&node.name);
@@ -269,13 +270,39 @@ fn tune(
     workers.threads = 1;
 }
 
+/// A port free now, below the range the system draws outgoing connections' ports from (so
+/// the nodes' own connections cannot take it before the node listens on it).
+#[derive(Default)]
+struct Ports(std::collections::HashSet<u16>);
+
+impl Ports {
+    /// A port free now and not given before.
+    fn take(&mut self) -> Result<SocketAddr, NodeError> {
+        loop {
+            let address = free_port()?;
+            if self.0.insert(address.port()) {
+                return Ok(address);
+            }
+        }
+    }
+}
+
 fn free_port() -> Result<SocketAddr, NodeError> {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map_err(|source| NodeError::Bind {
-            address: SocketAddr::from(([127, 0, 0, 1], 0)),
-            source,
-        })
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let low = ephemeral_low.saturating_sub(12_000).max(1024);
+    for _ in 0..1000 {
+        let port = rand::random_range(low..ephemeral_low.max(low + 1));
+        let address = SocketAddr::from(([127, 0, 0, 1], port));
+        if TcpListener::bind(address).is_ok() {
+            return Ok(address);
+        }
+    }
+    Err(NodeError::Other(format!(
+        "no free port between {low} and {ephemeral_low} on 127.0.0.1"
+    )))
 }
 
 fn write_config<T: Serialize>(path: &Path, config: &T) -> Result<(), NodeError> {
@@ -338,6 +365,14 @@ impl Processes {
             })?;
         self.children.push((node.name, child));
         Ok(())
+    }
+
+    /// The running nodes' process ids.
+    pub fn pids(&self) -> Vec<(String, u32)> {
+        self.children
+            .iter()
+            .map(|(name, child)| (name.clone(), child.id()))
+            .collect()
     }
 
     /// Starts every node.

@@ -311,19 +311,13 @@ pub(crate) async fn save_periodically(
     }
 }
 
-/// How the Sphinx threads run.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct WorkerSettings {
-    pub(crate) threads: usize,
-    pub(crate) batch_size: usize,
-    pub(crate) nice: i32,
-}
-
 /// Starts the Sphinx threads: each takes what frames are waiting (up to a batch), unwraps
 /// them together and hands the results to `output`; they stop when `input` closes and is
-/// empty, or when `output` says so (returns false).
+/// empty, or when `output` says so (returns false). Frames that waited longer than
+/// `settings.max_queue_wait` are dropped unprocessed and counted in `stale`.
 pub(crate) fn spawn_workers<O>(
-    settings: WorkerSettings,
+    settings: &WorkerConfig,
+    stale: &Arc<std::sync::atomic::AtomicU64>,
     input: Receiver<(Instant, Frame)>,
     unwrapper: Arc<Unwrapper>,
     output: O,
@@ -339,19 +333,30 @@ where
         .map(|i| {
             let (input, unwrapper, output) =
                 (input.clone(), Arc::clone(&unwrapper), output.clone());
+            let (settings, stale) = (settings.clone(), Arc::clone(stale));
             std::thread::Builder::new()
                 .name(format!("umbra-sphinx-{i}"))
                 .spawn(move || {
                     lower_priority(settings.nice);
                     while let Ok(first) = input.recv() {
-                        let mut times = vec![first.0];
-                        let mut frames = vec![first.1];
-                        while frames.len() < settings.batch_size {
-                            let Ok((at, frame)) = input.try_recv() else {
-                                break;
-                            };
-                            times.push(at);
-                            frames.push(frame);
+                        let mut times = Vec::with_capacity(settings.batch_size);
+                        let mut frames = Vec::with_capacity(settings.batch_size);
+                        let mut next = Some(first);
+                        while let Some((at, frame)) = next.take() {
+                            // past this wait, the sender has given up on the packet: under
+                            // overload, the queue drains instead of delaying everything more
+                            if at.elapsed() > settings.max_queue_wait {
+                                stale.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            } else {
+                                times.push(at);
+                                frames.push(frame);
+                            }
+                            if frames.len() < settings.batch_size {
+                                next = input.try_recv().ok();
+                            }
+                        }
+                        if frames.is_empty() {
+                            continue;
                         }
                         let results = unwrapper.unwrap_batch(frames);
                         if !output(times.into_iter().zip(results).collect()) {
@@ -441,6 +446,9 @@ pub(crate) fn validate_links_and_workers(
     links: &LinkConfig,
     workers: &WorkerConfig,
 ) -> Result<(), String> {
+    if workers.max_queue_wait.is_zero() {
+        return Err("setting `workers.max_queue_wait`: must be above zero (default 500ms)".into());
+    }
     if links.queue_len == 0 {
         return Err("setting `links.queue_len`: must be at least 1 (Nym uses 2000)".into());
     }
@@ -486,6 +494,11 @@ pub struct WorkerConfig {
     /// The threads' niceness (Linux): above 0, links and the core thread, whose timing
     /// matters, run first when the CPU is busy; the threads lose nothing when it is not.
     pub nice: i32,
+    /// A frame that waited longer than this for a thread is dropped unprocessed (counted as
+    /// `queued_too_long`): under overload the queue then stays short, and the packets that do
+    /// get through are not late.
+    #[serde(with = "humantime_serde")]
+    pub max_queue_wait: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -494,6 +507,7 @@ impl Default for WorkerConfig {
             threads: 0,
             batch_size: 8,
             nice: 10,
+            max_queue_wait: Duration::from_millis(500),
         }
     }
 }

@@ -190,6 +190,13 @@ pub struct SessionSender<S> {
 impl<S: AsyncRead + AsyncWrite + Unpin> SessionSender<S> {
     /// Sends one message (at most 65,519 bytes).
     pub async fn send(&mut self, plaintext: &[u8]) -> Result<(), LinkError> {
+        self.feed(plaintext).await?;
+        self.flush().await
+    }
+
+    /// Queues one message (at most 65,519 bytes) without flushing: several messages then go
+    /// out in one write at [`SessionSender::flush`].
+    pub async fn feed(&mut self, plaintext: &[u8]) -> Result<(), LinkError> {
         if plaintext.len() > MAX_PLAINTEXT_LEN {
             return Err(LinkError::Record(umbra_wire::LinkError::MessageTooLong {
                 len: plaintext.len(),
@@ -201,9 +208,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SessionSender<S> {
             .map_err(LinkError::noise)?;
         self.nonce += 1;
         self.sink
-            .send(Message::Binary(self.buffer[..len].to_vec().into()))
+            .feed(Message::Binary(self.buffer[..len].to_vec().into()))
             .await
             .map_err(websocket)
+    }
+
+    /// Writes out what was queued.
+    pub async fn flush(&mut self) -> Result<(), LinkError> {
+        self.sink.flush().await.map_err(websocket)
     }
 
     /// Closes the session, telling the peer why (in the WebSocket close frame, in the clear:

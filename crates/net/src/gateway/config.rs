@@ -202,6 +202,9 @@ threads = 0
 batch_size = 8
 # Their niceness (Linux); 0 runs them at normal priority.
 nice = 10
+# A frame that waited longer than this for a thread is dropped unprocessed (its sender has
+# given up on it): under overload the queue stays short and what gets through is on time.
+max_queue_wait = "500ms"
 
 [storage]
 # How often the replay filter is saved; it is also saved when the gateway stops. Stored

@@ -217,6 +217,7 @@ impl Gateway {
             sessions: Mutex::new(HashMap::new()),
             malformed: AtomicU64::new(0),
             overloaded: AtomicU64::new(0),
+            stale: Arc::new(AtomicU64::new(0)),
             links: Arc::clone(&links),
             peers: peer_status,
             waiting: frames_out.clone(),
@@ -242,14 +243,10 @@ impl Gateway {
             .unwrapper_filters
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = unwrapper.replay_filters();
-        let settings = node::WorkerSettings {
-            threads: config.workers.threads,
-            batch_size: config.workers.batch_size,
-            nice: config.workers.nice,
-        };
         let worker_output = input.clone();
         let workers = node::spawn_workers(
-            settings,
+            &config.workers,
+            &status.stale,
             frames_out,
             Arc::clone(&unwrapper),
             move |results| {
@@ -763,6 +760,8 @@ struct GatewayStatus {
     sessions: Mutex<HashMap<&'static str, u64>>,
     malformed: AtomicU64,
     overloaded: AtomicU64,
+    /// Frames dropped for waiting too long for a Sphinx thread.
+    stale: Arc<AtomicU64>,
     links: Arc<LinkCounters>,
     peers: Vec<(String, PeerStatus)>,
     waiting: crossbeam_channel::Receiver<(Instant, Frame)>,
@@ -852,6 +851,7 @@ impl http::Status for GatewayStatus {
             counters.cover,
         );
         let overloaded = self.overloaded.load(Ordering::Relaxed);
+        let stale = self.stale.load(Ordering::Relaxed);
         page.counters(
             "umbra_gateway_packets_dropped_total",
             "Packets from mix nodes dropped, by reason.",
@@ -860,7 +860,8 @@ impl http::Status for GatewayStatus {
                 .dropped
                 .iter()
                 .map(|(reason, n)| (*reason, *n))
-                .chain((overloaded > 0).then_some(("overloaded", overloaded))),
+                .chain((overloaded > 0).then_some(("overloaded", overloaded)))
+                .chain((stale > 0).then_some(("queued_too_long", stale))),
         );
         let (stored, bytes) = *self.inbox.lock().unwrap_or_else(PoisonError::into_inner);
         page.gauge(

@@ -127,6 +127,9 @@ batch_size = 8
 # Their niceness (Linux): the links and the core thread, whose timing matters, go first when
 # the CPU is busy. 0 runs them at normal priority.
 nice = 10
+# A frame that waited longer than this for a thread is dropped unprocessed (its sender has
+# given up on it): under overload the queue stays short and what gets through is on time.
+max_queue_wait = "500ms"
 
 [storage]
 # How often the replay filters are saved; they are also saved when the node stops.

@@ -186,6 +186,7 @@ impl Mixnode {
             processing: Mutex::new(Histogram::default()),
             queued: AtomicUsize::new(0),
             overloaded: AtomicU64::new(0),
+            stale: Arc::new(AtomicU64::new(0)),
             links: Arc::clone(&links),
             peers: peer_status,
             unwrapper: Arc::clone(&unwrapper),
@@ -193,13 +194,9 @@ impl Mixnode {
             stopping: AtomicBool::new(false),
         });
 
-        let settings = node::WorkerSettings {
-            threads: config.workers.threads,
-            batch_size: config.workers.batch_size,
-            nice: config.workers.nice,
-        };
         let workers = node::spawn_workers(
-            settings,
+            &config.workers,
+            &status.stale,
             frames_out,
             Arc::clone(&unwrapper),
             move |results| results_in.send(results).is_ok(),
@@ -367,6 +364,8 @@ struct NodeStatus {
     processing: Mutex<Histogram>,
     queued: AtomicUsize,
     overloaded: AtomicU64,
+    /// Frames dropped for waiting too long for a Sphinx thread.
+    stale: Arc<AtomicU64>,
     links: Arc<LinkCounters>,
     peers: Vec<(String, crate::link::PeerStatus)>,
     unwrapper: Arc<Unwrapper>,
@@ -409,6 +408,7 @@ impl http::Status for NodeStatus {
             counters.malformed.iter().map(|(reason, n)| (*reason, *n)),
         );
         let overloaded = self.overloaded.load(Ordering::Relaxed);
+        let stale = self.stale.load(Ordering::Relaxed);
         page.counters(
             "umbra_mixnode_packets_dropped_total",
             "Packets dropped, by reason.",
@@ -417,7 +417,8 @@ impl http::Status for NodeStatus {
                 .dropped
                 .iter()
                 .map(|(reason, n)| (*reason, *n))
-                .chain((overloaded > 0).then_some(("overloaded", overloaded))),
+                .chain((overloaded > 0).then_some(("overloaded", overloaded)))
+                .chain((stale > 0).then_some(("queued_too_long", stale))),
         );
         page.counter(
             "umbra_mixnode_delays_capped_total",
