@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use tokio_util::sync::CancellationToken;
 use umbra_client::TrafficPreset;
 use umbra_net::client_daemon;
 use umbra_net::localnet::{Kind, Layout, Processes, Shape, get};
@@ -38,25 +39,32 @@ pub(crate) fn run(options: Options) -> anyhow::Result<()> {
         if reused { "Reusing" } else { "Created" },
         options.dir.display()
     );
-    let mut processes = Processes::new(&exe, layout.clone());
-    processes.start_all()?;
-    let user = start_user_client(&exe, &layout)?;
-    let mut user = Some(user);
-    if let Err(error) = wait_until_up(&mut processes) {
-        processes.stop_all(STOP_GRACE);
-        if let Some(mut child) = user.take() {
-            let _ = child.0.kill();
-        }
-        return Err(error);
-    }
-    print_summary(&layout, user.as_ref().map(|u| &u.1));
-
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("umbra-localnet")
         .build()
         .context("starting the async runtime")?;
-    let result = runtime.block_on(watch(&mut processes, &layout, &options));
+    // from here on, Ctrl-C and SIGTERM stop the network in order, even while it starts
+    let stop = CancellationToken::new();
+    let signals = runtime.block_on(async { crate::Signals::new() })?;
+    runtime.spawn({
+        let stop = stop.clone();
+        async move {
+            signals.recv().await;
+            stop.cancel();
+        }
+    });
+    let mut processes = Processes::new(&exe, layout.clone());
+    processes.start_all()?;
+    let user = start_user_client(&exe, &layout)?;
+    let mut user = Some(user);
+    let result = match wait_until_up(&mut processes, &stop) {
+        Ok(()) => {
+            print_summary(&layout, user.as_ref().map(|u| &u.1));
+            runtime.block_on(watch(&mut processes, &layout, &options, &stop))
+        }
+        Err(error) => Err(error),
+    };
     println!();
     println!("Stopping every node...");
     if let Some((mut child, _)) = user.take() {
@@ -146,7 +154,7 @@ fn terminate(child: &mut std::process::Child) {
 }
 
 /// Waits for every node's `/health`, showing progress; fails if one exits or takes too long.
-fn wait_until_up(processes: &mut Processes) -> anyhow::Result<()> {
+fn wait_until_up(processes: &mut Processes, stop: &CancellationToken) -> anyhow::Result<()> {
     let names: Vec<String> = processes
         .layout()
         .nodes
@@ -188,6 +196,12 @@ fn wait_until_up(processes: &mut Processes) -> anyhow::Result<()> {
                 eprintln!();
             }
             return Ok(());
+        }
+        if stop.is_cancelled() {
+            if tty {
+                eprintln!();
+            }
+            bail!("stopped while starting");
         }
         if started.elapsed() > START_TIMEOUT {
             let down: Vec<&String> = names.iter().filter(|n| !processes.is_healthy(n)).collect();
@@ -251,6 +265,7 @@ async fn watch(
     processes: &mut Processes,
     layout: &Layout,
     options: &Options,
+    stop: &CancellationToken,
 ) -> anyhow::Result<()> {
     let demo = if options.demo {
         match Demo::start(layout).await {
@@ -267,11 +282,9 @@ async fn watch(
     let mut tick = tokio::time::interval(options.demo_interval);
     let mut report = tokio::time::interval(Duration::from_secs(30));
     report.tick().await;
-    let shutdown = crate::shutdown_signal();
-    tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            () = &mut shutdown => break,
+            () = stop.cancelled() => break,
             _ = tick.tick() => {
                 if let Some(demo) = demo.as_mut() {
                     demo.send().await;

@@ -226,8 +226,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             MixnodeCommand::Run { data_dir } => {
                 let node = Mixnode::load(&data_dir)?;
-                runtime()?.block_on(node.run(shutdown_signal()))?;
-                Ok(())
+                run_until_signal(|shutdown| node.run(shutdown))
             }
         },
         Command::Client { command } => client(command),
@@ -282,8 +281,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             GatewayCommand::Run { data_dir } => {
                 let node = Gateway::load(&data_dir)?;
-                runtime()?.block_on(node.run(shutdown_signal()))?;
-                Ok(())
+                run_until_signal(|shutdown| node.run(shutdown))
             }
         },
     }
@@ -310,8 +308,7 @@ fn client(command: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Run { data_dir } => {
             let daemon = ClientDaemon::load(&data_dir)?;
             println!("{}", daemon.address());
-            runtime()?.block_on(daemon.run(shutdown_signal()))?;
-            Ok(())
+            run_until_signal(|shutdown| daemon.run(shutdown))
         }
         ClientCommand::Address { data_dir } => {
             println!("{}", ClientDaemon::load(&data_dir)?.address());
@@ -328,26 +325,55 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-pub(crate) async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// Ctrl-C and SIGTERM, caught from the moment this is made (made within a runtime).
+pub(crate) struct Signals {
     #[cfg(unix)]
-    {
-        let mut terminate =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(signal) => signal,
-                Err(_) => {
-                    let _ = interrupt.await;
-                    return;
-                }
-            };
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    pub(crate) fn new() -> anyhow::Result<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Signals {
+                interrupt: signal(SignalKind::interrupt()).context("listening for Ctrl-C")?,
+                terminate: signal(SignalKind::terminate()).context("listening for SIGTERM")?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Signals {})
+    }
+
+    /// Resolves at the first of them.
+    pub(crate) async fn recv(mut self) {
+        #[cfg(unix)]
         tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = &mut self;
+            let _ = tokio::signal::ctrl_c().await;
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
-    }
 }
+
+/// Runs a daemon until Ctrl-C or SIGTERM, which are caught from the start (a signal that
+/// comes while it starts up stops it as soon as it runs).
+fn run_until_signal<F, E>(daemon: impl FnOnce(Shutdown) -> F) -> anyhow::Result<()>
+where
+    F: std::future::Future<Output = Result<(), E>>,
+    E: Into<anyhow::Error>,
+{
+    runtime()?.block_on(async {
+        let signals = Signals::new()?;
+        daemon(Box::pin(signals.recv())).await.map_err(Into::into)
+    })
+}
+
+/// The shutdown future handed to a daemon.
+type Shutdown = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
