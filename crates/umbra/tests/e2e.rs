@@ -160,8 +160,8 @@ async fn offline_recipients_get_their_messages_across_gateway_restarts() {
 
     let mut carol = net.client(1, &carol_keys, fast_config());
     let waiting = carol.connected().await;
-    // 3 messages, one of 14 fragments, and acks of carol's last packets
-    assert!(waiting >= 17, "{waiting} deliveries waiting");
+    // 3 messages, one of 13 fragments, and maybe acks of carol's last packets
+    assert!(waiting >= 16, "{waiting} deliveries waiting");
     let mut received = Vec::new();
     for _ in 0..4 {
         received.push(carol.received().await.0);
