@@ -20,7 +20,8 @@ use umbra_wire::frame::Frame;
 
 use crate::err::NodeError;
 use crate::keys::{read_key, write_new_key};
-use crate::link::{LinkConfig, LinkCounters, Peer, PeerLink, PeerStatus};
+use crate::link::{Admission, LinkConfig, LinkCounters, Peer, PeerLink, PeerStatus, serve_inbound};
+use crate::metrics::Exposition;
 use crate::noise::NoiseKeypair;
 
 /// The Sphinx private key file of a node.
@@ -382,6 +383,94 @@ fn lower_priority(nice: i32) {
     if let Err(error) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), nice) {
         warn!(%error, "cannot lower the Sphinx threads' priority; forwarding may be later under load");
     }
+}
+
+/// What every node's metrics show of its Sphinx hop and links: the replay filters (as
+/// `<prefix>_replay_filter_*`), each outbound link, and the link counters.
+pub(crate) fn render_hop_metrics(
+    page: &mut Exposition,
+    prefix: &str,
+    unwrapper: &Unwrapper,
+    peers: &[(String, PeerStatus)],
+    links: &LinkCounters,
+) {
+    let filters = unwrapper.replay_filters();
+    let rotations: Vec<String> = filters.iter().map(|f| f.rotation().to_string()).collect();
+    let per_filter = |value: fn(&ReplayFilter) -> f64| {
+        rotations
+            .iter()
+            .zip(&filters)
+            .map(move |(r, f)| (r.as_str(), value(f)))
+    };
+    page.gauges(
+        &format!("{prefix}_replay_filter_tags"),
+        "Tags in each key rotation's replay filter.",
+        "rotation",
+        per_filter(|f| f.inserted() as f64),
+    );
+    page.gauges(
+        &format!("{prefix}_replay_filter_bytes"),
+        "Memory of each key rotation's replay filter.",
+        "rotation",
+        per_filter(|f| f.memory_bytes() as f64),
+    );
+    page.gauges(
+        "umbra_link_peer_connected",
+        "Whether the outbound link to each next-hop node is up.",
+        "peer",
+        peers
+            .iter()
+            .map(|(name, peer)| (name.as_str(), f64::from(u8::from(peer.is_connected())))),
+    );
+    page.gauges(
+        "umbra_link_peer_queue_frames",
+        "Frames waiting in each outbound link's queue.",
+        "peer",
+        peers
+            .iter()
+            .map(|(name, peer)| (name.as_str(), peer.queued() as f64)),
+    );
+    links.render(page);
+}
+
+/// Accepts links from any node `topology` lists, handing their frames (stamped with their
+/// arrival) to the Sphinx threads' queue; a frame finding it full is dropped and counted in
+/// `overloaded`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn serve_links_from(
+    listener: tokio::net::TcpListener,
+    keys: &Arc<NoiseKeypair>,
+    config: &LinkConfig,
+    topology: &Topology,
+    queue: crossbeam_channel::Sender<(Instant, Frame)>,
+    overloaded: &Arc<std::sync::atomic::AtomicU64>,
+    counters: &Arc<LinkCounters>,
+    stop: &CancellationToken,
+) -> JoinHandle<()> {
+    let admit: Admission = {
+        let topology = topology.clone();
+        Arc::new(move |key: &NoiseKey| {
+            topology
+                .node_with_noise_key(key)
+                .map(|node| node.id.to_string())
+        })
+    };
+    let overloaded = Arc::clone(overloaded);
+    let deliver = move |frame: Frame| match queue.try_send((Instant::now(), frame)) {
+        Ok(()) | Err(crossbeam_channel::TrySendError::Disconnected(_)) => {}
+        Err(crossbeam_channel::TrySendError::Full(_)) => {
+            overloaded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    };
+    tokio::spawn(serve_inbound(
+        listener,
+        Arc::clone(keys),
+        config.clone(),
+        admit,
+        deliver,
+        Arc::clone(counters),
+        stop.clone(),
+    ))
 }
 
 /// Outbound links to `nodes`, by address, with what metrics show of each.

@@ -20,7 +20,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::TrySendError;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -29,7 +28,7 @@ use tracing::{debug, info, warn};
 use umbra_gateway::{Action, ClientId, Counters, GatewayCore, SessionId};
 use umbra_hop::{ReplayFilter, RotationKey, Unwrapped, Unwrapper};
 use umbra_sphinx::{NodeAddress, PrivateKey};
-use umbra_topology::{Layer, NodeDescriptor, NoiseKey, Role, Topology};
+use umbra_topology::{Layer, NodeDescriptor, Role, Topology};
 use umbra_wire::frame::{Frame, FrameHeader, KeyRotation};
 use umbra_wire::gateway::{ClientMessage, GatewayMessage};
 
@@ -38,7 +37,7 @@ pub use config::{GatewayNodeConfig, SessionConfig};
 
 use crate::err::NodeError;
 use crate::http;
-use crate::link::{Admission, LinkCounters, PeerLink, PeerStatus, serve_inbound};
+use crate::link::{LinkCounters, PeerLink, PeerStatus};
 use crate::metrics::Exposition;
 use crate::node;
 use crate::noise::NoiseKeypair;
@@ -209,6 +208,10 @@ impl Gateway {
         let (input, inputs) = mpsc::channel::<Input>(CORE_QUEUE);
         let (frames_in, frames_out) = crossbeam_channel::bounded::<(Instant, Frame)>(FRAME_QUEUE);
         let (inbox_ops, inbox_queue) = crossbeam_channel::unbounded::<InboxOp>();
+        let unwrapper = Arc::new(Unwrapper::new(
+            RotationKey::new(sphinx, Arc::clone(&filter)),
+            None,
+        ));
         let status = Arc::new(GatewayStatus {
             me: me.clone(),
             counters: Mutex::new(Counters::default()),
@@ -216,12 +219,12 @@ impl Gateway {
             inbox: Mutex::new((0, 0)),
             sessions: Mutex::new(HashMap::new()),
             malformed: AtomicU64::new(0),
-            overloaded: AtomicU64::new(0),
+            overloaded: Arc::new(AtomicU64::new(0)),
             stale: Arc::new(AtomicU64::new(0)),
             links: Arc::clone(&links),
             peers: peer_status,
             waiting: frames_out.clone(),
-            unwrapper_filters: Mutex::new(Vec::new()),
+            unwrapper: Arc::clone(&unwrapper),
             stopping: AtomicBool::new(false),
         });
 
@@ -235,14 +238,6 @@ impl Gateway {
             })
             .map_err(|error| NodeError::Other(format!("cannot start the inbox thread: {error}")))?;
 
-        let unwrapper = Arc::new(Unwrapper::new(
-            RotationKey::new(sphinx, Arc::clone(&filter)),
-            None,
-        ));
-        *status
-            .unwrapper_filters
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = unwrapper.replay_filters();
         let worker_output = input.clone();
         let workers = node::spawn_workers(
             &config.workers,
@@ -269,33 +264,16 @@ impl Gateway {
         };
         let core_task = tokio::spawn(shell.run(inputs));
 
-        // inbound: links from any node the topology lists
-        let admit: Admission = {
-            let topology = topology.clone();
-            Arc::new(move |key: &NoiseKey| {
-                topology
-                    .node_with_noise_key(key)
-                    .map(|node| node.id.to_string())
-            })
-        };
-        let deliver = {
-            let status = Arc::clone(&status);
-            move |frame: Frame| match frames_in.try_send((Instant::now(), frame)) {
-                Ok(()) | Err(TrySendError::Disconnected(_)) => {}
-                Err(TrySendError::Full(_)) => {
-                    status.overloaded.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        };
-        let inbound = tokio::spawn(serve_inbound(
+        let inbound = node::serve_links_from(
             node_listener,
-            Arc::clone(&keys),
-            config.links.clone(),
-            admit,
-            deliver,
-            Arc::clone(&links),
-            stop.clone(),
-        ));
+            &keys,
+            &config.links,
+            &topology,
+            frames_in,
+            &status.overloaded,
+            &links,
+            &stop,
+        );
         let sessions = TaskTracker::new();
         let acceptor = tokio::spawn(serve_clients(
             client_listener,
@@ -759,13 +737,13 @@ struct GatewayStatus {
     /// Session attempts, by outcome.
     sessions: Mutex<HashMap<&'static str, u64>>,
     malformed: AtomicU64,
-    overloaded: AtomicU64,
+    overloaded: Arc<AtomicU64>,
     /// Frames dropped for waiting too long for a Sphinx thread.
     stale: Arc<AtomicU64>,
     links: Arc<LinkCounters>,
     peers: Vec<(String, PeerStatus)>,
     waiting: crossbeam_channel::Receiver<(Instant, Frame)>,
-    unwrapper_filters: Mutex<Vec<Arc<ReplayFilter>>>,
+    unwrapper: Arc<Unwrapper>,
     stopping: AtomicBool,
 }
 
@@ -879,38 +857,13 @@ impl http::Status for GatewayStatus {
             "Frames waiting for a Sphinx thread.",
             self.waiting.len() as f64,
         );
-        let filters = self
-            .unwrapper_filters
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        let rotations: Vec<String> = filters.iter().map(|f| f.rotation().to_string()).collect();
-        page.gauges(
-            "umbra_gateway_replay_filter_tags",
-            "Tags in each key rotation's replay filter.",
-            "rotation",
-            rotations
-                .iter()
-                .zip(&filters)
-                .map(|(r, f)| (r.as_str(), f.inserted() as f64)),
+        node::render_hop_metrics(
+            &mut page,
+            "umbra_gateway",
+            &self.unwrapper,
+            &self.peers,
+            &self.links,
         );
-        page.gauges(
-            "umbra_link_peer_connected",
-            "Whether the outbound link to each first-layer node is up.",
-            "peer",
-            self.peers
-                .iter()
-                .map(|(name, peer)| (name.as_str(), f64::from(u8::from(peer.is_connected())))),
-        );
-        page.gauges(
-            "umbra_link_peer_queue_frames",
-            "Frames waiting in each outbound link's queue.",
-            "peer",
-            self.peers
-                .iter()
-                .map(|(name, peer)| (name.as_str(), peer.queued() as f64)),
-        );
-        self.links.render(&mut page);
         page.finish()
     }
 

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, TrySendError};
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -28,7 +28,7 @@ use umbra_mixnode::{
     Counters, Histogram, MixCore, ReplayFilter, RotationKey, Unwrapped, Unwrapper,
 };
 use umbra_sphinx::PrivateKey;
-use umbra_topology::{Layer, NodeDescriptor, NoiseKey, Role, Topology};
+use umbra_topology::{Layer, NodeDescriptor, Role, Topology};
 use umbra_wire::frame::Frame;
 
 pub use crate::node::{HttpConfig, StorageConfig, WorkerConfig};
@@ -36,7 +36,7 @@ pub use config::MixnodeConfig;
 
 use crate::err::NodeError;
 use crate::http;
-use crate::link::{Admission, LinkCounters, PeerLink, serve_inbound};
+use crate::link::{LinkCounters, PeerLink};
 use crate::metrics::Exposition;
 use crate::node;
 use crate::noise::NoiseKeypair;
@@ -185,7 +185,7 @@ impl Mixnode {
             counters: Mutex::new(Counters::default()),
             processing: Mutex::new(Histogram::default()),
             queued: AtomicUsize::new(0),
-            overloaded: AtomicU64::new(0),
+            overloaded: Arc::new(AtomicU64::new(0)),
             stale: Arc::new(AtomicU64::new(0)),
             links: Arc::clone(&links),
             peers: peer_status,
@@ -208,33 +208,16 @@ impl Mixnode {
             .spawn(move || run_core(core, results_out, peers, &core_status))
             .map_err(|error| NodeError::Other(format!("cannot start the core thread: {error}")))?;
 
-        // inbound: links from any node the topology lists
-        let admit: Admission = {
-            let topology = topology.clone();
-            Arc::new(move |key: &NoiseKey| {
-                topology
-                    .node_with_noise_key(key)
-                    .map(|node| node.id.to_string())
-            })
-        };
-        let deliver = {
-            let status = Arc::clone(&status);
-            move |frame: Frame| match frames_in.try_send((Instant::now(), frame)) {
-                Ok(()) | Err(TrySendError::Disconnected(_)) => {}
-                Err(TrySendError::Full(_)) => {
-                    status.overloaded.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        };
-        let inbound = tokio::spawn(serve_inbound(
+        let inbound = node::serve_links_from(
             listener,
-            Arc::clone(&keys),
-            config.links.clone(),
-            admit,
-            deliver,
-            Arc::clone(&links),
-            stop.clone(),
-        ));
+            &keys,
+            &config.links,
+            &topology,
+            frames_in,
+            &status.overloaded,
+            &links,
+            &stop,
+        );
         let http_task = http_listener.map(|listener| {
             let status: Arc<dyn http::Status> = Arc::clone(&status) as Arc<dyn http::Status>;
             tokio::spawn(http::serve(listener, status, stop.clone()))
@@ -363,7 +346,7 @@ struct NodeStatus {
     counters: Mutex<Counters>,
     processing: Mutex<Histogram>,
     queued: AtomicUsize,
-    overloaded: AtomicU64,
+    overloaded: Arc<AtomicU64>,
     /// Frames dropped for waiting too long for a Sphinx thread.
     stale: Arc<AtomicU64>,
     links: Arc<LinkCounters>,
@@ -454,43 +437,13 @@ impl http::Status for NodeStatus {
             processing.counts(),
             processing.sum().as_secs_f64(),
         );
-        let filters = self.unwrapper.replay_filters();
-        let rotations: Vec<String> = filters.iter().map(|f| f.rotation().to_string()).collect();
-        page.gauges(
-            "umbra_mixnode_replay_filter_tags",
-            "Tags in each key rotation's replay filter.",
-            "rotation",
-            rotations
-                .iter()
-                .zip(&filters)
-                .map(|(r, f)| (r.as_str(), f.inserted() as f64)),
+        node::render_hop_metrics(
+            &mut page,
+            "umbra_mixnode",
+            &self.unwrapper,
+            &self.peers,
+            &self.links,
         );
-        page.gauges(
-            "umbra_mixnode_replay_filter_bytes",
-            "Memory of each key rotation's replay filter.",
-            "rotation",
-            rotations
-                .iter()
-                .zip(&filters)
-                .map(|(r, f)| (r.as_str(), f.memory_bytes() as f64)),
-        );
-        page.gauges(
-            "umbra_link_peer_connected",
-            "Whether the outbound link to each next-layer node is up.",
-            "peer",
-            self.peers
-                .iter()
-                .map(|(name, peer)| (name.as_str(), f64::from(u8::from(peer.is_connected())))),
-        );
-        page.gauges(
-            "umbra_link_peer_queue_frames",
-            "Frames waiting in each outbound link's queue.",
-            "peer",
-            self.peers
-                .iter()
-                .map(|(name, peer)| (name.as_str(), peer.queued() as f64)),
-        );
-        self.links.render(&mut page);
         page.finish()
     }
 
