@@ -8,8 +8,8 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
 use rand_distr::{Distribution, Exp};
 use umbra_sphinx::{
-    Delay, Destination, DestinationAddress, Hop, PacketBuilder, PacketSize, Payload, ReplyKey,
-    Surb, SurbId, Version,
+    Delay, Destination, DestinationAddress, Hop, NodeAddress, PacketBuilder, PacketSize, Payload,
+    ReplyKey, Surb, SurbId, Version,
 };
 use umbra_topology::{NodeId, NoiseKey, Topology};
 use umbra_wire::gateway::{ClientMessage, Delivery, DeliveryKind, MAX_RECEIVED_IDS};
@@ -18,6 +18,7 @@ use umbra_wire::{ClientAddress, SURB_ACK_LEN, SurbAck};
 use crate::config::ClientConfig;
 use crate::err::{ClientError, SendError};
 use crate::fragment::{self, FragmentRef, Limits, Reassembler};
+use crate::health::Health;
 use crate::keys::ClientKeys;
 use crate::message::{Message, Reply, SenderTag};
 use crate::seal::{self, SEAL_OVERHEAD};
@@ -133,6 +134,17 @@ struct InFlight {
     to: ClientAddress,
     bytes: Vec<u8>,
     attempt: u32,
+    /// The mix nodes of its route and its ack's route.
+    mixes: Vec<NodeAddress>,
+}
+
+/// The mix nodes of a route (all its hops but the last, a gateway).
+fn mixes_of(route: &[Hop]) -> Vec<NodeAddress> {
+    route
+        .iter()
+        .take(route.len().saturating_sub(1))
+        .map(|hop| hop.address)
+        .collect()
 }
 
 /// The most a retransmission's wait is multiplied by: each one waits twice as long as the
@@ -163,6 +175,8 @@ struct SurbStore {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
     Retransmit([u8; 16]),
+    /// A cover packet's ack is due.
+    Probe([u8; 16]),
     ReplyRetransmit(FragmentRef),
 }
 
@@ -181,7 +195,10 @@ pub struct Client {
     queue: VecDeque<Queued>,
     in_flight: HashMap<[u8; 16], InFlight>,
     /// Ack ids of transmissions sent again before their ack came: a late ack still counts.
-    superseded: HashMap<[u8; 16], (MessageId, u32, Instant)>,
+    superseded: HashMap<[u8; 16], (MessageId, u32, Instant, Vec<NodeAddress>)>,
+    /// Cover packets whose acks are awaited, with the mix nodes they crossed.
+    probes: HashMap<[u8; 16], Vec<NodeAddress>>,
+    health: Health,
     next_prune: Instant,
     reply_in_flight: HashMap<FragmentRef, ReplyInFlight>,
     timers: BinaryHeap<Reverse<(Instant, Timer)>>,
@@ -237,6 +254,8 @@ impl Client {
             queue: VecDeque::new(),
             in_flight: HashMap::new(),
             superseded: HashMap::new(),
+            probes: HashMap::new(),
+            health: Health::default(),
             next_prune: now,
             reply_in_flight: HashMap::new(),
             timers: BinaryHeap::new(),
@@ -326,7 +345,7 @@ impl Client {
     pub fn handle_delivery(&mut self, now: Instant, delivery: Delivery) {
         self.confirm.push(delivery.id);
         match delivery.kind {
-            DeliveryKind::Ack => self.handle_ack(&delivery.payload),
+            DeliveryKind::Ack => self.handle_ack(now, &delivery.payload),
             DeliveryKind::Data => self.handle_data(now, &delivery.payload),
             DeliveryKind::Sealed { surb_id } => {
                 self.handle_sealed_reply(now, surb_id, &delivery.payload)
@@ -571,7 +590,7 @@ impl Client {
         if self.config.traffic.insecure_no_cover {
             return None;
         }
-        self.drop_cover()
+        self.drop_cover(now)
     }
 
     fn is_pending(&self, message: MessageId, index: u32) -> bool {
@@ -594,22 +613,18 @@ impl Client {
         let gateway = gateway_of(&self.topology, &to.gateway)
             .ok_or("the recipient's gateway left the topology")?;
         let ack_id = self.random16();
-        let (surb_ack, ack_delays) = self.surb_ack(ack_id).ok_or(no_route)?;
-        let route = self.route(gateway).ok_or(no_route)?;
+        let (surb_ack, ack_delays, ack_mixes) = self.surb_ack(now, ack_id).ok_or(no_route)?;
+        let route = self.route(now, gateway).ok_or(no_route)?;
         let delays = self.delays(&route, self.config.traffic.mean_hop_delay);
         let plaintext = surb_ack.prefix(&bytes);
         let destination = Destination::new(to.destination(), SurbId::default());
         let packet = PacketBuilder::new(SIZE)
             .build(&mut self.rng, &route, &delays, &destination, &plaintext)
             .map_err(|_| "a fragment does not fit a packet")?;
-        let round_trip: Duration = delays
-            .iter()
-            .chain(&ack_delays)
-            .map(|d| d.as_duration())
-            .sum();
         let backoff = 1u32 << attempt.min(MAX_BACKOFF.trailing_zeros());
-        let wait = (round_trip.mul_f64(self.config.acks.wait_factor) + self.config.acks.extra_wait)
-            * backoff;
+        let wait = self.ack_wait(&delays, &ack_delays) * backoff;
+        let mut mixes = mixes_of(&route);
+        mixes.extend(ack_mixes);
         self.in_flight.insert(
             ack_id,
             InFlight {
@@ -618,6 +633,7 @@ impl Client {
                 to: *to,
                 bytes,
                 attempt: attempt + 1,
+                mixes,
             },
         );
         self.timers
@@ -677,14 +693,15 @@ impl Client {
         Some(ClientMessage::Forward { first_hop, packet })
     }
 
-    fn drop_cover(&mut self) -> Option<ClientMessage> {
+    fn drop_cover(&mut self, now: Instant) -> Option<ClientMessage> {
         let gateways: Vec<NodeId> = self.topology.gateways().map(|g| g.id).collect();
         let gateway =
             *gateways.get((self.rng.next_u64() % gateways.len().max(1) as u64) as usize)?;
         let ack_id = self.random16();
-        let (surb_ack, _) = self.surb_ack(ack_id)?;
-        let route = self.route(gateway)?;
+        let (surb_ack, ack_delays, ack_mixes) = self.surb_ack(now, ack_id)?;
+        let route = self.route(now, gateway)?;
         let delays = self.delays(&route, self.config.traffic.mean_hop_delay);
+        self.probe(now, ack_id, &route, &delays, ack_mixes, &ack_delays);
         let mut data = vec![0u8; FORWARD_PIECE + fragment::HEADER_LEN];
         self.rng.fill_bytes(&mut data);
         // the all-zero destination tells the last gateway to drop it
@@ -711,9 +728,10 @@ impl Client {
         self.rng.fill_bytes(&mut piece);
         let fragment = fragment::split(id, &piece, FORWARD_PIECE).pop()?;
         let ack_id = self.random16();
-        let (surb_ack, _) = self.surb_ack(ack_id)?;
-        let route = self.route(self.gateway)?;
+        let (surb_ack, ack_delays, ack_mixes) = self.surb_ack(now, ack_id)?;
+        let route = self.route(now, self.gateway)?;
         let delays = self.delays(&route, self.config.traffic.mean_hop_delay);
+        self.probe(now, ack_id, &route, &delays, ack_mixes, &ack_delays);
         let destination = Destination::new(self.address.destination(), SurbId::default());
         let packet = PacketBuilder::new(SIZE)
             .build(
@@ -734,9 +752,41 @@ impl Client {
         })
     }
 
-    /// A ready-made ack packet back to this client, carrying `ack_id`, and its route's delays.
-    fn surb_ack(&mut self, ack_id: [u8; 16]) -> Option<(SurbAck, Vec<Delay>)> {
-        let route = self.route(self.gateway)?;
+    /// How long the ack of a packet with these delays may take.
+    fn ack_wait(&self, delays: &[Delay], ack_delays: &[Delay]) -> Duration {
+        let round_trip: Duration = delays
+            .iter()
+            .chain(ack_delays)
+            .map(|d| d.as_duration())
+            .sum();
+        round_trip.mul_f64(self.config.acks.wait_factor) + self.config.acks.extra_wait
+    }
+
+    /// Awaits a cover packet's ack, to learn which mix nodes work.
+    fn probe(
+        &mut self,
+        now: Instant,
+        ack_id: [u8; 16],
+        route: &[Hop],
+        delays: &[Delay],
+        ack_mixes: Vec<NodeAddress>,
+        ack_delays: &[Delay],
+    ) {
+        let mut mixes = mixes_of(route);
+        mixes.extend(ack_mixes);
+        let due = now + self.ack_wait(delays, ack_delays);
+        self.probes.insert(ack_id, mixes);
+        self.timers.push(Reverse((due, Timer::Probe(ack_id))));
+    }
+
+    /// A ready-made ack packet back to this client, carrying `ack_id`, with its route's delays
+    /// and mix nodes.
+    fn surb_ack(
+        &mut self,
+        now: Instant,
+        ack_id: [u8; 16],
+    ) -> Option<(SurbAck, Vec<Delay>, Vec<NodeAddress>)> {
+        let route = self.route(now, self.gateway)?;
         let delays = self.delays(&route, self.config.traffic.mean_ack_delay);
         let destination = Destination::new(self.address.destination(), SurbId::default());
         let packet = PacketBuilder::new(PacketSize::Ack)
@@ -748,6 +798,7 @@ impl Client {
                 packet,
             },
             delays,
+            mixes_of(&route),
         ))
     }
 
@@ -760,7 +811,7 @@ impl Client {
         let mut surbs = Vec::with_capacity(usize::from(count));
         for _ in 0..count {
             let route = self
-                .route(self.gateway)
+                .route(now, self.gateway)
                 .ok_or_else(|| SendError::NoRoute("no node in some layer".into()))?;
             let delays = self.delays(&route, self.config.traffic.mean_hop_delay);
             let mut surb_id = SurbId::new(self.random16());
@@ -784,8 +835,16 @@ impl Client {
         Ok(surbs)
     }
 
-    fn route(&mut self, gateway: NodeId) -> Option<Vec<Hop>> {
-        self.topology.random_route(&mut self.rng, gateway).ok()
+    /// One random node per layer, avoiding the ones failing (unless told not to), then
+    /// `gateway`.
+    fn route(&mut self, now: Instant, gateway: NodeId) -> Option<Vec<Hop>> {
+        let health = &self.health;
+        let avoid = self.config.acks.route_around_failures;
+        self.topology
+            .random_route_avoiding(&mut self.rng, gateway, |node| {
+                avoid && health.is_failing(now, &node.routing_address())
+            })
+            .ok()
     }
 
     /// Exponential delays for each mix of `route`; none at its last hop.
@@ -827,7 +886,7 @@ impl Client {
 
     // --- receiving ------------------------------------------------------------------------
 
-    fn handle_ack(&mut self, payload: &[u8]) {
+    fn handle_ack(&mut self, now: Instant, payload: &[u8]) {
         let Some(ack_id) = payload.first_chunk::<16>() else {
             self.stats.unreadable += 1;
             return;
@@ -835,14 +894,18 @@ impl Client {
         // acks of cover traffic match nothing and are dropped silently
         if let Some(in_flight) = self.in_flight.remove(ack_id) {
             self.stats.acks += 1;
+            self.health.delivered(now, &in_flight.mixes);
             self.fragment_done(in_flight.message, in_flight.at.index);
-        } else if let Some((message, index, _)) = self.superseded.remove(ack_id) {
+        } else if let Some((message, index, _, mixes)) = self.superseded.remove(ack_id) {
             // the ack of an earlier transmission, late: the fragment arrived all the same
             self.stats.acks += 1;
             self.stats.late_acks += 1;
+            self.health.delivered(now, &mixes);
             if self.is_pending(message, index) {
                 self.fragment_done(message, index);
             }
+        } else if let Some(mixes) = self.probes.remove(ack_id) {
+            self.health.delivered(now, &mixes);
         }
     }
 
@@ -996,7 +1059,7 @@ impl Client {
         if now >= self.next_prune {
             self.next_prune = now + Duration::from_secs(10);
             self.superseded
-                .retain(|_, (_, _, at)| now.saturating_duration_since(*at) < REMEMBER);
+                .retain(|_, (_, _, at, _)| now.saturating_duration_since(*at) < REMEMBER);
         }
         while let Some(Reverse((at, timer))) = self.timers.peek().copied() {
             if at > now {
@@ -1009,8 +1072,11 @@ impl Client {
                         && self.is_pending(in_flight.message, in_flight.at.index)
                     {
                         self.stats.retransmissions += 1;
-                        self.superseded
-                            .insert(ack_id, (in_flight.message, in_flight.at.index, now));
+                        self.health.lost(now, &in_flight.mixes);
+                        self.superseded.insert(
+                            ack_id,
+                            (in_flight.message, in_flight.at.index, now, in_flight.mixes),
+                        );
                         self.queue.push_front(Queued::Fragment {
                             message: in_flight.message,
                             at: in_flight.at,
@@ -1018,6 +1084,11 @@ impl Client {
                             bytes: in_flight.bytes,
                             attempt: in_flight.attempt,
                         });
+                    }
+                }
+                Timer::Probe(ack_id) => {
+                    if let Some(mixes) = self.probes.remove(&ack_id) {
+                        self.health.lost(now, &mixes);
                     }
                 }
                 Timer::ReplyRetransmit(at) => {

@@ -108,6 +108,10 @@ pub struct AckConfig {
     /// A message not acknowledged by then is reported failed (Nym retries forever).
     #[serde(with = "humantime_serde")]
     pub give_up_after: Duration,
+    /// Routes avoid mix nodes that lose the client's packets (its own and its cover's acks
+    /// tell), until their record fades after a minute or so. Without it, a dead node that is
+    /// still in the topology costs a retransmission on every route through it.
+    pub route_around_failures: bool,
 }
 
 impl Default for AckConfig {
@@ -117,6 +121,7 @@ impl Default for AckConfig {
             extra_wait: Duration::from_millis(1500),
             reply_wait: Duration::from_secs(5),
             give_up_after: Duration::from_secs(30 * 60),
+            route_around_failures: true,
         }
     }
 }

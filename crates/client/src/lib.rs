@@ -4,6 +4,7 @@ mod client;
 mod config;
 mod err;
 mod fragment;
+mod health;
 mod keys;
 mod message;
 mod seal;

@@ -27,6 +27,9 @@ struct Net {
     /// Acks to this identity are held back (in `held`) until a test hands them over.
     hold_acks_to: Option<[u8; 32]>,
     held: Vec<([u8; 32], Delivery)>,
+    /// A node that has died: every packet reaching it is lost.
+    dead: Option<NodeAddress>,
+    lost_at_dead: u32,
 }
 
 impl Net {
@@ -66,7 +69,30 @@ impl Net {
             lost: 0,
             hold_acks_to: None,
             held: Vec::new(),
+            dead: None,
+            lost_at_dead: 0,
         }
+    }
+
+    /// The network with a second node in layer 2.
+    fn with_two_in_layer_two() -> Net {
+        let mut net = Net::new();
+        let mut rng = ChaCha20Rng::from_seed([8; 32]);
+        let key = PrivateKey::generate(&mut rng);
+        let mix_address: SocketAddr = "10.0.0.20:1789".parse().unwrap();
+        net.keys
+            .insert(umbra_wire::address::encode(mix_address), key.clone());
+        let mut nodes = net.topology.nodes().to_vec();
+        nodes.push(NodeDescriptor {
+            id: NodeId(20),
+            role: Role::Mix(Layer::new(2).unwrap()),
+            mix_address,
+            client_address: None,
+            sphinx_key: key.public_key(),
+            noise_key: NoiseKey([20; 32]),
+        });
+        net.topology = Topology::new(1, nodes).unwrap();
+        net
     }
 
     fn client(&self, seed: u8, gateway: usize, config: ClientConfig, now: Instant) -> Client {
@@ -96,6 +122,10 @@ impl Net {
         let (mut at, mut packet) = (first_hop, packet);
         let size = packet.size();
         loop {
+            if self.dead == Some(at) {
+                self.lost_at_dead += 1;
+                return vec![];
+            }
             match self.keys[&at].process(packet).unwrap() {
                 Processed::Forward {
                     next_hop,
@@ -359,6 +389,65 @@ fn retransmissions_back_off_and_a_late_ack_still_counts() {
     }
     assert_eq!(alice.poll_event(), Some(Event::Sent(id)));
     assert_eq!(alice.stats().late_acks, 1);
+}
+
+#[test]
+fn routes_go_around_a_node_that_died() {
+    // the same traffic, with and without routing around failing nodes
+    let mut lost_later = Vec::new();
+    for route_around in [true, false] {
+        let mut net = Net::with_two_in_layer_two();
+        let t0 = Instant::now();
+        let mut config = ClientConfig::default();
+        config.acks.route_around_failures = route_around;
+        let mut alice = net.client(1, 0, config.clone(), t0);
+        let mut bob = net.client(2, 1, config, t0);
+        // the second layer-2 node dies; the topology still lists it
+        net.dead = Some(umbra_wire::address::encode(
+            "10.0.0.20:1789".parse().unwrap(),
+        ));
+        let mut ids = Vec::new();
+        let mut received = 0;
+        for second in 0..20u64 {
+            let now = t0 + Duration::from_secs(second);
+            ids.push(
+                alice
+                    .send(now, &address(&bob), vec![second as u8; 3000], 0)
+                    .unwrap(),
+            );
+            if second == 5 {
+                net.lost_at_dead = 0;
+            }
+            let events = run(
+                &mut net,
+                &mut [&mut alice, &mut bob],
+                now + Duration::from_secs(1),
+            );
+            received += events[1].len();
+        }
+        let events = run(
+            &mut net,
+            &mut [&mut alice, &mut bob],
+            t0 + Duration::from_secs(60),
+        );
+        received += events[1].len();
+        assert_eq!(
+            received, 20,
+            "every message arrives (route_around_failures = {route_around})"
+        );
+        lost_later.push(net.lost_at_dead);
+    }
+    // after the first seconds, the client that routes around the dead node all but stops
+    // losing packets there; the one that does not keeps losing a share of everything it sends
+    let (around, through) = (lost_later[0], lost_later[1]);
+    assert!(
+        through > 500,
+        "{through} packets lost without routing around"
+    );
+    assert!(
+        around * 20 < through,
+        "{around} packets lost with routing around, {through} without"
+    );
 }
 
 #[test]

@@ -226,16 +226,30 @@ impl Topology {
         rng: &mut R,
         to: NodeId,
     ) -> Result<Vec<Hop>, TopologyError> {
+        self.random_route_avoiding(rng, to, |_| false)
+    }
+
+    /// A route as [`Topology::random_route`] draws it, but among the mix nodes `avoid` does
+    /// not refuse, in each layer where some remain (where none remain, among all).
+    pub fn random_route_avoiding<R: Rng + ?Sized>(
+        &self,
+        rng: &mut R,
+        to: NodeId,
+        avoid: impl Fn(&NodeDescriptor) -> bool,
+    ) -> Result<Vec<Hop>, TopologyError> {
         let gateway = self
             .node(to)
             .filter(|node| node.role == Role::Gateway)
             .ok_or(TopologyError::NoSuchGateway { id: to })?;
         let mut route = Vec::with_capacity(4);
         for layer in Layer::ALL {
-            let nodes: Vec<&NodeDescriptor> = self.layer(layer).collect();
-            if nodes.is_empty() {
+            let all: Vec<&NodeDescriptor> = self.layer(layer).collect();
+            if all.is_empty() {
                 return Err(TopologyError::EmptyLayer { layer });
             }
+            let healthy: Vec<&NodeDescriptor> =
+                all.iter().copied().filter(|node| !avoid(node)).collect();
+            let nodes = if healthy.is_empty() { all } else { healthy };
             // the modulo bias is below len / 2^64: nil for any real layer
             let pick = (rng.next_u64() % nodes.len() as u64) as usize;
             route.push(nodes[pick].hop());
@@ -329,6 +343,29 @@ mod tests {
             t.random_route(&mut rng, NodeId(1)),
             Err(TopologyError::NoSuchGateway { id: NodeId(1) })
         );
+    }
+
+    #[test]
+    fn routes_avoid_what_they_are_told_while_a_layer_has_another_node() {
+        let t = network();
+        let mut rng = ChaCha20Rng::from_seed([3; 32]);
+        let layer1: Vec<NodeDescriptor> = t.layer(Layer::FIRST).cloned().collect();
+        assert!(
+            layer1.len() >= 2,
+            "the test network has two first-layer nodes"
+        );
+        let dead = layer1[0].id;
+        for _ in 0..50 {
+            let route = t
+                .random_route_avoiding(&mut rng, NodeId(8), |n| n.id == dead)
+                .unwrap();
+            assert_ne!(route[0], layer1[0].hop());
+        }
+        // avoiding a whole layer avoids nothing there: a route is still drawn
+        let everyone = t
+            .random_route_avoiding(&mut rng, NodeId(8), |_| true)
+            .unwrap();
+        assert_eq!(everyone.len(), 4);
     }
 
     #[test]

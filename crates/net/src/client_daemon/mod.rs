@@ -323,6 +323,10 @@ extra_wait = "1500ms"
 reply_wait = "5s"
 # A message not delivered by then is reported failed.
 give_up_after = "30m"
+# Avoid mix nodes that lose this client's packets (what comes back of its traffic and cover
+# tells) until their record fades, a minute or so later. Route choice then depends on what
+# this client saw; the choice among the other nodes stays uniform.
+route_around_failures = true
 
 [client.messages]
 # The largest message sent or received.
