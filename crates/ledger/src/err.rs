@@ -1,0 +1,146 @@
+//! Why a transaction was refused. A refused transaction changes nothing, not even the nonce.
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::fixed::Amount;
+use crate::tx::NodeId;
+
+/// Why a transaction was refused.
+#[derive(Clone, Debug, Error, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "error", rename_all = "snake_case")]
+pub enum TxError {
+    /// The signature is not the signer's (a wrong key, or the transaction was altered).
+    #[error("the signature does not match the signer's key: signed with another key, or altered")]
+    BadSignature,
+    /// The nonce is not the account's next one.
+    #[error("nonce {got} is not the account's next one, {expected}")]
+    BadNonce {
+        /// The nonce the account expects.
+        expected: u64,
+        /// The transaction's.
+        got: u64,
+    },
+    /// The balance is too low.
+    #[error("the balance is {have} µUMB; this needs {need} µUMB")]
+    InsufficientBalance {
+        /// What it needs.
+        need: Amount,
+        /// What the account has.
+        have: Amount,
+    },
+    /// No such node.
+    #[error("there is no node {node} on the ledger")]
+    UnknownNode {
+        /// The node.
+        node: NodeId,
+    },
+    /// The signer does not own the node.
+    #[error("node {node} belongs to another account")]
+    NotOwner {
+        /// The node.
+        node: NodeId,
+    },
+    /// The pledge would be below the minimum.
+    #[error("a node's pledge must be at least {minimum} µUMB; this one would be {pledge} µUMB")]
+    PledgeTooLow {
+        /// The minimum.
+        minimum: Amount,
+        /// What it would be.
+        pledge: Amount,
+    },
+    /// Zero amount.
+    #[error("the amount must be more than 0")]
+    ZeroAmount,
+    /// The node is leaving.
+    #[error("node {node} is unbonding at the end of this epoch")]
+    Unbonding {
+        /// The node.
+        node: NodeId,
+    },
+    /// The node has no pledge yet.
+    #[error("node {node} is not bonded yet")]
+    NotBonded {
+        /// The node.
+        node: NodeId,
+    },
+    /// A key or address is already another node's.
+    #[error("the node's {what} is already node {node}'s")]
+    AlreadyRegistered {
+        /// Which field.
+        what: &'static str,
+        /// The node that has it.
+        node: NodeId,
+    },
+    /// The node's registration is inconsistent.
+    #[error("bad node registration: {reason}")]
+    BadNode {
+        /// What is wrong.
+        reason: String,
+    },
+    /// The node's identity key did not sign.
+    #[error("the node's identity key did not sign this (node signature does not verify)")]
+    BadNodeSignature,
+    /// No delegation to undelegate.
+    #[error("the account has no delegation to node {node}")]
+    NoDelegation {
+        /// The node.
+        node: NodeId,
+    },
+    /// Already asked.
+    #[error("{what} is already pending for this epoch boundary")]
+    AlreadyPending {
+        /// What.
+        what: &'static str,
+    },
+    /// A fraction above 100 %.
+    #[error("{what} is {value} ppm; at most 1000000 (100 %)")]
+    BadFraction {
+        /// Which value.
+        what: &'static str,
+        /// The value.
+        value: u32,
+    },
+    /// Not a monitor.
+    #[error("only the network monitors named in genesis may submit performance")]
+    NotMonitor,
+    /// Not a validator.
+    #[error("only validators may do this")]
+    NotValidator,
+    /// Wrong epoch.
+    #[error("this is for epoch {got}; the current epoch is {current}")]
+    WrongEpoch {
+        /// The current epoch.
+        current: u64,
+        /// The transaction's.
+        got: u64,
+    },
+    /// A key rotation that is neither current nor next.
+    #[error("key rotation {got} is neither the current ({current}) nor the next")]
+    WrongRotation {
+        /// The current rotation.
+        current: u32,
+        /// The transaction's.
+        got: u32,
+    },
+    /// Too early to end the epoch.
+    #[error("the epoch ends at {ends_at_ms} ms; it is {now_ms} ms")]
+    EpochNotOver {
+        /// When it ends.
+        ends_at_ms: u64,
+        /// The block time.
+        now_ms: u64,
+    },
+    /// A bad beacon reveal.
+    #[error("the beacon value is not the preimage of this validator's last one")]
+    BadReveal,
+    /// Already done this epoch.
+    #[error("this validator already did that this epoch")]
+    AlreadyDone,
+    /// The topology signature does not verify.
+    #[error("the signature is not of this epoch's topology document")]
+    BadTopologySignature,
+    /// An amount overflow (more than the supply).
+    #[error("the amount is more than the token supply")]
+    Overflow,
+}

@@ -1,0 +1,204 @@
+//! The genesis file: the chain's parameters, first accounts, validators, monitors and nodes.
+
+use serde::{Deserialize, Serialize};
+
+use crate::fixed::{Amount, PPM, Ppm, UNIT};
+use crate::keys::{Hash, PublicKey, canonical};
+use crate::tx::NodeInfo;
+
+/// The chain's parameters. Defaults are Nym's mainnet values where Nym has one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Params {
+    /// How long an epoch lasts, in milliseconds (Nym: 1 h).
+    pub epoch_length_ms: u64,
+    /// Epochs per rewarding interval (Nym: 720, 30 days). The epoch budget is set at the start of
+    /// each interval; operating costs are per interval.
+    pub epochs_per_interval: u32,
+    /// Epochs per Sphinx key rotation (Nym: 24).
+    pub rotation_epochs: u32,
+    /// Mix nodes per layer in the active set (Nym: 40).
+    pub mixes_per_layer: u32,
+    /// Gateways in the active set (Nym: 50 entry + 70 exit).
+    pub active_gateways: u32,
+    /// The share of the reward pool paid out per interval, in ppm (Nym: 2 %).
+    pub interval_pool_emission: Ppm,
+    /// The stake the saturation point is computed from: saturation = staking supply / active set
+    /// size. In µUMB.
+    pub staking_supply: Amount,
+    /// The Sybil-resistance parameter α, in ppm (Nym: 0.3).
+    pub sybil_resistance: Ppm,
+    /// The exponent k of performance in the selection weight `saturation × performance^k`
+    /// (Nym: 20).
+    pub performance_exponent: u32,
+    /// The smallest pledge a bonded node may have, in µUMB (Nym: 100 NYM).
+    pub minimum_pledge: Amount,
+    /// A new node's operating cost per interval, in µUMB (Nym: 40 NYM).
+    pub default_operating_cost: Amount,
+    /// A new node's profit margin, in ppm (Nym: 20 %).
+    pub default_profit_margin: Ppm,
+    /// The performance a node has before a monitor has measured it, in ppm.
+    pub initial_performance: Ppm,
+    /// How many past epochs of performance and rewards the ledger keeps for queries.
+    pub history_epochs: u32,
+}
+
+impl Default for Params {
+    fn default() -> Params {
+        Params {
+            epoch_length_ms: 3_600_000,
+            epochs_per_interval: 720,
+            rotation_epochs: 24,
+            mixes_per_layer: 40,
+            active_gateways: 120,
+            interval_pool_emission: 20_000,
+            staking_supply: 500_000_000 * UNIT,
+            sybil_resistance: 300_000,
+            performance_exponent: 20,
+            minimum_pledge: 100 * UNIT,
+            default_operating_cost: 40 * UNIT,
+            default_profit_margin: 200_000,
+            initial_performance: PPM,
+            history_epochs: 168,
+        }
+    }
+}
+
+impl Params {
+    /// The size of the active (rewarded) set: k in the rewards formula.
+    pub fn active_set_size(&self) -> u64 {
+        3 * u64::from(self.mixes_per_layer) + u64::from(self.active_gateways)
+    }
+
+    /// Whether the values make sense, and what is wrong if not.
+    pub fn check(&self) -> Result<(), String> {
+        let positive = [
+            ("epoch_length_ms", self.epoch_length_ms),
+            ("epochs_per_interval", u64::from(self.epochs_per_interval)),
+            ("rotation_epochs", u64::from(self.rotation_epochs)),
+            ("mixes_per_layer", u64::from(self.mixes_per_layer)),
+            ("staking_supply", self.staking_supply),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                return Err(format!("params.{name} must be more than 0"));
+            }
+        }
+        let fractions = [
+            ("interval_pool_emission", self.interval_pool_emission),
+            ("sybil_resistance", self.sybil_resistance),
+            ("default_profit_margin", self.default_profit_margin),
+            ("initial_performance", self.initial_performance),
+        ];
+        for (name, value) in fractions {
+            if value > PPM {
+                return Err(format!(
+                    "params.{name} is {value} ppm; it is a fraction, at most 1000000 (100 %)"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An account and its first balance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisAccount {
+    /// The account's public key.
+    pub address: PublicKey,
+    /// Its balance, in µUMB.
+    pub balance: Amount,
+}
+
+/// A validator: its key, its voting power and the commitment to its beacon chain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisValidator {
+    /// The validator's ed25519 key (it signs blocks, topology documents and its reveals).
+    pub key: PublicKey,
+    /// Its voting power.
+    pub power: u64,
+    /// The last value of its beacon hash chain (see [`crate::beacon`]).
+    pub beacon_commitment: Hash,
+    /// A name for people.
+    #[serde(default)]
+    pub name: String,
+}
+
+/// A node bonded from the start.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisNode {
+    /// The owning account.
+    pub owner: PublicKey,
+    /// Its pledge, in µUMB (comes out of the supply like a balance).
+    pub pledge: Amount,
+    /// The node.
+    pub node: NodeInfo,
+}
+
+/// The genesis file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Genesis {
+    /// The chain's name; every signature covers it, so nothing signed for one chain counts on
+    /// another.
+    pub chain_id: String,
+    /// When epoch 0 starts, in milliseconds since the Unix epoch.
+    pub genesis_time_ms: u64,
+    /// The parameters.
+    #[serde(default)]
+    pub params: Params,
+    /// The reward pool, in µUMB.
+    pub reward_pool: Amount,
+    /// The first accounts.
+    #[serde(default)]
+    pub accounts: Vec<GenesisAccount>,
+    /// The validators.
+    pub validators: Vec<GenesisValidator>,
+    /// The accounts allowed to submit performance.
+    #[serde(default)]
+    pub monitors: Vec<PublicKey>,
+    /// Nodes bonded from the start.
+    #[serde(default)]
+    pub nodes: Vec<GenesisNode>,
+}
+
+impl Genesis {
+    /// Reads a genesis file's text.
+    pub fn from_json(text: &str) -> Result<Genesis, String> {
+        let genesis: Genesis = serde_json::from_str(text).map_err(|error| error.to_string())?;
+        genesis.params.check()?;
+        if genesis.validators.is_empty() {
+            return Err("the genesis names no validators; it needs at least one".into());
+        }
+        if genesis
+            .validators
+            .iter()
+            .any(|validator| validator.power == 0)
+        {
+            return Err("every validator needs a voting power above 0".into());
+        }
+        Ok(genesis)
+    }
+
+    /// The file's text.
+    pub fn to_json(&self) -> String {
+        // plain data always serializes
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// The hash of the genesis (its canonical encoding).
+    pub fn hash(&self) -> Hash {
+        Hash::of(&[b"umbra-genesis-v1", &canonical(self)])
+    }
+
+    /// All voting power.
+    pub fn total_power(&self) -> u64 {
+        self.validators
+            .iter()
+            .map(|validator| validator.power)
+            .sum()
+    }
+}

@@ -1,0 +1,220 @@
+//! A worked rewards example: four nodes, two delegators, two monitors, one epoch; every payout
+//! computed by hand below and matched to the µUMB.
+
+mod common;
+
+use common::{Chain, genesis, key, register};
+use umbra_ledger::{Action, NodeKind, Params, UNIT};
+
+#[test]
+fn a_worked_epoch_of_rewards() {
+    // k = 3 mix slots + 1 gateway slot = 4. Saturation = staking supply / k = 4000 / 4 = 1000 UMB.
+    // Pool 50 000 UMB; 2 % per interval of 10 epochs: budget = 50 000 × 0.02 / 10 = 100 UMB
+    // per epoch = 100 000 000 µUMB. α = 0.3.
+    let params = Params {
+        epoch_length_ms: 1_000,
+        epochs_per_interval: 10,
+        mixes_per_layer: 1,
+        active_gateways: 1,
+        staking_supply: 4_000 * UNIT,
+        ..Params::default()
+    };
+    let mut chain = Chain::new(genesis(params, 10, 10_000 * UNIT, 1));
+    let (a, b, c, g) = (key(1), key(2), key(3), key(4));
+    let (d1, d2) = (key(5), key(6));
+    // epoch 0: register and bond; nodes get ids 1 (A), 2 (B), 3 (C), 4 (G)
+    for (owner, n, kind, pledge) in [
+        (&a, 1, NodeKind::Mix, 1_000),
+        (&b, 2, NodeKind::Mix, 200),
+        (&c, 3, NodeKind::Mix, 2_000),
+        (&g, 4, NodeKind::Gateway, 500),
+    ] {
+        chain
+            .act(owner, register(&owner.public(), n, kind))
+            .unwrap();
+        let node = u32::from(n);
+        chain
+            .act(
+                owner,
+                Action::Bond {
+                    node,
+                    amount: pledge * UNIT,
+                },
+            )
+            .unwrap();
+    }
+    // A and C: no operating cost, no margin. B: 10 UMB per interval (1 UMB per epoch), 10 %.
+    // G: no cost, 20 % margin.
+    for (owner, node, cost, margin) in [
+        (&a, 1, 0, 0),
+        (&b, 2, 10 * UNIT, 100_000),
+        (&c, 3, 0, 0),
+        (&g, 4, 0, 200_000),
+    ] {
+        chain
+            .act(
+                owner,
+                Action::UpdateNode {
+                    node,
+                    operating_cost: cost,
+                    profit_margin: margin,
+                },
+            )
+            .unwrap();
+    }
+    // D1 delegates 200 UMB and D2 100 UMB to B: from the boundary on, B's stake is 500 UMB.
+    chain
+        .act(
+            &d1,
+            Action::Delegate {
+                node: 2,
+                amount: 200 * UNIT,
+            },
+        )
+        .unwrap();
+    chain
+        .act(
+            &d2,
+            Action::Delegate {
+                node: 2,
+                amount: 100 * UNIT,
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        chain.state.node(2).unwrap().delegations,
+        0,
+        "delegations wait for the boundary"
+    );
+
+    // epoch 0 had no active nodes, so it pays nothing; epoch 1 has all four
+    chain.advance();
+    let active = &chain.state.epoch().active;
+    assert_eq!(active.gateways, vec![4]);
+    let mut mixes: Vec<u32> = active.layers.iter().flatten().copied().collect();
+    mixes.sort();
+    assert_eq!(mixes, vec![1, 2, 3]);
+    assert_eq!(chain.state.node(2).unwrap().delegations, 300 * UNIT);
+
+    // epoch 1: the monitors' scores. B gets 0.90 and 0.95: the lower median is 0.90.
+    let epoch = 1;
+    chain
+        .act(
+            &key(50),
+            Action::SubmitPerformance {
+                epoch,
+                scores: vec![(1, 1_000_000), (2, 900_000), (3, 0), (4, 1_000_000)],
+            },
+        )
+        .unwrap();
+    chain
+        .act(
+            &key(51),
+            Action::SubmitPerformance {
+                epoch,
+                scores: vec![(1, 1_000_000), (2, 950_000), (3, 0), (4, 1_000_000)],
+            },
+        )
+        .unwrap();
+    let pool_before = chain.state.pool();
+    chain.advance();
+
+    // reward = budget × P × σ × (1 + α·λ) / (k · (1 + α))
+    //
+    // A: pledge 1000 (σ = λ = 1), P = 1:
+    //    100 000 000 × 1 × 1 × 1.3 / (4 × 1.3) = 25 000 000, all to the operator.
+    // B: pledge 200, delegations 300 → σ = 0.5, λ = 0.2, P = 0.9:
+    //    100 000 000 × 0.9 × 0.5 × 1.06 / 5.2 = 47 700 000 / 5.2 = 9 173 076.92 → 9 173 076.
+    //    operating cost 1 000 000 × 0.9 = 900 000; rest 8 273 076;
+    //    margin 10 %: 827 307 (827 307.6); shared 7 445 769;
+    //    pledge share 7 445 769 × 200/500 = 2 978 307 (2 978 307.6); delegators 4 467 462.
+    //    operator: 900 000 + 827 307 + 2 978 307 = 4 705 614.
+    // C: P = 0 → nothing.
+    // G: pledge 500 → σ = λ = 0.5, P = 1:
+    //    100 000 000 × 0.5 × 1.15 / 5.2 = 11 057 692.3 → 11 057 692; no cost; margin 20 % =
+    //    2 211 538, the rest 8 846 154 is the pledge's share (no delegators): all 11 057 692 to
+    //    the operator.
+    let report = chain.state.history().last().unwrap();
+    assert_eq!(report.epoch, 1);
+    assert_eq!(report.budget, 100_000_000);
+    let payout = |node: u32| {
+        report
+            .nodes
+            .iter()
+            .find(|entry| entry.node == node)
+            .unwrap()
+            .payout
+    };
+    assert_eq!((payout(1).operator, payout(1).delegators), (25_000_000, 0));
+    assert_eq!(
+        (payout(2).operator, payout(2).delegators),
+        (4_705_614, 4_467_462)
+    );
+    assert_eq!((payout(3).operator, payout(3).delegators), (0, 0));
+    assert_eq!((payout(4).operator, payout(4).delegators), (11_057_692, 0));
+    let b_report = report.nodes.iter().find(|entry| entry.node == 2).unwrap();
+    assert_eq!(
+        (b_report.performance, b_report.measured, b_report.stake),
+        (900_000, true, 500 * UNIT)
+    );
+
+    // rewards compound: pledges grew, and the pool paid exactly the sum
+    assert_eq!(chain.state.node(1).unwrap().pledge, 1_025_000_000);
+    assert_eq!(chain.state.node(2).unwrap().pledge, 204_705_614);
+    assert_eq!(chain.state.node(4).unwrap().pledge, 511_057_692);
+    assert_eq!(
+        pool_before - chain.state.pool(),
+        25_000_000 + 9_173_076 + 11_057_692
+    );
+
+    // delegators' shares through the per-unit ratio: growth = 4 467 462 / 300 000 000
+    // = 0.01489154 exactly; D1's 200 UMB are worth 200 000 000 × 1.01489154 = 202 978 308 and
+    // D2's 100 UMB 101 489 154 (2/3 and 1/3 of 4 467 462, as their stakes)
+    let value = |delegator: &umbra_ledger::PublicKey| {
+        chain
+            .state
+            .delegations()
+            .find(|entry| entry.1 == *delegator)
+            .unwrap()
+            .3
+    };
+    assert_eq!(value(&d1.public()), 202_978_308);
+    assert_eq!(value(&d2.public()), 101_489_154);
+    assert_eq!(chain.state.node(2).unwrap().delegations, 304_467_462);
+
+    // C measured 0: weight 0, so it is not drawn for epoch 2
+    let active: Vec<u32> = chain
+        .state
+        .epoch()
+        .active
+        .layers
+        .iter()
+        .flatten()
+        .copied()
+        .collect();
+    assert!(!active.contains(&3), "{active:?}");
+
+    // D1 undelegates: at the boundary it gets its value (plus its share of epoch 2) back
+    let balance_before = chain.state.account(&d1.public()).balance;
+    chain.act(&d1, Action::Undelegate { node: 2 }).unwrap();
+    chain.advance();
+    let epoch_2 = chain.state.history().last().unwrap();
+    let b_payout = epoch_2
+        .nodes
+        .iter()
+        .find(|entry| entry.node == 2)
+        .unwrap()
+        .payout;
+    let received = chain.state.account(&d1.public()).balance - balance_before;
+    // D1 held 202 978 308 of 304 467 462 when epoch 2's delegator reward was paid
+    let expected_share =
+        umbra_ledger::mul_div(u128::from(b_payout.delegators), 202_978_308, 304_467_462);
+    assert!(
+        received.abs_diff(202_978_308 + expected_share as u64) <= 1,
+        "{received}"
+    );
+    assert_eq!(
+        chain.state.accounted_tokens(),
+        u128::from(chain.state.supply())
+    );
+}
