@@ -69,9 +69,9 @@ pub fn node_reward(inputs: &RewardInputs) -> Payout {
     // (ω + α·λ/k) / (1 + α) with ω = 1/k is (1 + α·λ) / (k·(1 + α))
     let factor = inputs
         .performance
-        .mul(stake_saturation)
-        .mul(Fixed::ONE.add(inputs.sybil_resistance.mul(pledge_saturation)))
-        .div(Fixed::ONE.add(inputs.sybil_resistance));
+        .times(stake_saturation)
+        .times(Fixed::ONE.plus(inputs.sybil_resistance.times(pledge_saturation)))
+        .over(Fixed::ONE.plus(inputs.sybil_resistance));
     let reward = factor.of(u128::from(inputs.budget)) / k;
     let cost = inputs
         .performance

@@ -82,8 +82,8 @@ impl Delegation {
     pub fn value(&self, unit_reward: Fixed) -> Amount {
         let value = mul_div(
             u128::from(self.amount),
-            Fixed::ONE.add(unit_reward).0,
-            Fixed::ONE.add(self.start_ratio).0,
+            Fixed::ONE.plus(unit_reward).0,
+            Fixed::ONE.plus(self.start_ratio).0,
         );
         Amount::try_from(value).unwrap_or(Amount::MAX)
     }
@@ -527,6 +527,7 @@ impl State {
                 if !entry.info.identity_key.verifies(&message, node_signature) {
                     return Err(TxError::BadNodeSignature);
                 }
+                check_sphinx_key(sphinx_key)?;
                 if let Some(entry) = self.nodes.get_mut(node) {
                     entry.sphinx_keys.insert(*rotation, *sphinx_key);
                 }
@@ -657,6 +658,7 @@ impl State {
             }
             _ => {}
         }
+        check_sphinx_key(&info.sphinx_key)?;
         if info.moniker.len() > 64 {
             return Err(TxError::BadNode {
                 reason: "the moniker is longer than 64 bytes".into(),
@@ -741,7 +743,10 @@ impl State {
             seed_input.extend_from_slice(&reveal.0);
         }
         epoch.seed = Hash::of(&[b"umbra-epoch-seed-v1", &seed_input]);
-        if epoch.number % u64::from(self.params.epochs_per_interval) == 0 {
+        if epoch
+            .number
+            .is_multiple_of(u64::from(self.params.epochs_per_interval))
+        {
             epoch.budget = interval_budget;
         }
         let rotation = self.epoch.rotation;
@@ -807,7 +812,7 @@ impl State {
                         Fixed::ratio(u128::from(payout.delegators), u128::from(node.delegations));
                     node.unit_reward = node
                         .unit_reward
-                        .add(Fixed::ONE.add(node.unit_reward).mul(growth));
+                        .plus(Fixed::ONE.plus(node.unit_reward).times(growth));
                     node.delegations += payout.delegators;
                 }
             }
@@ -911,7 +916,7 @@ impl State {
                 })
                 .map(|node| {
                     let stake = Fixed::ratio(u128::from(node.stake()), saturation).at_most_one();
-                    let weight = stake.mul(Fixed::from_ppm(node.performance).pow(exponent));
+                    let weight = stake.times(Fixed::from_ppm(node.performance).pow(exponent));
                     (node.id, weight.0)
                 })
                 .filter(|&(_, weight)| weight > 0)
@@ -934,7 +939,7 @@ impl State {
     fn document(&self) -> TopologyDocument {
         let rotation = self.epoch.rotation;
         let last_of_rotation =
-            (self.epoch.number + 1) % u64::from(self.params.rotation_epochs) == 0;
+            (self.epoch.number + 1).is_multiple_of(u64::from(self.params.rotation_epochs));
         let nodes = self
             .epoch
             .active
@@ -1126,6 +1131,14 @@ impl State {
             .sum();
         balances + stake + pending + u128::from(self.pool)
     }
+}
+
+fn check_sphinx_key(key: &Key32) -> Result<(), TxError> {
+    umbra_sphinx::PublicKey::from_bytes(key.0)
+        .map(|_| ())
+        .map_err(|error| TxError::BadNode {
+            reason: format!("the Sphinx key is not a usable X25519 public key: {error}"),
+        })
 }
 
 /// Weighted sampling without replacement: `count` ids, each drawn with probability proportional

@@ -1,6 +1,6 @@
 //! A small chain for tests: deterministic keys, a genesis, and helpers to sign and apply.
 
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)] // test helpers: a failure is a test failure
 
 use umbra_ledger::beacon::BeaconChain;
 use umbra_ledger::{
@@ -18,6 +18,34 @@ pub fn key(n: u8) -> SigningKey {
 /// The beacon chain of validator number `n`.
 pub fn beacon(n: u8) -> BeaconChain {
     BeaconChain::new([100 + n; 32])
+}
+
+/// Validator `n`'s beacon commitment (computed once per validator: a million hashes).
+pub fn commitment(n: u8) -> umbra_ledger::Hash {
+    static COMMITMENTS: std::sync::Mutex<Vec<(u8, umbra_ledger::Hash)>> =
+        std::sync::Mutex::new(Vec::new());
+    let mut known = COMMITMENTS.lock().unwrap();
+    if let Some((_, value)) = known.iter().find(|(number, _)| *number == n) {
+        return *value;
+    }
+    let value = beacon(n).commitment();
+    known.push((n, value));
+    value
+}
+
+/// Validator 0's first 64 beacon reveals, computed once (each costs a million hashes alone).
+pub fn reveal_0(revealed: u64) -> umbra_ledger::Hash {
+    static REVEALS: std::sync::OnceLock<Vec<umbra_ledger::Hash>> = std::sync::OnceLock::new();
+    let reveals = REVEALS.get_or_init(|| {
+        let mut values = vec![beacon(0).reveal(63).unwrap()];
+        for _ in 0..63 {
+            let next = umbra_ledger::beacon::step(values.last().unwrap());
+            values.push(next);
+        }
+        values.reverse();
+        values
+    });
+    reveals[revealed as usize]
 }
 
 /// Validator keys are 200 + n.
@@ -43,7 +71,7 @@ pub fn genesis(params: Params, accounts: u8, balance: u64, validators: u8) -> Ge
             .map(|n| GenesisValidator {
                 key: validator_key(n).public(),
                 power: 1,
-                beacon_commitment: beacon(n).commitment(),
+                beacon_commitment: commitment(n),
                 name: format!("validator {n}"),
             })
             .collect(),
@@ -58,7 +86,7 @@ pub fn node_info(n: u8, kind: NodeKind) -> (SigningKey, NodeInfo) {
     let info = NodeInfo {
         kind,
         identity_key: identity.public(),
-        sphinx_key: Key32([n; 32]),
+        sphinx_key: sphinx_key(n),
         noise_key: Key32([n.wrapping_add(128); 32]),
         mix_address: format!("127.0.0.1:{}", 20_000 + u16::from(n))
             .parse()
@@ -74,6 +102,15 @@ pub fn node_info(n: u8, kind: NodeKind) -> (SigningKey, NodeInfo) {
         moniker: format!("node-{n}"),
     };
     (identity, info)
+}
+
+/// A valid Sphinx public key, number `n`.
+pub fn sphinx_key(n: u8) -> Key32 {
+    Key32(
+        *umbra_sphinx::PrivateKey::from_bytes([n; 32])
+            .public_key()
+            .as_bytes(),
+    )
 }
 
 /// The registration action for node `n` owned by `owner`.

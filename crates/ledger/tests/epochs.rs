@@ -1,0 +1,420 @@
+//! Epochs: the draw of the active set, layers, key rotation, the beacon, and topology
+//! certificates.
+
+#![allow(clippy::unwrap_used)] // helpers outside #[test] functions
+
+mod common;
+
+use common::{CHAIN, Chain, genesis, key, register, reveal_0, validator_key};
+use umbra_ledger::{
+    Action, CertificateError, Hash, NodeKind, Params, SignedTopology, UNIT, sphinx_key_message,
+};
+
+fn params() -> Params {
+    Params {
+        epoch_length_ms: 1_000,
+        epochs_per_interval: 100,
+        rotation_epochs: 1_000,
+        mixes_per_layer: 4,
+        active_gateways: 2,
+        staking_supply: 14_000 * UNIT,
+        ..Params::default()
+    }
+}
+
+/// 20 mix nodes (ids 1..=20) and 4 gateways (21..=24), owned by accounts 1..=24, each pledging
+/// 100 UMB more than the one before.
+fn network(validators: u8) -> Chain {
+    network_with(params(), validators)
+}
+
+fn network_with(params: Params, validators: u8) -> Chain {
+    let mut chain = Chain::new(genesis(params, 24, 10_000 * UNIT, validators));
+    for n in 1..=24u8 {
+        let kind = if n <= 20 {
+            NodeKind::Mix
+        } else {
+            NodeKind::Gateway
+        };
+        let owner = key(n);
+        chain
+            .act(&owner, register(&owner.public(), n, kind))
+            .unwrap();
+        let amount = 100 * UNIT * u64::from(n);
+        chain
+            .act(
+                &owner,
+                Action::Bond {
+                    node: u32::from(n),
+                    amount,
+                },
+            )
+            .unwrap();
+    }
+    chain.advance();
+    chain
+}
+
+#[test]
+fn the_active_set_is_drawn_and_dealt_into_layers() {
+    let chain = network(1);
+    let active = &chain.state.epoch().active;
+    for layer in &active.layers {
+        assert_eq!(layer.len(), 4);
+        assert!(layer.iter().all(|&id| (1..=20).contains(&id)));
+    }
+    assert_eq!(active.gateways.len(), 2);
+    assert!(active.gateways.iter().all(|&id| (21..=24).contains(&id)));
+    let mut all: Vec<u32> = active.members().map(|(id, _)| id).collect();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 14, "no node twice");
+    let document = &chain.state.epoch().document;
+    assert_eq!(document.nodes.len(), 14);
+    assert_eq!(document.epoch, 1);
+    let topology = document.to_topology().unwrap();
+    assert_eq!(topology.nodes().len(), 14);
+}
+
+#[test]
+fn heavier_nodes_are_drawn_more_often() {
+    // over many epochs the 5 heaviest mix nodes (pledges 1600..2000) serve far more often than
+    // the 5 lightest (100..500): weight is stake saturation × performance^20
+    let mut chain = network(1);
+    let mut counts = [0u32; 21];
+    for _ in 0..60 {
+        for &id in chain.state.epoch().active.layers.iter().flatten() {
+            counts[id as usize] += 1;
+        }
+        chain.advance();
+    }
+    let light: u32 = counts[1..=5].iter().sum();
+    let heavy: u32 = counts[16..=20].iter().sum();
+    assert!(
+        heavy > 2 * light,
+        "heavy {heavy}, light {light}: {counts:?}"
+    );
+    // a node measured at 50 % has weight 0.5^20 ≈ 10^-6 of its stake's: it stops being drawn
+    let epoch = chain.state.epoch().number;
+    let scores = (1..=20)
+        .map(|id| (id, if id == 20 { 500_000 } else { 1_000_000 }))
+        .collect();
+    chain
+        .act(&key(50), Action::SubmitPerformance { epoch, scores })
+        .unwrap();
+    let mut served = 0;
+    for _ in 0..20 {
+        chain.advance();
+        served += chain
+            .state
+            .epoch()
+            .active
+            .layers
+            .iter()
+            .flatten()
+            .filter(|&&id| id == 20)
+            .count();
+    }
+    assert_eq!(served, 0);
+}
+
+#[test]
+fn the_seed_follows_the_validators_reveals() {
+    // two chains identical but for one reveal draw different seeds from then on
+    let mut with = network(1);
+    let mut without = network(1);
+    assert_eq!(with.state.epoch().seed, without.state.epoch().seed);
+    with.act(
+        &validator_key(0),
+        Action::RevealBeacon {
+            reveal: reveal_0(0),
+        },
+    )
+    .unwrap();
+    without
+        .act(
+            &key(30),
+            Action::Transfer {
+                to: key(31).public(),
+                amount: 1,
+            },
+        )
+        .unwrap_err();
+    with.advance();
+    without.advance();
+    assert_ne!(with.state.epoch().seed, without.state.epoch().seed);
+    // a value that is not the next one down the chain is refused, and so is a second reveal
+    let outcome = with.act(
+        &validator_key(0),
+        Action::RevealBeacon {
+            reveal: reveal_0(0),
+        },
+    );
+    assert_eq!(outcome, Err(umbra_ledger::TxError::BadReveal));
+    with.act(
+        &validator_key(0),
+        Action::RevealBeacon {
+            reveal: reveal_0(1),
+        },
+    )
+    .unwrap();
+    let outcome = with.act(
+        &validator_key(0),
+        Action::RevealBeacon {
+            reveal: reveal_0(2),
+        },
+    );
+    assert_eq!(outcome, Err(umbra_ledger::TxError::AlreadyDone));
+    // only validators reveal
+    let outcome = with.act(
+        &key(1),
+        Action::RevealBeacon {
+            reveal: reveal_0(2),
+        },
+    );
+    assert_eq!(outcome, Err(umbra_ledger::TxError::NotValidator));
+}
+
+#[test]
+fn sphinx_keys_rotate_announced_one_epoch_ahead() {
+    let rotating = Params {
+        rotation_epochs: 3,
+        ..params()
+    };
+    let mut chain = network_with(rotating, 1);
+    // epoch 1 of rotation 0 (epochs 0, 1, 2). Node 1 announces its key for rotation 1.
+    assert_eq!(chain.state.epoch().rotation, 0);
+    let next = common::sphinx_key(201);
+    let signature = key(151).sign(&sphinx_key_message(CHAIN, 1, 1, &next));
+    let announce = Action::AnnounceSphinxKey {
+        node: 1,
+        rotation: 1,
+        sphinx_key: next,
+        node_signature: signature,
+    };
+    chain.act(&key(1), announce).unwrap();
+    // a key for a rotation two ahead, or signed by another node's key, is refused
+    let signature = key(151).sign(&sphinx_key_message(CHAIN, 1, 2, &next));
+    let early = Action::AnnounceSphinxKey {
+        node: 1,
+        rotation: 2,
+        sphinx_key: next,
+        node_signature: signature,
+    };
+    assert!(matches!(
+        chain.act(&key(1), early),
+        Err(umbra_ledger::TxError::WrongRotation { .. })
+    ));
+    let forged = key(152).sign(&sphinx_key_message(CHAIN, 1, 1, &next));
+    let forged = Action::AnnounceSphinxKey {
+        node: 1,
+        rotation: 1,
+        sphinx_key: next,
+        node_signature: forged,
+    };
+    assert_eq!(
+        chain.act(&key(1), forged),
+        Err(umbra_ledger::TxError::BadNodeSignature)
+    );
+
+    // epoch 2 is the rotation's last: its document announces the next key of node 1, if active
+    chain.advance();
+    assert_eq!(chain.state.epoch().number, 2);
+    for node in &chain.state.epoch().document.nodes {
+        let expected = if node.id == 1 { Some(next) } else { None };
+        assert_eq!(node.next_sphinx_key, expected, "node {}", node.id);
+    }
+    // epoch 3, rotation 1: only node 1 has a key for it, so only node 1 can be drawn
+    chain.advance();
+    assert_eq!(chain.state.epoch().rotation, 1);
+    let document = &chain.state.epoch().document;
+    assert_eq!(document.nodes.len(), 1);
+    assert_eq!(document.nodes[0].sphinx_key, next);
+}
+
+fn signed(chain: &mut Chain, validators: &[u8]) -> SignedTopology {
+    let epoch = chain.state.epoch().number;
+    let message = chain.state.epoch().document.signing_message();
+    for &n in validators {
+        let signature = validator_key(n).sign(&message);
+        chain
+            .act(&validator_key(n), Action::SignTopology { epoch, signature })
+            .unwrap();
+    }
+    chain.state.signed_topology_document()
+}
+
+#[test]
+fn a_topology_needs_more_than_two_thirds_of_the_validators() {
+    let mut chain = network(4);
+    let validators = chain.state.validators().to_vec();
+    // 2 of 4 is not enough; 3 of 4 is
+    let two = signed(&mut chain, &[0, 1]);
+    assert_eq!(
+        two.verify(CHAIN, &validators),
+        Err(CertificateError::NotEnoughPower {
+            signed: 2,
+            total: 4
+        })
+    );
+    let three = signed(&mut chain, &[2]);
+    three.verify(CHAIN, &validators).unwrap();
+
+    // a forged signature, an altered document, a stranger's or a doubled signature: refused
+    let mut forged = three.clone();
+    forged.certificate.signatures[0].1 = key(9).sign(&forged.document.signing_message());
+    assert!(matches!(
+        forged.verify(CHAIN, &validators),
+        Err(CertificateError::BadSignature { .. })
+    ));
+    let mut altered = three.clone();
+    altered.document.nodes[0].mix_address = "10.0.0.1:1789".parse().unwrap();
+    assert!(matches!(
+        altered.verify(CHAIN, &validators),
+        Err(CertificateError::BadSignature { .. })
+    ));
+    let mut stranger = two.clone();
+    stranger.certificate.signatures.push((
+        key(9).public(),
+        key(9).sign(&two.document.signing_message()),
+    ));
+    assert!(matches!(
+        stranger.verify(CHAIN, &validators),
+        Err(CertificateError::UnknownSigner { .. })
+    ));
+    let mut doubled = two.clone();
+    doubled
+        .certificate
+        .signatures
+        .push(doubled.certificate.signatures[0]);
+    assert!(matches!(
+        doubled.verify(CHAIN, &validators),
+        Err(CertificateError::DuplicateSigner { .. })
+    ));
+    let mut missing = three.clone();
+    missing.certificate.signatures.clear();
+    assert!(matches!(
+        missing.verify(CHAIN, &validators),
+        Err(CertificateError::NotEnoughPower { signed: 0, .. })
+    ));
+    assert!(matches!(
+        three.verify("another-chain", &validators),
+        Err(CertificateError::WrongChain { .. })
+    ));
+
+    // the JSON a validator serves reads back to the same, still valid, document
+    let json = serde_json::to_string(&three).unwrap();
+    let read: SignedTopology = serde_json::from_str(&json).unwrap();
+    read.verify(CHAIN, &validators).unwrap();
+
+    // a validator's signature of the wrong document is refused by the ledger itself
+    let epoch = chain.state.epoch().number;
+    let wrong = validator_key(3).sign(b"something else");
+    let outcome = chain.act(
+        &validator_key(3),
+        Action::SignTopology {
+            epoch,
+            signature: wrong,
+        },
+    );
+    assert_eq!(outcome, Err(umbra_ledger::TxError::BadTopologySignature));
+}
+
+#[test]
+fn unbonding_returns_pledge_and_delegations_at_the_boundary() {
+    let mut chain = network(1);
+    let owner = key(5);
+    let delegator = key(30);
+    chain
+        .act(
+            &key(1),
+            Action::Transfer {
+                to: delegator.public(),
+                amount: 50 * UNIT,
+            },
+        )
+        .unwrap();
+    chain
+        .act(
+            &delegator,
+            Action::Delegate {
+                node: 5,
+                amount: 40 * UNIT,
+            },
+        )
+        .unwrap();
+    chain.advance();
+    let pledge = chain.state.node(5).unwrap().pledge;
+    let balance = chain.state.account(&owner.public()).balance;
+    chain.act(&owner, Action::Unbond { node: 5 }).unwrap();
+    // leaving nodes take no new delegations, and a stranger cannot unbond someone's node
+    assert_eq!(
+        chain.act(
+            &delegator,
+            Action::Delegate {
+                node: 5,
+                amount: UNIT
+            }
+        ),
+        Err(umbra_ledger::TxError::Unbonding { node: 5 })
+    );
+    assert_eq!(
+        chain.act(&key(6), Action::Unbond { node: 6 + 100 }),
+        Err(umbra_ledger::TxError::UnknownNode { node: 106 })
+    );
+    assert_eq!(
+        chain.act(&key(6), Action::Unbond { node: 7 }),
+        Err(umbra_ledger::TxError::NotOwner { node: 7 })
+    );
+    let delegated = chain
+        .state
+        .delegations()
+        .find(|entry| entry.1 == delegator.public())
+        .unwrap()
+        .3;
+    chain.advance();
+    assert!(chain.state.node(5).is_none());
+    // no monitor spoke, so no node was measured; rewards used the initial performance: the
+    // pledge and the delegation may have grown by the epoch's rewards
+    assert!(chain.state.account(&owner.public()).balance >= balance + pledge);
+    assert!(chain.state.account(&delegator.public()).balance >= 10 * UNIT + delegated);
+    assert_eq!(chain.state.delegations().count(), 0);
+    assert!(
+        !chain
+            .state
+            .epoch()
+            .document
+            .nodes
+            .iter()
+            .any(|node| node.id == 5)
+    );
+    assert_eq!(
+        chain.state.accounted_tokens(),
+        u128::from(chain.state.supply())
+    );
+}
+
+#[test]
+fn the_state_root_covers_everything() {
+    let mut one = network(1);
+    let mut two = network(1);
+    assert_eq!(one.state.root(), two.state.root());
+    one.act(
+        &key(1),
+        Action::Transfer {
+            to: key(2).public(),
+            amount: 1,
+        },
+    )
+    .unwrap();
+    two.act(
+        &key(1),
+        Action::Transfer {
+            to: key(2).public(),
+            amount: 2,
+        },
+    )
+    .unwrap();
+    assert_ne!(one.state.root(), two.state.root());
+    assert_ne!(one.state.root(), Hash([0; 32]));
+}

@@ -1,0 +1,291 @@
+//! Properties of the state machine under random sequences of valid and invalid transactions.
+
+mod common;
+
+use common::{CHAIN, Chain, genesis, key, register, reveal_0, validator_key};
+use proptest::prelude::*;
+use umbra_ledger::{Action, NodeKind, Params, SigningKey, Transaction, UNIT};
+
+#[derive(Clone, Debug)]
+enum Op {
+    Transfer {
+        from: u8,
+        to: u8,
+        amount: u64,
+    },
+    Register {
+        owner: u8,
+        node: u8,
+        gateway: bool,
+    },
+    Bond {
+        owner: u8,
+        node: u32,
+        amount: u64,
+    },
+    Unbond {
+        owner: u8,
+        node: u32,
+    },
+    Delegate {
+        from: u8,
+        node: u32,
+        amount: u64,
+    },
+    Undelegate {
+        from: u8,
+        node: u32,
+    },
+    Update {
+        owner: u8,
+        node: u32,
+        cost: u64,
+        margin: u32,
+    },
+    Performance {
+        monitor: u8,
+        node: u32,
+        score: u32,
+    },
+    Advance,
+    Reveal {
+        good: bool,
+    },
+    SignTopology {
+        good: bool,
+    },
+}
+
+#[derive(Clone, Debug)]
+struct Step {
+    op: Op,
+    /// 0: as it should be; 1: signed with another key; 2: a wrong nonce.
+    corruption: u8,
+    wait_ms: u64,
+}
+
+fn account() -> impl Strategy<Value = u8> {
+    1u8..=5
+}
+
+fn node_id() -> impl Strategy<Value = u32> {
+    1u32..=7
+}
+
+fn amount() -> impl Strategy<Value = u64> {
+    prop_oneof![0..1_000u64, 0..2_000 * UNIT, Just(u64::MAX)]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (account(), account(), amount()).prop_map(|(from, to, amount)| Op::Transfer {
+            from,
+            to,
+            amount
+        }),
+        (account(), 1u8..=6, any::<bool>()).prop_map(|(owner, node, gateway)| Op::Register {
+            owner,
+            node,
+            gateway
+        }),
+        (account(), node_id(), amount()).prop_map(|(owner, node, amount)| Op::Bond {
+            owner,
+            node,
+            amount
+        }),
+        (account(), node_id()).prop_map(|(owner, node)| Op::Unbond { owner, node }),
+        (account(), node_id(), amount()).prop_map(|(from, node, amount)| Op::Delegate {
+            from,
+            node,
+            amount
+        }),
+        (account(), node_id()).prop_map(|(from, node)| Op::Undelegate { from, node }),
+        (account(), node_id(), 0..100 * UNIT, 0u32..1_200_000).prop_map(
+            |(owner, node, cost, margin)| Op::Update {
+                owner,
+                node,
+                cost,
+                margin
+            }
+        ),
+        (
+            prop_oneof![Just(50u8), Just(51u8), account()],
+            node_id(),
+            0u32..1_100_000
+        )
+            .prop_map(|(monitor, node, score)| Op::Performance {
+                monitor,
+                node,
+                score
+            }),
+        Just(Op::Advance),
+        Just(Op::Advance),
+        any::<bool>().prop_map(|good| Op::Reveal { good }),
+        any::<bool>().prop_map(|good| Op::SignTopology { good }),
+    ]
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    (
+        op(),
+        prop_oneof![8 => Just(0u8), 1 => Just(1u8), 1 => Just(2u8)],
+        prop_oneof![Just(0u64), 0..3_000u64],
+    )
+        .prop_map(|(op, corruption, wait_ms)| Step {
+            op,
+            corruption,
+            wait_ms,
+        })
+}
+
+fn build(chain: &Chain, step: &Step) -> Transaction {
+    let (signer, action): (SigningKey, Action) = match step.op.clone() {
+        Op::Transfer { from, to, amount } => (
+            key(from),
+            Action::Transfer {
+                to: key(to).public(),
+                amount,
+            },
+        ),
+        Op::Register {
+            owner,
+            node,
+            gateway,
+        } => {
+            let kind = if gateway {
+                NodeKind::Gateway
+            } else {
+                NodeKind::Mix
+            };
+            (key(owner), register(&key(owner).public(), node, kind))
+        }
+        Op::Bond {
+            owner,
+            node,
+            amount,
+        } => (key(owner), Action::Bond { node, amount }),
+        Op::Unbond { owner, node } => (key(owner), Action::Unbond { node }),
+        Op::Delegate { from, node, amount } => (key(from), Action::Delegate { node, amount }),
+        Op::Undelegate { from, node } => (key(from), Action::Undelegate { node }),
+        Op::Update {
+            owner,
+            node,
+            cost,
+            margin,
+        } => (
+            key(owner),
+            Action::UpdateNode {
+                node,
+                operating_cost: cost,
+                profit_margin: margin,
+            },
+        ),
+        Op::Performance {
+            monitor,
+            node,
+            score,
+        } => (
+            key(monitor),
+            Action::SubmitPerformance {
+                epoch: chain.state.epoch().number,
+                scores: vec![(node, score)],
+            },
+        ),
+        Op::Advance => (key(1), Action::AdvanceEpoch),
+        Op::Reveal { good } => {
+            let revealed = chain.state.beacon_reveals(0);
+            let reveal = if good {
+                reveal_0(revealed)
+            } else {
+                umbra_ledger::Hash([revealed as u8; 32])
+            };
+            (validator_key(0), Action::RevealBeacon { reveal })
+        }
+        Op::SignTopology { good } => {
+            let message = chain.state.epoch().document.signing_message();
+            let signature = if good {
+                validator_key(0).sign(&message)
+            } else {
+                key(1).sign(&message)
+            };
+            (
+                validator_key(0),
+                Action::SignTopology {
+                    epoch: chain.state.epoch().number,
+                    signature,
+                },
+            )
+        }
+    };
+    let nonce = chain.state.account(&signer.public()).nonce;
+    match step.corruption {
+        1 => {
+            let mut transaction = Transaction::sign(CHAIN, &key(99), nonce, action);
+            transaction.signer = signer.public();
+            transaction
+        }
+        2 => Transaction::sign(CHAIN, &signer, nonce + 1, action),
+        _ => Transaction::sign(CHAIN, &signer, nonce, action),
+    }
+}
+
+fn small_params() -> Params {
+    Params {
+        epoch_length_ms: 1_000,
+        epochs_per_interval: 4,
+        rotation_epochs: 3,
+        mixes_per_layer: 1,
+        active_gateways: 1,
+        staking_supply: 4_000 * UNIT,
+        ..Params::default()
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Balances + pledges + delegations + pending delegations + pool = supply, always; a refused
+    /// transaction changes nothing; replaying the blocks from genesis gives the same root.
+    #[test]
+    fn conserved_atomic_and_deterministic(steps in prop::collection::vec(step(), 1..60)) {
+        let mut chain = Chain::new(genesis(small_params(), 5, 5_000 * UNIT, 1));
+        let supply = u128::from(chain.state.supply());
+        let mut applied = 0;
+        for step in &steps {
+            let transaction = build(&chain, step);
+            // what the transaction does alone, at the time of its block
+            let outcome = chain.block_after(step.wait_ms, vec![transaction.clone()]).remove(0);
+            if step.corruption == 1 {
+                prop_assert_eq!(&outcome, &Err(umbra_ledger::TxError::BadSignature));
+            }
+            if step.corruption == 2 {
+                prop_assert!(matches!(outcome, Err(umbra_ledger::TxError::BadNonce { .. })), "{:?}", outcome);
+            }
+            // applied again to the state it produced: it is now a replay and changes nothing
+            let mut again = chain.state.clone();
+            prop_assert!(again.apply(&transaction).is_err());
+            prop_assert_eq!(&again, &chain.state);
+            prop_assert_eq!(chain.state.accounted_tokens(), supply);
+            if outcome.is_ok() {
+                applied += 1;
+            }
+        }
+        eprintln!("applied {applied} of {}", steps.len());
+        prop_assert_eq!(chain.replay_root(), chain.state.root());
+        prop_assert_eq!(chain.replay_root(), chain.state.root());
+    }
+
+    /// Refused transactions leave the state exactly as it was.
+    #[test]
+    fn refused_transactions_change_nothing(steps in prop::collection::vec(step(), 1..40)) {
+        let mut chain = Chain::new(genesis(small_params(), 5, 5_000 * UNIT, 1));
+        for step in &steps {
+            let transaction = build(&chain, step);
+            let mut trial = chain.state.clone();
+            if trial.apply(&transaction).is_err() {
+                prop_assert_eq!(&trial, &chain.state);
+            }
+            chain.block_after(step.wait_ms, vec![transaction]);
+        }
+    }
+}
