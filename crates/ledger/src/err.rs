@@ -68,7 +68,7 @@ pub enum TxError {
     #[error("the node's {what} is already node {node}'s")]
     AlreadyRegistered {
         /// Which field.
-        what: &'static str,
+        what: String,
         /// The node that has it.
         node: NodeId,
     },
@@ -91,13 +91,13 @@ pub enum TxError {
     #[error("{what} is already pending for this epoch boundary")]
     AlreadyPending {
         /// What.
-        what: &'static str,
+        what: String,
     },
     /// A fraction above 100 %.
     #[error("{what} is {value} ppm; at most 1000000 (100 %)")]
     BadFraction {
         /// Which value.
-        what: &'static str,
+        what: String,
         /// The value.
         value: u32,
     },

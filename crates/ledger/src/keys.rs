@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 macro_rules! bytes_type {
     ($name:ident, $len:expr, $what:expr) => {
-        #[doc = concat!("A ", $what, " (", stringify!($len), " bytes; base58 in JSON).")]
+        #[doc = concat!("Bytes of ", $what, " (", stringify!($len), "; base58 in JSON).")]
         #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub struct $name(pub [u8; $len]);
 
@@ -68,10 +68,10 @@ macro_rules! bytes_type {
     };
 }
 
-bytes_type!(PublicKey, 32, "ed25519 public key");
-bytes_type!(Signature, 64, "ed25519 signature");
-bytes_type!(Hash, 32, "SHA-256 hash");
-bytes_type!(Key32, 32, "32-byte key");
+bytes_type!(PublicKey, 32, "an ed25519 public key");
+bytes_type!(Signature, 64, "an ed25519 signature");
+bytes_type!(Hash, 32, "a SHA-256 hash");
+bytes_type!(Key32, 32, "an X25519 key");
 
 impl PublicKey {
     /// Whether `signature` is this key's signature of `message` (strict RFC 8032 verification:

@@ -14,7 +14,7 @@ pub use err::TxError;
 pub use fixed::{Amount, Fixed, PPM, Ppm, UNIT, mul_div};
 pub use genesis::{Genesis, GenesisAccount, GenesisNode, GenesisValidator, Params};
 pub use keys::{Hash, Key32, PublicKey, Signature, SigningKey, canonical};
-pub use state::{Block, BlockError, State};
+pub use state::{Account, Block, BlockError, State};
 pub use topology::{Certificate, CertificateError, SignedTopology, TopologyDocument, ValidatorKey};
 pub use tx::{
     Action, NodeId, NodeInfo, NodeKind, Transaction, registration_message, sphinx_key_message,

@@ -396,9 +396,12 @@ impl State {
         Ok(())
     }
 
-    /// Whether `transaction` would apply now, without changing anything.
-    pub fn check(&self, transaction: &Transaction) -> Result<(), TxError> {
-        self.clone().apply(transaction)
+    /// Whether `transaction` would apply in a block at `time_ms` (or at the last block's time,
+    /// if later), without changing anything.
+    pub fn check(&self, transaction: &Transaction, time_ms: u64) -> Result<(), TxError> {
+        let mut trial = self.clone();
+        trial.time_ms = trial.time_ms.max(time_ms);
+        trial.apply(transaction)
     }
 
     fn act(&mut self, signer: &PublicKey, action: &Action) -> Result<(), TxError> {
@@ -482,7 +485,7 @@ impl State {
                 });
                 if already {
                     return Err(TxError::AlreadyPending {
-                        what: "an undelegation",
+                        what: "an undelegation".into(),
                     });
                 }
                 self.pending.push(Pending::Undelegate {
@@ -499,7 +502,7 @@ impl State {
                 self.owned_node(signer, *node)?;
                 if *profit_margin > PPM {
                     return Err(TxError::BadFraction {
-                        what: "the profit margin",
+                        what: "the profit margin".into(),
                         value: *profit_margin,
                     });
                 }
@@ -551,7 +554,7 @@ impl State {
                     }
                     if score > PPM {
                         return Err(TxError::BadFraction {
-                            what: "a performance score",
+                            what: "a performance score".into(),
                             value: score,
                         });
                     }
@@ -680,7 +683,7 @@ impl State {
             };
             if let Some(what) = clash {
                 return Err(TxError::AlreadyRegistered {
-                    what,
+                    what: what.into(),
                     node: node.id,
                 });
             }

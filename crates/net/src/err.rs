@@ -106,7 +106,8 @@ pub enum NodeError {
 }
 
 impl NodeError {
-    pub(crate) fn invalid(path: impl Into<PathBuf>, problem: impl Into<String>) -> Self {
+    /// A file whose contents are wrong: `problem` says what and how to fix it.
+    pub fn invalid(path: impl Into<PathBuf>, problem: impl Into<String>) -> Self {
         NodeError::Invalid {
             path: path.into(),
             problem: problem.into(),

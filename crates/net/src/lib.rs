@@ -6,6 +6,7 @@ mod err;
 pub mod gateway;
 pub mod http;
 pub mod keys;
+pub mod ledger;
 pub mod link;
 pub mod localnet;
 pub mod metrics;

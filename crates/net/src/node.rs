@@ -99,7 +99,7 @@ pub(crate) fn init(
 }
 
 /// Refuses a directory that already holds any of `files`.
-pub(crate) fn ensure_new(data_dir: &Path, files: &[&str]) -> Result<(), NodeError> {
+pub fn ensure_new(data_dir: &Path, files: &[&str]) -> Result<(), NodeError> {
     for file in files {
         let existing = data_dir.join(file);
         if existing.exists() {
@@ -155,7 +155,7 @@ pub(crate) fn load_identity(
 }
 
 /// Refuses a data directory without its configuration file, saying how to create it.
-pub(crate) fn require_config(config: &Path, data_dir: &Path, role: &str) -> Result<(), NodeError> {
+pub fn require_config(config: &Path, data_dir: &Path, role: &str) -> Result<(), NodeError> {
     if config.exists() {
         return Ok(());
     }
@@ -522,7 +522,7 @@ pub(crate) async fn drain_peers(tasks: &mut [JoinHandle<()>], grace: Duration) {
 }
 
 /// Reads a TOML configuration file; an error names the file and the setting.
-pub(crate) fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, NodeError> {
+pub fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, NodeError> {
     let text = std::fs::read_to_string(path).map_err(|source| NodeError::Read {
         path: path.to_owned(),
         source,

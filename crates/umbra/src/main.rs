@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+mod ledger_cli;
 mod localnet;
 
 use umbra_client::TrafficPreset;
@@ -42,6 +43,29 @@ enum Command {
     Client {
         #[command(subcommand)]
         command: ClientCommand,
+    },
+    /// A validator: keeps the ledger (accounts, nodes, stake, epochs, rewards) and serves the
+    /// signed topology.
+    Validator {
+        #[command(subcommand)]
+        command: ledger_cli::ValidatorCommand,
+    },
+    /// Sign a transaction with an account key, submit it to a validator and wait until it is
+    /// committed.
+    Tx {
+        /// The validator's API.
+        #[arg(long, default_value = "127.0.0.1:7000", global = true)]
+        validator: SocketAddr,
+        /// The account's key file.
+        #[arg(long, global = true)]
+        key: Option<PathBuf>,
+        #[command(subcommand)]
+        command: ledger_cli::TxCommand,
+    },
+    /// Ledger accounts: create a key, show a balance.
+    Account {
+        #[command(subcommand)]
+        command: ledger_cli::AccountCommand,
     },
     /// A whole mixnet on this machine: 3 layers of mix nodes, gateways, demo clients and a
     /// client for your applications, each its own process, until Ctrl-C.
@@ -187,7 +211,15 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            // each cause once: a message that already quotes its cause is not followed by it
+            let mut message = error.to_string();
+            for cause in error.chain().skip(1) {
+                let cause = cause.to_string();
+                if !message.contains(&cause) {
+                    message = format!("{message}: {cause}");
+                }
+            }
+            eprintln!("error: {message}");
             ExitCode::FAILURE
         }
     }
@@ -230,6 +262,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         },
         Command::Client { command } => client(command),
+        Command::Validator { command } => ledger_cli::validator(command),
+        Command::Tx {
+            validator,
+            key,
+            command,
+        } => {
+            let key = key.context(
+                "--key FILE is needed: the key file of the account that signs (`umbra account new --out FILE` makes one)",
+            )?;
+            ledger_cli::tx(validator, &key, command)
+        }
+        Command::Account { command } => ledger_cli::account(command),
         Command::Localnet {
             dir,
             mixes_per_layer,

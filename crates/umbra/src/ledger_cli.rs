@@ -1,0 +1,341 @@
+//! `umbra validator`, `umbra tx` and `umbra account`: running a validator and talking to one.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use umbra_ledger::{Action, Amount, NodeId, Params, PublicKey, SigningKey, Transaction, UNIT};
+use umbra_net::keys::{read_key, write_new_key};
+use umbra_net::ledger::{LedgerClient, LedgerError};
+use umbra_validator::InitOptions;
+
+use crate::run_until_signal;
+
+#[derive(Subcommand)]
+pub(crate) enum ValidatorCommand {
+    /// Create a validator: its keys, a commented config.toml and, unless --genesis is given, a
+    /// genesis for a one-validator chain with one funded account (account.key).
+    Init {
+        /// Where the validator keeps its keys, configuration and blocks.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Where its HTTP API will listen.
+        #[arg(long, default_value = "127.0.0.1:7000")]
+        listen: SocketAddr,
+        /// A genesis file to join instead of starting a new chain.
+        #[arg(long)]
+        genesis: Option<PathBuf>,
+        /// The chain id of a new chain.
+        #[arg(long, default_value = "umbra-local")]
+        chain_id: String,
+        /// Epoch length of a new chain.
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        epoch_length: Duration,
+    },
+    /// Run the validator in the data directory until Ctrl-C or SIGTERM.
+    Run {
+        /// The directory `umbra validator init` created.
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum TxCommand {
+    /// Send tokens to another account.
+    Transfer {
+        /// The receiving account (base58).
+        #[arg(long)]
+        to: String,
+        /// How much, in UMB (up to 6 decimals).
+        #[arg(long, value_parser = parse_amount)]
+        amount: Amount,
+    },
+    /// Add to your node's pledge (the first bond must reach the minimum pledge).
+    Bond {
+        /// Your node's number.
+        #[arg(long)]
+        node: NodeId,
+        /// How much, in UMB.
+        #[arg(long, value_parser = parse_amount)]
+        amount: Amount,
+    },
+    /// Take your node out at the next epoch boundary, returning pledge and delegations.
+    Unbond {
+        /// Your node's number.
+        #[arg(long)]
+        node: NodeId,
+    },
+    /// Delegate stake to a node, from the next epoch boundary on.
+    Delegate {
+        /// The node's number.
+        #[arg(long)]
+        node: NodeId,
+        /// How much, in UMB.
+        #[arg(long, value_parser = parse_amount)]
+        amount: Amount,
+    },
+    /// Withdraw your delegation to a node, with its rewards, at the next epoch boundary.
+    Undelegate {
+        /// The node's number.
+        #[arg(long)]
+        node: NodeId,
+    },
+    /// Set your node's operating cost and profit margin.
+    UpdateNode {
+        /// Your node's number.
+        #[arg(long)]
+        node: NodeId,
+        /// Operating cost per interval, in UMB.
+        #[arg(long, value_parser = parse_amount)]
+        operating_cost: Amount,
+        /// Profit margin, in percent (0 to 100).
+        #[arg(long, value_parser = parse_percent)]
+        profit_margin: u32,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum AccountCommand {
+    /// Create a new account key file and print its address.
+    New {
+        /// The key file to write (never over an existing one).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Show an account's balance, nonce and delegations.
+    Show {
+        /// The validator's API.
+        #[arg(long, default_value = "127.0.0.1:7000")]
+        validator: SocketAddr,
+        /// The account's address, or a key file with --key.
+        address: Option<String>,
+        /// The account's key file.
+        #[arg(long)]
+        key: Option<PathBuf>,
+    },
+}
+
+/// "12.5" UMB → 12 500 000 µUMB.
+pub(crate) fn parse_amount(text: &str) -> Result<Amount, String> {
+    let trimmed = text
+        .trim()
+        .trim_end_matches("UMB")
+        .trim_end_matches("umb")
+        .trim();
+    let (whole, fraction) = trimmed.split_once('.').unwrap_or((trimmed, ""));
+    let bad =
+        || format!("{text:?} is not an amount of UMB: write e.g. 12 or 12.5 (at most 6 decimals)");
+    if whole.is_empty() && fraction.is_empty() {
+        return Err(bad());
+    }
+    if fraction.len() > 6 || !fraction.chars().all(|c| c.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let whole: Amount = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().map_err(|_| bad())?
+    };
+    let fraction: Amount = format!("{fraction:0<6}").parse().map_err(|_| bad())?;
+    whole
+        .checked_mul(UNIT)
+        .and_then(|micro| micro.checked_add(fraction))
+        .ok_or_else(|| format!("{text:?} is more UMB than can exist"))
+}
+
+fn parse_percent(text: &str) -> Result<u32, String> {
+    let value: f64 = text
+        .trim()
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("{text:?} is not a percentage: write e.g. 10 or 12.5"))?;
+    if !(0.0..=100.0).contains(&value) {
+        return Err(format!("{text:?} is not between 0 and 100 percent"));
+    }
+    Ok((value * 10_000.0).round() as u32)
+}
+
+/// Micro-UMB as UMB for people.
+pub(crate) fn umb(amount: Amount) -> String {
+    let fraction = amount % UNIT;
+    if fraction == 0 {
+        format!("{} UMB", amount / UNIT)
+    } else {
+        let digits = format!("{fraction:06}");
+        format!("{}.{} UMB", amount / UNIT, digits.trim_end_matches('0'))
+    }
+}
+
+pub(crate) fn validator(command: ValidatorCommand) -> anyhow::Result<()> {
+    match command {
+        ValidatorCommand::Init {
+            data_dir,
+            listen,
+            genesis,
+            chain_id,
+            epoch_length,
+        } => {
+            let params = Params {
+                epoch_length_ms: epoch_length.as_millis() as u64,
+                ..Params::default()
+            };
+            let made = umbra_validator::init(
+                &data_dir,
+                &InitOptions {
+                    listen_address: listen,
+                    genesis,
+                    chain_id,
+                    params,
+                },
+            )?;
+            println!("Created a validator in {}.", data_dir.display());
+            println!("  key:               {}", made.validator_key);
+            println!("  beacon commitment: {}", made.beacon_commitment);
+            println!("Configuration: {}", made.config.display());
+            if let Some(account) = made.account {
+                println!();
+                println!(
+                    "A new one-validator chain: genesis.json funds one account with 1000000 UMB,"
+                );
+                println!("  {account}");
+                println!(
+                    "whose key is {}.",
+                    data_dir.join(umbra_validator::ACCOUNT_KEY_FILE).display()
+                );
+            }
+            println!();
+            println!(
+                "Run it: umbra validator run --data-dir {}",
+                data_dir.display()
+            );
+            Ok(())
+        }
+        ValidatorCommand::Run { data_dir } => run_until_signal(|shutdown| async move {
+            let token = tokio_util::sync::CancellationToken::new();
+            let cancel = token.clone();
+            tokio::spawn(async move {
+                shutdown.await;
+                cancel.cancel();
+            });
+            umbra_validator::run(&data_dir, token).await
+        }),
+    }
+}
+
+fn load_account(path: &Path) -> anyhow::Result<SigningKey> {
+    Ok(SigningKey::from_seed(read_key(path)?))
+}
+
+pub(crate) fn tx(validator: SocketAddr, key: &Path, command: TxCommand) -> anyhow::Result<()> {
+    let signer = load_account(key)?;
+    let action = match command {
+        TxCommand::Transfer { to, amount } => Action::Transfer {
+            to: to
+                .parse::<PublicKey>()
+                .map_err(|problem| anyhow::anyhow!("--to: {problem}"))?,
+            amount,
+        },
+        TxCommand::Bond { node, amount } => Action::Bond { node, amount },
+        TxCommand::Unbond { node } => Action::Unbond { node },
+        TxCommand::Delegate { node, amount } => Action::Delegate { node, amount },
+        TxCommand::Undelegate { node } => Action::Undelegate { node },
+        TxCommand::UpdateNode {
+            node,
+            operating_cost,
+            profit_margin,
+        } => Action::UpdateNode {
+            node,
+            operating_cost,
+            profit_margin,
+        },
+    };
+    let runtime = crate::runtime()?;
+    runtime.block_on(async {
+        let client = LedgerClient::new(validator);
+        let chain_id = client
+            .get::<serde_json::Value>("/status")
+            .await?
+            .get("chain_id")
+            .and_then(|value| value.as_str().map(str::to_owned))
+            .context("the validator's /status names no chain")?;
+        let account = client.account(&signer.public()).await?;
+        let transaction = Transaction::sign(&chain_id, &signer, account.next_nonce, action);
+        let explain = |error: LedgerError| match error {
+            LedgerError::Failed(refusal) => anyhow::anyhow!(
+                "refused: {refusal}\n(signed by account {} with the key in {}; balance {})",
+                signer.public(),
+                key.display(),
+                umb(account.account.balance)
+            ),
+            other => other.into(),
+        };
+        let hash = client.submit(&transaction).await.map_err(explain)?;
+        let height = client
+            .wait_for(&hash, Duration::from_secs(30))
+            .await
+            .map_err(explain)?;
+        println!("committed in block {height}: transaction {hash}");
+        Ok(())
+    })
+}
+
+pub(crate) fn account(command: AccountCommand) -> anyhow::Result<()> {
+    match command {
+        AccountCommand::New { out } => {
+            let key = SigningKey::generate(&mut rand::rng());
+            write_new_key(&out, &key.seed())?;
+            println!("{}", key.public());
+            Ok(())
+        }
+        AccountCommand::Show {
+            validator,
+            address,
+            key,
+        } => {
+            let address = match (address, key) {
+                (Some(text), None) => text
+                    .parse::<PublicKey>()
+                    .map_err(|problem| anyhow::anyhow!("{problem}"))?,
+                (None, Some(path)) => load_account(&path)?.public(),
+                _ => bail!("give either an address or --key FILE"),
+            };
+            let view: serde_json::Value = crate::runtime()?
+                .block_on(LedgerClient::new(validator).get(&format!("/accounts/{address}")))?;
+            println!("{}", serde_json::to_string_pretty(&view)?);
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_and_percentages_parse_or_say_why() {
+        assert_eq!(parse_amount("12"), Ok(12 * UNIT));
+        assert_eq!(parse_amount("12.5"), Ok(12_500_000));
+        assert_eq!(parse_amount("0.000001 UMB"), Ok(1));
+        assert_eq!(parse_amount(".5"), Ok(500_000));
+        assert!(
+            parse_amount("1.0000001")
+                .unwrap_err()
+                .contains("at most 6 decimals")
+        );
+        assert!(parse_amount("ten").is_err());
+        assert!(parse_amount("-1").is_err());
+        assert!(
+            parse_amount("99999999999999999")
+                .unwrap_err()
+                .contains("more UMB")
+        );
+        assert_eq!(parse_percent("12.5"), Ok(125_000));
+        assert_eq!(parse_percent("100%"), Ok(1_000_000));
+        assert!(parse_percent("101").is_err());
+        assert_eq!(umb(12_500_000), "12.5 UMB");
+        assert_eq!(umb(3 * UNIT), "3 UMB");
+    }
+}

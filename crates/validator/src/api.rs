@@ -1,0 +1,354 @@
+//! The validator's HTTP API (JSON). See `docs/ledger.md` for every route with examples.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State as Extract};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Serialize;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use umbra_ledger::{Hash, NodeId, PublicKey, Transaction};
+use umbra_net::ledger::{AccountView, ApiError, Submitted, TxStatus};
+
+use crate::chain::{Chain, Rejected};
+
+/// Counters the API and the sequencer keep.
+#[derive(Default)]
+pub struct Counters {
+    /// Transactions accepted into the mempool.
+    pub accepted: AtomicU64,
+    /// Transactions refused at submission.
+    pub rejected: AtomicU64,
+    /// Transactions committed and applied.
+    pub applied: AtomicU64,
+    /// Transactions committed and refused by the ledger.
+    pub failed: AtomicU64,
+    /// Blocks committed.
+    pub blocks: AtomicU64,
+}
+
+#[derive(Clone)]
+struct Shared {
+    chain: Arc<Chain>,
+    counters: Arc<Counters>,
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    let body = ApiError {
+        error: message.into(),
+        refusal: None,
+    };
+    (status, Json(body)).into_response()
+}
+
+fn internal(problem: impl std::fmt::Display) -> Response {
+    error(StatusCode::INTERNAL_SERVER_ERROR, problem.to_string())
+}
+
+fn ok<T: Serialize>(value: T) -> Response {
+    Json(value).into_response()
+}
+
+/// Serves the API on `listener` until `shutdown`.
+pub async fn serve(
+    listener: TcpListener,
+    chain: Arc<Chain>,
+    counters: Arc<Counters>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let shared = Shared { chain, counters };
+    let router = Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/status", get(status))
+        .route("/genesis", get(genesis))
+        .route("/validators", get(validators))
+        .route("/accounts/{key}", get(account))
+        .route("/nodes", get(nodes))
+        .route("/nodes/{id}", get(node))
+        .route("/delegations", get(delegations))
+        .route("/epoch", get(epoch))
+        .route("/epochs", get(epochs))
+        .route("/topology", get(topology))
+        .route("/blocks/{height}", get(block))
+        .route("/tx", post(submit))
+        .route("/tx/{hash}", get(transaction))
+        .with_state(shared);
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+async fn health(Extract(shared): Extract<Shared>) -> Response {
+    let height = shared.chain.read(|state| state.height());
+    ok(json!({ "healthy": true, "height": height }))
+}
+
+async fn metrics(Extract(shared): Extract<Shared>) -> Response {
+    let (height, epoch, nodes, pool) = shared.chain.read(|state| {
+        (
+            state.height(),
+            state.epoch().number,
+            state.nodes().count(),
+            state.pool(),
+        )
+    });
+    let counters = &shared.counters;
+    let page = format!(
+        "# HELP umbra_validator_height Height of the last committed block.\n\
+         # TYPE umbra_validator_height gauge\n\
+         umbra_validator_height {height}\n\
+         # HELP umbra_validator_epoch The current epoch.\n\
+         # TYPE umbra_validator_epoch gauge\n\
+         umbra_validator_epoch {epoch}\n\
+         # HELP umbra_validator_nodes Registered nodes.\n\
+         # TYPE umbra_validator_nodes gauge\n\
+         umbra_validator_nodes {nodes}\n\
+         # HELP umbra_validator_reward_pool The reward pool in micro-UMB.\n\
+         # TYPE umbra_validator_reward_pool gauge\n\
+         umbra_validator_reward_pool {pool}\n\
+         # HELP umbra_validator_mempool Transactions waiting.\n\
+         # TYPE umbra_validator_mempool gauge\n\
+         umbra_validator_mempool {queued}\n\
+         # HELP umbra_validator_transactions_total Transactions by outcome.\n\
+         # TYPE umbra_validator_transactions_total counter\n\
+         umbra_validator_transactions_total{{outcome=\"accepted\"}} {accepted}\n\
+         umbra_validator_transactions_total{{outcome=\"rejected\"}} {rejected}\n\
+         umbra_validator_transactions_total{{outcome=\"applied\"}} {applied}\n\
+         umbra_validator_transactions_total{{outcome=\"failed\"}} {failed}\n\
+         # HELP umbra_validator_blocks_total Blocks committed since start.\n\
+         # TYPE umbra_validator_blocks_total counter\n\
+         umbra_validator_blocks_total {blocks}\n",
+        queued = shared.chain.queued(),
+        accepted = counters.accepted.load(Ordering::Relaxed),
+        rejected = counters.rejected.load(Ordering::Relaxed),
+        applied = counters.applied.load(Ordering::Relaxed),
+        failed = counters.failed.load(Ordering::Relaxed),
+        blocks = counters.blocks.load(Ordering::Relaxed),
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], page).into_response()
+}
+
+async fn status(Extract(shared): Extract<Shared>) -> Response {
+    let body = shared.chain.read(|state| {
+        json!({
+            "chain_id": state.chain_id(),
+            "height": state.height(),
+            "time_ms": state.time_ms(),
+            "last_block": state.last_block(),
+            "state_root": state.root(),
+            "epoch": state.epoch().number,
+            "epoch_ends_ms": state.epoch().end_ms,
+            "supply": state.supply(),
+            "reward_pool": state.pool(),
+        })
+    });
+    ok(body)
+}
+
+async fn genesis(Extract(shared): Extract<Shared>) -> Response {
+    ok(shared.chain.genesis())
+}
+
+async fn validators(Extract(shared): Extract<Shared>) -> Response {
+    ok(&shared.chain.genesis().validators)
+}
+
+async fn account(Extract(shared): Extract<Shared>, Path(key): Path<String>) -> Response {
+    let Ok(address) = key.parse::<PublicKey>() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("{key:?} is not an account address (a base58 ed25519 public key)"),
+        );
+    };
+    let next_nonce = shared.chain.next_nonce(&address);
+    let (account, delegations) = shared.chain.read(|state| {
+        let delegations: Vec<_> = state
+            .delegations()
+            .filter(|(_, delegator, _, _)| *delegator == address)
+            .map(|(node, _, delegation, value)| {
+                json!({ "node": node, "amount": delegation.amount, "value": value })
+            })
+            .collect();
+        (state.account(&address), delegations)
+    });
+    let view = AccountView {
+        address,
+        account,
+        next_nonce,
+    };
+    let mut body = serde_json::to_value(view).unwrap_or_default();
+    body["delegations"] = json!(delegations);
+    ok(body)
+}
+
+fn node_json(state: &umbra_ledger::State, node: &umbra_ledger::state::Node) -> serde_json::Value {
+    let active = state
+        .epoch()
+        .active
+        .members()
+        .find(|(id, _)| *id == node.id)
+        .map(|(_, layer)| json!({ "layer": layer }));
+    json!({
+        "id": node.id,
+        "owner": node.owner,
+        "info": node.info,
+        "pledge": node.pledge,
+        "delegations": node.delegations,
+        "stake": node.stake(),
+        "operating_cost": node.operating_cost,
+        "profit_margin": node.profit_margin,
+        "performance": node.performance,
+        "unbonding": node.unbonding,
+        "active": active,
+        "sphinx_keys": node.sphinx_keys,
+    })
+}
+
+async fn nodes(Extract(shared): Extract<Shared>) -> Response {
+    ok(shared.chain.read(|state| {
+        state
+            .nodes()
+            .map(|node| node_json(state, node))
+            .collect::<Vec<_>>()
+    }))
+}
+
+async fn node(Extract(shared): Extract<Shared>, Path(id): Path<String>) -> Response {
+    let Ok(id) = id.parse::<NodeId>() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("{id:?} is not a node number"),
+        );
+    };
+    match shared
+        .chain
+        .read(|state| state.node(id).map(|node| node_json(state, node)))
+    {
+        Some(body) => ok(body),
+        None => error(StatusCode::NOT_FOUND, format!("there is no node {id}")),
+    }
+}
+
+async fn delegations(Extract(shared): Extract<Shared>) -> Response {
+    ok(shared.chain.read(|state| {
+        state
+            .delegations()
+            .map(|(node, delegator, delegation, value)| {
+                json!({
+                    "node": node,
+                    "delegator": delegator,
+                    "amount": delegation.amount,
+                    "value": value,
+                })
+            })
+            .collect::<Vec<_>>()
+    }))
+}
+
+async fn epoch(Extract(shared): Extract<Shared>) -> Response {
+    ok(shared.chain.read(|state| {
+        let epoch = state.epoch();
+        json!({
+            "epoch": epoch.number,
+            "start_ms": epoch.start_ms,
+            "end_ms": epoch.end_ms,
+            "rotation": epoch.rotation,
+            "budget": epoch.budget,
+            "seed": epoch.seed,
+            "active": epoch.active,
+            "pending": state.pending(),
+            "performance": state.submitted_performance(),
+        })
+    }))
+}
+
+async fn epochs(Extract(shared): Extract<Shared>) -> Response {
+    ok(shared
+        .chain
+        .read(|state| state.history().cloned().collect::<Vec<_>>()))
+}
+
+async fn topology(Extract(shared): Extract<Shared>) -> Response {
+    ok(shared.chain.read(|state| state.signed_topology_document()))
+}
+
+async fn block(Extract(shared): Extract<Shared>, Path(height): Path<String>) -> Response {
+    let Ok(height) = height.parse::<u64>() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("{height:?} is not a block height"),
+        );
+    };
+    match shared.chain.block(height) {
+        Ok(Some(block)) => ok(block),
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            format!("there is no block {height} yet"),
+        ),
+        Err(problem) => internal(problem),
+    }
+}
+
+async fn submit(Extract(shared): Extract<Shared>, body: axum::body::Bytes) -> Response {
+    let transaction: Transaction = match serde_json::from_slice(&body) {
+        Ok(transaction) => transaction,
+        Err(problem) => {
+            shared.counters.rejected.fetch_add(1, Ordering::Relaxed);
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("not a transaction: {problem}"),
+            );
+        }
+    };
+    match shared.chain.submit(transaction, crate::now_ms()) {
+        Ok(hash) => {
+            shared.counters.accepted.fetch_add(1, Ordering::Relaxed);
+            (StatusCode::ACCEPTED, Json(Submitted { hash })).into_response()
+        }
+        Err(rejected) => {
+            shared.counters.rejected.fetch_add(1, Ordering::Relaxed);
+            let (status, refusal) = match &rejected {
+                Rejected::Invalid(refusal) => {
+                    (StatusCode::UNPROCESSABLE_ENTITY, Some(refusal.clone()))
+                }
+                Rejected::Full(_) | Rejected::AccountFull(_) => {
+                    (StatusCode::SERVICE_UNAVAILABLE, None)
+                }
+            };
+            let body = ApiError {
+                error: rejected.to_string(),
+                refusal,
+            };
+            (status, Json(body)).into_response()
+        }
+    }
+}
+
+async fn transaction(Extract(shared): Extract<Shared>, Path(hash): Path<String>) -> Response {
+    let Ok(hash) = hash.parse::<Hash>() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("{hash:?} is not a transaction hash"),
+        );
+    };
+    match shared.chain.receipt(&hash) {
+        Ok(Some(receipt)) => ok(TxStatus::Committed {
+            height: receipt.height,
+            message: receipt.error.as_ref().map(ToString::to_string),
+            error: receipt.error,
+        }),
+        Ok(None) if shared.chain.is_queued(&hash) => ok(TxStatus::Pending),
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            format!("no transaction {hash} is waiting or committed here"),
+        ),
+        Err(problem) => internal(problem),
+    }
+}
