@@ -418,3 +418,16 @@ fn the_state_root_covers_everything() {
     assert_ne!(one.state.root(), two.state.root());
     assert_ne!(one.state.root(), Hash([0; 32]));
 }
+
+#[test]
+fn a_transaction_read_from_json_has_the_same_hash() {
+    let action = Action::Transfer {
+        to: key(2).public(),
+        amount: 5,
+    };
+    let transaction = umbra_ledger::Transaction::sign(CHAIN, &key(1), 3, action);
+    let json = serde_json::to_string(&transaction).unwrap();
+    let read: umbra_ledger::Transaction = serde_json::from_str(&json).unwrap();
+    assert_eq!(read, transaction);
+    assert_eq!(read.hash(), transaction.hash());
+}

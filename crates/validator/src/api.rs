@@ -338,13 +338,17 @@ async fn transaction(Extract(shared): Extract<Shared>, Path(hash): Path<String>)
             format!("{hash:?} is not a transaction hash"),
         );
     };
+    // the mempool first: a block stores its receipts before it leaves the mempool, so a
+    // transaction that is not waiting any more has its receipt already
+    if shared.chain.is_queued(&hash) {
+        return ok(TxStatus::Pending);
+    }
     match shared.chain.receipt(&hash) {
         Ok(Some(receipt)) => ok(TxStatus::Committed {
             height: receipt.height,
             message: receipt.error.as_ref().map(ToString::to_string),
             error: receipt.error,
         }),
-        Ok(None) if shared.chain.is_queued(&hash) => ok(TxStatus::Pending),
         Ok(None) => error(
             StatusCode::NOT_FOUND,
             format!("no transaction {hash} is waiting or committed here"),

@@ -44,6 +44,7 @@ pub struct Chain {
     inner: Mutex<Inner>,
     store: Store,
     height: watch::Sender<u64>,
+    arrived: tokio::sync::Notify,
 }
 
 impl Chain {
@@ -71,6 +72,7 @@ impl Chain {
             }),
             store,
             height,
+            arrived: tokio::sync::Notify::new(),
         })
     }
 
@@ -139,7 +141,14 @@ impl Chain {
         entry.1 += 1;
         inner.queued.insert(hash);
         inner.queue.push_back((hash, transaction));
+        drop(inner);
+        self.arrived.notify_one();
         Ok(hash)
+    }
+
+    /// Resolves when a transaction has been queued since the last call.
+    pub async fn arrived(&self) {
+        self.arrived.notified().await;
     }
 
     /// The nonce `account`'s next transaction should carry.

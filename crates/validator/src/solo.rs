@@ -17,7 +17,8 @@ use crate::duties::Duties;
 
 /// One process decides every block.
 pub struct Solo {
-    /// How often a block is cut (when there is something to put in it).
+    /// The shortest time between blocks: a transaction that finds the chain idle is committed
+    /// at once, others wait for the next block.
     pub block_interval: Duration,
     /// The most transactions in one block.
     pub max_block_transactions: usize,
@@ -38,12 +39,25 @@ impl Sequencer for Solo {
                     .into(),
             ));
         }
+        // a block at most every block_interval; a transaction that finds the chain idle is
+        // committed at once
         let mut ticker = tokio::time::interval(self.block_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_block = tokio::time::Instant::now() - self.block_interval;
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
                 _ = ticker.tick() => {}
+                () = chain.arrived() => {
+                    let wait = (last_block + self.block_interval)
+                        .saturating_duration_since(tokio::time::Instant::now());
+                    if !wait.is_zero() {
+                        tokio::select! {
+                            () = shutdown.cancelled() => return Ok(()),
+                            () = tokio::time::sleep(wait) => {}
+                        }
+                    }
+                }
             }
             let now = crate::now_ms();
             let due = chain.read(|state| {
@@ -59,6 +73,7 @@ impl Sequencer for Solo {
                 continue;
             }
             let block = chain.propose(now, self.max_block_transactions);
+            last_block = tokio::time::Instant::now();
             let outcomes = chain.commit(&block)?;
             let failed = outcomes.iter().filter(|outcome| outcome.is_err()).count();
             counters.blocks.fetch_add(1, Ordering::Relaxed);
