@@ -140,7 +140,4 @@ pub enum TxError {
     /// The topology signature does not verify.
     #[error("the signature is not of this epoch's topology document")]
     BadTopologySignature,
-    /// An amount overflow (more than the supply).
-    #[error("the amount is more than the token supply")]
-    Overflow,
 }

@@ -60,11 +60,6 @@ impl Fixed {
         Fixed(self.0.saturating_add(other.0))
     }
 
-    /// `self - other`, or zero.
-    pub fn minus(self, other: Fixed) -> Fixed {
-        Fixed(self.0.saturating_sub(other.0))
-    }
-
     /// The smaller of `self` and one.
     pub fn at_most_one(self) -> Fixed {
         self.min(Fixed::ONE)

@@ -5,7 +5,6 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
-use tokio::sync::watch;
 use umbra_ledger::{Block, Genesis, Hash, PublicKey, State, Transaction, TxError};
 use umbra_net::NodeError;
 
@@ -43,7 +42,6 @@ pub struct Chain {
     genesis: Genesis,
     inner: Mutex<Inner>,
     store: Store,
-    height: watch::Sender<u64>,
     arrived: tokio::sync::Notify,
 }
 
@@ -61,7 +59,6 @@ impl Chain {
                 NodeError::invalid(store_path, format!("stored block {height}: {error}"))
             })?;
         }
-        let (height, _) = watch::channel(state.height());
         Ok(Chain {
             genesis,
             inner: Mutex::new(Inner {
@@ -71,7 +68,6 @@ impl Chain {
                 next_nonce: HashMap::new(),
             }),
             store,
-            height,
             arrived: tokio::sync::Notify::new(),
         })
     }
@@ -92,11 +88,6 @@ impl Chain {
     /// Reads the state.
     pub fn read<R>(&self, read: impl FnOnce(&State) -> R) -> R {
         read(&self.lock().state)
-    }
-
-    /// Follows the committed height.
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.height.subscribe()
     }
 
     /// Accepts a transaction into the mempool if it could apply: its signature verifies, its
@@ -225,9 +216,6 @@ impl Chain {
             inner.queued.insert(hash);
             inner.queue.push_back((hash, transaction));
         }
-        let height = inner.state.height();
-        drop(inner);
-        self.height.send_replace(height);
         Ok(outcomes)
     }
 
