@@ -145,6 +145,22 @@ impl Unwrapper {
         keys.previous.replace(current)
     }
 
+    /// Forgets the previous rotation's key (once packets built with it can no longer be in
+    /// flight) and returns it: what it decrypted can no longer be decrypted here.
+    pub fn retire_previous(&self) -> Option<RotationKey> {
+        let mut keys = self.keys.write().unwrap_or_else(PoisonError::into_inner);
+        keys.previous.take()
+    }
+
+    /// The rotations of the keys held: the current one and, if held, the previous one.
+    pub fn rotations(&self) -> (u32, Option<u32>) {
+        let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
+        (
+            keys.current.rotation(),
+            keys.previous.as_ref().map(RotationKey::rotation),
+        )
+    }
+
     /// The replay filters of the keys held, current first.
     pub fn replay_filters(&self) -> Vec<Arc<ReplayFilter>> {
         let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);

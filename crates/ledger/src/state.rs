@@ -518,7 +518,12 @@ impl State {
                 sphinx_key,
                 node_signature,
             } => {
-                let entry = self.owned_node(signer, *node)?;
+                // the owner, or the node itself: a running node rotates its keys without
+                // holding its owner's account key
+                let entry = self.live_node(*node)?;
+                if entry.owner != *signer && entry.info.identity_key != *signer {
+                    return Err(TxError::NotOwner { node: *node });
+                }
                 let current = self.epoch.rotation;
                 if *rotation != current && *rotation != current.saturating_add(1) {
                     return Err(TxError::WrongRotation {

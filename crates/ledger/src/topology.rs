@@ -71,36 +71,25 @@ impl TopologyDocument {
 
     /// The document as the topology the mix nodes, gateways and clients route with.
     pub fn to_topology(&self) -> Result<umbra_topology::Topology, umbra_topology::TopologyError> {
-        use umbra_topology::{Layer, NodeDescriptor, NoiseKey, Role, Topology, TopologyError};
-        let nodes =
-            self.nodes
-                .iter()
-                .map(|node| {
-                    let id = umbra_topology::NodeId(node.id);
-                    let role = match (node.kind, node.layer) {
-                        (NodeKind::Gateway, _) => Role::Gateway,
-                        (NodeKind::Mix, Some(number)) => Role::Mix(
-                            Layer::new(number)
-                                .ok_or(TopologyError::BadLayer { id, layer: number })?,
-                        ),
-                        (NodeKind::Mix, None) => return Err(TopologyError::MissingLayer { id }),
-                    };
-                    let sphinx_key = umbra_sphinx::PublicKey::from_bytes(node.sphinx_key.0)
-                        .map_err(|error| TopologyError::BadKey {
-                            id,
-                            field: "sphinx_key",
-                            reason: error.to_string(),
-                        })?;
-                    Ok(NodeDescriptor {
-                        id,
-                        role,
-                        mix_address: node.mix_address,
-                        sphinx_key,
-                        noise_key: NoiseKey(node.noise_key.0),
-                        client_address: node.client_address,
-                    })
+        use umbra_topology::{Entry, Kind, NodeDescriptor, Topology};
+        let nodes = self
+            .nodes
+            .iter()
+            .map(|node| {
+                NodeDescriptor::from_entry(Entry {
+                    id: node.id,
+                    kind: match node.kind {
+                        NodeKind::Mix => Kind::Mix,
+                        NodeKind::Gateway => Kind::Gateway,
+                    },
+                    layer: node.layer,
+                    mix_address: node.mix_address,
+                    client_address: node.client_address,
+                    sphinx_key: node.sphinx_key.0,
+                    noise_key: node.noise_key.0,
                 })
-                .collect::<Result<Vec<_>, _>>()?;
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Topology::new(self.rotation, nodes)
     }
 }

@@ -99,8 +99,9 @@ pub enum Action {
         profit_margin: Ppm,
     },
     /// Announces the node's Sphinx key for a key rotation (the next one, or the current one for
-    /// a node that missed the announcement). Signed by the owner; `node_signature` is the node
-    /// identity key's signature of [`sphinx_key_message`].
+    /// a node that missed the announcement). Signed by the owner or by the node's identity key
+    /// itself (as its own account: a running node rotates its keys without its owner's key);
+    /// `node_signature` is the node identity key's signature of [`sphinx_key_message`].
     AnnounceSphinxKey {
         /// The node.
         node: NodeId,

@@ -213,6 +213,9 @@ pub struct ClientSetup {
     pub connection: ConnectionConfig,
     /// The outbox file, if sent messages are to survive a restart.
     pub outbox: Option<PathBuf>,
+    /// New topologies, each epoch, when the client follows the ledger (see
+    /// [`crate::directory::follow`]); routes are drawn from each as it comes.
+    pub topologies: Option<tokio::sync::watch::Receiver<std::sync::Arc<crate::directory::Current>>>,
 }
 
 /// Starts the client: a task driving `core` until `stop`. `keys` must be the core's keys.
@@ -253,6 +256,22 @@ pub fn start(
 
 type Session = (SessionSender<TcpStream>, SessionReceiver<TcpStream>);
 
+/// The next topology published, or `None` when the publisher is gone; never resolves without
+/// a publisher.
+async fn next_topology(
+    topologies: &mut Option<
+        tokio::sync::watch::Receiver<std::sync::Arc<crate::directory::Current>>,
+    >,
+) -> Option<std::sync::Arc<crate::directory::Current>> {
+    match topologies {
+        Some(receiver) => match receiver.changed().await {
+            Ok(()) => Some(std::sync::Arc::clone(&receiver.borrow_and_update())),
+            Err(_) => None,
+        },
+        None => std::future::pending().await,
+    }
+}
+
 struct Driver {
     core: Client,
     noise: NoiseKeypair,
@@ -278,6 +297,7 @@ impl Driver {
         let mut connecting: Option<JoinHandle<Result<Session, LinkError>>> = None;
         let mut backoff = self.setup.connection.reconnect_initial;
         let mut retry_at = Instant::now();
+        let mut topologies = self.setup.topologies.take();
         loop {
             if session.is_none() && connecting.is_none() && Instant::now() >= retry_at {
                 let (address, key, timeout) = (
@@ -327,6 +347,13 @@ impl Driver {
                 }
                 () = tokio::time::sleep_until(wake) => {}
                 () = tokio::time::sleep_until(retry_at), if session.is_none() && connecting.is_none() => {}
+                changed = next_topology(&mut topologies) => match changed {
+                    Some(current) => match self.core.set_topology(current.topology.clone()) {
+                        Ok(()) => info!(epoch = current.epoch_number(), rotation = current.topology.key_rotation(), "routing with the new epoch's topology"),
+                        Err(error) => warn!(%error, epoch = current.epoch_number(), "the new topology cannot be used; keeping the last one"),
+                    },
+                    None => topologies = None,
+                },
             }
             if let Some((sender, _)) = &mut session {
                 let now = std::time::Instant::now();

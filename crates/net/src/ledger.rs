@@ -9,9 +9,14 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use umbra_ledger::{Account, Hash, PublicKey, SignedTopology, Transaction, TxError, ValidatorKey};
+
+use umbra_ledger::{
+    Account, Amount, Hash, Key32, NodeId, NodeInfo, PublicKey, SignedTopology, Transaction,
+    TxError, ValidatorKey,
+};
 
 /// Why a request to a validator failed.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +71,26 @@ pub struct AccountView {
     pub account: Account,
     /// The nonce to give the next transaction (counting ones waiting in the mempool).
     pub next_nonce: u64,
+}
+
+/// A registered node as `GET /nodes` and `GET /nodes/{id}` describe it (the fields a node and
+/// its operator need).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NodeView {
+    /// Its number.
+    pub id: NodeId,
+    /// The owning account.
+    pub owner: PublicKey,
+    /// What it registered.
+    pub info: NodeInfo,
+    /// The operator's pledge.
+    pub pledge: Amount,
+    /// Whether it leaves at the next epoch boundary.
+    #[serde(default)]
+    pub unbonding: bool,
+    /// Its Sphinx keys by key rotation.
+    #[serde(default)]
+    pub sphinx_keys: BTreeMap<u32, Key32>,
 }
 
 /// A transaction's fate, as `GET /tx/{hash}` tells it.
@@ -163,6 +188,35 @@ impl LedgerClient {
     /// An account.
     pub async fn account(&self, key: &PublicKey) -> Result<AccountView, LedgerError> {
         self.get(&format!("/accounts/{key}")).await
+    }
+
+    /// Every registered node.
+    pub async fn nodes(&self) -> Result<Vec<NodeView>, LedgerError> {
+        self.get("/nodes").await
+    }
+
+    /// The node registered with `identity` as its identity key, if any.
+    pub async fn node_with_identity(
+        &self,
+        identity: &PublicKey,
+    ) -> Result<Option<NodeView>, LedgerError> {
+        Ok(self
+            .nodes()
+            .await?
+            .into_iter()
+            .find(|node| node.info.identity_key == *identity))
+    }
+
+    /// The chain id the validator serves (`GET /status`).
+    pub async fn chain_id(&self) -> Result<String, LedgerError> {
+        let status: serde_json::Value = self.get("/status").await?;
+        status
+            .get("chain_id")
+            .and_then(|value| value.as_str().map(str::to_owned))
+            .ok_or_else(|| LedgerError::Garbled {
+                address: self.address,
+                reason: "its /status names no chain_id".into(),
+            })
     }
 
     /// Submits a transaction; returns its hash.

@@ -2,6 +2,8 @@
 
 pub mod client;
 pub mod client_daemon;
+pub mod directory;
+pub mod epoch;
 mod err;
 pub mod gateway;
 pub mod http;
@@ -13,6 +15,7 @@ pub mod metrics;
 pub mod mixnode;
 pub mod node;
 pub mod noise;
+pub mod registration;
 pub mod session;
 
 pub use err::{LinkError, NodeError};

@@ -165,8 +165,8 @@ pub struct Peer {
     pub name: String,
 }
 
-/// The sending end of an outbound link.
-#[derive(Debug)]
+/// The sending end of an outbound link (a copy sends into the same queue).
+#[derive(Clone, Debug)]
 pub struct PeerLink {
     sender: mpsc::Sender<Frame>,
     connected: Arc<AtomicBool>,

@@ -2,8 +2,13 @@
 //! nodes, made once and reused on the next run. `umbra localnet` runs each node as its own
 //! process; the end-to-end tests do the same.
 //!
-//! The folder holds `localnet.json` (what is where), `topology.json`, one folder per node
-//! (`mix-<layer>-<n>`, `gateway-<n>`), and `logs/`.
+//! A network follows a ledger ([`Layout::create_or_open_with_ledger`]: the validators' API
+//! addresses are chosen here, every node's configuration names them and the genesis file,
+//! and each node has an operator account, `operators/<node>.key`), or, for tests of the
+//! nodes alone, a static topology file ([`Layout::create_or_open`]).
+//!
+//! The folder holds `localnet.json` (what is where), `genesis.json` or `topology.json`, one
+//! folder per node (`mix-<layer>-<n>`, `gateway-<n>`), and `logs/`.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -12,8 +17,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use umbra_topology::{Layer, NodeDescriptor, NodeId, Role, Topology};
 
+use crate::directory::{GENESIS_FILE, LedgerConfig, ValidatorUrl};
 use crate::err::NodeError;
 use crate::gateway::{self, GatewayNodeConfig};
+use crate::keys::write_new_key;
 use crate::mixnode::{self, MixnodeConfig};
 
 /// The file describing a local network.
@@ -76,11 +83,36 @@ pub struct Layout {
     pub dir: PathBuf,
     /// Its nodes.
     pub nodes: Vec<LocalNode>,
+    /// The validators' API addresses (none: a static topology file).
+    #[serde(default)]
+    pub validators: Vec<SocketAddr>,
 }
 
+/// The folder of operator account keys in a network's folder.
+pub const OPERATORS_DIR: &str = "operators";
+
 impl Layout {
-    /// The network in `dir`: the one made there before, or a new one of `shape`.
+    /// The network in `dir`: the one made there before, or a new one of `shape` with a static
+    /// topology file.
     pub fn create_or_open(dir: &Path, shape: &Shape) -> Result<Layout, NodeError> {
+        Layout::open_or(dir, || Layout::create(dir, shape, 0))
+    }
+
+    /// The network in `dir`: the one made there before, or a new one of `shape` following the
+    /// ledger of `validators` validators (their API addresses are chosen here). Node ids are
+    /// 0 until [`Layout::set_node_id`] records the ledger's.
+    pub fn create_or_open_with_ledger(
+        dir: &Path,
+        shape: &Shape,
+        validators: usize,
+    ) -> Result<Layout, NodeError> {
+        Layout::open_or(dir, || Layout::create(dir, shape, validators.max(1)))
+    }
+
+    fn open_or(
+        dir: &Path,
+        create: impl FnOnce() -> Result<Layout, NodeError>,
+    ) -> Result<Layout, NodeError> {
         let file = dir.join(LAYOUT_FILE);
         if file.exists() {
             let json = std::fs::read_to_string(&file).map_err(|source| NodeError::Read {
@@ -96,10 +128,10 @@ impl Layout {
             layout.dir = dir.to_owned();
             return Ok(layout);
         }
-        Layout::create(dir, shape)
+        create()
     }
 
-    fn create(dir: &Path, shape: &Shape) -> Result<Layout, NodeError> {
+    fn create(dir: &Path, shape: &Shape, validator_count: usize) -> Result<Layout, NodeError> {
         if shape.mixes_per_layer == 0 || shape.gateways == 0 {
             return Err(NodeError::Other(
                 "a network needs at least one mix node per layer and one gateway".into(),
@@ -108,6 +140,16 @@ impl Layout {
         let mut nodes = Vec::new();
         let mut descriptors = Vec::new();
         let mut ports = Ports::default();
+        let validators = (0..validator_count)
+            .map(|_| ports.take())
+            .collect::<Result<Vec<_>, _>>()?;
+        let ledger = (!validators.is_empty()).then(|| LedgerConfig {
+            validators: validators
+                .iter()
+                .map(|address| ValidatorUrl::from_address(*address))
+                .collect(),
+            genesis: PathBuf::from(GENESIS_FILE),
+        });
         let mut id = 0;
         for layer in Layer::ALL {
             for n in 1..=shape.mixes_per_layer {
@@ -122,8 +164,13 @@ impl Layout {
                     http: ports.take()?,
                 };
                 let node_dir = dir.join(&node.name);
-                let made = mixnode::init(&node_dir, node.listen, node.http)?;
-                let mut config = MixnodeConfig::new(node.listen, node.http);
+                let made = mixnode::init(&node_dir, node.listen, node.http, None)?;
+                let mut config = match &ledger {
+                    Some(ledger) => {
+                        MixnodeConfig::with_ledger(node.listen, node.http, ledger.clone())
+                    }
+                    None => MixnodeConfig::new(node.listen, node.http),
+                };
                 tune(
                     &mut config.mixing.replay,
                     &mut config.links,
@@ -154,8 +201,13 @@ impl Layout {
             };
             let client = node.client.unwrap_or(node.listen);
             let node_dir = dir.join(&node.name);
-            let made = gateway::init(&node_dir, node.listen, client, node.http)?;
-            let mut config = GatewayNodeConfig::new(node.listen, client, node.http);
+            let made = gateway::init(&node_dir, node.listen, client, node.http, None)?;
+            let mut config = match &ledger {
+                Some(ledger) => {
+                    GatewayNodeConfig::with_ledger(node.listen, client, node.http, ledger.clone())
+                }
+                None => GatewayNodeConfig::new(node.listen, client, node.http),
+            };
             tune(&mut config.replay, &mut config.links, &mut config.workers);
             write_config(&node_dir.join(gateway::CONFIG_FILE), &config)?;
             descriptors.push(NodeDescriptor {
@@ -168,24 +220,91 @@ impl Layout {
             });
             nodes.push(node);
         }
-        let topology = Topology::new(1, descriptors)
-            .map_err(|error| NodeError::Other(format!("the new topology is invalid: {error}")))?;
-        let json = topology.to_json();
-        for path in std::iter::once(dir.join(TOPOLOGY_FILE)).chain(
-            nodes
-                .iter()
-                .map(|node| dir.join(&node.name).join(TOPOLOGY_FILE)),
-        ) {
-            write(&path, &json)?;
+        if ledger.is_some() {
+            // ids come from the ledger at registration
+            for node in &mut nodes {
+                node.id = 0;
+                let key = umbra_ledger::SigningKey::generate(&mut rand::rng());
+                let operators = dir.join(OPERATORS_DIR);
+                std::fs::create_dir_all(&operators).map_err(|source| NodeError::Write {
+                    path: operators.clone(),
+                    source,
+                })?;
+                write_new_key(&operators.join(format!("{}.key", node.name)), &key.seed())?;
+            }
+        } else {
+            let topology = Topology::new(1, descriptors).map_err(|error| {
+                NodeError::Other(format!("the new topology is invalid: {error}"))
+            })?;
+            let json = topology.to_json();
+            for path in std::iter::once(dir.join(TOPOLOGY_FILE)).chain(
+                nodes
+                    .iter()
+                    .map(|node| dir.join(&node.name).join(TOPOLOGY_FILE)),
+            ) {
+                write(&path, &json)?;
+            }
         }
         let layout = Layout {
             dir: dir.to_owned(),
             nodes,
+            validators,
         };
-        let json = serde_json::to_string_pretty(&layout)
-            .map_err(|error| NodeError::Other(error.to_string()))?;
-        write(&dir.join(LAYOUT_FILE), &json)?;
+        layout.save()?;
         Ok(layout)
+    }
+
+    /// Writes `localnet.json`.
+    pub fn save(&self) -> Result<(), NodeError> {
+        let json = serde_json::to_string_pretty(self)
+            .map_err(|error| NodeError::Other(error.to_string()))?;
+        write(&self.dir.join(LAYOUT_FILE), &json)
+    }
+
+    /// Records the ledger's id of the node `name`.
+    pub fn set_node_id(&mut self, name: &str, id: u32) {
+        if let Some(node) = self.nodes.iter_mut().find(|node| node.name == name) {
+            node.id = id;
+        }
+    }
+
+    /// The key file of the account that owns `node` (a network following a ledger).
+    pub fn operator_key(&self, node: &LocalNode) -> PathBuf {
+        self.dir
+            .join(OPERATORS_DIR)
+            .join(format!("{}.key", node.name))
+    }
+
+    /// The network's genesis file (a network following a ledger).
+    pub fn genesis_file(&self) -> PathBuf {
+        self.dir.join(GENESIS_FILE)
+    }
+
+    /// Copies the genesis file at `genesis` into the network's folder and every node's.
+    pub fn install_genesis(&self, genesis: &Path) -> Result<(), NodeError> {
+        for target in std::iter::once(self.genesis_file()).chain(
+            self.nodes
+                .iter()
+                .map(|node| self.node_dir(node).join(GENESIS_FILE)),
+        ) {
+            std::fs::copy(genesis, &target).map_err(|source| NodeError::Write {
+                path: target.clone(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The `[ledger]` settings of the network's nodes and clients.
+    pub fn ledger_config(&self) -> Option<LedgerConfig> {
+        (!self.validators.is_empty()).then(|| LedgerConfig {
+            validators: self
+                .validators
+                .iter()
+                .map(|address| ValidatorUrl::from_address(*address))
+                .collect(),
+            genesis: PathBuf::from(GENESIS_FILE),
+        })
     }
 
     /// The network's topology.

@@ -2,7 +2,6 @@
 //! own place in it, the replay filter on disk, the Sphinx threads, the links to its peers, and
 //! the settings of these.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,7 +19,7 @@ use umbra_wire::frame::Frame;
 
 use crate::err::NodeError;
 use crate::keys::{read_key, write_new_key};
-use crate::link::{Admission, LinkConfig, LinkCounters, Peer, PeerLink, PeerStatus, serve_inbound};
+use crate::link::{Admission, LinkConfig, LinkCounters, PeerStatus, serve_inbound};
 use crate::metrics::Exposition;
 use crate::noise::NoiseKeypair;
 
@@ -37,6 +36,8 @@ pub struct Initialised {
     pub sphinx_key: PublicKey,
     /// The Noise public key.
     pub noise_key: NoiseKey,
+    /// The identity key (ed25519), which signs the node's registration on the ledger.
+    pub identity_key: umbra_ledger::PublicKey,
     /// The configuration file written.
     pub config: PathBuf,
 }
@@ -77,15 +78,41 @@ pub(crate) struct NodeKeys {
     pub(crate) noise: NoiseKeypair,
 }
 
-/// Creates a node in `data_dir`: fresh keys, and `config` written to `config_file`. Refuses a
-/// directory that already holds a node.
+/// Creates a node in `data_dir`: fresh keys (identity, Sphinx, Noise), `config` written to
+/// `config_file`, and the genesis file copied from `genesis` when the node follows a ledger.
+/// Refuses a directory that already holds a node.
 pub(crate) fn init(
     data_dir: &Path,
     config_file: &str,
     config: &str,
+    genesis: Option<&Path>,
 ) -> Result<Initialised, NodeError> {
-    ensure_new(data_dir, &[config_file, SPHINX_KEY_FILE, NOISE_KEY_FILE])?;
+    ensure_new(
+        data_dir,
+        &[
+            config_file,
+            SPHINX_KEY_FILE,
+            NOISE_KEY_FILE,
+            crate::epoch::IDENTITY_KEY_FILE,
+        ],
+    )?;
+    if let Some(genesis) = genesis {
+        // read before anything is written: a wrong genesis leaves no half-made node
+        crate::directory::TrustRoot::read(genesis)?;
+    }
     let keys = write_new_keys(data_dir)?;
+    let identity = umbra_ledger::SigningKey::generate(&mut rand::rng());
+    write_new_key(
+        &data_dir.join(crate::epoch::IDENTITY_KEY_FILE),
+        &identity.seed(),
+    )?;
+    if let Some(genesis) = genesis {
+        let copy = data_dir.join(crate::directory::GENESIS_FILE);
+        std::fs::copy(genesis, &copy).map_err(|source| NodeError::Write {
+            path: copy.clone(),
+            source,
+        })?;
+    }
     let path = data_dir.join(config_file);
     std::fs::write(&path, config).map_err(|source| NodeError::Write {
         path: path.clone(),
@@ -94,6 +121,7 @@ pub(crate) fn init(
     Ok(Initialised {
         sphinx_key: keys.sphinx.public_key(),
         noise_key: keys.noise.public(),
+        identity_key: identity.public(),
         config: path,
     })
 }
@@ -134,6 +162,23 @@ pub(crate) fn read_keys(data_dir: &Path) -> Result<NodeKeys, NodeError> {
     })
 }
 
+/// Reads a node's Noise key.
+pub(crate) fn read_noise_key(data_dir: &Path) -> Result<NoiseKeypair, NodeError> {
+    Ok(NoiseKeypair::from_private(read_key(
+        &data_dir.join(NOISE_KEY_FILE),
+    )?))
+}
+
+/// The Sphinx key a node registered with, if it still has it (a node following a ledger
+/// deletes it once a later rotation's key has replaced it).
+pub(crate) fn read_registered_sphinx_key(data_dir: &Path) -> Result<Option<PrivateKey>, NodeError> {
+    let path = data_dir.join(SPHINX_KEY_FILE);
+    if !path.exists() {
+        return Ok(None);
+    }
+    Ok(Some(PrivateKey::from_bytes(read_key(&path)?)))
+}
+
 /// Reads what every node's start needs: its keys, the topology (from `topology`, relative
 /// to `data_dir`) and its own entry there; `entry` prints the entry to add when it is missing.
 pub(crate) fn load_identity(
@@ -148,6 +193,7 @@ pub(crate) fn load_identity(
         entry(&Initialised {
             sphinx_key: keys.sphinx.public_key(),
             noise_key: keys.noise.public(),
+            identity_key: umbra_ledger::PublicKey([0; 32]),
             config: PathBuf::new(),
         })
     })?;
@@ -212,7 +258,7 @@ pub(crate) fn find_self(
     Ok(me)
 }
 
-fn replay_file(data_dir: &Path, rotation: u32) -> PathBuf {
+pub(crate) fn replay_file(data_dir: &Path, rotation: u32) -> PathBuf {
     data_dir
         .join(REPLAY_DIR)
         .join(format!("rotation-{rotation}.bloom"))
@@ -433,28 +479,20 @@ pub(crate) fn render_hop_metrics(
     links.render(page);
 }
 
-/// Accepts links from any node `topology` lists, handing their frames (stamped with their
+/// Accepts links from the nodes `admit` takes, handing their frames (stamped with their
 /// arrival) to the Sphinx threads' queue; a frame finding it full is dropped and counted in
 /// `overloaded`.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn serve_links_from(
+pub(crate) fn serve_links_with(
     listener: tokio::net::TcpListener,
     keys: &Arc<NoiseKeypair>,
     config: &LinkConfig,
-    topology: &Topology,
+    admit: Admission,
     queue: crossbeam_channel::Sender<(Instant, Frame)>,
     overloaded: &Arc<std::sync::atomic::AtomicU64>,
     counters: &Arc<LinkCounters>,
     stop: &CancellationToken,
 ) -> JoinHandle<()> {
-    let admit: Admission = {
-        let topology = topology.clone();
-        Arc::new(move |key: &NoiseKey| {
-            topology
-                .node_with_noise_key(key)
-                .map(|node| node.id.to_string())
-        })
-    };
     let overloaded = Arc::clone(overloaded);
     let deliver = move |frame: Frame| match queue.try_send((Instant::now(), frame)) {
         Ok(()) | Err(crossbeam_channel::TrySendError::Disconnected(_)) => {}
@@ -471,38 +509,6 @@ pub(crate) fn serve_links_from(
         Arc::clone(counters),
         stop.clone(),
     ))
-}
-
-/// Outbound links to `nodes`, by address, with what metrics show of each.
-pub(crate) struct Peers {
-    pub(crate) links: HashMap<SocketAddr, PeerLink>,
-    pub(crate) tasks: Vec<JoinHandle<()>>,
-    pub(crate) status: Vec<(String, PeerStatus)>,
-}
-
-pub(crate) fn connect_peers(
-    nodes: &[NodeDescriptor],
-    keys: &Arc<NoiseKeypair>,
-    config: &LinkConfig,
-    counters: &Arc<LinkCounters>,
-) -> Peers {
-    let mut peers = Peers {
-        links: HashMap::new(),
-        tasks: Vec::new(),
-        status: Vec::new(),
-    };
-    for node in nodes {
-        let peer = Peer {
-            address: node.mix_address,
-            noise_key: node.noise_key,
-            name: node.id.to_string(),
-        };
-        let (link, task) = PeerLink::spawn(peer, Arc::clone(keys), config, Arc::clone(counters));
-        peers.status.push((node.id.to_string(), link.status()));
-        peers.links.insert(node.mix_address, link);
-        peers.tasks.push(task);
-    }
-    peers
 }
 
 /// Waits up to `grace` for the links to send what they hold, then gives up on them.
@@ -528,6 +534,53 @@ pub fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, NodeE
         source,
     })?;
     toml::from_str(&text).map_err(|error| NodeError::invalid(path, error.to_string()))
+}
+
+/// Checks that a node's configuration says where its topology comes from, once.
+pub(crate) fn validate_source(
+    topology: Option<&Path>,
+    ledger: Option<&crate::directory::LedgerConfig>,
+) -> Result<(), String> {
+    match (topology, ledger) {
+        (Some(_), Some(_)) => Err(
+            "both `topology` and `[ledger]` are set: a node follows the ledger, or (private test networks) a static topology file; delete one".into(),
+        ),
+        (None, None) => Err(
+            "neither `[ledger]` nor `topology` is set: add a [ledger] section with `validators` and `genesis` (see the template `umbra mixnode init` or `umbra gateway init` writes)".into(),
+        ),
+        (None, Some(ledger)) => ledger.validate(),
+        (Some(_), None) => Ok(()),
+    }
+}
+
+/// The part of a configuration template saying where the topology comes from.
+pub(crate) fn source_template(ledger: Option<&crate::directory::LedgerConfig>) -> String {
+    match ledger {
+        Some(ledger) => {
+            let validators: Vec<String> = ledger
+                .validators
+                .iter()
+                .map(|url| format!("\"{url}\""))
+                .collect();
+            format!(
+                "# Where the ledger is. Each epoch's topology (the active nodes, their layers and keys) is\n\
+                 # fetched from the first validator that serves one whose signatures verify against the\n\
+                 # validator set in the genesis file, the node's trust root: get it from the network's\n\
+                 # operators. For a private test network without validators, delete this section and set\n\
+                 # `topology = \"topology.json\"` (a static file: no epochs, no key rotation).\n\
+                 [ledger]\n\
+                 validators = [{}]\n\
+                 genesis = \"{}\"\n",
+                validators.join(", "),
+                ledger.genesis.display()
+            )
+        }
+        None => "# A static topology file, for a private test network without validators (no epochs, no\n\
+                 # key rotation). To follow a ledger instead, delete this line and add a [ledger] section\n\
+                 # with `validators = [\"http://host:port\"]` and `genesis = \"genesis.json\"`.\n\
+                 topology = \"topology.json\"\n"
+            .to_owned(),
+    }
 }
 
 /// Checks the link and worker settings every node has.

@@ -3,13 +3,18 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use umbra_net::client::{self as shell, ClientHandle, ClientSetup};
 use umbra_net::client_daemon::{ENCRYPTION_KEY_FILE, IDENTITY_KEY_FILE, OUTBOX_FILE, find_gateway};
 use umbra_net::keys::{read_key, write_new_key};
+
+use umbra_net::directory::{self, Directory, Refresh, TrustRoot};
 use umbra_topology::Topology;
+
+pub use umbra_net::directory::ValidatorUrl;
 
 pub use umbra_client::{
     ClientConfig, ClientKeys, ClientStats, SendError, SenderTag, TrafficConfig, TrafficPreset,
@@ -43,7 +48,8 @@ pub enum Error {
 
 /// Sets a client up; [`ClientBuilder::connect`] starts it.
 pub struct ClientBuilder {
-    topology: Topology,
+    topology: Option<Topology>,
+    directory: Option<Arc<Directory>>,
     gateway: Option<String>,
     keys: Option<ClientKeys>,
     storage: Option<PathBuf>,
@@ -53,10 +59,12 @@ pub struct ClientBuilder {
 }
 
 impl ClientBuilder {
-    /// A client of the network `topology` describes.
+    /// A client of the network `topology` describes (a static topology: private test
+    /// networks).
     pub fn new(topology: Topology) -> Self {
         ClientBuilder {
-            topology,
+            topology: Some(topology),
+            directory: None,
             gateway: None,
             keys: None,
             storage: None,
@@ -64,6 +72,23 @@ impl ClientBuilder {
             connection: ConnectionConfig::default(),
             connect_timeout: Duration::from_secs(30),
         }
+    }
+
+    /// A client of the network whose validators are `validators` and whose genesis file (the
+    /// trust root: the chain id and the validator set) is `genesis`. The client fetches each
+    /// epoch's topology, checks its signatures against the genesis validators (refusing one
+    /// that does not verify) and routes with the new one as each epoch begins.
+    pub fn from_ledger(validators: Vec<ValidatorUrl>, genesis: &Path) -> Result<Self, Error> {
+        let trust = TrustRoot::read(genesis)?;
+        Ok(ClientBuilder {
+            topology: None,
+            directory: Some(Arc::new(Directory::new(validators, trust))),
+            ..ClientBuilder::new(
+                Topology::new(0, Vec::new()).map_err(|error| {
+                    Error::Setup(umbra_net::NodeError::Other(error.to_string()))
+                })?,
+            )
+        })
     }
 
     /// A client of the network described in a topology file.
@@ -127,11 +152,30 @@ impl ClientBuilder {
     }
 
     /// Starts the client and waits until its gateway has welcomed it.
-    pub async fn connect(self) -> Result<MixnetClient, Error> {
+    pub async fn connect(mut self) -> Result<MixnetClient, Error> {
+        let stop = CancellationToken::new();
+        // whatever fails below stops what was started
+        let started = stop.clone().drop_guard();
+        let (topology, topologies) = match (&self.directory, self.topology.take()) {
+            (Some(directory), _) => {
+                let first = tokio::time::timeout(self.connect_timeout, directory.first(&stop))
+                    .await
+                    .map_err(|_| Error::Timeout(self.connect_timeout))??;
+                let topology = first.topology.clone();
+                let refresh = Refresh::client(directory.trust());
+                let (updates, _task) =
+                    directory::follow(Arc::clone(directory), first, refresh, stop.clone());
+                (topology, Some(updates))
+            }
+            (None, Some(topology)) => (topology, None),
+            (None, None) => {
+                return Err(Error::Gateway("the builder has no topology".into()));
+            }
+        };
         let gateway = match &self.gateway {
-            Some(which) => find_gateway(&self.topology, which).map_err(Error::Gateway)?,
+            Some(which) => find_gateway(&topology, which).map_err(Error::Gateway)?,
             None => {
-                let gateways: Vec<_> = self.topology.gateways().collect();
+                let gateways: Vec<_> = topology.gateways().collect();
                 if gateways.is_empty() {
                     return Err(Error::Gateway("the topology lists no gateway".into()));
                 }
@@ -150,7 +194,7 @@ impl ClientBuilder {
             self.config,
             keys.clone(),
             gateway.noise_key.0,
-            self.topology,
+            topology,
             rand::random(),
             std::time::Instant::now(),
         )?;
@@ -159,8 +203,8 @@ impl ClientBuilder {
             gateway_key: gateway.noise_key,
             connection: self.connection,
             outbox: self.storage.as_ref().map(|dir| dir.join(OUTBOX_FILE)),
+            topologies,
         };
-        let stop = CancellationToken::new();
         let (handle, mut events, task) = shell::start(core, &keys, setup, stop.clone())?;
         // wait for the welcome, keeping what comes before it
         let mut early = Vec::new();
@@ -180,6 +224,7 @@ impl ClientBuilder {
             let _ = task.await;
             return Err(Error::Timeout(self.connect_timeout));
         }
+        started.disarm();
         Ok(MixnetClient {
             sender: MixnetSender { handle },
             events,

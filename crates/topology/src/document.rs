@@ -22,10 +22,10 @@ use std::net::SocketAddr;
 
 use rand_core::Rng;
 use serde::{Deserialize, Serialize};
-use umbra_sphinx::{Hop, PublicKey};
+use umbra_sphinx::Hop;
 
 use crate::err::TopologyError;
-use crate::node::{Layer, NodeDescriptor, NodeId, NoiseKey, Role};
+use crate::node::{Entry, Kind, Layer, NodeDescriptor, NodeId, NoiseKey, Role};
 
 /// The network's nodes and the key rotation their Sphinx keys belong to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -114,30 +114,17 @@ impl Topology {
             .into_iter()
             .map(|node| {
                 let id = NodeId(node.id);
-                let role = match (node.role, node.layer) {
-                    (RawRole::Mix, Some(number)) => Role::Mix(
-                        Layer::new(number).ok_or(TopologyError::BadLayer { id, layer: number })?,
-                    ),
-                    (RawRole::Mix, None) => return Err(TopologyError::MissingLayer { id }),
-                    (RawRole::Gateway, None) => Role::Gateway,
-                    (RawRole::Gateway, Some(_)) => {
-                        return Err(TopologyError::GatewayWithLayer { id });
-                    }
-                };
-                let sphinx_key = key_bytes(id, "sphinx_key", &node.sphinx_key)?;
-                let sphinx_key =
-                    PublicKey::from_bytes(sphinx_key).map_err(|error| TopologyError::BadKey {
-                        id,
-                        field: "sphinx_key",
-                        reason: error.to_string(),
-                    })?;
-                Ok(NodeDescriptor {
-                    id,
-                    role,
+                NodeDescriptor::from_entry(Entry {
+                    id: node.id,
+                    kind: match node.role {
+                        RawRole::Mix => Kind::Mix,
+                        RawRole::Gateway => Kind::Gateway,
+                    },
+                    layer: node.layer,
                     mix_address: node.mix_address,
                     client_address: node.client_address,
-                    sphinx_key,
-                    noise_key: NoiseKey(key_bytes(id, "noise_key", &node.noise_key)?),
+                    sphinx_key: key_bytes(id, "sphinx_key", &node.sphinx_key)?,
+                    noise_key: key_bytes(id, "noise_key", &node.noise_key)?,
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;

@@ -6,4 +6,4 @@ mod node;
 
 pub use document::Topology;
 pub use err::TopologyError;
-pub use node::{Layer, NodeDescriptor, NodeId, NoiseKey, Role};
+pub use node::{Entry, Kind, Layer, NodeDescriptor, NodeId, NoiseKey, Role};

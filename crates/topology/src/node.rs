@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 
 use umbra_sphinx::{Hop, NodeAddress, PublicKey};
 
+use crate::err::TopologyError;
+
 /// A node's number in the topology, unique in it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NodeId(pub u32);
@@ -94,7 +96,65 @@ pub struct NodeDescriptor {
     pub client_address: Option<SocketAddr>,
 }
 
+/// What a document says a node is: a mix node (with a layer) or a gateway.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// A mix node.
+    Mix,
+    /// A gateway.
+    Gateway,
+}
+
+/// A node as documents write it, before it is checked: the topology file's entries and the
+/// ledger's topology documents both become [`NodeDescriptor`]s through
+/// [`NodeDescriptor::from_entry`].
+#[derive(Clone, Copy, Debug)]
+pub struct Entry {
+    /// The node's number.
+    pub id: u32,
+    /// Mix node or gateway.
+    pub kind: Kind,
+    /// The layer of a mix node.
+    pub layer: Option<u8>,
+    /// Where other nodes reach it.
+    pub mix_address: SocketAddr,
+    /// Where clients reach it (gateways).
+    pub client_address: Option<SocketAddr>,
+    /// Its Sphinx public key.
+    pub sphinx_key: [u8; 32],
+    /// Its Noise public key.
+    pub noise_key: [u8; 32],
+}
+
 impl NodeDescriptor {
+    /// Checks an entry: a mix node has a layer from 1 to 3, a gateway none, and the Sphinx key
+    /// is a valid curve point. An error names the node and the field.
+    pub fn from_entry(entry: Entry) -> Result<NodeDescriptor, TopologyError> {
+        let id = NodeId(entry.id);
+        let role = match (entry.kind, entry.layer) {
+            (Kind::Mix, Some(number)) => {
+                Role::Mix(Layer::new(number).ok_or(TopologyError::BadLayer { id, layer: number })?)
+            }
+            (Kind::Mix, None) => return Err(TopologyError::MissingLayer { id }),
+            (Kind::Gateway, None) => Role::Gateway,
+            (Kind::Gateway, Some(_)) => return Err(TopologyError::GatewayWithLayer { id }),
+        };
+        let sphinx_key =
+            PublicKey::from_bytes(entry.sphinx_key).map_err(|error| TopologyError::BadKey {
+                id,
+                field: "sphinx_key",
+                reason: error.to_string(),
+            })?;
+        Ok(NodeDescriptor {
+            id,
+            role,
+            mix_address: entry.mix_address,
+            sphinx_key,
+            noise_key: NoiseKey(entry.noise_key),
+            client_address: entry.client_address,
+        })
+    }
+
     /// The node as a hop of a Sphinx route.
     pub fn hop(&self) -> Hop {
         Hop::new(self.routing_address(), self.sphinx_key)

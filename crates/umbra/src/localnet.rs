@@ -1,5 +1,10 @@
 //! `umbra localnet`: a whole mixnet on this machine, each node its own process, with demo
 //! traffic and a client for the user's own applications.
+//!
+//! The network follows a ledger: a solo validator runs as a process (`umbra validator run`),
+//! its genesis funds one account per node operator, and every node is registered and bonded
+//! through transactions before it starts; nodes, the client daemon and the demo clients fetch
+//! and verify each epoch's topology from the validator.
 
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
@@ -10,9 +15,14 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use tokio_util::sync::CancellationToken;
 use umbra_client::TrafficPreset;
+use umbra_ledger::{GenesisAccount, Params, SigningKey, UNIT};
 use umbra_net::client_daemon;
+use umbra_net::directory::{Current, Directory, TrustRoot};
+use umbra_net::keys::read_key;
+use umbra_net::ledger::LedgerClient;
 use umbra_net::localnet::{Kind, Layout, Processes, Shape, get};
 use umbra_net::metrics::sample;
+use umbra_net::registration::{self, Registration};
 use umbra_sdk::{ClientBuilder, ClientEvent, MixnetClient};
 
 /// How long the nodes may take to come up.
@@ -24,6 +34,8 @@ const USER_CLIENT: &str = "client";
 
 /// What `umbra localnet` was asked.
 pub(crate) struct Options {
+    pub(crate) epoch_length: Duration,
+    pub(crate) rotation_epochs: u32,
     pub(crate) dir: PathBuf,
     pub(crate) shape: Shape,
     pub(crate) demo: bool,
@@ -33,7 +45,13 @@ pub(crate) struct Options {
 pub(crate) fn run(options: Options) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("finding the umbra binary")?;
     let reused = options.dir.join(umbra_net::localnet::LAYOUT_FILE).exists();
-    let layout = Layout::create_or_open(&options.dir, &options.shape)?;
+    let mut layout = Layout::create_or_open_with_ledger(&options.dir, &options.shape, 1)?;
+    if layout.validators.is_empty() {
+        bail!(
+            "{} holds a network with a static topology file (made by an older umbra); delete the folder to make a new one",
+            options.dir.display()
+        );
+    }
     println!(
         "{} the network in {}",
         if reused { "Reusing" } else { "Created" },
@@ -54,15 +72,26 @@ pub(crate) fn run(options: Options) -> anyhow::Result<()> {
             stop.cancel();
         }
     });
+    let mut validators = start_validators(&exe, &mut layout, 1, &options, reused)?;
+    let registered = runtime.block_on(register_nodes(&mut layout));
+    if let Err(error) = registered {
+        stop_children(&mut validators);
+        return Err(error);
+    }
     let mut processes = Processes::new(&exe, layout.clone());
     processes.start_all()?;
-    let user = start_user_client(&exe, &layout)?;
-    let mut user = Some(user);
-    let result = match wait_until_up(&mut processes, &stop) {
-        Ok(()) => {
-            print_summary(&layout, user.as_ref().map(|u| &u.1));
-            runtime.block_on(watch(&mut processes, &layout, &options, &stop))
-        }
+    let mut user = None;
+    let result = match wait_until_up(&mut processes, &stop)
+        .and_then(|()| runtime.block_on(wait_until_active(&layout, &stop)))
+    {
+        Ok(current) => match start_user_client(&exe, &layout, &current) {
+            Ok(started) => {
+                user = Some(started);
+                print_summary(&layout, user.as_ref().map(|u| &u.1), &options);
+                runtime.block_on(watch(&mut processes, &layout, &options, &stop))
+            }
+            Err(error) => Err(error),
+        },
         Err(error) => Err(error),
     };
     println!();
@@ -70,7 +99,8 @@ pub(crate) fn run(options: Options) -> anyhow::Result<()> {
     if let Some((mut child, _)) = user.take() {
         terminate(&mut child);
     }
-    let stopped = processes.stop_all(STOP_GRACE);
+    let mut stopped = processes.stop_all(STOP_GRACE);
+    stopped.extend(stop_children(&mut validators));
     let unclean: Vec<String> = stopped
         .iter()
         .filter(|(_, status)| !status.success())
@@ -92,6 +122,7 @@ pub(crate) fn run(options: Options) -> anyhow::Result<()> {
 fn start_user_client(
     exe: &Path,
     layout: &Layout,
+    current: &Current,
 ) -> anyhow::Result<(std::process::Child, UserClient)> {
     let dir = layout.dir.join(USER_CLIENT);
     if !dir.join(client_daemon::CONFIG_FILE).exists() {
@@ -104,9 +135,16 @@ fn start_user_client(
             Ok(listener) => listener.local_addr()?,
             Err(_) => std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?,
         };
+        let ledger = layout
+            .ledger_config()
+            .context("the network has no validator")?;
         client_daemon::init(
             &dir,
-            &layout.topology_file(),
+            client_daemon::InitSource::Ledger {
+                ledger: &ledger,
+                genesis: &layout.genesis_file(),
+                topology: &current.topology,
+            },
             &gateway.id.to_string(),
             api,
             TrafficPreset::Nym,
@@ -151,6 +189,191 @@ fn terminate(child: &mut std::process::Child) {
     }
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// What each node operator's genesis account holds.
+const OPERATOR_BALANCE: u64 = 1_000 * UNIT;
+/// Each node's pledge.
+const PLEDGE: u64 = 100 * UNIT;
+/// The chain id of a local network.
+const CHAIN_ID: &str = "umbra-localnet";
+/// How long epoch 0 lasts after the network is made: long enough to register every node, so
+/// epoch 1 has them all, short enough not to keep the user waiting.
+const FIRST_EPOCH: Duration = Duration::from_secs(8);
+
+/// The ledger of the network: `count` validators, made on the first run (with a genesis that
+/// funds every node operator's account), started as processes, up when this returns.
+/// Only a solo validator (`count` 1) so far.
+fn start_validators(
+    exe: &Path,
+    layout: &mut Layout,
+    count: usize,
+    options: &Options,
+    reused: bool,
+) -> anyhow::Result<Vec<(String, std::process::Child)>> {
+    if count != 1 || layout.validators.len() != 1 {
+        bail!("a local network runs one (solo) validator so far");
+    }
+    let api = layout.validators[0];
+    let name = "validator-1".to_owned();
+    let dir = layout.dir.join(&name);
+    if !reused || !dir.join(umbra_validator::CONFIG_FILE).exists() {
+        let params = Params {
+            epoch_length_ms: options.epoch_length.as_millis() as u64,
+            rotation_epochs: options.rotation_epochs.max(1),
+            ..Params::default()
+        };
+        umbra_validator::init(
+            &dir,
+            &umbra_validator::InitOptions {
+                listen_address: api,
+                genesis: None,
+                chain_id: CHAIN_ID.into(),
+                params,
+            },
+        )?;
+        // the solo genesis, with an account for every node operator, and an epoch 0 that ends
+        // soon after the nodes are registered
+        let path = dir.join(umbra_validator::GENESIS_FILE);
+        let mut genesis = umbra_validator::read_genesis(&path)?;
+        for node in &layout.nodes {
+            let key = SigningKey::from_seed(read_key(&layout.operator_key(node))?);
+            genesis.accounts.push(GenesisAccount {
+                address: key.public(),
+                balance: OPERATOR_BALANCE,
+            });
+        }
+        let first = (FIRST_EPOCH.as_millis() as u64).min(genesis.params.epoch_length_ms);
+        genesis.genesis_time_ms = genesis
+            .genesis_time_ms
+            .saturating_sub(genesis.params.epoch_length_ms - first);
+        std::fs::write(&path, genesis.to_json())
+            .with_context(|| format!("writing {}", path.display()))?;
+        layout.install_genesis(&path)?;
+    }
+    let log = layout.open_log(&name)?;
+    let mut command = std::process::Command::new(exe);
+    command
+        .args(["validator", "run", "--data-dir"])
+        .arg(&dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    let mut child = command.spawn().context("starting the validator")?;
+    let started = Instant::now();
+    while get(api, "/health").is_none() {
+        if let Ok(Some(status)) = child.try_wait() {
+            let log = layout.log_file(&name);
+            bail!(
+                "the validator stopped while starting ({status}). Its log ({}) ends:\n{}",
+                log.display(),
+                last_lines(&log, 5)
+            );
+        }
+        if started.elapsed() > START_TIMEOUT {
+            let _ = child.kill();
+            bail!("the validator did not answer at http://{api} within {START_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(vec![(name, child)])
+}
+
+/// Registers and bonds every node not yet registered, each with its operator's account.
+async fn register_nodes(layout: &mut Layout) -> anyhow::Result<()> {
+    let api = *layout
+        .validators
+        .first()
+        .context("the network has no validator")?;
+    let client = LedgerClient::new(api);
+    let mut changed = false;
+    for node in layout.nodes.clone() {
+        let owner = SigningKey::from_seed(read_key(&layout.operator_key(&node))?);
+        let registration = Registration {
+            kind: match node.kind {
+                Kind::Mix => umbra_ledger::NodeKind::Mix,
+                Kind::Gateway => umbra_ledger::NodeKind::Gateway,
+            },
+            mix_address: node.listen,
+            client_address: node.client,
+            moniker: node.name.clone(),
+            pledge: PLEDGE,
+        };
+        let done = registration::register(&layout.node_dir(&node), &client, &owner, &registration)
+            .await
+            .with_context(|| format!("registering {}", node.name))?;
+        if done.node != node.id {
+            layout.set_node_id(&node.name, done.node);
+            changed = true;
+        }
+    }
+    if changed {
+        layout.save()?;
+    }
+    Ok(())
+}
+
+/// Waits until the validator serves a topology with every layer and a gateway (the epoch after
+/// registration), saying so.
+async fn wait_until_active(layout: &Layout, stop: &CancellationToken) -> anyhow::Result<Current> {
+    let ledger = layout
+        .ledger_config()
+        .context("the network has no validator")?;
+    let directory = Directory::new(ledger.validators, TrustRoot::read(&layout.genesis_file())?);
+    let started = Instant::now();
+    let mut said = false;
+    loop {
+        if let Ok(current) = directory.fetch().await {
+            let topology = &current.topology;
+            let layers: std::collections::BTreeSet<u8> = topology
+                .nodes()
+                .iter()
+                .filter_map(|node| node.layer().map(|layer| layer.number()))
+                .collect();
+            let layers = layers.len() == 3;
+            if layers && topology.gateways().next().is_some() {
+                return Ok(current);
+            }
+            if !said {
+                said = true;
+                eprintln!(
+                    "Waiting for the next epoch, the first with the registered nodes (epoch {} ends in {} s)...",
+                    current.epoch_number().unwrap_or(0),
+                    current.epoch.map_or(0, |epoch| epoch
+                        .end_ms
+                        .saturating_sub(umbra_net::directory::now_ms())
+                        / 1000)
+                );
+            }
+        }
+        if stop.is_cancelled() {
+            bail!("stopped while starting");
+        }
+        if started.elapsed() > START_TIMEOUT * 3 {
+            bail!(
+                "no epoch with every layer and a gateway within {:?}",
+                START_TIMEOUT * 3
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Stops processes started here (SIGTERM, then SIGKILL after the grace period).
+fn stop_children(
+    children: &mut Vec<(String, std::process::Child)>,
+) -> Vec<(String, std::process::ExitStatus)> {
+    children
+        .drain(..)
+        .map(|(name, mut child)| {
+            terminate(&mut child);
+            let status = child.wait();
+            (name, status)
+        })
+        .filter_map(|(name, status)| Some((name, status.ok()?)))
+        .collect()
 }
 
 /// Waits for every node's `/health`, showing progress; fails if one exits or takes too long.
@@ -220,16 +443,24 @@ fn last_lines(path: &Path, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-fn print_summary(layout: &Layout, user: Option<&UserClient>) {
+fn print_summary(layout: &Layout, user: Option<&UserClient>, options: &Options) {
     println!();
+    for (n, api) in layout.validators.iter().enumerate() {
+        println!(
+            "validator-{} (solo)  API http://{api}  (epochs of {}, Sphinx keys rotate every {} epochs)",
+            n + 1,
+            humantime::format_duration(options.epoch_length),
+            options.rotation_epochs
+        );
+    }
     println!(
         "{:<11} {:<9} {:<22} {:<27} metrics",
         "node", "role", "node links", "clients"
     );
     for node in &layout.nodes {
-        let role = match (node.kind, node.layer) {
-            (Kind::Mix, Some(layer)) => format!("layer {layer}"),
-            _ => "gateway".to_owned(),
+        let role = match node.kind {
+            Kind::Mix => format!("mix #{}", node.id),
+            Kind::Gateway => format!("gw #{}", node.id),
         };
         let clients = node
             .client
@@ -240,7 +471,10 @@ fn print_summary(layout: &Layout, user: Option<&UserClient>) {
         );
     }
     println!();
-    println!("Topology: {}", layout.topology_file().display());
+    println!(
+        "Layers are drawn anew each epoch: http://<metrics>/health shows each mix node's layer."
+    );
+    println!("Genesis:  {}", layout.genesis_file().display());
     println!("Logs:     {}", layout.dir.join("logs").display());
     if let Some(user) = user {
         println!();
@@ -252,10 +486,12 @@ fn print_summary(layout: &Layout, user: Option<&UserClient>) {
         println!("Its address: {}", user.address);
     }
     println!();
-    println!(
-        "Chat through it: cargo run -p umbra-sdk --example chat -- --topology {}",
-        layout.topology_file().display()
-    );
+    if let Some(api) = layout.validators.first() {
+        println!(
+            "Chat through it: cargo run -p umbra-sdk --example chat -- --validator http://{api} --genesis {}",
+            layout.genesis_file().display()
+        );
+    }
     println!("Ctrl-C stops everything.");
     println!();
 }
@@ -346,15 +582,24 @@ struct Demo {
 
 impl Demo {
     async fn start(layout: &Layout) -> anyhow::Result<Demo> {
-        let topology = layout.topology()?;
-        let gateways: Vec<String> = topology.gateways().map(|g| g.id.0.to_string()).collect();
+        let ledger = layout
+            .ledger_config()
+            .context("the network has no validator")?;
+        let builder =
+            || ClientBuilder::from_ledger(ledger.validators.clone(), &layout.genesis_file());
+        let gateways: Vec<String> = layout
+            .nodes
+            .iter()
+            .filter(|node| node.kind == Kind::Gateway)
+            .map(|node| node.id.to_string())
+            .collect();
         let gateway = |i: usize| gateways[i % gateways.len()].clone();
-        let alice = ClientBuilder::new(topology.clone())
+        let alice = builder()?
             .storage(&layout.dir.join("demo-alice"))
             .gateway(gateway(0))
             .connect()
             .await?;
-        let bob = ClientBuilder::new(topology)
+        let bob = builder()?
             .storage(&layout.dir.join("demo-bob"))
             .gateway(gateway(1))
             .connect()

@@ -8,9 +8,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 mod ledger_cli;
 mod localnet;
+mod node_cli;
 
 use umbra_client::TrafficPreset;
 use umbra_net::client_daemon::{self, ClientDaemon};
+use umbra_net::directory::{LedgerConfig, ValidatorUrl};
 use umbra_net::gateway::{self, Gateway};
 use umbra_net::localnet::Shape;
 use umbra_net::mixnode::{self, Mixnode};
@@ -86,19 +88,33 @@ enum Command {
         /// How often the demo sends a message.
         #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
         demo_interval: std::time::Duration,
+        /// Epoch length of a new network: a minute lets you watch layers change and (every
+        /// --rotation-epochs epochs) Sphinx keys rotate.
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        epoch_length: std::time::Duration,
+        /// Epochs per Sphinx key rotation of a new network.
+        #[arg(long, default_value_t = 3)]
+        rotation_epochs: u32,
     },
 }
 
 #[derive(Subcommand)]
 enum ClientCommand {
-    /// Create a client: fresh keys, a copy of the topology and a commented config.toml.
+    /// Create a client: fresh keys, the network's genesis file (or a topology file) and a
+    /// commented config.toml.
     Init {
         /// Where the client keeps its keys, configuration and outbox.
         #[arg(long)]
         data_dir: PathBuf,
-        /// The network's topology file.
+        /// A validator's API: the client follows the ledger (give --genesis too).
+        #[arg(long, conflicts_with = "topology")]
+        validator: Vec<ValidatorUrl>,
+        /// The network's genesis file (the client's trust root), with --validator.
+        #[arg(long, requires = "validator")]
+        genesis: Option<PathBuf>,
+        /// A static topology file instead of a ledger (private test networks).
         #[arg(long)]
-        topology: PathBuf,
+        topology: Option<PathBuf>,
         /// The gateway to connect through: its id or Noise key in the topology.
         #[arg(long)]
         gateway: String,
@@ -122,6 +138,68 @@ enum ClientCommand {
         #[arg(long)]
         data_dir: PathBuf,
     },
+}
+
+/// Where a new node's ledger is.
+#[derive(clap::Args)]
+struct LedgerArgs {
+    /// A validator's API (repeat for several, tried in turn). Without it the node reads a
+    /// static topology file (private test networks).
+    #[arg(long = "validator")]
+    validators: Vec<ValidatorUrl>,
+    /// The network's genesis file (the node's trust root), copied into the node's directory.
+    #[arg(long)]
+    genesis: Option<PathBuf>,
+}
+
+impl LedgerArgs {
+    fn config(&self) -> anyhow::Result<Option<(LedgerConfig, PathBuf)>> {
+        match (&self.genesis, self.validators.is_empty()) {
+            (Some(genesis), false) => Ok(Some((
+                LedgerConfig {
+                    validators: self.validators.clone(),
+                    genesis: umbra_net::directory::GENESIS_FILE.into(),
+                },
+                genesis.clone(),
+            ))),
+            (None, true) => Ok(None),
+            (None, false) => anyhow::bail!(
+                "--validator needs --genesis FILE: the network's genesis file, whose validator set the node checks every topology against"
+            ),
+            (Some(_), true) => anyhow::bail!("--genesis needs at least one --validator URL"),
+        }
+    }
+}
+
+fn print_registration(
+    made: &umbra_net::node::Initialised,
+    role: &str,
+    data_dir: &std::path::Path,
+    ledger: bool,
+) {
+    println!("  identity key: {}", made.identity_key);
+    println!(
+        "  Sphinx key:   {}",
+        umbra_ledger::Key32(*made.sphinx_key.as_bytes())
+    );
+    println!("  Noise key:    {}", made.noise_key);
+    println!();
+    if ledger {
+        println!("Register it on the ledger as your account's, bonding its pledge:");
+        println!(
+            "  umbra {role} register --data-dir {} --validator <URL> --account <account.key> --pledge 100{}",
+            data_dir.display(),
+            if role == "gateway" {
+                " [--mix-address HOST:PORT --client-address HOST:PORT]"
+            } else {
+                " [--mix-address HOST:PORT]"
+            }
+        );
+        println!(
+            "Then run it: umbra {role} run --data-dir {}",
+            data_dir.display()
+        );
+    }
 }
 
 fn parse_preset(text: &str) -> Result<TrafficPreset, String> {
@@ -159,6 +237,17 @@ enum GatewayCommand {
         /// (default: --clients).
         #[arg(long)]
         public_client_address: Option<SocketAddr>,
+        #[command(flatten)]
+        ledger: LedgerArgs,
+    },
+    /// Register the gateway on the ledger as your account's and bond its pledge.
+    Register {
+        #[command(flatten)]
+        args: node_cli::RegisterArgs,
+        /// The address clients reach this gateway at (default: `client_listen_address` in its
+        /// config.toml).
+        #[arg(long)]
+        client_address: Option<SocketAddr>,
     },
     /// Run the gateway in the data directory until Ctrl-C or SIGTERM.
     Run {
@@ -185,6 +274,13 @@ enum MixnodeCommand {
         /// (default: --listen).
         #[arg(long)]
         public_address: Option<SocketAddr>,
+        #[command(flatten)]
+        ledger: LedgerArgs,
+    },
+    /// Register the mix node on the ledger as your account's and bond its pledge.
+    Register {
+        #[command(flatten)]
+        args: node_cli::RegisterArgs,
     },
     /// Run the mix node in the data directory until Ctrl-C or SIGTERM.
     Run {
@@ -228,19 +324,44 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Mixnode { command } => match command {
+            MixnodeCommand::Register { args } => {
+                let config =
+                    mixnode::MixnodeConfig::load(&args.data_dir.join(mixnode::CONFIG_FILE))?;
+                node_cli::register(
+                    args,
+                    umbra_ledger::NodeKind::Mix,
+                    config.listen_address,
+                    None,
+                )
+            }
             MixnodeCommand::Init {
                 data_dir,
                 listen,
                 http,
                 public_address,
+                ledger,
             } => {
-                let made = mixnode::init(&data_dir, listen, http)?;
+                let ledger = ledger.config()?;
+                let made = mixnode::init(
+                    &data_dir,
+                    listen,
+                    http,
+                    ledger
+                        .as_ref()
+                        .map(|(config, genesis)| (config, genesis.as_path())),
+                )?;
                 println!("Created a mix node in {}.", data_dir.display());
                 println!(
                     "Configuration: {} (every setting is commented)",
                     made.config.display()
                 );
-                println!();
+                print_registration(&made, "mixnode", &data_dir, ledger.is_some());
+                if ledger.is_some() {
+                    return Ok(());
+                }
+                println!(
+                    "Without --validator, the node reads a static topology file (private test networks)."
+                );
                 println!(
                     "Add this node to the topology file ({}), with its id and layer:",
                     data_dir.join("topology.json").display()
@@ -280,7 +401,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             gateways,
             no_demo,
             demo_interval,
+            epoch_length,
+            rotation_epochs,
         } => localnet::run(localnet::Options {
+            epoch_length,
+            rotation_epochs,
             dir,
             shape: Shape {
                 mixes_per_layer,
@@ -290,6 +415,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             demo_interval,
         }),
         Command::Gateway { command } => match command {
+            GatewayCommand::Register {
+                args,
+                client_address,
+            } => {
+                let config =
+                    gateway::GatewayNodeConfig::load(&args.data_dir.join(gateway::CONFIG_FILE))?;
+                node_cli::register(
+                    args,
+                    umbra_ledger::NodeKind::Gateway,
+                    config.listen_address,
+                    Some(client_address.unwrap_or(config.client_listen_address)),
+                )
+            }
             GatewayCommand::Init {
                 data_dir,
                 listen,
@@ -297,14 +435,30 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 http,
                 public_address,
                 public_client_address,
+                ledger,
             } => {
-                let made = gateway::init(&data_dir, listen, clients, http)?;
+                let ledger = ledger.config()?;
+                let made = gateway::init(
+                    &data_dir,
+                    listen,
+                    clients,
+                    http,
+                    ledger
+                        .as_ref()
+                        .map(|(config, genesis)| (config, genesis.as_path())),
+                )?;
                 println!("Created a gateway in {}.", data_dir.display());
                 println!(
                     "Configuration: {} (every setting is commented)",
                     made.config.display()
                 );
-                println!();
+                print_registration(&made, "gateway", &data_dir, ledger.is_some());
+                if ledger.is_some() {
+                    return Ok(());
+                }
+                println!(
+                    "Without --validator, the gateway reads a static topology file (private test networks)."
+                );
                 println!(
                     "Add this gateway to the topology file ({}), with its id:",
                     data_dir.join("topology.json").display()
@@ -335,12 +489,49 @@ fn client(command: ClientCommand) -> anyhow::Result<()> {
     match command {
         ClientCommand::Init {
             data_dir,
+            validator,
+            genesis,
             topology,
             gateway,
             api,
             traffic,
         } => {
-            let address = client_daemon::init(&data_dir, &topology, &gateway, api, traffic)?;
+            let address = match (topology, genesis) {
+                (Some(topology), _) => client_daemon::init(
+                    &data_dir,
+                    client_daemon::InitSource::File(&topology),
+                    &gateway,
+                    api,
+                    traffic,
+                )?,
+                (None, Some(genesis)) => {
+                    let ledger = LedgerConfig {
+                        validators: validator,
+                        genesis: umbra_net::directory::GENESIS_FILE.into(),
+                    };
+                    let trust = umbra_net::directory::TrustRoot::read(&genesis)?;
+                    let directory =
+                        umbra_net::directory::Directory::new(ledger.validators.clone(), trust);
+                    let current = runtime()?.block_on(async {
+                        let stop = tokio_util::sync::CancellationToken::new();
+                        directory.first(&stop).await
+                    })?;
+                    client_daemon::init(
+                        &data_dir,
+                        client_daemon::InitSource::Ledger {
+                            ledger: &ledger,
+                            genesis: &genesis,
+                            topology: &current.topology,
+                        },
+                        &gateway,
+                        api,
+                        traffic,
+                    )?
+                }
+                (None, None) => anyhow::bail!(
+                    "give --validator URL --genesis FILE (the network's ledger), or --topology FILE (a private test network)"
+                ),
+            };
             println!("Created a client in {}.", data_dir.display());
             println!("Its address (give it to whoever should reach you):");
             println!("  {address}");

@@ -1,8 +1,13 @@
 //! The client daemon: a client of the mixnet running on its own, which applications in any
 //! language use through a local WebSocket API (see `docs/client-api.md`).
 //!
-//! A data directory holds `config.toml`, `identity.key`, `encryption.key`, the topology file
-//! and `outbox.redb` (messages sent and not yet delivered, sent again after a restart).
+//! With a ledger (the `[ledger]` section) the client fetches and verifies each epoch's topology
+//! (see [`crate::directory`]) and routes with the new one as each epoch begins; a static
+//! topology file is for private test networks.
+//!
+//! A data directory holds `config.toml`, `identity.key`, `encryption.key`, `genesis.json` (or
+//! the topology file) and `outbox.redb` (messages sent and not yet delivered, sent again after
+//! a restart).
 
 mod api;
 
@@ -18,7 +23,10 @@ use umbra_client::{Client, ClientConfig, ClientKeys, TrafficPreset};
 use umbra_topology::{NodeDescriptor, NodeId, NoiseKey, Role, Topology};
 use umbra_wire::ClientAddress;
 
+use std::sync::Arc;
+
 use crate::client::{self, ClientSetup, ConnectionConfig};
+use crate::directory::{self, Directory, LedgerConfig, Refresh};
 use crate::err::NodeError;
 use crate::keys::{read_key, write_new_key};
 use crate::node;
@@ -39,9 +47,14 @@ const TOPOLOGY_FILE: &str = "topology.json";
 pub struct ClientDaemonConfig {
     /// The gateway, by its Noise key (base58), as the topology lists it.
     pub gateway: String,
-    /// The topology file, relative to the data directory.
-    #[serde(default = "default_topology")]
-    pub topology: PathBuf,
+    /// A static topology file, relative to the data directory (private test networks). Set
+    /// this or `ledger`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topology: Option<PathBuf>,
+    /// Where the ledger is: the validators serving each epoch's topology, and the genesis file
+    /// their signatures are checked against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ledger: Option<LedgerConfig>,
     /// The WebSocket API.
     #[serde(default)]
     pub api: ApiConfig,
@@ -76,10 +89,6 @@ impl Default for ApiConfig {
     }
 }
 
-fn default_topology() -> PathBuf {
-    PathBuf::from(TOPOLOGY_FILE)
-}
-
 fn yes() -> bool {
     true
 }
@@ -112,17 +121,37 @@ pub fn find_gateway(topology: &Topology, which: &str) -> Result<NodeDescriptor, 
     }
 }
 
-/// Creates a client in `data_dir`: fresh keys, a copy of the topology, and a commented
+/// Where a new client's topology comes from.
+#[derive(Clone, Debug)]
+pub enum InitSource<'a> {
+    /// A static topology file, copied into the client's folder (private test networks).
+    File(&'a Path),
+    /// The ledger: `topology` is the current one (fetched and verified), to find the gateway
+    /// in; the genesis file is copied into the client's folder.
+    Ledger {
+        /// The validators and genesis file.
+        ledger: &'a LedgerConfig,
+        /// The genesis file to copy.
+        genesis: &'a Path,
+        /// The current topology.
+        topology: &'a Topology,
+    },
+}
+
+/// Creates a client in `data_dir`: fresh keys, the topology file or genesis, and a commented
 /// `config.toml` naming `gateway` (an id or Noise key from the topology). Returns the new
 /// client's address.
 pub fn init(
     data_dir: &Path,
-    topology_file: &Path,
+    source: InitSource<'_>,
     gateway: &str,
     api: SocketAddr,
     preset: TrafficPreset,
 ) -> Result<ClientAddress, NodeError> {
-    let topology = node::read_topology(topology_file)?;
+    let topology = match source {
+        InitSource::File(path) => node::read_topology(path)?,
+        InitSource::Ledger { topology, .. } => topology.clone(),
+    };
     let gateway = find_gateway(&topology, gateway).map_err(NodeError::Other)?;
     node::ensure_new(
         data_dir,
@@ -134,17 +163,34 @@ pub fn init(
         &data_dir.join(ENCRYPTION_KEY_FILE),
         keys.encryption_secret(),
     )?;
-    let copy = data_dir.join(TOPOLOGY_FILE);
-    std::fs::write(&copy, topology.to_json()).map_err(|source| NodeError::Write {
-        path: copy.clone(),
-        source,
-    })?;
-    let config = data_dir.join(CONFIG_FILE);
-    std::fs::write(&config, template(&gateway.noise_key, api, preset)).map_err(|source| {
-        NodeError::Write {
-            path: config.clone(),
-            source,
+    let source_text = match source {
+        InitSource::File(_) => {
+            let copy = data_dir.join(TOPOLOGY_FILE);
+            std::fs::write(&copy, topology.to_json()).map_err(|source| NodeError::Write {
+                path: copy.clone(),
+                source,
+            })?;
+            node::source_template(None)
         }
+        InitSource::Ledger {
+            ledger, genesis, ..
+        } => {
+            let copy = data_dir.join(&ledger.genesis);
+            std::fs::copy(genesis, &copy).map_err(|source| NodeError::Write {
+                path: copy.clone(),
+                source,
+            })?;
+            node::source_template(Some(ledger))
+        }
+    };
+    let config = data_dir.join(CONFIG_FILE);
+    std::fs::write(
+        &config,
+        template(&gateway.noise_key, api, preset).replace("{source}", &source_text),
+    )
+    .map_err(|source| NodeError::Write {
+        path: config.clone(),
+        source,
     })?;
     Ok(ClientAddress {
         identity: keys.identity_public(),
@@ -153,13 +199,19 @@ pub fn init(
     })
 }
 
+/// Where a client's topology comes from.
+enum Source {
+    File(Topology, NodeDescriptor),
+    Ledger(Arc<Directory>),
+}
+
 /// A client daemon read from its data directory, ready to run.
 pub struct ClientDaemon {
     data_dir: PathBuf,
     config: ClientDaemonConfig,
     keys: ClientKeys,
-    topology: Topology,
-    gateway: NodeDescriptor,
+    gateway_key: NoiseKey,
+    source: Source,
 }
 
 impl ClientDaemon {
@@ -172,27 +224,52 @@ impl ClientDaemon {
             .client
             .validate()
             .map_err(|error| NodeError::invalid(&config_path, format!("in [client]: {error}")))?;
+        node::validate_source(config.topology.as_deref(), config.ledger.as_ref())
+            .map_err(|problem| NodeError::invalid(&config_path, problem))?;
         let keys = ClientKeys::from_bytes(
             read_key(&data_dir.join(IDENTITY_KEY_FILE))?,
             read_key(&data_dir.join(ENCRYPTION_KEY_FILE))?,
         );
-        let topology_path = data_dir.join(&config.topology);
-        let topology = node::read_topology(&topology_path)?;
-        let gateway = find_gateway(&topology, &config.gateway).map_err(|problem| {
-            NodeError::invalid(&config_path, format!("setting `gateway`: {problem}"))
-        })?;
-        if gateway.client_address.is_none() {
-            return Err(NodeError::invalid(
-                &topology_path,
-                format!("gateway {} has no client_address", gateway.id),
-            ));
-        }
+        let (gateway_key, source) = match (&config.ledger, &config.topology) {
+            (Some(ledger), _) => {
+                let key = bs58::decode(config.gateway.trim())
+                    .into_vec()
+                    .ok()
+                    .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+                    .map(NoiseKey)
+                    .ok_or_else(|| {
+                        NodeError::invalid(
+                            &config_path,
+                            "setting `gateway`: with a ledger, name the gateway by its Noise key (base58), which your address includes",
+                        )
+                    })?;
+                (
+                    key,
+                    Source::Ledger(Arc::new(Directory::from_config(ledger, data_dir)?)),
+                )
+            }
+            (None, topology) => {
+                let topology_path =
+                    data_dir.join(topology.clone().unwrap_or_else(|| TOPOLOGY_FILE.into()));
+                let topology = node::read_topology(&topology_path)?;
+                let gateway = find_gateway(&topology, &config.gateway).map_err(|problem| {
+                    NodeError::invalid(&config_path, format!("setting `gateway`: {problem}"))
+                })?;
+                if gateway.client_address.is_none() {
+                    return Err(NodeError::invalid(
+                        &topology_path,
+                        format!("gateway {} has no client_address", gateway.id),
+                    ));
+                }
+                (gateway.noise_key, Source::File(topology, gateway))
+            }
+        };
         Ok(ClientDaemon {
             data_dir: data_dir.to_owned(),
             config,
             keys,
-            topology,
-            gateway,
+            gateway_key,
+            source,
         })
     }
 
@@ -201,7 +278,7 @@ impl ClientDaemon {
         ClientAddress {
             identity: self.keys.identity_public(),
             encryption: self.keys.encryption_public(),
-            gateway: self.gateway.noise_key.0,
+            gateway: self.gateway_key.0,
         }
     }
 
@@ -220,38 +297,66 @@ impl ClientDaemon {
     }
 
     /// Runs with the API on `listener` until `shutdown`, then closes the session (confirming
-    /// what it received) and returns.
+    /// what it received) and returns. With a ledger, it first fetches and verifies the
+    /// topology, and refuses to run when every validator answers with one that does not verify
+    /// against its genesis file.
     pub async fn run_with(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), NodeError> {
         let address = self.address();
+        let mut shutdown = std::pin::pin!(shutdown);
+        let stop = CancellationToken::new();
+        let (topology, gateway, topologies, follower) = match &self.source {
+            Source::File(topology, gateway) => (topology.clone(), gateway.clone(), None, None),
+            Source::Ledger(directory) => {
+                let first = tokio::select! {
+                    first = directory.first(&stop) => first?,
+                    () = &mut shutdown => return Ok(()),
+                };
+                let gateway = first
+                    .topology
+                    .node_with_noise_key(&self.gateway_key)
+                    .filter(|node| node.client_address.is_some())
+                    .cloned()
+                    .ok_or_else(|| {
+                        NodeError::Other(format!(
+                            "the gateway {} (setting `gateway` in {}) is not in epoch {:?}'s topology; wait for it to be active, or choose another",
+                            self.gateway_key,
+                            self.data_dir.join(CONFIG_FILE).display(),
+                            first.epoch_number()
+                        ))
+                    })?;
+                let refresh = Refresh::client(directory.trust());
+                let topology = first.topology.clone();
+                let (updates, task) =
+                    directory::follow(Arc::clone(directory), first, refresh, stop.clone());
+                (topology, gateway, Some(updates), Some(task))
+            }
+        };
         let core = Client::new(
             self.config.client.clone(),
             self.keys.clone(),
-            self.gateway.noise_key.0,
-            self.topology.clone(),
+            self.gateway_key.0,
+            topology,
             rand::random(),
             std::time::Instant::now(),
         )
         .map_err(|error| NodeError::invalid(self.data_dir.join(CONFIG_FILE), error.to_string()))?;
         let setup = ClientSetup {
-            gateway_address: self
-                .gateway
-                .client_address
-                .unwrap_or(self.gateway.mix_address),
-            gateway_key: self.gateway.noise_key,
+            gateway_address: gateway.client_address.unwrap_or(gateway.mix_address),
+            gateway_key: self.gateway_key,
             connection: self.config.connection.clone(),
             outbox: self
                 .config
                 .keep_outbox
                 .then(|| self.data_dir.join(OUTBOX_FILE)),
+            topologies,
         };
-        let stop = CancellationToken::new();
         let (handle, events, task) = client::start(core, &self.keys, setup, stop.clone())?;
         let api_address = listener.local_addr().ok();
-        info!(api = ?api_address, gateway = %self.gateway.id, "client running; its address is {address}");
+        info!(api = ?api_address, gateway = %gateway.id, "client running; its address is {address}");
         let api = tokio::spawn(api::serve(
             listener,
             handle,
@@ -264,6 +369,9 @@ impl ClientDaemon {
         stop.cancel();
         let _ = task.await;
         let _ = api.await;
+        if let Some(follower) = follower {
+            let _ = follower.await;
+        }
         Ok(())
     }
 }
@@ -286,12 +394,10 @@ const TEMPLATE: &str = r#"# An Umbra client. Written by `umbra client init`; eve
 # names it: changing it changes your address.
 gateway = "{gateway}"
 
-# The topology: every node of the network, until the validators serve it.
-topology = "topology.json"
-
 # Keep sent messages on disk until they are delivered, and send them again after a restart.
 keep_outbox = true
 
+{source}
 [api]
 # Where applications connect (WebSocket; see docs/client-api.md). Anyone who can connect reads
 # and sends your messages: keep it on loopback.

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use umbra_gateway::GatewayConfig as ClientPolicy;
 use umbra_hop::ReplayFilterConfig;
 
+use crate::directory::LedgerConfig;
 use crate::err::NodeError;
 use crate::link::LinkConfig;
 use crate::node::{HttpConfig, StorageConfig, WorkerConfig};
@@ -20,9 +21,14 @@ pub struct GatewayNodeConfig {
     pub listen_address: SocketAddr,
     /// Where clients connect (WebSocket, Noise inside).
     pub client_listen_address: SocketAddr,
-    /// The topology file, relative to the data directory.
-    #[serde(default = "default_topology")]
-    pub topology: PathBuf,
+    /// A static topology file, relative to the data directory: for private test networks
+    /// without validators (no epochs, no key rotation). Set this or `ledger`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topology: Option<PathBuf>,
+    /// Where the ledger is: the validators serving each epoch's topology, and the genesis file
+    /// their signatures are checked against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ledger: Option<LedgerConfig>,
     /// The HTTP endpoint.
     #[serde(default)]
     pub http: HttpConfig,
@@ -66,12 +72,23 @@ impl Default for SessionConfig {
     }
 }
 
-fn default_topology() -> PathBuf {
-    PathBuf::from("topology.json")
-}
-
 impl GatewayNodeConfig {
-    /// The defaults, listening at the given addresses.
+    /// The defaults, listening at the given addresses, with the topology from the ledger.
+    pub fn with_ledger(
+        listen_address: SocketAddr,
+        client_listen_address: SocketAddr,
+        http_address: SocketAddr,
+        ledger: LedgerConfig,
+    ) -> Self {
+        GatewayNodeConfig {
+            topology: None,
+            ledger: Some(ledger),
+            ..GatewayNodeConfig::new(listen_address, client_listen_address, http_address)
+        }
+    }
+
+    /// The defaults, listening at the given addresses, with a static topology file
+    /// (`topology.json`; private test networks).
     pub fn new(
         listen_address: SocketAddr,
         client_listen_address: SocketAddr,
@@ -80,7 +97,8 @@ impl GatewayNodeConfig {
         GatewayNodeConfig {
             listen_address,
             client_listen_address,
-            topology: default_topology(),
+            topology: Some(PathBuf::from(crate::localnet::TOPOLOGY_FILE)),
+            ledger: None,
             http: HttpConfig {
                 enabled: true,
                 listen_address: http_address,
@@ -121,7 +139,7 @@ impl GatewayNodeConfig {
         if self.sessions.max_sessions == 0 {
             return Err("setting `sessions.max_sessions`: must be at least 1".into());
         }
-        Ok(())
+        crate::node::validate_source(self.topology.as_deref(), self.ledger.as_ref())
     }
 
     /// The configuration file `umbra gateway init` writes: every setting, commented, with its
@@ -130,8 +148,10 @@ impl GatewayNodeConfig {
         listen_address: SocketAddr,
         client_listen_address: SocketAddr,
         http_address: SocketAddr,
+        ledger: Option<&LedgerConfig>,
     ) -> String {
         TEMPLATE
+            .replace("{source}", &crate::node::source_template(ledger))
             .replace("{listen_address}", &listen_address.to_string())
             .replace(
                 "{client_listen_address}",
@@ -144,14 +164,13 @@ impl GatewayNodeConfig {
 const TEMPLATE: &str = r#"# An Umbra gateway. Written by `umbra gateway init`; every setting is shown with its default.
 # Durations read like "250ms", "10s", "5m", "24h". Paths are relative to this directory.
 
-# Where mix nodes connect to this gateway (Noise over TCP): the topology's `mix_address`.
+# Where mix nodes connect to this gateway (Noise over TCP). The gateway registers on the
+# ledger with the address mix nodes reach it at (`umbra gateway register --mix-address`).
 listen_address = "{listen_address}"
-# Where clients connect (WebSocket with Noise inside): the topology's `client_address`.
+# Where clients connect (WebSocket with Noise inside); registered as `--client-address`.
 client_listen_address = "{client_listen_address}"
 
-# The topology: every node of the network, until the validators serve it.
-topology = "topology.json"
-
+{source}
 [http]
 # /metrics (Prometheus text) and /health. Keep it on a private address.
 enabled = true
@@ -224,13 +243,31 @@ mod tests {
             "127.0.0.1:8000".parse().unwrap(),
         );
         let parsed: GatewayNodeConfig =
-            toml::from_str(&GatewayNodeConfig::template(listen, clients, http)).unwrap();
+            toml::from_str(&GatewayNodeConfig::template(listen, clients, http, None)).unwrap();
         assert_eq!(parsed, GatewayNodeConfig::new(listen, clients, http));
+        let ledger = LedgerConfig {
+            validators: vec!["http://127.0.0.1:7000".parse().unwrap()],
+            genesis: "genesis.json".into(),
+        };
+        let parsed: GatewayNodeConfig = toml::from_str(&GatewayNodeConfig::template(
+            listen,
+            clients,
+            http,
+            Some(&ledger),
+        ))
+        .unwrap();
+        assert_eq!(
+            parsed,
+            GatewayNodeConfig::with_ledger(listen, clients, http, ledger.clone())
+        );
         let minimal: GatewayNodeConfig = toml::from_str(
-            "listen_address = \"0.0.0.0:1789\"\nclient_listen_address = \"0.0.0.0:9000\"",
+            "listen_address = \"0.0.0.0:1789\"\nclient_listen_address = \"0.0.0.0:9000\"\n[ledger]\nvalidators = [\"127.0.0.1:7000\"]",
         )
         .unwrap();
-        assert_eq!(minimal, GatewayNodeConfig::new(listen, clients, http));
+        assert_eq!(
+            minimal,
+            GatewayNodeConfig::with_ledger(listen, clients, http, ledger)
+        );
     }
 
     #[test]

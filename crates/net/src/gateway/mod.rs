@@ -6,8 +6,14 @@
 //! one task owns the [`GatewayCore`] and carries out what it asks; `umbra-sphinx-N` threads
 //! unwrap the packets that end here; the `umbra-inbox` thread owns the database.
 //!
-//! A data directory holds `config.toml`, `sphinx.key`, `noise.key`, the topology file,
-//! `inbox.redb` (what is stored for clients that are away) and `replay/`.
+//! With a ledger (the `[ledger]` section), the gateway fetches and verifies each epoch's
+//! topology (see [`crate::directory`]) and follows it: its links to the first layer and its
+//! Sphinx keys change with the epochs (see [`crate::epoch`]). With a static topology file
+//! (private test networks) nothing changes while it runs.
+//!
+//! A data directory holds `config.toml`, `identity.key`, `sphinx.key` (and `sphinx-<n>.key`),
+//! `noise.key`, `genesis.json` (or the topology file), `inbox.redb` (what is stored for
+//! clients that are away) and `replay/`.
 
 mod config;
 mod inbox;
@@ -26,15 +32,18 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 use umbra_gateway::{Action, ClientId, Counters, GatewayCore, SessionId};
-use umbra_hop::{ReplayFilter, RotationKey, Unwrapped, Unwrapper};
+use umbra_hop::{RotationKey, Unwrapped, Unwrapper};
+use umbra_ledger::SigningKey;
 use umbra_sphinx::{NodeAddress, PrivateKey};
-use umbra_topology::{Layer, NodeDescriptor, Role, Topology};
+use umbra_topology::{Layer, NodeDescriptor, NoiseKey, Role, Topology};
 use umbra_wire::frame::{Frame, FrameHeader, KeyRotation};
 use umbra_wire::gateway::{ClientMessage, GatewayMessage};
 
 pub use crate::node::Initialised;
 pub use config::{GatewayNodeConfig, SessionConfig};
 
+use crate::directory::{self, Current, Directory, LedgerConfig, Refresh};
+use crate::epoch::{self, Admitted, KeyRing, PeerSet};
 use crate::err::NodeError;
 use crate::http;
 use crate::link::{LinkCounters, PeerLink, PeerStatus};
@@ -60,78 +69,112 @@ const LINK_DRAIN: Duration = Duration::from_secs(10);
 /// How often the core publishes its counters.
 const PUBLISH_EVERY: Duration = Duration::from_millis(250);
 
-/// Creates a gateway in `data_dir`: fresh keys and a commented `config.toml`. Refuses a
-/// directory that already holds a node.
+/// Creates a gateway in `data_dir`: fresh keys (identity, Sphinx, Noise) and a commented
+/// `config.toml`, following the ledger `ledger` describes (its genesis file copied from
+/// `genesis`) or, without one, a static topology file. Refuses a directory that already holds a
+/// node.
 pub fn init(
     data_dir: &Path,
     listen_address: SocketAddr,
     client_listen_address: SocketAddr,
     http_address: SocketAddr,
+    ledger: Option<(&LedgerConfig, &Path)>,
 ) -> Result<Initialised, NodeError> {
     node::init(
         data_dir,
         CONFIG_FILE,
-        &GatewayNodeConfig::template(listen_address, client_listen_address, http_address),
+        &GatewayNodeConfig::template(
+            listen_address,
+            client_listen_address,
+            http_address,
+            ledger.map(|(l, _)| l),
+        ),
+        ledger.map(|(_, genesis)| genesis),
     )
+}
+
+/// Where the gateway's topology comes from, read and checked at load.
+enum Source {
+    /// A static file: the gateway's place in it is fixed.
+    File {
+        sphinx: PrivateKey,
+        topology: Topology,
+        me: NodeDescriptor,
+    },
+    /// The ledger.
+    Ledger {
+        directory: Arc<Directory>,
+        identity: SigningKey,
+        registered: Option<PrivateKey>,
+    },
 }
 
 /// A gateway read from its data directory, ready to run.
 pub struct Gateway {
     data_dir: PathBuf,
     config: GatewayNodeConfig,
-    sphinx: PrivateKey,
     noise: NoiseKeypair,
-    topology: Topology,
-    me: NodeDescriptor,
-    filter: Arc<ReplayFilter>,
+    source: Source,
     inbox: Inbox,
     recovered: inbox::Recovered,
 }
 
 impl Gateway {
     /// Reads the gateway in `data_dir`, checking everything it needs: its configuration, keys,
-    /// the topology (which must list it as a gateway, with its keys), its replay filter and its
-    /// inbox. Every error names the file and what is wrong.
+    /// its genesis file (with a ledger) or the topology file (which must list it as a gateway,
+    /// with its keys), and its inbox. Every error names the file and what is wrong.
     pub fn load(data_dir: &Path) -> Result<Gateway, NodeError> {
         let config_path = data_dir.join(CONFIG_FILE);
         node::require_config(&config_path, data_dir, "gateway")?;
         let config = GatewayNodeConfig::load(&config_path)?;
-        let (keys, topology, me, topology_path) =
-            node::load_identity(data_dir, &config.topology, |made| {
-                made.gateway_descriptor(config.listen_address, config.client_listen_address)
-            })?;
-        if me.role != Role::Gateway {
-            return Err(NodeError::invalid(
-                &topology_path,
-                format!(
-                    "lists this node ({}) as a mix node; a gateway has the role \"gateway\"",
-                    me.id
-                ),
-            ));
-        }
-        if topology.layer(Layer::ALL[0]).next().is_none() {
-            return Err(NodeError::invalid(
-                &topology_path,
-                "lists no first-layer mix node: the gateway would have nowhere to send its clients' packets",
-            ));
-        }
-        let filter = Arc::new(node::load_filter(
-            data_dir,
-            topology.key_rotation(),
-            &config.replay,
-            &config_path,
-        )?);
+        let (noise, source) = match (&config.ledger, &config.topology) {
+            (Some(ledger), _) => (
+                node::read_noise_key(data_dir)?,
+                Source::Ledger {
+                    directory: Arc::new(Directory::from_config(ledger, data_dir)?),
+                    identity: epoch::read_identity(data_dir, "gateway")?,
+                    registered: node::read_registered_sphinx_key(data_dir)?,
+                },
+            ),
+            (None, topology) => {
+                let topology = topology.clone().unwrap_or_else(|| "topology.json".into());
+                let (keys, topology, me, topology_path) =
+                    node::load_identity(data_dir, &topology, |made| {
+                        made.gateway_descriptor(config.listen_address, config.client_listen_address)
+                    })?;
+                if me.role != Role::Gateway {
+                    return Err(NodeError::invalid(
+                        &topology_path,
+                        format!(
+                            "lists this node ({}) as a mix node; a gateway has the role \"gateway\"",
+                            me.id
+                        ),
+                    ));
+                }
+                if topology.layer(Layer::ALL[0]).next().is_none() {
+                    return Err(NodeError::invalid(
+                        &topology_path,
+                        "lists no first-layer mix node: the gateway would have nowhere to send its clients' packets",
+                    ));
+                }
+                let node::NodeKeys { sphinx, noise } = keys;
+                (
+                    noise,
+                    Source::File {
+                        sphinx,
+                        topology,
+                        me,
+                    },
+                )
+            }
+        };
         let (inbox, recovered) =
             Inbox::open(&data_dir.join(INBOX_FILE), config.clients.inbox_expiry)?;
-        let node::NodeKeys { sphinx, noise } = keys;
         Ok(Gateway {
             data_dir: data_dir.to_owned(),
             config,
-            sphinx,
             noise,
-            topology,
-            me,
-            filter,
+            source,
             inbox,
             recovered,
         })
@@ -172,32 +215,67 @@ impl Gateway {
         let Gateway {
             data_dir,
             config,
-            sphinx,
             noise,
-            topology,
-            me,
-            filter,
+            source,
             inbox,
             recovered,
         } = self;
+        let mut shutdown = std::pin::pin!(shutdown);
         let stop = CancellationToken::new();
+        let config_path = data_dir.join(CONFIG_FILE);
+        let noise_key = noise.public();
         let keys = Arc::new(noise);
         let links = Arc::new(LinkCounters::default());
 
+        let (first, unwrapper, ledger) = match source {
+            Source::File {
+                sphinx,
+                topology,
+                me,
+            } => {
+                let filter = Arc::new(node::load_filter(
+                    &data_dir,
+                    topology.key_rotation(),
+                    &config.replay,
+                    &config_path,
+                )?);
+                let unwrapper = Arc::new(Unwrapper::new(RotationKey::new(sphinx, filter), None));
+                info!(node = %me.id, "topology from a static file");
+                (Current::fixed(topology), unwrapper, None)
+            }
+            Source::Ledger {
+                directory,
+                identity,
+                registered,
+            } => {
+                let first = tokio::select! {
+                    first = directory.first(&stop) => first?,
+                    () = &mut shutdown => return Ok(()),
+                };
+                let me = first.topology.node_with_noise_key(&noise_key).cloned();
+                let (ring, unwrapper) = KeyRing::start(
+                    &data_dir,
+                    identity,
+                    Arc::clone(&directory),
+                    registered,
+                    &first,
+                    me.as_ref(),
+                    &config.replay,
+                    &config_path,
+                    "gateway",
+                )?;
+                (first, unwrapper, Some((directory, ring)))
+            }
+        };
+
         // outbound: a link to every first-layer node
-        let first_layer: Vec<NodeDescriptor> = topology.layer(Layer::ALL[0]).cloned().collect();
-        let node::Peers {
-            links: mut peer_links,
-            tasks: mut peer_tasks,
-            status: peer_status,
-        } = node::connect_peers(&first_layer, &keys, &config.links, &links);
-        let peers: HashMap<NodeAddress, PeerLink> = first_layer
-            .iter()
-            .filter_map(|node| {
-                let link = peer_links.remove(&node.mix_address)?;
-                Some((node.routing_address(), link))
-            })
-            .collect();
+        let placement = epoch::place(&noise_key, &first.topology, None);
+        let admitted = Admitted::default();
+        admitted.set(placement.admitted.clone());
+        let first_layer = first_layers(&first.topology, None);
+        let mut peer_set = PeerSet::new(&keys, &config.links, &links);
+        let peers = by_routing_address(&first_layer, peer_set.update(&first_layer));
+        log_place(&first, &noise_key);
 
         let core = GatewayCore::new(
             config.clients.clone(),
@@ -208,12 +286,8 @@ impl Gateway {
         let (input, inputs) = mpsc::channel::<Input>(CORE_QUEUE);
         let (frames_in, frames_out) = crossbeam_channel::bounded::<(Instant, Frame)>(FRAME_QUEUE);
         let (inbox_ops, inbox_queue) = crossbeam_channel::unbounded::<InboxOp>();
-        let unwrapper = Arc::new(Unwrapper::new(
-            RotationKey::new(sphinx, Arc::clone(&filter)),
-            None,
-        ));
         let status = Arc::new(GatewayStatus {
-            me: me.clone(),
+            place: Mutex::new(GatewayPlace::of(&first, &noise_key)),
             counters: Mutex::new(Counters::default()),
             connected: AtomicUsize::new(0),
             inbox: Mutex::new((0, 0)),
@@ -222,7 +296,7 @@ impl Gateway {
             overloaded: Arc::new(AtomicU64::new(0)),
             stale: Arc::new(AtomicU64::new(0)),
             links: Arc::clone(&links),
-            peers: peer_status,
+            peers: peer_set.status(),
             waiting: frames_out.clone(),
             unwrapper: Arc::clone(&unwrapper),
             stopping: AtomicBool::new(false),
@@ -256,7 +330,7 @@ impl Gateway {
             core,
             sessions: HashMap::new(),
             peers,
-            rotation: KeyRotation::of(topology.key_rotation()),
+            rotation: stamp(&first),
             inbox: inbox_ops,
             pending_stores: 0,
             status: Arc::clone(&status),
@@ -264,11 +338,11 @@ impl Gateway {
         };
         let core_task = tokio::spawn(shell.run(inputs));
 
-        let inbound = node::serve_links_from(
+        let inbound = node::serve_links_with(
             node_listener,
             &keys,
             &config.links,
-            &topology,
+            admitted.admission(),
             frames_in,
             &status.overloaded,
             &links,
@@ -295,12 +369,44 @@ impl Gateway {
             config.storage.replay_save_interval,
             stop.clone(),
         ));
-        info!(node = %me.id, first_layer = first_layer.len(), workers = threads, "gateway running");
+        let follower = match ledger {
+            Some((directory, mut ring)) => {
+                let refresh = Refresh::node(directory.trust());
+                let (updates, follow_task) =
+                    directory::follow(directory, first.clone(), refresh, stop.clone());
+                let me = first.topology.node_with_noise_key(&noise_key).cloned();
+                ring.enter(&first, me.as_ref());
+                ring.announce(&first).await;
+                let task = tokio::spawn(follow_epochs(
+                    updates,
+                    Arc::new(first),
+                    noise_key,
+                    ring,
+                    peer_set,
+                    admitted,
+                    input.clone(),
+                    Arc::clone(&status),
+                    stop.clone(),
+                ));
+                Follower::Ledger(task, follow_task)
+            }
+            None => Follower::Fixed(peer_set),
+        };
+        info!(workers = threads, "gateway running");
 
         shutdown.await;
         info!("stopping: closing sessions, storing what clients had not confirmed");
         status.stopping.store(true, Ordering::Relaxed);
         stop.cancel();
+        let peer_set = match follower {
+            Follower::Ledger(task, follow_task) => {
+                let _ = follow_task.await;
+                task.await
+                    .map_err(|error| NodeError::Other(format!("stopping: {error}")))?
+            }
+            Follower::Fixed(peer_set) => peer_set,
+        };
+        let mut peer_tasks = peer_set.close();
         let _ = acceptor.await;
         let _ = inbound.await;
         let _ = saver.await;
@@ -341,6 +447,138 @@ impl Gateway {
     }
 }
 
+/// What follows the epochs while the gateway runs.
+enum Follower {
+    /// The ledger's epochs: the task applying them (it hands back the links when it ends) and
+    /// the task fetching them.
+    Ledger(
+        tokio::task::JoinHandle<PeerSet>,
+        tokio::task::JoinHandle<()>,
+    ),
+    /// A static topology: the links, fixed.
+    Fixed(PeerSet),
+}
+
+/// The first-layer nodes client packets may enter by: those of `current` and, while packets
+/// built with it may still come, of `previous`.
+fn first_layers(current: &Topology, previous: Option<&Topology>) -> Vec<NodeDescriptor> {
+    let mut nodes: Vec<NodeDescriptor> = current.layer(Layer::FIRST).cloned().collect();
+    for node in previous.into_iter().flat_map(|t| t.layer(Layer::FIRST)) {
+        if !nodes
+            .iter()
+            .any(|known| known.mix_address == node.mix_address)
+        {
+            nodes.push(node.clone());
+        }
+    }
+    nodes
+}
+
+fn by_routing_address(
+    nodes: &[NodeDescriptor],
+    mut links: HashMap<SocketAddr, PeerLink>,
+) -> HashMap<NodeAddress, PeerLink> {
+    nodes
+        .iter()
+        .filter_map(|node| {
+            let link = links.remove(&node.mix_address)?;
+            Some((node.routing_address(), link))
+        })
+        .collect()
+}
+
+/// The key rotation client packets are sent under. Clients build packets with the keys of the
+/// topology they hold, and in a rotation's first epoch some still hold the last rotation's:
+/// the frame then says "unknown", and each node tries its current key, then its previous one.
+fn stamp(current: &Current) -> KeyRotation {
+    match current.epoch {
+        Some(epoch) if epoch.is_first_of_rotation() => KeyRotation::Unknown,
+        _ => KeyRotation::of(current.topology.key_rotation()),
+    }
+}
+
+fn log_place(current: &Current, noise_key: &NoiseKey) {
+    match current.topology.node_with_noise_key(noise_key) {
+        Some(me) => info!(
+            epoch = current.epoch_number(),
+            node = me.id.0,
+            "serving as a gateway"
+        ),
+        None => info!(
+            epoch = current.epoch_number(),
+            "not in this epoch's active set: idle (up, serving connected clients; nobody can send to them until it is active)"
+        ),
+    }
+}
+
+/// Applies each new epoch: the links to the first layer, whom the gateway admits, its Sphinx
+/// keys. Returns the links when `stop` comes.
+#[allow(clippy::too_many_arguments)]
+async fn follow_epochs(
+    mut updates: tokio::sync::watch::Receiver<Arc<Current>>,
+    mut previous: Arc<Current>,
+    noise_key: NoiseKey,
+    mut ring: KeyRing,
+    mut peers: PeerSet,
+    admitted: Admitted,
+    core: mpsc::Sender<Input>,
+    status: Arc<GatewayStatus>,
+    stop: CancellationToken,
+) -> PeerSet {
+    loop {
+        tokio::select! {
+            changed = updates.changed() => if changed.is_err() { return peers },
+            () = stop.cancelled() => return peers,
+        }
+        let current = Arc::clone(&updates.borrow_and_update());
+        let placement = epoch::place(&noise_key, &current.topology, Some(&previous.topology));
+        ring.enter(&current, placement.me.as_ref());
+        admitted.set(placement.admitted);
+        let first_layer = first_layers(&current.topology, Some(&previous.topology));
+        let links = by_routing_address(&first_layer, peers.update(&first_layer));
+        let update = Input::Epoch {
+            peers: links,
+            first_layer: first_layer
+                .iter()
+                .map(NodeDescriptor::routing_address)
+                .collect(),
+            rotation: stamp(&current),
+        };
+        if core.send(update).await.is_err() {
+            return peers;
+        }
+        *status.place.lock().unwrap_or_else(PoisonError::into_inner) =
+            GatewayPlace::of(&current, &noise_key);
+        let (rotation, kept) = ring.rotations();
+        info!(key_rotation = rotation, previous_key = ?kept, "Sphinx keys held");
+        // last: it waits for the ledger, and the new epoch's links must not
+        ring.announce(&current).await;
+        log_place(&current, &noise_key);
+        previous = current;
+    }
+}
+
+/// Where the gateway stands, for `/health`.
+#[derive(Clone, Copy, Debug)]
+struct GatewayPlace {
+    node: Option<u32>,
+    epoch: Option<u64>,
+    rotation: u32,
+}
+
+impl GatewayPlace {
+    fn of(current: &Current, noise_key: &NoiseKey) -> GatewayPlace {
+        GatewayPlace {
+            node: current
+                .topology
+                .node_with_noise_key(noise_key)
+                .map(|me| me.id.0),
+            epoch: current.epoch_number(),
+            rotation: current.topology.key_rotation(),
+        }
+    }
+}
+
 /// What reaches the core task.
 enum Input {
     Connected {
@@ -360,6 +598,12 @@ enum Input {
     },
     Unwrapped(Vec<(Instant, Unwrapped)>),
     Inbox(InboxEvent),
+    /// A new epoch: links and first layer, and the key rotation to stamp frames with.
+    Epoch {
+        peers: HashMap<NodeAddress, PeerLink>,
+        first_layer: Vec<NodeAddress>,
+        rotation: KeyRotation,
+    },
     Stop(oneshot::Sender<()>),
 }
 
@@ -475,6 +719,15 @@ impl CoreShell {
                     more,
                 } => self.core.inbox_loaded(client, session, deliveries, more),
             },
+            Input::Epoch {
+                peers,
+                first_layer,
+                rotation,
+            } => {
+                self.peers = peers;
+                self.core.set_first_layer(first_layer);
+                self.rotation = rotation;
+            }
             Input::Stop(done) => {
                 // what connected clients have not confirmed is stored, and acked once written
                 for (client, session) in self.sessions.drain() {
@@ -730,7 +983,7 @@ impl Session {
 
 /// What the HTTP endpoint shows.
 struct GatewayStatus {
-    me: NodeDescriptor,
+    place: Mutex<GatewayPlace>,
     counters: Mutex<Counters>,
     connected: AtomicUsize,
     inbox: Mutex<(u64, u64)>,
@@ -741,7 +994,7 @@ struct GatewayStatus {
     /// Frames dropped for waiting too long for a Sphinx thread.
     stale: Arc<AtomicU64>,
     links: Arc<LinkCounters>,
-    peers: Vec<(String, PeerStatus)>,
+    peers: Arc<Mutex<Vec<(String, PeerStatus)>>>,
     waiting: crossbeam_channel::Receiver<(Instant, Frame)>,
     unwrapper: Arc<Unwrapper>,
     stopping: AtomicBool,
@@ -857,11 +1110,34 @@ impl http::Status for GatewayStatus {
             "Frames waiting for a Sphinx thread.",
             self.waiting.len() as f64,
         );
+        let place = *self.place.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(epoch) = place.epoch {
+            page.gauge(
+                "umbra_node_epoch",
+                "The epoch of the topology in use.",
+                epoch as f64,
+            );
+        }
+        page.gauge(
+            "umbra_node_key_rotation",
+            "The Sphinx key rotation of the topology in use.",
+            f64::from(place.rotation),
+        );
+        page.gauge(
+            "umbra_gateway_active",
+            "Whether the gateway is in this epoch's active set.",
+            f64::from(u8::from(place.node.is_some())),
+        );
+        let peers = self
+            .peers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         node::render_hop_metrics(
             &mut page,
             "umbra_gateway",
             &self.unwrapper,
-            &self.peers,
+            &peers,
             &self.links,
         );
         page.finish()
@@ -869,17 +1145,23 @@ impl http::Status for GatewayStatus {
 
     fn health(&self) -> (bool, String) {
         let stopping = self.stopping.load(Ordering::Relaxed);
-        let connected = self
+        let peers = self
             .peers
-            .iter()
-            .filter(|(_, peer)| peer.is_connected())
-            .count();
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let connected = peers.iter().filter(|(_, peer)| peer.is_connected()).count();
+        let place = *self.place.lock().unwrap_or_else(PoisonError::into_inner);
+        let number =
+            |value: Option<u64>| value.map_or_else(|| "null".to_owned(), |v| v.to_string());
         let body = format!(
-            "{{\"status\":\"{}\",\"node\":{},\"role\":\"gateway\",\"clients_connected\":{},\"peers\":{},\"peers_connected\":{}}}",
+            "{{\"status\":\"{}\",\"node\":{},\"role\":\"gateway\",\"epoch\":{},\"key_rotation\":{},\"clients_connected\":{},\"peers\":{},\"peers_connected\":{}}}",
             if stopping { "stopping" } else { "ok" },
-            self.me.id.0,
+            number(place.node.map(u64::from)),
+            number(place.epoch),
+            place.rotation,
             self.connected.load(Ordering::Relaxed),
-            self.peers.len(),
+            peers.len(),
             connected
         );
         (!stopping, body)

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use umbra_mixnode::MixConfig;
 
+use crate::directory::LedgerConfig;
 use crate::err::NodeError;
 use crate::link::LinkConfig;
 use crate::node::{HttpConfig, StorageConfig, WorkerConfig};
@@ -15,9 +16,14 @@ use crate::node::{HttpConfig, StorageConfig, WorkerConfig};
 pub struct MixnodeConfig {
     /// Where other nodes connect to this one.
     pub listen_address: SocketAddr,
-    /// The topology file, relative to the data directory.
-    #[serde(default = "default_topology")]
-    pub topology: PathBuf,
+    /// A static topology file, relative to the data directory: for private test networks
+    /// without validators (no epochs, no key rotation). Set this or `ledger`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topology: Option<PathBuf>,
+    /// Where the ledger is: the validators serving each epoch's topology, and the genesis file
+    /// their signatures are checked against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ledger: Option<LedgerConfig>,
     /// The HTTP endpoint.
     #[serde(default)]
     pub http: HttpConfig,
@@ -35,16 +41,27 @@ pub struct MixnodeConfig {
     pub storage: StorageConfig,
 }
 
-fn default_topology() -> PathBuf {
-    PathBuf::from("topology.json")
-}
-
 impl MixnodeConfig {
-    /// The defaults, listening at the given addresses.
+    /// The defaults, listening at the given addresses, with the topology from the ledger.
+    pub fn with_ledger(
+        listen_address: SocketAddr,
+        http_address: SocketAddr,
+        ledger: LedgerConfig,
+    ) -> Self {
+        MixnodeConfig {
+            topology: None,
+            ledger: Some(ledger),
+            ..MixnodeConfig::new(listen_address, http_address)
+        }
+    }
+
+    /// The defaults, listening at the given addresses, with a static topology file
+    /// (`topology.json`; private test networks).
     pub fn new(listen_address: SocketAddr, http_address: SocketAddr) -> Self {
         MixnodeConfig {
             listen_address,
-            topology: default_topology(),
+            topology: Some(PathBuf::from(crate::localnet::TOPOLOGY_FILE)),
+            ledger: None,
             http: HttpConfig {
                 enabled: true,
                 listen_address: http_address,
@@ -67,14 +84,20 @@ impl MixnodeConfig {
 
     fn validate(&self) -> Result<(), String> {
         self.mixing.validate().map_err(|error| error.to_string())?;
-        crate::node::validate_links_and_workers(&self.links, &self.workers)
+        crate::node::validate_links_and_workers(&self.links, &self.workers)?;
+        crate::node::validate_source(self.topology.as_deref(), self.ledger.as_ref())
     }
 
     /// The configuration file `umbra mixnode init` writes: every setting, commented, with
     /// its default.
-    pub fn template(listen_address: SocketAddr, http_address: SocketAddr) -> String {
+    pub fn template(
+        listen_address: SocketAddr,
+        http_address: SocketAddr,
+        ledger: Option<&LedgerConfig>,
+    ) -> String {
         TEMPLATE
             .replace("{listen_address}", &listen_address.to_string())
+            .replace("{source}", &crate::node::source_template(ledger))
             .replace("{http_address}", &http_address.to_string())
     }
 }
@@ -82,13 +105,11 @@ impl MixnodeConfig {
 const TEMPLATE: &str = r#"# An Umbra mix node. Written by `umbra mixnode init`; every setting is shown with its
 # default. Durations read like "250ms", "10s", "5m", "25h". Paths are relative to this directory.
 
-# Where other nodes connect to this node (Noise over TCP). The topology must list this node
-# with the address other nodes reach it at.
+# Where other nodes connect to this node (Noise over TCP). The node registers on the ledger
+# with the address other nodes reach it at (`umbra mixnode register --mix-address`).
 listen_address = "{listen_address}"
 
-# The topology: every node of the network, until the validators serve it.
-topology = "topology.json"
-
+{source}
 [http]
 # /metrics (Prometheus text) and /health. Keep it on a private address.
 enabled = true
@@ -144,10 +165,24 @@ mod tests {
     fn the_template_is_the_defaults() {
         let listen: SocketAddr = "0.0.0.0:1789".parse().unwrap();
         let http = "127.0.0.1:8000".parse().unwrap();
-        let parsed: MixnodeConfig = toml::from_str(&MixnodeConfig::template(listen, http)).unwrap();
+        let parsed: MixnodeConfig =
+            toml::from_str(&MixnodeConfig::template(listen, http, None)).unwrap();
         assert_eq!(parsed, MixnodeConfig::new(listen, http));
-        let minimal: MixnodeConfig = toml::from_str("listen_address = \"0.0.0.0:1789\"").unwrap();
-        assert_eq!(minimal, MixnodeConfig::new(listen, http));
+        let ledger = LedgerConfig {
+            validators: vec!["http://127.0.0.1:7000".parse().unwrap()],
+            genesis: "genesis.json".into(),
+        };
+        let parsed: MixnodeConfig =
+            toml::from_str(&MixnodeConfig::template(listen, http, Some(&ledger))).unwrap();
+        assert_eq!(
+            parsed,
+            MixnodeConfig::with_ledger(listen, http, ledger.clone())
+        );
+        let minimal: MixnodeConfig = toml::from_str(
+            "listen_address = \"0.0.0.0:1789\"\n[ledger]\nvalidators = [\"http://127.0.0.1:7000\"]",
+        )
+        .unwrap();
+        assert_eq!(minimal, MixnodeConfig::with_ledger(listen, http, ledger));
     }
 
     #[test]
@@ -172,6 +207,15 @@ mod tests {
             (
                 "listen_address = \"0.0.0.0:1\"\ncolour = \"blue\"",
                 "colour",
+            ),
+            ("listen_address = \"0.0.0.0:1\"", "`ledger`"),
+            (
+                "listen_address = \"0.0.0.0:1\"\n[ledger]\nvalidators = []",
+                "ledger.validators",
+            ),
+            (
+                "listen_address = \"0.0.0.0:1\"\n[ledger]\nvalidators = [\"https://v:1\"]",
+                "plain http",
             ),
             (
                 "listen_address = \"0.0.0.0:1\"\n[mixing]\nmax_delay = \"2h\"",

@@ -7,8 +7,14 @@
 //! timeout, which wakes it within tens of microseconds of a packet's due time (tokio's timers
 //! tick in milliseconds).
 //!
-//! A data directory holds `config.toml`, `sphinx.key`, `noise.key`, the topology file and
-//! `replay/`, where each key rotation's replay filter is saved.
+//! With a ledger (the `[ledger]` section), the node fetches and verifies each epoch's topology
+//! (see [`crate::directory`]) and follows it: its layer, its links and its Sphinx keys change
+//! with the epochs (see [`crate::epoch`]); a node the epoch's active set leaves out stays up,
+//! idle. With a static topology file (private test networks) nothing changes while it runs.
+//!
+//! A data directory holds `config.toml`, `identity.key`, `sphinx.key` (and `sphinx-<n>.key`
+//! for later key rotations), `noise.key`, `genesis.json` (or the topology file) and `replay/`,
+//! where each key rotation's replay filter is saved.
 
 mod config;
 
@@ -23,10 +29,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
-use umbra_mixnode::{
-    Counters, Histogram, MixCore, ReplayFilter, RotationKey, Unwrapped, Unwrapper,
-};
+use tracing::{info, warn};
+use umbra_ledger::SigningKey;
+use umbra_mixnode::{Counters, Histogram, MixCore, RotationKey, Unwrapped, Unwrapper};
 use umbra_sphinx::PrivateKey;
 use umbra_topology::{Layer, NodeDescriptor, Role, Topology};
 use umbra_wire::frame::Frame;
@@ -34,9 +39,11 @@ use umbra_wire::frame::Frame;
 pub use crate::node::{HttpConfig, StorageConfig, WorkerConfig};
 pub use config::MixnodeConfig;
 
+use crate::directory::{self, Current, Directory, LedgerConfig, Refresh};
+use crate::epoch::{self, Admitted, KeyRing, PeerSet, Placement};
 use crate::err::NodeError;
 use crate::http;
-use crate::link::{LinkCounters, PeerLink};
+use crate::link::{LinkCounters, PeerLink, PeerStatus};
 use crate::metrics::Exposition;
 use crate::node;
 use crate::noise::NoiseKeypair;
@@ -51,69 +58,99 @@ const LINK_DRAIN: Duration = Duration::from_secs(10);
 
 pub use crate::node::Initialised;
 
-/// Creates a node in `data_dir`: fresh keys and a commented `config.toml`. Refuses a
-/// directory that already holds a node.
+/// Creates a node in `data_dir`: fresh keys (identity, Sphinx, Noise) and a commented
+/// `config.toml`, following the ledger `ledger` describes (its genesis file copied from
+/// `genesis`) or, without one, a static topology file. Refuses a directory that already holds a
+/// node.
 pub fn init(
     data_dir: &Path,
     listen_address: SocketAddr,
     http_address: SocketAddr,
+    ledger: Option<(&LedgerConfig, &Path)>,
 ) -> Result<Initialised, NodeError> {
     node::init(
         data_dir,
         CONFIG_FILE,
-        &MixnodeConfig::template(listen_address, http_address),
+        &MixnodeConfig::template(listen_address, http_address, ledger.map(|(l, _)| l)),
+        ledger.map(|(_, genesis)| genesis),
     )
+}
+
+/// Where the node's topology comes from, read and checked at load.
+enum Source {
+    /// A static file: the node's place in it is fixed.
+    File {
+        sphinx: PrivateKey,
+        topology: Topology,
+        me: NodeDescriptor,
+        layer: Layer,
+    },
+    /// The ledger.
+    Ledger {
+        directory: Arc<Directory>,
+        identity: SigningKey,
+        registered: Option<PrivateKey>,
+    },
 }
 
 /// A mix node read from its data directory, ready to run.
 pub struct Mixnode {
     data_dir: PathBuf,
     config: MixnodeConfig,
-    sphinx: PrivateKey,
     noise: NoiseKeypair,
-    topology: Topology,
-    me: NodeDescriptor,
-    layer: Layer,
-    filter: Arc<ReplayFilter>,
+    source: Source,
 }
 
 impl Mixnode {
     /// Reads the node in `data_dir`, checking everything it needs: its configuration, keys,
-    /// the topology (which must list it, as a mix node, with its keys) and its saved replay
-    /// filter. Every error names the file and what is wrong.
+    /// and its genesis file (with a ledger) or the topology file (which must list it, as a mix
+    /// node, with its keys). Every error names the file and what is wrong.
     pub fn load(data_dir: &Path) -> Result<Mixnode, NodeError> {
         let config_path = data_dir.join(CONFIG_FILE);
         node::require_config(&config_path, data_dir, "mixnode")?;
         let config = MixnodeConfig::load(&config_path)?;
-        let (keys, topology, me, topology_path) =
-            node::load_identity(data_dir, &config.topology, |made| {
-                made.mix_descriptor(config.listen_address)
-            })?;
-        let Role::Mix(layer) = me.role else {
-            return Err(NodeError::invalid(
-                &topology_path,
-                format!(
-                    "lists this node ({}) as a gateway; a mix node serves in a layer",
-                    me.id
-                ),
-            ));
+        let (noise, source) = match (&config.ledger, &config.topology) {
+            (Some(ledger), _) => {
+                let noise = node::read_noise_key(data_dir)?;
+                let source = Source::Ledger {
+                    directory: Arc::new(Directory::from_config(ledger, data_dir)?),
+                    identity: epoch::read_identity(data_dir, "mixnode")?,
+                    registered: node::read_registered_sphinx_key(data_dir)?,
+                };
+                (noise, source)
+            }
+            (None, topology) => {
+                let topology = topology.clone().unwrap_or_else(|| "topology.json".into());
+                let (keys, topology, me, topology_path) =
+                    node::load_identity(data_dir, &topology, |made| {
+                        made.mix_descriptor(config.listen_address)
+                    })?;
+                let Role::Mix(layer) = me.role else {
+                    return Err(NodeError::invalid(
+                        &topology_path,
+                        format!(
+                            "lists this node ({}) as a gateway; a mix node serves in a layer",
+                            me.id
+                        ),
+                    ));
+                };
+                let node::NodeKeys { sphinx, noise } = keys;
+                (
+                    noise,
+                    Source::File {
+                        sphinx,
+                        topology,
+                        me,
+                        layer,
+                    },
+                )
+            }
         };
-        let filter = Arc::new(node::load_filter(
-            data_dir,
-            topology.key_rotation(),
-            &config.mixing.replay,
-            &config_path,
-        )?);
-        let node::NodeKeys { sphinx, noise } = keys;
         Ok(Mixnode {
             data_dir: data_dir.to_owned(),
             config,
-            sphinx,
             noise,
-            topology,
-            me,
-            layer,
-            filter,
+            source,
         })
     }
 
@@ -139,7 +176,9 @@ impl Mixnode {
 
     /// Runs on the given sockets until `shutdown` resolves, then stops gracefully: it takes no
     /// new frames, forwards every packet it accepted as each comes due (at most the delay cap
-    /// later), lets its links send what is queued, saves the replay filter and returns.
+    /// later), lets its links send what is queued, saves the replay filter and returns. With
+    /// a ledger, it first fetches and verifies the topology, and refuses to run when every
+    /// validator answers with one that does not verify against its genesis file.
     pub async fn run_with(
         self,
         listener: TcpListener,
@@ -149,50 +188,86 @@ impl Mixnode {
         let Mixnode {
             data_dir,
             config,
-            sphinx,
             noise,
-            topology,
-            me,
-            layer,
-            filter,
+            source,
         } = self;
+        let mut shutdown = std::pin::pin!(shutdown);
         let stop = CancellationToken::new();
+        let config_path = data_dir.join(CONFIG_FILE);
+        let noise_key = noise.public();
         let keys = Arc::new(noise);
         let links = Arc::new(LinkCounters::default());
 
-        // outbound: a link to every node of the next layer
-        let next: Vec<NodeDescriptor> = match layer.next() {
-            Some(next) => topology.layer(next).cloned().collect(),
-            None => topology.gateways().cloned().collect(),
+        // the first topology, the keys, and the follower of the epochs
+        let (first, unwrapper, ledger) = match source {
+            Source::File {
+                sphinx,
+                topology,
+                me,
+                layer,
+            } => {
+                let filter = Arc::new(node::load_filter(
+                    &data_dir,
+                    topology.key_rotation(),
+                    &config.mixing.replay,
+                    &config_path,
+                )?);
+                let unwrapper = Arc::new(Unwrapper::new(RotationKey::new(sphinx, filter), None));
+                info!(node = %me.id, %layer, "topology from a static file");
+                (Current::fixed(topology), unwrapper, None)
+            }
+            Source::Ledger {
+                directory,
+                identity,
+                registered,
+            } => {
+                let first = tokio::select! {
+                    first = directory.first(&stop) => first?,
+                    () = &mut shutdown => return Ok(()),
+                };
+                let me = first.topology.node_with_noise_key(&noise_key).cloned();
+                let (ring, unwrapper) = KeyRing::start(
+                    &data_dir,
+                    identity,
+                    Arc::clone(&directory),
+                    registered,
+                    &first,
+                    me.as_ref(),
+                    &config.mixing.replay,
+                    &config_path,
+                    "mixnode",
+                )?;
+                (first, unwrapper, Some((directory, ring)))
+            }
         };
-        let node::Peers {
-            links: peers,
-            tasks: mut peer_tasks,
-            status: peer_status,
-        } = node::connect_peers(&next, &keys, &config.links, &links);
+        let placement = epoch::place(&noise_key, &first.topology, None);
+        let admitted = Admitted::default();
+        admitted.set(placement.admitted.clone());
+        let mut peers = PeerSet::new(&keys, &config.links, &links);
+        let peer_links = peers.update(&placement.next_hops);
 
-        let unwrapper = Arc::new(Unwrapper::new(
-            RotationKey::new(sphinx, Arc::clone(&filter)),
-            None,
-        ));
-        let core = MixCore::new(&config.mixing, next.iter().map(|node| node.mix_address));
+        let core = MixCore::new(
+            &config.mixing,
+            placement.next_hops.iter().map(|node| node.mix_address),
+        );
         let (frames_in, frames_out) = crossbeam_channel::bounded::<(Instant, Frame)>(FRAME_QUEUE);
         let (results_in, results_out) =
             crossbeam_channel::bounded::<Vec<(Instant, Unwrapped)>>(1024);
+        let (updates_in, updates_out) = crossbeam_channel::unbounded::<CoreUpdate>();
         let status = Arc::new(NodeStatus {
-            me: me.clone(),
-            layer,
+            place: Mutex::new(Place::of(&first, &placement)),
             counters: Mutex::new(Counters::default()),
             processing: Mutex::new(Histogram::default()),
             queued: AtomicUsize::new(0),
             overloaded: Arc::new(AtomicU64::new(0)),
             stale: Arc::new(AtomicU64::new(0)),
             links: Arc::clone(&links),
-            peers: peer_status,
+            peers: peers.status(),
             unwrapper: Arc::clone(&unwrapper),
             waiting: frames_out.clone(),
             stopping: AtomicBool::new(false),
         });
+        log_placement(&first, &placement);
 
         let workers = node::spawn_workers(
             &config.workers,
@@ -205,14 +280,14 @@ impl Mixnode {
         let core_status = Arc::clone(&status);
         let core_thread = std::thread::Builder::new()
             .name("umbra-mix-core".into())
-            .spawn(move || run_core(core, results_out, peers, &core_status))
+            .spawn(move || run_core(core, results_out, updates_out, peer_links, &core_status))
             .map_err(|error| NodeError::Other(format!("cannot start the core thread: {error}")))?;
 
-        let inbound = node::serve_links_from(
+        let inbound = node::serve_links_with(
             listener,
             &keys,
             &config.links,
-            &topology,
+            admitted.admission(),
             frames_in,
             &status.overloaded,
             &links,
@@ -228,12 +303,44 @@ impl Mixnode {
             config.storage.replay_save_interval,
             stop.clone(),
         ));
-        info!(node = %me.id, %layer, peers = next.len(), workers = threads, "mix node running");
+        let follower = match ledger {
+            Some((directory, mut ring)) => {
+                let refresh = Refresh::node(directory.trust());
+                let (updates, follow_task) =
+                    directory::follow(directory, first.clone(), refresh, stop.clone());
+                let me = first.topology.node_with_noise_key(&noise_key).cloned();
+                ring.enter(&first, me.as_ref());
+                ring.announce(&first).await;
+                let task = tokio::spawn(follow_epochs(
+                    updates,
+                    Arc::new(first),
+                    noise_key,
+                    ring,
+                    peers,
+                    admitted,
+                    updates_in,
+                    Arc::clone(&status),
+                    stop.clone(),
+                ));
+                Follower::Ledger(task, follow_task)
+            }
+            None => Follower::Fixed(peers),
+        };
+        info!(workers = threads, "mix node running");
 
         shutdown.await;
         info!("stopping: refusing new frames, forwarding what is queued");
         status.stopping.store(true, Ordering::Relaxed);
         stop.cancel();
+        let peers = match follower {
+            Follower::Ledger(task, follow_task) => {
+                let _ = follow_task.await;
+                task.await
+                    .map_err(|error| NodeError::Other(format!("stopping: {error}")))?
+            }
+            Follower::Fixed(peers) => peers,
+        };
+        let mut peer_tasks = peers.close();
         let _ = inbound.await;
         let _ = saver.await;
         // the links' readers are gone, so the workers drain and stop, then the core empties
@@ -262,12 +369,112 @@ impl Mixnode {
     }
 }
 
+/// What follows the epochs while the node runs.
+enum Follower {
+    /// The ledger's epochs: the task applying them (it hands back the links when it ends) and
+    /// the task fetching them.
+    Ledger(
+        tokio::task::JoinHandle<PeerSet>,
+        tokio::task::JoinHandle<()>,
+    ),
+    /// A static topology: the links, fixed.
+    Fixed(PeerSet),
+}
+
+/// New links and next hops for the core thread.
+struct CoreUpdate {
+    peers: HashMap<SocketAddr, PeerLink>,
+    next_hops: Vec<SocketAddr>,
+}
+
+/// Applies each new epoch: the node's place (layer or idle), its links, whom it admits, and its
+/// Sphinx keys. Returns the links when `stop` comes.
+#[allow(clippy::too_many_arguments)]
+async fn follow_epochs(
+    mut updates: tokio::sync::watch::Receiver<Arc<Current>>,
+    mut previous: Arc<Current>,
+    noise_key: umbra_topology::NoiseKey,
+    mut ring: KeyRing,
+    mut peers: PeerSet,
+    admitted: Admitted,
+    core: crossbeam_channel::Sender<CoreUpdate>,
+    status: Arc<NodeStatus>,
+    stop: CancellationToken,
+) -> PeerSet {
+    loop {
+        tokio::select! {
+            changed = updates.changed() => if changed.is_err() { return peers },
+            () = stop.cancelled() => return peers,
+        }
+        let current = Arc::clone(&updates.borrow_and_update());
+        let placement = epoch::place(&noise_key, &current.topology, Some(&previous.topology));
+        // keys first: packets built with the new topology may arrive as soon as links change
+        ring.enter(&current, placement.me.as_ref());
+        admitted.set(placement.admitted.clone());
+        let links = peers.update(&placement.next_hops);
+        let update = CoreUpdate {
+            peers: links,
+            next_hops: placement.next_hops.iter().map(|n| n.mix_address).collect(),
+        };
+        if core.send(update).is_err() {
+            warn!("the core thread is gone; no longer following the epochs");
+            return peers;
+        }
+        *status.place.lock().unwrap_or_else(PoisonError::into_inner) =
+            Place::of(&current, &placement);
+        let (rotation, kept) = ring.rotations();
+        info!(key_rotation = rotation, previous_key = ?kept, "Sphinx keys held");
+        // last: it waits for the ledger, and the new epoch's links must not
+        ring.announce(&current).await;
+        log_placement(&current, &placement);
+        previous = current;
+    }
+}
+
+fn log_placement(current: &Current, placement: &Placement) {
+    match placement.me.as_ref().and_then(NodeDescriptor::layer) {
+        Some(layer) => info!(
+            epoch = current.epoch_number(),
+            node = %placement.me.as_ref().map_or(0, |me| me.id.0),
+            %layer,
+            next_hops = placement.next_hops.len(),
+            "serving in {layer}"
+        ),
+        None => info!(
+            epoch = current.epoch_number(),
+            finishing = placement.next_hops.len(),
+            "not in this epoch's active set: idle (up, forwarding only what the last epoch sent)"
+        ),
+    }
+}
+
+/// Where the node stands, for `/health`.
+#[derive(Clone, Copy, Debug)]
+struct Place {
+    node: Option<u32>,
+    layer: Option<Layer>,
+    epoch: Option<u64>,
+    rotation: u32,
+}
+
+impl Place {
+    fn of(current: &Current, placement: &Placement) -> Place {
+        Place {
+            node: placement.me.as_ref().map(|me| me.id.0),
+            layer: placement.me.as_ref().and_then(NodeDescriptor::layer),
+            epoch: current.epoch_number(),
+            rotation: current.topology.key_rotation(),
+        }
+    }
+}
+
 /// The core thread: feeds the core, hands due packets to their links, publishes counters;
 /// returns once its input is closed and its queue is empty.
 fn run_core(
     mut core: MixCore,
     input: Receiver<Vec<(Instant, Unwrapped)>>,
-    peers: HashMap<SocketAddr, PeerLink>,
+    updates: Receiver<CoreUpdate>,
+    mut peers: HashMap<SocketAddr, PeerLink>,
     status: &NodeStatus,
 ) -> MixCore {
     const PUBLISH_EVERY: Duration = Duration::from_millis(100);
@@ -293,6 +500,11 @@ fn run_core(
             }
         } else {
             std::thread::sleep(wait);
+        }
+        // a new epoch: links and next hops (the old links end once their queues are sent)
+        while let Ok(update) = updates.try_recv() {
+            peers = update.peers;
+            core.set_next_hops(update.next_hops);
         }
         let now = Instant::now();
         while let Some(transmit) = core.poll_transmit(now) {
@@ -341,8 +553,7 @@ fn schedule(core: &mut MixCore, processing: &mut Histogram, batch: Vec<(Instant,
 
 /// What the HTTP endpoint shows.
 struct NodeStatus {
-    me: NodeDescriptor,
-    layer: Layer,
+    place: Mutex<Place>,
     counters: Mutex<Counters>,
     processing: Mutex<Histogram>,
     queued: AtomicUsize,
@@ -350,7 +561,7 @@ struct NodeStatus {
     /// Frames dropped for waiting too long for a Sphinx thread.
     stale: Arc<AtomicU64>,
     links: Arc<LinkCounters>,
-    peers: Vec<(String, crate::link::PeerStatus)>,
+    peers: Arc<Mutex<Vec<(String, PeerStatus)>>>,
     unwrapper: Arc<Unwrapper>,
     waiting: Receiver<(Instant, Frame)>,
     stopping: AtomicBool,
@@ -437,11 +648,34 @@ impl http::Status for NodeStatus {
             processing.counts(),
             processing.sum().as_secs_f64(),
         );
+        let place = *self.place.lock().unwrap_or_else(PoisonError::into_inner);
+        page.gauge(
+            "umbra_mixnode_layer",
+            "The layer the node serves in this epoch (0: not in the active set).",
+            f64::from(place.layer.map_or(0, Layer::number)),
+        );
+        if let Some(epoch) = place.epoch {
+            page.gauge(
+                "umbra_node_epoch",
+                "The epoch of the topology in use.",
+                epoch as f64,
+            );
+        }
+        page.gauge(
+            "umbra_node_key_rotation",
+            "The Sphinx key rotation of the topology in use.",
+            f64::from(place.rotation),
+        );
+        let peers = self
+            .peers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         node::render_hop_metrics(
             &mut page,
             "umbra_mixnode",
             &self.unwrapper,
-            &self.peers,
+            &peers,
             &self.links,
         );
         page.finish()
@@ -449,17 +683,23 @@ impl http::Status for NodeStatus {
 
     fn health(&self) -> (bool, String) {
         let stopping = self.stopping.load(Ordering::Relaxed);
-        let connected = self
+        let peers = self
             .peers
-            .iter()
-            .filter(|(_, peer)| peer.is_connected())
-            .count();
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let connected = peers.iter().filter(|(_, peer)| peer.is_connected()).count();
+        let place = *self.place.lock().unwrap_or_else(PoisonError::into_inner);
+        let number =
+            |value: Option<u64>| value.map_or_else(|| "null".to_owned(), |v| v.to_string());
         let body = format!(
-            "{{\"status\":\"{}\",\"node\":{},\"layer\":{},\"peers\":{},\"peers_connected\":{}}}",
+            "{{\"status\":\"{}\",\"node\":{},\"layer\":{},\"epoch\":{},\"key_rotation\":{},\"peers\":{},\"peers_connected\":{}}}",
             if stopping { "stopping" } else { "ok" },
-            self.me.id.0,
-            self.layer.number(),
-            self.peers.len(),
+            number(place.node.map(u64::from)),
+            number(place.layer.map(|layer| u64::from(layer.number()))),
+            number(place.epoch),
+            place.rotation,
+            peers.len(),
             connected
         );
         (!stopping, body)
