@@ -264,13 +264,15 @@ async fn a_broken_data_directory_names_the_file_at_fault() {
         &root,
         "127.0.0.1:1".parse().unwrap(),
         "127.0.0.1:2".parse().unwrap(),
+        None,
     )
     .unwrap();
     assert!(
         mixnode::init(
             &root,
             "127.0.0.1:1".parse().unwrap(),
-            "127.0.0.1:2".parse().unwrap()
+            "127.0.0.1:2".parse().unwrap(),
+            None,
         )
         .unwrap_err()
         .to_string()

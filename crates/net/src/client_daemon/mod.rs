@@ -201,7 +201,7 @@ pub fn init(
 
 /// Where a client's topology comes from.
 enum Source {
-    File(Topology, NodeDescriptor),
+    File(Box<(Topology, NodeDescriptor)>),
     Ledger(Arc<Directory>),
 }
 
@@ -261,7 +261,10 @@ impl ClientDaemon {
                         format!("gateway {} has no client_address", gateway.id),
                     ));
                 }
-                (gateway.noise_key, Source::File(topology, gateway))
+                (
+                    gateway.noise_key,
+                    Source::File(Box::new((topology, gateway))),
+                )
             }
         };
         Ok(ClientDaemon {
@@ -309,7 +312,7 @@ impl ClientDaemon {
         let mut shutdown = std::pin::pin!(shutdown);
         let stop = CancellationToken::new();
         let (topology, gateway, topologies, follower) = match &self.source {
-            Source::File(topology, gateway) => (topology.clone(), gateway.clone(), None, None),
+            Source::File(file) => (file.0.clone(), file.1.clone(), None, None),
             Source::Ledger(directory) => {
                 let first = tokio::select! {
                     first = directory.first(&stop) => first?,

@@ -103,7 +103,7 @@ impl Net {
             let (listener, address) = free_address().await;
             let (http_listener, http) = free_address().await;
             let dir = root.join(format!("mix{}", layer.number()));
-            let made = mixnode::init(&dir, address, http).unwrap();
+            let made = mixnode::init(&dir, address, http, None).unwrap();
             let mut config = test_config(address, http, 2000);
             tweak(&mut config);
             std::fs::write(

@@ -110,6 +110,7 @@ impl Net {
                 ..ConnectionConfig::default()
             },
             outbox,
+            topologies: None,
         };
         let (handle, events, task) = client::start(core, keys, setup, stop.clone()).unwrap();
         TestClient {
