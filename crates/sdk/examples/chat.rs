@@ -3,8 +3,14 @@
 //! Start a network (`cargo run --release -- localnet`), then in two terminals:
 //!
 //! ```text
-//! cargo run -p umbra-sdk --example chat -- --topology localnet/topology.json --storage bob
-//! cargo run -p umbra-sdk --example chat -- --topology localnet/topology.json --to <bob's address>
+//! cargo run -p umbra-sdk --example chat -- --validator http://<validator API> --genesis localnet/genesis.json --storage bob
+//! cargo run -p umbra-sdk --example chat -- --validator http://<validator API> --genesis localnet/genesis.json --to <bob's address>
+//! ```
+//!
+//! (`umbra localnet` prints the validator's API address; `--topology FILE` reads a static
+//! topology file instead, for private test networks.)
+//!
+//! ```text
 //! ```
 //!
 //! The second chats with bob by his address and sends SURBs with every line; bob never
@@ -19,9 +25,15 @@ use umbra_sdk::{ClientAddress, ClientBuilder, Received, SenderTag};
 #[derive(Parser)]
 #[command(about = "Chat over the Umbra mixnet")]
 struct Args {
-    /// The network's topology file.
+    /// A validator's API (http://host:port); give --genesis too.
+    #[arg(long, requires = "genesis")]
+    validator: Vec<umbra_sdk::ValidatorUrl>,
+    /// The network's genesis file: the validator set every topology is checked against.
     #[arg(long)]
-    topology: PathBuf,
+    genesis: Option<PathBuf>,
+    /// A static topology file instead of a ledger (private test networks).
+    #[arg(long, conflicts_with = "validator")]
+    topology: Option<PathBuf>,
     /// A folder keeping this chatter's keys, so its address stays the same across runs.
     #[arg(long)]
     storage: Option<PathBuf>,
@@ -43,7 +55,11 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    let mut builder = ClientBuilder::from_topology_file(&args.topology)?;
+    let mut builder = match (&args.topology, &args.genesis) {
+        (Some(topology), _) => ClientBuilder::from_topology_file(topology)?,
+        (None, Some(genesis)) => ClientBuilder::from_ledger(args.validator.clone(), genesis)?,
+        (None, None) => anyhow::bail!("give --validator URL --genesis FILE, or --topology FILE"),
+    };
     if let Some(dir) = &args.storage {
         builder = builder.storage(dir);
     }
