@@ -275,7 +275,9 @@ fn localnet_runs_a_network_with_demo_traffic_and_stops_it_cleanly() {
         output.contains("mix-2-1") && output.contains("gateway-2"),
         "{output}"
     );
-    assert!(output.contains("\"question 1\" arrived in"), "{output}");
+    // (the first question may need a retransmission while the links of the new epoch come up)
+    assert!(output.contains("\" arrived in"), "{output}");
+    assert!(output.contains("validator-1 (solo)"), "{output}");
     assert!(output.contains("Stopped cleanly"), "{output}");
     let address = output
         .lines()
