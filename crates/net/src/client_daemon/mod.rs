@@ -186,7 +186,7 @@ pub fn init(
     let config = data_dir.join(CONFIG_FILE);
     std::fs::write(
         &config,
-        template(&gateway.noise_key, api, preset).replace("{source}", &source_text),
+        template(&gateway.noise_key, api, preset, &source_text),
     )
     .map_err(|source| NodeError::Write {
         path: config.clone(),
@@ -379,11 +379,12 @@ impl ClientDaemon {
     }
 }
 
-fn template(gateway: &NoiseKey, api: SocketAddr, preset: TrafficPreset) -> String {
+fn template(gateway: &NoiseKey, api: SocketAddr, preset: TrafficPreset, source: &str) -> String {
     let traffic = preset.config();
     let ms = |d: std::time::Duration| format!("{}ms", d.as_millis());
     TEMPLATE
         .replace("{gateway}", &gateway.to_string())
+        .replace("{source}", source)
         .replace("{api}", &api.to_string())
         .replace("{hop}", &ms(traffic.mean_hop_delay))
         .replace("{send}", &ms(traffic.mean_send_interval))
@@ -470,13 +471,29 @@ mod tests {
     fn the_template_is_the_defaults() {
         let key = NoiseKey([9; 32]);
         let api = SocketAddr::from(([127, 0, 0, 1], 1977));
+        let ledger = LedgerConfig {
+            validators: vec!["http://127.0.0.1:7000".parse().unwrap()],
+            genesis: "genesis.json".into(),
+        };
+        let source = node::source_template(Some(&ledger));
         let parsed: ClientDaemonConfig =
-            toml::from_str(&template(&key, api, TrafficPreset::Nym)).unwrap();
-        let minimal: ClientDaemonConfig = toml::from_str(&format!("gateway = \"{key}\"")).unwrap();
+            toml::from_str(&template(&key, api, TrafficPreset::Nym, &source)).unwrap();
+        let minimal: ClientDaemonConfig = toml::from_str(&format!(
+            "gateway = \"{key}\"\n[ledger]\nvalidators = [\"127.0.0.1:7000\"]"
+        ))
+        .unwrap();
         assert_eq!(parsed, minimal);
         assert_eq!(parsed.client, ClientConfig::default());
+        let file: ClientDaemonConfig = toml::from_str(&template(
+            &key,
+            api,
+            TrafficPreset::Nym,
+            &node::source_template(None),
+        ))
+        .unwrap();
+        assert_eq!(file.topology, Some(PathBuf::from("topology.json")));
         let bulk: ClientDaemonConfig =
-            toml::from_str(&template(&key, api, TrafficPreset::Bulk)).unwrap();
+            toml::from_str(&template(&key, api, TrafficPreset::Bulk, &source)).unwrap();
         assert_eq!(bulk.client.traffic, TrafficPreset::Bulk.config());
     }
 }

@@ -208,7 +208,7 @@ mod tests {
                 "listen_address = \"0.0.0.0:1\"\ncolour = \"blue\"",
                 "colour",
             ),
-            ("listen_address = \"0.0.0.0:1\"", "`ledger`"),
+            ("listen_address = \"0.0.0.0:1\"", "[ledger]"),
             (
                 "listen_address = \"0.0.0.0:1\"\n[ledger]\nvalidators = []",
                 "ledger.validators",
