@@ -10,6 +10,7 @@ use umbra_ledger::{Action, Amount, NodeId, Params, PublicKey, SigningKey, Transa
 use umbra_net::keys::{read_key, write_new_key};
 use umbra_net::ledger::{LedgerClient, LedgerError};
 use umbra_validator::InitOptions;
+use umbra_validator::bft::ConsensusSettings;
 
 use crate::run_until_signal;
 
@@ -33,6 +34,32 @@ pub(crate) enum ValidatorCommand {
         /// Epoch length of a new chain.
         #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
         epoch_length: Duration,
+        /// One of several validators (BFT): where it listens for the others. No genesis is
+        /// written; make it with `umbra validator genesis` once every validator is initialised.
+        #[arg(long)]
+        p2p: Option<SocketAddr>,
+        /// Another validator's p2p address (repeat for each).
+        #[arg(long = "peer", requires = "p2p")]
+        peers: Vec<SocketAddr>,
+        /// Another validator's API address, to relay transactions to (repeat for each).
+        #[arg(long = "relay-to", requires = "p2p")]
+        relay_to: Vec<SocketAddr>,
+    },
+    /// Write the genesis of a chain with several validators into each one's directory, with one
+    /// account funded with 1000000 UMB.
+    Genesis {
+        /// A validator's data directory, made by `umbra validator init --p2p` (repeat for each).
+        #[arg(long = "validator-dir", required = true)]
+        validator_dirs: Vec<PathBuf>,
+        /// The chain id.
+        #[arg(long, default_value = "umbra-local")]
+        chain_id: String,
+        /// Epoch length.
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        epoch_length: Duration,
+        /// Where to write the funded account's key (never over an existing file).
+        #[arg(long)]
+        account_key: PathBuf,
     },
     /// Run the validator in the data directory until Ctrl-C or SIGTERM.
     Run {
@@ -177,14 +204,24 @@ pub(crate) fn validator(command: ValidatorCommand) -> anyhow::Result<()> {
             genesis,
             chain_id,
             epoch_length,
+            p2p,
+            peers,
+            relay_to,
         } => {
             let params = Params {
                 epoch_length_ms: epoch_length.as_millis() as u64,
                 ..Params::default()
             };
+            let consensus = p2p.map(|p2p| ConsensusSettings {
+                peers,
+                relay_to,
+                ..ConsensusSettings::new(p2p)
+            });
+            let several = consensus.is_some() && genesis.is_none();
             let made = umbra_validator::init(
                 &data_dir,
                 &InitOptions {
+                    consensus,
                     listen_address: listen,
                     genesis,
                     chain_id,
@@ -207,10 +244,50 @@ pub(crate) fn validator(command: ValidatorCommand) -> anyhow::Result<()> {
                 );
             }
             println!();
+            if several {
+                println!(
+                    "Once every validator is initialised, write the chain's genesis into each:"
+                );
+                println!(
+                    "  umbra validator genesis --validator-dir {} --validator-dir ... --account-key account.key",
+                    data_dir.display()
+                );
+                println!("then run each: umbra validator run --data-dir <dir>");
+            } else {
+                println!(
+                    "Run it: umbra validator run --data-dir {}",
+                    data_dir.display()
+                );
+            }
+            Ok(())
+        }
+        ValidatorCommand::Genesis {
+            validator_dirs,
+            chain_id,
+            epoch_length,
+            account_key,
+        } => {
+            let params = Params {
+                epoch_length_ms: epoch_length.as_millis() as u64,
+                ..Params::default()
+            };
+            let genesis =
+                umbra_validator::make_genesis(&validator_dirs, &chain_id, params, &account_key)?;
             println!(
-                "Run it: umbra validator run --data-dir {}",
-                data_dir.display()
+                "Wrote the genesis of {chain_id:?} ({} validators) into:",
+                genesis.validators.len()
             );
+            for dir in &validator_dirs {
+                println!("  {}", dir.join(umbra_validator::GENESIS_FILE).display());
+            }
+            if let Some(account) = genesis.accounts.first() {
+                println!(
+                    "Funded account {} (1000000 UMB), key {}.",
+                    account.address,
+                    account_key.display()
+                );
+            }
+            println!("Run each: umbra validator run --data-dir <dir>");
             Ok(())
         }
         ValidatorCommand::Run { data_dir } => run_until_signal(|shutdown| async move {

@@ -297,10 +297,12 @@ fn main() -> ExitCode {
         Command::Localnet { .. } => "warn",
         _ => "info",
     };
+    // the consensus engine reports every height at info; its warnings are what an operator needs
+    let default_filter = format!("{default_level},arc_malachitebft=warn,libp2p=warn,ractor=warn");
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -43,11 +43,17 @@ fn free_port() -> SocketAddr {
         .unwrap()
 }
 
+/// Starts the validator in `dir`, its log appended to `dir/validator.log`.
 fn start(dir: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("validator.log"))
+        .unwrap();
     Command::new(env!("CARGO_BIN_EXE_umbra"))
         .args(["validator", "run", "--data-dir", dir.to_str().unwrap()])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .unwrap()
 }
@@ -317,4 +323,270 @@ async fn a_solo_validator_runs_the_ledger() {
     let stopped = validator.wait().unwrap();
     assert!(stopped.success(), "{stopped:?}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Polls every validator's `/status` until one height has been seen on all of `clients` at or
+/// above `at_least`, and asserts that every height seen on several has the same state root on
+/// each. Returns that common height.
+async fn agree(clients: &[&LedgerClient], at_least: u64) -> u64 {
+    let mut seen: Vec<std::collections::BTreeMap<u64, String>> =
+        vec![Default::default(); clients.len()];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        for (index, client) in clients.iter().enumerate() {
+            if let Ok(status) = client.get::<serde_json::Value>("/status").await {
+                let height = status["height"].as_u64().unwrap();
+                let root = status["state_root"].as_str().unwrap().to_owned();
+                seen[index].insert(height, root);
+            }
+        }
+        for (height, root) in &seen[0] {
+            for other in &seen[1..] {
+                if let Some(theirs) = other.get(height) {
+                    assert_eq!(
+                        theirs, root,
+                        "validators disagree on the state at height {height}"
+                    );
+                }
+            }
+        }
+        let common = seen[0]
+            .keys()
+            .rev()
+            .find(|height| **height >= at_least && seen.iter().all(|map| map.contains_key(height)));
+        if let Some(height) = common {
+            return *height;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the validators never showed a common height ≥ {at_least}: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Waits until `hash` is committed on `client`, which may not have heard of it yet (it was
+/// submitted to another validator); returns its height.
+async fn committed(client: &LedgerClient, hash: &umbra_ledger::Hash) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match client.wait_for(hash, Duration::from_secs(30)).await {
+            Ok(height) => return height,
+            Err(LedgerError::Refused { status: 404, .. }) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(error) => panic!("{hash} not committed on {}: {error}", client.address()),
+        }
+    }
+}
+
+async fn height(client: &LedgerClient) -> u64 {
+    status(client).await["height"].as_u64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_bft_validators_agree_survive_a_crash_and_catch_up() {
+    let root = temp_dir("cluster");
+    let apis: Vec<SocketAddr> = (0..4).map(|_| free_port()).collect();
+    let p2p: Vec<SocketAddr> = (0..4).map(|_| free_port()).collect();
+    let dirs: Vec<PathBuf> = (0..4)
+        .map(|index| root.join(format!("validator-{index}")))
+        .collect();
+    for index in 0..4 {
+        let mut args: Vec<String> = [
+            "validator",
+            "init",
+            "--data-dir",
+            dirs[index].to_str().unwrap(),
+            "--listen",
+            &apis[index].to_string(),
+            "--p2p",
+            &p2p[index].to_string(),
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        for other in (0..4).filter(|other| *other != index) {
+            args.extend(["--peer".into(), p2p[other].to_string()]);
+            args.extend(["--relay-to".into(), apis[other].to_string()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let made = umbra(&args);
+        assert!(made.status.success(), "{}", text(&made));
+        assert!(
+            text(&made).contains("umbra validator genesis"),
+            "{}",
+            text(&made)
+        );
+        // an idle proposer waits half a second instead of two, to keep the test short
+        let config = dirs[index].join("config.toml");
+        let edited = std::fs::read_to_string(&config).unwrap().replace(
+            "idle_block_interval = \"2s\"",
+            "idle_block_interval = \"500ms\"",
+        );
+        std::fs::write(&config, edited).unwrap();
+    }
+    // a validator cannot run before the chain has a genesis
+    let early = umbra(&["validator", "run", "--data-dir", dirs[0].to_str().unwrap()]);
+    assert!(!early.status.success());
+    assert!(text(&early).contains("genesis.json"), "{}", text(&early));
+
+    let owner_key = root.join("owner.key");
+    let mut args = vec![
+        "validator",
+        "genesis",
+        "--chain-id",
+        "umbra-cluster",
+        "--epoch-length",
+        "3s",
+    ];
+    for dir in &dirs {
+        args.extend(["--validator-dir", dir.to_str().unwrap()]);
+    }
+    args.extend(["--account-key", owner_key.to_str().unwrap()]);
+    let made = umbra(&args);
+    assert!(made.status.success(), "{}", text(&made));
+    // the genesis is written once: a second one is refused
+    let again = umbra(&args);
+    assert!(!again.status.success(), "{}", text(&again));
+
+    let mut children: Vec<Child> = dirs.iter().map(|dir| start(dir)).collect();
+    let clients: Vec<LedgerClient> = apis.iter().map(|api| LedgerClient::new(*api)).collect();
+    for client in &clients {
+        wait_until_up(client).await;
+    }
+    let all: Vec<&LedgerClient> = clients.iter().collect();
+    agree(&all, 2).await;
+
+    // transactions submitted to different validators show up on all of them
+    let owner = key_file(&owner_key);
+    let bob = SigningKey::from_seed([7; 32]);
+    let carol = SigningKey::from_seed([8; 32]);
+    let chain_id = "umbra-cluster";
+    let to_bob = Transaction::sign(
+        chain_id,
+        &owner,
+        0,
+        Action::Transfer {
+            to: bob.public(),
+            amount: 1_000 * UNIT,
+        },
+    );
+    let hash = clients[0].submit(&to_bob).await.unwrap();
+    for client in &clients {
+        committed(client, &hash).await;
+    }
+    let to_carol = Transaction::sign(
+        chain_id,
+        &bob,
+        0,
+        Action::Transfer {
+            to: carol.public(),
+            amount: 10 * UNIT,
+        },
+    );
+    let owner_again = Transaction::sign(
+        chain_id,
+        &owner,
+        1,
+        Action::Transfer {
+            to: carol.public(),
+            amount: 5 * UNIT,
+        },
+    );
+    let first = clients[2].submit(&to_carol).await.unwrap();
+    let second = clients[3].submit(&owner_again).await.unwrap();
+    let mut committed_at = 0;
+    for client in &clients {
+        committed_at = committed_at.max(committed(client, &first).await);
+        committed_at = committed_at.max(committed(client, &second).await);
+    }
+    agree(&all, committed_at).await;
+    for client in &clients {
+        assert_eq!(
+            client
+                .account(&carol.public())
+                .await
+                .unwrap()
+                .account
+                .balance,
+            15 * UNIT
+        );
+    }
+
+    // one validator killed: the other three (3/4 of the power, more than 2/3) keep committing,
+    // epochs included
+    children[3].kill().unwrap();
+    children[3].wait().unwrap();
+    let alive = &all[..3];
+    let epoch_before = status(alive[0]).await["epoch"].as_u64().unwrap();
+    let while_down = Transaction::sign(
+        chain_id,
+        &owner,
+        2,
+        Action::Transfer {
+            to: carol.public(),
+            amount: UNIT,
+        },
+    );
+    let hash = clients[1].submit(&while_down).await.unwrap();
+    for client in alive {
+        committed(client, &hash).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while status(alive[0]).await["epoch"].as_u64().unwrap() < epoch_before + 2 {
+        assert!(
+            Instant::now() < deadline,
+            "epochs stopped with one validator down"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let reached = agree(alive, height(alive[0]).await).await;
+
+    // restarted, it rebuilds from its own blocks, fetches the ones it missed and agrees again
+    children[3] = start(&dirs[3]);
+    wait_until_up(&clients[3]).await;
+    committed(&clients[3], &hash).await;
+    agree(&all, reached).await;
+
+    // the epoch's topology carries signatures of more than 2/3 of the validators; a client
+    // accepts it, and refuses it forged or with signatures missing
+    let genesis: umbra_ledger::Genesis = clients[0].get("/genesis").await.unwrap();
+    let validators: Vec<ValidatorKey> = genesis
+        .validators
+        .iter()
+        .map(|validator| ValidatorKey {
+            key: validator.key,
+            power: validator.power,
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let signed = loop {
+        match clients[1].topology(chain_id, &validators).await {
+            Ok(signed) => break signed,
+            Err(error) => {
+                assert!(Instant::now() < deadline, "no certified topology: {error}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    assert!(signed.certificate.signatures.len() >= 3);
+    let mut forged = signed.clone();
+    forged.certificate.signatures[0].1.0[5] ^= 1;
+    assert!(forged.verify(chain_id, &validators).is_err());
+    let mut missing = signed.clone();
+    missing.certificate.signatures.truncate(2);
+    assert!(missing.verify(chain_id, &validators).is_err());
+    let mut altered = signed.clone();
+    altered.document.epoch += 1;
+    assert!(altered.verify(chain_id, &validators).is_err());
+    let mut repeated = signed.clone();
+    let first = repeated.certificate.signatures[0];
+    repeated.certificate.signatures = vec![first; 4];
+    assert!(repeated.verify(chain_id, &validators).is_err());
+
+    for child in &mut children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let _ = std::fs::remove_dir_all(&root);
 }

@@ -31,6 +31,17 @@ pub struct Counters {
     pub failed: AtomicU64,
     /// Blocks committed.
     pub blocks: AtomicU64,
+    /// Transactions other validators relayed here.
+    pub relayed: AtomicU64,
+    /// Proposed blocks from other validators that could not be decoded (BFT).
+    pub malformed_proposals: AtomicU64,
+}
+
+/// The answer to `POST /relay`.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct Relayed {
+    /// How many of the relayed transactions were new here and accepted.
+    pub accepted: usize,
 }
 
 #[derive(Clone)]
@@ -79,6 +90,7 @@ pub async fn serve(
         .route("/blocks/{height}", get(block))
         .route("/tx", post(submit))
         .route("/tx/{hash}", get(transaction))
+        .route("/relay", post(relay))
         .with_state(shared);
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown.cancelled_owned())
@@ -124,13 +136,21 @@ async fn metrics(Extract(shared): Extract<Shared>) -> Response {
          umbra_validator_transactions_total{{outcome=\"failed\"}} {failed}\n\
          # HELP umbra_validator_blocks_total Blocks committed since start.\n\
          # TYPE umbra_validator_blocks_total counter\n\
-         umbra_validator_blocks_total {blocks}\n",
+         umbra_validator_blocks_total {blocks}\n\
+         # HELP umbra_validator_relayed_total Transactions other validators relayed here and accepted.\n\
+         # TYPE umbra_validator_relayed_total counter\n\
+         umbra_validator_relayed_total {relayed}\n\
+         # HELP umbra_validator_malformed_proposals_total Undecodable proposed blocks dropped.\n\
+         # TYPE umbra_validator_malformed_proposals_total counter\n\
+         umbra_validator_malformed_proposals_total {malformed}\n",
         queued = shared.chain.queued(),
         accepted = counters.accepted.load(Ordering::Relaxed),
         rejected = counters.rejected.load(Ordering::Relaxed),
         applied = counters.applied.load(Ordering::Relaxed),
         failed = counters.failed.load(Ordering::Relaxed),
         blocks = counters.blocks.load(Ordering::Relaxed),
+        relayed = counters.relayed.load(Ordering::Relaxed),
+        malformed = counters.malformed_proposals.load(Ordering::Relaxed),
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], page).into_response()
 }
@@ -329,6 +349,36 @@ async fn submit(Extract(shared): Extract<Shared>, body: axum::body::Bytes) -> Re
             (status, Json(body)).into_response()
         }
     }
+}
+
+/// Transactions another validator accepted, for this one's mempool; they are not relayed again.
+/// Refusals are not reported back: the validator that accepted them answered their sender.
+async fn relay(Extract(shared): Extract<Shared>, body: axum::body::Bytes) -> Response {
+    let transactions: Vec<Transaction> = match serde_json::from_slice(&body) {
+        Ok(transactions) => transactions,
+        Err(problem) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("not a list of transactions: {problem}"),
+            );
+        }
+    };
+    let now = crate::now_ms();
+    let accepted = transactions
+        .into_iter()
+        .filter(|transaction| {
+            !shared.chain.is_queued(&transaction.hash())
+                && shared
+                    .chain
+                    .submit_relayed(transaction.clone(), now)
+                    .is_ok()
+        })
+        .count();
+    shared
+        .counters
+        .relayed
+        .fetch_add(accepted as u64, Ordering::Relaxed);
+    ok(Relayed { accepted })
 }
 
 async fn transaction(Extract(shared): Extract<Shared>, Path(hash): Path<String>) -> Response {

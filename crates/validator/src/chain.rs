@@ -43,6 +43,7 @@ pub struct Chain {
     inner: Mutex<Inner>,
     store: Store,
     arrived: tokio::sync::Notify,
+    relay: Mutex<Option<tokio::sync::mpsc::UnboundedSender<Transaction>>>,
 }
 
 impl Chain {
@@ -69,6 +70,7 @@ impl Chain {
             }),
             store,
             arrived: tokio::sync::Notify::new(),
+            relay: Mutex::new(None),
         })
     }
 
@@ -95,6 +97,25 @@ impl Chain {
     /// signer's only one — the ledger would apply it to the current state at `now_ms`. Submitting the same
     /// transaction twice is harmless.
     pub fn submit(&self, transaction: Transaction, now_ms: u64) -> Result<Hash, Rejected> {
+        self.accept(transaction, now_ms, true)
+    }
+
+    /// Like [`submit`](Self::submit), for a transaction another validator relayed: it is not
+    /// relayed again.
+    pub fn submit_relayed(&self, transaction: Transaction, now_ms: u64) -> Result<Hash, Rejected> {
+        self.accept(transaction, now_ms, false)
+    }
+
+    /// Hands every transaction accepted from now on through [`submit`](Self::submit) to
+    /// `relay`, for the other validators.
+    pub fn relay_to(&self, relay: tokio::sync::mpsc::UnboundedSender<Transaction>) {
+        *self
+            .relay
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(relay);
+    }
+
+    fn accept(&self, transaction: Transaction, now_ms: u64, relay: bool) -> Result<Hash, Rejected> {
         let hash = transaction.hash();
         let mut inner = self.lock();
         if inner.queued.contains(&hash) {
@@ -131,6 +152,15 @@ impl Chain {
         entry.0 = transaction.nonce + 1;
         entry.1 += 1;
         inner.queued.insert(hash);
+        if relay
+            && let Some(relay) = self
+                .relay
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .as_ref()
+        {
+            let _ = relay.send(transaction.clone());
+        }
         inner.queue.push_back((hash, transaction));
         drop(inner);
         self.arrived.notify_one();
@@ -182,12 +212,21 @@ impl Chain {
     /// Commits a decided block: applies it, stores it durably with its receipts, and drops
     /// from the mempool what it included and what can no longer apply.
     pub fn commit(&self, block: &Block) -> Result<Vec<Result<(), TxError>>, NodeError> {
+        self.commit_certified(block, None)
+    }
+
+    /// Commits a decided block with the certificate that decided it.
+    pub fn commit_certified(
+        &self,
+        block: &Block,
+        certificate: Option<&[u8]>,
+    ) -> Result<Vec<Result<(), TxError>>, NodeError> {
         let mut inner = self.lock();
         let mut next = inner.state.clone();
         let outcomes = next.apply_block(block).map_err(|error| {
             NodeError::Other(format!("a decided block does not apply: {error}"))
         })?;
-        self.store.append(block, &outcomes)?;
+        self.store.append(block, &outcomes, certificate)?;
         inner.state = next;
         let included: HashSet<Hash> = block.transactions.iter().map(Transaction::hash).collect();
         let waiting = std::mem::take(&mut inner.queue);
@@ -222,6 +261,11 @@ impl Chain {
     /// A committed transaction's receipt.
     pub fn receipt(&self, hash: &Hash) -> Result<Option<Receipt>, NodeError> {
         self.store.receipt(hash)
+    }
+
+    /// The block store.
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// A committed block.

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod api;
+pub mod bft;
 pub mod chain;
 pub mod duties;
 pub mod solo;
@@ -39,6 +40,8 @@ pub const GENESIS_FILE: &str = "genesis.json";
 pub const CONFIG_FILE: &str = "config.toml";
 /// The block store.
 pub const STORE_FILE: &str = "chain.redb";
+/// The consensus engine's write-ahead log (BFT).
+pub const WAL_FILE: &str = "consensus.wal";
 
 /// Orders transactions into blocks and commits them to the chain.
 pub trait Sequencer {
@@ -64,6 +67,8 @@ pub struct ValidatorConfig {
     pub block_interval: Duration,
     /// The most transactions in one block.
     pub max_block_transactions: usize,
+    /// BFT consensus with the other validators; required when genesis names more than one.
+    pub consensus: Option<bft::ConsensusSettings>,
 }
 
 impl Default for ValidatorConfig {
@@ -72,6 +77,7 @@ impl Default for ValidatorConfig {
             listen_address: SocketAddr::from(([127, 0, 0, 1], 7000)),
             block_interval: Duration::from_millis(250),
             max_block_transactions: 5_000,
+            consensus: None,
         }
     }
 }
@@ -83,9 +89,24 @@ const CONFIG_TEMPLATE: &str = "\
 # /health) listens. Put it behind a TLS-terminating proxy to serve it beyond this machine.
 listen_address = \"{listen}\"
 
-# How often a block is cut when transactions wait, and the most transactions in one block.
+# How often a block is cut when transactions wait (solo), and the most transactions in one block.
 block_interval = \"250ms\"
 max_block_transactions = 5000
+{consensus}";
+
+const CONSENSUS_TEMPLATE: &str = "
+# BFT consensus with the other validators (Malachite). Needed when genesis.json names more than
+# one validator; a chain with one validator runs solo and ignores it.
+[consensus]
+# Where this validator listens for the other validators (TCP), and where they listen.
+p2p_address = \"{p2p}\"
+peers = [{peers}]
+# The other validators' HTTP APIs: transactions this validator accepts are relayed to them.
+relay_to = [{relay}]
+# How long a proposer with nothing to include waits before proposing an empty block, and how
+# long the others wait for a proposal before voting to skip the round.
+idle_block_interval = \"2s\"
+propose_timeout = \"3s\"
 ";
 
 /// What `init` made.
@@ -113,6 +134,33 @@ pub struct InitOptions {
     pub chain_id: String,
     /// The parameters of a solo genesis.
     pub params: Params,
+    /// BFT networking, for a validator of a chain with several.
+    pub consensus: Option<bft::ConsensusSettings>,
+}
+
+/// The text of a new `config.toml`.
+pub fn config_text(
+    listen_address: SocketAddr,
+    consensus: Option<&bft::ConsensusSettings>,
+) -> String {
+    let list = |addresses: &[SocketAddr]| {
+        addresses
+            .iter()
+            .map(|address| format!("\"{address}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let consensus = consensus
+        .map(|settings| {
+            CONSENSUS_TEMPLATE
+                .replace("{p2p}", &settings.p2p_address.to_string())
+                .replace("{peers}", &list(&settings.peers))
+                .replace("{relay}", &list(&settings.relay_to))
+        })
+        .unwrap_or_default();
+    CONFIG_TEMPLATE
+        .replace("{listen}", &listen_address.to_string())
+        .replace("{consensus}", &consensus)
 }
 
 /// Creates a validator's keys, configuration and (unless given one) a solo genesis.
@@ -136,10 +184,12 @@ pub fn init(data_dir: &Path, options: &InitOptions) -> Result<Initialised, NodeE
     let config = data_dir.join(CONFIG_FILE);
     write_file(
         &config,
-        &CONFIG_TEMPLATE.replace("{listen}", &options.listen_address.to_string()),
+        &config_text(options.listen_address, options.consensus.as_ref()),
     )?;
     let genesis_path = data_dir.join(GENESIS_FILE);
     let account = match &options.genesis {
+        // one of several validators: `make_genesis` writes the genesis once all exist
+        None if options.consensus.is_some() => None,
         Some(source) => {
             let text = std::fs::read_to_string(source).map_err(|source_error| NodeError::Read {
                 path: source.clone(),
@@ -182,6 +232,71 @@ pub fn init(data_dir: &Path, options: &InitOptions) -> Result<Initialised, NodeE
     })
 }
 
+/// What a validator contributes to a genesis: its key and beacon commitment, read from its data
+/// directory.
+pub fn genesis_validator(data_dir: &Path, name: String) -> Result<GenesisValidator, NodeError> {
+    let key = SigningKey::from_seed(read_key(&data_dir.join(VALIDATOR_KEY_FILE))?);
+    let secret = read_key(&data_dir.join(BEACON_KEY_FILE))?;
+    Ok(GenesisValidator {
+        key: key.public(),
+        power: 1,
+        beacon_commitment: BeaconChain::new(secret).commitment(),
+        name,
+    })
+}
+
+/// Writes the genesis of a chain whose validators are those initialised in `validator_dirs`
+/// (equal voting power), with one account funded with 1,000,000 UMB whose key is written to
+/// `account_key`, into every validator's directory. Refuses a validator that already has a
+/// genesis or blocks.
+pub fn make_genesis(
+    validator_dirs: &[PathBuf],
+    chain_id: &str,
+    params: Params,
+    account_key: &Path,
+) -> Result<Genesis, NodeError> {
+    if validator_dirs.is_empty() {
+        return Err(NodeError::Other(
+            "name at least one validator directory".into(),
+        ));
+    }
+    for dir in validator_dirs {
+        ensure_new(dir, &[GENESIS_FILE, STORE_FILE])?;
+    }
+    let validators = validator_dirs
+        .iter()
+        .enumerate()
+        .map(|(index, dir)| genesis_validator(dir, format!("validator-{}", index + 1)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let keys: std::collections::BTreeSet<_> = validators.iter().map(|v| v.key).collect();
+    if keys.len() != validators.len() {
+        return Err(NodeError::Other(
+            "two of the directories hold the same validator key".into(),
+        ));
+    }
+    let account = SigningKey::generate(&mut rand::rng());
+    write_new_key(account_key, &account.seed())?;
+    let genesis = Genesis {
+        chain_id: chain_id.to_owned(),
+        genesis_time_ms: now_ms(),
+        params,
+        reward_pool: 250_000_000 * UNIT,
+        accounts: vec![GenesisAccount {
+            address: account.public(),
+            balance: 1_000_000 * UNIT,
+        }],
+        validators,
+        monitors: Vec::new(),
+        nodes: Vec::new(),
+    };
+    let text = genesis.to_json();
+    Genesis::from_json(&text).map_err(NodeError::Other)?;
+    for dir in validator_dirs {
+        write_file(&dir.join(GENESIS_FILE), &text)?;
+    }
+    Ok(genesis)
+}
+
 fn write_file(path: &Path, text: &str) -> Result<(), NodeError> {
     std::fs::write(path, text).map_err(|source| NodeError::Write {
         path: path.to_owned(),
@@ -218,7 +333,8 @@ pub async fn run(data_dir: &Path, shutdown: CancellationToken) -> Result<(), Nod
         ));
     }
     let genesis = read_genesis(&data_dir.join(GENESIS_FILE))?;
-    let key = SigningKey::from_seed(read_key(&data_dir.join(VALIDATOR_KEY_FILE))?);
+    let seed = read_key(&data_dir.join(VALIDATOR_KEY_FILE))?;
+    let key = SigningKey::from_seed(seed);
     let secret = read_key(&data_dir.join(BEACON_KEY_FILE))?;
     let chain = Arc::new(Chain::open(genesis, &data_dir.join(STORE_FILE))?);
     let duties = tokio::task::spawn_blocking({
@@ -254,7 +370,12 @@ pub async fn run(data_dir: &Path, shutdown: CancellationToken) -> Result<(), Nod
         chain = %chain.genesis().chain_id,
         height,
         %root,
-        "validator running (solo)"
+        sequencer = if config.consensus.is_some() && chain.genesis().validators.len() > 1 {
+            "bft"
+        } else {
+            "solo"
+        },
+        "validator running"
     );
     let counters = Arc::new(Counters::default());
     let api = tokio::spawn(api::serve(
@@ -263,13 +384,33 @@ pub async fn run(data_dir: &Path, shutdown: CancellationToken) -> Result<(), Nod
         Arc::clone(&counters),
         shutdown.clone(),
     ));
-    let sequencer = solo::Solo {
-        block_interval: config.block_interval,
-        max_block_transactions: config.max_block_transactions,
+    let result = match (chain.genesis().validators.len(), config.consensus) {
+        (1, _) => {
+            solo::Solo {
+                block_interval: config.block_interval,
+                max_block_transactions: config.max_block_transactions,
+            }
+            .run(Arc::clone(&chain), duties, counters, shutdown.clone())
+            .await
+        }
+        (_, Some(settings)) => {
+            bft::Bft {
+                key: SigningKey::from_seed(seed),
+                settings,
+                wal: data_dir.join(WAL_FILE),
+                max_block_transactions: config.max_block_transactions,
+            }
+            .run(Arc::clone(&chain), duties, counters, shutdown.clone())
+            .await
+        }
+        (count, None) => Err(NodeError::invalid(
+            &config_path,
+            format!(
+                "genesis.json names {count} validators, so they must agree by BFT consensus: add a \
+                 [consensus] section with this validator's p2p_address and the others' peers"
+            ),
+        )),
     };
-    let result = sequencer
-        .run(Arc::clone(&chain), duties, counters, shutdown.clone())
-        .await;
     shutdown.cancel();
     let _ = api.await;
     info!("validator stopped");

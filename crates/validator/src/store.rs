@@ -10,6 +10,7 @@ use umbra_net::NodeError;
 
 const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
 const RECEIPTS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("receipts");
+const CERTIFICATES: TableDefinition<u64, &[u8]> = TableDefinition::new("certificates");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
 /// Where a committed transaction ended up.
@@ -64,6 +65,8 @@ impl Store {
             }
             txn.open_table(BLOCKS).map_err(|error| broken(&error))?;
             txn.open_table(RECEIPTS).map_err(|error| broken(&error))?;
+            txn.open_table(CERTIFICATES)
+                .map_err(|error| broken(&error))?;
         }
         txn.commit().map_err(|error| broken(&error))?;
         Ok(store)
@@ -73,8 +76,14 @@ impl Store {
         NodeError::invalid(&self.path, format!("block store: {error}"))
     }
 
-    /// Stores a block and its transactions' outcomes, durably.
-    pub fn append(&self, block: &Block, outcomes: &[Result<(), TxError>]) -> Result<(), NodeError> {
+    /// Stores a block, its transactions' outcomes and (under BFT) its commit certificate,
+    /// durably.
+    pub fn append(
+        &self,
+        block: &Block,
+        outcomes: &[Result<(), TxError>],
+        certificate: Option<&[u8]>,
+    ) -> Result<(), NodeError> {
         let bytes = serde_json::to_vec(block).map_err(|error| self.error(error))?;
         let txn = self.db.begin_write().map_err(|error| self.error(error))?;
         {
@@ -82,6 +91,12 @@ impl Store {
             blocks
                 .insert(block.height, bytes.as_slice())
                 .map_err(|error| self.error(error))?;
+            if let Some(certificate) = certificate {
+                txn.open_table(CERTIFICATES)
+                    .map_err(|error| self.error(error))?
+                    .insert(block.height, certificate)
+                    .map_err(|error| self.error(error))?;
+            }
             let mut receipts = txn
                 .open_table(RECEIPTS)
                 .map_err(|error| self.error(error))?;
@@ -100,6 +115,28 @@ impl Store {
             }
         }
         txn.commit().map_err(|error| self.error(error))
+    }
+
+    /// The block at `height` as stored (JSON).
+    pub fn block_bytes(&self, height: u64) -> Result<Option<Vec<u8>>, NodeError> {
+        let txn = self.db.begin_read().map_err(|error| self.error(error))?;
+        let blocks = txn.open_table(BLOCKS).map_err(|error| self.error(error))?;
+        Ok(blocks
+            .get(height)
+            .map_err(|error| self.error(error))?
+            .map(|bytes| bytes.value().to_vec()))
+    }
+
+    /// The commit certificate stored with the block at `height`.
+    pub fn certificate(&self, height: u64) -> Result<Option<Vec<u8>>, NodeError> {
+        let txn = self.db.begin_read().map_err(|error| self.error(error))?;
+        let certificates = txn
+            .open_table(CERTIFICATES)
+            .map_err(|error| self.error(error))?;
+        Ok(certificates
+            .get(height)
+            .map_err(|error| self.error(error))?
+            .map(|bytes| bytes.value().to_vec()))
     }
 
     /// The block at `height`.
