@@ -406,7 +406,8 @@ impl Ports {
     }
 }
 
-fn free_port() -> Result<SocketAddr, NodeError> {
+/// A port on 127.0.0.1 free now, below the range of outgoing connections' ports.
+pub fn free_port() -> Result<SocketAddr, NodeError> {
     let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
         .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())

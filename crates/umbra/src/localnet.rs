@@ -1,7 +1,8 @@
 //! `umbra localnet`: a whole mixnet on this machine, each node its own process, with demo
 //! traffic and a client for the user's own applications.
 //!
-//! The network follows a ledger: a solo validator runs as a process (`umbra validator run`),
+//! The network follows a ledger: a solo validator (or, with `--validators N`, N validators
+//! agreeing by BFT consensus) runs as a process (`umbra validator run`),
 //! its genesis funds one account per node operator, and every node is registered and bonded
 //! through transactions before it starts; nodes, the client daemon and the demo clients fetch
 //! and verify each epoch's topology from the validator.
@@ -34,6 +35,7 @@ const USER_CLIENT: &str = "client";
 
 /// What `umbra localnet` was asked.
 pub(crate) struct Options {
+    pub(crate) validators: usize,
     pub(crate) epoch_length: Duration,
     pub(crate) rotation_epochs: u32,
     pub(crate) dir: PathBuf,
@@ -45,7 +47,8 @@ pub(crate) struct Options {
 pub(crate) fn run(options: Options) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("finding the umbra binary")?;
     let reused = options.dir.join(umbra_net::localnet::LAYOUT_FILE).exists();
-    let mut layout = Layout::create_or_open_with_ledger(&options.dir, &options.shape, 1)?;
+    let mut layout =
+        Layout::create_or_open_with_ledger(&options.dir, &options.shape, options.validators)?;
     if layout.validators.is_empty() {
         bail!(
             "{} holds a network with a static topology file (made by an older umbra); delete the folder to make a new one",
@@ -72,7 +75,7 @@ pub(crate) fn run(options: Options) -> anyhow::Result<()> {
             stop.cancel();
         }
     });
-    let mut validators = start_validators(&exe, &mut layout, 1, &options, reused)?;
+    let mut validators = start_validators(&exe, &mut layout, &options, reused)?;
     let registered = runtime.block_on(register_nodes(&mut layout));
     if let Err(error) = registered {
         stop_children(&mut validators);
@@ -201,57 +204,116 @@ const CHAIN_ID: &str = "umbra-localnet";
 /// epoch 1 has them all, short enough not to keep the user waiting.
 const FIRST_EPOCH: Duration = Duration::from_secs(8);
 
-/// The ledger of the network: `count` validators, made on the first run (with a genesis that
-/// funds every node operator's account), started as processes, up when this returns.
-/// Only a solo validator (`count` 1) so far.
+/// The ledger of the network: its validators (one runs solo, several run BFT consensus), made
+/// on the first run with a genesis that funds every node operator's account, started as
+/// processes, up when this returns.
 fn start_validators(
     exe: &Path,
     layout: &mut Layout,
-    count: usize,
     options: &Options,
     reused: bool,
 ) -> anyhow::Result<Vec<(String, std::process::Child)>> {
-    if count != 1 || layout.validators.len() != 1 {
-        bail!("a local network runs one (solo) validator so far");
+    let count = layout.validators.len();
+    if reused && count != options.validators && options.validators != 1 {
+        bail!(
+            "{} holds a network with {count} validator(s); delete the folder to make one with {}",
+            options.dir.display(),
+            options.validators
+        );
     }
-    let api = layout.validators[0];
-    let name = "validator-1".to_owned();
-    let dir = layout.dir.join(&name);
-    if !reused || !dir.join(umbra_validator::CONFIG_FILE).exists() {
-        let params = Params {
-            epoch_length_ms: options.epoch_length.as_millis() as u64,
-            rotation_epochs: options.rotation_epochs.max(1),
-            ..Params::default()
+    let names: Vec<String> = (1..=count).map(|n| format!("validator-{n}")).collect();
+    let dirs: Vec<PathBuf> = names.iter().map(|name| layout.dir.join(name)).collect();
+    if !reused || !dirs[0].join(umbra_validator::CONFIG_FILE).exists() {
+        make_validators(layout, &dirs, options)?;
+    }
+    let mut children = Vec::new();
+    for ((name, dir), api) in names.iter().zip(&dirs).zip(layout.validators.clone()) {
+        match start_validator(exe, layout, name, dir, api) {
+            Ok(child) => children.push((name.clone(), child)),
+            Err(error) => {
+                stop_children(&mut children);
+                return Err(error);
+            }
+        }
+    }
+    Ok(children)
+}
+
+/// Makes the validators' folders and the chain's genesis: an account for every node
+/// operator, and an epoch 0 that ends soon after the nodes are registered.
+fn make_validators(layout: &Layout, dirs: &[PathBuf], options: &Options) -> anyhow::Result<()> {
+    let params = Params {
+        epoch_length_ms: options.epoch_length.as_millis() as u64,
+        rotation_epochs: options.rotation_epochs.max(1),
+        ..Params::default()
+    };
+    let several = dirs.len() > 1;
+    let p2p = if several {
+        dirs.iter()
+            .map(|_| umbra_net::localnet::free_port())
+            .collect::<Result<Vec<_>, _>>()?
+    } else {
+        Vec::new()
+    };
+    for (index, dir) in dirs.iter().enumerate() {
+        let others = |addresses: &[SocketAddr]| -> Vec<SocketAddr> {
+            addresses
+                .iter()
+                .enumerate()
+                .filter(|(other, _)| *other != index)
+                .map(|(_, address)| *address)
+                .collect()
         };
+        let consensus = several.then(|| umbra_validator::bft::ConsensusSettings {
+            peers: others(&p2p),
+            relay_to: others(&layout.validators),
+            ..umbra_validator::bft::ConsensusSettings::new(p2p[index])
+        });
         umbra_validator::init(
-            &dir,
+            dir,
             &umbra_validator::InitOptions {
-                listen_address: api,
+                listen_address: layout.validators[index],
                 genesis: None,
                 chain_id: CHAIN_ID.into(),
-                params,
+                params: params.clone(),
+                consensus,
             },
         )?;
-        // the solo genesis, with an account for every node operator, and an epoch 0 that ends
-        // soon after the nodes are registered
+    }
+    let mut genesis = if several {
+        umbra_validator::build_genesis(dirs, CHAIN_ID, params)?
+    } else {
+        umbra_validator::read_genesis(&dirs[0].join(umbra_validator::GENESIS_FILE))?
+    };
+    for node in &layout.nodes {
+        let key = SigningKey::from_seed(read_key(&layout.operator_key(node))?);
+        genesis.accounts.push(GenesisAccount {
+            address: key.public(),
+            balance: OPERATOR_BALANCE,
+        });
+    }
+    let first = (FIRST_EPOCH.as_millis() as u64).min(genesis.params.epoch_length_ms);
+    genesis.genesis_time_ms = genesis
+        .genesis_time_ms
+        .saturating_sub(genesis.params.epoch_length_ms - first);
+    for dir in dirs {
         let path = dir.join(umbra_validator::GENESIS_FILE);
-        let mut genesis = umbra_validator::read_genesis(&path)?;
-        for node in &layout.nodes {
-            let key = SigningKey::from_seed(read_key(&layout.operator_key(node))?);
-            genesis.accounts.push(GenesisAccount {
-                address: key.public(),
-                balance: OPERATOR_BALANCE,
-            });
-        }
-        let first = (FIRST_EPOCH.as_millis() as u64).min(genesis.params.epoch_length_ms);
-        genesis.genesis_time_ms = genesis
-            .genesis_time_ms
-            .saturating_sub(genesis.params.epoch_length_ms - first);
         std::fs::write(&path, genesis.to_json())
             .with_context(|| format!("writing {}", path.display()))?;
-        layout.install_genesis(&path)?;
     }
-    let log = layout.open_log(&name)?;
+    layout.install_genesis(&dirs[0].join(umbra_validator::GENESIS_FILE))?;
+    Ok(())
+}
+
+/// Starts one validator and waits until its API answers.
+fn start_validator(
+    exe: &Path,
+    layout: &Layout,
+    name: &str,
+    dir: &Path,
+    api: SocketAddr,
+) -> anyhow::Result<std::process::Child> {
+    let log = layout.open_log(name)?;
     let mut command = std::process::Command::new(exe);
     command
         .args(["validator", "run", "--data-dir"])
@@ -265,20 +327,20 @@ fn start_validators(
     let started = Instant::now();
     while get(api, "/health").is_none() {
         if let Ok(Some(status)) = child.try_wait() {
-            let log = layout.log_file(&name);
+            let log = layout.log_file(name);
             bail!(
-                "the validator stopped while starting ({status}). Its log ({}) ends:\n{}",
+                "{name} stopped while starting ({status}). Its log ({}) ends:\n{}",
                 log.display(),
                 last_lines(&log, 5)
             );
         }
         if started.elapsed() > START_TIMEOUT {
             let _ = child.kill();
-            bail!("the validator did not answer at http://{api} within {START_TIMEOUT:?}");
+            bail!("{name} did not answer at http://{api} within {START_TIMEOUT:?}");
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    Ok(vec![(name, child)])
+    Ok(child)
 }
 
 /// Registers and bonds every node not yet registered, each with its operator's account.
@@ -445,9 +507,14 @@ fn last_lines(path: &Path, n: usize) -> String {
 
 fn print_summary(layout: &Layout, user: Option<&UserClient>, options: &Options) {
     println!();
+    let sequencer = if layout.validators.len() == 1 {
+        "solo".to_owned()
+    } else {
+        format!("BFT, 1 of {}", layout.validators.len())
+    };
     for (n, api) in layout.validators.iter().enumerate() {
         println!(
-            "validator-{} (solo)  API http://{api}  (epochs of {}, Sphinx keys rotate every {} epochs)",
+            "validator-{} ({sequencer})  API http://{api}  (epochs of {}, Sphinx keys rotate every {} epochs)",
             n + 1,
             humantime::format_duration(options.epoch_length),
             options.rotation_epochs

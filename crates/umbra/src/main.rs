@@ -95,6 +95,10 @@ enum Command {
         /// Epochs per Sphinx key rotation of a new network.
         #[arg(long, default_value_t = 3)]
         rotation_epochs: u32,
+        /// Validators of a new network: 1 runs a solo validator, more run BFT consensus
+        /// (Malachite) among them, each its own process.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
+        validators: u16,
     },
 }
 
@@ -305,6 +309,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
+        // colours only on a terminal: node logs go to files
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -405,9 +411,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             demo_interval,
             epoch_length,
             rotation_epochs,
+            validators,
         } => localnet::run(localnet::Options {
             epoch_length,
             rotation_epochs,
+            validators: usize::from(validators),
             dir,
             shape: Shape {
                 mixes_per_layer,

@@ -267,6 +267,31 @@ fn localnet_until(dir: &Path, extra: &[&str], until: &str) -> String {
 }
 
 #[test]
+fn localnet_with_four_bft_validators_carries_traffic() {
+    let dir = temp_dir("localnet-bft");
+    let output = localnet_until(
+        &dir,
+        &["--validators", "4", "--demo-interval", "300ms"],
+        "through a SURB",
+    );
+    for n in 1..=4 {
+        assert!(
+            output.contains(&format!("validator-{n} (BFT, 1 of 4)")),
+            "{output}"
+        );
+    }
+    assert!(output.contains("\" arrived in"), "{output}");
+    assert!(output.contains("Stopped cleanly"), "{output}");
+    // each validator ran the BFT sequencer, as its own process with its own log
+    for n in 1..=4 {
+        let log = std::fs::read_to_string(dir.join("logs").join(format!("validator-{n}.log")))
+            .unwrap_or_default();
+        assert!(log.contains("sequencer=\"bft\""), "validator-{n}: {log}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn localnet_runs_a_network_with_demo_traffic_and_stops_it_cleanly() {
     let dir = temp_dir("localnet");
     let output = localnet_until(&dir, &["--demo-interval", "300ms"], "through a SURB");

@@ -245,15 +245,13 @@ pub fn genesis_validator(data_dir: &Path, name: String) -> Result<GenesisValidat
     })
 }
 
-/// Writes the genesis of a chain whose validators are those initialised in `validator_dirs`
-/// (equal voting power), with one account funded with 1,000,000 UMB whose key is written to
-/// `account_key`, into every validator's directory. Refuses a validator that already has a
-/// genesis or blocks.
-pub fn make_genesis(
+/// The genesis of a chain whose validators are those initialised in `validator_dirs` (equal
+/// voting power), with no accounts yet. Refuses a validator that already has a genesis or
+/// blocks.
+pub fn build_genesis(
     validator_dirs: &[PathBuf],
     chain_id: &str,
     params: Params,
-    account_key: &Path,
 ) -> Result<Genesis, NodeError> {
     if validator_dirs.is_empty() {
         return Err(NodeError::Other(
@@ -274,21 +272,35 @@ pub fn make_genesis(
             "two of the directories hold the same validator key".into(),
         ));
     }
-    let account = SigningKey::generate(&mut rand::rng());
-    write_new_key(account_key, &account.seed())?;
-    let genesis = Genesis {
+    Ok(Genesis {
         chain_id: chain_id.to_owned(),
         genesis_time_ms: now_ms(),
         params,
         reward_pool: 250_000_000 * UNIT,
-        accounts: vec![GenesisAccount {
-            address: account.public(),
-            balance: 1_000_000 * UNIT,
-        }],
+        accounts: Vec::new(),
         validators,
         monitors: Vec::new(),
         nodes: Vec::new(),
-    };
+    })
+}
+
+/// Writes the genesis of a chain whose validators are those initialised in `validator_dirs`
+/// (equal voting power), with one account funded with 1,000,000 UMB whose key is written to
+/// `account_key`, into every validator's directory. Refuses a validator that already has a
+/// genesis or blocks.
+pub fn make_genesis(
+    validator_dirs: &[PathBuf],
+    chain_id: &str,
+    params: Params,
+    account_key: &Path,
+) -> Result<Genesis, NodeError> {
+    let mut genesis = build_genesis(validator_dirs, chain_id, params)?;
+    let account = SigningKey::generate(&mut rand::rng());
+    write_new_key(account_key, &account.seed())?;
+    genesis.accounts.push(GenesisAccount {
+        address: account.public(),
+        balance: 1_000_000 * UNIT,
+    });
     let text = genesis.to_json();
     Genesis::from_json(&text).map_err(NodeError::Other)?;
     for dir in validator_dirs {
