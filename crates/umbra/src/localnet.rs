@@ -317,7 +317,7 @@ fn start_validator(
     let mut command = std::process::Command::new(exe);
     command
         .args(["validator", "run", "--data-dir"])
-        .arg(&dir)
+        .arg(dir)
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
