@@ -166,6 +166,17 @@ pub struct Genesis {
 }
 
 impl Genesis {
+    /// The validator set clients verify topology certificates against.
+    pub fn validator_keys(&self) -> Vec<crate::ValidatorKey> {
+        self.validators
+            .iter()
+            .map(|validator| crate::ValidatorKey {
+                key: validator.key,
+                power: validator.power,
+            })
+            .collect()
+    }
+
     /// Reads a genesis file's text.
     pub fn from_json(text: &str) -> Result<Genesis, String> {
         let genesis: Genesis = serde_json::from_str(text).map_err(|error| error.to_string())?;

@@ -273,14 +273,7 @@ impl State {
                 .ok_or("genesis balances overflow")?;
             supply += u128::from(account.balance);
         }
-        let validators: Vec<ValidatorKey> = genesis
-            .validators
-            .iter()
-            .map(|validator| ValidatorKey {
-                key: validator.key,
-                power: validator.power,
-            })
-            .collect();
+        let validators = genesis.validator_keys();
         let mut state = State {
             chain_id: genesis.chain_id.clone(),
             params: genesis.params.clone(),

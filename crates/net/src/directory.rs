@@ -167,14 +167,7 @@ impl TrustRoot {
     pub fn from_genesis(genesis: &Genesis) -> TrustRoot {
         TrustRoot {
             chain_id: genesis.chain_id.clone(),
-            validators: genesis
-                .validators
-                .iter()
-                .map(|validator| ValidatorKey {
-                    key: validator.key,
-                    power: validator.power,
-                })
-                .collect(),
+            validators: genesis.validator_keys(),
             rotation_epochs: genesis.params.rotation_epochs.max(1),
             epoch_length: Duration::from_millis(genesis.params.epoch_length_ms),
         }

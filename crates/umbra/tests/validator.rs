@@ -123,14 +123,7 @@ async fn a_solo_validator_runs_the_ledger() {
     let client = LedgerClient::new(api);
     wait_until_up(&client).await;
     let genesis: umbra_ledger::Genesis = client.get("/genesis").await.unwrap();
-    let validators: Vec<ValidatorKey> = genesis
-        .validators
-        .iter()
-        .map(|validator| ValidatorKey {
-            key: validator.key,
-            power: validator.power,
-        })
-        .collect();
+    let validators = genesis.validator_keys();
 
     // an account made with the CLI receives a transfer made with the CLI
     let owner_key = data.join("account.key");
@@ -551,14 +544,7 @@ async fn four_bft_validators_agree_survive_a_crash_and_catch_up() {
     // the epoch's topology carries signatures of more than 2/3 of the validators; a client
     // accepts it, and refuses it forged or with signatures missing
     let genesis: umbra_ledger::Genesis = clients[0].get("/genesis").await.unwrap();
-    let validators: Vec<ValidatorKey> = genesis
-        .validators
-        .iter()
-        .map(|validator| ValidatorKey {
-            key: validator.key,
-            power: validator.power,
-        })
-        .collect();
+    let validators = genesis.validator_keys();
     let deadline = Instant::now() + Duration::from_secs(30);
     let signed = loop {
         match clients[1].topology(chain_id, &validators).await {

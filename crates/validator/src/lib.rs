@@ -355,6 +355,12 @@ pub async fn run(data_dir: &Path, shutdown: CancellationToken) -> Result<(), Nod
     })
     .await
     .map_err(|error| NodeError::Other(error.to_string()))?;
+    if !duties.is_validator() {
+        return Err(NodeError::invalid(
+            data_dir.join(VALIDATOR_KEY_FILE),
+            "is not the key of any validator genesis.json names",
+        ));
+    }
     if let (Some(commitment), Some(expected)) = (
         duties.commitment(),
         chain

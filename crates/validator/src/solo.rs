@@ -32,13 +32,6 @@ impl Sequencer for Solo {
         counters: Arc<Counters>,
         shutdown: CancellationToken,
     ) -> Result<(), NodeError> {
-        if !duties.is_validator() {
-            return Err(NodeError::Other(
-                "this validator's key is not in the genesis validator set; a solo validator must be \
-                 the chain's only validator"
-                    .into(),
-            ));
-        }
         // a block at most every block_interval; a transaction that finds the chain idle is
         // committed at once
         let mut ticker = tokio::time::interval(self.block_interval);

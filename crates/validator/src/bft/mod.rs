@@ -168,11 +168,6 @@ impl Sequencer for Bft {
         counters: Arc<Counters>,
         shutdown: CancellationToken,
     ) -> Result<(), NodeError> {
-        if !duties.is_validator() {
-            return Err(NodeError::Other(
-                "this validator's key is not in the genesis validator set".into(),
-            ));
-        }
         let chain_id = chain.genesis().chain_id.clone();
         let ctx = UmbraContext {
             chain_id: chain_id.clone(),
