@@ -1,5 +1,6 @@
 //! A node through the epochs: where it stands in each epoch's topology (its layer, or idle),
-//! the links that follow from it, whom it admits, and its Sphinx keys across key rotations.
+//! the links that follow from it, whom it admits, its Sphinx keys across key rotations, and
+//! the task that applies each new epoch, whatever the kind of node.
 //!
 //! Packets built with one epoch's topology may still be in flight in the next, so a node
 //! forwards to the next hops of both its current and its previous placement, and admits links
@@ -14,12 +15,15 @@
 //! decrypted from this machine.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 use umbra_hop::{ReplayFilterConfig, RotationKey, Unwrapper};
 use umbra_ledger::{
@@ -28,10 +32,11 @@ use umbra_ledger::{
 use umbra_sphinx::PrivateKey;
 use umbra_topology::{Layer, NodeDescriptor, NoiseKey, Role, Topology};
 
-use crate::directory::{Current, Directory};
+use crate::directory::{self, Current, Directory, Refresh};
 use crate::err::NodeError;
 use crate::keys::{read_key, write_new_key};
 use crate::link::{Admission, LinkConfig, LinkCounters, Peer, PeerLink, PeerStatus};
+use crate::metrics::Exposition;
 use crate::noise::NoiseKeypair;
 
 /// The node identity key file (ed25519): it signs the node's registration and key
@@ -460,6 +465,155 @@ impl KeyRing {
     /// The rotations of the keys held now (current, previous).
     pub(crate) fn rotations(&self) -> (u32, Option<u32>) {
         (self.current.0, self.previous.map(|(rotation, _)| rotation))
+    }
+}
+
+/// Where a node stands, for `/health` and `/metrics`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Place {
+    pub(crate) node: Option<u32>,
+    /// The mix node's layer; none for a gateway or an idle node.
+    pub(crate) layer: Option<Layer>,
+    pub(crate) epoch: Option<u64>,
+    pub(crate) rotation: u32,
+}
+
+impl Place {
+    pub(crate) fn of(current: &Current, placement: &Placement) -> Place {
+        Place {
+            node: placement.me.as_ref().map(|me| me.id.0),
+            layer: placement.me.as_ref().and_then(NodeDescriptor::layer),
+            epoch: current.epoch_number(),
+            rotation: current.topology.key_rotation(),
+        }
+    }
+
+    /// The gauges every node shows of its epoch and key rotation.
+    pub(crate) fn render(&self, page: &mut Exposition) {
+        if let Some(epoch) = self.epoch {
+            page.gauge(
+                "umbra_node_epoch",
+                "The epoch of the topology in use.",
+                epoch as f64,
+            );
+        }
+        page.gauge(
+            "umbra_node_key_rotation",
+            "The Sphinx key rotation of the topology in use.",
+            f64::from(self.rotation),
+        );
+    }
+}
+
+/// What a kind of node does with each new epoch, besides taking its keys and admitting the
+/// epoch's nodes: its links, its core, what it shows.
+pub(crate) trait EpochNode: Send + 'static {
+    /// Updates `peers` for `placement` in `current` (after `previous`) and hands the links to
+    /// the node's core; false when the core is gone, and with it the need to follow.
+    fn apply(
+        &mut self,
+        current: &Current,
+        previous: &Current,
+        placement: &Placement,
+        peers: &mut PeerSet,
+    ) -> impl Future<Output = bool> + Send;
+
+    /// Logs where the node stands in `current`.
+    fn log(&self, current: &Current, placement: &Placement);
+}
+
+/// What follows the epochs while a node runs.
+pub(crate) enum Follower {
+    /// The ledger's epochs: the task applying them (it hands back the links when it ends) and
+    /// the task fetching them.
+    Ledger(JoinHandle<PeerSet>, JoinHandle<()>),
+    /// A static topology: the links, fixed.
+    Fixed(PeerSet),
+}
+
+impl Follower {
+    /// With a ledger (`ledger`), takes and announces the keys of `first`, then follows the
+    /// epochs after it until `stop`, applying each to `node`; without one, keeps `peers` as
+    /// they are.
+    pub(crate) async fn start(
+        ledger: Option<(Arc<Directory>, KeyRing)>,
+        first: Current,
+        noise_key: NoiseKey,
+        peers: PeerSet,
+        admitted: Admitted,
+        node: impl EpochNode,
+        stop: &CancellationToken,
+    ) -> Follower {
+        let Some((directory, mut ring)) = ledger else {
+            return Follower::Fixed(peers);
+        };
+        let refresh = Refresh::node(directory.trust());
+        let (updates, fetcher) = directory::follow(directory, first.clone(), refresh, stop.clone());
+        let me = first.topology.node_with_noise_key(&noise_key).cloned();
+        ring.enter(&first, me.as_ref());
+        ring.announce(&first).await;
+        let applier = tokio::spawn(follow_epochs(
+            updates,
+            Arc::new(first),
+            noise_key,
+            ring,
+            peers,
+            admitted,
+            node,
+            stop.clone(),
+        ));
+        Follower::Ledger(applier, fetcher)
+    }
+
+    /// Once `stop` has come: waits for the tasks to end and hands back the links.
+    pub(crate) async fn finish(self) -> Result<PeerSet, NodeError> {
+        match self {
+            Follower::Ledger(applier, fetcher) => {
+                let _ = fetcher.await;
+                applier
+                    .await
+                    .map_err(|error| NodeError::Other(format!("stopping: {error}")))
+            }
+            Follower::Fixed(peers) => Ok(peers),
+        }
+    }
+}
+
+/// Applies each new epoch: the node's Sphinx keys, whom it admits, and (through `node`) its
+/// links and core. Returns the links when `stop` comes or the node's core is gone.
+#[allow(clippy::too_many_arguments)]
+async fn follow_epochs(
+    mut updates: watch::Receiver<Arc<Current>>,
+    mut previous: Arc<Current>,
+    noise_key: NoiseKey,
+    mut ring: KeyRing,
+    mut peers: PeerSet,
+    admitted: Admitted,
+    mut node: impl EpochNode,
+    stop: CancellationToken,
+) -> PeerSet {
+    loop {
+        tokio::select! {
+            changed = updates.changed() => if changed.is_err() { return peers },
+            () = stop.cancelled() => return peers,
+        }
+        let current = Arc::clone(&updates.borrow_and_update());
+        let placement = place(&noise_key, &current.topology, Some(&previous.topology));
+        // keys first: packets built with the new topology may arrive as soon as links change
+        ring.enter(&current, placement.me.as_ref());
+        admitted.set(placement.admitted.clone());
+        if !node
+            .apply(&current, &previous, &placement, &mut peers)
+            .await
+        {
+            return peers;
+        }
+        let (rotation, kept) = ring.rotations();
+        info!(key_rotation = rotation, previous_key = ?kept, "Sphinx keys held");
+        // last: it waits for the ledger, and the new epoch's links must not
+        ring.announce(&current).await;
+        node.log(&current, &placement);
+        previous = current;
     }
 }
 

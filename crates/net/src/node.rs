@@ -1,7 +1,9 @@
 //! What every node daemon (mix node, gateway) does alike: its key files, the topology and its
-//! own place in it, the replay filter on disk, the Sphinx threads, the links to its peers, and
+//! own place in it, where the topology comes from (a static file or the ledger) and the keys it
+//! starts with, the replay filter on disk, the Sphinx threads, the links to its peers, and
 //! the settings of these.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,17 +14,22 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
-use umbra_hop::{ReplayFilter, ReplayFilterConfig, Unwrapped, Unwrapper};
+use umbra_hop::{ReplayFilter, ReplayFilterConfig, RotationKey, Unwrapped, Unwrapper};
+use umbra_ledger::SigningKey;
 use umbra_sphinx::{PrivateKey, PublicKey};
 use umbra_topology::{NodeDescriptor, NoiseKey, Topology};
 use umbra_wire::frame::Frame;
 
+use crate::directory::{Current, Directory, LedgerConfig};
+use crate::epoch::{Admitted, KeyRing, Placement};
 use crate::err::NodeError;
 use crate::keys::{read_key, write_new_key};
 use crate::link::{Admission, LinkConfig, LinkCounters, PeerStatus, serve_inbound};
 use crate::metrics::Exposition;
 use crate::noise::NoiseKeypair;
 
+/// The configuration file in a node's data directory.
+pub const CONFIG_FILE: &str = "config.toml";
 /// The Sphinx private key file of a node.
 pub const SPHINX_KEY_FILE: &str = "sphinx.key";
 /// The Noise private key file of a node.
@@ -198,6 +205,140 @@ pub(crate) fn load_identity(
         })
     })?;
     Ok((keys, topology, me, topology_path))
+}
+
+/// Where a node's topology comes from, read and checked at load.
+pub(crate) enum Source {
+    /// A static file: the node's place in it is fixed.
+    File {
+        sphinx: PrivateKey,
+        topology: Topology,
+        me: NodeDescriptor,
+    },
+    /// The ledger.
+    Ledger {
+        directory: Arc<Directory>,
+        identity: SigningKey,
+        registered: Option<PrivateKey>,
+    },
+}
+
+/// What a node starts from: its first topology, its place there and whom it admits, the
+/// unwrapper with its Sphinx keys, and with a ledger, the directory and the keys that follow
+/// the epochs.
+pub(crate) struct Start {
+    pub(crate) first: Current,
+    pub(crate) placement: Placement,
+    pub(crate) admitted: Admitted,
+    pub(crate) unwrapper: Arc<Unwrapper>,
+    pub(crate) ledger: Option<(Arc<Directory>, KeyRing)>,
+}
+
+impl Source {
+    /// Reads a node's Noise key and where its topology comes from: the ledger `ledger`
+    /// describes, or the static file `topology` (`topology.json` by default), which must list
+    /// the node (`entry` prints the entry to add when it does not) in a place `check` accepts
+    /// (it names the topology file in its error). `kind` is the node kind's command
+    /// (`mixnode`, `gateway`), for messages.
+    pub(crate) fn load(
+        data_dir: &Path,
+        kind: &str,
+        ledger: Option<&LedgerConfig>,
+        topology: Option<&Path>,
+        entry: impl FnOnce(&Initialised) -> String,
+        check: impl FnOnce(&Topology, &NodeDescriptor, &Path) -> Result<(), NodeError>,
+    ) -> Result<(NoiseKeypair, Source), NodeError> {
+        if let Some(ledger) = ledger {
+            let noise = read_noise_key(data_dir)?;
+            let source = Source::Ledger {
+                directory: Arc::new(Directory::from_config(ledger, data_dir)?),
+                identity: crate::epoch::read_identity(data_dir, kind)?,
+                registered: read_registered_sphinx_key(data_dir)?,
+            };
+            return Ok((noise, source));
+        }
+        let topology = topology.unwrap_or(Path::new("topology.json"));
+        let (keys, topology, me, topology_path) = load_identity(data_dir, topology, entry)?;
+        check(&topology, &me, &topology_path)?;
+        let NodeKeys { sphinx, noise } = keys;
+        Ok((
+            noise,
+            Source::File {
+                sphinx,
+                topology,
+                me,
+            },
+        ))
+    }
+
+    /// Takes the first topology and the Sphinx keys for it: the file's, or the first topology
+    /// the ledger serves (`None` when `shutdown` comes before it), and places the node with
+    /// Noise key `noise_key` there. `replay` sizes the replay filters; `kind` is as in
+    /// [`Source::load`].
+    pub(crate) async fn start(
+        self,
+        data_dir: &Path,
+        kind: &'static str,
+        noise_key: &NoiseKey,
+        replay: &ReplayFilterConfig,
+        stop: &CancellationToken,
+        shutdown: &mut (impl Future<Output = ()> + Unpin),
+    ) -> Result<Option<Start>, NodeError> {
+        let config_path = data_dir.join(CONFIG_FILE);
+        let (first, unwrapper, ledger) = match self {
+            Source::File {
+                sphinx,
+                topology,
+                me,
+            } => {
+                let filter = Arc::new(load_filter(
+                    data_dir,
+                    topology.key_rotation(),
+                    replay,
+                    &config_path,
+                )?);
+                let unwrapper = Arc::new(Unwrapper::new(RotationKey::new(sphinx, filter), None));
+                match me.layer() {
+                    Some(layer) => info!(node = %me.id, %layer, "topology from a static file"),
+                    None => info!(node = %me.id, "topology from a static file"),
+                }
+                (Current::fixed(topology), unwrapper, None)
+            }
+            Source::Ledger {
+                directory,
+                identity,
+                registered,
+            } => {
+                let first = tokio::select! {
+                    first = directory.first(stop) => first?,
+                    () = shutdown => return Ok(None),
+                };
+                let me = first.topology.node_with_noise_key(noise_key).cloned();
+                let (ring, unwrapper) = KeyRing::start(
+                    data_dir,
+                    identity,
+                    Arc::clone(&directory),
+                    registered,
+                    &first,
+                    me.as_ref(),
+                    replay,
+                    &config_path,
+                    kind,
+                )?;
+                (first, unwrapper, Some((directory, ring)))
+            }
+        };
+        let placement = crate::epoch::place(noise_key, &first.topology, None);
+        let admitted = Admitted::default();
+        admitted.set(placement.admitted.clone());
+        Ok(Some(Start {
+            first,
+            placement,
+            admitted,
+            unwrapper,
+            ledger,
+        }))
+    }
 }
 
 /// Refuses a data directory without its configuration file, saying how to create it.
@@ -509,6 +650,23 @@ pub(crate) fn serve_links_with(
         Arc::clone(counters),
         stop.clone(),
     ))
+}
+
+/// Binds a listener to `address`; the error names it.
+pub(crate) async fn bind(address: SocketAddr) -> Result<tokio::net::TcpListener, NodeError> {
+    tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|source| NodeError::Bind { address, source })
+}
+
+/// Binds the HTTP endpoint's listener, if `config` enables it.
+pub(crate) async fn bind_http(
+    config: &HttpConfig,
+) -> Result<Option<tokio::net::TcpListener>, NodeError> {
+    match config.enabled {
+        true => Ok(Some(bind(config.listen_address).await?)),
+        false => Ok(None),
+    }
 }
 
 /// Waits up to `grace` for the links to send what they hold, then gives up on them.

@@ -32,29 +32,29 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 use umbra_gateway::{Action, ClientId, Counters, GatewayCore, SessionId};
-use umbra_hop::{RotationKey, Unwrapped, Unwrapper};
-use umbra_ledger::SigningKey;
-use umbra_sphinx::{NodeAddress, PrivateKey};
-use umbra_topology::{Layer, NodeDescriptor, NoiseKey, Role, Topology};
+use umbra_hop::{Unwrapped, Unwrapper};
+use umbra_sphinx::NodeAddress;
+use umbra_topology::{Layer, NodeDescriptor, Role, Topology};
 use umbra_wire::frame::{Frame, FrameHeader, KeyRotation};
 use umbra_wire::gateway::{ClientMessage, GatewayMessage};
 
 pub use crate::node::Initialised;
 pub use config::{GatewayNodeConfig, SessionConfig};
 
-use crate::directory::{self, Current, Directory, LedgerConfig, Refresh};
-use crate::epoch::{self, Admitted, KeyRing, PeerSet};
+use crate::directory::{Current, LedgerConfig};
+use crate::epoch::{EpochNode, Follower, PeerSet, Place, Placement};
 use crate::err::NodeError;
 use crate::http;
 use crate::link::{LinkCounters, PeerLink, PeerStatus};
 use crate::metrics::Exposition;
-use crate::node;
+use crate::node::{self, Source, Start};
 use crate::noise::NoiseKeypair;
 use crate::session;
 use inbox::{Inbox, InboxEvent, InboxOp};
 
-/// The configuration file in a data directory.
-pub const CONFIG_FILE: &str = "config.toml";
+pub use crate::node::CONFIG_FILE;
+/// The node kind's command, for messages.
+const KIND: &str = "gateway";
 /// The inbox database in a data directory.
 pub const INBOX_FILE: &str = "inbox.redb";
 /// Frames waiting for a Sphinx thread; beyond this the gateway is overloaded and drops them.
@@ -93,22 +93,6 @@ pub fn init(
     )
 }
 
-/// Where the gateway's topology comes from, read and checked at load.
-enum Source {
-    /// A static file: the gateway's place in it is fixed.
-    File {
-        sphinx: PrivateKey,
-        topology: Topology,
-        me: NodeDescriptor,
-    },
-    /// The ledger.
-    Ledger {
-        directory: Arc<Directory>,
-        identity: SigningKey,
-        registered: Option<PrivateKey>,
-    },
-}
-
 /// A gateway read from its data directory, ready to run.
 pub struct Gateway {
     data_dir: PathBuf,
@@ -125,26 +109,18 @@ impl Gateway {
     /// with its keys), and its inbox. Every error names the file and what is wrong.
     pub fn load(data_dir: &Path) -> Result<Gateway, NodeError> {
         let config_path = data_dir.join(CONFIG_FILE);
-        node::require_config(&config_path, data_dir, "gateway")?;
+        node::require_config(&config_path, data_dir, KIND)?;
         let config = GatewayNodeConfig::load(&config_path)?;
-        let (noise, source) = match (&config.ledger, &config.topology) {
-            (Some(ledger), _) => (
-                node::read_noise_key(data_dir)?,
-                Source::Ledger {
-                    directory: Arc::new(Directory::from_config(ledger, data_dir)?),
-                    identity: epoch::read_identity(data_dir, "gateway")?,
-                    registered: node::read_registered_sphinx_key(data_dir)?,
-                },
-            ),
-            (None, topology) => {
-                let topology = topology.clone().unwrap_or_else(|| "topology.json".into());
-                let (keys, topology, me, topology_path) =
-                    node::load_identity(data_dir, &topology, |made| {
-                        made.gateway_descriptor(config.listen_address, config.client_listen_address)
-                    })?;
+        let (noise, source) = Source::load(
+            data_dir,
+            KIND,
+            config.ledger.as_ref(),
+            config.topology.as_deref(),
+            |made| made.gateway_descriptor(config.listen_address, config.client_listen_address),
+            |topology, me, topology_path| {
                 if me.role != Role::Gateway {
                     return Err(NodeError::invalid(
-                        &topology_path,
+                        topology_path,
                         format!(
                             "lists this node ({}) as a mix node; a gateway has the role \"gateway\"",
                             me.id
@@ -153,21 +129,13 @@ impl Gateway {
                 }
                 if topology.layer(Layer::ALL[0]).next().is_none() {
                     return Err(NodeError::invalid(
-                        &topology_path,
+                        topology_path,
                         "lists no first-layer mix node: the gateway would have nowhere to send its clients' packets",
                     ));
                 }
-                let node::NodeKeys { sphinx, noise } = keys;
-                (
-                    noise,
-                    Source::File {
-                        sphinx,
-                        topology,
-                        me,
-                    },
-                )
-            }
-        };
+                Ok(())
+            },
+        )?;
         let (inbox, recovered) =
             Inbox::open(&data_dir.join(INBOX_FILE), config.clients.inbox_expiry)?;
         Ok(Gateway {
@@ -187,17 +155,9 @@ impl Gateway {
 
     /// Binds the configured addresses and runs until `shutdown`; see [`Gateway::run_with`].
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), NodeError> {
-        let bind = |address| async move {
-            TcpListener::bind(address)
-                .await
-                .map_err(|source| NodeError::Bind { address, source })
-        };
-        let nodes = bind(self.config.listen_address).await?;
-        let clients = bind(self.config.client_listen_address).await?;
-        let http = match self.config.http.enabled {
-            true => Some(bind(self.config.http.listen_address).await?),
-            false => None,
-        };
+        let nodes = node::bind(self.config.listen_address).await?;
+        let clients = node::bind(self.config.client_listen_address).await?;
+        let http = node::bind_http(&self.config.http).await?;
         self.run_with(nodes, clients, http, shutdown).await
     }
 
@@ -222,60 +182,37 @@ impl Gateway {
         } = self;
         let mut shutdown = std::pin::pin!(shutdown);
         let stop = CancellationToken::new();
-        let config_path = data_dir.join(CONFIG_FILE);
         let noise_key = noise.public();
         let keys = Arc::new(noise);
         let links = Arc::new(LinkCounters::default());
 
-        let (first, unwrapper, ledger) = match source {
-            Source::File {
-                sphinx,
-                topology,
-                me,
-            } => {
-                let filter = Arc::new(node::load_filter(
-                    &data_dir,
-                    topology.key_rotation(),
-                    &config.replay,
-                    &config_path,
-                )?);
-                let unwrapper = Arc::new(Unwrapper::new(RotationKey::new(sphinx, filter), None));
-                info!(node = %me.id, "topology from a static file");
-                (Current::fixed(topology), unwrapper, None)
-            }
-            Source::Ledger {
-                directory,
-                identity,
-                registered,
-            } => {
-                let first = tokio::select! {
-                    first = directory.first(&stop) => first?,
-                    () = &mut shutdown => return Ok(()),
-                };
-                let me = first.topology.node_with_noise_key(&noise_key).cloned();
-                let (ring, unwrapper) = KeyRing::start(
-                    &data_dir,
-                    identity,
-                    Arc::clone(&directory),
-                    registered,
-                    &first,
-                    me.as_ref(),
-                    &config.replay,
-                    &config_path,
-                    "gateway",
-                )?;
-                (first, unwrapper, Some((directory, ring)))
-            }
+        let started = source
+            .start(
+                &data_dir,
+                KIND,
+                &noise_key,
+                &config.replay,
+                &stop,
+                &mut shutdown,
+            )
+            .await?;
+        let Some(Start {
+            first,
+            placement,
+            admitted,
+            unwrapper,
+            ledger,
+        }) = started
+        else {
+            // stopped before the ledger served a topology
+            return Ok(());
         };
 
         // outbound: a link to every first-layer node
-        let placement = epoch::place(&noise_key, &first.topology, None);
-        let admitted = Admitted::default();
-        admitted.set(placement.admitted.clone());
         let first_layer = first_layers(&first.topology, None);
         let mut peer_set = PeerSet::new(&keys, &config.links, &links);
         let peers = by_routing_address(&first_layer, peer_set.update(&first_layer));
-        log_place(&first, &noise_key);
+        log_place(&first, &placement);
 
         let core = GatewayCore::new(
             config.clients.clone(),
@@ -287,7 +224,7 @@ impl Gateway {
         let (frames_in, frames_out) = crossbeam_channel::bounded::<(Instant, Frame)>(FRAME_QUEUE);
         let (inbox_ops, inbox_queue) = crossbeam_channel::unbounded::<InboxOp>();
         let status = Arc::new(GatewayStatus {
-            place: Mutex::new(GatewayPlace::of(&first, &noise_key)),
+            place: Mutex::new(Place::of(&first, &placement)),
             counters: Mutex::new(Counters::default()),
             connected: AtomicUsize::new(0),
             inbox: Mutex::new((0, 0)),
@@ -369,43 +306,19 @@ impl Gateway {
             config.storage.replay_save_interval,
             stop.clone(),
         ));
-        let follower = match ledger {
-            Some((directory, mut ring)) => {
-                let refresh = Refresh::node(directory.trust());
-                let (updates, follow_task) =
-                    directory::follow(directory, first.clone(), refresh, stop.clone());
-                let me = first.topology.node_with_noise_key(&noise_key).cloned();
-                ring.enter(&first, me.as_ref());
-                ring.announce(&first).await;
-                let task = tokio::spawn(follow_epochs(
-                    updates,
-                    Arc::new(first),
-                    noise_key,
-                    ring,
-                    peer_set,
-                    admitted,
-                    input.clone(),
-                    Arc::clone(&status),
-                    stop.clone(),
-                ));
-                Follower::Ledger(task, follow_task)
-            }
-            None => Follower::Fixed(peer_set),
+        let epochs = GatewayEpochs {
+            core: input.clone(),
+            status: Arc::clone(&status),
         };
+        let follower =
+            Follower::start(ledger, first, noise_key, peer_set, admitted, epochs, &stop).await;
         info!(workers = threads, "gateway running");
 
         shutdown.await;
         info!("stopping: closing sessions, storing what clients had not confirmed");
         status.stopping.store(true, Ordering::Relaxed);
         stop.cancel();
-        let peer_set = match follower {
-            Follower::Ledger(task, follow_task) => {
-                let _ = follow_task.await;
-                task.await
-                    .map_err(|error| NodeError::Other(format!("stopping: {error}")))?
-            }
-            Follower::Fixed(peer_set) => peer_set,
-        };
+        let peer_set = follower.finish().await?;
         let mut peer_tasks = peer_set.close();
         let _ = acceptor.await;
         let _ = inbound.await;
@@ -447,18 +360,6 @@ impl Gateway {
     }
 }
 
-/// What follows the epochs while the gateway runs.
-enum Follower {
-    /// The ledger's epochs: the task applying them (it hands back the links when it ends) and
-    /// the task fetching them.
-    Ledger(
-        tokio::task::JoinHandle<PeerSet>,
-        tokio::task::JoinHandle<()>,
-    ),
-    /// A static topology: the links, fixed.
-    Fixed(PeerSet),
-}
-
 /// The first-layer nodes client packets may enter by: those of `current` and, while packets
 /// built with it may still come, of `previous`.
 fn first_layers(current: &Topology, previous: Option<&Topology>) -> Vec<NodeDescriptor> {
@@ -497,8 +398,8 @@ fn stamp(current: &Current) -> KeyRotation {
     }
 }
 
-fn log_place(current: &Current, noise_key: &NoiseKey) {
-    match current.topology.node_with_noise_key(noise_key) {
+fn log_place(current: &Current, placement: &Placement) {
+    match &placement.me {
         Some(me) => info!(
             epoch = current.epoch_number(),
             node = me.id.0,
@@ -511,29 +412,22 @@ fn log_place(current: &Current, noise_key: &NoiseKey) {
     }
 }
 
-/// Applies each new epoch: the links to the first layer, whom the gateway admits, its Sphinx
-/// keys. Returns the links when `stop` comes.
-#[allow(clippy::too_many_arguments)]
-async fn follow_epochs(
-    mut updates: tokio::sync::watch::Receiver<Arc<Current>>,
-    mut previous: Arc<Current>,
-    noise_key: NoiseKey,
-    mut ring: KeyRing,
-    mut peers: PeerSet,
-    admitted: Admitted,
+/// What a gateway changes in each new epoch: its links to the first layer (of this epoch and,
+/// while packets built with it may still come, the last), the key rotation it stamps frames
+/// with, and its place.
+struct GatewayEpochs {
     core: mpsc::Sender<Input>,
     status: Arc<GatewayStatus>,
-    stop: CancellationToken,
-) -> PeerSet {
-    loop {
-        tokio::select! {
-            changed = updates.changed() => if changed.is_err() { return peers },
-            () = stop.cancelled() => return peers,
-        }
-        let current = Arc::clone(&updates.borrow_and_update());
-        let placement = epoch::place(&noise_key, &current.topology, Some(&previous.topology));
-        ring.enter(&current, placement.me.as_ref());
-        admitted.set(placement.admitted);
+}
+
+impl EpochNode for GatewayEpochs {
+    async fn apply(
+        &mut self,
+        current: &Current,
+        previous: &Current,
+        placement: &Placement,
+        peers: &mut PeerSet,
+    ) -> bool {
         let first_layer = first_layers(&current.topology, Some(&previous.topology));
         let links = by_routing_address(&first_layer, peers.update(&first_layer));
         let update = Input::Epoch {
@@ -542,40 +436,21 @@ async fn follow_epochs(
                 .iter()
                 .map(NodeDescriptor::routing_address)
                 .collect(),
-            rotation: stamp(&current),
+            rotation: stamp(current),
         };
-        if core.send(update).await.is_err() {
-            return peers;
+        if self.core.send(update).await.is_err() {
+            return false;
         }
-        *status.place.lock().unwrap_or_else(PoisonError::into_inner) =
-            GatewayPlace::of(&current, &noise_key);
-        let (rotation, kept) = ring.rotations();
-        info!(key_rotation = rotation, previous_key = ?kept, "Sphinx keys held");
-        // last: it waits for the ledger, and the new epoch's links must not
-        ring.announce(&current).await;
-        log_place(&current, &noise_key);
-        previous = current;
+        *self
+            .status
+            .place
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Place::of(current, placement);
+        true
     }
-}
 
-/// Where the gateway stands, for `/health`.
-#[derive(Clone, Copy, Debug)]
-struct GatewayPlace {
-    node: Option<u32>,
-    epoch: Option<u64>,
-    rotation: u32,
-}
-
-impl GatewayPlace {
-    fn of(current: &Current, noise_key: &NoiseKey) -> GatewayPlace {
-        GatewayPlace {
-            node: current
-                .topology
-                .node_with_noise_key(noise_key)
-                .map(|me| me.id.0),
-            epoch: current.epoch_number(),
-            rotation: current.topology.key_rotation(),
-        }
+    fn log(&self, current: &Current, placement: &Placement) {
+        log_place(current, placement);
     }
 }
 
@@ -983,7 +858,7 @@ impl Session {
 
 /// What the HTTP endpoint shows.
 struct GatewayStatus {
-    place: Mutex<GatewayPlace>,
+    place: Mutex<Place>,
     counters: Mutex<Counters>,
     connected: AtomicUsize,
     inbox: Mutex<(u64, u64)>,
@@ -1111,18 +986,7 @@ impl http::Status for GatewayStatus {
             self.waiting.len() as f64,
         );
         let place = *self.place.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(epoch) = place.epoch {
-            page.gauge(
-                "umbra_node_epoch",
-                "The epoch of the topology in use.",
-                epoch as f64,
-            );
-        }
-        page.gauge(
-            "umbra_node_key_rotation",
-            "The Sphinx key rotation of the topology in use.",
-            f64::from(place.rotation),
-        );
+        place.render(&mut page);
         page.gauge(
             "umbra_gateway_active",
             "Whether the gateway is in this epoch's active set.",

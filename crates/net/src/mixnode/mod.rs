@@ -30,27 +30,25 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
-use umbra_ledger::SigningKey;
-use umbra_mixnode::{Counters, Histogram, MixCore, RotationKey, Unwrapped, Unwrapper};
-use umbra_sphinx::PrivateKey;
-use umbra_topology::{Layer, NodeDescriptor, Role, Topology};
+use umbra_mixnode::{Counters, Histogram, MixCore, Unwrapped, Unwrapper};
+use umbra_topology::{Layer, NodeDescriptor, Role};
 use umbra_wire::frame::Frame;
 
 pub use crate::node::{HttpConfig, StorageConfig, WorkerConfig};
 pub use config::MixnodeConfig;
 
-use crate::directory::{self, Current, Directory, LedgerConfig, Refresh};
-use crate::epoch::{self, Admitted, KeyRing, PeerSet, Placement};
+use crate::directory::{Current, LedgerConfig};
+use crate::epoch::{EpochNode, Follower, PeerSet, Place, Placement};
 use crate::err::NodeError;
 use crate::http;
 use crate::link::{LinkCounters, PeerLink, PeerStatus};
 use crate::metrics::Exposition;
-use crate::node;
+use crate::node::{self, Source, Start};
 use crate::noise::NoiseKeypair;
 
-/// The configuration file in a data directory.
-pub const CONFIG_FILE: &str = "config.toml";
-pub use crate::node::{NOISE_KEY_FILE, SPHINX_KEY_FILE};
+pub use crate::node::{CONFIG_FILE, NOISE_KEY_FILE, SPHINX_KEY_FILE};
+/// The node kind's command, for messages.
+const KIND: &str = "mixnode";
 /// Frames waiting for a Sphinx thread; beyond this the node is overloaded and drops them.
 const FRAME_QUEUE: usize = 16_384;
 /// How long a stopping node waits for its links to send what is queued.
@@ -76,23 +74,6 @@ pub fn init(
     )
 }
 
-/// Where the node's topology comes from, read and checked at load.
-enum Source {
-    /// A static file: the node's place in it is fixed.
-    File {
-        sphinx: PrivateKey,
-        topology: Topology,
-        me: NodeDescriptor,
-        layer: Layer,
-    },
-    /// The ledger.
-    Ledger {
-        directory: Arc<Directory>,
-        identity: SigningKey,
-        registered: Option<PrivateKey>,
-    },
-}
-
 /// A mix node read from its data directory, ready to run.
 pub struct Mixnode {
     data_dir: PathBuf,
@@ -107,45 +88,25 @@ impl Mixnode {
     /// node, with its keys). Every error names the file and what is wrong.
     pub fn load(data_dir: &Path) -> Result<Mixnode, NodeError> {
         let config_path = data_dir.join(CONFIG_FILE);
-        node::require_config(&config_path, data_dir, "mixnode")?;
+        node::require_config(&config_path, data_dir, KIND)?;
         let config = MixnodeConfig::load(&config_path)?;
-        let (noise, source) = match (&config.ledger, &config.topology) {
-            (Some(ledger), _) => {
-                let noise = node::read_noise_key(data_dir)?;
-                let source = Source::Ledger {
-                    directory: Arc::new(Directory::from_config(ledger, data_dir)?),
-                    identity: epoch::read_identity(data_dir, "mixnode")?,
-                    registered: node::read_registered_sphinx_key(data_dir)?,
-                };
-                (noise, source)
-            }
-            (None, topology) => {
-                let topology = topology.clone().unwrap_or_else(|| "topology.json".into());
-                let (keys, topology, me, topology_path) =
-                    node::load_identity(data_dir, &topology, |made| {
-                        made.mix_descriptor(config.listen_address)
-                    })?;
-                let Role::Mix(layer) = me.role else {
-                    return Err(NodeError::invalid(
-                        &topology_path,
-                        format!(
-                            "lists this node ({}) as a gateway; a mix node serves in a layer",
-                            me.id
-                        ),
-                    ));
-                };
-                let node::NodeKeys { sphinx, noise } = keys;
-                (
-                    noise,
-                    Source::File {
-                        sphinx,
-                        topology,
-                        me,
-                        layer,
-                    },
-                )
-            }
-        };
+        let (noise, source) = Source::load(
+            data_dir,
+            KIND,
+            config.ledger.as_ref(),
+            config.topology.as_deref(),
+            |made| made.mix_descriptor(config.listen_address),
+            |_, me, topology_path| match me.role {
+                Role::Mix(_) => Ok(()),
+                Role::Gateway => Err(NodeError::invalid(
+                    topology_path,
+                    format!(
+                        "lists this node ({}) as a gateway; a mix node serves in a layer",
+                        me.id
+                    ),
+                )),
+            },
+        )?;
         Ok(Mixnode {
             data_dir: data_dir.to_owned(),
             config,
@@ -161,16 +122,8 @@ impl Mixnode {
 
     /// Binds the configured addresses and runs until `shutdown`; see [`Mixnode::run_with`].
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), NodeError> {
-        let bind = |address| async move {
-            TcpListener::bind(address)
-                .await
-                .map_err(|source| NodeError::Bind { address, source })
-        };
-        let listener = bind(self.config.listen_address).await?;
-        let http = match self.config.http.enabled {
-            true => Some(bind(self.config.http.listen_address).await?),
-            false => None,
-        };
+        let listener = node::bind(self.config.listen_address).await?;
+        let http = node::bind_http(&self.config.http).await?;
         self.run_with(listener, http, shutdown).await
     }
 
@@ -193,56 +146,32 @@ impl Mixnode {
         } = self;
         let mut shutdown = std::pin::pin!(shutdown);
         let stop = CancellationToken::new();
-        let config_path = data_dir.join(CONFIG_FILE);
         let noise_key = noise.public();
         let keys = Arc::new(noise);
         let links = Arc::new(LinkCounters::default());
 
         // the first topology, the keys, and the follower of the epochs
-        let (first, unwrapper, ledger) = match source {
-            Source::File {
-                sphinx,
-                topology,
-                me,
-                layer,
-            } => {
-                let filter = Arc::new(node::load_filter(
-                    &data_dir,
-                    topology.key_rotation(),
-                    &config.mixing.replay,
-                    &config_path,
-                )?);
-                let unwrapper = Arc::new(Unwrapper::new(RotationKey::new(sphinx, filter), None));
-                info!(node = %me.id, %layer, "topology from a static file");
-                (Current::fixed(topology), unwrapper, None)
-            }
-            Source::Ledger {
-                directory,
-                identity,
-                registered,
-            } => {
-                let first = tokio::select! {
-                    first = directory.first(&stop) => first?,
-                    () = &mut shutdown => return Ok(()),
-                };
-                let me = first.topology.node_with_noise_key(&noise_key).cloned();
-                let (ring, unwrapper) = KeyRing::start(
-                    &data_dir,
-                    identity,
-                    Arc::clone(&directory),
-                    registered,
-                    &first,
-                    me.as_ref(),
-                    &config.mixing.replay,
-                    &config_path,
-                    "mixnode",
-                )?;
-                (first, unwrapper, Some((directory, ring)))
-            }
+        let started = source
+            .start(
+                &data_dir,
+                KIND,
+                &noise_key,
+                &config.mixing.replay,
+                &stop,
+                &mut shutdown,
+            )
+            .await?;
+        let Some(Start {
+            first,
+            placement,
+            admitted,
+            unwrapper,
+            ledger,
+        }) = started
+        else {
+            // stopped before the ledger served a topology
+            return Ok(());
         };
-        let placement = epoch::place(&noise_key, &first.topology, None);
-        let admitted = Admitted::default();
-        admitted.set(placement.admitted.clone());
         let mut peers = PeerSet::new(&keys, &config.links, &links);
         let peer_links = peers.update(&placement.next_hops);
 
@@ -303,43 +232,19 @@ impl Mixnode {
             config.storage.replay_save_interval,
             stop.clone(),
         ));
-        let follower = match ledger {
-            Some((directory, mut ring)) => {
-                let refresh = Refresh::node(directory.trust());
-                let (updates, follow_task) =
-                    directory::follow(directory, first.clone(), refresh, stop.clone());
-                let me = first.topology.node_with_noise_key(&noise_key).cloned();
-                ring.enter(&first, me.as_ref());
-                ring.announce(&first).await;
-                let task = tokio::spawn(follow_epochs(
-                    updates,
-                    Arc::new(first),
-                    noise_key,
-                    ring,
-                    peers,
-                    admitted,
-                    updates_in,
-                    Arc::clone(&status),
-                    stop.clone(),
-                ));
-                Follower::Ledger(task, follow_task)
-            }
-            None => Follower::Fixed(peers),
+        let epochs = MixEpochs {
+            core: updates_in,
+            status: Arc::clone(&status),
         };
+        let follower =
+            Follower::start(ledger, first, noise_key, peers, admitted, epochs, &stop).await;
         info!(workers = threads, "mix node running");
 
         shutdown.await;
         info!("stopping: refusing new frames, forwarding what is queued");
         status.stopping.store(true, Ordering::Relaxed);
         stop.cancel();
-        let peers = match follower {
-            Follower::Ledger(task, follow_task) => {
-                let _ = follow_task.await;
-                task.await
-                    .map_err(|error| NodeError::Other(format!("stopping: {error}")))?
-            }
-            Follower::Fixed(peers) => peers,
-        };
+        let peers = follower.finish().await?;
         let mut peer_tasks = peers.close();
         let _ = inbound.await;
         let _ = saver.await;
@@ -369,65 +274,46 @@ impl Mixnode {
     }
 }
 
-/// What follows the epochs while the node runs.
-enum Follower {
-    /// The ledger's epochs: the task applying them (it hands back the links when it ends) and
-    /// the task fetching them.
-    Ledger(
-        tokio::task::JoinHandle<PeerSet>,
-        tokio::task::JoinHandle<()>,
-    ),
-    /// A static topology: the links, fixed.
-    Fixed(PeerSet),
-}
-
 /// New links and next hops for the core thread.
 struct CoreUpdate {
     peers: HashMap<SocketAddr, PeerLink>,
     next_hops: Vec<SocketAddr>,
 }
 
-/// Applies each new epoch: the node's place (layer or idle), its links, whom it admits, and its
-/// Sphinx keys. Returns the links when `stop` comes.
-#[allow(clippy::too_many_arguments)]
-async fn follow_epochs(
-    mut updates: tokio::sync::watch::Receiver<Arc<Current>>,
-    mut previous: Arc<Current>,
-    noise_key: umbra_topology::NoiseKey,
-    mut ring: KeyRing,
-    mut peers: PeerSet,
-    admitted: Admitted,
+/// What a mix node changes in each new epoch: its place (layer or idle), and its core's links
+/// and next hops.
+struct MixEpochs {
     core: crossbeam_channel::Sender<CoreUpdate>,
     status: Arc<NodeStatus>,
-    stop: CancellationToken,
-) -> PeerSet {
-    loop {
-        tokio::select! {
-            changed = updates.changed() => if changed.is_err() { return peers },
-            () = stop.cancelled() => return peers,
-        }
-        let current = Arc::clone(&updates.borrow_and_update());
-        let placement = epoch::place(&noise_key, &current.topology, Some(&previous.topology));
-        // keys first: packets built with the new topology may arrive as soon as links change
-        ring.enter(&current, placement.me.as_ref());
-        admitted.set(placement.admitted.clone());
+}
+
+impl EpochNode for MixEpochs {
+    async fn apply(
+        &mut self,
+        current: &Current,
+        _previous: &Current,
+        placement: &Placement,
+        peers: &mut PeerSet,
+    ) -> bool {
         let links = peers.update(&placement.next_hops);
         let update = CoreUpdate {
             peers: links,
             next_hops: placement.next_hops.iter().map(|n| n.mix_address).collect(),
         };
-        if core.send(update).is_err() {
+        if self.core.send(update).is_err() {
             warn!("the core thread is gone; no longer following the epochs");
-            return peers;
+            return false;
         }
-        *status.place.lock().unwrap_or_else(PoisonError::into_inner) =
-            Place::of(&current, &placement);
-        let (rotation, kept) = ring.rotations();
-        info!(key_rotation = rotation, previous_key = ?kept, "Sphinx keys held");
-        // last: it waits for the ledger, and the new epoch's links must not
-        ring.announce(&current).await;
-        log_placement(&current, &placement);
-        previous = current;
+        *self
+            .status
+            .place
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Place::of(current, placement);
+        true
+    }
+
+    fn log(&self, current: &Current, placement: &Placement) {
+        log_placement(current, placement);
     }
 }
 
@@ -445,26 +331,6 @@ fn log_placement(current: &Current, placement: &Placement) {
             finishing = placement.next_hops.len(),
             "not in this epoch's active set: idle (up, forwarding only what the last epoch sent)"
         ),
-    }
-}
-
-/// Where the node stands, for `/health`.
-#[derive(Clone, Copy, Debug)]
-struct Place {
-    node: Option<u32>,
-    layer: Option<Layer>,
-    epoch: Option<u64>,
-    rotation: u32,
-}
-
-impl Place {
-    fn of(current: &Current, placement: &Placement) -> Place {
-        Place {
-            node: placement.me.as_ref().map(|me| me.id.0),
-            layer: placement.me.as_ref().and_then(NodeDescriptor::layer),
-            epoch: current.epoch_number(),
-            rotation: current.topology.key_rotation(),
-        }
     }
 }
 
@@ -654,18 +520,7 @@ impl http::Status for NodeStatus {
             "The layer the node serves in this epoch (0: not in the active set).",
             f64::from(place.layer.map_or(0, Layer::number)),
         );
-        if let Some(epoch) = place.epoch {
-            page.gauge(
-                "umbra_node_epoch",
-                "The epoch of the topology in use.",
-                epoch as f64,
-            );
-        }
-        page.gauge(
-            "umbra_node_key_rotation",
-            "The Sphinx key rotation of the topology in use.",
-            f64::from(place.rotation),
-        );
+        place.render(&mut page);
         let peers = self
             .peers
             .lock()
