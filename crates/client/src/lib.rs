@@ -3,16 +3,20 @@
 mod client;
 mod config;
 mod err;
+pub mod exit_policy;
 mod fragment;
 mod health;
 mod keys;
 mod message;
 mod seal;
+pub mod socks;
 
 pub use client::{Client, ClientStats, Event, MessageId};
 pub use config::{
     AckConfig, ClientConfig, MessageConfig, SurbConfig, TrafficConfig, TrafficPreset,
 };
 pub use err::{ClientError, ConfigError, SendError};
+pub use exit_policy::{ExitPolicy, ExitPolicyConfig};
 pub use keys::ClientKeys;
 pub use message::SenderTag;
+pub use socks::{SocksConfig, SocksHandshake, SocksRequest};
