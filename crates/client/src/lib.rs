@@ -10,6 +10,7 @@ mod keys;
 mod message;
 mod seal;
 pub mod socks;
+pub mod stream;
 
 pub use client::{Client, ClientStats, Event, MessageId};
 pub use config::{
