@@ -576,3 +576,113 @@ async fn four_bft_validators_agree_survive_a_crash_and_catch_up() {
     }
     let _ = std::fs::remove_dir_all(&root);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registering_a_node_refuses_clearly_and_is_safe_to_repeat() {
+    let dir = temp_dir("register");
+    let data = dir.join("validator");
+    let api = free_port();
+    let made = umbra(&[
+        "validator",
+        "init",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--listen",
+        &api.to_string(),
+    ]);
+    assert!(made.status.success(), "{}", text(&made));
+    let mut validator = start(&data);
+    let client = LedgerClient::new(api);
+    wait_until_up(&client).await;
+    let url = format!("http://{api}");
+    let node = dir.join("mix");
+    let made = umbra(&[
+        "mixnode",
+        "init",
+        "--data-dir",
+        node.to_str().unwrap(),
+        "--listen",
+        &free_port().to_string(),
+        "--http",
+        &free_port().to_string(),
+        "--validator",
+        &url,
+        "--genesis",
+        data.join("genesis.json").to_str().unwrap(),
+    ]);
+    assert!(made.status.success(), "{}", text(&made));
+    let register = |account: &Path, pledge: &str| {
+        umbra(&[
+            "mixnode",
+            "register",
+            "--data-dir",
+            node.to_str().unwrap(),
+            "--validator",
+            &url,
+            "--account",
+            account.to_str().unwrap(),
+            "--pledge",
+            pledge,
+        ])
+    };
+    let owner = data.join("account.key");
+
+    // below the minimum pledge (100 UMB)
+    let low = register(&owner, "5");
+    assert!(!low.status.success());
+    assert!(
+        text(&low).contains("below this network's minimum"),
+        "{}",
+        text(&low)
+    );
+    // an account with nothing in it
+    let empty = dir.join("empty.key");
+    let made = umbra(&["account", "new", "--out", empty.to_str().unwrap()]);
+    assert!(made.status.success(), "{}", text(&made));
+    let poor = register(&empty, "100");
+    assert!(!poor.status.success());
+    assert!(
+        text(&poor).contains("transfer some to it first"),
+        "{}",
+        text(&poor)
+    );
+    // a key file that is not one
+    let garbled = dir.join("garbled.key");
+    std::fs::write(&garbled, "not a key").unwrap();
+    let wrong = register(&garbled, "100");
+    assert!(!wrong.status.success());
+    assert!(text(&wrong).contains("garbled.key"), "{}", text(&wrong));
+    // nothing of the refused attempts reached the ledger
+    let nodes: Vec<serde_json::Value> = client.get("/nodes").await.unwrap();
+    assert!(nodes.is_empty(), "{nodes:?}");
+
+    // the owner registers it; doing it again changes nothing
+    let first = register(&owner, "100");
+    assert!(first.status.success(), "{}", text(&first));
+    let again = register(&owner, "100");
+    assert!(again.status.success(), "{}", text(&again));
+    let nodes: Vec<serde_json::Value> = client.get("/nodes").await.unwrap();
+    assert_eq!(nodes.len(), 1, "{nodes:?}");
+
+    // another account cannot take it over
+    let other = dir.join("other.key");
+    umbra(&["account", "new", "--out", other.to_str().unwrap()]);
+    let other_address = key_file(&other).public().to_string();
+    let funded = tx(
+        api,
+        &owner,
+        &["transfer", "--to", &other_address, "--amount", "500"],
+    );
+    assert!(funded.status.success(), "{}", text(&funded));
+    let taken = register(&other, "100");
+    assert!(!taken.status.success());
+    assert!(
+        text(&taken).contains("already registered as node"),
+        "{}",
+        text(&taken)
+    );
+
+    let _ = validator.kill();
+    let _ = validator.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}
