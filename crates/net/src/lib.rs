@@ -5,6 +5,7 @@ pub mod client_daemon;
 pub mod directory;
 pub mod epoch;
 mod err;
+pub mod exit;
 pub mod gateway;
 pub mod http;
 pub mod keys;
