@@ -16,7 +16,9 @@ pub mod metrics;
 pub mod mixnode;
 pub mod node;
 pub mod noise;
+mod pipes;
 pub mod registration;
 pub mod session;
+pub mod socks5;
 
 pub use err::{LinkError, NodeError};

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use umbra_net::client::{self as shell, ClientHandle, ClientSetup};
+use umbra_net::client::{self as shell, ClientSetup};
 use umbra_net::client_daemon::{ENCRYPTION_KEY_FILE, IDENTITY_KEY_FILE, OUTBOX_FILE, find_gateway};
 use umbra_net::keys::{read_key, write_new_key};
 
@@ -19,7 +19,9 @@ pub use umbra_net::directory::ValidatorUrl;
 pub use umbra_client::{
     ClientConfig, ClientKeys, ClientStats, SendError, SenderTag, TrafficConfig, TrafficPreset,
 };
-pub use umbra_net::client::{ClientEvent, ClientStatus, CommandError, ConnectionConfig};
+pub use umbra_net::client::{
+    ClientEvent, ClientHandle, ClientStatus, CommandError, ConnectionConfig,
+};
 pub use umbra_wire::{AddressParseError, ClientAddress};
 
 /// What can go wrong.
@@ -395,9 +397,41 @@ impl MixnetClient {
         }
     }
 
+    /// The client as the drivers in `umbra_net` take it (the SOCKS5 proxy,
+    /// `umbra_net::socks5::run`, and the exit service, `umbra_net::exit::service::run`): a
+    /// handle to send with, its events, and the task to stop it with. Only status events
+    /// came before the gateway's welcome, so none that matter are left behind.
+    pub fn into_parts(
+        self,
+    ) -> (
+        ClientHandle,
+        mpsc::UnboundedReceiver<ClientEvent>,
+        ClientTask,
+    ) {
+        let task = ClientTask {
+            stop: self.stop,
+            task: self.task,
+        };
+        (self.sender.handle, self.events, task)
+    }
+
     /// Stops the client: confirms what it received to the gateway and closes the session.
     /// Messages not yet delivered stay in the outbox (with [`ClientBuilder::storage`]) and
     /// go out at the next start.
+    pub async fn disconnect(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+}
+
+/// A running client taken apart by [`MixnetClient::into_parts`].
+pub struct ClientTask {
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl ClientTask {
+    /// Stops the client, as [`MixnetClient::disconnect`] does.
     pub async fn disconnect(self) {
         self.stop.cancel();
         let _ = self.task.await;

@@ -9,5 +9,6 @@
 //! Destinations are client data: they are never logged above debug level.
 
 mod connect;
+pub mod service;
 
 pub use connect::{ConnectError, ConnectTimeouts, Stage, connect, load_policy};

@@ -1,0 +1,222 @@
+//! A SOCKS5 proxy and an exit service, each a mixnet client, carrying a download across a
+//! network running in this process; and an exit whose policy refuses the destination.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is the point
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use umbra_client::ExitPolicy;
+use umbra_client::stream::StreamConfig;
+use umbra_net::exit::ConnectTimeouts;
+use umbra_net::exit::service::{self, ExitLimits, ExitSettings};
+use umbra_net::gateway::Gateway;
+use umbra_net::localnet::{Kind, Layout, Shape};
+use umbra_net::mixnode::Mixnode;
+use umbra_net::socks5::{self, ProxySettings};
+use umbra_sdk::{ClientBuilder, ClientTask, TrafficConfig};
+
+const BODY_LEN: usize = 1 << 20;
+
+/// No mixing delays and no cover: this measures nothing and hides nothing, it only has to be
+/// quick.
+fn fast() -> TrafficConfig {
+    TrafficConfig {
+        mean_hop_delay: Duration::from_millis(1),
+        mean_ack_delay: Duration::from_millis(1),
+        mean_send_interval: Duration::from_millis(1),
+        mean_loop_interval: Duration::from_millis(100),
+        insecure_no_cover: true,
+        insecure_zero_delays: true,
+    }
+}
+
+async fn within<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(60), future)
+        .await
+        .expect("timed out")
+}
+
+/// A deterministic 1 MiB body, not all one byte.
+fn body() -> Vec<u8> {
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    (0..BODY_LEN)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+/// An HTTP/1.0 server that answers every request with `body`, on a thread.
+fn serve(body: Vec<u8>) -> SocketAddr {
+    let listener = StdListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for connection in listener.incoming() {
+            let Ok(mut connection) = connection else {
+                return;
+            };
+            let mut request = Vec::new();
+            let mut byte = [0; 1];
+            while !request.ends_with(b"\r\n\r\n") {
+                if connection.read(&mut byte).unwrap_or(0) == 0 {
+                    break;
+                }
+                request.push(byte[0]);
+            }
+            let head = format!(
+                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\n\r\n",
+                body.len()
+            );
+            let _ = connection.write_all(head.as_bytes());
+            let _ = connection.write_all(&body);
+        }
+    });
+    address
+}
+
+/// A SOCKS5 CONNECT to `host:port` through `proxy`, by hand; the reply code and the
+/// connection.
+async fn socks5_connect(proxy: SocketAddr, host: &str, port: u16) -> (u8, TcpStream) {
+    let mut connection = TcpStream::connect(proxy).await.unwrap();
+    connection.write_all(&[5, 1, 0]).await.unwrap();
+    let mut choice = [0; 2];
+    connection.read_exact(&mut choice).await.unwrap();
+    assert_eq!(choice, [5, 0]);
+    let mut request = vec![5, 1, 0, 3, host.len() as u8];
+    request.extend_from_slice(host.as_bytes());
+    request.extend_from_slice(&port.to_be_bytes());
+    connection.write_all(&request).await.unwrap();
+    let mut reply = [0; 10]; // an IPv4 bound address
+    connection.read_exact(&mut reply).await.unwrap();
+    assert_eq!((reply[0], reply[3]), (5, 1));
+    (reply[1], connection)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_download_through_proxy_and_exit_and_a_refusal_by_policy() {
+    let dir = std::env::temp_dir().join(format!("umbra-socks5-exit-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let layout = Layout::create_or_open(
+        &dir,
+        &Shape {
+            mixes_per_layer: 1,
+            gateways: 1,
+        },
+    )
+    .unwrap();
+    let stop = CancellationToken::new();
+    let mut nodes = Vec::new();
+    for node in &layout.nodes {
+        let node_dir = layout.node_dir(node);
+        let shutdown = stop.clone().cancelled_owned();
+        nodes.push(match node.kind {
+            Kind::Mix => tokio::spawn(Mixnode::load(&node_dir).unwrap().run(shutdown)),
+            Kind::Gateway => tokio::spawn(Gateway::load(&node_dir).unwrap().run(shutdown)),
+        });
+    }
+    let connect = |name: &str| {
+        within(
+            ClientBuilder::from_topology_file(&layout.topology_file())
+                .unwrap()
+                .storage(&dir.join(name))
+                .traffic(fast())
+                .connect(),
+        )
+    };
+    let mut clients: Vec<ClientTask> = Vec::new();
+    let mut drivers = Vec::new();
+
+    // two exits: one allowing loopback (the whole network is local), one with the default policy
+    let mut exits = Vec::new();
+    for (name, policy) in [
+        (
+            "open-exit",
+            ExitPolicy::default().insecure_allow_private(true),
+        ),
+        ("strict-exit", ExitPolicy::default()),
+    ] {
+        let (handle, events, task) = connect(name).await.unwrap().into_parts();
+        exits.push(handle.address());
+        clients.push(task);
+        let settings = ExitSettings {
+            policy,
+            timeouts: ConnectTimeouts::default(),
+            streams: StreamConfig::default(),
+            limits: ExitLimits::default(),
+        };
+        let shutdown = stop.clone().cancelled_owned();
+        drivers.push(tokio::spawn(async move {
+            service::run(handle, events, settings, shutdown)
+                .await
+                .map_err(|error| error.to_string())
+        }));
+    }
+    // a proxy for each
+    let mut proxies = Vec::new();
+    for (name, exit) in [("open-proxy", exits[0]), ("strict-proxy", exits[1])] {
+        let (handle, events, task) = connect(name).await.unwrap().into_parts();
+        clients.push(task);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        proxies.push(listener.local_addr().unwrap());
+        let shutdown = stop.clone().cancelled_owned();
+        drivers.push(tokio::spawn(async move {
+            socks5::run(listener, handle, events, ProxySettings::new(exit), shutdown)
+                .await
+                .map_err(|error| error.to_string())
+        }));
+    }
+
+    let body = body();
+    let server = serve(body.clone());
+
+    // the download: the request, a half-close, then the whole answer
+    let started = std::time::Instant::now();
+    let (code, mut connection) =
+        within(socks5_connect(proxies[0], "localhost", server.port())).await;
+    assert_eq!(code, 0, "the open exit refused the stream");
+    connection
+        .write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    connection.shutdown().await.unwrap();
+    let mut answer = Vec::new();
+    within(connection.read_to_end(&mut answer)).await.unwrap();
+    let split = answer
+        .windows(4)
+        .position(|window| window == b"\r\n\r\n")
+        .expect("no HTTP head")
+        + 4;
+    assert!(answer.starts_with(b"HTTP/1.0 200 OK\r\n"));
+    assert_eq!(answer.len() - split, BODY_LEN);
+    assert_eq!(
+        Sha256::digest(&answer[split..]),
+        Sha256::digest(&body),
+        "the body arrived changed"
+    );
+    eprintln!("1 MiB through proxy and exit in {:?}", started.elapsed());
+
+    // the strict exit's policy refuses loopback: "not allowed by ruleset"
+    let (code, _connection) = within(socks5_connect(proxies[1], "localhost", server.port())).await;
+    assert_eq!(code, 0x02);
+
+    stop.cancel();
+    for driver in drivers {
+        within(driver).await.unwrap().unwrap();
+    }
+    for client in clients {
+        within(client.disconnect()).await;
+    }
+    for node in nodes {
+        within(node).await.unwrap().unwrap();
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
