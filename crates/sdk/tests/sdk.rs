@@ -2,12 +2,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is the point
 
+mod common;
+
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
-use umbra_net::gateway::Gateway;
-use umbra_net::localnet::{Kind, Layout, Shape};
-use umbra_net::mixnode::Mixnode;
+use common::{Network, within};
 use umbra_sdk::{ClientBuilder, ClientEvent, Received, TrafficConfig};
 
 fn fast() -> TrafficConfig {
@@ -20,34 +19,10 @@ fn fast() -> TrafficConfig {
     }
 }
 
-async fn within<T>(future: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(60), future)
-        .await
-        .expect("timed out")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_receive_reply_and_keep_an_address() {
-    let dir = std::env::temp_dir().join(format!("umbra-sdk-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let layout = Layout::create_or_open(
-        &dir,
-        &Shape {
-            mixes_per_layer: 1,
-            gateways: 1,
-        },
-    )
-    .unwrap();
-    let stop = CancellationToken::new();
-    let mut nodes = Vec::new();
-    for node in &layout.nodes {
-        let node_dir = layout.node_dir(node);
-        let shutdown = stop.clone().cancelled_owned();
-        nodes.push(match node.kind {
-            Kind::Mix => tokio::spawn(Mixnode::load(&node_dir).unwrap().run(shutdown)),
-            Kind::Gateway => tokio::spawn(Gateway::load(&node_dir).unwrap().run(shutdown)),
-        });
-    }
+    let network = Network::start("sdk");
+    let (dir, layout) = (&network.dir, &network.layout);
     let builder = |name: &str| {
         ClientBuilder::from_topology_file(&layout.topology_file())
             .unwrap()
@@ -107,9 +82,5 @@ async fn send_receive_reply_and_keep_an_address() {
 
     alice.disconnect().await;
     bob.disconnect().await;
-    stop.cancel();
-    for node in nodes {
-        within(node).await.unwrap().unwrap();
-    }
-    std::fs::remove_dir_all(&dir).unwrap();
+    network.stop().await;
 }

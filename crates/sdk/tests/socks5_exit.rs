@@ -3,10 +3,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is the point
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::time::Duration;
 
+use common::{Network, within};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -15,9 +18,6 @@ use umbra_client::ExitPolicy;
 use umbra_client::stream::StreamConfig;
 use umbra_net::exit::ConnectTimeouts;
 use umbra_net::exit::service::{self, ExitLimits, ExitSettings};
-use umbra_net::gateway::Gateway;
-use umbra_net::localnet::{Kind, Layout, Shape};
-use umbra_net::mixnode::Mixnode;
 use umbra_net::socks5::{self, ProxySettings};
 use umbra_sdk::{ClientBuilder, ClientTask, TrafficConfig};
 
@@ -34,12 +34,6 @@ fn fast() -> TrafficConfig {
         insecure_no_cover: true,
         insecure_zero_delays: true,
     }
-}
-
-async fn within<T>(future: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(60), future)
-        .await
-        .expect("timed out")
 }
 
 /// A deterministic 1 MiB body, not all one byte.
@@ -103,26 +97,10 @@ async fn socks5_connect(proxy: SocketAddr, host: &str, port: u16) -> (u8, TcpStr
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_download_through_proxy_and_exit_and_a_refusal_by_policy() {
-    let dir = std::env::temp_dir().join(format!("umbra-socks5-exit-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let layout = Layout::create_or_open(
-        &dir,
-        &Shape {
-            mixes_per_layer: 1,
-            gateways: 1,
-        },
-    )
-    .unwrap();
+    let network = Network::start("socks5-exit");
+    let (dir, layout) = (&network.dir, &network.layout);
+    // stops the proxies and exits (the network stops its nodes itself)
     let stop = CancellationToken::new();
-    let mut nodes = Vec::new();
-    for node in &layout.nodes {
-        let node_dir = layout.node_dir(node);
-        let shutdown = stop.clone().cancelled_owned();
-        nodes.push(match node.kind {
-            Kind::Mix => tokio::spawn(Mixnode::load(&node_dir).unwrap().run(shutdown)),
-            Kind::Gateway => tokio::spawn(Gateway::load(&node_dir).unwrap().run(shutdown)),
-        });
-    }
     let connect = |name: &str| {
         within(
             ClientBuilder::from_topology_file(&layout.topology_file())
@@ -215,8 +193,5 @@ async fn a_download_through_proxy_and_exit_and_a_refusal_by_policy() {
     for client in clients {
         within(client.disconnect()).await;
     }
-    for node in nodes {
-        within(node).await.unwrap().unwrap();
-    }
-    std::fs::remove_dir_all(&dir).unwrap();
+    network.stop().await;
 }
