@@ -96,32 +96,38 @@ fn tx(api: SocketAddr, key: &Path, args: &[&str]) -> Output {
     umbra(&all)
 }
 
+/// A solo validator made with `umbra validator init` (plus `extra` arguments) in `data` and
+/// started; its API address, process and client, once it answers.
+async fn solo(data: &Path, extra: &[&str]) -> (SocketAddr, Child, LedgerClient) {
+    let api = free_port();
+    let mut args = vec![
+        "validator".to_owned(),
+        "init".into(),
+        "--data-dir".into(),
+        data.to_str().unwrap().into(),
+        "--listen".into(),
+        api.to_string(),
+    ];
+    args.extend(extra.iter().map(|arg| (*arg).to_owned()));
+    let made = umbra(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(made.status.success(), "{}", text(&made));
+    let validator = start(data);
+    let client = LedgerClient::new(api);
+    wait_until_up(&client).await;
+    (api, validator, client)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_solo_validator_runs_the_ledger() {
     let dir = temp_dir("solo");
     let data = dir.join("validator");
-    let api = free_port();
-    let made = umbra(&[
-        "validator",
-        "init",
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--listen",
-        &api.to_string(),
-        "--epoch-length",
-        "2s",
-        "--chain-id",
-        "umbra-test",
-    ]);
-    assert!(made.status.success(), "{}", text(&made));
+    let (api, mut validator, client) =
+        solo(&data, &["--epoch-length", "2s", "--chain-id", "umbra-test"]).await;
     // init twice is refused, naming the file
     let again = umbra(&["validator", "init", "--data-dir", data.to_str().unwrap()]);
     assert!(!again.status.success());
     assert!(text(&again).contains("already holds"), "{}", text(&again));
 
-    let mut validator = start(&data);
-    let client = LedgerClient::new(api);
-    wait_until_up(&client).await;
     let genesis: umbra_ledger::Genesis = client.get("/genesis").await.unwrap();
     let validators = genesis.validator_keys();
 
@@ -581,19 +587,7 @@ async fn four_bft_validators_agree_survive_a_crash_and_catch_up() {
 async fn registering_a_node_refuses_clearly_and_is_safe_to_repeat() {
     let dir = temp_dir("register");
     let data = dir.join("validator");
-    let api = free_port();
-    let made = umbra(&[
-        "validator",
-        "init",
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--listen",
-        &api.to_string(),
-    ]);
-    assert!(made.status.success(), "{}", text(&made));
-    let mut validator = start(&data);
-    let client = LedgerClient::new(api);
-    wait_until_up(&client).await;
+    let (api, mut validator, client) = solo(&data, &[]).await;
     let url = format!("http://{api}");
     let node = dir.join("mix");
     let made = umbra(&[
