@@ -126,6 +126,12 @@ pub struct StreamConfig {
     /// on both sides with [`StreamError::TimedOut`] (default 5 min).
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
+    /// With streams open and nothing heard from the peer for this long, send it an
+    /// acknowledgement for each (default 15 s). A live peer takes it silently; a peer that
+    /// restarted and lost its streams answers with a reset, so a stream waiting for bytes
+    /// learns within about this long that they will never come, instead of at `idle_timeout`.
+    #[serde(with = "humantime_serde")]
+    pub keepalive: Duration,
 }
 
 impl Default for StreamConfig {
@@ -138,6 +144,7 @@ impl Default for StreamConfig {
             retransmit_after: Duration::from_secs(20),
             open_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(300),
+            keepalive: Duration::from_secs(15),
         }
     }
 }
@@ -171,6 +178,12 @@ impl StreamConfig {
                 "streams.idle_timeout",
                 "timeouts must be above zero, and idle_timeout above retransmit_after \
                  (defaults 20 s, 60 s, 5 min)",
+            ));
+        }
+        if self.keepalive.is_zero() || self.keepalive >= self.idle_timeout {
+            return Err(ConfigError::new(
+                "streams.keepalive",
+                "must be above zero and below idle_timeout (defaults 15 s, 5 min)",
             ));
         }
         Ok(())
@@ -292,6 +305,8 @@ pub struct MuxStats {
     pub timeouts: u64,
     /// Replies to streams this side no longer has, dropped because too many were queued.
     pub dropped_replies: u64,
+    /// Keep-alive rounds sent (acknowledgements for every open stream of a quiet peer).
+    pub keepalives: u64,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -431,6 +446,8 @@ pub struct Mux {
     next_number: u32,
     turn: usize,
     stats: MuxStats,
+    /// When the peer last sent a message that decoded, or the last keep-alive went out.
+    quiet_since: Option<Instant>,
 }
 
 impl Mux {
@@ -446,6 +463,7 @@ impl Mux {
             next_number: 0,
             turn: 0,
             stats: MuxStats::default(),
+            quiet_since: None,
         })
     }
 
@@ -632,6 +650,7 @@ impl Mux {
                 return;
             }
         };
+        self.quiet_since = Some(now);
         for frame in frames {
             let wire_id = frame.stream();
             let id = StreamId {
@@ -783,7 +802,16 @@ impl Mux {
             [Some(deadline), s.retransmit_at].into_iter().flatten()
         });
         let gone = self.gone.values().map(|(until, _)| *until);
-        streams.chain(gone).min()
+        streams.chain(gone).chain(self.keepalive_at()).min()
+    }
+
+    /// When a keep-alive round is due: only with streams open.
+    fn keepalive_at(&self) -> Option<Instant> {
+        let quiet_since = self.quiet_since?;
+        self.streams
+            .values()
+            .any(|s| s.phase == Phase::Open)
+            .then(|| quiet_since + self.config.keepalive)
     }
 
     /// Sends again what was not acknowledged in time, and ends streams past their deadlines.
@@ -850,6 +878,15 @@ impl Mux {
             }
         }
         self.gone.retain(|_, (until, _)| *until > now);
+        if self.keepalive_at().is_some_and(|at| at <= now) {
+            self.stats.keepalives += 1;
+            self.quiet_since = Some(now);
+            for stream in self.streams.values_mut() {
+                if stream.phase == Phase::Open {
+                    stream.ack_due = true;
+                }
+            }
+        }
     }
 
     /// Applies a frame to a stream this side has; `Err` names a protocol violation.

@@ -699,3 +699,93 @@ fn a_late_ack_of_a_close_write_sent_again_is_accepted() {
     assert_eq!(mux.poll_event(), Some(StreamEvent::Closed(a)));
     assert_eq!(mux.stream_count(), 0);
 }
+
+#[test]
+fn a_peer_that_lost_its_streams_is_found_out_by_the_keepalive() {
+    let mut pair = Pair::new(config(), 13, 0);
+    let (a, b) = pair.connect();
+    pair.mux[1].write(pair.now, b, b"first bytes").unwrap();
+    while pair.mux[0]
+        .read(pair.now, a, usize::MAX)
+        .unwrap()
+        .is_empty()
+    {
+        pair.step();
+    }
+    for _ in 0..200 {
+        pair.step(); // the window update and its way: all settled
+    }
+    // Side 1 restarts: a fresh multiplexer that never heard of the stream. Side 0 waits for
+    // more bytes and has nothing of its own to send.
+    pair.mux[1] = Mux::new(config()).unwrap();
+    let restarted = pair.now;
+    let failed = loop {
+        assert!(
+            pair.elapsed() < Duration::from_secs(120),
+            "the waiting side never learned"
+        );
+        let [e0, _] = pair.step();
+        if let Some(error) = e0.into_iter().find_map(|e| match e {
+            StreamEvent::Failed { id, error } if id == a => Some(error),
+            _ => None,
+        }) {
+            break (pair.now - restarted, error);
+        }
+    };
+    assert_eq!(failed.1, StreamError::UnknownToPeer);
+    let keepalive = config().keepalive;
+    assert!(
+        failed.0 <= keepalive + Duration::from_millis(1300),
+        "learned after {:?}, keepalive {keepalive:?}",
+        failed.0
+    );
+    assert!(failed.0 < config().idle_timeout / 2);
+    assert!(pair.mux[0].stats().keepalives >= 1);
+}
+
+#[test]
+fn a_live_quiet_peer_takes_keepalives_silently() {
+    let mut pair = Pair::new(config(), 14, 0);
+    let (a, b) = pair.connect();
+    pair.mux[0].write(pair.now, a, b"ping").unwrap();
+    while pair.mux[1]
+        .read(pair.now, b, usize::MAX)
+        .unwrap()
+        .is_empty()
+    {
+        pair.step();
+    }
+    for _ in 0..20 {
+        pair.step(); // the last acknowledgements
+    }
+    let sent = pair.sent;
+    // 25 s of silence, under the 30 s idle timeout.
+    let quiet_from = pair.now;
+    while pair.now - quiet_from < Duration::from_secs(25) {
+        let events = pair.step();
+        assert!(
+            events
+                .iter()
+                .flatten()
+                .all(|e| !matches!(e, StreamEvent::Failed { .. })),
+            "{events:?}"
+        );
+    }
+    let keepalive_messages = pair.sent[0] + pair.sent[1] - sent[0] - sent[1];
+    // One side's keep-alive resets the other's quiet clock: about one message per 15 s,
+    // never an exchange.
+    assert!(
+        (1..=3).contains(&keepalive_messages),
+        "{keepalive_messages} messages in 25 s of silence"
+    );
+    assert_eq!(pair.mux[0].stream_count(), 1);
+    assert_eq!(pair.mux[1].stream_count(), 1);
+    // The streams still carry bytes afterwards.
+    pair.mux[1].write(pair.now, b, b"pong").unwrap();
+    let mut got = Vec::new();
+    for _ in 0..200 {
+        pair.step();
+        got.extend(pair.mux[0].read(pair.now, a, usize::MAX).unwrap());
+    }
+    assert_eq!(got, b"pong");
+}

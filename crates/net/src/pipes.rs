@@ -10,6 +10,11 @@
 //! - stream → TCP: the loop reads from the `Mux` only while fewer than [`CHUNKS_IN_FLIGHT`]
 //!   chunks wait for the writer task; the rest stays in the stream's receive window, which
 //!   holds the peer back.
+//!
+//! A stream that ends cleanly ends its connection with a FIN once everything is written. A
+//! stream that fails (reset, timed out, the peer lost it) resets its connection (zero-linger
+//! close, an RST): the application gets an error, never an end of data that would pass a
+//! truncated download off as complete.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -21,6 +26,7 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use tracing::debug;
 use umbra_client::stream::{Mux, StreamEvent, StreamId};
 
@@ -55,8 +61,9 @@ struct Pipe {
     resume_reading: Arc<Notify>,
     peer_finished: bool,
     finish_sent: bool,
+    /// Cancelled to reset the connection.
+    reset: CancellationToken,
     reader: JoinHandle<()>,
-    writer: JoinHandle<()>,
 }
 
 /// The connections of the streams of one or more `Mux`es, keyed by peer and stream.
@@ -95,18 +102,21 @@ impl<P: Copy + Eq + Hash + Send + 'static> Pipes<P> {
         let (read, write) = connection.into_split();
         let (to_connection, from_loop) = mpsc::channel(CHUNKS_IN_FLIGHT + 1);
         let resume_reading = Arc::new(Notify::new());
+        let reset = CancellationToken::new();
         let reader = tokio::spawn(read_connection(
             read,
             key,
             self.inputs.clone(),
             Arc::clone(&resume_reading),
         ));
-        let writer = tokio::spawn(write_connection(
+        // the writer ends by itself: its queue written, or reset
+        tokio::spawn(write_connection(
             write,
             first,
             key,
             from_loop,
             self.inputs.clone(),
+            reset.clone(),
         ));
         self.pipes.insert(
             key,
@@ -117,8 +127,8 @@ impl<P: Copy + Eq + Hash + Send + 'static> Pipes<P> {
                 resume_reading,
                 peer_finished: false,
                 finish_sent: false,
+                reset,
                 reader,
-                writer,
             },
         );
         // bytes may have arrived before the connection was ready
@@ -202,10 +212,11 @@ impl<P: Copy + Eq + Hash + Send + 'static> Pipes<P> {
         }
     }
 
+    /// Resets `key`'s connection: the writer task closes it with an RST.
     fn abort(&mut self, key: (P, StreamId)) {
         if let Some(pipe) = self.pipes.remove(&key) {
             pipe.reader.abort();
-            pipe.writer.abort();
+            pipe.reset.cancel();
         }
     }
 
@@ -283,15 +294,34 @@ async fn write_connection<P: Copy>(
     key: (P, StreamId),
     mut from_loop: mpsc::Receiver<ToConnection>,
     inputs: mpsc::UnboundedSender<PipeInput<P>>,
+    reset: CancellationToken,
 ) {
-    if !first.is_empty() && write.write_all(&first).await.is_err() {
+    let first_written = tokio::select! {
+        biased;
+        () = reset.cancelled() => return reset_connection(write),
+        written = write.write_all(&first), if !first.is_empty() => written,
+        () = std::future::ready(()), if first.is_empty() => Ok(()),
+    };
+    if first_written.is_err() {
         let _ = inputs.send(PipeInput::Broken { key });
         return;
     }
-    while let Some(next) = from_loop.recv().await {
-        let written = match next {
-            ToConnection::Data(bytes) => write.write_all(&bytes).await,
-            ToConnection::Finish => write.shutdown().await,
+    loop {
+        let next = tokio::select! {
+            biased;
+            () = reset.cancelled() => return reset_connection(write),
+            next = from_loop.recv() => next,
+        };
+        let Some(next) = next else { return };
+        let written = tokio::select! {
+            biased;
+            () = reset.cancelled() => return reset_connection(write),
+            written = async {
+                match next {
+                    ToConnection::Data(bytes) => write.write_all(&bytes).await,
+                    ToConnection::Finish => write.shutdown().await,
+                }
+            } => written,
         };
         let report = match written {
             Ok(()) => PipeInput::Wrote { key },
@@ -301,4 +331,20 @@ async fn write_connection<P: Copy>(
             return;
         }
     }
+}
+
+impl<P> Drop for Pipes<P> {
+    fn drop(&mut self) {
+        for (_, pipe) in self.pipes.drain() {
+            pipe.reader.abort();
+            pipe.reset.cancel();
+        }
+    }
+}
+
+/// Closes the connection with an RST: zero linger, and no FIN first (`forget` skips the
+/// write half's shutdown; the socket closes once the reader half, aborted, is dropped too).
+fn reset_connection(write: OwnedWriteHalf) {
+    let _ = write.as_ref().set_zero_linger();
+    write.forget();
 }

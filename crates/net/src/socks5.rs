@@ -13,14 +13,18 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
 use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 use umbra_client::socks::{
-    AnyCredentials, Destination as SocksDestination, Progress, SocksFailure,
+    CredentialCheck, Credentials, Destination as SocksDestination, Progress, SocksFailure,
 };
 use umbra_client::stream::{
     Destination, Host, Mux, OpenFailure, StreamConfig, StreamEvent, StreamId,
@@ -28,6 +32,7 @@ use umbra_client::stream::{
 use umbra_client::{ConfigError, SocksConfig, SocksHandshake, SocksRequest};
 use umbra_wire::ClientAddress;
 
+use crate::NodeError;
 use crate::client::{ClientEvent, ClientHandle};
 use crate::pipes::Pipes;
 
@@ -45,6 +50,8 @@ pub struct ProxySettings {
     pub streams: StreamConfig,
     /// SURBs attached to every message to the exit (default [`DEFAULT_SURBS_PER_MESSAGE`]).
     pub surbs_per_message: u16,
+    /// The one username and password accepted; without them, any (or none) is.
+    pub credentials: Option<Credentials>,
 }
 
 /// SURBs sent with each message to the exit.
@@ -65,7 +72,109 @@ impl ProxySettings {
             socks: SocksConfig::default(),
             streams: StreamConfig::default(),
             surbs_per_message: DEFAULT_SURBS_PER_MESSAGE,
+            credentials: None,
         }
+    }
+}
+
+/// The `[socks5]` section of a proxy's `config.toml` (see `umbra socks5 init`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Socks5Config {
+    /// Where applications connect.
+    #[serde(default = "default_listen_address")]
+    pub listen_address: SocketAddr,
+    /// The exit service's address.
+    pub exit: String,
+    /// With both set, applications must give this username and password (SOCKS5 method
+    /// 0x02), and SOCKS4 (which has no password) and unauthenticated SOCKS5 are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// See `username`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// Accept SOCKS4 and SOCKS4a too.
+    #[serde(default = "yes")]
+    pub allow_socks4: bool,
+    /// SURBs sent with each message to the exit.
+    #[serde(default = "default_surbs")]
+    pub surbs_per_message: u16,
+    /// How streams behave.
+    #[serde(default)]
+    pub streams: StreamConfig,
+}
+
+/// Where a proxy listens by default: the usual SOCKS port, on loopback.
+pub const DEFAULT_LISTEN_ADDRESS: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 1080);
+
+fn default_listen_address() -> SocketAddr {
+    DEFAULT_LISTEN_ADDRESS
+}
+
+fn default_surbs() -> u16 {
+    DEFAULT_SURBS_PER_MESSAGE
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Socks5Config {
+    /// The settings these describe; `config` is the file they came from, named in errors.
+    pub fn settings(&self, config: &Path) -> Result<ProxySettings, NodeError> {
+        let invalid =
+            |problem: String| NodeError::invalid(config, format!("in [socks5]: {problem}"));
+        let exit: ClientAddress = self.exit.trim().parse().map_err(|error| {
+            invalid(format!(
+                "`exit` is not a client address ({error}); put the exit service's address there, as `umbra exit address` prints it"
+            ))
+        })?;
+        self.streams
+            .validate()
+            .map_err(|error| invalid(error.to_string()))?;
+        let credentials = match (&self.username, &self.password) {
+            (Some(username), Some(password)) => {
+                if username.is_empty()
+                    || username.len() > 255
+                    || password.is_empty()
+                    || password.len() > 255
+                {
+                    return Err(invalid(
+                        "`username` and `password` must each be 1 to 255 bytes (SOCKS5 carries no more)".into(),
+                    ));
+                }
+                Some(Credentials::new(username.as_bytes(), password.as_bytes()))
+            }
+            (None, None) => None,
+            _ => {
+                return Err(invalid(
+                    "set both `username` and `password`, or neither".into(),
+                ));
+            }
+        };
+        if !self.listen_address.ip().is_loopback() && credentials.is_none() {
+            return Err(invalid(format!(
+                "`listen_address` {} is not on loopback: anyone who can reach it could use your mixnet client. Listen on 127.0.0.1, or set `username` and `password`",
+                self.listen_address
+            )));
+        }
+        if self.surbs_per_message == 0 {
+            return Err(invalid(
+                "`surbs_per_message` must be at least 1: the exit answers only through SURBs (default 10)".into(),
+            ));
+        }
+        Ok(ProxySettings {
+            exit,
+            socks: SocksConfig {
+                allow_no_auth: credentials.is_none(),
+                allow_username_password: true,
+                allow_socks4: self.allow_socks4 && credentials.is_none(),
+            },
+            streams: self.streams.clone(),
+            surbs_per_message: self.surbs_per_message,
+            credentials,
+        })
     }
 }
 
@@ -118,9 +227,13 @@ pub async fn run(
             accepted = listener.accept() => {
                 let (connection, _) = accepted.map_err(ProxyError::Accept)?;
                 let socks = settings.socks.clone();
+                let credentials = settings.credentials.clone();
                 let requests_in = requests_in.clone();
                 tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(connection, socks)).await {
+                    let check = move |username: &[u8], password: &[u8]| {
+                        credentials.as_ref().is_none_or(|c| c.check(username, password))
+                    };
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(connection, socks, check)).await {
                         Ok(Ok(request)) => { let _ = requests_in.send(request); }
                         Ok(Err(error)) => debug!(%error, "SOCKS handshake failed"),
                         Err(_) => debug!("SOCKS handshake timed out"),
@@ -187,8 +300,9 @@ pub async fn run(
 async fn handshake(
     mut connection: TcpStream,
     socks: SocksConfig,
+    credentials: impl CredentialCheck,
 ) -> Result<Request, HandshakeFailed> {
-    let mut handshake = SocksHandshake::new(socks, AnyCredentials);
+    let mut handshake = SocksHandshake::new(socks, credentials);
     let mut buffer = [0; 1024];
     loop {
         let n = connection.read(&mut buffer).await?;

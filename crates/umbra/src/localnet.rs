@@ -30,8 +30,12 @@ use umbra_sdk::{ClientBuilder, ClientEvent, MixnetClient};
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long each node may take to stop before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(15);
-/// The user's client's folder in the network's.
+/// The user's client's folder in the network's (and its log's name).
 const USER_CLIENT: &str = "client";
+/// The SOCKS5 proxy's folder.
+const SOCKS5: &str = "socks5";
+/// The exit service's folder.
+const EXIT: &str = "exit";
 
 /// What `umbra localnet` was asked.
 pub(crate) struct Options {
@@ -42,6 +46,7 @@ pub(crate) struct Options {
     pub(crate) shape: Shape,
     pub(crate) demo: bool,
     pub(crate) demo_interval: Duration,
+    pub(crate) traffic: TrafficPreset,
 }
 
 pub(crate) fn run(options: Options) -> anyhow::Result<()> {
@@ -87,10 +92,10 @@ pub(crate) fn run(options: Options) -> anyhow::Result<()> {
     let result = match wait_until_up(&mut processes, &stop)
         .and_then(|()| runtime.block_on(wait_until_active(&layout, &stop)))
     {
-        Ok(current) => match start_user_client(&exe, &layout, &current) {
+        Ok(current) => match start_daemons(&exe, &layout, &current, options.traffic) {
             Ok(started) => {
+                print_summary(&layout, &started, &options);
                 user = Some(started);
-                print_summary(&layout, user.as_ref().map(|u| &u.1), &options);
                 runtime.block_on(watch(&mut processes, &layout, &options, &stop))
             }
             Err(error) => Err(error),
@@ -99,8 +104,8 @@ pub(crate) fn run(options: Options) -> anyhow::Result<()> {
     };
     println!();
     println!("Stopping every node...");
-    if let Some((mut child, _)) = user.take() {
-        terminate(&mut child);
+    if let Some(mut daemons) = user.take() {
+        daemons.stop();
     }
     let mut stopped = processes.stop_all(STOP_GRACE);
     stopped.extend(stop_children(&mut validators));
@@ -121,23 +126,121 @@ pub(crate) fn run(options: Options) -> anyhow::Result<()> {
     result
 }
 
-/// The user's client daemon: created on the first run, then reused.
-fn start_user_client(
+/// The user's daemons, started after the nodes: the exit, the SOCKS5 proxy, the client.
+struct Daemons {
+    running: Vec<(std::process::Child, Daemon)>,
+}
+
+impl Daemons {
+    fn get(&self, name: &str) -> Option<&Daemon> {
+        self.running.iter().map(|(_, d)| d).find(|d| d.name == name)
+    }
+}
+
+/// One of the user's client daemons.
+struct Daemon {
+    name: &'static str,
+    address: String,
+    listen: Option<SocketAddr>,
+    dir: PathBuf,
+}
+
+/// Starts the exit service (connecting to loopback too: the whole network is here), the
+/// SOCKS5 proxy using it, and the client for applications; each is created on the first run,
+/// then reused. The exit is on the last gateway and the others on the first, so their traffic
+/// crosses the whole network.
+fn start_daemons(
     exe: &Path,
     layout: &Layout,
     current: &Current,
-) -> anyhow::Result<(std::process::Child, UserClient)> {
-    let dir = layout.dir.join(USER_CLIENT);
+    preset: TrafficPreset,
+) -> anyhow::Result<Daemons> {
+    let mut daemons = Daemons {
+        running: Vec::new(),
+    };
+    let started = (|| {
+        let exit = start_daemon(exe, layout, current, preset, EXIT, || {
+            Ok(client_daemon::NewRole::Exit {
+                policy: None,
+                insecure_allow_private: true,
+            })
+        })?;
+        let exit_address: umbra_sdk::ClientAddress = exit
+            .1
+            .address
+            .parse()
+            .context("reading the exit's address")?;
+        daemons.running.push(exit);
+        daemons
+            .running
+            .push(start_daemon(exe, layout, current, preset, SOCKS5, || {
+                Ok(client_daemon::NewRole::Socks5 {
+                    listen: port_or_any(1080)?,
+                    exit: exit_address,
+                })
+            })?);
+        daemons.running.push(start_daemon(
+            exe,
+            layout,
+            current,
+            preset,
+            USER_CLIENT,
+            || {
+                Ok(client_daemon::NewRole::Client {
+                    api: port_or_any(1977)?,
+                })
+            },
+        )?);
+        anyhow::Ok(())
+    })();
+    match started {
+        Ok(()) => Ok(daemons),
+        Err(error) => {
+            daemons.stop();
+            Err(error)
+        }
+    }
+}
+
+impl Daemons {
+    /// Stops them, last started first.
+    fn stop(&mut self) {
+        while let Some((mut child, _)) = self.running.pop() {
+            terminate(&mut child);
+        }
+    }
+}
+
+/// `127.0.0.1:port` if it is free, else any free port.
+fn port_or_any(port: u16) -> anyhow::Result<SocketAddr> {
+    Ok(match std::net::TcpListener::bind(("127.0.0.1", port)) {
+        Ok(listener) => listener.local_addr()?,
+        Err(_) => std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?,
+    })
+}
+
+/// Creates the daemon `name` (if new, in the role `role` says) and starts it.
+fn start_daemon(
+    exe: &Path,
+    layout: &Layout,
+    current: &Current,
+    preset: TrafficPreset,
+    name: &'static str,
+    role: impl FnOnce() -> anyhow::Result<client_daemon::NewRole<'static>>,
+) -> anyhow::Result<(std::process::Child, Daemon)> {
+    let dir = layout.dir.join(name);
+    let gateways: Vec<_> = layout
+        .nodes
+        .iter()
+        .filter(|n| n.kind == Kind::Gateway)
+        .collect();
+    let gateway = if name == EXIT {
+        gateways.last()
+    } else {
+        gateways.first()
+    }
+    .context("the network has no gateway")?;
     if !dir.join(client_daemon::CONFIG_FILE).exists() {
-        let gateway = layout
-            .nodes
-            .iter()
-            .find(|n| n.kind == Kind::Gateway)
-            .context("the network has no gateway")?;
-        let api = match std::net::TcpListener::bind("127.0.0.1:1977") {
-            Ok(listener) => listener.local_addr()?,
-            Err(_) => std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?,
-        };
         let ledger = layout
             .ledger_config()
             .context("the network has no validator")?;
@@ -149,34 +252,31 @@ fn start_user_client(
                 topology: &current.topology,
             },
             &gateway.id.to_string(),
-            api,
-            TrafficPreset::Nym,
+            role()?,
+            preset,
         )?;
     }
     let daemon = client_daemon::ClientDaemon::load(&dir)?;
-    let info = UserClient {
+    let info = Daemon {
+        name,
         address: daemon.address().to_string(),
-        api: daemon.config().api.listen_address,
+        listen: daemon.listen_address(),
         dir: dir.clone(),
     };
-    let log = layout.open_log(USER_CLIENT)?;
+    let log = layout.open_log(name)?;
     let mut command = std::process::Command::new(exe);
     command
-        .args(["client", "run", "--data-dir"])
+        .args([daemon.role().command(), "run", "--data-dir"])
         .arg(&dir)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(log);
     #[cfg(unix)]
     std::os::unix::process::CommandExt::process_group(&mut command, 0);
-    let child = command.spawn().context("starting the client")?;
+    let child = command
+        .spawn()
+        .with_context(|| format!("starting {}", daemon.role().name()))?;
     Ok((child, info))
-}
-
-struct UserClient {
-    address: String,
-    api: SocketAddr,
-    dir: PathBuf,
 }
 
 fn terminate(child: &mut std::process::Child) {
@@ -505,7 +605,7 @@ fn last_lines(path: &Path, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-fn print_summary(layout: &Layout, user: Option<&UserClient>, options: &Options) {
+fn print_summary(layout: &Layout, daemons: &Daemons, options: &Options) {
     println!();
     let sequencer = if layout.validators.len() == 1 {
         "solo".to_owned()
@@ -543,14 +643,24 @@ fn print_summary(layout: &Layout, user: Option<&UserClient>, options: &Options) 
     );
     println!("Genesis:  {}", layout.genesis_file().display());
     println!("Logs:     {}", layout.dir.join("logs").display());
-    if let Some(user) = user {
-        println!();
+    println!();
+    if let Some(client) = daemons.get(USER_CLIENT)
+        && let Some(api) = client.listen
+    {
         println!(
-            "Your client ({}) serves applications at ws://{} (docs/client-api.md).",
-            user.dir.display(),
-            user.api
+            "Your client ({}) serves applications at ws://{api} (docs/client-api.md).",
+            client.dir.display(),
         );
-        println!("Its address: {}", user.address);
+        println!("Its address: {}", client.address);
+    }
+    if let Some(proxy) = daemons.get(SOCKS5)
+        && let Some(listen) = proxy.listen
+    {
+        println!(
+            "SOCKS5 proxy: socks5h://{listen} (through the mixnet to the exit service in {}, which may reach this machine's own services too)",
+            layout.dir.join(EXIT).display()
+        );
+        println!("  try: curl -x socks5h://{listen} http://<a server on this machine>/");
     }
     println!();
     if let Some(api) = layout.validators.first() {

@@ -11,11 +11,12 @@ mod localnet;
 mod node_cli;
 
 use umbra_client::TrafficPreset;
-use umbra_net::client_daemon::{self, ClientDaemon};
+use umbra_net::client_daemon::{self, ClientDaemon, DaemonRole, NewRole};
 use umbra_net::directory::{LedgerConfig, ValidatorUrl};
 use umbra_net::gateway::{self, Gateway};
 use umbra_net::localnet::Shape;
 use umbra_net::mixnode::{self, Mixnode};
+use umbra_sdk::ClientAddress;
 
 #[derive(Parser)]
 #[command(
@@ -45,6 +46,18 @@ enum Command {
     Client {
         #[command(subcommand)]
         command: ClientCommand,
+    },
+    /// A SOCKS5 proxy: carries applications' TCP connections (browsers, wallets, chat) through
+    /// the mixnet to an exit service.
+    Socks5 {
+        #[command(subcommand)]
+        command: Socks5Command,
+    },
+    /// An exit service: opens the TCP connections SOCKS5 proxies ask for, under an exit
+    /// policy, and answers them only through SURBs.
+    Exit {
+        #[command(subcommand)]
+        command: ExitCommand,
     },
     /// A validator: keeps the ledger (accounts, nodes, stake, epochs, rewards) and serves the
     /// signed topology.
@@ -99,7 +112,44 @@ enum Command {
         /// (Malachite) among them, each its own process.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
         validators: u16,
+        /// Traffic settings of the client, SOCKS5 proxy and exit when they are created: nym
+        /// (15 ms per hop, a packet every 20 ms), low-latency (5 ms, 10 ms) or bulk (15 ms,
+        /// 1 ms).
+        #[arg(long, default_value = "nym", value_parser = parse_preset)]
+        traffic: TrafficPreset,
     },
+}
+
+/// A new client daemon's network and gateway (client, SOCKS5 proxy or exit alike).
+#[derive(clap::Args)]
+struct NewDaemonArgs {
+    /// Where it keeps its keys, configuration and outbox.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// A validator's API: it follows the ledger (give --genesis too).
+    #[arg(long, conflicts_with = "topology")]
+    validator: Vec<ValidatorUrl>,
+    /// The network's genesis file (the trust root), with --validator.
+    #[arg(long, requires = "validator")]
+    genesis: Option<PathBuf>,
+    /// A static topology file instead of a ledger (private test networks).
+    #[arg(long)]
+    topology: Option<PathBuf>,
+    /// The gateway to connect through: its id or Noise key in the topology.
+    #[arg(long)]
+    gateway: String,
+    /// Traffic settings: nym (15 ms per hop, a packet every 20 ms), low-latency (5 ms,
+    /// 10 ms) or bulk (15 ms, 1 ms).
+    #[arg(long, default_value = "nym", value_parser = parse_preset)]
+    traffic: TrafficPreset,
+}
+
+/// Run or show an existing client daemon.
+#[derive(clap::Args)]
+struct DataDir {
+    /// The directory `init` created.
+    #[arg(long)]
+    data_dir: PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -107,41 +157,58 @@ enum ClientCommand {
     /// Create a client: fresh keys, the network's genesis file (or a topology file) and a
     /// commented config.toml.
     Init {
-        /// Where the client keeps its keys, configuration and outbox.
-        #[arg(long)]
-        data_dir: PathBuf,
-        /// A validator's API: the client follows the ledger (give --genesis too).
-        #[arg(long, conflicts_with = "topology")]
-        validator: Vec<ValidatorUrl>,
-        /// The network's genesis file (the client's trust root), with --validator.
-        #[arg(long, requires = "validator")]
-        genesis: Option<PathBuf>,
-        /// A static topology file instead of a ledger (private test networks).
-        #[arg(long)]
-        topology: Option<PathBuf>,
-        /// The gateway to connect through: its id or Noise key in the topology.
-        #[arg(long)]
-        gateway: String,
+        #[command(flatten)]
+        new: NewDaemonArgs,
         /// Where applications will connect (WebSocket API; keep it on loopback).
         #[arg(long, default_value = "127.0.0.1:1977")]
         api: SocketAddr,
-        /// Traffic settings: nym (15 ms per hop, a packet every 20 ms), low-latency (5 ms,
-        /// 10 ms) or bulk (15 ms, 1 ms).
-        #[arg(long, default_value = "nym", value_parser = parse_preset)]
-        traffic: TrafficPreset,
     },
     /// Run the client in the data directory until Ctrl-C or SIGTERM.
-    Run {
-        /// The directory `umbra client init` created.
-        #[arg(long)]
-        data_dir: PathBuf,
-    },
+    Run(DataDir),
     /// Print the client's address.
-    Address {
-        /// The directory `umbra client init` created.
+    Address(DataDir),
+}
+
+#[derive(Subcommand)]
+enum Socks5Command {
+    /// Create a SOCKS5 proxy: a mixnet client of its own, fresh keys and a commented
+    /// config.toml naming the exit service.
+    Init {
+        #[command(flatten)]
+        new: NewDaemonArgs,
+        /// Where applications will connect (keep it on loopback).
+        #[arg(long, default_value = "127.0.0.1:1080")]
+        listen: SocketAddr,
+        /// The exit service's address (`umbra exit address` prints it).
         #[arg(long)]
-        data_dir: PathBuf,
+        exit: String,
     },
+    /// Run the proxy in the data directory until Ctrl-C or SIGTERM.
+    Run(DataDir),
+    /// Print the proxy's own mixnet address.
+    Address(DataDir),
+}
+
+#[derive(Subcommand)]
+enum ExitCommand {
+    /// Create an exit service: a mixnet client of its own that opens the TCP connections
+    /// proxies ask for, under an exit policy.
+    Init {
+        #[command(flatten)]
+        new: NewDaemonArgs,
+        /// A file of exit policy rules (docs/exit-policy.md), copied into the data directory.
+        /// Without one, every public address and port is accepted.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// Let connections through to loopback and private addresses: anyone who can reach
+        /// the exit then reaches this machine and its network. For local test networks only.
+        #[arg(long)]
+        insecure_allow_private: bool,
+    },
+    /// Run the exit service in the data directory until Ctrl-C or SIGTERM.
+    Run(DataDir),
+    /// Print the exit's address (what proxies name in `--exit`).
+    Address(DataDir),
 }
 
 /// Where a new node's ledger is.
@@ -391,6 +458,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         },
         Command::Client { command } => client(command),
+        Command::Socks5 { command } => socks5(command),
+        Command::Exit { command } => exit(command),
         Command::Validator { command } => ledger_cli::validator(command),
         Command::Tx {
             validator,
@@ -412,6 +481,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             epoch_length,
             rotation_epochs,
             validators,
+            traffic,
         } => localnet::run(localnet::Options {
             epoch_length,
             rotation_epochs,
@@ -423,6 +493,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             },
             demo: !no_demo,
             demo_interval,
+            traffic,
         }),
         Command::Gateway { command } => match command {
             GatewayCommand::Register {
@@ -497,51 +568,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn client(command: ClientCommand) -> anyhow::Result<()> {
     match command {
-        ClientCommand::Init {
-            data_dir,
-            validator,
-            genesis,
-            topology,
-            gateway,
-            api,
-            traffic,
-        } => {
-            let address = match (topology, genesis) {
-                (Some(topology), _) => client_daemon::init(
-                    &data_dir,
-                    client_daemon::InitSource::File(&topology),
-                    &gateway,
-                    api,
-                    traffic,
-                )?,
-                (None, Some(genesis)) => {
-                    let ledger = LedgerConfig {
-                        validators: validator,
-                        genesis: umbra_net::directory::GENESIS_FILE.into(),
-                    };
-                    let trust = umbra_net::directory::TrustRoot::read(&genesis)?;
-                    let directory =
-                        umbra_net::directory::Directory::new(ledger.validators.clone(), trust);
-                    let current = runtime()?.block_on(async {
-                        let stop = tokio_util::sync::CancellationToken::new();
-                        directory.first(&stop).await
-                    })?;
-                    client_daemon::init(
-                        &data_dir,
-                        client_daemon::InitSource::Ledger {
-                            ledger: &ledger,
-                            genesis: &genesis,
-                            topology: &current.topology,
-                        },
-                        &gateway,
-                        api,
-                        traffic,
-                    )?
-                }
-                (None, None) => anyhow::bail!(
-                    "give --validator URL --genesis FILE (the network's ledger), or --topology FILE (a private test network)"
-                ),
-            };
+        ClientCommand::Init { new, api } => {
+            let data_dir = new.data_dir.clone();
+            let address = init_daemon(new, NewRole::Client { api })?;
             println!("Created a client in {}.", data_dir.display());
             println!("Its address (give it to whoever should reach you):");
             println!("  {address}");
@@ -550,16 +579,136 @@ fn client(command: ClientCommand) -> anyhow::Result<()> {
             println!("Then connect applications to ws://{api} (see docs/client-api.md).");
             Ok(())
         }
-        ClientCommand::Run { data_dir } => {
-            let daemon = ClientDaemon::load(&data_dir)?;
-            println!("{}", daemon.address());
-            run_until_signal(|shutdown| daemon.run(shutdown))
-        }
-        ClientCommand::Address { data_dir } => {
-            println!("{}", ClientDaemon::load(&data_dir)?.address());
+        ClientCommand::Run(dir) => run_daemon(&dir.data_dir, DaemonRole::Client),
+        ClientCommand::Address(dir) => print_address(&dir.data_dir, DaemonRole::Client),
+    }
+}
+
+fn socks5(command: Socks5Command) -> anyhow::Result<()> {
+    match command {
+        Socks5Command::Init { new, listen, exit } => {
+            let data_dir = new.data_dir.clone();
+            let exit: ClientAddress = exit.trim().parse().map_err(|error| {
+                anyhow::anyhow!(
+                    "--exit {exit:?} is not a client address ({error}); give the exit service's address, as `umbra exit address --data-dir DIR` prints it"
+                )
+            })?;
+            init_daemon(new, NewRole::Socks5 { listen, exit })?;
+            println!("Created a SOCKS5 proxy in {}.", data_dir.display());
+            println!("Run it: umbra socks5 run --data-dir {}", data_dir.display());
+            println!(
+                "Then point applications at socks5h://{listen} (names are resolved at the exit), e.g. curl -x socks5h://{listen} https://example.org"
+            );
             Ok(())
         }
+        Socks5Command::Run(dir) => run_daemon(&dir.data_dir, DaemonRole::Socks5),
+        Socks5Command::Address(dir) => print_address(&dir.data_dir, DaemonRole::Socks5),
     }
+}
+
+fn exit(command: ExitCommand) -> anyhow::Result<()> {
+    match command {
+        ExitCommand::Init {
+            new,
+            policy,
+            insecure_allow_private,
+        } => {
+            let data_dir = new.data_dir.clone();
+            let address = init_daemon(
+                new,
+                NewRole::Exit {
+                    policy: policy.as_deref(),
+                    insecure_allow_private,
+                },
+            )?;
+            println!("Created an exit service in {}.", data_dir.display());
+            match &policy {
+                Some(file) => println!(
+                    "Its exit policy: {} (copied into the directory; edit it there)",
+                    file.display()
+                ),
+                None => println!(
+                    "It accepts every public address and port; to restrict it, write rules (docs/exit-policy.md) and set [exit.policy] file in its config.toml."
+                ),
+            }
+            if insecure_allow_private {
+                println!(
+                    "INSECURE: it connects to loopback and private addresses too (local testing only)."
+                );
+            }
+            println!("Its address (give it to proxies: umbra socks5 init --exit ...):");
+            println!("  {address}");
+            println!();
+            println!("Run it: umbra exit run --data-dir {}", data_dir.display());
+            Ok(())
+        }
+        ExitCommand::Run(dir) => run_daemon(&dir.data_dir, DaemonRole::Exit),
+        ExitCommand::Address(dir) => print_address(&dir.data_dir, DaemonRole::Exit),
+    }
+}
+
+/// Creates a client daemon in `role`, its topology from a file or (fetched and verified) from
+/// the ledger.
+fn init_daemon(new: NewDaemonArgs, role: NewRole<'_>) -> anyhow::Result<ClientAddress> {
+    let NewDaemonArgs {
+        data_dir,
+        validator,
+        genesis,
+        topology,
+        gateway,
+        traffic,
+    } = new;
+    Ok(match (topology, genesis) {
+        (Some(topology), _) => client_daemon::init(
+            &data_dir,
+            client_daemon::InitSource::File(&topology),
+            &gateway,
+            role,
+            traffic,
+        )?,
+        (None, Some(genesis)) => {
+            let ledger = LedgerConfig {
+                validators: validator,
+                genesis: umbra_net::directory::GENESIS_FILE.into(),
+            };
+            let trust = umbra_net::directory::TrustRoot::read(&genesis)?;
+            let directory = umbra_net::directory::Directory::new(ledger.validators.clone(), trust);
+            let current = runtime()?.block_on(async {
+                let stop = tokio_util::sync::CancellationToken::new();
+                directory.first(&stop).await
+            })?;
+            client_daemon::init(
+                &data_dir,
+                client_daemon::InitSource::Ledger {
+                    ledger: &ledger,
+                    genesis: &genesis,
+                    topology: &current.topology,
+                },
+                &gateway,
+                role,
+                traffic,
+            )?
+        }
+        (None, None) => anyhow::bail!(
+            "give --validator URL --genesis FILE (the network's ledger), or --topology FILE (a private test network)"
+        ),
+    })
+}
+
+/// Runs the client daemon in `data_dir`, which must be a `role`, until Ctrl-C or SIGTERM;
+/// prints its address first.
+fn run_daemon(data_dir: &std::path::Path, role: DaemonRole) -> anyhow::Result<()> {
+    let daemon = ClientDaemon::load(data_dir)?;
+    daemon.expect_role(role)?;
+    println!("{}", daemon.address());
+    run_until_signal(|shutdown| daemon.run(shutdown))
+}
+
+fn print_address(data_dir: &std::path::Path, role: DaemonRole) -> anyhow::Result<()> {
+    let daemon = ClientDaemon::load(data_dir)?;
+    daemon.expect_role(role)?;
+    println!("{}", daemon.address());
+    Ok(())
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -1,5 +1,8 @@
-//! The client daemon: a client of the mixnet running on its own, which applications in any
-//! language use through a local WebSocket API (see `docs/client-api.md`).
+//! The client daemon: a client of the mixnet running on its own, in one of three roles
+//! ([`DaemonRole`]): a client that applications in any language use through a local WebSocket API
+//! (see `docs/client-api.md`), a SOCKS5 proxy ([`crate::socks5`]), or an exit service
+//! ([`crate::exit`]). The role is the section its `config.toml` has: `[api]` (or none),
+//! `[socks5]` or `[exit]`.
 //!
 //! With a ledger (the `[ledger]` section) the client fetches and verifies each epoch's topology
 //! (see [`crate::directory`]) and routes with the new one as each epoch begins; a static
@@ -28,8 +31,10 @@ use std::sync::Arc;
 use crate::client::{self, ClientSetup, ConnectionConfig};
 use crate::directory::{self, Directory, LedgerConfig, Refresh};
 use crate::err::NodeError;
+use crate::exit::service::{ExitConfig, ExitSettings};
 use crate::keys::{read_key, write_new_key};
 use crate::node;
+use crate::socks5::{ProxySettings, Socks5Config};
 
 /// The configuration file in a data directory.
 pub const CONFIG_FILE: &str = "config.toml";
@@ -55,9 +60,15 @@ pub struct ClientDaemonConfig {
     /// their signatures are checked against.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ledger: Option<LedgerConfig>,
-    /// The WebSocket API.
-    #[serde(default)]
-    pub api: ApiConfig,
+    /// The WebSocket API (a client; the default when no role section is given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<ApiConfig>,
+    /// The SOCKS5 proxy (makes this a proxy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub socks5: Option<Socks5Config>,
+    /// The exit service (makes this an exit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit: Option<ExitConfig>,
     /// Whether sent messages are kept on disk until delivered (and sent again after a restart).
     #[serde(default = "yes")]
     pub keep_outbox: bool,
@@ -91,6 +102,72 @@ impl Default for ApiConfig {
 
 fn yes() -> bool {
     true
+}
+
+/// What a client daemon does with its client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DaemonRole {
+    /// Serves the WebSocket API to applications.
+    Client,
+    /// A SOCKS5 proxy carrying applications' connections to an exit.
+    Socks5,
+    /// An exit service opening the connections proxies ask for.
+    Exit,
+}
+
+impl DaemonRole {
+    /// The `umbra` command that runs it.
+    pub fn command(self) -> &'static str {
+        match self {
+            DaemonRole::Client => "client",
+            DaemonRole::Socks5 => "socks5",
+            DaemonRole::Exit => "exit",
+        }
+    }
+
+    /// What it is, in words.
+    pub fn name(self) -> &'static str {
+        match self {
+            DaemonRole::Client => "a client",
+            DaemonRole::Socks5 => "a SOCKS5 proxy",
+            DaemonRole::Exit => "an exit service",
+        }
+    }
+}
+
+/// What a new client daemon does, for [`init`].
+#[derive(Clone, Debug)]
+pub enum NewRole<'a> {
+    /// A client serving its WebSocket API at this address.
+    Client {
+        /// Where applications connect.
+        api: SocketAddr,
+    },
+    /// A SOCKS5 proxy listening at `listen`, carrying connections to `exit`.
+    Socks5 {
+        /// Where applications connect.
+        listen: SocketAddr,
+        /// The exit service's address.
+        exit: ClientAddress,
+    },
+    /// An exit service.
+    Exit {
+        /// A file of exit policy rules to copy into the data directory; without one, every
+        /// public address and port is accepted.
+        policy: Option<&'a Path>,
+        /// Let connections through to loopback and private addresses (local testing only).
+        insecure_allow_private: bool,
+    },
+}
+
+/// The exit policy file in an exit's data directory, when it has one.
+pub const EXIT_POLICY_FILE: &str = "exit-policy.txt";
+
+/// What a loaded daemon will serve.
+enum Service {
+    Api(ApiConfig),
+    Socks5(Box<ProxySettings>),
+    Exit(Box<ExitSettings>),
 }
 
 /// Finds a gateway in `topology` by its id or its Noise key.
@@ -138,16 +215,30 @@ pub enum InitSource<'a> {
     },
 }
 
-/// Creates a client in `data_dir`: fresh keys, the topology file or genesis, and a commented
-/// `config.toml` naming `gateway` (an id or Noise key from the topology). Returns the new
-/// client's address.
+/// Creates a client daemon in `data_dir` in `role`: fresh keys, the topology file or genesis
+/// (and an exit's policy file), and a commented `config.toml` naming `gateway` (an id or Noise
+/// key from the topology). Returns the new client's address.
 pub fn init(
     data_dir: &Path,
     source: InitSource<'_>,
     gateway: &str,
-    api: SocketAddr,
+    role: NewRole<'_>,
     preset: TrafficPreset,
 ) -> Result<ClientAddress, NodeError> {
+    let policy = match role {
+        NewRole::Exit {
+            policy: Some(file), ..
+        } => {
+            let text = std::fs::read_to_string(file).map_err(|source| NodeError::Read {
+                path: file.to_owned(),
+                source,
+            })?;
+            umbra_client::ExitPolicy::parse(&text)
+                .map_err(|error| NodeError::invalid(file, error.to_string()))?;
+            Some(text)
+        }
+        _ => None,
+    };
     let topology = match source {
         InitSource::File(path) => node::read_topology(path)?,
         InitSource::Ledger { topology, .. } => topology.clone(),
@@ -157,6 +248,13 @@ pub fn init(
         data_dir,
         &[CONFIG_FILE, IDENTITY_KEY_FILE, ENCRYPTION_KEY_FILE],
     )?;
+    if let Some(text) = policy {
+        let copy = data_dir.join(EXIT_POLICY_FILE);
+        std::fs::write(&copy, text).map_err(|source| NodeError::Write {
+            path: copy.clone(),
+            source,
+        })?;
+    }
     let keys = ClientKeys::generate(&mut rand::rng());
     write_new_key(&data_dir.join(IDENTITY_KEY_FILE), keys.identity_secret())?;
     write_new_key(
@@ -186,7 +284,7 @@ pub fn init(
     let config = data_dir.join(CONFIG_FILE);
     std::fs::write(
         &config,
-        template(&gateway.noise_key, api, preset, &source_text),
+        template(&gateway.noise_key, &role, preset, &source_text),
     )
     .map_err(|source| NodeError::Write {
         path: config.clone(),
@@ -212,6 +310,7 @@ pub struct ClientDaemon {
     keys: ClientKeys,
     gateway_key: NoiseKey,
     source: Source,
+    service: Service,
 }
 
 impl ClientDaemon {
@@ -226,6 +325,25 @@ impl ClientDaemon {
             .map_err(|error| NodeError::invalid(&config_path, format!("in [client]: {error}")))?;
         node::validate_source(config.topology.as_deref(), config.ledger.as_ref())
             .map_err(|problem| NodeError::invalid(&config_path, problem))?;
+        let service = match (&config.api, &config.socks5, &config.exit) {
+            (_, Some(_), Some(_)) => {
+                return Err(NodeError::invalid(
+                    &config_path,
+                    "it has both [socks5] and [exit]: a daemon is one or the other; make the other with its own `umbra ... init` in another directory",
+                ));
+            }
+            (Some(_), Some(_), None) | (Some(_), None, Some(_)) => {
+                return Err(NodeError::invalid(
+                    &config_path,
+                    "[api] is a client's WebSocket API; a SOCKS5 proxy or exit service has none: remove the [api] section",
+                ));
+            }
+            (api, None, None) => Service::Api(api.clone().unwrap_or_default()),
+            (None, Some(socks5), None) => Service::Socks5(Box::new(socks5.settings(&config_path)?)),
+            (None, None, Some(exit)) => {
+                Service::Exit(Box::new(exit.settings(&config_path, data_dir)?))
+            }
+        };
         let keys = ClientKeys::from_bytes(
             read_key(&data_dir.join(IDENTITY_KEY_FILE))?,
             read_key(&data_dir.join(ENCRYPTION_KEY_FILE))?,
@@ -273,7 +391,42 @@ impl ClientDaemon {
             keys,
             gateway_key,
             source,
+            service,
         })
+    }
+
+    /// What it does.
+    pub fn role(&self) -> DaemonRole {
+        match self.service {
+            Service::Api(_) => DaemonRole::Client,
+            Service::Socks5(_) => DaemonRole::Socks5,
+            Service::Exit(_) => DaemonRole::Exit,
+        }
+    }
+
+    /// Where applications connect: the WebSocket API, or the SOCKS5 proxy (an exit has none).
+    pub fn listen_address(&self) -> Option<SocketAddr> {
+        match &self.service {
+            Service::Api(api) => Some(api.listen_address),
+            Service::Socks5(_) => self.config.socks5.as_ref().map(|s| s.listen_address),
+            Service::Exit(_) => None,
+        }
+    }
+
+    /// Refuses, with what to run instead, unless this daemon is a `role`.
+    pub fn expect_role(&self, role: DaemonRole) -> Result<(), NodeError> {
+        let actual = self.role();
+        if actual == role {
+            return Ok(());
+        }
+        Err(NodeError::Other(format!(
+            "{} holds {}, not {}: run it with `umbra {} run --data-dir {}`",
+            self.data_dir.display(),
+            actual.name(),
+            role.name(),
+            actual.command(),
+            self.data_dir.display()
+        )))
     }
 
     /// The client's address.
@@ -290,24 +443,35 @@ impl ClientDaemon {
         &self.config
     }
 
-    /// Binds the API address and runs until `shutdown`.
+    /// Binds the [`listen_address`](Self::listen_address) (if any) and runs until `shutdown`.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), NodeError> {
-        let address = self.config.api.listen_address;
-        let listener = TcpListener::bind(address)
-            .await
-            .map_err(|source| NodeError::Bind { address, source })?;
+        let listener = match self.listen_address() {
+            Some(address) => Some(
+                TcpListener::bind(address)
+                    .await
+                    .map_err(|source| NodeError::Bind { address, source })?,
+            ),
+            None => None,
+        };
         self.run_with(listener, shutdown).await
     }
 
-    /// Runs with the API on `listener` until `shutdown`, then closes the session (confirming
-    /// what it received) and returns. With a ledger, it first fetches and verifies the
-    /// topology, and refuses to run when every validator answers with one that does not verify
-    /// against its genesis file.
+    /// Runs with applications connecting on `listener` (a client's API or a proxy's SOCKS5
+    /// port; an exit needs none) until `shutdown`, then closes the session (confirming what it
+    /// received) and returns. With a ledger, it first fetches and verifies the topology, and
+    /// refuses to run when every validator answers with one that does not verify against its
+    /// genesis file.
     pub async fn run_with(
         self,
-        listener: TcpListener,
+        listener: Option<TcpListener>,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), NodeError> {
+        if listener.is_none() && self.role() != DaemonRole::Exit {
+            return Err(NodeError::Other(format!(
+                "{} needs a listening socket",
+                self.role().name()
+            )));
+        }
         let address = self.address();
         let mut shutdown = std::pin::pin!(shutdown);
         let stop = CancellationToken::new();
@@ -358,40 +522,109 @@ impl ClientDaemon {
             topologies,
         };
         let (handle, events, task) = client::start(core, &self.keys, setup, stop.clone())?;
-        let api_address = listener.local_addr().ok();
-        info!(api = ?api_address, gateway = %gateway.id, "client running; its address is {address}");
-        let api = tokio::spawn(api::serve(
-            listener,
-            handle,
-            events,
-            self.config.api.max_buffered_messages,
-            stop.clone(),
-        ));
-        shutdown.await;
+        let listening = listener.as_ref().and_then(|l| l.local_addr().ok());
+        let role = self.role();
+        info!(listening = ?listening, gateway = %gateway.id, "{} running; its address is {address}", role.name());
+        let stopped = stop.clone().cancelled_owned();
+        let api_stop = stop.clone();
+        let mut service = match (self.service, listener) {
+            (Service::Api(api), Some(listener)) => tokio::spawn(async move {
+                api::serve(
+                    listener,
+                    handle,
+                    events,
+                    api.max_buffered_messages,
+                    api_stop,
+                )
+                .await;
+                Ok(())
+            }),
+            (Service::Socks5(settings), Some(listener)) => tokio::spawn(async move {
+                crate::socks5::run(listener, handle, events, *settings, stopped)
+                    .await
+                    .map_err(|error| NodeError::Other(error.to_string()))
+            }),
+            (Service::Exit(settings), _) => tokio::spawn(async move {
+                crate::exit::service::run(handle, events, *settings, stopped)
+                    .await
+                    .map_err(|error| NodeError::Other(error.to_string()))
+            }),
+            // refused above
+            (_, None) => {
+                tokio::spawn(async { Err(NodeError::Other("no listening socket".into())) })
+            }
+        };
+        let outcome = tokio::select! {
+            () = shutdown => None,
+            ended = &mut service => Some(ended),
+        };
         info!("stopping");
         stop.cancel();
         let _ = task.await;
-        let _ = api.await;
+        let outcome = match outcome {
+            Some(ended) => ended,
+            None => service.await,
+        };
         if let Some(follower) = follower {
             let _ = follower.await;
         }
-        Ok(())
+        match outcome {
+            Ok(result) => result,
+            Err(panicked) => Err(NodeError::Other(format!(
+                "{} stopped: {panicked}",
+                role.name()
+            ))),
+        }
     }
 }
 
-fn template(gateway: &NoiseKey, api: SocketAddr, preset: TrafficPreset, source: &str) -> String {
+fn template(gateway: &NoiseKey, role: &NewRole<'_>, preset: TrafficPreset, source: &str) -> String {
     let traffic = preset.config();
     let ms = |d: std::time::Duration| format!("{}ms", d.as_millis());
+    let (what, service) = match role {
+        NewRole::Client { api } => ("client", API_TEMPLATE.replace("{api}", &api.to_string())),
+        NewRole::Socks5 { listen, exit } => (
+            "SOCKS5 proxy",
+            SOCKS5_TEMPLATE
+                .replace("{listen}", &listen.to_string())
+                .replace("{exit}", &exit.to_string())
+                + &STREAMS_TEMPLATE.replace("{section}", "socks5"),
+        ),
+        NewRole::Exit {
+            policy,
+            insecure_allow_private,
+        } => (
+            "exit service",
+            EXIT_TEMPLATE
+                .replace(
+                    "{file}",
+                    &if policy.is_some() {
+                        format!("file = \"{EXIT_POLICY_FILE}\"")
+                    } else {
+                        format!("# file = \"{EXIT_POLICY_FILE}\"")
+                    },
+                )
+                .replace("{private}", &insecure_allow_private.to_string())
+                + &STREAMS_TEMPLATE.replace("{section}", "exit"),
+        ),
+    };
+    let command = match role {
+        NewRole::Client { .. } => "client",
+        NewRole::Socks5 { .. } => "socks5",
+        NewRole::Exit { .. } => "exit",
+    };
     TEMPLATE
+        .replace("{what}", what)
+        .replace("{command}", command)
         .replace("{gateway}", &gateway.to_string())
         .replace("{source}", source)
-        .replace("{api}", &api.to_string())
+        .replace("{service}", &service)
         .replace("{hop}", &ms(traffic.mean_hop_delay))
         .replace("{send}", &ms(traffic.mean_send_interval))
         .replace("{loop}", &ms(traffic.mean_loop_interval))
 }
 
-const TEMPLATE: &str = r#"# An Umbra client. Written by `umbra client init`; every setting is shown with its default.
+const TEMPLATE: &str = r#"# An Umbra {what}. Written by `umbra {command} init`; every setting is shown with its default.
 # Durations read like "20ms", "1.5s", "30m". Paths are relative to this directory.
 
 # The gateway this client connects through, by its Noise key in the topology. Your address
@@ -402,13 +635,7 @@ gateway = "{gateway}"
 keep_outbox = true
 
 {source}
-[api]
-# Where applications connect (WebSocket; see docs/client-api.md). Anyone who can connect reads
-# and sends your messages: keep it on loopback.
-listen_address = "{api}"
-# Messages kept while no application is connected; the oldest are dropped beyond this.
-max_buffered_messages = 10000
-
+{service}
 [client.traffic]
 # The client sends a packet every `mean_send_interval` on average (Poisson), real or cover,
 # whether or not you send anything: an observer learns nothing from your link. Each mix node
@@ -463,6 +690,75 @@ reconnect_initial = "500ms"
 reconnect_max = "30s"
 "#;
 
+const API_TEMPLATE: &str = r#"[api]
+# Where applications connect (WebSocket; see docs/client-api.md). Anyone who can connect reads
+# and sends your messages: keep it on loopback.
+listen_address = "{api}"
+# Messages kept while no application is connected; the oldest are dropped beyond this.
+max_buffered_messages = 10000
+"#;
+
+const SOCKS5_TEMPLATE: &str = r#"[socks5]
+# Where applications connect (SOCKS5 with names resolved at the exit, i.e. socks5h; SOCKS4a
+# too). Anyone who can connect uses your mixnet client: keep it on loopback, or set a username
+# and password.
+listen_address = "{listen}"
+# The exit service that opens the connections, by its address (`umbra exit address`). It
+# answers only through SURBs: it never learns this proxy's address.
+exit = "{exit}"
+# With both set, applications must log in with them (SOCKS5 username/password); SOCKS4 and
+# unauthenticated SOCKS5 are then refused.
+# username = "me"
+# password = "a long secret"
+# Accept SOCKS4 and SOCKS4a (no password) when no username/password is set.
+allow_socks4 = true
+# SURBs sent with each message to the exit; about 9 carry one full 16 KiB answer.
+surbs_per_message = 10
+"#;
+
+const EXIT_TEMPLATE: &str = r#"[exit]
+# Streams open at once for one client (its proxy); opens beyond it are refused.
+streams_per_client = 64
+# Clients (proxies) served at once; messages from more are dropped.
+max_clients = 1024
+# How long resolving a name, connecting to one of its addresses, and the whole open may take.
+resolve_timeout = "10s"
+connect_timeout = "10s"
+open_timeout = "30s"
+
+[exit.policy]
+# Which destinations the exit connects to: Tor-style accept/reject rules, first match wins
+# (docs/exit-policy.md). Without a file, every public address and port is accepted.
+# Special-purpose ranges (loopback, private, link-local, multicast, ...) are always refused.
+{file}
+# Lets connections through to loopback and private addresses (127.0.0.0/8, 10.0.0.0/8,
+# 192.168.0.0/16, ...), if the rules accept them: anyone who can reach the exit then reaches
+# its own machine and network. For local test networks only.
+insecure_allow_private = {private}
+"#;
+
+const STREAMS_TEMPLATE: &str = r#"
+[{section}.streams]
+# Connections are carried as streams over mixnet messages, ordered and flow-controlled.
+# Streams open at once with one peer.
+max_streams = 128
+# Bytes a stream holds received but not yet read by its application, and written but not yet
+# acknowledged. A stream moves at most about one window per round trip through the mixnet.
+receive_window = 262144
+send_buffer = 262144
+# The largest message sent (about ten Sphinx packets).
+max_message_size = 16384
+# Unacknowledged bytes are sent again after this long (doubling, up to 8 times).
+retransmit_after = "20s"
+# An open not answered in this long fails (SOCKS5 reply "TTL expired").
+open_timeout = "60s"
+# A stream with no progress for this long fails on both sides.
+idle_timeout = "5m"
+# With streams open and nothing heard from the other side for this long, ask: a side that
+# restarted and lost its streams answers with a reset, and the application gets an error.
+keepalive = "15s"
+"#;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -470,7 +766,9 @@ mod tests {
     #[test]
     fn the_template_is_the_defaults() {
         let key = NoiseKey([9; 32]);
-        let api = SocketAddr::from(([127, 0, 0, 1], 1977));
+        let api = &NewRole::Client {
+            api: SocketAddr::from(([127, 0, 0, 1], 1977)),
+        };
         let ledger = LedgerConfig {
             validators: vec!["http://127.0.0.1:7000".parse().unwrap()],
             genesis: "genesis.json".into(),
@@ -478,10 +776,12 @@ mod tests {
         let source = node::source_template(Some(&ledger));
         let parsed: ClientDaemonConfig =
             toml::from_str(&template(&key, api, TrafficPreset::Nym, &source)).unwrap();
-        let minimal: ClientDaemonConfig = toml::from_str(&format!(
+        let mut minimal: ClientDaemonConfig = toml::from_str(&format!(
             "gateway = \"{key}\"\n[ledger]\nvalidators = [\"127.0.0.1:7000\"]"
         ))
         .unwrap();
+        assert_eq!(minimal.api, None);
+        minimal.api = Some(ApiConfig::default());
         assert_eq!(parsed, minimal);
         assert_eq!(parsed.client, ClientConfig::default());
         let file: ClientDaemonConfig = toml::from_str(&template(
@@ -495,5 +795,82 @@ mod tests {
         let bulk: ClientDaemonConfig =
             toml::from_str(&template(&key, api, TrafficPreset::Bulk, &source)).unwrap();
         assert_eq!(bulk.client.traffic, TrafficPreset::Bulk.config());
+
+        let exit_address = ClientAddress {
+            identity: [1; 32],
+            encryption: [2; 32],
+            gateway: [3; 32],
+        };
+        let socks5: ClientDaemonConfig = toml::from_str(&template(
+            &key,
+            &NewRole::Socks5 {
+                listen: crate::socks5::DEFAULT_LISTEN_ADDRESS,
+                exit: exit_address,
+            },
+            TrafficPreset::Nym,
+            &source,
+        ))
+        .unwrap();
+        let section = socks5.socks5.unwrap();
+        let minimal: Socks5Config = toml::from_str(&format!("exit = \"{exit_address}\"")).unwrap();
+        assert_eq!(section, minimal);
+        assert_eq!(socks5.api, None);
+        let settings = section.settings(Path::new("config.toml")).unwrap();
+        assert_eq!(settings.exit, exit_address);
+        assert!(settings.credentials.is_none() && settings.socks.allow_no_auth);
+
+        let exit: ClientDaemonConfig = toml::from_str(&template(
+            &key,
+            &NewRole::Exit {
+                policy: None,
+                insecure_allow_private: false,
+            },
+            TrafficPreset::Nym,
+            &source,
+        ))
+        .unwrap();
+        assert_eq!(exit.exit, Some(ExitConfig::default()));
+        let with_file: ClientDaemonConfig = toml::from_str(&template(
+            &key,
+            &NewRole::Exit {
+                policy: Some(Path::new("rules")),
+                insecure_allow_private: true,
+            },
+            TrafficPreset::Nym,
+            &source,
+        ))
+        .unwrap();
+        let policy = with_file.exit.unwrap().policy;
+        assert_eq!(policy.file, Some(PathBuf::from(EXIT_POLICY_FILE)));
+        assert!(policy.insecure_allow_private);
+    }
+
+    #[test]
+    fn proxy_settings_refuse_what_cannot_work() {
+        let exit = ClientAddress {
+            identity: [1; 32],
+            encryption: [2; 32],
+            gateway: [3; 32],
+        };
+        let config = |extra: &str| -> Socks5Config {
+            toml::from_str(&format!("exit = \"{exit}\"\n{extra}")).unwrap()
+        };
+        let file = Path::new("proxy/config.toml");
+        let refused = |extra: &str| config(extra).settings(file).unwrap_err().to_string();
+        assert!(refused("username = \"me\"").contains("set both `username` and `password`"));
+        assert!(refused("listen_address = \"0.0.0.0:1080\"").contains("not on loopback"));
+        assert!(refused("surbs_per_message = 0").contains("at least 1"));
+        let bad_exit: Socks5Config = toml::from_str("exit = \"nonsense\"").unwrap();
+        let message = bad_exit.settings(file).unwrap_err().to_string();
+        assert!(
+            message.contains("proxy/config.toml") && message.contains("umbra exit address"),
+            "{message}"
+        );
+        let locked =
+            config("username = \"me\"\npassword = \"secret\"\nlisten_address = \"0.0.0.0:1080\"")
+                .settings(file)
+                .unwrap();
+        assert!(!locked.socks.allow_no_auth && !locked.socks.allow_socks4);
+        assert!(locked.credentials.is_some());
     }
 }

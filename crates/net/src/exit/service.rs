@@ -10,16 +10,20 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
 
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 use umbra_client::stream::{Mux, StreamConfig, StreamEvent};
-use umbra_client::{ConfigError, ExitPolicy, SenderTag};
+use umbra_client::{ConfigError, ExitPolicy, ExitPolicyConfig, SenderTag};
 
-use super::{ConnectError, ConnectTimeouts, connect};
+use super::{ConnectError, ConnectTimeouts, connect, load_policy};
+use crate::NodeError;
 use crate::client::{ClientEvent, ClientHandle};
 use crate::pipes::{PipeInput, Pipes};
 
@@ -53,6 +57,85 @@ pub struct ExitSettings {
     pub streams: StreamConfig,
     /// How much the exit takes on.
     pub limits: ExitLimits,
+}
+
+/// The `[exit]` section of an exit service's `config.toml` (see `umbra exit init`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExitConfig {
+    /// Which destinations may be connected to.
+    pub policy: ExitPolicyConfig,
+    /// Streams open at once for one client.
+    pub streams_per_client: usize,
+    /// Clients served at once.
+    pub max_clients: usize,
+    /// How long resolving a name may take.
+    #[serde(with = "humantime_serde")]
+    pub resolve_timeout: Duration,
+    /// How long connecting to one address may take.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// How long a whole open (resolving, then each address in turn) may take.
+    #[serde(with = "humantime_serde")]
+    pub open_timeout: Duration,
+    /// How streams behave.
+    pub streams: StreamConfig,
+}
+
+impl Default for ExitConfig {
+    fn default() -> Self {
+        let limits = ExitLimits::default();
+        let timeouts = ConnectTimeouts::default();
+        ExitConfig {
+            policy: ExitPolicyConfig::default(),
+            streams_per_client: limits.streams_per_client,
+            max_clients: limits.clients,
+            resolve_timeout: timeouts.resolve,
+            connect_timeout: timeouts.attempt,
+            open_timeout: timeouts.overall,
+            streams: StreamConfig::default(),
+        }
+    }
+}
+
+impl ExitConfig {
+    /// The settings these describe, the policy file read from `data_dir`; `config` is the file
+    /// they came from, named in errors.
+    pub fn settings(&self, config: &Path, data_dir: &Path) -> Result<ExitSettings, NodeError> {
+        let invalid = |problem: String| NodeError::invalid(config, format!("in [exit]: {problem}"));
+        if self.streams_per_client == 0 || self.max_clients == 0 {
+            return Err(invalid(
+                "`streams_per_client` and `max_clients` must be at least 1 (defaults 64, 1024)"
+                    .into(),
+            ));
+        }
+        if self.resolve_timeout.is_zero()
+            || self.connect_timeout.is_zero()
+            || self.open_timeout.is_zero()
+        {
+            return Err(invalid(
+                "timeouts must be above zero (defaults 10s, 10s, 30s)".into(),
+            ));
+        }
+        let mut streams = self.streams.clone();
+        streams.max_streams = streams.max_streams.min(self.streams_per_client);
+        streams
+            .validate()
+            .map_err(|error| invalid(error.to_string()))?;
+        Ok(ExitSettings {
+            policy: load_policy(&self.policy, data_dir)?,
+            timeouts: ConnectTimeouts {
+                resolve: self.resolve_timeout,
+                attempt: self.connect_timeout,
+                overall: self.open_timeout,
+            },
+            streams,
+            limits: ExitLimits {
+                streams_per_client: self.streams_per_client,
+                clients: self.max_clients,
+            },
+        })
+    }
 }
 
 /// Why the exit service stopped.
