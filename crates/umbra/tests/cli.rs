@@ -218,6 +218,11 @@ fn a_running_node_stops_cleanly_on_sigterm() {
 
 /// Runs `umbra localnet` until `until` appears on its output, then SIGTERM; returns the output.
 fn localnet_until(dir: &Path, extra: &[&str], until: &str) -> String {
+    localnet_until_then(dir, extra, until, |_| {})
+}
+
+/// Like [`localnet_until`], calling `then` with the output so far before stopping it.
+fn localnet_until_then(dir: &Path, extra: &[&str], until: &str, then: impl FnOnce(&str)) -> String {
     use std::io::BufRead;
     let mut run = Command::new(env!("CARGO_BIN_EXE_umbra"))
         .arg("localnet")
@@ -253,6 +258,14 @@ fn localnet_until(dir: &Path, extra: &[&str], until: &str) -> String {
                 panic!("no {until:?} from localnet; it said:\n{output}");
             }
         }
+    }
+    let during = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| then(&output)));
+    if let Err(panic) = during {
+        let _ = Command::new("kill")
+            .args(["-TERM", &run.id().to_string()])
+            .status();
+        let _ = run.wait();
+        std::panic::resume_unwind(panic);
     }
     let killed = Command::new("kill")
         .args(["-TERM", &run.id().to_string()])
@@ -317,8 +330,54 @@ fn localnet_runs_a_network_with_demo_traffic_and_stops_it_cleanly() {
         TcpListener::bind(listen).unwrap_or_else(|e| panic!("{listen} still taken: {e}"));
     }
 
-    // the next run reuses the folder: same nodes, same keys, same client address
-    let again = localnet_until(&dir, &["--no-demo"], "Ctrl-C stops everything.");
+    // the next run reuses the folder: same nodes, same keys, same client address; an
+    // application reaches a server on this machine through the SOCKS5 proxy it prints
+    let page: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    let server = TcpListener::bind("127.0.0.1:0").unwrap();
+    let server_port = server.local_addr().unwrap().port();
+    let served = page.clone();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for connection in server.incoming() {
+            let Ok(mut connection) = connection else {
+                continue;
+            };
+            let mut request = [0; 1024];
+            let _ = connection.read(&mut request);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                served.len()
+            );
+            let _ = connection.write_all(head.as_bytes());
+            let _ = connection.write_all(&served);
+        }
+    });
+    let fetched = dir.join("fetched");
+    let again = localnet_until_then(&dir, &["--no-demo"], "Ctrl-C stops everything.", |output| {
+        let proxy = output
+            .lines()
+            .find_map(|line| line.strip_prefix("SOCKS5 proxy: "))
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no proxy address printed:\n{output}"))
+            .to_owned();
+        assert!(proxy.starts_with("socks5h://127.0.0.1:"), "{proxy}");
+        let curl = Command::new("curl")
+            .args([
+                "--silent",
+                "--show-error",
+                "--max-time",
+                "60",
+                "-x",
+                &proxy,
+                "-o",
+            ])
+            .arg(&fetched)
+            .arg(format!("http://localhost:{server_port}/"))
+            .output()
+            .expect("curl is needed (.ci/run installs it)");
+        assert!(curl.status.success(), "curl: {}", stderr(&curl));
+        assert_eq!(std::fs::read(&fetched).unwrap(), page);
+    });
     assert!(again.contains("Reusing the network"), "{again}");
     assert!(again.contains(&address), "{again}");
     std::fs::remove_dir_all(&dir).unwrap();

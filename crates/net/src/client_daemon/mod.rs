@@ -617,6 +617,17 @@ fn template(gateway: &NoiseKey, role: &NewRole<'_>, preset: TrafficPreset, sourc
         .replace("{what}", what)
         .replace("{command}", command)
         .replace("{gateway}", &gateway.to_string())
+        .replace(
+            "{outbox_note}",
+            match role {
+                NewRole::Client { .. } => "",
+                _ => "# Off for a SOCKS5 proxy or exit: their streams end with a restart, and the stream layer\n# sends again what it needs while it runs.\n",
+            },
+        )
+        .replace(
+            "{keep_outbox}",
+            if matches!(role, NewRole::Client { .. }) { "true" } else { "false" },
+        )
         .replace("{source}", source)
         .replace("{service}", &service)
         .replace("{hop}", &ms(traffic.mean_hop_delay))
@@ -632,7 +643,7 @@ const TEMPLATE: &str = r#"# An Umbra {what}. Written by `umbra {command} init`; 
 gateway = "{gateway}"
 
 # Keep sent messages on disk until they are delivered, and send them again after a restart.
-keep_outbox = true
+{outbox_note}keep_outbox = {keep_outbox}
 
 {source}
 {service}
@@ -815,6 +826,7 @@ mod tests {
         let minimal: Socks5Config = toml::from_str(&format!("exit = \"{exit_address}\"")).unwrap();
         assert_eq!(section, minimal);
         assert_eq!(socks5.api, None);
+        assert!(!socks5.keep_outbox, "a proxy's streams end with a restart");
         let settings = section.settings(Path::new("config.toml")).unwrap();
         assert_eq!(settings.exit, exit_address);
         assert!(settings.credentials.is_none() && settings.socks.allow_no_auth);

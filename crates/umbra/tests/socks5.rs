@@ -1,0 +1,525 @@
+//! Ordinary applications through the mixnet: `curl` through `umbra socks5` and `umbra exit`,
+//! each its own process made by its `init` command, over a network of `umbra` node processes
+//! on loopback, to an HTTP server in this test.
+//!
+//! `curl` is the application (CI installs it; see `.ci/run`): `-x socks5h://` hands it the
+//! proxy with names resolved at the exit, as a browser or wallet would be configured.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is the point
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::Net;
+use sha2::{Digest, Sha256};
+use umbra_net::localnet::{Shape, free_port};
+
+const UMBRA: &str = env!("CARGO_BIN_EXE_umbra");
+
+/// The bytes `/data/<len>/<seed>` serves.
+fn body(len: usize, seed: u8) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len);
+    let mut x = u64::from(seed) + 1;
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// A small HTTP/1.1 server: `/data/<len>/<seed>` (a body of that length), `/endless` (16 KiB
+/// every 10 ms for up to two minutes, no length: it ends only when the connection does).
+fn http_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for connection in listener.incoming() {
+            let Ok(connection) = connection else { continue };
+            std::thread::spawn(move || serve(connection));
+        }
+    });
+    address
+}
+
+fn serve(mut connection: TcpStream) {
+    let mut request = String::new();
+    let mut reader = BufReader::new(connection.try_clone().unwrap());
+    if reader.read_line(&mut request).is_err() {
+        return;
+    }
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+            break;
+        }
+    }
+    let path = request.split_whitespace().nth(1).unwrap_or("/").to_owned();
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match parts.as_slice() {
+        ["data", len, seed] => {
+            let bytes = body(len.parse().unwrap(), seed.parse().unwrap());
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n",
+                bytes.len()
+            );
+            let _ = connection.write_all(head.as_bytes());
+            let _ = connection.write_all(&bytes);
+        }
+        ["endless"] => {
+            let _ = connection
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n");
+            let chunk = body(16 << 10, 9);
+            let until = Instant::now() + Duration::from_secs(120);
+            while Instant::now() < until && connection.write_all(&chunk).is_ok() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        _ => {
+            let _ = connection.write_all(
+                b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+        }
+    }
+}
+
+/// An `umbra` client daemon process (proxy or exit).
+struct Daemon {
+    role: &'static str,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Daemon {
+    /// `umbra <role> init` with `args`, made fast for tests, then started.
+    fn create(net: &Net, role: &'static str, name: &str, gateway: usize, args: &[&str]) -> Daemon {
+        let dir = net.dir.join(name);
+        let topology = net.processes.layout().topology_file();
+        let gateway = net.gateway(gateway).id.0.to_string();
+        let mut command = Command::new(UMBRA);
+        command
+            .args([role, "init", "--data-dir"])
+            .arg(&dir)
+            .arg("--topology")
+            .arg(&topology)
+            .args(["--gateway", &gateway])
+            .args(args);
+        let out = command.output().unwrap();
+        assert!(
+            out.status.success(),
+            "umbra {role} init: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        fast(&dir.join("config.toml"));
+        let mut daemon = Daemon {
+            role,
+            dir,
+            child: None,
+        };
+        daemon.start();
+        daemon
+    }
+
+    fn start(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("log.txt"))
+            .unwrap();
+        let child = Command::new(UMBRA)
+            .args([self.role, "run", "--data-dir"])
+            .arg(&self.dir)
+            .env("RUST_LOG", "info,umbra_net=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn address(&self) -> String {
+        let out = Command::new(UMBRA)
+            .args([self.role, "address", "--data-dir"])
+            .arg(&self.dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("log.txt")).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").arg(child.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline && child.try_wait().ok().flatten().is_none() {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Test speeds: a packet every 2 ms, 2 ms per hop, quick acknowledgements, a 2 s keep-alive.
+fn fast(config: &Path) {
+    let text = std::fs::read_to_string(config).unwrap();
+    let mut fast = text.clone();
+    for (from, to) in [
+        ("mean_hop_delay = \"15ms\"", "mean_hop_delay = \"2ms\""),
+        ("mean_ack_delay = \"15ms\"", "mean_ack_delay = \"2ms\""),
+        (
+            "mean_send_interval = \"20ms\"",
+            "mean_send_interval = \"2ms\"",
+        ),
+        (
+            "mean_loop_interval = \"200ms\"",
+            "mean_loop_interval = \"100ms\"",
+        ),
+        ("extra_wait = \"1500ms\"", "extra_wait = \"1s\""),
+        ("reply_wait = \"5s\"", "reply_wait = \"2s\""),
+        ("keepalive = \"15s\"", "keepalive = \"2s\""),
+        ("reconnect_max = \"30s\"", "reconnect_max = \"500ms\""),
+    ] {
+        if text.contains(from) {
+            fast = fast.replace(from, to);
+        } else {
+            assert!(
+                !from.starts_with("keepalive"),
+                "the template changed: {from}"
+            );
+        }
+    }
+    std::fs::write(config, fast).unwrap();
+}
+
+/// Waits until something listens at `address`.
+fn wait_listening(address: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(address).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens at {address}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Runs curl through `proxy` (a `socks5h://...` URL) for `url`; the body goes to `out`.
+fn curl(proxy: &str, url: &str, out: &Path) -> Output {
+    Command::new("curl")
+        .args([
+            "--silent",
+            "--show-error",
+            "--max-time",
+            "120",
+            "-x",
+            proxy,
+            "-o",
+        ])
+        .arg(out)
+        .arg(url)
+        .output()
+        .expect("curl is needed (`apt-get install curl`; .ci/run installs it)")
+}
+
+fn assert_fetched(output: &Output, file: &Path, expected: &[u8], what: &str) {
+    assert!(
+        output.status.success(),
+        "{what}: curl failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let got = std::fs::read(file).unwrap();
+    assert_eq!(got.len(), expected.len(), "{what}: length");
+    assert_eq!(sha256(&got), sha256(expected), "{what}: SHA-256");
+}
+
+#[test]
+fn curl_through_the_proxy_and_exit() {
+    let net = Net::start(
+        "socks5",
+        Shape {
+            mixes_per_layer: 1,
+            gateways: 2,
+        },
+    );
+    let http = http_server();
+    let refused_port = free_port().unwrap().port();
+    let policy = net.dir.join("rules.txt");
+    std::fs::write(
+        &policy,
+        format!("# the test refuses one port\nreject *:{refused_port}\naccept *:*\n"),
+    )
+    .unwrap();
+    let mut exit = Daemon::create(
+        &net,
+        "exit",
+        "exit",
+        1,
+        &[
+            "--policy",
+            policy.to_str().unwrap(),
+            "--insecure-allow-private",
+        ],
+    );
+    let exit_address = exit.address();
+    let listen = free_port().unwrap();
+    let proxy_daemon = Daemon::create(
+        &net,
+        "socks5",
+        "proxy",
+        0,
+        &["--listen", &listen.to_string(), "--exit", &exit_address],
+    );
+    wait_listening(listen);
+    let proxy = format!("socks5h://{listen}");
+    let files = net.dir.join("downloads");
+    std::fs::create_dir_all(&files).unwrap();
+
+    // pages, by name resolved at the exit
+    for seed in 1..=3 {
+        let file = files.join(format!("page{seed}"));
+        let started = Instant::now();
+        let out = curl(
+            &proxy,
+            &format!("http://localhost:{}/data/20000/{seed}", http.port()),
+            &file,
+        );
+        assert_fetched(&out, &file, &body(20000, seed), "a page");
+        eprintln!("page {seed}: {:?}", started.elapsed());
+    }
+    // SOCKS4a, the same way
+    let file = files.join("page4a");
+    let out = curl(
+        &format!("socks4a://{listen}"),
+        &format!("http://localhost:{}/data/5000/4", http.port()),
+        &file,
+    );
+    assert_fetched(&out, &file, &body(5000, 4), "a page over SOCKS4a");
+
+    // 10 MiB, intact
+    let file = files.join("big");
+    let started = Instant::now();
+    let out = curl(
+        &proxy,
+        &format!("http://127.0.0.1:{}/data/10485760/7", http.port()),
+        &file,
+    );
+    assert_fetched(&out, &file, &body(10 << 20, 7), "10 MiB");
+    eprintln!("10 MiB: {:?}", started.elapsed());
+
+    // 20 connections at once
+    let started = Instant::now();
+    let fetches: Vec<_> = (0..20u8)
+        .map(|i| {
+            let file = files.join(format!("many{i}"));
+            let child = Command::new("curl")
+                .args([
+                    "--silent",
+                    "--show-error",
+                    "--max-time",
+                    "120",
+                    "-x",
+                    &proxy,
+                    "-o",
+                ])
+                .arg(&file)
+                .arg(format!(
+                    "http://localhost:{}/data/200000/{}",
+                    http.port(),
+                    100 + i
+                ))
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            (i, file, child)
+        })
+        .collect();
+    for (i, file, child) in fetches {
+        let out = child.wait_with_output().unwrap();
+        assert_fetched(
+            &out,
+            &file,
+            &body(200_000, 100 + i),
+            &format!("connection {i} of 20"),
+        );
+    }
+    eprintln!("20 connections: {:?}", started.elapsed());
+
+    // a port the policy refuses: SOCKS5 reply 2, "connection not allowed by ruleset"
+    let out = curl(
+        &proxy,
+        &format!("http://localhost:{refused_port}/"),
+        &files.join("refused"),
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("(2)") || stderr.contains("not allowed"),
+        "curl should report SOCKS5 reply 2: {stderr}"
+    );
+    // a port where nothing listens: reply 5, "connection refused"
+    let closed = free_port().unwrap().port();
+    let out = curl(
+        &proxy,
+        &format!("http://localhost:{closed}/"),
+        &files.join("closed"),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && (stderr.contains("(5)") || stderr.contains("refused")),
+        "curl should report SOCKS5 reply 5: {stderr}"
+    );
+
+    // The exit dies mid-download and comes back: the download fails with an error (a reset,
+    // never a clean end that would pass a truncated body off as whole), and new connections
+    // work.
+    let file = files.join("endless");
+    let endless = Command::new("curl")
+        .args([
+            "--silent",
+            "--show-error",
+            "--max-time",
+            "120",
+            "-x",
+            &proxy,
+            "-o",
+        ])
+        .arg(&file)
+        .arg(format!("http://localhost:{}/endless", http.port()))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::metadata(&file).map_or(0, |m| m.len()) < 200_000 {
+        assert!(
+            Instant::now() < deadline,
+            "the endless download did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    exit.kill();
+    let killed = Instant::now();
+    std::thread::sleep(Duration::from_secs(1));
+    exit.start();
+    let out = endless.wait_with_output().unwrap();
+    let took = killed.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("the download ended {took:?} after the kill: {stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(56),
+        "curl should fail receiving (56, connection reset), not end cleanly: {stderr}"
+    );
+    assert!(
+        took < Duration::from_secs(30),
+        "the broken download took {took:?} to fail"
+    );
+    let file = files.join("after");
+    let out = curl(
+        &proxy,
+        &format!("http://localhost:{}/data/30000/11", http.port()),
+        &file,
+    );
+    assert_fetched(
+        &out,
+        &file,
+        &body(30000, 11),
+        "a page after the exit restarted",
+    );
+    assert!(
+        proxy_daemon.log().contains("SOCKS5 proxy listening"),
+        "{}",
+        proxy_daemon.log()
+    );
+    // nothing about destinations at info level
+    for log in [proxy_daemon.log(), exit.log()] {
+        for line in log
+            .lines()
+            .filter(|l| l.contains(" INFO ") || l.contains(" WARN "))
+        {
+            assert!(
+                !line.contains("localhost") && !line.contains(&http.port().to_string()),
+                "a destination logged: {line}"
+            );
+        }
+    }
+    drop(net);
+}
+
+#[test]
+fn a_proxy_with_a_password_refuses_applications_without_it() {
+    let net = Net::start(
+        "socks5-auth",
+        Shape {
+            mixes_per_layer: 1,
+            gateways: 1,
+        },
+    );
+    let http = http_server();
+    let exit = Daemon::create(&net, "exit", "exit", 0, &["--insecure-allow-private"]);
+    let listen = free_port().unwrap();
+    let proxy = Daemon::create(
+        &net,
+        "socks5",
+        "proxy",
+        0,
+        &["--listen", &listen.to_string(), "--exit", &exit.address()],
+    );
+    drop(proxy);
+    // set the credentials in its config.toml and start it again
+    let config = net.dir.join("proxy/config.toml");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("# username = \"me\"", "username = \"me\"")
+        .replace(
+            "# password = \"a long secret\"",
+            "password = \"a long secret\"",
+        );
+    std::fs::write(&config, text).unwrap();
+    let mut proxy = Daemon {
+        role: "socks5",
+        dir: net.dir.join("proxy"),
+        child: None,
+    };
+    proxy.start();
+    wait_listening(listen);
+    let url = format!("http://localhost:{}/data/1000/5", http.port());
+    let file = net.dir.join("page");
+    for (what, proxy_url) in [
+        ("no credentials", format!("socks5h://{listen}")),
+        ("a wrong password", format!("socks5h://me:guess@{listen}")),
+        ("SOCKS4a", format!("socks4a://{listen}")),
+    ] {
+        let out = curl(&proxy_url, &url, &file);
+        assert!(!out.status.success(), "{what} was let in");
+    }
+    let out = curl(
+        &format!("socks5h://me:a%20long%20secret@{listen}"),
+        &url,
+        &file,
+    );
+    assert_fetched(&out, &file, &body(1000, 5), "with the password");
+    drop(net);
+}
