@@ -698,15 +698,30 @@ fn init_daemon(new: NewDaemonArgs, role: NewRole<'_>) -> anyhow::Result<ClientAd
 /// Runs the client daemon in `data_dir`, which must be a `role`, until Ctrl-C or SIGTERM;
 /// prints its address first.
 fn run_daemon(data_dir: &std::path::Path, role: DaemonRole) -> anyhow::Result<()> {
-    let daemon = ClientDaemon::load(data_dir)?;
-    daemon.expect_role(role)?;
+    let daemon = load_daemon(data_dir, role)?;
     println!("{}", daemon.address());
     run_until_signal(|shutdown| daemon.run(shutdown))
 }
 
-fn print_address(data_dir: &std::path::Path, role: DaemonRole) -> anyhow::Result<()> {
+/// Reads the client daemon in `data_dir`, which must exist and be a `role`.
+fn load_daemon(data_dir: &std::path::Path, role: DaemonRole) -> anyhow::Result<ClientDaemon> {
+    let config = data_dir.join(client_daemon::CONFIG_FILE);
+    if !config.exists() {
+        anyhow::bail!(
+            "{}: missing; create {} first with `umbra {} init --data-dir {}`",
+            config.display(),
+            role.name(),
+            role.command(),
+            data_dir.display()
+        );
+    }
     let daemon = ClientDaemon::load(data_dir)?;
     daemon.expect_role(role)?;
+    Ok(daemon)
+}
+
+fn print_address(data_dir: &std::path::Path, role: DaemonRole) -> anyhow::Result<()> {
+    let daemon = load_daemon(data_dir, role)?;
     println!("{}", daemon.address());
     Ok(())
 }

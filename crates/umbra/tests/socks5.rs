@@ -523,3 +523,159 @@ fn a_proxy_with_a_password_refuses_applications_without_it() {
     assert_fetched(&out, &file, &body(1000, 5), "with the password");
     drop(net);
 }
+
+/// Runs `umbra` with `args`.
+fn umbra(args: &[&str]) -> Output {
+    Command::new(UMBRA).args(args).output().unwrap()
+}
+
+#[test]
+fn mistakes_in_commands_and_configs_are_explained() {
+    use umbra_net::localnet::Layout;
+    let dir = std::env::temp_dir().join(format!("umbra-socks5-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let layout = Layout::create_or_open(
+        &dir.join("net"),
+        &Shape {
+            mixes_per_layer: 1,
+            gateways: 1,
+        },
+    )
+    .unwrap();
+    let topology = layout.topology_file();
+    let topology = topology.to_str().unwrap();
+    let gateway = layout
+        .topology()
+        .unwrap()
+        .gateways()
+        .next()
+        .unwrap()
+        .id
+        .0
+        .to_string();
+    let path = |name: &str| dir.join(name).to_str().unwrap().to_owned();
+    let common = |name: &str| {
+        vec![
+            "--data-dir".to_owned(),
+            path(name),
+            "--topology".to_owned(),
+            topology.to_owned(),
+            "--gateway".to_owned(),
+            gateway.clone(),
+        ]
+    };
+    let stderr = |out: &Output| String::from_utf8_lossy(&out.stderr).into_owned();
+
+    // an exit address mistyped
+    let mut args = vec!["socks5".to_owned(), "init".to_owned()];
+    args.extend(common("proxy"));
+    args.extend(["--exit".to_owned(), "not-an-address".to_owned()]);
+    let out = umbra(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("is not a client address")
+            && stderr(&out).contains("umbra exit address"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!dir.join("proxy/config.toml").exists(), "nothing is made");
+
+    // a policy file with a mistake: the line and the fix are named, nothing is made
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("rules.txt"), "accept *:80\nallow *:443\n").unwrap();
+    let mut args = vec!["exit".to_owned(), "init".to_owned()];
+    args.extend(common("exit"));
+    args.extend(["--policy".to_owned(), path("rules.txt")]);
+    let out = umbra(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("rules.txt") && stderr(&out).contains("line 2"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!dir.join("exit/config.toml").exists(), "nothing is made");
+
+    // a good exit and proxy
+    let mut args = vec!["exit".to_owned(), "init".to_owned()];
+    args.extend(common("exit"));
+    let out = umbra(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let exit_address = umbra(&["exit", "address", "--data-dir", &path("exit")]);
+    let exit_address = String::from_utf8(exit_address.stdout)
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&exit_address),
+        "init prints the exit's address"
+    );
+    let mut args = vec!["socks5".to_owned(), "init".to_owned()];
+    args.extend(common("proxy"));
+    args.extend(["--exit".to_owned(), exit_address]);
+    let out = umbra(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("socks5h://127.0.0.1:1080"));
+
+    // a directory never made, and the wrong command for a directory, say what to run
+    let out = umbra(&["socks5", "run", "--data-dir", &path("nothing")]);
+    assert!(
+        stderr(&out).contains("umbra socks5 init --data-dir"),
+        "{}",
+        stderr(&out)
+    );
+    let out = umbra(&["client", "run", "--data-dir", &path("proxy")]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("a SOCKS5 proxy") && stderr(&out).contains("umbra socks5 run"),
+        "{}",
+        stderr(&out)
+    );
+    let out = umbra(&["socks5", "run", "--data-dir", &path("exit")]);
+    assert!(
+        stderr(&out).contains("an exit service") && stderr(&out).contains("umbra exit run"),
+        "{}",
+        stderr(&out)
+    );
+
+    // config mistakes are named with their file and section
+    let config = dir.join("proxy/config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("# username = \"me\"", "username = \"me\""),
+    )
+    .unwrap();
+    let out = umbra(&["socks5", "run", "--data-dir", &path("proxy")]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("config.toml")
+            && stderr(&out).contains("[socks5]")
+            && stderr(&out).contains("`password`"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::write(
+        &config,
+        text.replace(
+            "listen_address = \"127.0.0.1:1080\"",
+            "listen_address = \"0.0.0.0:1080\"",
+        ),
+    )
+    .unwrap();
+    let out = umbra(&["socks5", "run", "--data-dir", &path("proxy")]);
+    assert!(stderr(&out).contains("not on loopback"), "{}", stderr(&out));
+    let exit_config = dir.join("exit/config.toml");
+    let text = std::fs::read_to_string(&exit_config).unwrap();
+    std::fs::write(
+        &exit_config,
+        text.replace("keepalive = \"15s\"", "keepalive = \"10m\""),
+    )
+    .unwrap();
+    let out = umbra(&["exit", "run", "--data-dir", &path("exit")]);
+    assert!(
+        stderr(&out).contains("[exit]") && stderr(&out).contains("keepalive"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
