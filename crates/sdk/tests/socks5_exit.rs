@@ -113,14 +113,21 @@ async fn a_download_through_proxy_and_exit_and_a_refusal_by_policy() {
     let mut clients: Vec<ClientTask> = Vec::new();
     let mut drivers = Vec::new();
 
-    // two exits: one allowing loopback (the whole network is local), one with the default policy
+    // three exits: one allowing loopback (the whole network is local), one with the default
+    // policy, one allowing loopback but only 2 streams per client
     let mut exits = Vec::new();
-    for (name, policy) in [
+    for (name, policy, streams_per_client) in [
         (
             "open-exit",
             ExitPolicy::default().insecure_allow_private(true),
+            64,
         ),
-        ("strict-exit", ExitPolicy::default()),
+        ("strict-exit", ExitPolicy::default(), 64),
+        (
+            "limited-exit",
+            ExitPolicy::default().insecure_allow_private(true),
+            2,
+        ),
     ] {
         let (handle, events, task) = connect(name).await.unwrap().into_parts();
         exits.push(handle.address());
@@ -129,7 +136,10 @@ async fn a_download_through_proxy_and_exit_and_a_refusal_by_policy() {
             policy,
             timeouts: ConnectTimeouts::default(),
             streams: StreamConfig::default(),
-            limits: ExitLimits::default(),
+            limits: ExitLimits {
+                streams_per_client,
+                ..ExitLimits::default()
+            },
         };
         let shutdown = stop.clone().cancelled_owned();
         drivers.push(tokio::spawn(async move {
@@ -140,7 +150,12 @@ async fn a_download_through_proxy_and_exit_and_a_refusal_by_policy() {
     }
     // a proxy for each
     let mut proxies = Vec::new();
-    for (name, exit) in [("open-proxy", exits[0]), ("strict-proxy", exits[1])] {
+    for (name, exit) in [
+        ("open-proxy", exits[0]),
+        ("strict-proxy", exits[1]),
+        ("limited-proxy-a", exits[2]),
+        ("limited-proxy-b", exits[2]),
+    ] {
         let (handle, events, task) = connect(name).await.unwrap().into_parts();
         clients.push(task);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -185,6 +200,24 @@ async fn a_download_through_proxy_and_exit_and_a_refusal_by_policy() {
     // the strict exit's policy refuses loopback: "not allowed by ruleset"
     let (code, _connection) = within(socks5_connect(proxies[1], "localhost", server.port())).await;
     assert_eq!(code, 0x02);
+
+    // the limited exit: a client's third stream at once is refused (general failure), while
+    // another client (another proxy, to the exit another anonymous sender) still gets its own
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let (code, connection) =
+            within(socks5_connect(proxies[2], "localhost", server.port())).await;
+        assert_eq!(code, 0, "a stream within the limit was refused");
+        held.push(connection);
+    }
+    let (code, _refused) = within(socks5_connect(proxies[2], "localhost", server.port())).await;
+    assert_eq!(code, 0x01, "a third stream of one client was let through");
+    let (code, _other) = within(socks5_connect(proxies[3], "localhost", server.port())).await;
+    assert_eq!(
+        code, 0,
+        "another client was refused for the first one's streams"
+    );
+    drop(held);
 
     stop.cancel();
     for driver in drivers {
