@@ -147,8 +147,8 @@ struct Daemon {
 
 /// Starts the exit service (connecting to loopback too: the whole network is here), the
 /// SOCKS5 proxy using it, and the client for applications; each is created on the first run,
-/// then reused. The exit is on the last gateway and the others on the first, so their traffic
-/// crosses the whole network.
+/// then reused. The exit is on the last gateway of the current epoch and the others on the
+/// first, so their traffic crosses the whole network.
 fn start_daemons(
     exe: &Path,
     layout: &Layout,
@@ -229,18 +229,15 @@ fn start_daemon(
     role: impl FnOnce() -> anyhow::Result<client_daemon::NewRole<'static>>,
 ) -> anyhow::Result<(std::process::Child, Daemon)> {
     let dir = layout.dir.join(name);
-    let gateways: Vec<_> = layout
-        .nodes
-        .iter()
-        .filter(|n| n.kind == Kind::Gateway)
-        .collect();
-    let gateway = if name == EXIT {
-        gateways.last()
-    } else {
-        gateways.first()
-    }
-    .context("the network has no gateway")?;
     if !dir.join(client_daemon::CONFIG_FILE).exists() {
+        // of the gateways serving this epoch (with short epochs, not every one may be yet)
+        let gateways: Vec<_> = current.topology.gateways().collect();
+        let gateway = if name == EXIT {
+            gateways.last()
+        } else {
+            gateways.first()
+        }
+        .context("no gateway serves the current epoch")?;
         let ledger = layout
             .ledger_config()
             .context("the network has no validator")?;
@@ -251,7 +248,7 @@ fn start_daemon(
                 genesis: &layout.genesis_file(),
                 topology: &current.topology,
             },
-            &gateway.id.to_string(),
+            &gateway.id.0.to_string(),
             role()?,
             preset,
         )?;
