@@ -18,7 +18,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Net, TestClient};
+use common::{Net, TestClient, cpu_seconds};
 use rand::RngExt;
 use umbra_client::{ClientConfig, ClientKeys, TrafficConfig, TrafficPreset};
 use umbra_net::client::ClientEvent;
@@ -94,21 +94,6 @@ async fn latencies(
 
 fn process_cpu_seconds() -> f64 {
     cpu_seconds("self")
-}
-
-/// CPU time of a process so far: utime and stime, fields 14 and 15 of /proc/<pid>/stat, in
-/// clock ticks (100 per second).
-fn cpu_seconds(pid: &str) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

@@ -20,6 +20,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a benchmark: failing loudly is the point
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -248,19 +251,9 @@ impl Cpu {
     }
 }
 
-/// CPU time of a process so far: utime and stime, fields 14 and 15 of /proc/<pid>/stat, in
-/// clock ticks (100 per second).
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
+/// CPU time of process `pid` so far, in seconds.
+fn cpu_of(pid: u32) -> f64 {
+    common::cpu_seconds(&pid.to_string())
 }
 
 /// Every process's pid and arguments.
@@ -377,11 +370,11 @@ impl Localnet {
         let all = processes()
             .into_iter()
             .filter(|(pid, args)| *pid == self.child.id() || args.iter().any(|a| a.contains(dir)))
-            .map(|(pid, _)| cpu_seconds(pid))
+            .map(|(pid, _)| cpu_of(pid))
             .sum();
         Cpu {
-            proxy: cpu_seconds(self.proxy_pid),
-            exit: cpu_seconds(self.exit_pid),
+            proxy: cpu_of(self.proxy_pid),
+            exit: cpu_of(self.exit_pid),
             all,
             over: 0.0,
         }

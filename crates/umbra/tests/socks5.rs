@@ -217,6 +217,15 @@ fn fast(config: &Path) {
     std::fs::write(config, fast).unwrap();
 }
 
+/// The tests' networks run one at a time: on a 2-core machine two of them, each with clients
+/// sending a packet every 2 ms, would starve each other's mix nodes.
+fn one_network_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static NETWORK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    NETWORK
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Waits until something listens at `address`.
 fn wait_listening(address: SocketAddr) {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -226,9 +235,11 @@ fn wait_listening(address: SocketAddr) {
     }
 }
 
-/// Runs curl through `proxy` (a `socks5h://...` URL) for `url`; the body goes to `out`.
-fn curl(proxy: &str, url: &str, out: &Path) -> Output {
-    Command::new("curl")
+/// curl through `proxy` (a `socks5h://...` URL) for `url`, the body to `out`; its errors
+/// piped.
+fn curl_command(proxy: &str, url: &str, out: &Path) -> Command {
+    let mut command = Command::new("curl");
+    command
         .args([
             "--silent",
             "--show-error",
@@ -240,6 +251,13 @@ fn curl(proxy: &str, url: &str, out: &Path) -> Output {
         ])
         .arg(out)
         .arg(url)
+        .stderr(Stdio::piped());
+    command
+}
+
+/// Runs [`curl_command`] to the end.
+fn curl(proxy: &str, url: &str, out: &Path) -> Output {
+    curl_command(proxy, url, out)
         .output()
         .expect("curl is needed (`apt-get install curl`; .ci/run installs it)")
 }
@@ -257,6 +275,7 @@ fn assert_fetched(output: &Output, file: &Path, expected: &[u8], what: &str) {
 
 #[test]
 fn curl_through_the_proxy_and_exit() {
+    let _alone = one_network_at_a_time();
     let net = Net::start(
         "socks5",
         Shape {
@@ -334,25 +353,8 @@ fn curl_through_the_proxy_and_exit() {
     let fetches: Vec<_> = (0..20u8)
         .map(|i| {
             let file = files.join(format!("many{i}"));
-            let child = Command::new("curl")
-                .args([
-                    "--silent",
-                    "--show-error",
-                    "--max-time",
-                    "120",
-                    "-x",
-                    &proxy,
-                    "-o",
-                ])
-                .arg(&file)
-                .arg(format!(
-                    "http://localhost:{}/data/200000/{}",
-                    http.port(),
-                    100 + i
-                ))
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
+            let url = format!("http://localhost:{}/data/200000/{}", http.port(), 100 + i);
+            let child = curl_command(&proxy, &url, &file).spawn().unwrap();
             (i, file, child)
         })
         .collect();
@@ -396,21 +398,8 @@ fn curl_through_the_proxy_and_exit() {
     // never a clean end that would pass a truncated body off as whole), and new connections
     // work.
     let file = files.join("endless");
-    let endless = Command::new("curl")
-        .args([
-            "--silent",
-            "--show-error",
-            "--max-time",
-            "120",
-            "-x",
-            &proxy,
-            "-o",
-        ])
-        .arg(&file)
-        .arg(format!("http://localhost:{}/endless", http.port()))
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let url = format!("http://localhost:{}/endless", http.port());
+    let endless = curl_command(&proxy, &url, &file).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while std::fs::metadata(&file).map_or(0, |m| m.len()) < 200_000 {
         assert!(
@@ -470,6 +459,7 @@ fn curl_through_the_proxy_and_exit() {
 
 #[test]
 fn a_proxy_with_a_password_refuses_applications_without_it() {
+    let _alone = one_network_at_a_time();
     let net = Net::start(
         "socks5-auth",
         Shape {

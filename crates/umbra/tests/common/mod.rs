@@ -225,3 +225,18 @@ impl TestClient {
         let _ = self.task.await;
     }
 }
+
+/// CPU time of a process so far: utime and stime, fields 14 and 15 of /proc/<pid>/stat, in
+/// clock ticks (100 per second).
+pub fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
