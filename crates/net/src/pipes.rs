@@ -215,8 +215,7 @@ impl<P: Copy + Eq + Hash + Send + 'static> Pipes<P> {
     /// Resets `key`'s connection: the writer task closes it with an RST.
     fn abort(&mut self, key: (P, StreamId)) {
         if let Some(pipe) = self.pipes.remove(&key) {
-            pipe.reader.abort();
-            pipe.reset.cancel();
+            pipe.reset();
         }
     }
 
@@ -333,11 +332,19 @@ async fn write_connection<P: Copy>(
     }
 }
 
+impl Pipe {
+    /// Stops reading and has the writer task reset the connection.
+    fn reset(self) {
+        self.reader.abort();
+        self.reset.cancel();
+    }
+}
+
+/// The driver stopped: every stream is broken, so every connection is reset.
 impl<P> Drop for Pipes<P> {
     fn drop(&mut self) {
         for (_, pipe) in self.pipes.drain() {
-            pipe.reader.abort();
-            pipe.reset.cancel();
+            pipe.reset();
         }
     }
 }

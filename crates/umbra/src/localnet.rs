@@ -135,6 +135,13 @@ impl Daemons {
     fn get(&self, name: &str) -> Option<&Daemon> {
         self.running.iter().map(|(_, d)| d).find(|d| d.name == name)
     }
+
+    /// Stops them, last started first.
+    fn stop(&mut self) {
+        while let Some((mut child, _)) = self.running.pop() {
+            terminate(&mut child);
+        }
+    }
 }
 
 /// One of the user's client daemons.
@@ -198,15 +205,6 @@ fn start_daemons(
         Err(error) => {
             daemons.stop();
             Err(error)
-        }
-    }
-}
-
-impl Daemons {
-    /// Stops them, last started first.
-    fn stop(&mut self) {
-        while let Some((mut child, _)) = self.running.pop() {
-            terminate(&mut child);
         }
     }
 }

@@ -160,6 +160,17 @@ pub enum NewRole<'a> {
     },
 }
 
+impl NewRole<'_> {
+    /// What the daemon will be.
+    pub fn role(&self) -> DaemonRole {
+        match self {
+            NewRole::Client { .. } => DaemonRole::Client,
+            NewRole::Socks5 { .. } => DaemonRole::Socks5,
+            NewRole::Exit { .. } => DaemonRole::Exit,
+        }
+    }
+}
+
 /// The exit policy file in an exit's data directory, when it has one.
 pub const EXIT_POLICY_FILE: &str = "exit-policy.txt";
 
@@ -608,11 +619,7 @@ fn template(gateway: &NoiseKey, role: &NewRole<'_>, preset: TrafficPreset, sourc
                 + &STREAMS_TEMPLATE.replace("{section}", "exit"),
         ),
     };
-    let command = match role {
-        NewRole::Client { .. } => "client",
-        NewRole::Socks5 { .. } => "socks5",
-        NewRole::Exit { .. } => "exit",
-    };
+    let command = role.role().command();
     TEMPLATE
         .replace("{what}", what)
         .replace("{command}", command)

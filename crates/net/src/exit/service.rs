@@ -117,9 +117,8 @@ impl ExitConfig {
                 "timeouts must be above zero (defaults 10s, 10s, 30s)".into(),
             ));
         }
-        let mut streams = self.streams.clone();
-        streams.max_streams = streams.max_streams.min(self.streams_per_client);
-        streams
+        // `run` caps `max_streams` at `streams_per_client`
+        self.streams
             .validate()
             .map_err(|error| invalid(error.to_string()))?;
         Ok(ExitSettings {
@@ -129,7 +128,7 @@ impl ExitConfig {
                 attempt: self.connect_timeout,
                 overall: self.open_timeout,
             },
-            streams,
+            streams: self.streams.clone(),
             limits: ExitLimits {
                 streams_per_client: self.streams_per_client,
                 clients: self.max_clients,
