@@ -58,6 +58,7 @@ fuzz_target!(|data: &[u8]| {
         };
         client.handle_delivery(now, Delivery { id: i as u64, kind, payload: payload.to_vec() });
         now += Duration::from_millis(u64::from(kind_byte(chunk)));
+        client.handle_timeout(now);
         while client.poll_transmit(now).is_some() {}
         while client.poll_event().is_some() {}
     }

@@ -1,6 +1,7 @@
-//! A gateway's core fed what clients send, whatever the bytes: messages are decoded as the
-//! session does, and the valid ones handed to the core, with connections, disconnections and
-//! storage events interleaved. Nothing may panic, and a session's actions go only to it.
+//! A gateway's core fed what clients send, whatever the bytes: frames are decoded as the
+//! session does, and the valid ones handed to the core, with connections (each with a
+//! schedule), disconnections, storage events and time interleaved. Nothing may panic, a
+//! session's actions go only to it, and a shaped session's frames are all one size.
 
 #![no_main]
 
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 use libfuzzer_sys::fuzz_target;
 use umbra_gateway::{Action, ClientId, GatewayConfig, GatewayCore};
 use umbra_sphinx::NodeAddress;
-use umbra_wire::gateway::ClientMessage;
+use umbra_wire::gateway::{ClientFrame, FRAME_LEN, Hello, Schedule, VERSION};
 
 fuzz_target!(|data: &[u8]| {
     let config = GatewayConfig {
@@ -19,27 +20,42 @@ fuzz_target!(|data: &[u8]| {
         ..GatewayConfig::default()
     };
     let clients = [ClientId([1; 32]), ClientId([2; 32])];
-    let mut core = GatewayCore::new(config, [NodeAddress::new([7; 32])], [(clients[0], 2, 20)], 10);
+    let mut core = GatewayCore::new(config, [NodeAddress::new([7; 32])], [(clients[0], 2, 20)], 10, [9; 32]);
     let start = Instant::now();
     let mut now = start;
     let mut sessions = [None, None];
+    let mut shaped = [false, false];
     let mut chunks = data.split(|&b| b == 0xff);
     while let Some(chunk) = chunks.next() {
         let Some((&op, rest)) = chunk.split_first() else { continue };
         let who = usize::from(op >> 7);
         match op % 6 {
-            0 => sessions[who] = Some(core.client_connected(now, clients[who])),
+            0 => {
+                let schedule = match rest.first().copied().unwrap_or(0) % 3 {
+                    0 => Schedule::InsecurePush,
+                    1 => Schedule::Poisson { mean: Duration::from_micros(u64::from(rest.get(1).copied().unwrap_or(0)) * 100) },
+                    _ => Schedule::Constant { interval: Duration::from_micros(u64::from(rest.get(1).copied().unwrap_or(0)) * 100) },
+                };
+                shaped[who] = schedule.is_shaped();
+                sessions[who] = Some(core.client_connected(now, clients[who], Hello { version: VERSION, schedule }));
+            }
             1 => {
                 if let Some(session) = sessions[who].take() {
                     core.client_disconnected(clients[who], session);
                 }
             }
             2 | 3 => {
-                if let (Some(session), Ok(message)) = (sessions[who], ClientMessage::decode(rest)) {
-                    core.handle_client(now, clients[who], session, message);
+                if let (Some(session), Ok(frame)) = (sessions[who], ClientFrame::decode(rest)) {
+                    core.handle_client(now, clients[who], session, frame);
                 }
             }
-            4 => now += Duration::from_secs(u64::from(rest.first().copied().unwrap_or(0)) * 600),
+            4 => {
+                now += Duration::from_millis(u64::from(rest.first().copied().unwrap_or(0)) * 100);
+                core.handle_timeout(now);
+                if let Some(due) = core.poll_timeout() {
+                    assert!(due > now, "a frame due at once after handle_timeout");
+                }
+            }
             _ => {
                 let id = u64::from(rest.first().copied().unwrap_or(0));
                 core.stored(clients[who], id);
@@ -48,7 +64,12 @@ fuzz_target!(|data: &[u8]| {
         }
         while let Some(action) = core.poll_action() {
             match action {
-                Action::ToClient { client, session, .. } | Action::LoadInbox { client, session, .. } => {
+                Action::ToClient { client, session, frame } => {
+                    let i = clients.iter().position(|c| *c == client).unwrap_or(0);
+                    assert_eq!(sessions[i], Some(session), "an action for a session that is not current");
+                    assert!(!shaped[i] || frame.len() == FRAME_LEN, "a shaped frame of {} bytes", frame.len());
+                }
+                Action::LoadInbox { client, session, .. } => {
                     let i = clients.iter().position(|c| *c == client).unwrap_or(0);
                     assert_eq!(sessions[i], Some(session), "an action for a session that is not current");
                 }

@@ -8,11 +8,11 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
 use rand_distr::{Distribution, Exp};
 use umbra_sphinx::{
-    Delay, Destination, DestinationAddress, Hop, NodeAddress, PacketBuilder, PacketSize, Payload,
-    ReplyKey, Surb, SurbId, Version,
+    Delay, Destination, DestinationAddress, Hop, NodeAddress, Packet, PacketBuilder, PacketSize,
+    Payload, ReplyKey, Surb, SurbId, Version,
 };
 use umbra_topology::{NodeId, NoiseKey, Topology};
-use umbra_wire::gateway::{ClientMessage, Delivery, DeliveryKind, MAX_RECEIVED_IDS};
+use umbra_wire::gateway::{Delivery, DeliveryKind};
 use umbra_wire::{ClientAddress, SURB_ACK_LEN, SurbAck};
 
 use crate::config::ClientConfig;
@@ -33,6 +33,14 @@ const REPLY_PIECE: usize = SIZE.plaintext_capacity() - fragment::HEADER_LEN;
 const REMEMBER: Duration = Duration::from_secs(300);
 /// How long reply acks wait to be sent together.
 const REPLY_ACK_BATCH: Duration = Duration::from_millis(20);
+
+/// One slot of the client's Poisson streams, and the packet to send in it. A slot is empty
+/// only when no packet could be built (no route) or, with `insecure_no_cover`, nothing waits.
+#[derive(Debug)]
+pub struct Transmit {
+    /// The packet and its first hop (a first-layer node), for the gateway to forward.
+    pub packet: Option<(NodeAddress, Packet)>,
+}
 
 /// A message the application sent, as the client numbers it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -210,7 +218,8 @@ pub struct Client {
     surbs: HashMap<SenderTag, SurbStore>,
     waiting_replies: HashMap<SenderTag, VecDeque<Queued>>,
     reply_acks: HashMap<ClientAddress, (Instant, Vec<FragmentRef>)>,
-    confirm: Vec<u64>,
+    /// No session with the gateway: the streams' slots are not kept.
+    paused: bool,
     events: VecDeque<Event>,
     stats: ClientStats,
 }
@@ -265,7 +274,7 @@ impl Client {
             surbs: HashMap::new(),
             waiting_replies: HashMap::new(),
             reply_acks: HashMap::new(),
-            confirm: Vec::new(),
+            paused: false,
             events: VecDeque::new(),
             stats: ClientStats::default(),
             config,
@@ -273,6 +282,11 @@ impl Client {
         client.next_real = now + client.interval(client.config.traffic.mean_send_interval);
         client.next_loop = now + client.interval(client.config.traffic.mean_loop_interval);
         Ok(client)
+    }
+
+    /// The client's settings.
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
     }
 
     /// The client's address.
@@ -343,7 +357,6 @@ impl Client {
 
     /// Takes a delivery from the gateway.
     pub fn handle_delivery(&mut self, now: Instant, delivery: Delivery) {
-        self.confirm.push(delivery.id);
         match delivery.kind {
             DeliveryKind::Ack => self.handle_ack(now, &delivery.payload),
             DeliveryKind::Data => self.handle_data(now, &delivery.payload),
@@ -353,48 +366,52 @@ impl Client {
         }
     }
 
-    /// The next message for the gateway, if one is due: confirmations of deliveries at once,
-    /// packets when a slot of their stream comes.
-    pub fn poll_transmit(&mut self, now: Instant) -> Option<ClientMessage> {
-        self.run_timers(now);
-        if !self.confirm.is_empty() {
-            return Some(ClientMessage::Received {
-                ids: self.take_confirmations(),
-            });
+    /// The session with the gateway went down: the streams pause, and their slots are not
+    /// kept (nothing bursts out when it is back). Timers still run.
+    pub fn handle_disconnected(&mut self) {
+        self.paused = true;
+    }
+
+    /// A session with the gateway is up: the streams start again from `now`.
+    pub fn handle_connected(&mut self, now: Instant) {
+        if self.paused {
+            self.paused = false;
+            self.next_real = now + self.interval(self.config.traffic.mean_send_interval);
+            self.next_loop = now + self.interval(self.config.traffic.mean_loop_interval);
         }
+    }
+
+    /// Fires every timer due by `now` (retransmissions, give-ups, reply acks, expiries),
+    /// whether or not a session is up.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.run_timers(now);
+    }
+
+    /// The next slot of the streams, if one is due (none while paused): a loop-cover packet,
+    /// or the next real packet waiting, or drop cover.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        if self.paused {
+            return None;
+        }
+        self.run_timers(now);
+        let no_cover = self.config.traffic.insecure_no_cover;
         if self.next_loop <= now {
             self.next_loop =
                 self.next_after(self.next_loop, now, self.config.traffic.mean_loop_interval);
-            if !self.config.traffic.insecure_no_cover
-                && let Some(transmit) = self.loop_packet(now)
-            {
-                return Some(transmit);
+            if !no_cover {
+                return Some(Transmit {
+                    packet: self.loop_packet(now),
+                });
             }
         }
-        while self.next_real <= now {
+        if self.next_real <= now {
             self.next_real =
                 self.next_after(self.next_real, now, self.config.traffic.mean_send_interval);
-            if let Some(transmit) = self.real_slot(now) {
-                return Some(transmit);
-            }
+            return Some(Transmit {
+                packet: self.real_slot(now),
+            });
         }
         None
-    }
-
-    /// Confirmations of deliveries not yet sent, alone (for a client about to close its
-    /// session: the gateway then need not keep them).
-    pub fn poll_confirmations(&mut self) -> Option<ClientMessage> {
-        (!self.confirm.is_empty()).then(|| ClientMessage::Received {
-            ids: self.take_confirmations(),
-        })
-    }
-
-    /// Up to as many confirmations as one message carries.
-    fn take_confirmations(&mut self) -> Vec<u64> {
-        let rest = self
-            .confirm
-            .split_off(self.confirm.len().min(MAX_RECEIVED_IDS));
-        std::mem::replace(&mut self.confirm, rest)
     }
 
     /// The next thing that happened, for the application.
@@ -402,22 +419,35 @@ impl Client {
         self.events.pop_front()
     }
 
-    /// When the client next has something to do.
-    pub fn next_wakeup(&self) -> Instant {
+    /// When the client next has something to do: every deadline it keeps (the streams' next
+    /// slots unless paused, retransmissions, acks of cover, reply acks, give-ups, expiries).
+    pub fn poll_timeout(&self) -> Option<Instant> {
         let timers = self.timers.peek().map(|Reverse((at, _))| *at);
         let acks = self.reply_acks.values().map(|(due, _)| *due).min();
+        let give_up = self
+            .outgoing
+            .values()
+            .map(|m| m.created + self.config.acks.give_up_after)
+            .min();
+        let slots = (!self.paused).then(|| {
+            if self.config.traffic.insecure_no_cover {
+                self.next_real
+            } else {
+                self.next_real.min(self.next_loop)
+            }
+        });
         [
-            Some(self.next_real),
-            Some(self.next_loop),
+            slots,
             timers,
             acks,
+            give_up,
+            Some(self.next_prune),
             self.messages.next_expiry(),
             self.replies.next_expiry(),
         ]
         .into_iter()
         .flatten()
         .min()
-        .unwrap_or(self.next_real)
     }
 
     // --- sending --------------------------------------------------------------------------
@@ -550,7 +580,7 @@ impl Client {
     }
 
     /// One slot of the real stream: the next packet waiting, or drop cover.
-    fn real_slot(&mut self, now: Instant) -> Option<ClientMessage> {
+    fn real_slot(&mut self, now: Instant) -> Option<(NodeAddress, Packet)> {
         while let Some(queued) = self.queue.pop_front() {
             match queued {
                 Queued::Fragment {
@@ -608,7 +638,7 @@ impl Client {
         to: &ClientAddress,
         bytes: Vec<u8>,
         attempt: u32,
-    ) -> Result<ClientMessage, &'static str> {
+    ) -> Result<(NodeAddress, Packet), &'static str> {
         let no_route = "the topology has no route (a layer has no nodes)";
         let gateway = gateway_of(&self.topology, &to.gateway)
             .ok_or("the recipient's gateway left the topology")?;
@@ -638,10 +668,7 @@ impl Client {
         );
         self.timers
             .push(Reverse((now + wait, Timer::Retransmit(ack_id))));
-        Ok(ClientMessage::Forward {
-            first_hop: route[0].address,
-            packet,
-        })
+        Ok((route[0].address, packet))
     }
 
     /// A packet of a reply through one of `tag`'s SURBs; `None` (the reply waits) without one.
@@ -652,7 +679,7 @@ impl Client {
         at: FragmentRef,
         tag: SenderTag,
         bytes: Vec<u8>,
-    ) -> Option<ClientMessage> {
+    ) -> Option<(NodeAddress, Packet)> {
         let refill_below = usize::from(self.config.surbs.refill_below);
         let store = self.surbs.get_mut(&tag)?;
         let Some(surb) = store.surbs.pop_front() else {
@@ -690,10 +717,10 @@ impl Client {
         if low {
             self.request_surbs(now, tag);
         }
-        Some(ClientMessage::Forward { first_hop, packet })
+        Some((first_hop, packet))
     }
 
-    fn drop_cover(&mut self, now: Instant) -> Option<ClientMessage> {
+    fn drop_cover(&mut self, now: Instant) -> Option<(NodeAddress, Packet)> {
         let gateways: Vec<NodeId> = self.topology.gateways().map(|g| g.id).collect();
         let gateway =
             *gateways.get((self.rng.next_u64() % gateways.len().max(1) as u64) as usize)?;
@@ -716,13 +743,10 @@ impl Client {
             )
             .ok()?;
         self.stats.drop_cover += 1;
-        Some(ClientMessage::Forward {
-            first_hop: route[0].address,
-            packet,
-        })
+        Some((route[0].address, packet))
     }
 
-    fn loop_packet(&mut self, now: Instant) -> Option<ClientMessage> {
+    fn loop_packet(&mut self, now: Instant) -> Option<(NodeAddress, Packet)> {
         let id = self.random16();
         let mut piece = vec![0u8; FORWARD_PIECE];
         self.rng.fill_bytes(&mut piece);
@@ -746,10 +770,7 @@ impl Client {
             .retain(|_, sent| now.saturating_duration_since(*sent) < REMEMBER);
         self.loops.insert(id, now);
         self.stats.loops += 1;
-        Some(ClientMessage::Forward {
-            first_hop: route[0].address,
-            packet,
-        })
+        Some((route[0].address, packet))
     }
 
     /// How long the ack of a packet with these delays may take.

@@ -43,12 +43,35 @@ pub struct TrafficConfig {
     /// Mean time between loop-cover packets (Nym: 200 ms).
     #[serde(with = "humantime_serde")]
     pub mean_loop_interval: Duration,
+    /// Time between the frames the gateway sends this client (each 2,464 bytes, with what
+    /// waits for the client or padding). It caps how fast the client receives (a frame
+    /// carries about one packet's payload), and costs bandwidth when idle.
+    #[serde(with = "humantime_serde")]
+    pub receive_interval: Duration,
+    /// `constant` (a frame every `receive_interval`, exactly) or `poisson` (a Poisson stream
+    /// of that mean). Either way the gateway's frames never depend on what arrives.
+    pub receive_schedule: ReceiveSchedule,
+    /// The gateway pushes each delivery at once, unpadded, and the client confirms each at
+    /// once: an observer of the link sees when and how much the client receives (and Nym's
+    /// behaviour). For tests and measurements only.
+    pub insecure_push_deliveries: bool,
     /// Sends no cover at all: no drop cover in empty slots and no loops. An observer of the
     /// link then sees exactly when the application sends. For tests and measurements only.
     pub insecure_no_cover: bool,
     /// Mix nodes hold no packet of this client: packets cross the network as fast as it goes,
     /// and timing analysis links sender and recipient. For tests and measurements only.
     pub insecure_zero_delays: bool,
+}
+
+/// When the gateway sends a client its frames.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReceiveSchedule {
+    /// A frame every interval, exactly.
+    #[default]
+    Constant,
+    /// A Poisson stream of frames of that mean interval.
+    Poisson,
 }
 
 /// Named settings of [`TrafficConfig`].
@@ -79,6 +102,10 @@ impl TrafficPreset {
             mean_ack_delay: hop,
             mean_send_interval: send,
             mean_loop_interval: r#loop,
+            // the gateway sends as often as the client does
+            receive_interval: send,
+            receive_schedule: ReceiveSchedule::Constant,
+            insecure_push_deliveries: false,
             insecure_no_cover: false,
             insecure_zero_delays: false,
         }
@@ -178,6 +205,14 @@ impl ClientConfig {
     /// Checks that the settings can work.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let t = &self.traffic;
+        if t.receive_interval < Duration::from_micros(100)
+            || t.receive_interval > Duration::from_secs(10)
+        {
+            return Err(ConfigError::new(
+                "traffic.receive_interval",
+                "must be between 100µs and 10s (the default is the preset's send interval, 20ms)",
+            ));
+        }
         if t.mean_send_interval.is_zero() || t.mean_loop_interval.is_zero() {
             return Err(ConfigError::new(
                 "traffic.mean_send_interval",

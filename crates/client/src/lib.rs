@@ -12,9 +12,10 @@ mod seal;
 pub mod socks;
 pub mod stream;
 
-pub use client::{Client, ClientStats, Event, MessageId};
+pub use client::{Client, ClientStats, Event, MessageId, Transmit};
 pub use config::{
-    AckConfig, ClientConfig, MessageConfig, SurbConfig, TrafficConfig, TrafficPreset,
+    AckConfig, ClientConfig, MessageConfig, ReceiveSchedule, SurbConfig, TrafficConfig,
+    TrafficPreset,
 };
 pub use err::{ClientError, ConfigError, SendError};
 pub use exit_policy::{ExitPolicy, ExitPolicyConfig};

@@ -12,7 +12,7 @@ use rand_core::SeedableRng;
 use umbra_client::{Client, ClientConfig, ClientKeys, Event, MessageId};
 use umbra_sphinx::{NodeAddress, Packet, PacketSize, PrivateKey, Processed};
 use umbra_topology::{Layer, NodeDescriptor, NodeId, NoiseKey, Role, Topology};
-use umbra_wire::gateway::{ClientMessage, Delivery, DeliveryKind};
+use umbra_wire::gateway::{Delivery, DeliveryKind};
 use umbra_wire::{ClientAddress, SurbAck};
 
 /// The nodes, their keys, and what the harness does with packets.
@@ -183,14 +183,19 @@ impl Net {
 fn run(net: &mut Net, clients: &mut [&mut Client], until: Instant) -> Vec<Vec<Event>> {
     let mut events: Vec<Vec<Event>> = clients.iter().map(|_| Vec::new()).collect();
     loop {
-        let now = clients.iter().map(|c| c.next_wakeup()).min().unwrap();
+        let now = clients
+            .iter()
+            .map(|c| c.poll_timeout().unwrap())
+            .min()
+            .unwrap();
         if now > until {
             return events;
         }
         let mut deliveries = Vec::new();
         for client in clients.iter_mut() {
-            while let Some(message) = client.poll_transmit(now) {
-                if let ClientMessage::Forward { first_hop, packet } = message {
+            client.handle_timeout(now);
+            while let Some(transmit) = client.poll_transmit(now) {
+                if let Some((first_hop, packet)) = transmit.packet {
                     deliveries.extend(net.carry(first_hop, packet));
                 }
             }
@@ -226,12 +231,12 @@ fn the_streams_keep_their_rates_whether_or_not_the_application_sends() {
     let mut sizes = std::collections::HashSet::new();
     for client in [&mut idle, &mut busy] {
         loop {
-            let now = client.next_wakeup();
+            let now = client.poll_timeout().unwrap();
             if now > t0 + span {
                 break;
             }
-            while let Some(message) = client.poll_transmit(now) {
-                if let ClientMessage::Forward { packet, .. } = message {
+            while let Some(transmit) = client.poll_transmit(now) {
+                if let Some((_, packet)) = transmit.packet {
                     sizes.insert(packet.as_bytes().len());
                 }
             }
@@ -465,9 +470,9 @@ fn large_messages_arrive_whole_in_whatever_order_fragments_come() {
     let mut held = Vec::new();
     let mut now = t0;
     while held.len() < 63 {
-        now = alice.next_wakeup();
+        now = alice.poll_timeout().unwrap();
         while let Some(transmit) = alice.poll_transmit(now) {
-            if let ClientMessage::Forward { first_hop, packet } = transmit {
+            if let Some((first_hop, packet)) = transmit.packet {
                 for (to, delivery) in net.carry(first_hop, packet) {
                     if to == address(&bob).identity && delivery.kind == DeliveryKind::Data {
                         held.push(delivery);
@@ -564,5 +569,47 @@ fn replies_through_surbs_reach_the_anonymous_sender_and_top_up() {
     assert!(
         bob.reply(now, umbra_client::SenderTag([0; 16]), b"x".to_vec())
             .is_err()
+    );
+}
+
+#[test]
+fn a_disconnected_client_wakes_only_for_its_timers() {
+    // issue 13.1: a client whose gateway was down woke at once, again and again (its streams'
+    // slots stayed due while nothing took them), spinning a core
+    let net = Net::new();
+    let t0 = Instant::now();
+    let mut alice = net.client(1, 0, ClientConfig::default(), t0);
+    let bob = net.client(2, 0, ClientConfig::default(), t0);
+    alice.send(t0, &address(&bob), vec![1; 5000], 0).unwrap();
+    alice.handle_disconnected();
+    let mut wakeups = 0;
+    let mut now = t0;
+    while now < t0 + Duration::from_secs(60) {
+        let next = alice.poll_timeout().unwrap();
+        assert!(next > now || wakeups == 0, "woken again at once at {now:?}");
+        now = next;
+        wakeups += 1;
+        alice.handle_timeout(now);
+        assert!(
+            alice.poll_transmit(now).is_none(),
+            "a slot while disconnected"
+        );
+    }
+    // its timers: pruning every 10 s, nothing else due in a minute (give-up is 30 min away)
+    assert!(wakeups <= 8, "{wakeups} wake-ups in a minute");
+    // back online, the streams start again from then, not in a burst of missed slots
+    alice.handle_connected(now);
+    let mut slots = 0;
+    let end = now + Duration::from_secs(1);
+    while now < end {
+        now = alice.poll_timeout().unwrap();
+        while alice.poll_transmit(now).is_some() {
+            slots += 1;
+        }
+    }
+    // about 55 in a second (Poisson, means 20 ms and 200 ms): sd 7.4; 100 is 6 sd out
+    assert!(
+        (1..100).contains(&slots),
+        "{slots} slots in the first second"
     );
 }

@@ -1,28 +1,41 @@
 //! The gateway core: sessions, bandwidth, the final hop, delivery, storage decisions, acks.
 //!
 //! Sans-IO: the shell feeds it what happens (a client connects, sends, confirms; a packet
-//! ends here; a write to storage finished) and carries out the [`Action`]s it is polled for.
+//! ends here; a write to storage finished; time passes) and carries out the [`Action`]s it is
+//! polled for, waking it at [`GatewayCore::poll_timeout`].
+//!
+//! Each session's downlink keeps the schedule its client chose at the start (see
+//! [`umbra_wire::gateway`]): on a shaped session a frame of one size goes out at every tick of
+//! the schedule whether or not anything waits, so what a client receives never shows on its
+//! link. Deliveries wait in the session's queue for their frames; beyond the session's window
+//! they are stored, as for a client that is away, and read back in their turn.
 //!
 //! A delivery's acknowledgement (its SURB-ACK, sent back through the mixnet to the sender) goes
 //! out only once the delivery is safe: confirmed by the connected client, or written to
 //! storage for one that is away. Until then nothing is lost if the gateway dies: the sender,
 //! never acknowledged, sends again.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+use rand_distr::{Distribution, Exp};
 use serde::{Deserialize, Serialize};
 use umbra_hop::{Final, Outcome, Unwrapped};
 use umbra_sphinx::{NodeAddress, Packet, PacketSize};
 use umbra_wire::SurbAck;
-use umbra_wire::gateway::{ClientMessage, Delivery, DeliveryKind, GatewayMessage, Refusal};
+use umbra_wire::gateway::{
+    ClientFrame, Delivery, DeliveryKind, DownlinkWriter, Hello, Record, Refusal, Schedule,
+};
 
 /// A client, by its identity key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ClientId(pub [u8; 32]);
 
 /// Which connection of a client: a new one replaces the old.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SessionId(pub u64);
 
 /// How a gateway treats its clients.
@@ -38,9 +51,16 @@ pub struct GatewayConfig {
     /// How long a stored delivery is kept (default 24 h).
     #[serde(with = "humantime_serde")]
     pub inbox_expiry: Duration,
-    /// Deliveries sent to a connected client and not yet confirmed, at most; beyond this,
-    /// new ones are stored instead.
+    /// Deliveries waiting for a connected client's frames or sent and not yet confirmed, at
+    /// most; beyond this, new ones are stored instead and read back in their turn.
     pub max_unconfirmed: usize,
+    /// The shortest time between a session's frames a client may ask for; a faster schedule
+    /// is slowed to this.
+    #[serde(with = "humantime_serde")]
+    pub min_frame_interval: Duration,
+    /// The longest time between a session's frames: a slower schedule is sped up to this.
+    #[serde(with = "humantime_serde")]
+    pub max_frame_interval: Duration,
 }
 
 impl Default for GatewayConfig {
@@ -50,7 +70,9 @@ impl Default for GatewayConfig {
             inbox_max_messages: 100_000,
             inbox_max_bytes: 256 << 20,
             inbox_expiry: Duration::from_secs(24 * 3600),
-            max_unconfirmed: 4096,
+            max_unconfirmed: 1024,
+            min_frame_interval: Duration::from_millis(1),
+            max_frame_interval: Duration::from_secs(10),
         }
     }
 }
@@ -58,14 +80,15 @@ impl Default for GatewayConfig {
 /// What the shell must do.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Action {
-    /// Send a message to a client's session.
+    /// Send a frame to a client's session, now and on its own (one WebSocket message, one
+    /// write: frames are never gathered into larger writes).
     ToClient {
         /// The client.
         client: ClientId,
         /// Its session.
         session: SessionId,
-        /// The message.
-        message: GatewayMessage,
+        /// The frame's plaintext.
+        frame: Vec<u8>,
     },
     /// Send a packet into the mixnet.
     Forward {
@@ -123,8 +146,12 @@ pub struct Counters {
     pub forwarded: u64,
     /// Client packets refused, by reason.
     pub refused: BTreeMap<&'static str, u64>,
-    /// Deliveries handed to connected clients.
+    /// Deliveries queued for connected clients.
     pub pushed: u64,
+    /// Frames sent to clients.
+    pub frames: u64,
+    /// Of those, frames that carried nothing (padding on a shaped session's schedule).
+    pub idle_frames: u64,
     /// Deliveries written to storage.
     pub stored: u64,
     /// Deliveries confirmed by clients.
@@ -147,6 +174,12 @@ pub struct Counters {
 /// client in the order it arrived.
 struct Session {
     id: SessionId,
+    /// When its frames go out.
+    schedule: Schedule,
+    /// Its records, cut into frames.
+    writer: DownlinkWriter,
+    /// Refusals not yet told, by reason: how many, and the last one's words.
+    refusals: BTreeMap<Refusal, (u32, String)>,
     /// The highest stored id read so far.
     read_up_to: Option<u64>,
     /// Stored deliveries may remain past `read_up_to`.
@@ -155,8 +188,21 @@ struct Session {
     loading: bool,
     /// Something was stored while a read was under way (the read may have missed it).
     stored_meanwhile: bool,
-    /// Deliveries sent and not yet confirmed.
+    /// Deliveries queued or sent, and not yet confirmed.
     unconfirmed: BTreeMap<u64, Held>,
+}
+
+impl Session {
+    /// Moves the refusals not yet told into the queue, one record per reason.
+    fn tell_refusals(&mut self) {
+        for (reason, (count, detail)) in std::mem::take(&mut self.refusals) {
+            self.writer.push(&Record::Refused {
+                reason,
+                count,
+                detail,
+            });
+        }
+    }
 }
 
 /// A delivery sent to a client, until it confirms it.
@@ -184,6 +230,9 @@ pub struct GatewayCore {
     storing: HashMap<(ClientId, u64), Option<SurbAck>>,
     next_delivery: u64,
     next_session: u64,
+    /// When each shaped session's next frame is due (entries of ended sessions are skipped).
+    frames_due: BinaryHeap<Reverse<(Instant, ClientId, SessionId)>>,
+    rng: ChaCha20Rng,
     actions: VecDeque<Action>,
     counters: Counters,
 }
@@ -191,12 +240,13 @@ pub struct GatewayCore {
 impl GatewayCore {
     /// A gateway forwarding client packets to `first_layer`. `registered` are the clients it
     /// knows, with the count and bytes of what is stored for each; `next_delivery` is above
-    /// every stored delivery's id.
+    /// every stored delivery's id; `seed` seeds the Poisson schedules.
     pub fn new(
         config: GatewayConfig,
         first_layer: impl IntoIterator<Item = NodeAddress>,
         registered: impl IntoIterator<Item = (ClientId, u64, u64)>,
         next_delivery: u64,
+        seed: [u8; 32],
     ) -> Self {
         let mut inbox = HashMap::new();
         let mut known = HashSet::new();
@@ -214,6 +264,8 @@ impl GatewayCore {
             storing: HashMap::new(),
             next_delivery,
             next_session: 0,
+            frames_due: BinaryHeap::new(),
+            rng: ChaCha20Rng::from_seed(seed),
             actions: VecDeque::new(),
             counters: Counters::default(),
         }
@@ -224,9 +276,10 @@ impl GatewayCore {
         self.first_layer = first_layer.into_iter().collect();
     }
 
-    /// A client authenticated a new connection; it replaces any older one at once. The
-    /// client is welcomed, and its stored deliveries follow, oldest first.
-    pub fn client_connected(&mut self, now: Instant, client: ClientId) -> SessionId {
+    /// A client authenticated a new connection and said how it wants to receive; it replaces
+    /// any older one at once. The client is welcomed (with the schedule granted: the one it
+    /// asked for, within the gateway's bounds), and its stored deliveries follow, oldest first.
+    pub fn client_connected(&mut self, now: Instant, client: ClientId, hello: Hello) -> SessionId {
         self.next_session += 1;
         let id = SessionId(self.next_session);
         if let Some(old) = self.sessions.remove(&client) {
@@ -243,18 +296,23 @@ impl GatewayCore {
         }
         let allowance = self.remaining(now, client);
         let waiting = self.inbox.get(&client).map_or(0, |(count, _)| *count);
-        self.actions.push_back(Action::ToClient {
-            client,
-            session: id,
-            message: GatewayMessage::Welcome {
-                allowance,
-                waiting: u32::try_from(waiting).unwrap_or(u32::MAX),
-            },
+        let schedule = self.grant(hello.schedule);
+        let mut writer = DownlinkWriter::new(schedule);
+        writer.push(&Record::Welcome {
+            allowance,
+            waiting: u32::try_from(waiting).unwrap_or(u32::MAX),
+            schedule,
         });
+        if schedule.is_shaped() {
+            self.frames_due.push(Reverse((now, client, id)));
+        }
         self.sessions.insert(
             client,
             Session {
                 id,
+                schedule,
+                writer,
+                refusals: BTreeMap::new(),
                 read_up_to: None,
                 draining: waiting > 0,
                 loading: false,
@@ -262,8 +320,26 @@ impl GatewayCore {
                 unconfirmed: BTreeMap::new(),
             },
         );
+        self.flush_push(client);
         self.refill(client);
         id
+    }
+
+    /// The schedule a session gets: the one asked for, within the configured bounds.
+    fn grant(&self, asked: Schedule) -> Schedule {
+        let bound = |interval: Duration| {
+            interval.clamp(
+                self.config.min_frame_interval,
+                self.config.max_frame_interval,
+            )
+        };
+        match asked {
+            Schedule::Constant { interval } => Schedule::Constant {
+                interval: bound(interval),
+            },
+            Schedule::Poisson { mean } => Schedule::Poisson { mean: bound(mean) },
+            Schedule::InsecurePush => Schedule::InsecurePush,
+        }
     }
 
     /// A session ended; what it had not confirmed is stored.
@@ -337,45 +413,109 @@ impl GatewayCore {
             }
         }
         for delivery in sent {
-            self.send_delivery(client, session, delivery);
+            self.send_delivery(client, delivery);
         }
         self.refill(client);
     }
 
-    /// A message from a client's session.
+    /// A frame from a client's session (after its first, the [`Hello`] given to
+    /// [`GatewayCore::client_connected`]).
     pub fn handle_client(
         &mut self,
         now: Instant,
         client: ClientId,
         session: SessionId,
-        message: ClientMessage,
+        frame: ClientFrame,
     ) {
-        if !self.sessions.get(&client).is_some_and(|s| s.id == session) {
+        let Some(current) = self.sessions.get_mut(&client).filter(|s| s.id == session) else {
             return;
+        };
+        if let Some(seq) = frame.received {
+            let ids = current.writer.confirm(seq);
+            self.confirmed(client, &ids);
         }
-        match message {
-            ClientMessage::Forward { first_hop, packet } => {
-                self.forward(now, client, session, first_hop, packet)
-            }
-            ClientMessage::Received { ids } => self.confirmed(client, &ids),
+        if let Some((first_hop, packet)) = frame.forward {
+            self.forward(now, client, first_hop, packet);
         }
     }
 
-    fn forward(
-        &mut self,
-        now: Instant,
-        client: ClientId,
-        session: SessionId,
-        first_hop: NodeAddress,
-        packet: Packet,
-    ) {
+    /// Sends the frames that are due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(&Reverse((due, client, id))) = self.frames_due.peek() {
+            if due > now {
+                break;
+            }
+            self.frames_due.pop();
+            let Some(session) = self.sessions.get_mut(&client).filter(|s| s.id == id) else {
+                continue;
+            };
+            session.tell_refusals();
+            let idle = session.writer.is_idle();
+            let Some(frame) = session.writer.next_frame() else {
+                continue;
+            };
+            let schedule = session.schedule;
+            self.counters.frames += 1;
+            self.counters.idle_frames += u64::from(idle);
+            self.actions.push_back(Action::ToClient {
+                client,
+                session: id,
+                frame,
+            });
+            // on the schedule's own grid, so a late tick does not shift the ones after it;
+            // a session far behind (the process stalled) starts again from now, not in a burst
+            let base = if now.saturating_duration_since(due) > Duration::from_secs(1) {
+                now
+            } else {
+                due
+            };
+            let gap = match schedule {
+                Schedule::Constant { interval } => interval,
+                Schedule::Poisson { mean } => Exp::new(1.0 / mean.as_secs_f64().max(1e-9))
+                    .map_or(mean, |exp| {
+                        Duration::from_secs_f64(exp.sample(&mut self.rng))
+                    }),
+                Schedule::InsecurePush => continue,
+            };
+            self.frames_due.push(Reverse((base + gap, client, id)));
+        }
+    }
+
+    /// When the core next has something to do on its own (a session's frame).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.frames_due.peek().map(|Reverse((due, _, _))| *due)
+    }
+
+    /// Sends what waits for a push session at once, a record per frame.
+    fn flush_push(&mut self, client: ClientId) {
+        let Some(session) = self
+            .sessions
+            .get_mut(&client)
+            .filter(|s| !s.schedule.is_shaped())
+        else {
+            return;
+        };
+        session.tell_refusals();
+        let id = session.id;
+        while let Some(frame) = session.writer.next_frame() {
+            self.counters.frames += 1;
+            self.actions.push_back(Action::ToClient {
+                client,
+                session: id,
+                frame,
+            });
+        }
+    }
+
+    fn forward(&mut self, now: Instant, client: ClientId, first_hop: NodeAddress, packet: Packet) {
         let refuse = |core: &mut Self, reason: Refusal, name: &'static str, detail: String| {
             *core.counters.refused.entry(name).or_default() += 1;
-            core.actions.push_back(Action::ToClient {
-                client,
-                session,
-                message: GatewayMessage::Refused { reason, detail },
-            });
+            if let Some(session) = core.sessions.get_mut(&client) {
+                let told = session.refusals.entry(reason).or_insert((0, String::new()));
+                told.0 = told.0.saturating_add(1);
+                told.1 = detail;
+            }
+            core.flush_push(client);
         };
         if !self.first_layer.contains(&first_hop) {
             let detail =
@@ -517,11 +657,10 @@ impl GatewayCore {
         let max_unconfirmed = self.config.max_unconfirmed;
         match self.sessions.get_mut(&client) {
             Some(session) if !session.draining && session.unconfirmed.len() < max_unconfirmed => {
-                let id = session.id;
                 session
                     .unconfirmed
                     .insert(delivery.id, Held::Live(delivery.clone(), ack));
-                self.send_delivery(client, id, delivery);
+                self.send_delivery(client, delivery);
             }
             // behind stored ones, or beyond the window: stored, and read in its turn
             Some(session) => {
@@ -534,13 +673,13 @@ impl GatewayCore {
         }
     }
 
-    fn send_delivery(&mut self, client: ClientId, session: SessionId, delivery: Delivery) {
-        self.counters.pushed += 1;
-        self.actions.push_back(Action::ToClient {
-            client,
-            session,
-            message: GatewayMessage::Deliver(delivery),
-        });
+    /// Queues a delivery for a connected client's frames.
+    fn send_delivery(&mut self, client: ClientId, delivery: Delivery) {
+        if let Some(session) = self.sessions.get_mut(&client) {
+            self.counters.pushed += 1;
+            session.writer.push(&Record::Deliver(delivery));
+            self.flush_push(client);
+        }
     }
 
     fn store(&mut self, client: ClientId, delivery: Delivery, ack: Option<SurbAck>) {

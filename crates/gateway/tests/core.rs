@@ -6,14 +6,16 @@ use std::time::{Duration, Instant};
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
-use umbra_gateway::{Action, ClientId, GatewayConfig, GatewayCore};
+use umbra_gateway::{Action, ClientId, GatewayConfig, GatewayCore, SessionId};
 use umbra_hop::Final;
 use umbra_sphinx::{
     Delay, Destination, DestinationAddress, Hop, NodeAddress, Packet, PacketBuilder, PacketSize,
     PrivateKey, Processed, SurbId,
 };
 use umbra_wire::SurbAck;
-use umbra_wire::gateway::{ClientMessage, DeliveryKind, GatewayMessage, Refusal};
+use umbra_wire::gateway::{
+    ClientFrame, DeliveryKind, DownlinkReader, FRAME_LEN, Hello, Record, Refusal, Schedule, VERSION,
+};
 
 const LAYER1: NodeAddress = NodeAddress::new([1; 32]);
 const ALICE: ClientId = ClientId([0xa1; 32]);
@@ -51,10 +53,14 @@ fn surb_ack(mark: u8) -> SurbAck {
 }
 
 fn data(to: ClientId, mark: u8) -> Final {
+    data_of(to, mark, 100)
+}
+
+fn data_of(to: ClientId, mark: u8, len: usize) -> Final {
     final_packet(
         to.0,
         PacketSize::Regular,
-        &surb_ack(mark).prefix(&[mark; 100]),
+        &surb_ack(mark).prefix(&vec![mark; len]),
     )
 }
 
@@ -75,7 +81,85 @@ fn acks_sent(actions: &[Action]) -> Vec<u8> {
 }
 
 fn gateway(config: GatewayConfig) -> GatewayCore {
-    GatewayCore::new(config, [LAYER1], [(ALICE, 0, 0)], 1)
+    GatewayCore::new(config, [LAYER1], [(ALICE, 0, 0)], 1, [7; 32])
+}
+
+fn hello(schedule: Schedule) -> Hello {
+    Hello {
+        version: VERSION,
+        schedule,
+    }
+}
+
+/// A push session: each record comes at once, in a frame of its own.
+const PUSH: Schedule = Schedule::InsecurePush;
+const EVERY_20MS: Schedule = Schedule::Constant {
+    interval: Duration::from_millis(20),
+};
+
+/// Alice's end of her sessions: the frames she read, back into records.
+#[derive(Default)]
+struct Alice {
+    reader: DownlinkReader,
+    /// Records read, with the frame that completed each.
+    records: Vec<(u64, Record)>,
+}
+
+impl Alice {
+    /// A new session's reader.
+    fn reconnected(&mut self) {
+        self.reader = DownlinkReader::new();
+    }
+
+    /// Reads the frames among `actions` (of `session`, or any), keeping the records.
+    fn read(&mut self, actions: &[Action], session: Option<SessionId>) -> Vec<Record> {
+        let mut read = Vec::new();
+        for action in actions {
+            if let Action::ToClient {
+                session: s, frame, ..
+            } = action
+                && session.is_none_or(|wanted| wanted == *s)
+            {
+                let seq = u64::from_be_bytes(frame[..8].try_into().unwrap());
+                for record in self.reader.read(frame).unwrap() {
+                    self.records.push((seq, record.clone()));
+                    read.push(record);
+                }
+            }
+        }
+        read
+    }
+
+    /// The frame up to which she confirms.
+    fn last_seq(&self) -> u64 {
+        self.reader.last_seq().unwrap()
+    }
+}
+
+fn confirm(core: &mut GatewayCore, now: Instant, session: SessionId, seq: u64) {
+    core.handle_client(
+        now,
+        ALICE,
+        session,
+        ClientFrame {
+            received: Some(seq),
+            ..ClientFrame::default()
+        },
+    );
+}
+
+fn deliveries(records: &[Record]) -> Vec<umbra_wire::gateway::Delivery> {
+    records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Deliver(d) => Some(d.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn marks(records: &[Record]) -> Vec<u8> {
+    deliveries(records).iter().map(|d| d.payload[0]).collect()
 }
 
 #[test]
@@ -85,20 +169,21 @@ fn client_packets_are_forwarded_or_refused_with_the_reason() {
         daily_allowance: Some(5000),
         ..GatewayConfig::default()
     });
-    let session = core.client_connected(now, ALICE);
+    let session = core.client_connected(now, ALICE, hello(PUSH));
+    let mut alice = Alice::default();
     let packet = Packet::from_bytes(vec![0; 2413]).unwrap();
     let send = |core: &mut GatewayCore, first_hop| {
         core.handle_client(
             now,
             ALICE,
             session,
-            ClientMessage::Forward {
-                first_hop,
-                packet: packet.clone(),
+            ClientFrame {
+                forward: Some((first_hop, packet.clone())),
+                ..ClientFrame::default()
             },
         )
     };
-    let _ = actions(&mut core);
+    alice.read(&actions(&mut core), None);
     send(&mut core, LAYER1);
     send(&mut core, LAYER1);
     assert!(matches!(
@@ -107,15 +192,12 @@ fn client_packets_are_forwarded_or_refused_with_the_reason() {
     ));
     // 2 × 2413 sent; a third would pass 5000
     send(&mut core, LAYER1);
-    match &actions(&mut core)[..] {
+    match &alice.read(&actions(&mut core), None)[..] {
         [
-            Action::ToClient {
-                message:
-                    GatewayMessage::Refused {
-                        reason: Refusal::AllowanceExhausted,
-                        detail,
-                    },
-                ..
+            Record::Refused {
+                reason: Refusal::AllowanceExhausted,
+                count: 1,
+                detail,
             },
         ] => {
             assert!(
@@ -128,12 +210,9 @@ fn client_packets_are_forwarded_or_refused_with_the_reason() {
     }
     send(&mut core, NodeAddress::new([7; 32]));
     assert!(matches!(
-        &actions(&mut core)[..],
-        [Action::ToClient {
-            message: GatewayMessage::Refused {
-                reason: Refusal::NotFirstLayer,
-                ..
-            },
+        &alice.read(&actions(&mut core), None)[..],
+        [Record::Refused {
+            reason: Refusal::NotFirstLayer,
             ..
         }]
     ));
@@ -142,20 +221,60 @@ fn client_packets_are_forwarded_or_refused_with_the_reason() {
         now + Duration::from_secs(86_400),
         ALICE,
         session,
-        ClientMessage::Forward {
-            first_hop: LAYER1,
-            packet,
+        ClientFrame {
+            forward: Some((LAYER1, packet)),
+            ..ClientFrame::default()
         },
     );
     assert!(matches!(&actions(&mut core)[..], [Action::Forward { .. }]));
 }
 
 #[test]
+fn refusals_on_a_shaped_session_are_counted_into_one_record() {
+    let now = Instant::now();
+    let mut core = gateway(GatewayConfig::default());
+    let session = core.client_connected(now, ALICE, hello(EVERY_20MS));
+    let mut alice = Alice::default();
+    core.handle_timeout(now);
+    alice.read(&actions(&mut core), None);
+    // a client whose topology is stale sends 500 packets to a node that is not first-layer
+    for _ in 0..500 {
+        core.handle_client(
+            now,
+            ALICE,
+            session,
+            ClientFrame {
+                forward: Some((
+                    NodeAddress::new([7; 32]),
+                    Packet::from_bytes(vec![0; 2413]).unwrap(),
+                )),
+                ..ClientFrame::default()
+            },
+        );
+    }
+    assert!(actions(&mut core).is_empty(), "told outside the schedule");
+    core.handle_timeout(now + Duration::from_millis(20));
+    let told = alice.read(&actions(&mut core), None);
+    assert!(
+        matches!(
+            &told[..],
+            [Record::Refused {
+                reason: Refusal::NotFirstLayer,
+                count: 500,
+                ..
+            }]
+        ),
+        "{told:?}"
+    );
+}
+
+#[test]
 fn the_final_hop_sorts_data_replies_acks_and_cover() {
     let now = Instant::now();
     let mut core = gateway(GatewayConfig::default());
-    core.client_connected(now, ALICE);
-    let _ = actions(&mut core);
+    core.client_connected(now, ALICE, hello(PUSH));
+    let mut alice = Alice::default();
+    alice.read(&actions(&mut core), None);
 
     // drop cover: dropped, its ack sent
     core.final_hop(data(ClientId([0; 32]), 5));
@@ -172,15 +291,9 @@ fn the_final_hop_sorts_data_replies_acks_and_cover() {
     garbled[0] ^= 1;
     sealed.payload = umbra_sphinx::Payload::from_bytes(&garbled).unwrap();
     core.final_hop(sealed);
-    let delivered: Vec<DeliveryKind> = actions(&mut core)
+    let delivered: Vec<DeliveryKind> = deliveries(&alice.read(&actions(&mut core), None))
         .into_iter()
-        .map(|a| match a {
-            Action::ToClient {
-                message: GatewayMessage::Deliver(d),
-                ..
-            } => d.kind,
-            other => panic!("{other:?}"),
-        })
+        .map(|d| d.kind)
         .collect();
     assert_eq!(
         delivered,
@@ -209,21 +322,23 @@ fn acks_wait_for_confirmation_or_storage() {
     assert_eq!(acks_sent(&actions(&mut core)), vec![1]);
 
     // she comes back: welcomed with the count waiting, then the stored delivery is read
-    let session = core.client_connected(now, ALICE);
+    let session = core.client_connected(now, ALICE, hello(PUSH));
+    let mut alice = Alice::default();
     let welcome = actions(&mut core);
     assert!(
         matches!(
             &welcome[..],
             [
-                Action::ToClient {
-                    message: GatewayMessage::Welcome { waiting: 1, .. },
-                    ..
-                },
+                Action::ToClient { .. },
                 Action::LoadInbox { after: None, .. }
             ]
         ),
         "{welcome:?}"
     );
+    assert!(matches!(
+        &alice.read(&welcome, None)[..],
+        [Record::Welcome { waiting: 1, .. }]
+    ));
     // a live delivery arriving while the inbox is read queues behind it, in storage
     core.final_hop(data(ALICE, 2));
     let queued = actions(&mut core);
@@ -241,7 +356,7 @@ fn acks_wait_for_confirmation_or_storage() {
     core.inbox_loaded(ALICE, session, vec![delivery.clone()], false);
     let mut order = Vec::new();
     let loaded = actions(&mut core);
-    delivered_marks(&loaded, &mut order);
+    order.extend(marks(&alice.read(&loaded, None)));
     // the read may have missed what was stored meanwhile: read on
     assert!(
         loaded
@@ -251,19 +366,12 @@ fn acks_wait_for_confirmation_or_storage() {
     );
     core.inbox_loaded(ALICE, session, vec![second.clone()], false);
     let loaded = actions(&mut core);
-    delivered_marks(&loaded, &mut order);
+    order.extend(marks(&alice.read(&loaded, None)));
     assert!(!loaded.iter().any(|a| matches!(a, Action::LoadInbox { .. })));
     assert_eq!(order, vec![1, 2]);
 
     // she confirms both: both are deleted
-    core.handle_client(
-        now,
-        ALICE,
-        session,
-        ClientMessage::Received {
-            ids: vec![first, second.id],
-        },
-    );
+    confirm(&mut core, now, session, alice.last_seq());
     let confirmed = actions(&mut core);
     assert!(acks_sent(&confirmed).is_empty());
     assert!(
@@ -274,28 +382,11 @@ fn acks_wait_for_confirmation_or_storage() {
     // and now live deliveries go straight to her, acked once she confirms
     core.final_hop(data(ALICE, 3));
     let live = actions(&mut core);
-    delivered_marks(&live, &mut order);
+    order.extend(marks(&alice.read(&live, None)));
     assert_eq!(order, vec![1, 2, 3]);
     assert!(acks_sent(&live).is_empty(), "acked before she confirmed");
-    core.handle_client(
-        now,
-        ALICE,
-        session,
-        ClientMessage::Received {
-            ids: vec![second.id + 1],
-        },
-    );
+    confirm(&mut core, now, session, alice.last_seq());
     assert_eq!(acks_sent(&actions(&mut core)), vec![3]);
-}
-
-fn delivered_marks(actions: &[Action], marks: &mut Vec<u8>) {
-    marks.extend(actions.iter().filter_map(|a| match a {
-        Action::ToClient {
-            message: GatewayMessage::Deliver(d),
-            ..
-        } => Some(d.payload[0]),
-        _ => None,
-    }));
 }
 
 #[test]
@@ -316,26 +407,18 @@ fn a_large_inbox_is_read_a_window_at_a_time() {
         }
     }
     assert_eq!(stored.len(), 10);
-    let session = core.client_connected(now, ALICE);
+    let session = core.client_connected(now, ALICE, hello(PUSH));
+    let mut alice = Alice::default();
     let mut order = Vec::new();
     let mut reads = 0;
     let mut pending = actions(&mut core);
     loop {
-        delivered_marks(&pending, &mut order);
+        let sent = deliveries(&alice.read(&pending, None));
+        order.extend(sent.iter().map(|d| d.payload[0]));
         let read = pending.iter().find_map(|a| match a {
             Action::LoadInbox { after, limit, .. } => Some((*after, *limit)),
             _ => None,
         });
-        let sent: Vec<u64> = pending
-            .iter()
-            .filter_map(|a| match a {
-                Action::ToClient {
-                    message: GatewayMessage::Deliver(d),
-                    ..
-                } => Some(d.id),
-                _ => None,
-            })
-            .collect();
         if let Some((after, limit)) = read {
             assert!(limit <= 4, "a read of {limit} overflows the window");
             reads += 1;
@@ -357,15 +440,8 @@ fn a_large_inbox_is_read_a_window_at_a_time() {
         if sent.is_empty() {
             break;
         }
-        // she confirms what she got, one at a time
-        for id in sent {
-            core.handle_client(
-                now,
-                ALICE,
-                session,
-                ClientMessage::Received { ids: vec![id] },
-            );
-        }
+        // she confirms what she got
+        confirm(&mut core, now, session, alice.last_seq());
         pending = actions(&mut core);
     }
     assert_eq!(order, (1..=10).collect::<Vec<u8>>());
@@ -376,11 +452,13 @@ fn a_large_inbox_is_read_a_window_at_a_time() {
 fn a_new_connection_replaces_the_old_and_nothing_unconfirmed_is_lost() {
     let now = Instant::now();
     let mut core = gateway(GatewayConfig::default());
-    let old = core.client_connected(now, ALICE);
+    let old = core.client_connected(now, ALICE, hello(PUSH));
     core.final_hop(data(ALICE, 3));
-    let _ = actions(&mut core);
+    let mut alice = Alice::default();
+    alice.read(&actions(&mut core), None);
     // alice's process dies without confirming, and she reconnects at once
-    let new = core.client_connected(now, ALICE);
+    let new = core.client_connected(now, ALICE, hello(EVERY_20MS));
+    alice.reconnected();
     let replaced = actions(&mut core);
     assert!(
         replaced
@@ -396,17 +474,16 @@ fn a_new_connection_replaces_the_old_and_nothing_unconfirmed_is_lost() {
     core.stored(ALICE, stored.id);
     assert_eq!(acks_sent(&actions(&mut core)), vec![3]);
     // the old session is gone: what it sends is ignored
-    core.handle_client(
-        now,
-        ALICE,
-        old,
-        ClientMessage::Received {
-            ids: vec![stored.id],
-        },
-    );
+    confirm(&mut core, now, old, 0);
     assert!(actions(&mut core).is_empty());
     core.inbox_loaded(ALICE, new, vec![stored], false);
-    assert!(actions(&mut core).iter().any(|a| matches!(a, Action::ToClient { session, message: GatewayMessage::Deliver(_), .. } if *session == new)));
+    assert!(
+        actions(&mut core).is_empty(),
+        "a shaped session waits for its schedule"
+    );
+    core.handle_timeout(now);
+    let frames = actions(&mut core);
+    assert_eq!(marks(&alice.read(&frames, Some(new))), vec![3]);
     assert_eq!(core.counters().sessions_replaced, 1);
 }
 
@@ -431,4 +508,217 @@ fn a_full_inbox_takes_nothing_and_acks_nothing() {
     core.removed(ALICE, 2, 200);
     core.final_hop(data(ALICE, 4));
     assert!(matches!(&actions(&mut core)[..], [Action::Store { .. }]));
+}
+
+/// Runs a shaped session from `start` for `for_`, waking when the core says; `arrivals` are
+/// data packets for alice (her own mark) at their times. Returns every frame's time and
+/// length, and alice, who confirms all she reads after each frame.
+fn run_shaped(
+    core: &mut GatewayCore,
+    start: Instant,
+    for_: Duration,
+    mut arrivals: Vec<(Instant, u8)>,
+) -> (Vec<(Instant, usize)>, Alice) {
+    let session = core.client_connected(start, ALICE, hello(EVERY_20MS));
+    let mut alice = Alice::default();
+    let mut frames = Vec::new();
+    let end = start + for_;
+    arrivals.sort_by_key(|(at, _)| *at);
+    let mut arrivals = arrivals.into_iter().peekable();
+    loop {
+        let due = core.poll_timeout().unwrap();
+        let next_arrival = arrivals.peek().map(|(at, _)| *at);
+        let now = next_arrival.map_or(due, |a| a.min(due));
+        if now > end {
+            break;
+        }
+        if next_arrival == Some(now)
+            && let Some((_, mark)) = arrivals.next()
+        {
+            core.final_hop(data_of(ALICE, mark, 1500));
+        }
+        core.handle_timeout(now);
+        let out = actions(core);
+        for action in &out {
+            match action {
+                Action::ToClient { frame, .. } => frames.push((now, frame.len())),
+                Action::Store { client, delivery } => core.stored(*client, delivery.id),
+                _ => {}
+            }
+        }
+        if !alice.read(&out, None).is_empty() {
+            confirm(core, now, session, alice.last_seq());
+            let _ = actions(core);
+        }
+    }
+    (frames, alice)
+}
+
+#[test]
+fn a_shaped_session_sends_one_size_on_its_schedule_whatever_arrives() {
+    let start = Instant::now();
+    let second = Duration::from_secs(1);
+    // idle: only the welcome
+    let (idle, _) = run_shaped(
+        &mut gateway(GatewayConfig::default()),
+        start,
+        second,
+        vec![],
+    );
+    // busy: 200 deliveries of 1,500 bytes in a burst in the middle of the second, more than
+    // its frames carry
+    let burst: Vec<(Instant, u8)> = (0..200)
+        .map(|i| {
+            (
+                start + Duration::from_millis(500) + Duration::from_micros(i),
+                1,
+            )
+        })
+        .collect();
+    let mut core = gateway(GatewayConfig::default());
+    let (busy, alice) = run_shaped(&mut core, start, second, burst);
+    // the same frames at the same times: one every 20 ms from the start, each FRAME_LEN
+    assert_eq!(idle, busy);
+    assert_eq!(idle.len(), 51);
+    assert!(idle.iter().all(|(_, len)| *len == FRAME_LEN));
+    for (i, (at, _)) in idle.iter().enumerate() {
+        assert_eq!(*at, start + Duration::from_millis(20) * i as u32);
+    }
+    // 25 frames of the second half carry what fits; the rest waits, none is lost
+    let got = deliveries(
+        &alice
+            .records
+            .iter()
+            .map(|(_, r)| r.clone())
+            .collect::<Vec<_>>(),
+    );
+    // the 26 frames from 500 ms on hold 26 × 2,456 bytes: at most 42 records of 1,512
+    assert!((24..=42).contains(&got.len()), "{} delivered", got.len());
+    // the welcome at 0 ms, then 24 frames of padding until the burst at 500 ms
+    assert_eq!(core.counters().idle_frames, 24);
+}
+
+#[test]
+fn what_the_window_cannot_hold_is_stored_and_comes_in_its_turn() {
+    let start = Instant::now();
+    let mut core = gateway(GatewayConfig {
+        max_unconfirmed: 8,
+        ..GatewayConfig::default()
+    });
+    let arrivals: Vec<(Instant, u8)> = (0..40)
+        .map(|i| {
+            (
+                start + Duration::from_millis(1) + Duration::from_micros(i),
+                i as u8,
+            )
+        })
+        .collect();
+    // a burst of 40 with a window of 8: 32 are stored at once; the shell's inbox reads them
+    // back as the window frees (read here by hand from what was stored)
+    let session = core.client_connected(start, ALICE, hello(EVERY_20MS));
+    let mut alice = Alice::default();
+    let mut stored = std::collections::BTreeMap::new();
+    for (_, mark) in &arrivals {
+        core.final_hop(data(ALICE, *mark));
+    }
+    let mut now = start;
+    for _ in 0..200 {
+        core.handle_timeout(now);
+        loop {
+            let out = actions(&mut core);
+            if out.is_empty() {
+                break;
+            }
+            for action in &out {
+                match action {
+                    Action::Store { client, delivery } => {
+                        core.stored(*client, delivery.id);
+                        stored.insert(delivery.id, delivery.clone());
+                    }
+                    Action::LoadInbox {
+                        after,
+                        limit,
+                        session: s,
+                        ..
+                    } => {
+                        let rest = || stored.values().filter(|d| after.is_none_or(|a| d.id > a));
+                        let page: Vec<_> = rest().take(*limit).cloned().collect();
+                        let more = rest().count() > *limit;
+                        core.inbox_loaded(ALICE, *s, page, more);
+                    }
+                    Action::Delete { ids, .. } => {
+                        for id in ids {
+                            stored.remove(id);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            if !alice.read(&out, None).is_empty() {
+                confirm(&mut core, now, session, alice.last_seq());
+            }
+        }
+        now = core.poll_timeout().unwrap();
+    }
+    let got: Vec<u8> = alice
+        .records
+        .iter()
+        .filter_map(|(_, r)| match r {
+            Record::Deliver(d) => Some(d.payload[0]),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(got, (0..40).collect::<Vec<u8>>(), "in order, all of them");
+    assert!(stored.is_empty(), "confirmed stored ones are deleted");
+    assert_eq!(core.counters().stored, 32);
+}
+
+#[test]
+fn schedules_are_held_within_the_gateways_bounds_and_poisson_is_random() {
+    let now = Instant::now();
+    let mut core = gateway(GatewayConfig::default());
+    core.client_connected(
+        now,
+        ALICE,
+        hello(Schedule::Constant {
+            interval: Duration::from_micros(10),
+        }),
+    );
+    core.handle_timeout(now);
+    let mut alice = Alice::default();
+    match &alice.read(&actions(&mut core), None)[..] {
+        [Record::Welcome { schedule, .. }] => assert_eq!(
+            *schedule,
+            Schedule::Constant {
+                interval: Duration::from_millis(1)
+            }
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(core.poll_timeout(), Some(now + Duration::from_millis(1)));
+    // Poisson: 2,000 gaps of mean 20 ms. Their mean is within 10 % of 20 ms with probability
+    // 1 − 1e-5 (sd of the mean 20/√2000 = 0.45 ms; 2 ms is 4.5 sd); the gaps are not all equal
+    let mut core = gateway(GatewayConfig::default());
+    core.client_connected(
+        now,
+        ALICE,
+        hello(Schedule::Poisson {
+            mean: Duration::from_millis(20),
+        }),
+    );
+    let mut at = now;
+    let mut gaps = Vec::new();
+    for _ in 0..2000 {
+        core.handle_timeout(at);
+        let _ = actions(&mut core);
+        let next = core.poll_timeout().unwrap();
+        gaps.push(next - at);
+        at = next;
+    }
+    let mean = gaps.iter().sum::<Duration>() / gaps.len() as u32;
+    assert!(
+        (Duration::from_millis(18)..Duration::from_millis(22)).contains(&mean),
+        "{mean:?}"
+    );
+    assert!(gaps.iter().any(|g| *g != gaps[0]));
 }

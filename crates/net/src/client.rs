@@ -1,9 +1,17 @@
 //! The client shell: the pure core of [`umbra_client`] on a real session with its gateway.
 //!
 //! One task owns the [`Client`] core. It keeps a session open with the gateway (reconnecting
-//! with backoff when it drops), sends what the core emits when the core says so, hands the
-//! core what the gateway delivers, and turns the core's events into [`ClientEvent`]s. While
-//! the session is down the core's streams pause; overdue retransmissions go out once it is back.
+//! with backoff when it drops), sends a frame in each slot of the core's streams, hands the
+//! core what the gateway's frames deliver, and turns the core's events into [`ClientEvent`]s.
+//! While the session is down the core's streams pause (the task then wakes only for its
+//! reconnection and the core's timers); overdue retransmissions go out once it is back.
+//!
+//! What crosses the link has one size and a schedule that does not depend on what the
+//! application does (see [`umbra_wire::gateway`]): every frame the client sends is
+//! [`FRAME_LEN`](umbra_wire::gateway::FRAME_LEN) bytes and goes out alone, in a slot of its Poisson streams, carrying the
+//! slot's packet and the confirmation of the gateway's frames read so far; the gateway sends
+//! frames of the same size on the schedule the client asks for at the start
+//! (`traffic.receive_interval`, `traffic.receive_schedule`).
 //!
 //! Messages the application sends can be kept in an outbox on disk (redb): written before the
 //! send is accepted, removed once every packet is acknowledged or the message is given up on.
@@ -23,10 +31,13 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
-use umbra_client::{Client, ClientKeys, ClientStats, Event, MessageId, SendError, SenderTag};
+use umbra_client::{
+    Client, ClientKeys, ClientStats, Event, MessageId, ReceiveSchedule, SendError, SenderTag,
+    TrafficConfig,
+};
 use umbra_topology::NoiseKey;
 use umbra_wire::ClientAddress;
-use umbra_wire::gateway::GatewayMessage;
+use umbra_wire::gateway::{ClientFrame, DownlinkReader, Hello, Record, Schedule, VERSION};
 
 use crate::err::{LinkError, NodeError};
 use crate::noise::NoiseKeypair;
@@ -95,8 +106,10 @@ pub enum ClientEvent {
         /// Why.
         reason: String,
     },
-    /// The gateway refused a packet (the client is over its allowance, say).
+    /// The gateway refused packets (the client is over its allowance, say).
     Refused {
+        /// How many, since the last time it said.
+        count: u32,
         /// The gateway's explanation.
         detail: String,
     },
@@ -130,6 +143,8 @@ pub struct ClientStatus {
     pub bytes_sent: u64,
     /// Bytes received from the gateway (likewise).
     pub bytes_received: u64,
+    /// Times the client's task woke up (for tests: a disconnected client must not spin).
+    pub wakeups: u64,
 }
 
 enum Command {
@@ -233,6 +248,7 @@ pub fn start(
     NodeError,
 > {
     let outbox = setup.outbox.as_deref().map(Outbox::open).transpose()?;
+    let core_traffic = core.config().traffic.clone();
     let (commands_in, commands) = mpsc::channel(256);
     let (events_in, events) = mpsc::unbounded_channel();
     let handle = ClientHandle {
@@ -249,12 +265,68 @@ pub fn start(
         next_id: 1,
         bytes_sent: 0,
         bytes_received: 0,
+        wakeups: 0,
+        schedule: schedule(&core_traffic),
     };
     let task = tokio::spawn(driver.run(commands, stop));
     Ok((handle, events, task))
 }
 
-type Session = (SessionSender<TcpStream>, SessionReceiver<TcpStream>);
+/// An open session with the gateway.
+struct Session {
+    sender: SessionSender<TcpStream>,
+    receiver: SessionReceiver<TcpStream>,
+    /// The gateway's frames, back into records.
+    reader: DownlinkReader,
+    /// The last frame whose receipt the gateway was told.
+    confirmed: Option<u64>,
+}
+
+/// The schedule the client asks its gateway for.
+fn schedule(traffic: &TrafficConfig) -> Schedule {
+    if traffic.insecure_push_deliveries {
+        return Schedule::InsecurePush;
+    }
+    match traffic.receive_schedule {
+        ReceiveSchedule::Constant => Schedule::Constant {
+            interval: traffic.receive_interval,
+        },
+        ReceiveSchedule::Poisson => Schedule::Poisson {
+            mean: traffic.receive_interval,
+        },
+    }
+}
+
+/// Opens a session and says how the client wants to receive: its first frame.
+async fn open(
+    address: SocketAddr,
+    noise: NoiseKeypair,
+    key: NoiseKey,
+    timeout: Duration,
+    schedule: Schedule,
+) -> Result<Session, LinkError> {
+    let (mut sender, receiver) = session::connect(address, &noise, &key, timeout).await?;
+    let hello = ClientFrame {
+        hello: Some(Hello {
+            version: VERSION,
+            schedule,
+        }),
+        ..ClientFrame::default()
+    };
+    sender.send(&encode(&hello, schedule)?).await?;
+    Ok(Session {
+        sender,
+        receiver,
+        reader: DownlinkReader::new(),
+        confirmed: None,
+    })
+}
+
+fn encode(frame: &ClientFrame, schedule: Schedule) -> Result<Vec<u8>, LinkError> {
+    frame
+        .encode(schedule.is_shaped())
+        .map_err(|error| LinkError::Handshake(error.to_string()))
+}
 
 /// The next topology published, or `None` when the publisher is gone; never resolves without
 /// a publisher.
@@ -283,6 +355,9 @@ struct Driver {
     next_id: u64,
     bytes_sent: u64,
     bytes_received: u64,
+    wakeups: u64,
+    /// What the client asks the gateway for.
+    schedule: Schedule,
 }
 
 /// Bytes a Noise transport message adds to its plaintext.
@@ -298,7 +373,9 @@ impl Driver {
         let mut backoff = self.setup.connection.reconnect_initial;
         let mut retry_at = Instant::now();
         let mut topologies = self.setup.topologies.take();
+        self.core.handle_disconnected();
         loop {
+            self.wakeups += 1;
             if session.is_none() && connecting.is_none() && Instant::now() >= retry_at {
                 let (address, key, timeout) = (
                     self.setup.gateway_address,
@@ -306,11 +383,10 @@ impl Driver {
                     self.setup.connection.handshake_timeout,
                 );
                 let noise = NoiseKeypair::from_private(*self.noise.private_bytes());
-                connecting = Some(tokio::spawn(async move {
-                    session::connect(address, &noise, &key, timeout).await
-                }));
+                let schedule = self.schedule;
+                connecting = Some(tokio::spawn(open(address, noise, key, timeout, schedule)));
             }
-            let wake = Instant::from_std(self.core.next_wakeup());
+            let wake = self.core.poll_timeout().map(Instant::from_std);
             tokio::select! {
                 // the application's commands, then what the gateway sends, before sending
                 // more: a client behind its schedule must still take its deliveries (and
@@ -324,7 +400,10 @@ impl Driver {
                 received = receive(&mut session) => match received {
                     Ok(Some(bytes)) => {
                         self.bytes_received += bytes.len() as u64 + NOISE_TAG;
-                        self.handle_gateway_message(&bytes);
+                        if let Err(reason) = self.handle_frame(&mut session, &bytes).await {
+                            self.disconnected(&mut session, reason);
+                            retry_at = Instant::now() + backoff;
+                        }
                     }
                     Ok(None) => self.disconnected(&mut session, "the gateway closed the session".into()),
                     Err(error) => self.disconnected(&mut session, error.to_string()),
@@ -335,6 +414,7 @@ impl Driver {
                         Ok(Ok(opened)) => {
                             debug!("session with the gateway open");
                             session = Some(opened);
+                            self.core.handle_connected(std::time::Instant::now());
                             backoff = self.setup.connection.reconnect_initial;
                         }
                         Ok(Err(error)) => {
@@ -345,7 +425,7 @@ impl Driver {
                         Err(_) => retry_at = Instant::now() + backoff,
                     }
                 }
-                () = tokio::time::sleep_until(wake) => {}
+                () = sleep_until(wake) => {}
                 () = tokio::time::sleep_until(retry_at), if session.is_none() && connecting.is_none() => {}
                 changed = next_topology(&mut topologies) => match changed {
                     Some(current) => match self.core.set_topology(current.topology.clone()) {
@@ -355,45 +435,68 @@ impl Driver {
                     None => topologies = None,
                 },
             }
-            if let Some((sender, _)) = &mut session {
-                let now = std::time::Instant::now();
-                let mut failed = None;
-                let mut fed = 0;
-                // a bounded burst, so deliveries are read between bursts when behind
-                while fed < MAX_BURST
-                    && let Some(message) = self.core.poll_transmit(now)
-                {
-                    let bytes = message.encode();
-                    self.bytes_sent += bytes.len() as u64 + NOISE_TAG;
-                    fed += 1;
-                    if let Err(error) = sender.feed(&bytes).await {
-                        failed = Some(error.to_string());
-                        break;
-                    }
-                }
-                if fed > 0
-                    && failed.is_none()
-                    && let Err(error) = sender.flush().await
-                {
-                    failed = Some(error.to_string());
-                }
-                if let Some(reason) = failed {
-                    self.disconnected(&mut session, reason);
-                    retry_at = Instant::now() + backoff;
-                }
+            let now = std::time::Instant::now();
+            self.core.handle_timeout(now);
+            if let Err(reason) = self.send_slots(&mut session, now).await {
+                self.disconnected(&mut session, reason);
+                retry_at = Instant::now() + backoff;
             }
             self.pass_events();
         }
         // confirm what was received, so the gateway does not keep it
-        if let Some((sender, _)) = &mut session {
-            if let Some(message) = self.core.poll_confirmations() {
-                let _ = sender.send(&message.encode()).await;
+        if let Some(open) = &mut session {
+            if open.reader.last_seq() != open.confirmed {
+                let frame = ClientFrame {
+                    received: open.reader.last_seq(),
+                    ..ClientFrame::default()
+                };
+                if let Ok(bytes) = encode(&frame, self.schedule) {
+                    let _ = open.sender.send(&bytes).await;
+                }
             }
-            sender.close("the client is stopping").await;
+            open.sender.close("the client is stopping").await;
         }
         if let Some(task) = connecting {
             task.abort();
         }
+    }
+
+    /// Sends a frame for each slot of the core's streams that is due, each on its own: the
+    /// slot's packet (if any) and the confirmation of the frames read so far. A bounded burst,
+    /// so deliveries are read between bursts when the task is behind.
+    async fn send_slots(
+        &mut self,
+        session: &mut Option<Session>,
+        now: std::time::Instant,
+    ) -> Result<(), String> {
+        let Some(open) = session else {
+            return Ok(());
+        };
+        let no_cover = self.core.config().traffic.insecure_no_cover;
+        let mut sent = 0;
+        while sent < MAX_BURST
+            && let Some(transmit) = self.core.poll_transmit(now)
+        {
+            let unconfirmed = open.reader.last_seq() != open.confirmed;
+            // an empty slot still sends its frame: only without cover does it stay silent
+            if transmit.packet.is_none() && no_cover && !unconfirmed {
+                continue;
+            }
+            let frame = ClientFrame {
+                hello: None,
+                forward: transmit.packet,
+                received: open.reader.last_seq(),
+            };
+            let bytes = encode(&frame, self.schedule).map_err(|e| e.to_string())?;
+            open.confirmed = open.reader.last_seq();
+            self.bytes_sent += bytes.len() as u64 + NOISE_TAG;
+            sent += 1;
+            open.sender
+                .send(&bytes)
+                .await
+                .map_err(|error| error.to_string())?;
+        }
+        Ok(())
     }
 
     /// Sends again what the outbox kept from before a restart.
@@ -447,6 +550,7 @@ impl Driver {
                     pending: self.ids.len(),
                     bytes_sent: self.bytes_sent,
                     bytes_received: self.bytes_received,
+                    wakeups: self.wakeups,
                 });
             }
         }
@@ -479,26 +583,58 @@ impl Driver {
         }
     }
 
-    fn handle_gateway_message(&mut self, bytes: &[u8]) {
+    /// A frame from the gateway: its records to the core and the application. On a push
+    /// session its receipt is confirmed at once.
+    async fn handle_frame(
+        &mut self,
+        session: &mut Option<Session>,
+        bytes: &[u8],
+    ) -> Result<(), String> {
+        let Some(open) = session else {
+            return Ok(());
+        };
+        let records = open.reader.read(bytes).map_err(|error| {
+            format!("the gateway sent a frame that cannot be read ({error}); reconnecting")
+        })?;
         let now = std::time::Instant::now();
-        match GatewayMessage::decode(bytes) {
-            Ok(GatewayMessage::Deliver(delivery)) => self.core.handle_delivery(now, delivery),
-            Ok(GatewayMessage::Welcome { allowance, waiting }) => {
-                info!(waiting, "connected to the gateway");
-                let _ = self
-                    .events
-                    .send(ClientEvent::Connected { allowance, waiting });
+        for record in records {
+            match record {
+                Record::Deliver(delivery) => self.core.handle_delivery(now, delivery),
+                Record::Welcome {
+                    allowance,
+                    waiting,
+                    schedule,
+                } => {
+                    info!(waiting, ?schedule, "connected to the gateway");
+                    let _ = self
+                        .events
+                        .send(ClientEvent::Connected { allowance, waiting });
+                }
+                Record::Refused { count, detail, .. } => {
+                    warn!(%detail, count, "the gateway refused packets");
+                    let _ = self.events.send(ClientEvent::Refused { count, detail });
+                }
             }
-            Ok(GatewayMessage::Refused { detail, .. }) => {
-                warn!(%detail, "the gateway refused a packet");
-                let _ = self.events.send(ClientEvent::Refused { detail });
-            }
-            Err(error) => warn!(%error, "the gateway sent a message that cannot be read; ignored"),
         }
+        if !self.schedule.is_shaped() {
+            let frame = ClientFrame {
+                received: open.reader.last_seq(),
+                ..ClientFrame::default()
+            };
+            let bytes = encode(&frame, self.schedule).map_err(|e| e.to_string())?;
+            open.confirmed = open.reader.last_seq();
+            self.bytes_sent += bytes.len() as u64 + NOISE_TAG;
+            open.sender
+                .send(&bytes)
+                .await
+                .map_err(|error| error.to_string())?;
+        }
+        Ok(())
     }
 
     fn disconnected(&mut self, session: &mut Option<Session>, reason: String) {
         if session.take().is_some() {
+            self.core.handle_disconnected();
             info!(%reason, "disconnected from the gateway; reconnecting");
             let _ = self.events.send(ClientEvent::Disconnected { reason });
         }
@@ -549,7 +685,15 @@ impl Driver {
 
 async fn receive(session: &mut Option<Session>) -> Result<Option<Vec<u8>>, LinkError> {
     match session {
-        Some((_, receiver)) => receiver.recv().await,
+        Some(open) => open.receiver.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sleeps until `deadline`; forever without one.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
     }
 }

@@ -15,6 +15,7 @@ fn fast() -> TrafficConfig {
         mean_ack_delay: Duration::from_millis(2),
         mean_send_interval: Duration::from_millis(5),
         mean_loop_interval: Duration::from_millis(100),
+        receive_interval: Duration::from_millis(5),
         ..TrafficConfig::default()
     }
 }

@@ -33,6 +33,8 @@ fn fast() -> TrafficConfig {
         mean_loop_interval: Duration::from_millis(100),
         insecure_no_cover: true,
         insecure_zero_delays: true,
+        receive_interval: Duration::from_millis(1),
+        ..TrafficConfig::default()
     }
 }
 

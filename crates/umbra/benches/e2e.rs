@@ -136,6 +136,7 @@ async fn main() {
         mean_send_interval: Duration::from_micros(100),
         insecure_zero_delays: true,
         insecure_no_cover: true,
+        insecure_push_deliveries: true,
         ..nym.clone()
     };
     let mut alice = net.client(0, &keys(), config(bare.clone()));
@@ -162,6 +163,7 @@ async fn main() {
         let interval = Duration::from_millis(1);
         let fast = TrafficConfig {
             mean_send_interval: interval,
+            receive_interval: interval,
             ..nym.clone()
         };
         let mut alice = net.client(0, &keys(), config(fast.clone()));

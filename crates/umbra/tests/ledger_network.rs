@@ -35,6 +35,7 @@ fn fast() -> TrafficConfig {
         mean_ack_delay: Duration::from_millis(2),
         mean_send_interval: Duration::from_millis(10),
         mean_loop_interval: Duration::from_millis(200),
+        receive_interval: Duration::from_millis(10),
         ..TrafficConfig::default()
     }
 }

@@ -196,6 +196,7 @@ fn fast(config: &Path) {
             "mean_send_interval = \"20ms\"",
             "mean_send_interval = \"2ms\"",
         ),
+        ("receive_interval = \"20ms\"", "receive_interval = \"2ms\""),
         (
             "mean_loop_interval = \"200ms\"",
             "mean_loop_interval = \"100ms\"",

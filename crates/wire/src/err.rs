@@ -130,11 +130,34 @@ pub enum GatewayMessageError {
     /// The message's length does not fit its fields.
     #[error("reading a gateway message: its length does not fit its fields")]
     Length,
-    /// Too many ids.
-    #[error("reading a gateway message: {count} ids, more than the 4096 allowed")]
-    TooMany {
-        /// The count given.
-        count: usize,
+    /// A length beyond what the protocol allows.
+    #[error("reading a gateway message: a length of {len} bytes, more than the protocol allows")]
+    TooLong {
+        /// The length.
+        len: usize,
+    },
+    /// An item that a frame may hold once came twice.
+    #[error("reading a gateway message: item {tag:#04x} twice in one frame")]
+    Repeated {
+        /// The item's type byte.
+        tag: u8,
+    },
+    /// A schedule the protocol does not have.
+    #[error("reading a gateway message: unknown schedule {byte}")]
+    UnknownSchedule {
+        /// The schedule byte.
+        byte: u8,
+    },
+    /// A schedule with no time between frames.
+    #[error("reading a gateway message: a schedule with a zero interval")]
+    BadSchedule,
+    /// A frame out of sequence.
+    #[error("reading a gateway message: frame {got} where frame {expected} was due")]
+    OutOfOrder {
+        /// The number due.
+        expected: u64,
+        /// The number read.
+        got: u64,
     },
     /// The packet is not a Sphinx packet.
     #[error("reading a gateway message: {0}")]

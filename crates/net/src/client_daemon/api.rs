@@ -478,7 +478,9 @@ fn render(event: &ClientEvent, binary: bool) -> Message {
         ClientEvent::Disconnected { reason } => {
             text(json!({ "type": "disconnected", "reason": reason }))
         }
-        ClientEvent::Refused { detail } => text(json!({ "type": "refused", "detail": detail })),
+        ClientEvent::Refused { count, detail } => {
+            text(json!({ "type": "refused", "count": count, "detail": detail }))
+        }
     }
 }
 

@@ -665,9 +665,17 @@ mean_hop_delay = "{hop}"
 mean_ack_delay = "{hop}"
 mean_send_interval = "{send}"
 mean_loop_interval = "{loop}"
-# Weakens anonymity badly; for tests and measurements only.
+# The gateway sends this client a frame of one size every `receive_interval` (`constant`) or
+# in a Poisson stream of that mean (`poisson`), with what waits for it or padding, so your
+# link shows nothing of what you receive either. A frame carries about one packet's payload:
+# the interval caps how fast you receive, and costs bandwidth when idle (2.5 kB a frame).
+receive_interval = "{send}"
+receive_schedule = "constant"
+# Weakens anonymity badly; for tests and measurements only. `insecure_push_deliveries` has
+# the gateway push each delivery at once, unpadded (an observer sees what you receive).
 insecure_no_cover = false
 insecure_zero_delays = false
+insecure_push_deliveries = false
 
 [client.acks]
 # A packet is sent again if its acknowledgement has not come after the route's delays there

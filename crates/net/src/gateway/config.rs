@@ -130,6 +130,11 @@ impl GatewayNodeConfig {
         if clients.max_unconfirmed == 0 {
             return Err("setting `clients.max_unconfirmed`: must be at least 1".into());
         }
+        if clients.min_frame_interval.is_zero()
+            || clients.min_frame_interval > clients.max_frame_interval
+        {
+            return Err("settings `clients.min_frame_interval` and `clients.max_frame_interval`: the minimum must be above zero and not above the maximum (defaults 1ms and 10s)".into());
+        }
         if clients.inbox_max_messages == 0 || clients.inbox_max_bytes == 0 {
             return Err("settings `clients.inbox_max_messages` and `clients.inbox_max_bytes`: must be above 0 (a client that is away could receive nothing)".into());
         }
@@ -186,8 +191,14 @@ inbox_max_messages = 100000
 inbox_max_bytes = 268435456
 # How long a stored message is kept.
 inbox_expiry = "24h"
-# Messages sent to a connected client and not yet confirmed by it, at most.
-max_unconfirmed = 4096
+# Messages waiting for a connected client's frames or sent and not yet confirmed, at most;
+# beyond it, new ones are stored as for a client that is away, and sent in their turn.
+max_unconfirmed = 1024
+# Each client says at the start how often it wants its frames (one size, whether or not
+# anything waits, so its link shows nothing of what it receives); a faster or slower request
+# is held within these bounds.
+min_frame_interval = "1ms"
+max_frame_interval = "10s"
 
 [sessions]
 # How long a client's WebSocket and Noise handshakes may take.

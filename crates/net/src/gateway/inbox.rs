@@ -21,7 +21,7 @@ use redb::{
 };
 use tracing::{error, info, warn};
 use umbra_gateway::{ClientId, SessionId};
-use umbra_wire::gateway::{Delivery, GatewayMessage};
+use umbra_wire::gateway::Delivery;
 
 use crate::err::NodeError;
 
@@ -105,10 +105,9 @@ fn split_key(key: &[u8]) -> Option<(ClientId, u64)> {
 /// A stored value: when stored, and the delivery.
 fn decode_value(value: &[u8]) -> Option<(u64, Delivery)> {
     let stored_at = u64::from_be_bytes(value.get(..8)?.try_into().ok()?);
-    match GatewayMessage::decode(value.get(8..)?) {
-        Ok(GatewayMessage::Deliver(delivery)) => Some((stored_at, delivery)),
-        _ => None,
-    }
+    Delivery::from_stored(value.get(8..)?)
+        .ok()
+        .map(|delivery| (stored_at, delivery))
 }
 
 fn unix_now() -> u64 {
@@ -331,7 +330,7 @@ fn apply(
             InboxOp::Store(client, delivery) => {
                 let id = delivery.id;
                 let mut value = now.to_be_bytes().to_vec();
-                value.extend_from_slice(&GatewayMessage::Deliver(delivery).encode());
+                value.extend_from_slice(&delivery.to_stored());
                 deliveries.insert(&key(&client, id)[..], &value[..])?;
                 expiry.insert(&expiry_key(now, &client, id)[..], ())?;
                 next = next.max(id + 1);

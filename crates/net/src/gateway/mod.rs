@@ -36,7 +36,7 @@ use umbra_hop::{Unwrapped, Unwrapper};
 use umbra_sphinx::NodeAddress;
 use umbra_topology::{Layer, NodeDescriptor, Role, Topology};
 use umbra_wire::frame::{Frame, FrameHeader, KeyRotation};
-use umbra_wire::gateway::{ClientMessage, GatewayMessage};
+use umbra_wire::gateway::{ClientFrame, FRAME_LEN, Hello, VERSION};
 
 pub use crate::node::Initialised;
 pub use config::{GatewayNodeConfig, SessionConfig};
@@ -61,9 +61,12 @@ pub const INBOX_FILE: &str = "inbox.redb";
 const FRAME_QUEUE: usize = 16_384;
 /// Inputs waiting for the core.
 const CORE_QUEUE: usize = 8192;
-/// Messages a session's queue holds beyond the deliveries in flight; a client that lets more
-/// pile up is not reading, and its session is closed.
+/// Frames a push session's queue holds beyond the deliveries in flight; a client that lets
+/// more pile up is not reading, and its session is closed.
 const SESSION_SLACK: usize = 1024;
+/// Frames a shaped session's queue holds (a few seconds of its schedule at most): its frames
+/// go out one by one as they are due, so a queue this long means the client is not reading.
+const SHAPED_QUEUE: usize = 256;
 /// How long a stopping gateway waits for its links to send what is queued.
 const LINK_DRAIN: Duration = Duration::from_secs(10);
 /// How often the core publishes its counters.
@@ -219,6 +222,7 @@ impl Gateway {
             first_layer.iter().map(NodeDescriptor::routing_address),
             recovered.clients,
             recovered.next_delivery,
+            rand::random(),
         );
         let (input, inputs) = mpsc::channel::<Input>(CORE_QUEUE);
         let (frames_in, frames_out) = crossbeam_channel::bounded::<(Instant, Frame)>(FRAME_QUEUE);
@@ -458,6 +462,7 @@ impl EpochNode for GatewayEpochs {
 enum Input {
     Connected {
         client: ClientId,
+        hello: Hello,
         outbox: mpsc::Sender<Outbound>,
         cancel: CancellationToken,
         reply: oneshot::Sender<SessionId>,
@@ -465,7 +470,7 @@ enum Input {
     FromClient {
         client: ClientId,
         session: SessionId,
-        message: ClientMessage,
+        frame: ClientFrame,
     },
     Disconnected {
         client: ClientId,
@@ -484,7 +489,8 @@ enum Input {
 
 /// What a session task sends its client.
 enum Outbound {
-    Message(GatewayMessage),
+    /// A frame's plaintext, written on its own as soon as it comes.
+    Frame(Vec<u8>),
     Close(&'static str),
 }
 
@@ -512,13 +518,16 @@ impl CoreShell {
         let mut publish = tokio::time::interval(PUBLISH_EVERY);
         publish.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let due = self.core.poll_timeout();
             tokio::select! {
                 input = inputs.recv() => match input {
                     Some(input) => self.handle(input),
                     None => break,
                 },
                 _ = publish.tick() => self.publish(),
+                () = sleep_until(due) => {}
             }
+            self.core.handle_timeout(Instant::now());
             self.carry_out();
             if self.stopping.is_some() && self.pending_stores == 0 {
                 if let Some(done) = self.stopping.take() {
@@ -536,6 +545,7 @@ impl CoreShell {
         match input {
             Input::Connected {
                 client,
+                hello,
                 outbox,
                 cancel,
                 reply,
@@ -544,7 +554,7 @@ impl CoreShell {
                     cancel.cancel();
                     return;
                 }
-                let id = self.core.client_connected(now, client);
+                let id = self.core.client_connected(now, client, hello);
                 if let Some(old) = self
                     .sessions
                     .insert(client, SessionHandle { id, outbox, cancel })
@@ -558,8 +568,8 @@ impl CoreShell {
             Input::FromClient {
                 client,
                 session,
-                message,
-            } => self.core.handle_client(now, client, session, message),
+                frame,
+            } => self.core.handle_client(now, client, session, frame),
             Input::Disconnected { client, session } => {
                 self.core.client_disconnected(client, session);
                 if self.sessions.get(&client).is_some_and(|s| s.id == session) {
@@ -620,13 +630,13 @@ impl CoreShell {
                 Action::ToClient {
                     client,
                     session,
-                    message,
+                    frame,
                 } => {
                     let Some(handle) = self.sessions.get(&client).filter(|s| s.id == session)
                     else {
                         continue;
                     };
-                    if handle.outbox.try_send(Outbound::Message(message)).is_err() {
+                    if handle.outbox.try_send(Outbound::Frame(frame)).is_err() {
                         // not reading: its session ends, and what it did not confirm is stored
                         debug!("a client's session queue is full; closing it");
                         handle.cancel.cancel();
@@ -774,12 +784,55 @@ impl Session {
                 return;
             }
         };
+        // the client's first frame says how it wants to receive
+        let first = tokio::select! {
+            first = tokio::time::timeout(self.timeout, receiver.recv()) => first,
+            () = self.cancel.cancelled() => return,
+        };
+        let hello = match first.map(|read| read.map(|bytes| bytes.map(|b| ClientFrame::decode(&b))))
+        {
+            Ok(Ok(Some(Ok(ClientFrame {
+                hello: Some(hello),
+                forward: None,
+                received: None,
+            }))))
+                if hello.version == VERSION =>
+            {
+                hello
+            }
+            Ok(Ok(Some(Ok(ClientFrame {
+                hello: Some(hello), ..
+            }))))
+                if hello.version != VERSION =>
+            {
+                self.status.count_session("unknown_version");
+                sender
+                    .close(
+                        "this gateway speaks version 2 of the client protocol: update the client",
+                    )
+                    .await;
+                return;
+            }
+            Err(_) => {
+                self.status.count_session("timeout");
+                return;
+            }
+            _ => {
+                self.status.count_session("no_hello");
+                self.status.malformed.fetch_add(1, Ordering::Relaxed);
+                debug!("a client did not open its session with a hello; closing it");
+                return;
+            }
+        };
         self.status.count_session("accepted");
+        let shaped = hello.schedule.is_shaped();
         let client = ClientId(key.0);
-        let (outbox, mut outgoing) = mpsc::channel(self.queue_len);
+        let (outbox, mut outgoing) =
+            mpsc::channel(if shaped { SHAPED_QUEUE } else { self.queue_len });
         let (reply, id) = oneshot::channel();
         let connected = Input::Connected {
             client,
+            hello,
             outbox,
             cancel: self.cancel.clone(),
             reply,
@@ -797,8 +850,8 @@ impl Session {
                     () = cancel.cancelled() => None,
                 };
                 match next {
-                    Some(Outbound::Message(message)) => {
-                        if sender.send(&message.encode()).await.is_err() {
+                    Some(Outbound::Frame(frame)) => {
+                        if sender.send(&frame).await.is_err() {
                             break;
                         }
                     }
@@ -828,12 +881,22 @@ impl Session {
                         break;
                     }
                 };
-                match ClientMessage::decode(&bytes) {
-                    Ok(message) => {
+                // a shaped session's frames are all one size: anything else is not our client
+                let decoded = if shaped && bytes.len() != FRAME_LEN {
+                    Err(format!("a {}-byte frame on a shaped session", bytes.len()))
+                } else {
+                    match ClientFrame::decode(&bytes) {
+                        Ok(frame) if frame.hello.is_none() => Ok(frame),
+                        Ok(_) => Err("a second hello".to_owned()),
+                        Err(error) => Err(error.to_string()),
+                    }
+                };
+                match decoded {
+                    Ok(frame) => {
                         let input = Input::FromClient {
                             client,
                             session,
-                            message,
+                            frame,
                         };
                         if self.input.send(input).await.is_err() {
                             break;
@@ -853,6 +916,14 @@ impl Session {
             .input
             .send(Input::Disconnected { client, session })
             .await;
+    }
+}
+
+/// Sleeps until `deadline`; forever without one.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -944,6 +1015,18 @@ impl http::Status for GatewayStatus {
                 ("pushed", counters.pushed),
                 ("stored", counters.stored),
                 ("confirmed", counters.confirmed),
+            ],
+        );
+        page.counters(
+            "umbra_gateway_frames_sent_total",
+            "Frames sent to clients, by what they carried (padding only, or something).",
+            "carrying",
+            [
+                ("nothing", counters.idle_frames),
+                (
+                    "something",
+                    counters.frames.saturating_sub(counters.idle_frames),
+                ),
             ],
         );
         page.counter(

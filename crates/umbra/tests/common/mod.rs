@@ -140,6 +140,7 @@ pub fn fast_config() -> ClientConfig {
             mean_ack_delay: Duration::from_millis(2),
             mean_send_interval: Duration::from_millis(2),
             mean_loop_interval: Duration::from_millis(100),
+            receive_interval: Duration::from_millis(2),
             ..TrafficConfig::default()
         },
         ..ClientConfig::default()
