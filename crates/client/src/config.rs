@@ -112,6 +112,22 @@ impl TrafficPreset {
     }
 }
 
+impl TrafficConfig {
+    /// The longest `receive_interval` whose frames carry, with half again to spare, what the
+    /// client's own streams bring back when it is idle: an ack for every packet it sends and
+    /// its loops.
+    pub fn longest_receive_interval(&self) -> Duration {
+        // records on the downlink: an ack's, a returning loop's
+        const ACK_RECORD: f64 = 33.0;
+        const LOOP_RECORD: f64 = 1642.0;
+        let per_second = |interval: Duration| 1.0 / interval.as_secs_f64().max(1e-9);
+        let sends = per_second(self.mean_send_interval) + per_second(self.mean_loop_interval);
+        let demand = sends * ACK_RECORD + per_second(self.mean_loop_interval) * LOOP_RECORD;
+        let room = (umbra_wire::gateway::FRAME_LEN - 8) as f64;
+        Duration::from_secs_f64(room / (1.5 * demand))
+    }
+}
+
 impl Default for TrafficConfig {
     fn default() -> Self {
         TrafficPreset::Nym.config()
@@ -213,6 +229,21 @@ impl ClientConfig {
                 "must be between 100µs and 10s (the default is the preset's send interval, 20ms)",
             ));
         }
+        if !t.insecure_push_deliveries
+            && !t.mean_send_interval.is_zero()
+            && !t.mean_loop_interval.is_zero()
+        {
+            let longest = t.longest_receive_interval();
+            if t.receive_interval > longest {
+                return Err(ConfigError::new(
+                    "traffic.receive_interval",
+                    format!(
+                        "at most {}ms with these send and loop intervals: the gateway's frames must carry the acks of every packet this client sends and its returning loops, with room to spare (the default is the send interval)",
+                        longest.as_millis()
+                    ),
+                ));
+            }
+        }
         if t.mean_send_interval.is_zero() || t.mean_loop_interval.is_zero() {
             return Err(ConfigError::new(
                 "traffic.mean_send_interval",
@@ -238,5 +269,42 @@ impl ClientConfig {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_downlink_too_slow_for_the_clients_own_acks_is_refused() {
+        let mut config = ClientConfig::default();
+        config.validate().unwrap();
+        // nym: 55 acks and 5 loops a second need 10 kB/s; a frame carries 2,456 bytes
+        let longest = config.traffic.longest_receive_interval();
+        assert!(
+            (Duration::from_millis(150)..Duration::from_millis(180)).contains(&longest),
+            "{longest:?}"
+        );
+        config.traffic.receive_interval = Duration::from_millis(500);
+        let error = config.validate().unwrap_err().to_string();
+        assert!(
+            error.contains("receive_interval") && error.contains("at most 163ms"),
+            "{error}"
+        );
+        // pushed, there is no schedule to keep up with
+        config.traffic.insecure_push_deliveries = true;
+        config.validate().unwrap();
+        for preset in [
+            TrafficPreset::Nym,
+            TrafficPreset::LowLatency,
+            TrafficPreset::Bulk,
+        ] {
+            let config = ClientConfig {
+                traffic: preset.config(),
+                ..ClientConfig::default()
+            };
+            config.validate().unwrap();
+        }
     }
 }

@@ -407,3 +407,97 @@ async fn applications_talk_through_the_client_daemon_api() {
         assert!(status.success(), "the client daemon stopped with {status}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_gets_its_deliveries_from_the_inbox() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let net = Net::start(
+        "stops-reading",
+        Shape {
+            mixes_per_layer: 1,
+            gateways: 1,
+        },
+    );
+    // bob: an `umbra client` process with its WebSocket API; alice: a client in this process
+    let api = umbra_net::localnet::free_port().unwrap();
+    let topology = net.processes.layout().topology_file();
+    let mut bob = common::apps::Daemon::init(
+        &net,
+        "client",
+        "bob",
+        &topology,
+        0,
+        &["--api", &api.to_string(), "--traffic", "low-latency"],
+    );
+    bob.start();
+    common::apps::wait_listening(api);
+    let bob_address: umbra_wire::ClientAddress = bob.address().parse().unwrap();
+    let (mut app, _) = tokio_tungstenite::connect_async(format!("ws://{api}/"))
+        .await
+        .unwrap();
+    let mut alice = net.client(0, &keys(), fast_config());
+    alice.connected().await;
+    let id = alice
+        .handle
+        .send(bob_address, b"before".to_vec(), 0)
+        .await
+        .unwrap();
+    alice.sent(id).await;
+
+    // bob's process stops (as a laptop's lid closes): it neither reads nor sends
+    let pid = bob.child.as_ref().unwrap().id().to_string();
+    let signal = |name: &str| {
+        assert!(
+            std::process::Command::new("kill")
+                .args([name, &pid])
+                .status()
+                .unwrap()
+                .success()
+        )
+    };
+    signal("-STOP");
+    let messages: Vec<Vec<u8>> = (0..100)
+        .map(|i| format!("message {i:03} {}", "x".repeat(990)).into_bytes())
+        .collect();
+    let mut ids = Vec::new();
+    for message in &messages {
+        ids.push(
+            alice
+                .handle
+                .send(bob_address, message.clone(), 0)
+                .await
+                .unwrap(),
+        );
+    }
+    // every one is acknowledged while bob is stopped: the gateway stored them (a delivery is
+    // acknowledged once confirmed by its client, or stored; bob confirmed nothing), which it
+    // does once bob's session queue is full and it gives up the session
+    alice.all_sent(&ids).await;
+    signal("-CONT");
+    // bob's client finds its session gone, reconnects, and gets them all from the inbox
+    let expected: std::collections::HashSet<String> = messages
+        .iter()
+        .map(|m| String::from_utf8_lossy(m).into_owned())
+        .collect();
+    let mut got = std::collections::HashSet::new();
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    while got.len() < expected.len() {
+        let frame = tokio::time::timeout_at(deadline, app.next())
+            .await
+            .unwrap_or_else(|_| panic!("bob got {} of {} messages", got.len(), expected.len()))
+            .unwrap()
+            .unwrap();
+        if let Message::Text(text) = frame {
+            let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+            let message = value["message"].as_str().unwrap_or_default().to_owned();
+            if value["type"] == "received" && message != "before" {
+                assert!(expected.contains(&message), "an unexpected message");
+                got.insert(message);
+            }
+        }
+    }
+    alice.stop().await;
+    drop(bob);
+}

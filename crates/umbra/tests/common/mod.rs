@@ -3,6 +3,8 @@
 
 #![allow(dead_code, unreachable_pub)] // each user takes what it needs
 
+pub mod apps;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
