@@ -414,7 +414,7 @@ impl Driver {
                         Ok(Ok(opened)) => {
                             debug!("session with the gateway open");
                             session = Some(opened);
-                            self.core.handle_connected(std::time::Instant::now());
+                            self.core.handle_connected(now());
                             backoff = self.setup.connection.reconnect_initial;
                         }
                         Ok(Err(error)) => {
@@ -435,7 +435,7 @@ impl Driver {
                     None => topologies = None,
                 },
             }
-            let now = std::time::Instant::now();
+            let now = now();
             self.core.handle_timeout(now);
             if let Err(reason) = self.send_slots(&mut session, now).await {
                 self.disconnected(&mut session, reason);
@@ -513,7 +513,7 @@ impl Driver {
         if !kept.is_empty() {
             info!(messages = kept.len(), "sending again what the outbox kept");
         }
-        let now = std::time::Instant::now();
+        let now = now();
         for (id, entry) in kept {
             let sent = match entry {
                 Entry::Send { to, surbs, message } => self.core.send(now, &to, message, surbs),
@@ -529,7 +529,7 @@ impl Driver {
     }
 
     fn command(&mut self, command: Command, connected: bool) {
-        let now = std::time::Instant::now();
+        let now = now();
         match command {
             Command::Send {
                 to,
@@ -596,7 +596,7 @@ impl Driver {
         let records = open.reader.read(bytes).map_err(|error| {
             format!("the gateway sent a frame that cannot be read ({error}); reconnecting")
         })?;
-        let now = std::time::Instant::now();
+        let now = now();
         for record in records {
             match record {
                 Record::Deliver(delivery) => self.core.handle_delivery(now, delivery),
@@ -688,6 +688,12 @@ async fn receive(session: &mut Option<Session>) -> Result<Option<Vec<u8>>, LinkE
         Some(open) => open.receiver.recv().await,
         None => std::future::pending().await,
     }
+}
+
+/// Now, by tokio's clock (which a test may pause): the core's time and the task's timers are
+/// then one clock.
+fn now() -> std::time::Instant {
+    Instant::now().into_std()
 }
 
 /// Sleeps until `deadline`; forever without one.

@@ -527,7 +527,8 @@ impl CoreShell {
                 _ = publish.tick() => self.publish(),
                 () = sleep_until(due) => {}
             }
-            self.core.handle_timeout(Instant::now());
+            self.core
+                .handle_timeout(tokio::time::Instant::now().into_std());
             self.carry_out();
             if self.stopping.is_some() && self.pending_stores == 0 {
                 if let Some(done) = self.stopping.take() {
@@ -541,7 +542,8 @@ impl CoreShell {
     }
 
     fn handle(&mut self, input: Input) {
-        let now = Instant::now();
+        // tokio's clock (which a test may pause), the one the core's timers sleep on
+        let now = tokio::time::Instant::now().into_std();
         match input {
             Input::Connected {
                 client,
