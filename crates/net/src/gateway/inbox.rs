@@ -127,6 +127,7 @@ impl Inbox {
                 ),
             )
         };
+        crate::files::prepare_private_file(path)?;
         let db = Database::create(path).map_err(|e| fail("cannot open the inbox database", &e))?;
         let inbox = Inbox {
             db,
