@@ -990,6 +990,93 @@ mod tests {
     }
 
     #[test]
+    fn a_taken_default_port_is_replaced_and_a_taken_chosen_one_refused() {
+        let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let taken = held.local_addr().unwrap();
+        let (chosen, note) = choose_listen_address(None, taken, "--api").unwrap();
+        assert_ne!(chosen, taken);
+        assert_ne!(
+            chosen.port(),
+            0,
+            "a real port, for applications to connect to"
+        );
+        let note = note.unwrap();
+        assert!(
+            note.contains(&taken.to_string()) && note.contains(&chosen.to_string()),
+            "{note}"
+        );
+        let refused = choose_listen_address(Some(taken), taken, "--api")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains(&taken.to_string()) && refused.contains("--api 127.0.0.1:0"),
+            "{refused}"
+        );
+        let (any, note) =
+            choose_listen_address(Some("127.0.0.1:0".parse().unwrap()), taken, "--api").unwrap();
+        assert!(any.port() != 0 && note.is_none());
+        drop(held);
+        assert_eq!(
+            choose_listen_address(None, taken, "--api").unwrap(),
+            (taken, None)
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_new_client_is_private_and_has_an_access_token() {
+        let root = std::env::temp_dir().join(format!("umbra-client-init-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        let gateway = NodeDescriptor::from_entry(umbra_topology::Entry {
+            id: 1,
+            kind: umbra_topology::Kind::Gateway,
+            layer: None,
+            mix_address: SocketAddr::from(([127, 0, 0, 1], 1)),
+            client_address: Some(SocketAddr::from(([127, 0, 0, 1], 2))),
+            sphinx_key: *umbra_sphinx::PrivateKey::from_bytes([1; 32])
+                .public_key()
+                .as_bytes(),
+            noise_key: [9; 32],
+        })
+        .unwrap();
+        let topology = root.join("topology.json");
+        std::fs::write(
+            &topology,
+            Topology::new(0, vec![gateway]).unwrap().to_json(),
+        )
+        .unwrap();
+        let dir = root.join("me");
+        init(
+            &dir,
+            InitSource::File(&topology),
+            "1",
+            NewRole::Client {
+                api: DEFAULT_API_ADDRESS,
+            },
+            TrafficPreset::Nym,
+        )
+        .unwrap();
+        let token = std::fs::read_to_string(dir.join(API_TOKEN_FILE)).unwrap();
+        assert!(token.trim().len() >= 40, "{token}");
+        assert_eq!(access_token(&dir).unwrap(), token.trim());
+        crate::files::tests::assert_private_tree(&dir);
+
+        // a client made before tokens gets one at its next start
+        std::fs::remove_file(dir.join(API_TOKEN_FILE)).unwrap();
+        let made = access_token(&dir).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.join(API_TOKEN_FILE))
+                .unwrap()
+                .trim(),
+            made
+        );
+        assert_ne!(made, token.trim());
+        crate::files::tests::assert_private_tree(&dir);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
     fn proxy_settings_refuse_what_cannot_work() {
         let exit = ClientAddress {
             identity: [1; 32],
