@@ -82,7 +82,8 @@ fn restrict(path: &Path, dir: bool) -> Result<(), NodeError> {
     Ok(())
 }
 
-#[cfg(all(test, unix))]
+#[cfg(test)]
+#[cfg(unix)]
 pub(crate) mod tests {
     use std::os::unix::fs::PermissionsExt;
 
