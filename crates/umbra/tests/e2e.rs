@@ -402,9 +402,11 @@ async fn applications_talk_through_the_client_daemon_api() {
     // once delivered, nothing of a message is left readable in the sender's folder
     let marker = "a plaintext that must not stay on disk once delivered; ";
     let secret = marker.repeat(100_000 / marker.len());
-    a.send(text(json!({"type": "send", "to": b_address, "message": secret, "request_id": "s"})))
-        .await
-        .unwrap();
+    a.send(text(
+        json!({"type": "send", "to": b_address, "message": secret, "request_id": "s"}),
+    ))
+    .await
+    .unwrap();
     let message_id = next_json(&mut a, "accepted").await["message_id"].clone();
     loop {
         if next_json(&mut a, "sent").await["message_id"] == message_id {

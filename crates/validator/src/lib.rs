@@ -353,6 +353,16 @@ pub async fn run(data_dir: &Path, shutdown: CancellationToken) -> Result<(), Nod
             "block_interval and max_block_transactions must be more than zero",
         ));
     }
+    let limits = config.api;
+    if limits.max_connections == 0
+        || limits.header_timeout.is_zero()
+        || limits.request_timeout.is_zero()
+    {
+        return Err(NodeError::invalid(
+            &config_path,
+            "in [api]: max_connections, header_timeout and request_timeout must be more than zero (defaults 1024, \"10s\", \"30s\")",
+        ));
+    }
     let genesis = read_genesis(&data_dir.join(GENESIS_FILE))?;
     let seed = read_key(&data_dir.join(VALIDATOR_KEY_FILE))?;
     let key = SigningKey::from_seed(seed);

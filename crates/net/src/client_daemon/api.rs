@@ -194,8 +194,9 @@ impl Access {
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.trim().strip_prefix("Bearer "))
-            .map(str::trim);
+            .and_then(|value| value.trim().split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim());
         let query = request.uri().query().and_then(|query| {
             query
                 .split('&')
@@ -833,6 +834,13 @@ mod tests {
         open(address, "", &[("authorization", &bearer)])
             .await
             .unwrap();
+        open(
+            address,
+            "",
+            &[("authorization", &format!("bearer  {TOKEN}"))],
+        )
+        .await
+        .unwrap();
         // a right token does not let a page in
         assert_eq!(
             open(

@@ -434,7 +434,16 @@ impl ClientDaemon {
                     "[api] is a client's WebSocket API; a SOCKS5 proxy or exit service has none: remove the [api] section",
                 ));
             }
-            (api, None, None) => Service::Api(api.clone().unwrap_or_default()),
+            (api, None, None) => {
+                let api = api.clone().unwrap_or_default();
+                if api.max_connections == 0 || api.handshake_timeout.is_zero() {
+                    return Err(NodeError::invalid(
+                        &config_path,
+                        "in [api]: max_connections and handshake_timeout must be more than zero (defaults 64 and \"10s\")",
+                    ));
+                }
+                Service::Api(api)
+            }
             (None, Some(socks5), None) => Service::Socks5(Box::new(socks5.settings(&config_path)?)),
             (None, None, Some(exit)) => {
                 Service::Exit(Box::new(exit.settings(&config_path, data_dir)?))
