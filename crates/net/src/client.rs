@@ -273,29 +273,13 @@ pub fn start(
     ),
     NodeError,
 > {
-    let outbox = setup.outbox.as_deref().map(Outbox::open).transpose()?;
-    let core_traffic = core.config().traffic.clone();
     let (commands_in, commands) = mpsc::channel(256);
     let (events_in, events) = mpsc::unbounded_channel();
     let handle = ClientHandle {
         commands: commands_in,
         address: core.address(),
     };
-    let driver = Driver {
-        core,
-        noise: NoiseKeypair::from_private(*keys.identity_secret()),
-        setup,
-        events: events_in,
-        outbox,
-        ids: HashMap::new(),
-        sizes: HashMap::new(),
-        pending_bytes: 0,
-        next_id: 1,
-        bytes_sent: 0,
-        bytes_received: 0,
-        wakeups: 0,
-        schedule: schedule(&core_traffic),
-    };
+    let driver = Driver::new(core, keys, setup, events_in)?;
     let task = tokio::spawn(driver.run(commands, stop));
     Ok((handle, events, task))
 }
@@ -398,6 +382,32 @@ const NOISE_TAG: u64 = 16;
 const MAX_BURST: usize = 64;
 
 impl Driver {
+    /// A driver of `core`, its outbox opened, not yet running.
+    fn new(
+        core: Client,
+        keys: &ClientKeys,
+        setup: ClientSetup,
+        events: mpsc::UnboundedSender<ClientEvent>,
+    ) -> Result<Driver, NodeError> {
+        let outbox = setup.outbox.as_deref().map(Outbox::open).transpose()?;
+        let schedule = schedule(&core.config().traffic);
+        Ok(Driver {
+            core,
+            noise: NoiseKeypair::from_private(*keys.identity_secret()),
+            setup,
+            events,
+            outbox,
+            ids: HashMap::new(),
+            sizes: HashMap::new(),
+            pending_bytes: 0,
+            next_id: 1,
+            bytes_sent: 0,
+            bytes_received: 0,
+            wakeups: 0,
+            schedule,
+        })
+    }
+
     async fn run(mut self, mut commands: mpsc::Receiver<Command>, stop: CancellationToken) {
         self.resume();
         let mut session: Option<Session> = None;
@@ -1019,24 +1029,11 @@ mod tests {
             gateway_address: SocketAddr::from(([127, 0, 0, 1], 1)),
             gateway_key: NoiseKey(GATEWAY),
             connection: ConnectionConfig::default(),
-            outbox: outbox.clone(),
+            outbox,
             max_pending_bytes,
             topologies: None,
         };
-        let driver = Driver {
-            core,
-            noise: NoiseKeypair::from_private(*keys.identity_secret()),
-            setup,
-            events: events_in,
-            outbox: outbox.map(|path| Outbox::open(&path).unwrap()),
-            ids: HashMap::new(),
-            sizes: HashMap::new(),
-            pending_bytes: 0,
-            next_id: 1,
-            bytes_sent: 0,
-            bytes_received: 0,
-        };
-        (driver, events)
+        (Driver::new(core, &keys, setup, events_in).unwrap(), events)
     }
 
     fn peer() -> ClientAddress {

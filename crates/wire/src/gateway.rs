@@ -1027,7 +1027,11 @@ mod tests {
                     frame.extend_from_slice(piece);
                     read.extend(reader.read(&frame).unwrap());
                 }
-                assert_eq!(read, std::slice::from_ref(&record), "cut at {cut}, {second}");
+                assert_eq!(
+                    read,
+                    std::slice::from_ref(&record),
+                    "cut at {cut}, {second}"
+                );
             }
         }
     }
