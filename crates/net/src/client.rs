@@ -16,7 +16,10 @@
 //! Messages the application sends can be kept in an outbox on disk (redb): written before the
 //! send is accepted, removed once every packet is acknowledged or the message is given up on.
 //! A client restarted after a crash sends what was still in it again, under the same ids
-//! (the recipient may then get a message twice: delivery is at least once).
+//! (the recipient may then get a message twice: delivery is at least once). Entries are
+//! sealed each under its own key, wiped once the message is done with (see
+//! [`crate::outbox_keys`]): a delivered message leaves nothing readable in the file. The
+//! bytes of messages under way are bounded ([`ClientSetup::max_pending_bytes`]).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -41,6 +44,7 @@ use umbra_wire::gateway::{ClientFrame, DownlinkReader, Hello, Record, Schedule, 
 
 use crate::err::{LinkError, NodeError};
 use crate::noise::NoiseKeypair;
+use crate::outbox_keys::OutboxKeys;
 use crate::session::{self, SessionReceiver, SessionSender};
 
 /// How the client reaches its gateway.
@@ -125,6 +129,18 @@ pub enum CommandError {
     /// The message could not be written to the outbox.
     #[error("the message could not be written to the outbox: {0}")]
     Outbox(String),
+    /// Accepting the message would hold more bytes waiting for delivery than allowed.
+    #[error(
+        "refused: {pending} bytes of messages are waiting for delivery, and this one's {size} would go over the limit of {limit} bytes (setting `max_pending_bytes`); send it once `sent` or `failed` events have come for earlier ones, or raise the limit"
+    )]
+    TooMuchPending {
+        /// Bytes of messages accepted and not yet delivered or given up on.
+        pending: usize,
+        /// The refused message's size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// The client has stopped.
     #[error("the client has stopped")]
     Stopped,
@@ -139,6 +155,8 @@ pub struct ClientStatus {
     pub stats: ClientStats,
     /// Messages accepted and not yet acknowledged or given up on.
     pub pending: usize,
+    /// Their bytes.
+    pub pending_bytes: usize,
     /// Bytes sent to the gateway (Noise messages, without WebSocket and TCP/IP framing).
     pub bytes_sent: u64,
     /// Bytes received from the gateway (likewise).
@@ -228,10 +246,18 @@ pub struct ClientSetup {
     pub connection: ConnectionConfig,
     /// The outbox file, if sent messages are to survive a restart.
     pub outbox: Option<PathBuf>,
+    /// Bytes of messages accepted and not yet delivered or given up on, at most (see
+    /// [`DEFAULT_MAX_PENDING_BYTES`]); sends beyond are refused with
+    /// [`CommandError::TooMuchPending`].
+    pub max_pending_bytes: usize,
     /// New topologies, each epoch, when the client follows the ledger (see
     /// [`crate::directory::follow`]); routes are drawn from each as it comes.
     pub topologies: Option<tokio::sync::watch::Receiver<std::sync::Arc<crate::directory::Current>>>,
 }
+
+/// The default bound on bytes of messages accepted and not yet delivered or given up on: four
+/// messages of the largest size.
+pub const DEFAULT_MAX_PENDING_BYTES: usize = 64 << 20;
 
 /// Starts the client: a task driving `core` until `stop`. `keys` must be the core's keys.
 pub fn start(
@@ -247,27 +273,13 @@ pub fn start(
     ),
     NodeError,
 > {
-    let outbox = setup.outbox.as_deref().map(Outbox::open).transpose()?;
-    let core_traffic = core.config().traffic.clone();
     let (commands_in, commands) = mpsc::channel(256);
     let (events_in, events) = mpsc::unbounded_channel();
     let handle = ClientHandle {
         commands: commands_in,
         address: core.address(),
     };
-    let driver = Driver {
-        core,
-        noise: NoiseKeypair::from_private(*keys.identity_secret()),
-        setup,
-        events: events_in,
-        outbox,
-        ids: HashMap::new(),
-        next_id: 1,
-        bytes_sent: 0,
-        bytes_received: 0,
-        wakeups: 0,
-        schedule: schedule(&core_traffic),
-    };
+    let driver = Driver::new(core, keys, setup, events_in)?;
     let task = tokio::spawn(driver.run(commands, stop));
     Ok((handle, events, task))
 }
@@ -352,6 +364,10 @@ struct Driver {
     outbox: Option<Outbox>,
     /// The core's ids of messages under way, to the ids the application knows.
     ids: HashMap<MessageId, u64>,
+    /// The size of each message under way, by the application's id.
+    sizes: HashMap<u64, usize>,
+    /// Their sum: bounded by `setup.max_pending_bytes`.
+    pending_bytes: usize,
     next_id: u64,
     bytes_sent: u64,
     bytes_received: u64,
@@ -366,6 +382,32 @@ const NOISE_TAG: u64 = 16;
 const MAX_BURST: usize = 64;
 
 impl Driver {
+    /// A driver of `core`, its outbox opened, not yet running.
+    fn new(
+        core: Client,
+        keys: &ClientKeys,
+        setup: ClientSetup,
+        events: mpsc::UnboundedSender<ClientEvent>,
+    ) -> Result<Driver, NodeError> {
+        let outbox = setup.outbox.as_deref().map(Outbox::open).transpose()?;
+        let schedule = schedule(&core.config().traffic);
+        Ok(Driver {
+            core,
+            noise: NoiseKeypair::from_private(*keys.identity_secret()),
+            setup,
+            events,
+            outbox,
+            ids: HashMap::new(),
+            sizes: HashMap::new(),
+            pending_bytes: 0,
+            next_id: 1,
+            bytes_sent: 0,
+            bytes_received: 0,
+            wakeups: 0,
+            schedule,
+        })
+    }
+
     async fn run(mut self, mut commands: mpsc::Receiver<Command>, stop: CancellationToken) {
         self.resume();
         let mut session: Option<Session> = None;
@@ -515,6 +557,9 @@ impl Driver {
         }
         let now = now();
         for (id, entry) in kept {
+            // counted even beyond the limit: they were accepted before the restart
+            self.sizes.insert(id, entry.len());
+            self.pending_bytes += entry.len();
             let sent = match entry {
                 Entry::Send { to, surbs, message } => self.core.send(now, &to, message, surbs),
                 Entry::Reply { to, message } => self.core.reply(now, to, message),
@@ -548,6 +593,7 @@ impl Driver {
                     connected,
                     stats: self.core.stats().clone(),
                     pending: self.ids.len(),
+                    pending_bytes: self.pending_bytes,
                     bytes_sent: self.bytes_sent,
                     bytes_received: self.bytes_received,
                     wakeups: self.wakeups,
@@ -558,6 +604,15 @@ impl Driver {
 
     /// Writes a message to the outbox (if kept), then hands it to the core.
     fn accept(&mut self, now: std::time::Instant, entry: Entry) -> Result<u64, CommandError> {
+        let size = entry.len();
+        let limit = self.setup.max_pending_bytes;
+        if self.pending_bytes.saturating_add(size) > limit {
+            return Err(CommandError::TooMuchPending {
+                pending: self.pending_bytes,
+                size,
+                limit,
+            });
+        }
         let id = self.next_id;
         if let Some(outbox) = &self.outbox {
             outbox
@@ -572,6 +627,8 @@ impl Driver {
             Ok(core_id) => {
                 self.next_id += 1;
                 self.ids.insert(core_id, id);
+                self.sizes.insert(id, size);
+                self.pending_bytes += size;
                 Ok(id)
             }
             Err(error) => {
@@ -671,6 +728,9 @@ impl Driver {
 
     /// A message is done with: out of the outbox, and the application told.
     fn finish(&mut self, id: u64, failure: Option<String>) {
+        if let Some(size) = self.sizes.remove(&id) {
+            self.pending_bytes -= size;
+        }
         if let Some(outbox) = &self.outbox
             && let Err(error) = outbox.remove(id)
         {
@@ -725,6 +785,13 @@ enum Entry {
 }
 
 impl Entry {
+    /// The message's size.
+    fn len(&self) -> usize {
+        match self {
+            Entry::Send { message, .. } | Entry::Reply { message, .. } => message.len(),
+        }
+    }
+
     fn encode(&self) -> Vec<u8> {
         match self {
             Entry::Send { to, surbs, message } => {
@@ -768,10 +835,17 @@ impl Entry {
 
 const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
 const OUTBOX_META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// The first byte of an entry sealed under its key in the key file (older entries are plain).
+const SEALED: u8 = 0x10;
 
-/// Messages accepted and not yet done with, on disk.
+type OutboxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Messages accepted and not yet done with, on disk, each sealed under its own key (see
+/// [`crate::outbox_keys`]): once a message is done with, its key is wiped and what redb keeps
+/// of it in free pages cannot be read.
 struct Outbox {
     db: Database,
+    keys: std::sync::Mutex<OutboxKeys>,
 }
 
 impl Outbox {
@@ -784,10 +858,21 @@ impl Outbox {
                 ),
             )
         };
+        crate::files::prepare_private_file(path)?;
         let db = Database::create(path).map_err(|e| fail(&e))?;
-        let outbox = Outbox { db };
+        let keys = OutboxKeys::open(&path.with_extension("keys"))?;
+        let outbox = Outbox {
+            db,
+            keys: std::sync::Mutex::new(keys),
+        };
         outbox.create_tables().map_err(|e| fail(&e))?;
         Ok(outbox)
+    }
+
+    fn keys(&self) -> std::sync::MutexGuard<'_, OutboxKeys> {
+        self.keys
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn create_tables(&self) -> Result<(), redb::Error> {
@@ -798,37 +883,320 @@ impl Outbox {
         Ok(())
     }
 
-    fn put(&self, id: u64, entry: &Entry) -> Result<(), redb::Error> {
+    fn put(&self, id: u64, entry: &Entry) -> Result<(), OutboxError> {
+        // the key is on disk before what it seals
+        let plaintext = zeroize::Zeroizing::new(entry.encode());
+        let mut sealed = vec![SEALED];
+        sealed.extend(self.keys().seal(id, &plaintext)?);
         let txn = self.db.begin_write()?;
-        txn.open_table(OUTBOX)?.insert(id, &entry.encode()[..])?;
+        txn.open_table(OUTBOX)?.insert(id, &sealed[..])?;
         txn.open_table(OUTBOX_META)?.insert("next_id", id + 1)?;
         txn.commit()?;
         Ok(())
     }
 
-    fn remove(&self, id: u64) -> Result<(), redb::Error> {
+    fn remove(&self, id: u64) -> Result<(), OutboxError> {
+        // the key first: once it is gone, the entry is unreadable whatever happens next
+        let erased = self.keys().erase(id);
         let txn = self.db.begin_write()?;
         txn.open_table(OUTBOX)?.remove(id)?;
         txn.commit()?;
-        Ok(())
+        Ok(erased?)
     }
 
-    /// What is kept, oldest first, and the next id to give.
-    fn load(&self) -> Result<(Vec<(u64, Entry)>, u64), redb::Error> {
-        let txn = self.db.begin_read()?;
+    /// What is kept, oldest first, and the next id to give. Entries whose key is gone (the
+    /// client stopped between wiping a key and removing its entry) are removed, and keys
+    /// whose entry never made it to disk are wiped.
+    fn load(&self) -> Result<(Vec<(u64, Entry)>, u64), OutboxError> {
         let mut kept = Vec::new();
-        for row in txn.open_table(OUTBOX)?.iter()? {
-            let (id, bytes) = row?;
-            match Entry::decode(bytes.value()) {
-                Some(entry) => kept.push((id.value(), entry)),
-                None => warn!(id = id.value(), "an outbox entry cannot be read; skipped"),
+        let mut unreadable = Vec::new();
+        let next = {
+            let txn = self.db.begin_read()?;
+            let keys = self.keys();
+            for row in txn.open_table(OUTBOX)?.iter()? {
+                let (id, bytes) = row?;
+                let (id, bytes) = (id.value(), bytes.value());
+                let entry = match bytes.split_first() {
+                    Some((&SEALED, sealed)) => keys
+                        .open_sealed(id, sealed)
+                        .and_then(|plaintext| Entry::decode(&plaintext)),
+                    _ => Entry::decode(bytes),
+                };
+                match entry {
+                    Some(entry) => kept.push((id, entry)),
+                    None => unreadable.push(id),
+                }
             }
+            txn.open_table(OUTBOX_META)?
+                .get("next_id")?
+                .map_or(1, |v| v.value())
+        };
+        for &id in &unreadable {
+            warn!(id, "an outbox entry cannot be read; removed");
+            self.remove(id)?;
         }
-        let next = txn
-            .open_table(OUTBOX_META)?
-            .get("next_id")?
-            .map_or(1, |v| v.value());
+        let kept_ids: std::collections::HashSet<u64> = kept.iter().map(|(id, _)| *id).collect();
+        let orphans: Vec<u64> = self
+            .keys()
+            .ids()
+            .into_iter()
+            .filter(|id| !kept_ids.contains(id))
+            .collect();
+        for id in orphans {
+            self.keys().erase(id)?;
+        }
         let above = kept.last().map_or(1, |(id, _)| id + 1);
         Ok((kept, next.max(above)))
+    }
+}
+
+#[cfg(test)]
+impl ClientHandle {
+    /// A handle on no client (its commands fail), for tests of what is built on handles.
+    pub(crate) fn detached(address: ClientAddress) -> ClientHandle {
+        let (commands, _) = mpsc::channel(1);
+        ClientHandle { commands, address }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use umbra_client::ClientConfig;
+    use umbra_sphinx::PrivateKey;
+    use umbra_topology::{Kind, NodeDescriptor, Topology};
+
+    use super::*;
+
+    const GATEWAY: [u8; 32] = [9; 32];
+
+    fn topology() -> Topology {
+        let node = |id: u32, layer: Option<u8>| {
+            NodeDescriptor::from_entry(umbra_topology::Entry {
+                id,
+                kind: if layer.is_some() {
+                    Kind::Mix
+                } else {
+                    Kind::Gateway
+                },
+                layer,
+                mix_address: SocketAddr::from(([127, 0, 0, 1], 1000 + id as u16)),
+                client_address: layer
+                    .is_none()
+                    .then(|| SocketAddr::from(([127, 0, 0, 1], 2000 + id as u16))),
+                sphinx_key: *PrivateKey::from_bytes([id as u8; 32])
+                    .public_key()
+                    .as_bytes(),
+                noise_key: if layer.is_none() {
+                    GATEWAY
+                } else {
+                    [id as u8; 32]
+                },
+            })
+            .unwrap()
+        };
+        Topology::new(
+            0,
+            vec![
+                node(1, Some(1)),
+                node(2, Some(2)),
+                node(3, Some(3)),
+                node(9, None),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("umbra-client-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// A driver not started, so that its parts can be driven by hand.
+    fn driver(
+        max_pending_bytes: usize,
+        outbox: Option<PathBuf>,
+    ) -> (Driver, mpsc::UnboundedReceiver<ClientEvent>) {
+        let keys = ClientKeys::generate(&mut rand::rng());
+        let core = Client::new(
+            ClientConfig::default(),
+            keys.clone(),
+            GATEWAY,
+            topology(),
+            [7; 32],
+            std::time::Instant::now(),
+        )
+        .unwrap();
+        let (events_in, events) = mpsc::unbounded_channel();
+        let setup = ClientSetup {
+            gateway_address: SocketAddr::from(([127, 0, 0, 1], 1)),
+            gateway_key: NoiseKey(GATEWAY),
+            connection: ConnectionConfig::default(),
+            outbox,
+            max_pending_bytes,
+            topologies: None,
+        };
+        (Driver::new(core, &keys, setup, events_in).unwrap(), events)
+    }
+
+    fn peer() -> ClientAddress {
+        ClientAddress {
+            identity: [1; 32],
+            encryption: ClientKeys::generate(&mut rand::rng()).encryption_public(),
+            gateway: GATEWAY,
+        }
+    }
+
+    fn send(size: usize) -> Entry {
+        Entry::Send {
+            to: peer(),
+            surbs: 0,
+            message: vec![7; size],
+        }
+    }
+
+    #[test]
+    fn pending_bytes_are_bounded_and_freed_when_a_message_is_done() {
+        let (mut driver, mut events) = driver(100_000, None);
+        let now = std::time::Instant::now();
+        assert_eq!(driver.accept(now, send(60_000)).unwrap(), 1);
+        match driver.accept(now, send(60_000)) {
+            Err(
+                refused @ CommandError::TooMuchPending {
+                    pending: 60_000,
+                    size: 60_000,
+                    limit: 100_000,
+                },
+            ) => {
+                let said = refused.to_string();
+                assert!(
+                    said.contains("100000") && said.contains("max_pending_bytes"),
+                    "{said}"
+                );
+            }
+            other => panic!("not refused: {other:?}"),
+        }
+        // up to the limit exactly
+        assert_eq!(driver.accept(now, send(40_000)).unwrap(), 2);
+        assert_eq!(driver.pending_bytes, 100_000);
+        driver.finish(1, None);
+        assert_eq!(driver.pending_bytes, 40_000);
+        assert_eq!(events.try_recv().unwrap(), ClientEvent::Sent(1));
+        driver.finish(2, Some("given up".into()));
+        assert_eq!(driver.pending_bytes, 0);
+        assert_eq!(driver.accept(now, send(100_000)).unwrap(), 3);
+        assert!(matches!(
+            driver.accept(now, send(1)),
+            Err(CommandError::TooMuchPending { .. })
+        ));
+    }
+
+    #[test]
+    fn what_the_outbox_kept_counts_after_a_restart() {
+        let dir = temp_dir("pending-restart");
+        let path = dir.join("outbox.redb");
+        {
+            let (mut driver, _events) = driver(100_000, Some(path.clone()));
+            driver
+                .accept(std::time::Instant::now(), send(70_000))
+                .unwrap();
+        }
+        let (mut driver, _events) = driver(100_000, Some(path));
+        driver.resume();
+        assert_eq!(driver.pending_bytes, 70_000);
+        assert!(
+            driver
+                .accept(std::time::Instant::now(), send(40_000))
+                .is_err()
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Whether `needle` occurs in any file of `dir`.
+    fn on_disk(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| {
+                let bytes = std::fs::read(path).unwrap();
+                bytes.windows(needle.len()).any(|window| window == needle)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_message_done_with_leaves_no_plaintext_in_the_outbox() {
+        let dir = temp_dir("outbox-plaintext");
+        let path = dir.join("outbox.redb");
+        let marker = b"a secret that must not outlive its delivery";
+        let mut secret = Vec::new();
+        while secret.len() < 100_000 {
+            secret.extend_from_slice(marker);
+        }
+        let to = peer();
+        let outbox = Outbox::open(&path).unwrap();
+        outbox
+            .put(
+                1,
+                &Entry::Send {
+                    to,
+                    surbs: 3,
+                    message: secret.clone(),
+                },
+            )
+            .unwrap();
+        // a later message still under way keeps the first one's pages inside the file
+        outbox
+            .put(
+                2,
+                &Entry::Reply {
+                    to: SenderTag([5; 16]),
+                    message: vec![b'-'; 100_000],
+                },
+            )
+            .unwrap();
+        drop(outbox);
+
+        // a restart reads both back
+        let outbox = Outbox::open(&path).unwrap();
+        let (kept, next) = outbox.load().unwrap();
+        assert_eq!(next, 3);
+        match &kept[..] {
+            [
+                (
+                    1,
+                    Entry::Send {
+                        to: to_1,
+                        surbs: 3,
+                        message,
+                    },
+                ),
+                (2, Entry::Reply { message: reply, .. }),
+            ] => {
+                assert_eq!((to_1, message), (&to, &secret));
+                assert_eq!(reply.len(), 100_000);
+            }
+            _ => panic!("the outbox did not keep both"),
+        }
+        // the first is delivered; the second is not yet
+        outbox.remove(1).unwrap();
+        assert_eq!(on_disk(&dir, marker), Vec::<PathBuf>::new());
+        drop(outbox);
+        assert_eq!(on_disk(&dir, marker), Vec::<PathBuf>::new());
+        let outbox = Outbox::open(&path).unwrap();
+        let (kept, _) = outbox.load().unwrap();
+        assert!(matches!(&kept[..], [(2, _)]));
+        outbox.remove(2).unwrap();
+        drop(outbox);
+        let keys = std::fs::read(dir.join("outbox.keys")).unwrap();
+        assert!(keys.iter().all(|&b| b == 0), "a key left behind");
+        #[cfg(unix)]
+        for file in ["outbox.redb", "outbox.keys"] {
+            assert_eq!(crate::files::tests::mode(&dir.join(file)), 0o600, "{file}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

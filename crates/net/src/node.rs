@@ -23,6 +23,7 @@ use umbra_wire::frame::Frame;
 use crate::directory::{Current, Directory, LedgerConfig};
 use crate::epoch::{Admitted, KeyRing, Placement};
 use crate::err::NodeError;
+use crate::files::{copy_private, create_private_dir, open_private, write_private};
 use crate::keys::{read_key, write_new_key};
 use crate::link::{Admission, LinkConfig, LinkCounters, PeerStatus, serve_inbound};
 use crate::metrics::Exposition;
@@ -114,17 +115,10 @@ pub(crate) fn init(
         &identity.seed(),
     )?;
     if let Some(genesis) = genesis {
-        let copy = data_dir.join(crate::directory::GENESIS_FILE);
-        std::fs::copy(genesis, &copy).map_err(|source| NodeError::Write {
-            path: copy.clone(),
-            source,
-        })?;
+        copy_private(genesis, &data_dir.join(crate::directory::GENESIS_FILE))?;
     }
     let path = data_dir.join(config_file);
-    std::fs::write(&path, config).map_err(|source| NodeError::Write {
-        path: path.clone(),
-        source,
-    })?;
+    write_private(&path, config.as_bytes())?;
     Ok(Initialised {
         sphinx_key: keys.sphinx.public_key(),
         noise_key: keys.noise.public(),
@@ -133,7 +127,8 @@ pub(crate) fn init(
     })
 }
 
-/// Refuses a directory that already holds any of `files`.
+/// Refuses a directory that already holds any of `files`; creates it (or makes it) readable
+/// only by its owner.
 pub fn ensure_new(data_dir: &Path, files: &[&str]) -> Result<(), NodeError> {
     for file in files {
         let existing = data_dir.join(file);
@@ -144,10 +139,7 @@ pub fn ensure_new(data_dir: &Path, files: &[&str]) -> Result<(), NodeError> {
             });
         }
     }
-    std::fs::create_dir_all(data_dir).map_err(|source| NodeError::Write {
-        path: data_dir.to_owned(),
-        source,
-    })
+    create_private_dir(data_dir)
 }
 
 /// Writes fresh keys into a new node's directory.
@@ -452,10 +444,7 @@ pub(crate) async fn save_filters(
     let filters = unwrapper.replay_filters();
     tokio::task::spawn_blocking(move || {
         let dir = data_dir.join(REPLAY_DIR);
-        std::fs::create_dir_all(&dir).map_err(|source| NodeError::Write {
-            path: dir.clone(),
-            source,
-        })?;
+        create_private_dir(&dir)?;
         for filter in filters {
             let path = replay_file(&data_dir, filter.rotation());
             let temporary = path.with_extension("bloom.tmp");
@@ -463,7 +452,7 @@ pub(crate) async fn save_filters(
                 path: temporary.clone(),
                 source,
             };
-            let file = std::fs::File::create(&temporary).map_err(write)?;
+            let file = open_private(&temporary, true)?;
             let mut writer = std::io::BufWriter::with_capacity(1 << 20, file);
             filter.save(&mut writer).map_err(write)?;
             let file = writer

@@ -58,6 +58,7 @@ pub struct ClientBuilder {
     config: ClientConfig,
     connection: ConnectionConfig,
     connect_timeout: Duration,
+    max_pending_bytes: usize,
 }
 
 impl ClientBuilder {
@@ -73,6 +74,7 @@ impl ClientBuilder {
             config: ClientConfig::default(),
             connection: ConnectionConfig::default(),
             connect_timeout: Duration::from_secs(30),
+            max_pending_bytes: umbra_net::client::DEFAULT_MAX_PENDING_BYTES,
         }
     }
 
@@ -147,6 +149,13 @@ impl ClientBuilder {
         self
     }
 
+    /// Bytes of messages sent and not yet delivered or given up on, at most (default 64 MiB);
+    /// a send beyond is refused with [`CommandError::TooMuchPending`].
+    pub fn max_pending_bytes(mut self, bytes: usize) -> Self {
+        self.max_pending_bytes = bytes;
+        self
+    }
+
     /// How long [`ClientBuilder::connect`] waits for the gateway (default 30 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
@@ -205,6 +214,7 @@ impl ClientBuilder {
             gateway_key: gateway.noise_key,
             connection: self.connection,
             outbox: self.storage.as_ref().map(|dir| dir.join(OUTBOX_FILE)),
+            max_pending_bytes: self.max_pending_bytes,
             topologies,
         };
         let (handle, mut events, task) = shell::start(core, &keys, setup, stop.clone())?;
@@ -242,10 +252,7 @@ fn stored_keys(dir: &Path) -> Result<ClientKeys, Error> {
     let identity = dir.join(IDENTITY_KEY_FILE);
     let encryption = dir.join(ENCRYPTION_KEY_FILE);
     if !identity.exists() && !encryption.exists() {
-        std::fs::create_dir_all(dir).map_err(|source| umbra_net::NodeError::Write {
-            path: dir.to_owned(),
-            source,
-        })?;
+        umbra_net::files::create_private_dir(dir)?;
         let keys = ClientKeys::generate(&mut rand::rng());
         write_new_key(&identity, keys.identity_secret())?;
         write_new_key(&encryption, keys.encryption_secret())?;

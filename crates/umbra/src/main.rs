@@ -159,9 +159,10 @@ enum ClientCommand {
     Init {
         #[command(flatten)]
         new: NewDaemonArgs,
-        /// Where applications will connect (WebSocket API; keep it on loopback).
-        #[arg(long, default_value = "127.0.0.1:1977")]
-        api: SocketAddr,
+        /// Where applications will connect (WebSocket API; keep it on loopback). Default
+        /// 127.0.0.1:1977, or a free port when that one is taken; port 0 picks a free port.
+        #[arg(long)]
+        api: Option<SocketAddr>,
     },
     /// Run the client in the data directory until Ctrl-C or SIGTERM.
     Run(DataDir),
@@ -176,9 +177,10 @@ enum Socks5Command {
     Init {
         #[command(flatten)]
         new: NewDaemonArgs,
-        /// Where applications will connect (keep it on loopback).
-        #[arg(long, default_value = "127.0.0.1:1080")]
-        listen: SocketAddr,
+        /// Where applications will connect (keep it on loopback). Default 127.0.0.1:1080, or a
+        /// free port when that one is taken; port 0 picks a free port.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
         /// The exit service's address (`umbra exit address` prints it).
         #[arg(long)]
         exit: String,
@@ -570,6 +572,14 @@ fn client(command: ClientCommand) -> anyhow::Result<()> {
     match command {
         ClientCommand::Init { new, api } => {
             let data_dir = new.data_dir.clone();
+            let (api, note) = client_daemon::choose_listen_address(
+                api,
+                client_daemon::DEFAULT_API_ADDRESS,
+                "--api",
+            )?;
+            if let Some(note) = note {
+                println!("Note: {note}.");
+            }
             let address = init_daemon(new, NewRole::Client { api })?;
             println!("Created a client in {}.", data_dir.display());
             println!("Its address (give it to whoever should reach you):");
@@ -593,6 +603,14 @@ fn socks5(command: Socks5Command) -> anyhow::Result<()> {
                     "--exit {exit:?} is not a client address ({error}); give the exit service's address, as `umbra exit address --data-dir DIR` prints it"
                 )
             })?;
+            let (listen, note) = client_daemon::choose_listen_address(
+                listen,
+                umbra_net::socks5::DEFAULT_LISTEN_ADDRESS,
+                "--listen",
+            )?;
+            if let Some(note) = note {
+                println!("Note: {note}.");
+            }
             init_daemon(new, NewRole::Socks5 { listen, exit })?;
             println!("Created a SOCKS5 proxy in {}.", data_dir.display());
             println!("Run it: umbra socks5 run --data-dir {}", data_dir.display());

@@ -63,6 +63,22 @@ fn keys_from(output: &Output) -> (PublicKey, NoiseKey) {
     )
 }
 
+/// Every file under `dir` is 0600 and every folder 0700, `dir` included.
+#[cfg(unix)]
+fn assert_private(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(dir), 0o700, "{}", dir.display());
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            assert_private(&path);
+        } else {
+            assert_eq!(mode(&path), 0o600, "{}", path.display());
+        }
+    }
+}
+
 fn bs58_decode(text: &str) -> [u8; 32] {
     bs58::decode(text).into_vec().unwrap().try_into().unwrap()
 }
@@ -95,14 +111,7 @@ fn init_makes_a_node_once_and_run_names_what_is_missing() {
         assert!(dir.join(file).exists(), "{file} not created");
     }
     #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.join("sphinx.key"))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o077, 0, "a key file readable by others");
-    }
+    assert_private(&dir);
 
     let again = init(&dir, free_port(), free_port());
     assert_eq!(again.status.code(), Some(1));
@@ -213,7 +222,70 @@ fn a_running_node_stops_cleanly_on_sigterm() {
         dir.join("replay/rotation-1.bloom").exists(),
         "replay filter not saved"
     );
+    #[cfg(unix)]
+    assert_private(&dir.join("replay"));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn client_init_says_when_its_api_port_is_taken() {
+    let root = temp_dir("client-port");
+    std::fs::create_dir_all(&root).unwrap();
+    let gateway = NodeDescriptor {
+        id: NodeId(10),
+        role: Role::Gateway,
+        mix_address: free_port(),
+        client_address: Some(free_port()),
+        sphinx_key: umbra_sphinx::PrivateKey::from_bytes([3; 32]).public_key(),
+        noise_key: NoiseKey([4; 32]),
+    };
+    let topology = root.join("topology.json");
+    std::fs::write(
+        &topology,
+        Topology::new(1, vec![gateway]).unwrap().to_json(),
+    )
+    .unwrap();
+    let held = TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = held.local_addr().unwrap().to_string();
+    let init = |name: &str, api: &str| {
+        umbra(&[
+            "client",
+            "init",
+            "--data-dir",
+            root.join(name).to_str().unwrap(),
+            "--topology",
+            topology.to_str().unwrap(),
+            "--gateway",
+            "10",
+            "--api",
+            api,
+        ])
+    };
+    let refused = init("a", &taken);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains(&taken) && stderr(&refused).contains("--api 127.0.0.1:0"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(!root.join("a/config.toml").exists(), "nothing made");
+
+    let made = init("b", "127.0.0.1:0");
+    assert!(made.status.success(), "{}", stderr(&made));
+    let config = std::fs::read_to_string(root.join("b/config.toml")).unwrap();
+    let printed = String::from_utf8_lossy(&made.stdout);
+    let listen = config
+        .lines()
+        .find_map(|line| line.strip_prefix("listen_address = "))
+        .unwrap()
+        .trim_matches('"')
+        .to_owned();
+    assert!(!listen.ends_with(":0"), "{config}");
+    assert!(printed.contains(&format!("ws://{listen}")), "{printed}");
+    #[cfg(unix)]
+    assert_private(&root.join("b"));
+    drop(held);
+    std::fs::remove_dir_all(&root).unwrap();
 }
 
 /// Runs `umbra localnet` until `until` appears on its output, then SIGTERM; returns the output.

@@ -399,6 +399,31 @@ async fn applications_talk_through_the_client_daemon_api() {
     assert_eq!(replied["message_base64"], "/wAB");
     assert_ne!(a_address, b_address);
 
+    // once delivered, nothing of a message is left readable in the sender's folder
+    let marker = "a plaintext that must not stay on disk once delivered; ";
+    let secret = marker.repeat(100_000 / marker.len());
+    a.send(text(
+        json!({"type": "send", "to": b_address, "message": secret, "request_id": "s"}),
+    ))
+    .await
+    .unwrap();
+    let message_id = next_json(&mut a, "accepted").await["message_id"].clone();
+    loop {
+        if next_json(&mut a, "sent").await["message_id"] == message_id {
+            break;
+        }
+    }
+    let folder = net.dir.join("client-0");
+    for entry in std::fs::read_dir(&folder).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(
+            !bytes.windows(marker.len()).any(|w| w == marker.as_bytes()),
+            "{} holds a delivered message's plaintext",
+            path.display()
+        );
+    }
+
     for mut daemon in daemons {
         let _ = std::process::Command::new("kill")
             .arg(daemon.id().to_string())

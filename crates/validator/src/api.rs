@@ -14,6 +14,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use umbra_ledger::{Hash, NodeId, PublicKey, Transaction};
+use umbra_net::http::{HttpCounters, HttpLimits};
 use umbra_net::ledger::{AccountView, ApiError, Submitted, TxStatus};
 
 use crate::chain::{Chain, Rejected};
@@ -48,6 +49,7 @@ pub struct Relayed {
 struct Shared {
     chain: Arc<Chain>,
     counters: Arc<Counters>,
+    http: Arc<HttpCounters>,
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -66,14 +68,21 @@ fn ok<T: Serialize>(value: T) -> Response {
     Json(value).into_response()
 }
 
-/// Serves the API on `listener` until `shutdown`.
+/// Serves the API on `listener` within `limits` (connections, header and request timeouts)
+/// until `shutdown`.
 pub async fn serve(
     listener: TcpListener,
     chain: Arc<Chain>,
     counters: Arc<Counters>,
+    limits: HttpLimits,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let shared = Shared { chain, counters };
+    let http = Arc::new(HttpCounters::default());
+    let shared = Shared {
+        chain,
+        counters,
+        http: Arc::clone(&http),
+    };
     let router = Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
@@ -92,9 +101,7 @@ pub async fn serve(
         .route("/tx/{hash}", get(transaction))
         .route("/relay", post(relay))
         .with_state(shared);
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    umbra_net::http::serve_router(listener, router, limits, http, shutdown).await
 }
 
 async fn health(Extract(shared): Extract<Shared>) -> Response {
@@ -151,7 +158,7 @@ async fn metrics(Extract(shared): Extract<Shared>) -> Response {
         blocks = counters.blocks.load(Ordering::Relaxed),
         relayed = counters.relayed.load(Ordering::Relaxed),
         malformed = counters.malformed_proposals.load(Ordering::Relaxed),
-    );
+    ) + &shared.http.metrics("umbra_validator");
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], page).into_response()
 }
 

@@ -21,6 +21,7 @@ use umbra_ledger::{
     Genesis, GenesisAccount, GenesisValidator, Hash, Params, PublicKey, SigningKey, UNIT,
 };
 use umbra_net::NodeError;
+use umbra_net::http::HttpLimits;
 use umbra_net::keys::{read_key, write_new_key};
 use umbra_net::node::{ensure_new, read_toml, require_config};
 
@@ -67,6 +68,8 @@ pub struct ValidatorConfig {
     pub block_interval: Duration,
     /// The most transactions in one block.
     pub max_block_transactions: usize,
+    /// Limits on the API's connections.
+    pub api: HttpLimits,
     /// BFT consensus with the other validators; required when genesis names more than one.
     pub consensus: Option<bft::ConsensusSettings>,
 }
@@ -77,6 +80,7 @@ impl Default for ValidatorConfig {
             listen_address: SocketAddr::from(([127, 0, 0, 1], 7000)),
             block_interval: Duration::from_millis(250),
             max_block_transactions: 5_000,
+            api: HttpLimits::default(),
             consensus: None,
         }
     }
@@ -92,6 +96,14 @@ listen_address = \"{listen}\"
 # How often a block is cut when transactions wait (solo), and the most transactions in one block.
 block_interval = \"250ms\"
 max_block_transactions = 5000
+
+[api]
+# Connections to the API at once, at most: beyond, new ones are closed as they come. A request
+# whose headers take longer than header_timeout closes its connection (an idle connection is
+# closed after as long); one that takes longer than request_timeout in all is answered 408.
+max_connections = 1024
+header_timeout = \"10s\"
+request_timeout = \"30s\"
 {consensus}";
 
 const CONSENSUS_TEMPLATE: &str = "
@@ -310,10 +322,7 @@ pub fn make_genesis(
 }
 
 fn write_file(path: &Path, text: &str) -> Result<(), NodeError> {
-    std::fs::write(path, text).map_err(|source| NodeError::Write {
-        path: path.to_owned(),
-        source,
-    })
+    umbra_net::files::write_private(path, text.as_bytes())
 }
 
 /// Reads a genesis file, naming the file in any error.
@@ -342,6 +351,16 @@ pub async fn run(data_dir: &Path, shutdown: CancellationToken) -> Result<(), Nod
         return Err(NodeError::invalid(
             &config_path,
             "block_interval and max_block_transactions must be more than zero",
+        ));
+    }
+    let limits = config.api;
+    if limits.max_connections == 0
+        || limits.header_timeout.is_zero()
+        || limits.request_timeout.is_zero()
+    {
+        return Err(NodeError::invalid(
+            &config_path,
+            "in [api]: max_connections, header_timeout and request_timeout must be more than zero (defaults 1024, \"10s\", \"30s\")",
         ));
     }
     let genesis = read_genesis(&data_dir.join(GENESIS_FILE))?;
@@ -400,6 +419,7 @@ pub async fn run(data_dir: &Path, shutdown: CancellationToken) -> Result<(), Nod
         listener,
         Arc::clone(&chain),
         Arc::clone(&counters),
+        config.api,
         shutdown.clone(),
     ));
     let result = match (chain.genesis().validators.len(), config.consensus) {
@@ -433,4 +453,130 @@ pub async fn run(data_dir: &Path, shutdown: CancellationToken) -> Result<(), Nod
     let _ = api.await;
     info!("validator stopped");
     result
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+
+    fn init_in(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("umbra-validator-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        init(
+            &dir,
+            &InitOptions {
+                listen_address: SocketAddr::from(([127, 0, 0, 1], 7000)),
+                genesis: None,
+                chain_id: "test".into(),
+                params: Params::default(),
+                consensus: None,
+            },
+        )
+        .unwrap();
+        dir
+    }
+
+    #[test]
+    fn init_writes_the_defaults_readable_only_by_the_owner() {
+        let dir = init_in("init");
+        let config: ValidatorConfig = read_toml(&dir.join(CONFIG_FILE)).unwrap();
+        assert_eq!(config, ValidatorConfig::default());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&dir), 0o700);
+            let genesis = read_genesis(&dir.join(GENESIS_FILE)).unwrap();
+            drop(Chain::open(genesis, &dir.join(STORE_FILE)).unwrap());
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                assert_eq!(mode(&path), 0o600, "{}", path.display());
+            }
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Sends `request` on `stream` a byte a second until the validator closes the connection
+    /// (two minutes at most); returns how long that took.
+    fn trickle(stream: TcpStream, request: &'static [u8]) -> tokio::task::JoinHandle<Duration> {
+        tokio::spawn(async move {
+            let start = tokio::time::Instant::now();
+            let (mut reader, mut writer) = stream.into_split();
+            let writing = tokio::spawn(async move {
+                for byte in request {
+                    if writer.write_all(&[*byte]).await.is_err() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                std::future::pending::<()>().await;
+            });
+            let mut buffer = [0; 256];
+            let closed = async { while let Ok(1..) = reader.read(&mut buffer).await {} };
+            let _ = tokio::time::timeout(Duration::from_secs(120), closed).await;
+            writing.abort();
+            start.elapsed()
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_api_cuts_slow_connections_and_answers_good_requests() {
+        // the paused clock moves a millisecond at a time while sockets are in flight
+        let _ticks = tokio::spawn(async {
+            loop {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        });
+        let dir = init_in("slow");
+        let genesis = read_genesis(&dir.join(GENESIS_FILE)).unwrap();
+        let chain = Arc::new(Chain::open(genesis, &dir.join(STORE_FILE)).unwrap());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let limits = HttpLimits::default();
+        let stop = CancellationToken::new();
+        let server = tokio::spawn(api::serve(
+            listener,
+            chain,
+            Arc::new(Counters::default()),
+            limits,
+            stop.clone(),
+        ));
+        const SLOW: &[u8] =
+            b"POST /tx HTTP/1.1\r\nHost: validator.example\r\nContent-Length: 2\r\n\r\n{}";
+        // one after the other: a burst beyond the listen backlog would be retried by the
+        // kernel in real time
+        let mut slow = Vec::new();
+        for _ in 0..200 {
+            slow.push(trickle(TcpStream::connect(address).await.unwrap(), SLOW));
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let mut good = TcpStream::connect(address).await.unwrap();
+        good.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        good.read_to_string(&mut answer).await.unwrap();
+        assert!(
+            answer.contains("200 OK") && answer.contains("healthy"),
+            "{answer}"
+        );
+        for connection in slow {
+            let held = connection.await.unwrap();
+            assert!(
+                held <= limits.header_timeout + Duration::from_secs(2),
+                "held {held:?}"
+            );
+        }
+        stop.cancel();
+        server.await.unwrap().unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -37,6 +37,7 @@ impl Store {
         let broken = |error: &dyn std::fmt::Display| {
             NodeError::invalid(path, format!("the block store cannot be opened: {error}"))
         };
+        umbra_net::files::prepare_private_file(path)?;
         let db = Database::create(path).map_err(|error| broken(&error))?;
         let store = Store {
             db,

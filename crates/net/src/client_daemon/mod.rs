@@ -9,14 +9,16 @@
 //! topology file is for private test networks.
 //!
 //! A data directory holds `config.toml`, `identity.key`, `encryption.key`, `genesis.json` (or
-//! the topology file) and `outbox.redb` (messages sent and not yet delivered, sent again after
-//! a restart).
+//! the topology file), `outbox.redb` (messages sent and not yet delivered, sent again after
+//! a restart, each sealed under its key in `outbox.keys`) and, for a client, `api.token` (the
+//! WebSocket API's access token). Every file is readable only by its owner.
 
 mod api;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
@@ -32,6 +34,7 @@ use crate::client::{self, ClientSetup, ConnectionConfig};
 use crate::directory::{self, Directory, LedgerConfig, Refresh};
 use crate::err::NodeError;
 use crate::exit::service::{ExitConfig, ExitSettings};
+use crate::files::{copy_private, write_private};
 use crate::keys::{read_key, write_new_key};
 use crate::node;
 use crate::socks5::{ProxySettings, Socks5Config};
@@ -44,6 +47,8 @@ pub const IDENTITY_KEY_FILE: &str = "identity.key";
 pub const ENCRYPTION_KEY_FILE: &str = "encryption.key";
 /// The outbox.
 pub const OUTBOX_FILE: &str = "outbox.redb";
+/// The WebSocket API's access token.
+pub const API_TOKEN_FILE: &str = "api.token";
 const TOPOLOGY_FILE: &str = "topology.json";
 
 /// Everything a client daemon can be told.
@@ -72,6 +77,10 @@ pub struct ClientDaemonConfig {
     /// Whether sent messages are kept on disk until delivered (and sent again after a restart).
     #[serde(default = "yes")]
     pub keep_outbox: bool,
+    /// Bytes of messages accepted and not yet delivered or given up on, at most; a send
+    /// beyond is refused.
+    #[serde(default = "default_max_pending_bytes")]
+    pub max_pending_bytes: usize,
     /// How the client behaves: traffic, acknowledgements, messages, SURBs.
     #[serde(default)]
     pub client: ClientConfig,
@@ -89,19 +98,42 @@ pub struct ApiConfig {
     pub listen_address: SocketAddr,
     /// Messages kept for applications while none is connected; the oldest go beyond it.
     pub max_buffered_messages: usize,
+    /// Web pages allowed to connect from a browser, by origin (`http://localhost:8080`);
+    /// a handshake with any other `Origin` is refused. Applications that are not browsers
+    /// send no `Origin`.
+    pub allowed_origins: Vec<String>,
+    /// Whether applications must present the access token in [`API_TOKEN_FILE`].
+    pub require_token: bool,
+    /// Applications connected at once, at most; connections beyond are closed at once.
+    pub max_connections: usize,
+    /// How long an application's WebSocket handshake may take.
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
 }
+
+/// Where a client's API listens unless told otherwise.
+pub const DEFAULT_API_ADDRESS: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 1977);
 
 impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
-            listen_address: SocketAddr::from(([127, 0, 0, 1], 1977)),
+            listen_address: DEFAULT_API_ADDRESS,
             max_buffered_messages: 10_000,
+            allowed_origins: Vec::new(),
+            require_token: false,
+            max_connections: 64,
+            handshake_timeout: Duration::from_secs(10),
         }
     }
 }
 
 fn yes() -> bool {
     true
+}
+
+fn default_max_pending_bytes() -> usize {
+    client::DEFAULT_MAX_PENDING_BYTES
 }
 
 /// What a client daemon does with its client.
@@ -209,6 +241,45 @@ pub fn find_gateway(topology: &Topology, which: &str) -> Result<NodeDescriptor, 
     }
 }
 
+/// Where a new daemon will listen, checked now rather than at its first `run`: `requested`
+/// if free (port 0: a free port, chosen now so that applications know where to connect), or
+/// else the `default` if free, or else a free port on the same address. The note, for people,
+/// says when the default was taken. `option` is the command-line option that chooses.
+pub fn choose_listen_address(
+    requested: Option<SocketAddr>,
+    default: SocketAddr,
+    option: &str,
+) -> Result<(SocketAddr, Option<String>), NodeError> {
+    let free = |address: SocketAddr| {
+        std::net::TcpListener::bind(address).and_then(|listener| listener.local_addr())
+    };
+    match requested {
+        Some(address) => match free(address) {
+            Ok(bound) => Ok((bound, None)),
+            Err(error) => Err(NodeError::Other(format!(
+                "cannot listen on {address} ({error}): another program holds it, perhaps another Umbra client or localnet's; choose another with {option}, e.g. {option} {}:0 for any free port",
+                address.ip()
+            ))),
+        },
+        None => match free(default) {
+            Ok(bound) => Ok((bound, None)),
+            Err(_) => {
+                let bound =
+                    free(SocketAddr::new(default.ip(), 0)).map_err(|source| NodeError::Bind {
+                        address: default,
+                        source,
+                    })?;
+                Ok((
+                    bound,
+                    Some(format!(
+                        "{default} is taken (by another program, perhaps another Umbra client or localnet's), so this one will listen on {bound}; {option} chooses another"
+                    )),
+                ))
+            }
+        },
+    }
+}
+
 /// Where a new client's topology comes from.
 #[derive(Clone, Debug)]
 pub enum InitSource<'a> {
@@ -260,13 +331,12 @@ pub fn init(
         &[CONFIG_FILE, IDENTITY_KEY_FILE, ENCRYPTION_KEY_FILE],
     )?;
     if let Some(text) = policy {
-        let copy = data_dir.join(EXIT_POLICY_FILE);
-        std::fs::write(&copy, text).map_err(|source| NodeError::Write {
-            path: copy.clone(),
-            source,
-        })?;
+        write_private(&data_dir.join(EXIT_POLICY_FILE), text.as_bytes())?;
     }
     let keys = ClientKeys::generate(&mut rand::rng());
+    if matches!(role, NewRole::Client { .. }) {
+        write_token(&data_dir.join(API_TOKEN_FILE))?;
+    }
     write_new_key(&data_dir.join(IDENTITY_KEY_FILE), keys.identity_secret())?;
     write_new_key(
         &data_dir.join(ENCRYPTION_KEY_FILE),
@@ -274,38 +344,53 @@ pub fn init(
     )?;
     let source_text = match source {
         InitSource::File(_) => {
-            let copy = data_dir.join(TOPOLOGY_FILE);
-            std::fs::write(&copy, topology.to_json()).map_err(|source| NodeError::Write {
-                path: copy.clone(),
-                source,
-            })?;
+            write_private(&data_dir.join(TOPOLOGY_FILE), topology.to_json().as_bytes())?;
             node::source_template(None)
         }
         InitSource::Ledger {
             ledger, genesis, ..
         } => {
-            let copy = data_dir.join(&ledger.genesis);
-            std::fs::copy(genesis, &copy).map_err(|source| NodeError::Write {
-                path: copy.clone(),
-                source,
-            })?;
+            copy_private(genesis, &data_dir.join(&ledger.genesis))?;
             node::source_template(Some(ledger))
         }
     };
-    let config = data_dir.join(CONFIG_FILE);
-    std::fs::write(
-        &config,
-        template(&gateway.noise_key, &role, preset, &source_text),
-    )
-    .map_err(|source| NodeError::Write {
-        path: config.clone(),
-        source,
-    })?;
+    write_private(
+        &data_dir.join(CONFIG_FILE),
+        template(&gateway.noise_key, &role, preset, &source_text).as_bytes(),
+    )?;
     Ok(ClientAddress {
         identity: keys.identity_public(),
         encryption: keys.encryption_public(),
         gateway: gateway.noise_key.0,
     })
+}
+
+/// Writes a fresh access token to `path` (readable only by the owner): 32 random bytes in
+/// base58, safe in a URL as it is.
+fn write_token(path: &Path) -> Result<String, NodeError> {
+    let mut secret = zeroize::Zeroizing::new([0u8; 32]);
+    rand::fill(&mut secret[..]);
+    let token = bs58::encode(&secret[..]).into_string();
+    write_private(path, format!("{token}\n").as_bytes())?;
+    Ok(token)
+}
+
+/// The access token in `data_dir`, made there if missing (a client made before tokens were).
+fn access_token(data_dir: &Path) -> Result<String, NodeError> {
+    let path = data_dir.join(API_TOKEN_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => Ok(text.trim().to_owned()),
+        Ok(_) => Err(NodeError::invalid(
+            &path,
+            "is empty; delete it, and a new token is made at the next start",
+        )),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let token = write_token(&path)?;
+            info!(file = %path.display(), "made an access token for the API");
+            Ok(token)
+        }
+        Err(source) => Err(NodeError::Read { path, source }),
+    }
 }
 
 /// Where a client's topology comes from.
@@ -349,7 +434,16 @@ impl ClientDaemon {
                     "[api] is a client's WebSocket API; a SOCKS5 proxy or exit service has none: remove the [api] section",
                 ));
             }
-            (api, None, None) => Service::Api(api.clone().unwrap_or_default()),
+            (api, None, None) => {
+                let api = api.clone().unwrap_or_default();
+                if api.max_connections == 0 || api.handshake_timeout.is_zero() {
+                    return Err(NodeError::invalid(
+                        &config_path,
+                        "in [api]: max_connections and handshake_timeout must be more than zero (defaults 64 and \"10s\")",
+                    ));
+                }
+                Service::Api(api)
+            }
             (None, Some(socks5), None) => Service::Socks5(Box::new(socks5.settings(&config_path)?)),
             (None, None, Some(exit)) => {
                 Service::Exit(Box::new(exit.settings(&config_path, data_dir)?))
@@ -457,11 +551,16 @@ impl ClientDaemon {
     /// Binds the [`listen_address`](Self::listen_address) (if any) and runs until `shutdown`.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), NodeError> {
         let listener = match self.listen_address() {
-            Some(address) => Some(
-                TcpListener::bind(address)
-                    .await
-                    .map_err(|source| NodeError::Bind { address, source })?,
-            ),
+            Some(address) => Some(TcpListener::bind(address).await.map_err(|source| {
+                if source.kind() == std::io::ErrorKind::AddrInUse {
+                    NodeError::Other(format!(
+                        "cannot listen on {address}: another program holds it (another Umbra client, or localnet's?); stop it, or set another port in listen_address in {}",
+                        self.data_dir.join(CONFIG_FILE).display()
+                    ))
+                } else {
+                    NodeError::Bind { address, source }
+                }
+            })?),
             None => None,
         };
         self.run_with(listener, shutdown).await
@@ -484,6 +583,10 @@ impl ClientDaemon {
             )));
         }
         let address = self.address();
+        let token = match &self.service {
+            Service::Api(_) => Some(access_token(&self.data_dir)?),
+            _ => None,
+        };
         let mut shutdown = std::pin::pin!(shutdown);
         let stop = CancellationToken::new();
         let (topology, gateway, topologies, follower) = match &self.source {
@@ -530,6 +633,7 @@ impl ClientDaemon {
                 .config
                 .keep_outbox
                 .then(|| self.data_dir.join(OUTBOX_FILE)),
+            max_pending_bytes: self.config.max_pending_bytes,
             topologies,
         };
         let (handle, events, task) = client::start(core, &self.keys, setup, stop.clone())?;
@@ -539,17 +643,22 @@ impl ClientDaemon {
         let stopped = stop.clone().cancelled_owned();
         let api_stop = stop.clone();
         let mut service = match (self.service, listener) {
-            (Service::Api(api), Some(listener)) => tokio::spawn(async move {
-                api::serve(
-                    listener,
-                    handle,
-                    events,
-                    api.max_buffered_messages,
-                    api_stop,
-                )
-                .await;
-                Ok(())
-            }),
+            (Service::Api(api), Some(listener)) => {
+                let settings = api::ApiSettings {
+                    max_buffered: api.max_buffered_messages,
+                    access: api::Access {
+                        allowed_origins: api.allowed_origins,
+                        token: token.unwrap_or_default(),
+                        require_token: api.require_token,
+                    },
+                    max_connections: api.max_connections,
+                    handshake_timeout: api.handshake_timeout,
+                };
+                tokio::spawn(async move {
+                    api::serve(listener, handle, events, settings, api_stop).await;
+                    Ok(())
+                })
+            }
             (Service::Socks5(settings), Some(listener)) => tokio::spawn(async move {
                 crate::socks5::run(listener, handle, events, *settings, stopped)
                     .await
@@ -651,6 +760,9 @@ gateway = "{gateway}"
 
 # Keep sent messages on disk until they are delivered, and send them again after a restart.
 {outbox_note}keep_outbox = {keep_outbox}
+# Bytes of messages accepted and not yet delivered or given up on, at most (64 MiB): a send
+# beyond is refused with an error, so memory and the outbox stay bounded.
+max_pending_bytes = 67108864
 
 {source}
 {service}
@@ -722,6 +834,20 @@ const API_TEMPLATE: &str = r#"[api]
 listen_address = "{api}"
 # Messages kept while no application is connected; the oldest are dropped beyond this.
 max_buffered_messages = 10000
+# Web pages allowed to use the API from a browser, by origin, e.g. ["http://localhost:8080"].
+# A browser names the page opening a connection; any page not listed is refused, so a site
+# you visit cannot read or send your messages. Applications that are not browsers send no
+# origin and are not concerned.
+allowed_origins = []
+# The access token is in api.token, in this directory (readable only by you). With
+# require_token, applications must present it, as ws://HOST:PORT/?token=TOKEN or an
+# "Authorization: Bearer TOKEN" header, and other users of this machine cannot connect.
+# A wrong token is refused either way.
+require_token = false
+# Applications connected at once, at most; more are turned away. A WebSocket handshake not
+# done within handshake_timeout is cut.
+max_connections = 64
+handshake_timeout = "10s"
 "#;
 
 const SOCKS5_TEMPLATE: &str = r#"[socks5]
@@ -870,6 +996,93 @@ mod tests {
         let policy = with_file.exit.unwrap().policy;
         assert_eq!(policy.file, Some(PathBuf::from(EXIT_POLICY_FILE)));
         assert!(policy.insecure_allow_private);
+    }
+
+    #[test]
+    fn a_taken_default_port_is_replaced_and_a_taken_chosen_one_refused() {
+        let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let taken = held.local_addr().unwrap();
+        let (chosen, note) = choose_listen_address(None, taken, "--api").unwrap();
+        assert_ne!(chosen, taken);
+        assert_ne!(
+            chosen.port(),
+            0,
+            "a real port, for applications to connect to"
+        );
+        let note = note.unwrap();
+        assert!(
+            note.contains(&taken.to_string()) && note.contains(&chosen.to_string()),
+            "{note}"
+        );
+        let refused = choose_listen_address(Some(taken), taken, "--api")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains(&taken.to_string()) && refused.contains("--api 127.0.0.1:0"),
+            "{refused}"
+        );
+        let (any, note) =
+            choose_listen_address(Some("127.0.0.1:0".parse().unwrap()), taken, "--api").unwrap();
+        assert!(any.port() != 0 && note.is_none());
+        drop(held);
+        assert_eq!(
+            choose_listen_address(None, taken, "--api").unwrap(),
+            (taken, None)
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_new_client_is_private_and_has_an_access_token() {
+        let root = std::env::temp_dir().join(format!("umbra-client-init-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        let gateway = NodeDescriptor::from_entry(umbra_topology::Entry {
+            id: 1,
+            kind: umbra_topology::Kind::Gateway,
+            layer: None,
+            mix_address: SocketAddr::from(([127, 0, 0, 1], 1)),
+            client_address: Some(SocketAddr::from(([127, 0, 0, 1], 2))),
+            sphinx_key: *umbra_sphinx::PrivateKey::from_bytes([1; 32])
+                .public_key()
+                .as_bytes(),
+            noise_key: [9; 32],
+        })
+        .unwrap();
+        let topology = root.join("topology.json");
+        std::fs::write(
+            &topology,
+            Topology::new(0, vec![gateway]).unwrap().to_json(),
+        )
+        .unwrap();
+        let dir = root.join("me");
+        init(
+            &dir,
+            InitSource::File(&topology),
+            "1",
+            NewRole::Client {
+                api: DEFAULT_API_ADDRESS,
+            },
+            TrafficPreset::Nym,
+        )
+        .unwrap();
+        let token = std::fs::read_to_string(dir.join(API_TOKEN_FILE)).unwrap();
+        assert!(token.trim().len() >= 40, "{token}");
+        assert_eq!(access_token(&dir).unwrap(), token.trim());
+        crate::files::tests::assert_private_tree(&dir);
+
+        // a client made before tokens gets one at its next start
+        std::fs::remove_file(dir.join(API_TOKEN_FILE)).unwrap();
+        let made = access_token(&dir).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.join(API_TOKEN_FILE))
+                .unwrap()
+                .trim(),
+            made
+        );
+        assert_ne!(made, token.trim());
+        crate::files::tests::assert_private_tree(&dir);
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

@@ -127,6 +127,7 @@ impl Inbox {
                 ),
             )
         };
+        crate::files::prepare_private_file(path)?;
         let db = Database::create(path).map_err(|e| fail("cannot open the inbox database", &e))?;
         let inbox = Inbox {
             db,
@@ -413,6 +414,12 @@ mod tests {
             let (inbox, recovered) = Inbox::open(&path, Duration::from_secs(3600)).unwrap();
             assert!(recovered.clients.is_empty());
             assert_eq!(recovered.next_delivery, 1);
+            #[cfg(unix)]
+            assert_eq!(
+                crate::files::tests::mode(&path),
+                0o600,
+                "readable by others"
+            );
             let mut ops = vec![InboxOp::Register(alice), InboxOp::Register(bob)];
             for id in [3, 1, 2] {
                 ops.push(InboxOp::Store(alice, delivery(id)));

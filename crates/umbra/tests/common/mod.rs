@@ -112,6 +112,7 @@ impl Net {
                 ..ConnectionConfig::default()
             },
             outbox,
+            max_pending_bytes: client::DEFAULT_MAX_PENDING_BYTES,
             topologies: None,
         };
         let (handle, events, task) = client::start(core, keys, setup, stop.clone()).unwrap();

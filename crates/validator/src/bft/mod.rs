@@ -234,6 +234,8 @@ impl Sequencer for Bft {
         .map_err(|error| {
             NodeError::Other(format!("the consensus engine did not start: {error:#}"))
         })?;
+        // the engine made its log with the default mode
+        umbra_net::files::prepare_private_file(&self.wal)?;
         info!(
             p2p = %self.settings.p2p_address,
             peers = self.settings.peers.len(),
