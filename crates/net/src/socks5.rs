@@ -204,7 +204,7 @@ struct Request {
 pub async fn run(
     listener: TcpListener,
     client: ClientHandle,
-    mut events: mpsc::UnboundedReceiver<ClientEvent>,
+    mut events: mpsc::Receiver<ClientEvent>,
     settings: ProxySettings,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ProxyError> {

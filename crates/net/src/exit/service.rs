@@ -159,7 +159,7 @@ struct Peer {
 /// Runs the exit service on a connected client (`client` and its `events`) until `shutdown`.
 pub async fn run(
     client: ClientHandle,
-    mut events: mpsc::UnboundedReceiver<ClientEvent>,
+    mut events: mpsc::Receiver<ClientEvent>,
     settings: ExitSettings,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ExitError> {
