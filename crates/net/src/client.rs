@@ -165,6 +165,8 @@ pub struct ClientStatus {
     pub wakeups: u64,
     /// Events waiting for the application to take them, beyond the channel's own room.
     pub events_waiting: usize,
+    /// Connections to the gateway tried so far (one per session, plus one per failure).
+    pub connection_attempts: u64,
 }
 
 enum Command {
@@ -367,6 +369,7 @@ struct Driver {
     bytes_sent: u64,
     bytes_received: u64,
     wakeups: u64,
+    connection_attempts: u64,
     /// What the client asks the gateway for.
     schedule: Schedule,
 }
@@ -487,6 +490,7 @@ impl Driver {
             bytes_sent: 0,
             bytes_received: 0,
             wakeups: 0,
+            connection_attempts: 0,
             schedule,
         })
     }
@@ -509,6 +513,7 @@ impl Driver {
                 );
                 let noise = NoiseKeypair::from_private(*self.noise.private_bytes());
                 let schedule = self.schedule;
+                self.connection_attempts += 1;
                 connecting = Some(tokio::spawn(open(address, noise, key, timeout, schedule)));
             }
             let wake = self.core.poll_timeout().map(Instant::from_std);
@@ -682,6 +687,7 @@ impl Driver {
                     bytes_received: self.bytes_received,
                     wakeups: self.wakeups,
                     events_waiting: self.events.backlog.len(),
+                    connection_attempts: self.connection_attempts,
                 });
             }
         }

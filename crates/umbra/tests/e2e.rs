@@ -85,14 +85,11 @@ async fn messages_large_messages_replies_and_reconnects() {
 
     // bob's process dies without a word; a new one with his keys is let in at once
     bob.crash().await;
-    let started = std::time::Instant::now();
     let mut bob = net.client(1, &bob_keys, fast_config());
     bob.connected().await;
-    let took = started.elapsed();
-    assert!(
-        took < Duration::from_secs(5),
-        "reconnecting after a crash took {took:?}"
-    );
+    // at the first attempt: the gateway replaces the dead session rather than refusing a
+    // second one ("already an open connection", as Nym's did)
+    assert_eq!(bob.handle.status().await.unwrap().connection_attempts, 1);
     alice
         .handle
         .send(bob_address, b"still there?".to_vec(), 0)
