@@ -545,7 +545,18 @@ fn localnet_heals_restarts_after_rotation_moves_off_taken_ports_and_gives_up_on_
     );
     first.wait_for("[net] mix-1-1 stopped unexpectedly (signal: 9");
     first.wait_for("[net] mix-1-1 started again");
-    let restarted = pid_running(&mix).expect("mix-1-1 was not started again");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let restarted = loop {
+        if let Some(restarted) = pid_running(&mix) {
+            break restarted;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "mix-1-1 was not started again: {}",
+            first.output
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert_ne!(restarted, pid);
     let layout: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("localnet.json")).unwrap()).unwrap();
