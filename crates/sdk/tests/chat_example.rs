@@ -45,7 +45,10 @@ async fn the_chat_example_leaves_on_ctrl_c_while_waiting_for_a_line() {
     let (ready_in, ready) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
         let mut ready_in = Some(ready_in);
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
             if line.starts_with("your address: ")
                 && let Some(ready_in) = ready_in.take()
             {

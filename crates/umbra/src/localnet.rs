@@ -223,10 +223,8 @@ fn start_daemons(
             insecure_allow_private: true,
         })
     })?;
-    let exit_address: umbra_sdk::ClientAddress = exit
-        .address
-        .parse()
-        .context("reading the exit's address")?;
+    let exit_address: umbra_sdk::ClientAddress =
+        exit.address.parse().context("reading the exit's address")?;
     daemons.started.push(exit);
     daemons.started.push(start_daemon(
         exe,
@@ -365,8 +363,8 @@ fn start_daemon(
 
 /// Rewrites the `listen_address = "<from>"` line of a daemon's configuration to `to`.
 fn move_listen_address(config: &Path, from: SocketAddr, to: SocketAddr) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(config)
-        .with_context(|| format!("reading {}", config.display()))?;
+    let text =
+        std::fs::read_to_string(config).with_context(|| format!("reading {}", config.display()))?;
     let quoted = format!("\"{from}\"");
     let rewritten: Vec<String> = text
         .lines()
@@ -719,10 +717,10 @@ fn print_summary(layout: &Layout, daemons: &Daemons, options: &Options) {
         format!("BFT, 1 of {}", layout.validators.len())
     };
     // a reused network keeps the epochs it was made with, whatever the options say now
-    let (epoch_length, rotation_epochs) = TrustRoot::read(&layout.genesis_file()).map_or(
-        (options.epoch_length, options.rotation_epochs),
-        |trust| (trust.epoch_length, trust.rotation_epochs),
-    );
+    let (epoch_length, rotation_epochs) = TrustRoot::read(&layout.genesis_file())
+        .map_or((options.epoch_length, options.rotation_epochs), |trust| {
+            (trust.epoch_length, trust.rotation_epochs)
+        });
     for (n, api) in layout.validators.iter().enumerate() {
         println!(
             "validator-{} ({sequencer})  API http://{api}  (epochs of {}, Sphinx keys rotate every {} epochs)",
@@ -780,7 +778,10 @@ fn print_summary(layout: &Layout, daemons: &Daemons, options: &Options) {
             layout.genesis_file().display()
         );
         println!("Chat through it, in two more terminals (the first prints bob's address):");
-        println!("  {chat} --storage {}", layout.dir.join("chat-bob").display());
+        println!(
+            "  {chat} --storage {}",
+            layout.dir.join("chat-bob").display()
+        );
         println!("  {chat} --to <bob's address>");
     }
     println!("Ctrl-C stops everything.");

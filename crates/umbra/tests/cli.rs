@@ -479,13 +479,16 @@ impl Drop for Running {
 /// The process running the node, daemon or validator in `data_dir`.
 fn pid_running(data_dir: &Path) -> Option<u32> {
     let wanted = format!("--data-dir\0{}\0", data_dir.display());
-    std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
-        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
-        let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
-        String::from_utf8_lossy(&cmdline)
-            .contains(&wanted)
-            .then_some(pid)
-    })
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            String::from_utf8_lossy(&cmdline)
+                .contains(&wanted)
+                .then_some(pid)
+        })
 }
 
 /// What every log in `dir/logs` holds now, by file.
@@ -515,7 +518,7 @@ fn port_in(line_prefix: &str, output: &str) -> SocketAddr {
     output
         .lines()
         .find_map(|line| line.split_once(line_prefix))
-        .and_then(|(_, rest)| rest.split(|c: char| c == ' ' || c == '/').next())
+        .and_then(|(_, rest)| rest.split([' ', '/']).next())
         .unwrap_or_else(|| panic!("no {line_prefix:?} in:\n{output}"))
         .parse()
         .unwrap()
@@ -533,6 +536,18 @@ fn localnet_heals_restarts_after_rotation_moves_off_taken_ports_and_gives_up_on_
     let output = first.wait_for("Ctrl-C stops everything.").to_owned();
     let client_api = port_in("serves applications at ws://", &output);
     let proxy = port_in("SOCKS5 proxy: socks5h://", &output);
+    // the chat commands it prints work as printed: a release build, bob's storage, his address
+    let chat: Vec<&str> = output
+        .lines()
+        .filter(|line| line.contains("--example chat"))
+        .collect();
+    assert!(
+        chat.len() == 2
+            && chat.iter().all(|line| line.contains("cargo run --release"))
+            && chat[0].contains("--storage")
+            && chat[1].contains("--to <bob's address>"),
+        "{output}"
+    );
 
     // a mix node killed is reported, started again and serves again
     let pid = pid_running(&mix).expect("mix-1-1 is not running");
@@ -597,7 +612,9 @@ fn localnet_heals_restarts_after_rotation_moves_off_taken_ports_and_gives_up_on_
     assert!(output.contains("Reusing the network"), "{output}");
     for (taken, name) in [(client_api, "client"), (proxy, "socks5")] {
         assert!(
-            output.contains(&format!("{taken} is taken by another program: {name} listens on")),
+            output.contains(&format!(
+                "{taken} is taken by another program: {name} listens on"
+            )),
             "{output}"
         );
     }

@@ -387,14 +387,15 @@ async fn forged_unsigned_and_foreign_topologies_are_refused() {
         .expect("the node did not stop")
         .unwrap()
         .unwrap();
-    let error = ClientBuilder::from_ledger(vec![ValidatorUrl::from_address(address)], &genesis_path)
-        .unwrap()
-        .connect_timeout(Duration::from_secs(2))
-        .connect()
-        .await
-        .err()
-        .expect("the client accepted an uncertified topology")
-        .to_string();
+    let error =
+        ClientBuilder::from_ledger(vec![ValidatorUrl::from_address(address)], &genesis_path)
+            .unwrap()
+            .connect_timeout(Duration::from_secs(2))
+            .connect()
+            .await
+            .err()
+            .expect("the client accepted an uncertified topology")
+            .to_string();
     assert!(!error.contains("signed by 0 of 1"), "{error}");
 
     // a genuine topology, but the node's genesis names another validator: a foreign network

@@ -185,7 +185,11 @@ impl Supervisor {
             .filter_map(|process| {
                 process.restart_at = None;
                 let child = process.child.take()?;
-                Some((stage_of(&process.name, process.stage), process.name.clone(), child))
+                Some((
+                    stage_of(&process.name, process.stage),
+                    process.name.clone(),
+                    child,
+                ))
             })
             .collect();
         running.sort_by_key(|(stage, _, _)| *stage);
@@ -298,5 +302,4 @@ mod tests {
             );
         }
     }
-
 }
