@@ -106,8 +106,10 @@ pub(crate) fn run(options: Options) -> anyhow::Result<()> {
         .filter(|(_, status)| !status.success())
         .map(|(name, status)| format!("{name} ({status})"))
         .collect();
-    if unclean.is_empty() {
+    if unclean.is_empty() && result.is_ok() {
         println!("Stopped cleanly. Run the same command to start this network again.");
+    } else if unclean.is_empty() {
+        println!("Stopped.");
     } else {
         println!(
             "Stopped; not cleanly: {}. See {}.",

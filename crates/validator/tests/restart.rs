@@ -82,8 +82,8 @@ async fn a_validator_restarted_anywhere_in_an_epoch_serves_only_certified_topolo
                     Ok(_) => {
                         served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
-                    // stopped, or starting
-                    Err(LedgerError::Unreachable { .. }) => {}
+                    // stopped, starting, or a connection cut by the stop
+                    Err(LedgerError::Unreachable { .. } | LedgerError::Garbled { .. }) => {}
                     Err(error) => refused.lock().unwrap().push(error.to_string()),
                 }
                 tokio::time::sleep(Duration::from_millis(10)).await;
