@@ -248,7 +248,13 @@ pub async fn run(
                 }
             }
             event = events.recv() => {
-                let Some(event) = event else { return Err(ProxyError::ClientStopped) };
+                let Some(event) = event else {
+                    // the client stops with the proxy: a shutdown, not a failure
+                    if futures_util::FutureExt::now_or_never(&mut shutdown).is_some() {
+                        break;
+                    }
+                    return Err(ProxyError::ClientStopped);
+                };
                 if let ClientEvent::Reply { from, message } = event
                     && from == settings.exit
                 {

@@ -194,7 +194,13 @@ pub async fn run(
         let touched: Option<SenderTag> = tokio::select! {
             () = &mut shutdown => break,
             event = events.recv() => {
-                let Some(event) = event else { return Err(ExitError::ClientStopped) };
+                let Some(event) = event else {
+                    // the client stops with the service: a shutdown, not a failure
+                    if futures_util::FutureExt::now_or_never(&mut shutdown).is_some() {
+                        break;
+                    }
+                    return Err(ExitError::ClientStopped);
+                };
                 let ClientEvent::Received { message, reply_to: Some(tag) } = event else {
                     continue;
                 };
