@@ -63,7 +63,7 @@ fuzz_target!(|data: &[u8]| {
                 core.removed(clients[who], 1, id);
             }
         }
-        while let Some(action) = core.poll_action() {
+        while let Some(action) = core.poll_transmit(now) {
             match action {
                 Action::ToClient { client, session, frame } => {
                     let i = clients.iter().position(|c| *c == client).unwrap_or(0);

@@ -874,8 +874,11 @@ impl GatewayCore {
         *self.counters.dropped.entry(reason).or_default() += 1;
     }
 
-    /// The next thing to do.
-    pub fn poll_action(&mut self) -> Option<Action> {
+    /// The next thing for the shell to carry out, in order: a frame to a client, a packet into
+    /// the mixnet, a write to or read from storage, a session to close. (In the contract's
+    /// terms every output of the gateway is a transmit — to a client, a node or the disk — and
+    /// their order matters, so they come through one queue.)
+    pub fn poll_transmit(&mut self, _now: Instant) -> Option<Action> {
         self.actions.pop_front()
     }
 
@@ -894,5 +897,26 @@ impl GatewayCore {
     /// Clients connected now.
     pub fn connected(&self) -> usize {
         self.sessions.len()
+    }
+}
+
+impl umbra_core::Core for GatewayCore {
+    type Transmit = Action;
+    type Event = std::convert::Infallible;
+
+    fn handle_timeout(&mut self, now: Instant) {
+        GatewayCore::handle_timeout(self, now);
+    }
+
+    fn poll_transmit(&mut self, now: Instant) -> Option<Action> {
+        GatewayCore::poll_transmit(self, now)
+    }
+
+    fn poll_event(&mut self) -> Option<Self::Event> {
+        None
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        GatewayCore::poll_timeout(self)
     }
 }

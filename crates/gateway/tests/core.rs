@@ -65,7 +65,7 @@ fn data_of(to: ClientId, mark: u8, len: usize) -> Final {
 }
 
 fn actions(core: &mut GatewayCore) -> Vec<Action> {
-    std::iter::from_fn(|| core.poll_action()).collect()
+    std::iter::from_fn(|| core.poll_transmit(Instant::now())).collect()
 }
 
 fn acks_sent(actions: &[Action]) -> Vec<u8> {

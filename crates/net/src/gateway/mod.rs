@@ -629,7 +629,10 @@ impl CoreShell {
     }
 
     fn carry_out(&mut self) {
-        while let Some(action) = self.core.poll_action() {
+        while let Some(action) = self
+            .core
+            .poll_transmit(tokio::time::Instant::now().into_std())
+        {
             match action {
                 Action::ToClient {
                     client,
