@@ -103,31 +103,61 @@ impl fmt::Display for ValidatorUrl {
     }
 }
 
-impl FromStr for ValidatorUrl {
-    type Err = String;
+/// Why a validator's address could not be read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ValidatorUrlError {
+    /// `https://` was given.
+    #[error(
+        "{text:?}: validators are reached over plain http (the topology is verified by its signatures, not by TLS); write http://host:port"
+    )]
+    Https {
+        /// What was given.
+        text: String,
+    },
+    /// Not `host:port`.
+    #[error("{text:?} is not a validator address: write http://host:port")]
+    NotHostPort {
+        /// What was given.
+        text: String,
+    },
+    /// The port is not a number.
+    #[error("{text:?}: {port:?} is not a port number")]
+    BadPort {
+        /// What was given.
+        text: String,
+        /// The port part.
+        port: String,
+    },
+}
 
-    fn from_str(text: &str) -> Result<ValidatorUrl, String> {
+impl FromStr for ValidatorUrl {
+    type Err = ValidatorUrlError;
+
+    fn from_str(text: &str) -> Result<ValidatorUrl, ValidatorUrlError> {
         let text = text.trim();
         if text.starts_with("https://") {
-            return Err(format!(
-                "{text:?}: validators are reached over plain http (the topology is verified by its signatures, not by TLS); write http://host:port"
-            ));
+            return Err(ValidatorUrlError::Https {
+                text: text.to_owned(),
+            });
         }
         let rest = text.strip_prefix("http://").unwrap_or(text);
         let rest = rest.trim_end_matches('/');
         if let Ok(address) = rest.parse::<SocketAddr>() {
             return Ok(ValidatorUrl::from_address(address));
         }
-        let (host, port) = rest.rsplit_once(':').ok_or_else(|| {
-            format!("{text:?} is not a validator address: write http://host:port")
-        })?;
+        let not_host_port = || ValidatorUrlError::NotHostPort {
+            text: text.to_owned(),
+        };
+        let (host, port) = rest.rsplit_once(':').ok_or_else(not_host_port)?;
         let port = port
             .parse::<u16>()
-            .map_err(|_| format!("{text:?}: {port:?} is not a port number"))?;
+            .map_err(|_| ValidatorUrlError::BadPort {
+                text: text.to_owned(),
+                port: port.to_owned(),
+            })?;
         if host.is_empty() || host.contains('/') {
-            return Err(format!(
-                "{text:?} is not a validator address: write http://host:port"
-            ));
+            return Err(not_host_port());
         }
         Ok(ValidatorUrl {
             host: host.to_owned(),
@@ -541,18 +571,21 @@ mod tests {
             "https://a:1"
                 .parse::<ValidatorUrl>()
                 .unwrap_err()
+                .to_string()
                 .contains("plain http")
         );
         assert!(
             "http://a"
                 .parse::<ValidatorUrl>()
                 .unwrap_err()
+                .to_string()
                 .contains("host:port")
         );
         assert!(
             "a:port"
                 .parse::<ValidatorUrl>()
                 .unwrap_err()
+                .to_string()
                 .contains("not a port")
         );
     }

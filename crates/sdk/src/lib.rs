@@ -40,6 +40,9 @@ pub enum Error {
     /// An address could not be read.
     #[error(transparent)]
     Address(#[from] AddressParseError),
+    /// A validator's address could not be read.
+    #[error(transparent)]
+    ValidatorUrl(#[from] umbra_net::directory::ValidatorUrlError),
     /// The gateway could not be chosen.
     #[error("{0}")]
     Gateway(String),
