@@ -1,0 +1,547 @@
+//! Single-use reply blocks, on both sides (issue 13.3, 13.4, 13.8).
+//!
+//! A client that lets others reply without learning who it is gives them SURBs under a
+//! **sender tag**: one tag per recipient and [`Isolation`] group, so a recipient cannot link
+//! what it gets under two groups (Tor's stream isolation: a SOCKS5 proxy makes a group per
+//! username). It keeps the reply key of each SURB it issued ([`Issued`]). A client that
+//! replies keeps the SURBs it received, per sender tag ([`Stores`]).
+//!
+//! Whatever peers send, both stay bounded: every new sender tag adds a store, so stores are
+//! capped in number and in SURBs held (the least recently used store goes first); a replier
+//! may ask for SURBs again and again, so the keys kept per tag and in all are capped (the
+//! oldest go first); and everything expires after `surbs.lifetime`.
+//!
+//! A SURB is good only while its route is: the gateway takes packets to the first layer of
+//! the current and the previous epoch, and a mix node keeps its previous Sphinx key one epoch
+//! past a rotation. So stored SURBs are used **newest first**, and dropped once their first
+//! hop is not a first-layer node of the current or the previous topology, or they arrived
+//! before the previous topology change (two changes ago: made for a topology no node serves
+//! any more).
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use rand_core::Rng;
+use umbra_sphinx::{NodeAddress, ReplyKey, Surb, SurbId};
+use umbra_wire::ClientAddress;
+
+use crate::message::SenderTag;
+
+/// An isolation group. What a client sends with SURBs under different groups carries
+/// different sender tags and SURBs, so the recipient sees unrelated anonymous senders and
+/// cannot link them; its replies come back naming the group ([`crate::Event::Reply`]).
+/// Groups are local: they never leave the client. [`Isolation::DEFAULT`] is the group of
+/// [`crate::Client::send`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Isolation(pub u64);
+
+impl Isolation {
+    /// The group of everything sent without one.
+    pub const DEFAULT: Isolation = Isolation(0);
+}
+
+/// How many SURBs a client keeps, and for how long.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SurbLimits {
+    /// SURBs kept for one sender tag.
+    pub(crate) per_sender: usize,
+    /// Sender tags whose SURBs are kept.
+    pub(crate) senders: usize,
+    /// SURBs kept for all sender tags together.
+    pub(crate) held: usize,
+    /// Keys of SURBs issued under one tag.
+    pub(crate) issued_per_tag: usize,
+    /// Keys of issued SURBs in all.
+    pub(crate) issued: usize,
+    /// How long a SURB is kept, either side.
+    pub(crate) lifetime: Duration,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The replier's side
+
+/// A SURB received, and when.
+struct Held {
+    surb: Surb,
+    /// The topology generation it arrived in.
+    generation: u64,
+    received: Instant,
+}
+
+/// The SURBs of one sender tag, oldest first.
+struct Store {
+    surbs: VecDeque<Held>,
+    /// When more were last asked for, if they have not come since.
+    requested: Option<Instant>,
+    /// When SURBs last came, or one was used: least recently used stores go first.
+    last_used: Instant,
+    /// When a reply last went out through one.
+    last_reply: Option<Instant>,
+}
+
+/// The SURBs received from anonymous senders, by sender tag.
+pub(crate) struct Stores {
+    limits: SurbLimits,
+    stores: HashMap<SenderTag, Store>,
+    /// SURBs in all stores.
+    held: usize,
+    /// Topology changes seen.
+    generation: u64,
+    /// The nodes a SURB may start at: the first layers of the current and previous topology.
+    first_hops: HashSet<NodeAddress>,
+    /// SURBs dropped as no longer valid (or made for another topology).
+    pub(crate) stale: u64,
+    /// Stores dropped for room (`surbs.max_senders`, `surbs.max_held`).
+    pub(crate) evicted: u64,
+}
+
+impl Stores {
+    pub(crate) fn new(limits: SurbLimits, first_hops: HashSet<NodeAddress>) -> Self {
+        Stores {
+            limits,
+            stores: HashMap::new(),
+            held: 0,
+            generation: 0,
+            first_hops,
+            stale: 0,
+            evicted: 0,
+        }
+    }
+
+    pub(crate) fn contains(&self, tag: &SenderTag) -> bool {
+        self.stores.contains_key(tag)
+    }
+
+    /// SURBs held for `tag`, all valid.
+    pub(crate) fn len(&self, tag: &SenderTag) -> usize {
+        self.stores.get(tag).map_or(0, |store| store.surbs.len())
+    }
+
+    /// SURBs held for every tag.
+    pub(crate) fn held(&self) -> usize {
+        self.held
+    }
+
+    /// Sender tags with a store.
+    pub(crate) fn senders(&self) -> usize {
+        self.stores.len()
+    }
+
+    /// Keeps `surbs` from `tag`; returns the tags whose stores were dropped to make room.
+    pub(crate) fn keep(
+        &mut self,
+        now: Instant,
+        tag: SenderTag,
+        surbs: Vec<Surb>,
+    ) -> Vec<SenderTag> {
+        let mut evicted = Vec::new();
+        if !self.stores.contains_key(&tag) {
+            while self.stores.len() >= self.limits.senders.max(1) {
+                let Some(lru) = self.least_recently_used(None) else {
+                    break;
+                };
+                self.remove(&lru);
+                self.evicted += 1;
+                evicted.push(lru);
+            }
+        }
+        let (generation, first_hops) = (self.generation, &self.first_hops);
+        let store = self.stores.entry(tag).or_insert_with(|| Store {
+            surbs: VecDeque::new(),
+            requested: None,
+            last_used: now,
+            last_reply: None,
+        });
+        store.last_used = now;
+        store.requested = None;
+        for surb in surbs {
+            // made with a topology this client no longer routes by: it would be refused
+            if !first_hops.contains(&surb.first_hop()) {
+                self.stale += 1;
+                continue;
+            }
+            store.surbs.push_back(Held {
+                surb,
+                generation,
+                received: now,
+            });
+            self.held += 1;
+        }
+        let per_sender = self.limits.per_sender.max(1);
+        while store.surbs.len() > per_sender {
+            store.surbs.pop_front();
+            self.held -= 1;
+        }
+        while self.held > self.limits.held.max(1) {
+            match self.least_recently_used(Some(tag)) {
+                Some(lru) => {
+                    self.remove(&lru);
+                    self.evicted += 1;
+                    evicted.push(lru);
+                }
+                None => {
+                    let Some(store) = self.stores.get_mut(&tag) else {
+                        break;
+                    };
+                    if store.surbs.pop_front().is_none() {
+                        break;
+                    }
+                    self.held -= 1;
+                }
+            }
+        }
+        evicted
+    }
+
+    /// The newest SURB of `tag`, for a reply.
+    pub(crate) fn take(&mut self, now: Instant, tag: &SenderTag) -> Option<Surb> {
+        let lifetime = self.limits.lifetime;
+        let store = self.stores.get_mut(tag)?;
+        store.last_used = now;
+        while let Some(held) = store.surbs.pop_back() {
+            self.held -= 1;
+            if now.saturating_duration_since(held.received) < lifetime {
+                store.last_reply = Some(now);
+                return Some(held.surb);
+            }
+            self.stale += 1;
+        }
+        None
+    }
+
+    /// Gives back a SURB taken and not used (nothing could be made of it).
+    pub(crate) fn put_back(&mut self, tag: &SenderTag, surb: Surb, now: Instant) {
+        if let Some(store) = self.stores.get_mut(tag) {
+            store.surbs.push_back(Held {
+                surb,
+                generation: self.generation,
+                received: now,
+            });
+            self.held += 1;
+        }
+    }
+
+    /// Whether to ask `tag`'s owner for more now: fewer than `below` are left and none were
+    /// asked for within `wait`. Marks them asked for.
+    pub(crate) fn should_request(
+        &mut self,
+        now: Instant,
+        tag: &SenderTag,
+        below: usize,
+        wait: Duration,
+    ) -> bool {
+        let Some(store) = self.stores.get_mut(tag) else {
+            return false;
+        };
+        let ask = store.surbs.len() < below
+            && store
+                .requested
+                .is_none_or(|asked| now.saturating_duration_since(asked) > wait);
+        if ask {
+            store.requested = Some(now);
+        }
+        ask
+    }
+
+    /// The topology changed: SURBs that can no longer work are dropped.
+    pub(crate) fn change_topology(&mut self, first_hops: HashSet<NodeAddress>) {
+        self.generation += 1;
+        self.first_hops = first_hops;
+        let (generation, first_hops) = (self.generation, &self.first_hops);
+        let mut dropped = 0;
+        for store in self.stores.values_mut() {
+            let before = store.surbs.len();
+            store.surbs.retain(|held| {
+                held.generation + 1 >= generation && first_hops.contains(&held.surb.first_hop())
+            });
+            dropped += before - store.surbs.len();
+        }
+        self.held -= dropped;
+        self.stale += dropped as u64;
+    }
+
+    /// Tags a reply went to within `within`.
+    pub(crate) fn replied_recently(&self, now: Instant, within: Duration) -> Vec<SenderTag> {
+        let mut tags: Vec<SenderTag> = self
+            .stores
+            .iter()
+            .filter(|(_, store)| {
+                store
+                    .last_reply
+                    .is_some_and(|at| now.saturating_duration_since(at) < within)
+            })
+            .map(|(tag, _)| *tag)
+            .collect();
+        tags.sort();
+        tags
+    }
+
+    /// Drops SURBs older than the lifetime, and stores unused for as long; returns the tags
+    /// whose stores went.
+    pub(crate) fn expire(&mut self, now: Instant) -> Vec<SenderTag> {
+        let lifetime = self.limits.lifetime;
+        let old = |at: Instant| now.saturating_duration_since(at) >= lifetime;
+        let mut dropped = 0;
+        let mut gone = Vec::new();
+        for (tag, store) in &mut self.stores {
+            while store.surbs.front().is_some_and(|held| old(held.received)) {
+                store.surbs.pop_front();
+                dropped += 1;
+            }
+            if store.surbs.is_empty() && old(store.last_used) {
+                gone.push(*tag);
+            }
+        }
+        self.held -= dropped;
+        self.stale += dropped as u64;
+        for tag in &gone {
+            self.stores.remove(tag);
+        }
+        gone.sort();
+        gone
+    }
+
+    fn remove(&mut self, tag: &SenderTag) {
+        if let Some(store) = self.stores.remove(tag) {
+            self.held -= store.surbs.len();
+        }
+    }
+
+    fn least_recently_used(&self, except: Option<SenderTag>) -> Option<SenderTag> {
+        self.stores
+            .iter()
+            .filter(|(tag, _)| Some(**tag) != except)
+            .min_by_key(|(tag, store)| (store.last_used, **tag))
+            .map(|(tag, _)| *tag)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The owner's side
+
+/// The key of a SURB this client issued.
+struct Key {
+    key: ReplyKey,
+    tag: SenderTag,
+    created: Instant,
+    seq: u64,
+}
+
+/// A sender tag of this client's.
+pub(crate) struct OwnTag {
+    /// Whom its SURBs went to.
+    pub(crate) to: ClientAddress,
+    /// The group it stands for.
+    pub(crate) isolation: Isolation,
+    /// Its SURBs' keys, oldest first (by creation number).
+    surbs: BTreeMap<u64, SurbId>,
+    /// When the application last sent under it, or a reply came through it.
+    last_used: Instant,
+    /// The last top-up sent under it (internal message number), so that only one is under
+    /// way at a time.
+    pub(crate) top_up: Option<u64>,
+}
+
+/// What a reply through an issued SURB is for.
+pub(crate) struct Used {
+    pub(crate) key: ReplyKey,
+    pub(crate) tag: SenderTag,
+    pub(crate) to: ClientAddress,
+    pub(crate) isolation: Isolation,
+}
+
+/// The SURBs this client issued: their keys, and its sender tags.
+pub(crate) struct Issued {
+    limits: SurbLimits,
+    keys: HashMap<SurbId, Key>,
+    /// Every key, oldest first.
+    order: BTreeMap<u64, SurbId>,
+    tags: HashMap<SenderTag, OwnTag>,
+    by_peer: HashMap<(ClientAddress, Isolation), SenderTag>,
+    next_seq: u64,
+    /// Keys dropped for room before their SURB was used (`surbs.max_issued`, and twice
+    /// `surbs.max_kept` per tag).
+    pub(crate) evicted: u64,
+}
+
+impl Issued {
+    pub(crate) fn new(limits: SurbLimits) -> Self {
+        Issued {
+            limits,
+            keys: HashMap::new(),
+            order: BTreeMap::new(),
+            tags: HashMap::new(),
+            by_peer: HashMap::new(),
+            next_seq: 0,
+            evicted: 0,
+        }
+    }
+
+    /// Keys kept.
+    pub(crate) fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Sender tags kept.
+    pub(crate) fn tags(&self) -> usize {
+        self.tags.len()
+    }
+
+    /// The tag this client uses towards `to` in group `isolation`, made on first use.
+    pub(crate) fn tag(
+        &mut self,
+        now: Instant,
+        to: &ClientAddress,
+        isolation: Isolation,
+        rng: &mut impl Rng,
+    ) -> SenderTag {
+        if let Some(tag) = self.by_peer.get(&(*to, isolation)).copied()
+            && let Some(own) = self.tags.get_mut(&tag)
+        {
+            own.last_used = now;
+            return tag;
+        }
+        let mut tag = SenderTag([0; 16]);
+        while tag.0 == [0; 16] || self.tags.contains_key(&tag) {
+            rng.fill_bytes(&mut tag.0);
+        }
+        self.tags.insert(
+            tag,
+            OwnTag {
+                to: *to,
+                isolation,
+                surbs: BTreeMap::new(),
+                last_used: now,
+                top_up: None,
+            },
+        );
+        self.by_peer.insert((*to, isolation), tag);
+        tag
+    }
+
+    pub(crate) fn own(&mut self, tag: &SenderTag) -> Option<&mut OwnTag> {
+        self.tags.get_mut(tag)
+    }
+
+    /// Keeps the key of a SURB issued under `tag` (which must be one of ours).
+    pub(crate) fn insert(&mut self, now: Instant, id: SurbId, key: ReplyKey, tag: SenderTag) {
+        if !self.tags.contains_key(&tag) {
+            return;
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        if let Some(old) = self.keys.insert(
+            id,
+            Key {
+                key,
+                tag,
+                created: now,
+                seq,
+            },
+        ) {
+            // a SURB id drawn twice (2^-128): the older key is lost
+            self.order.remove(&old.seq);
+            if let Some(old_own) = self.tags.get_mut(&old.tag) {
+                old_own.surbs.remove(&old.seq);
+            }
+        }
+        self.order.insert(seq, id);
+        let Some(own) = self.tags.get_mut(&tag) else {
+            return;
+        };
+        own.surbs.insert(seq, id);
+        // a replier keeps at most its `max_kept` newest; older ones are not worth a key
+        let per_tag = self.limits.issued_per_tag.max(1);
+        let mut extra = Vec::new();
+        while own.surbs.len() > per_tag {
+            let Some((old_seq, old_id)) = own.surbs.pop_first() else {
+                break;
+            };
+            extra.push((old_seq, old_id));
+        }
+        for (old_seq, old_id) in extra {
+            self.order.remove(&old_seq);
+            self.keys.remove(&old_id);
+            self.evicted += 1;
+        }
+        while self.order.len() > self.limits.issued.max(1) {
+            let Some((_, oldest)) = self.order.first_key_value() else {
+                break;
+            };
+            let oldest = *oldest;
+            self.forget(&oldest);
+            self.evicted += 1;
+        }
+    }
+
+    /// The key of SURB `id`, which is used up.
+    pub(crate) fn take(&mut self, now: Instant, id: &SurbId) -> Option<Used> {
+        let key = self.keys.remove(id)?;
+        self.order.remove(&key.seq);
+        let own = self.tags.get_mut(&key.tag)?;
+        own.surbs.remove(&key.seq);
+        own.last_used = now;
+        Some(Used {
+            key: key.key,
+            tag: key.tag,
+            to: own.to,
+            isolation: own.isolation,
+        })
+    }
+
+    /// Tags used within `within`, with whom they are for.
+    pub(crate) fn used_recently(
+        &self,
+        now: Instant,
+        within: Duration,
+    ) -> Vec<(SenderTag, ClientAddress)> {
+        let mut tags: Vec<(SenderTag, ClientAddress)> = self
+            .tags
+            .iter()
+            .filter(|(_, own)| now.saturating_duration_since(own.last_used) < within)
+            .map(|(tag, own)| (*tag, own.to))
+            .collect();
+        tags.sort_by_key(|(tag, _)| *tag);
+        tags
+    }
+
+    /// Forgets keys older than the lifetime, and tags with none left unused for as long.
+    pub(crate) fn expire(&mut self, now: Instant) {
+        let lifetime = self.limits.lifetime;
+        while let Some((_, id)) = self.order.first_key_value() {
+            let id = *id;
+            let old = self
+                .keys
+                .get(&id)
+                .is_none_or(|key| now.saturating_duration_since(key.created) >= lifetime);
+            if !old {
+                break;
+            }
+            self.forget(&id);
+        }
+        let by_peer = &mut self.by_peer;
+        self.tags.retain(|_, own| {
+            let keep =
+                !own.surbs.is_empty() || now.saturating_duration_since(own.last_used) < lifetime;
+            if !keep {
+                by_peer.remove(&(own.to, own.isolation));
+            }
+            keep
+        });
+    }
+
+    fn forget(&mut self, id: &SurbId) {
+        match self.keys.remove(id) {
+            Some(key) => {
+                self.order.remove(&key.seq);
+                if let Some(own) = self.tags.get_mut(&key.tag) {
+                    own.surbs.remove(&key.seq);
+                }
+            }
+            None => {
+                // not in `keys`: drop its place in the order, wherever it is
+                self.order.retain(|_, kept| kept != id);
+            }
+        }
+    }
+}
