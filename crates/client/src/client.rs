@@ -1258,6 +1258,13 @@ impl Client {
                         && let Some(reply) = self.reply_in_flight.remove(&at)
                         && self.is_pending(reply.message, at.index)
                     {
+                        if !self.stores.contains(&reply.tag) {
+                            self.fail(
+                                reply.message,
+                                "the sender's SURBs were dropped (surbs.max_senders, surbs.max_held, surbs.lifetime)",
+                            );
+                            continue;
+                        }
                         self.stats.retransmissions += 1;
                         self.waiting_replies
                             .entry(reply.tag)
@@ -1344,3 +1351,6 @@ fn gateway_of(topology: &Topology, key: &[u8; 32]) -> Option<NodeId> {
         .filter(|node| node.role == umbra_topology::Role::Gateway)
         .map(|node| node.id)
 }
+
+#[cfg(test)]
+mod tests;

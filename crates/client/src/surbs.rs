@@ -307,6 +307,14 @@ impl Stores {
         }
     }
 
+    /// The tags with a store.
+    #[cfg(test)]
+    pub(crate) fn tags(&self) -> Vec<SenderTag> {
+        let mut tags: Vec<SenderTag> = self.stores.keys().copied().collect();
+        tags.sort();
+        tags
+    }
+
     fn least_recently_used(&self, except: Option<SenderTag>) -> Option<SenderTag> {
         self.stores
             .iter()
@@ -528,6 +536,18 @@ impl Issued {
             }
             keep
         });
+    }
+
+    /// SURBs issued so far.
+    #[cfg(test)]
+    pub(crate) fn minted(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// The most keys kept for one tag.
+    #[cfg(test)]
+    pub(crate) fn largest_tag(&self) -> usize {
+        self.tags.values().map(|own| own.surbs.len()).max().unwrap_or(0)
     }
 
     fn forget(&mut self, id: &SurbId) {
