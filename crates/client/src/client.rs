@@ -1210,9 +1210,9 @@ impl Client {
             self.waiting_replies.retain(|_, waiting| {
                 waiting.retain(|queued| match queued {
                     Queued::Reply { message, at, .. } | Queued::Fragment { message, at, .. } => {
-                        outgoing
-                            .get(message)
-                            .is_some_and(|m| !m.done.get(at.index as usize).copied().unwrap_or(true))
+                        outgoing.get(message).is_some_and(|m| {
+                            !m.done.get(at.index as usize).copied().unwrap_or(true)
+                        })
                     }
                 });
                 !waiting.is_empty()

@@ -366,7 +366,10 @@ mod tests {
             .values()
             .map(|m| m.pieces.capacity() * SLOT_COST)
             .sum();
-        assert!(slots <= 1 << 20, "{slots} bytes of slots for a 1 MiB budget");
+        assert!(
+            slots <= 1 << 20,
+            "{slots} bytes of slots for a 1 MiB budget"
+        );
         assert!(reassembler.held_bytes() <= 1 << 20);
         assert!(reassembler.dropped() > 900);
     }

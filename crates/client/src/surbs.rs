@@ -145,7 +145,7 @@ impl Stores {
                 evicted.push(lru);
             }
         }
-        let (generation, first_hops) = (self.generation, &self.first_hops);
+        let generation = self.generation;
         let store = self.stores.entry(tag).or_insert_with(|| Store {
             surbs: VecDeque::new(),
             requested: None,
@@ -154,12 +154,9 @@ impl Stores {
         });
         store.last_used = now;
         store.requested = None;
+        // (a first hop not in this client's first layers is kept: the sender may have the
+        // next epoch's topology before this client does)
         for surb in surbs {
-            // made with a topology this client no longer routes by: it would be refused
-            if !first_hops.contains(&surb.first_hop()) {
-                self.stale += 1;
-                continue;
-            }
             store.surbs.push_back(Held {
                 surb,
                 generation,
@@ -547,7 +544,11 @@ impl Issued {
     /// The most keys kept for one tag.
     #[cfg(test)]
     pub(crate) fn largest_tag(&self) -> usize {
-        self.tags.values().map(|own| own.surbs.len()).max().unwrap_or(0)
+        self.tags
+            .values()
+            .map(|own| own.surbs.len())
+            .max()
+            .unwrap_or(0)
     }
 
     fn forget(&mut self, id: &SurbId) {
@@ -563,5 +564,152 @@ impl Issued {
                 self.order.retain(|_, kept| kept != id);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+    use umbra_sphinx::{Delay, Destination, DestinationAddress, Hop, PrivateKey, Version};
+
+    use super::*;
+
+    fn limits() -> SurbLimits {
+        SurbLimits {
+            per_sender: 5,
+            senders: 3,
+            held: 12,
+            issued_per_tag: 4,
+            issued: 10,
+            lifetime: Duration::from_secs(3600),
+        }
+    }
+
+    fn node(n: u8) -> NodeAddress {
+        NodeAddress::new([n; 32])
+    }
+
+    /// A SURB starting at node `first`, and its reply key; `n` makes it unique.
+    fn surb(rng: &mut ChaCha20Rng, first: u8, n: u8) -> (Surb, ReplyKey) {
+        let route: Vec<Hop> = [first, 20, 30, 40]
+            .iter()
+            .map(|&a| Hop::new(node(a), PrivateKey::from_bytes([a; 32]).public_key()))
+            .collect();
+        let destination =
+            Destination::new(DestinationAddress::new([9; 32]), SurbId::new([n + 1; 16]));
+        Surb::new(rng, &route, &[Delay::ZERO; 4], &destination, Version::V260).unwrap()
+    }
+
+    fn tag(n: u8) -> SenderTag {
+        SenderTag([n; 16])
+    }
+
+    #[test]
+    fn the_newest_surbs_go_first_and_stale_ones_are_dropped() {
+        let mut rng = ChaCha20Rng::from_seed([1; 32]);
+        let t0 = Instant::now();
+        let mut stores = Stores::new(limits(), [node(1)].into());
+        let made: Vec<Surb> = (0..7).map(|n| surb(&mut rng, 1, n).0).collect();
+        stores.keep(t0, tag(1), made[..4].to_vec());
+        stores.keep(t0, tag(1), made[4..].to_vec());
+        // five kept, the oldest two gone; the newest used first
+        assert_eq!(stores.len(&tag(1)), 5);
+        let first = stores.take(t0, &tag(1)).unwrap();
+        assert_eq!(first.to_bytes(), made[6].to_bytes());
+
+        // one made by a sender that has the next epoch's topology already is kept (a first
+        // hop this client does not know as first-layer)
+        stores.keep(t0, tag(1), vec![surb(&mut rng, 2, 9).0]);
+        assert_eq!(stores.len(&tag(1)), 5);
+
+        // a new epoch with node 2 in the first layer: node 1's SURBs still work (the
+        // gateway takes the previous epoch's first layer), and node 2's too
+        stores.change_topology([node(2), node(1)].into());
+        assert_eq!(stores.len(&tag(1)), 5);
+        stores.keep(t0, tag(1), vec![surb(&mut rng, 2, 10).0]);
+        assert_eq!(stores.len(&tag(1)), 5);
+        // another epoch: what came before the last change goes, whatever its first hop
+        stores.change_topology([node(3), node(2)].into());
+        assert_eq!((stores.len(&tag(1)), stores.held()), (1, 1));
+        assert_eq!(stores.stale, 4);
+        assert_eq!(stores.take(t0, &tag(1)).unwrap().first_hop(), node(2));
+        assert!(stores.take(t0, &tag(1)).is_none());
+        // and at a change, one whose first hop is in neither first layer goes at once
+        stores.keep(
+            t0,
+            tag(1),
+            vec![surb(&mut rng, 1, 11).0, surb(&mut rng, 3, 12).0],
+        );
+        stores.change_topology([node(4), node(3)].into());
+        assert_eq!(stores.len(&tag(1)), 1);
+        assert_eq!(stores.take(t0, &tag(1)).unwrap().first_hop(), node(3));
+    }
+
+    #[test]
+    fn stores_are_capped_and_the_least_recently_used_goes_first() {
+        let mut rng = ChaCha20Rng::from_seed([2; 32]);
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut stores = Stores::new(limits(), [node(1)].into());
+        let five = |rng: &mut ChaCha20Rng| (0..5).map(|n| surb(rng, 1, n).0).collect::<Vec<_>>();
+        assert!(stores.keep(at(1), tag(1), five(&mut rng)).is_empty());
+        assert!(stores.keep(at(2), tag(2), five(&mut rng)).is_empty());
+        // 15 > 12 held: the least recently used (tag 1) goes for tag 3
+        assert_eq!(stores.keep(at(3), tag(3), five(&mut rng)), vec![tag(1)]);
+        assert_eq!(stores.senders(), 2);
+        assert!(!stores.contains(&tag(1)));
+        // tag 2 used since: tag 3 is the least recently used when a fourth comes
+        stores.take(at(4), &tag(2));
+        let evicted = stores.keep(at(5), tag(4), five(&mut rng));
+        assert_eq!(evicted, vec![tag(3)]);
+        assert!(stores.held() <= 12 && stores.senders() <= 3);
+        // everything expires
+        assert_eq!(
+            stores.expire(at(5) + Duration::from_secs(3600)),
+            vec![tag(2), tag(4)]
+        );
+        assert_eq!((stores.held(), stores.senders()), (0, 0));
+    }
+
+    #[test]
+    fn issued_keys_are_capped_per_tag_and_in_all() {
+        let mut rng = ChaCha20Rng::from_seed([3; 32]);
+        let t0 = Instant::now();
+        let mut issued = Issued::new(limits());
+        let peer = |n: u8| ClientAddress {
+            identity: [n; 32],
+            encryption: [n; 32],
+            gateway: [n; 32],
+        };
+        let a = issued.tag(t0, &peer(1), Isolation(1), &mut rng);
+        let b = issued.tag(t0, &peer(1), Isolation(2), &mut rng);
+        assert_ne!(a, b);
+        assert_eq!(issued.tag(t0, &peer(1), Isolation(1), &mut rng), a);
+        let mut ids = Vec::new();
+        for n in 0..6 {
+            let (_, key) = surb(&mut rng, 1, n);
+            ids.push(key.surb_id());
+            issued.insert(t0, key.surb_id(), key, a);
+        }
+        // four per tag: the two oldest went
+        assert_eq!(issued.len(), 4);
+        assert!(issued.take(t0, &ids[0]).is_none());
+        let used = issued.take(t0, &ids[5]).unwrap();
+        assert_eq!(
+            (used.tag, used.to, used.isolation),
+            (a, peer(1), Isolation(1))
+        );
+        for n in 10..20 {
+            let (_, key) = surb(&mut rng, 1, n);
+            let tag = if n % 2 == 0 { a } else { b };
+            issued.insert(t0 + Duration::from_secs(1), key.surb_id(), key, tag);
+        }
+        assert!(issued.len() <= 10 && issued.largest_tag() <= 4);
+        // keys expire, then their tags
+        issued.expire(t0 + Duration::from_secs(3601));
+        assert_eq!((issued.len(), issued.tags()), (0, 0));
     }
 }

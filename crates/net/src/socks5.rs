@@ -316,7 +316,12 @@ impl Groups {
         let limits = self.settings.limits;
         let total: usize = self.groups.values().map(|g| g.mux.stream_count()).sum();
         if total >= limits.streams {
-            return Err(self.refuse(request, "streams are open for all usernames", total, "max_streams"));
+            return Err(self.refuse(
+                request,
+                "streams are open for all usernames",
+                total,
+                "max_streams",
+            ));
         }
         let username = request.request.username.clone();
         let isolation = match self.by_username.get(&username) {
@@ -324,7 +329,12 @@ impl Groups {
             None => {
                 if self.groups.len() >= limits.usernames && !self.forget_least_recently_used() {
                     let count = self.groups.len();
-                    return Err(self.refuse(request, "usernames have streams open", count, "max_usernames"));
+                    return Err(self.refuse(
+                        request,
+                        "usernames have streams open",
+                        count,
+                        "max_usernames",
+                    ));
                 }
                 // a group made again (after it was forgotten) is a new client to the exit
                 self.next += 1;
@@ -411,7 +421,12 @@ impl Groups {
         let idle = self.streams.idle_timeout;
         self.groups
             .values()
-            .flat_map(|g| [g.mux.next_timeout(), g.empty_since.map(|since| since + idle)])
+            .flat_map(|g| {
+                [
+                    g.mux.next_timeout(),
+                    g.empty_since.map(|since| since + idle),
+                ]
+            })
             .flatten()
             .min()
     }
@@ -491,7 +506,12 @@ pub async fn run(
             drive(group, &mut pipes, isolation, now);
             while let Some(message) = group.mux.poll_transmit(now) {
                 if let Err(error) = client
-                    .send_isolated(settings.exit, isolation, message, settings.surbs_per_message)
+                    .send_isolated(
+                        settings.exit,
+                        isolation,
+                        message,
+                        settings.surbs_per_message,
+                    )
                     .await
                 {
                     // the stream layer sends again what is not acknowledged
@@ -517,9 +537,7 @@ pub async fn run(
 /// The group a connection task reported for.
 fn input_group(input: &PipeInput<Isolation>) -> Isolation {
     match input {
-        PipeInput::Read { key, .. } | PipeInput::Wrote { key } | PipeInput::Broken { key } => {
-            key.0
-        }
+        PipeInput::Read { key, .. } | PipeInput::Wrote { key } | PipeInput::Broken { key } => key.0,
     }
 }
 

@@ -268,7 +268,10 @@ async fn a_download_through_proxy_and_exit_and_a_refusal_by_policy() {
         server.port(),
     ))
     .await;
-    assert_eq!(code, 0x01, "one username got a third stream: two clients at the exit");
+    assert_eq!(
+        code, 0x01,
+        "one username got a third stream: two clients at the exit"
+    );
     drop(held);
 
     // issue 13.9: one application holding 100 connections open gets what the proxy grants a

@@ -141,7 +141,13 @@ impl Net {
 
 /// Runs both clients until `until`, waking when they ask. The peer's events are dropped; the
 /// client's tell which tags it can reply to.
-fn run(net: &mut Net, me: &mut Client, peer: &mut Client, until: Instant, tags: &mut Vec<SenderTag>) {
+fn run(
+    net: &mut Net,
+    me: &mut Client,
+    peer: &mut Client,
+    until: Instant,
+    tags: &mut Vec<SenderTag>,
+) {
     loop {
         let Some(now) = [me.poll_timeout(), peer.poll_timeout()]
             .into_iter()
@@ -342,11 +348,19 @@ fn a_replier_asking_again_and_again_gets_one_top_up_at_a_time() {
     let t0 = Instant::now();
     let new = |seed: u8, gateway: usize| {
         let keys = ClientKeys::generate(&mut ChaCha20Rng::from_seed([seed; 32]));
-        Client::new(config(), keys, GATEWAYS[gateway], net.topology.clone(), [seed; 32], t0)
-            .unwrap()
+        Client::new(
+            config(),
+            keys,
+            GATEWAYS[gateway],
+            net.topology.clone(),
+            [seed; 32],
+            t0,
+        )
+        .unwrap()
     };
     let (mut me, mut peer) = (new(1, 0), new(2, 1));
-    me.send(t0, &peer.address(), b"ask me".to_vec(), 20).unwrap();
+    me.send(t0, &peer.address(), b"ask me".to_vec(), 20)
+        .unwrap();
     let mut tags = Vec::new();
     let mut now = t0 + Duration::from_millis(500);
     run(&mut net, &mut me, &mut peer, now, &mut tags);
@@ -363,6 +377,9 @@ fn a_replier_asking_again_and_again_gets_one_top_up_at_a_time() {
     // one top-up under way at a time (here, where acks come back at once, a top-up is under
     // way for about one slot: about every other request is answered), not 20
     let top_ups = (me.issued.minted() - minted) / 2;
-    assert!((1..=12).contains(&top_ups), "{top_ups} top-ups for 20 requests");
+    assert!(
+        (1..=12).contains(&top_ups),
+        "{top_ups} top-ups for 20 requests"
+    );
     assert!(me.stats.surb_requests_ignored >= 8, "{:?}", me.stats);
 }
