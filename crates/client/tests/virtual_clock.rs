@@ -789,7 +789,7 @@ fn replies_across_topology_changes(replier_lags: Duration) {
     let end = now + Duration::from_secs(10);
     let mut i = 0;
     while now < end {
-        if i < 30 && (now - t0).as_millis() % 200 == 0 {
+        if i < 30 && (now - t0).as_millis().is_multiple_of(200) {
             let text = format!("answer {i}");
             bob.reply(now, tag, text.clone().into_bytes()).unwrap();
             sent_at.insert(text, now);
