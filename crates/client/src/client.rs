@@ -32,6 +32,9 @@ const FORWARD_PIECE: usize = SIZE.plaintext_capacity() - SURB_ACK_LEN - fragment
 const REPLY_PIECE: usize = SIZE.plaintext_capacity() - fragment::HEADER_LEN;
 /// How long an ack id or loop is remembered.
 const REMEMBER: Duration = Duration::from_secs(300);
+/// Why a reply fails when its sender's SURBs are gone.
+const SENDER_FORGOTTEN: &str =
+    "the sender's SURBs were dropped to make room or expired (surbs.max_senders, surbs.lifetime)";
 /// How long reply acks wait to be sent together.
 const REPLY_ACK_BATCH: Duration = Duration::from_millis(20);
 
@@ -109,9 +112,11 @@ pub struct ClientStats {
     pub reassembly_bytes: usize,
     /// SURBs received and dropped unused: made for a topology no longer served, or too old.
     pub stale_surbs: u64,
-    /// Anonymous senders whose SURBs were dropped to make room (`surbs.max_senders`,
-    /// `surbs.max_held`), least recently used first.
+    /// Anonymous senders whose SURBs were dropped to make room (`surbs.max_senders`), least
+    /// recently used first.
     pub evicted_senders: u64,
+    /// SURBs dropped to make room (`surbs.max_held`), the least recently used senders' first.
+    pub trimmed_surbs: u64,
     /// Keys of SURBs this client issued, dropped unused to make room (`surbs.max_issued`).
     pub evicted_surb_keys: u64,
     /// Requests for SURBs not answered because a top-up to the same tag was still under way.
@@ -743,10 +748,7 @@ impl Client {
     ) -> Option<(NodeAddress, Packet)> {
         if !self.stores.contains(&tag) {
             // its store was dropped for room, or expired: nothing can carry it
-            self.fail(
-                message,
-                "the sender's SURBs were dropped (surbs.max_senders, surbs.max_held, surbs.lifetime)",
-            );
+            self.fail(message, SENDER_FORGOTTEN);
             return None;
         }
         // the newest first: the likeliest to be made for the topology the network runs
@@ -1143,10 +1145,7 @@ impl Client {
                 })
                 .collect();
             for message in messages {
-                self.fail(
-                    message,
-                    "the sender's SURBs were dropped (surbs.max_senders, surbs.max_held, surbs.lifetime)",
-                );
+                self.fail(message, SENDER_FORGOTTEN);
             }
         }
     }
@@ -1159,6 +1158,7 @@ impl Client {
         self.stats.sender_tags = self.issued.tags();
         self.stats.stale_surbs = self.stores.stale;
         self.stats.evicted_senders = self.stores.evicted;
+        self.stats.trimmed_surbs = self.stores.trimmed;
         self.stats.evicted_surb_keys = self.issued.evicted;
     }
 
@@ -1259,10 +1259,7 @@ impl Client {
                         && self.is_pending(reply.message, at.index)
                     {
                         if !self.stores.contains(&reply.tag) {
-                            self.fail(
-                                reply.message,
-                                "the sender's SURBs were dropped (surbs.max_senders, surbs.max_held, surbs.lifetime)",
-                            );
+                            self.fail(reply.message, SENDER_FORGOTTEN);
                             continue;
                         }
                         self.stats.retransmissions += 1;

@@ -211,7 +211,8 @@ pub struct SurbConfig {
     /// Anonymous senders whose SURBs are kept at once (default 1024); beyond, the least
     /// recently used sender's are dropped, and replies to it fail.
     pub max_senders: usize,
-    /// SURBs kept for all senders together (default 50,000, about 25 MB).
+    /// SURBs kept for all senders together (default 50,000, about 25 MB); beyond, the oldest
+    /// of the least recently used senders' go.
     pub max_held: usize,
     /// Keys of SURBs this client gave out, kept at once (default 50,000, about 10 MB); beyond,
     /// the oldest are dropped and replies through their SURBs cannot be read.

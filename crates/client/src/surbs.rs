@@ -91,8 +91,10 @@ pub(crate) struct Stores {
     first_hops: HashSet<NodeAddress>,
     /// SURBs dropped as no longer valid (or made for another topology).
     pub(crate) stale: u64,
-    /// Stores dropped for room (`surbs.max_senders`, `surbs.max_held`).
+    /// Stores dropped for room (`surbs.max_senders`).
     pub(crate) evicted: u64,
+    /// SURBs dropped for room (`surbs.max_held`).
+    pub(crate) trimmed: u64,
 }
 
 impl Stores {
@@ -105,6 +107,7 @@ impl Stores {
             first_hops,
             stale: 0,
             evicted: 0,
+            trimmed: 0,
         }
     }
 
@@ -137,7 +140,7 @@ impl Stores {
         let mut evicted = Vec::new();
         if !self.stores.contains_key(&tag) {
             while self.stores.len() >= self.limits.senders.max(1) {
-                let Some(lru) = self.least_recently_used(None) else {
+                let Some(lru) = self.least_recently_used() else {
                     break;
                 };
                 self.remove(&lru);
@@ -169,23 +172,27 @@ impl Stores {
             store.surbs.pop_front();
             self.held -= 1;
         }
+        // over the total: the oldest SURBs of the least recently used stores go (the stores
+        // stay, so replies to them wait for more rather than fail)
         while self.held > self.limits.held.max(1) {
-            match self.least_recently_used(Some(tag)) {
-                Some(lru) => {
-                    self.remove(&lru);
-                    self.evicted += 1;
-                    evicted.push(lru);
-                }
-                None => {
-                    let Some(store) = self.stores.get_mut(&tag) else {
-                        break;
-                    };
-                    if store.surbs.pop_front().is_none() {
-                        break;
-                    }
-                    self.held -= 1;
-                }
+            let excess = self.held - self.limits.held.max(1);
+            let lru = self
+                .stores
+                .iter()
+                .filter(|(t, store)| **t != tag && !store.surbs.is_empty())
+                .min_by_key(|(t, store)| (store.last_used, **t))
+                .map(|(t, _)| *t)
+                .unwrap_or(tag);
+            let Some(store) = self.stores.get_mut(&lru) else {
+                break;
+            };
+            let n = excess.min(store.surbs.len());
+            if n == 0 {
+                break;
             }
+            store.surbs.drain(..n);
+            self.held -= n;
+            self.trimmed += n as u64;
         }
         evicted
     }
@@ -312,10 +319,9 @@ impl Stores {
         tags
     }
 
-    fn least_recently_used(&self, except: Option<SenderTag>) -> Option<SenderTag> {
+    fn least_recently_used(&self) -> Option<SenderTag> {
         self.stores
             .iter()
-            .filter(|(tag, _)| Some(**tag) != except)
             .min_by_key(|(tag, store)| (store.last_used, **tag))
             .map(|(tag, _)| *tag)
     }
@@ -657,19 +663,21 @@ mod tests {
         let five = |rng: &mut ChaCha20Rng| (0..5).map(|n| surb(rng, 1, n).0).collect::<Vec<_>>();
         assert!(stores.keep(at(1), tag(1), five(&mut rng)).is_empty());
         assert!(stores.keep(at(2), tag(2), five(&mut rng)).is_empty());
-        // 15 > 12 held: the least recently used (tag 1) goes for tag 3
-        assert_eq!(stores.keep(at(3), tag(3), five(&mut rng)), vec![tag(1)]);
-        assert_eq!(stores.senders(), 2);
-        assert!(!stores.contains(&tag(1)));
-        // tag 2 used since: tag 3 is the least recently used when a fourth comes
-        stores.take(at(4), &tag(2));
+        // 15 > 12 held: the least recently used (tag 1) gives up its oldest three
+        assert!(stores.keep(at(3), tag(3), five(&mut rng)).is_empty());
+        assert_eq!(stores.held(), 12);
+        assert_eq!((stores.len(&tag(1)), stores.len(&tag(3))), (2, 5));
+        // tag 1 used since: tag 2 is the least recently used when a fourth sender comes,
+        // one more than the three kept
+        stores.take(at(4), &tag(1));
         let evicted = stores.keep(at(5), tag(4), five(&mut rng));
-        assert_eq!(evicted, vec![tag(3)]);
-        assert!(stores.held() <= 12 && stores.senders() <= 3);
+        assert_eq!(evicted, vec![tag(2)]);
+        assert!(!stores.contains(&tag(2)));
+        assert!(stores.held() <= 12 && stores.senders() == 3);
         // everything expires
         assert_eq!(
             stores.expire(at(5) + Duration::from_secs(3600)),
-            vec![tag(2), tag(4)]
+            vec![tag(1), tag(3), tag(4)]
         );
         assert_eq!((stores.held(), stores.senders()), (0, 0));
     }

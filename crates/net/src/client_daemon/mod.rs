@@ -822,8 +822,9 @@ request = 20
 max_kept = 200
 # Anyone can send this client SURBs under ever new sender tags, or ask it for more again and
 # again: at most `max_senders` senders' SURBs are kept (the least recently used go first,
-# and replies to them fail), `max_held` SURBs in all (about 500 bytes each), and the keys of
-# `max_issued` SURBs this client gave out (the oldest go first). All expire after `lifetime`.
+# and replies to them fail), `max_held` SURBs in all (about 500 bytes each; the least
+# recently used senders' oldest go first), and the keys of `max_issued` SURBs this client
+# gave out (the oldest go first). All expire after `lifetime`.
 max_senders = 1024
 max_held = 50000
 max_issued = 50000
