@@ -308,8 +308,13 @@ impl Groups {
         })
     }
 
-    /// Opens the stream `request` asks for in its username's group, or says why not.
-    fn open(&mut self, now: Instant, request: Request) -> Result<(), (Request, SocksFailure)> {
+    /// Opens the stream `request` asks for in its username's group (returned), or says why
+    /// not.
+    fn open(
+        &mut self,
+        now: Instant,
+        request: Request,
+    ) -> Result<Isolation, (Request, SocksFailure)> {
         let Some(destination) = destination(&request.request) else {
             return Err((request, SocksFailure::GeneralFailure));
         };
@@ -372,7 +377,7 @@ impl Groups {
             Ok(id) => {
                 group.opening.insert(id, request);
                 group.empty_since = None;
-                Ok(())
+                Ok(isolation)
             }
             Err(_) => Err((request, SocksFailure::GeneralFailure)),
         }
@@ -454,8 +459,9 @@ pub async fn run(
                 None => std::future::pending().await,
             }
         };
+        // which group to drive afterwards; all of them when a timer went off
         let mut timers_due = false;
-        tokio::select! {
+        let touched: Option<Isolation> = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => {
                 let (connection, _) = accepted.map_err(ProxyError::Accept)?;
@@ -472,30 +478,43 @@ pub async fn run(
                         Err(_) => debug!("SOCKS handshake timed out"),
                     }
                 });
+                continue;
             }
             Some(request) = requests.recv() => {
-                if let Err((request, failure)) = groups.open(Instant::now(), request) {
-                    answer_failure(request, failure);
+                match groups.open(Instant::now(), request) {
+                    Ok(isolation) => Some(isolation),
+                    Err((request, failure)) => {
+                        answer_failure(request, failure);
+                        continue;
+                    }
                 }
             }
             event = events.recv() => {
                 let Some(event) = event else { return Err(ProxyError::ClientStopped) };
-                if let ClientEvent::Reply { from, isolation, message } = event
-                    && from == settings.exit
-                    && let Some(group) = groups.groups.get_mut(&isolation)
-                {
-                    group.mux.handle_message(Instant::now(), &message);
+                let ClientEvent::Reply { from, isolation, message } = event else { continue };
+                let Some(group) = groups.groups.get_mut(&isolation) else { continue };
+                if from != settings.exit {
+                    continue;
                 }
+                group.mux.handle_message(Instant::now(), &message);
+                Some(isolation)
             }
             Some(input) = pipe_inputs.recv() => {
-                if let Some(group) = groups.groups.get_mut(&input_group(&input)) {
-                    pipes.handle_input(&mut group.mux, Instant::now(), input);
-                }
+                let isolation = input_group(&input);
+                let Some(group) = groups.groups.get_mut(&isolation) else { continue };
+                pipes.handle_input(&mut group.mux, Instant::now(), input);
+                Some(isolation)
             }
-            () = sleep => timers_due = true,
-        }
+            () = sleep => {
+                timers_due = true;
+                None
+            }
+        };
         let now = Instant::now();
-        let isolations: Vec<Isolation> = groups.groups.keys().copied().collect();
+        let isolations: Vec<Isolation> = match touched {
+            Some(isolation) => vec![isolation],
+            None => groups.groups.keys().copied().collect(),
+        };
         for isolation in isolations {
             let Some(group) = groups.groups.get_mut(&isolation) else {
                 continue;
