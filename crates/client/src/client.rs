@@ -333,9 +333,11 @@ impl Client {
             .collect();
         self.stores.change_topology(first_hops);
         let within = self.config.surbs.top_up_within;
-        // the repliers this client talked to hold SURBs of the old topology: fresh ones
+        // the repliers this client talked to hold SURBs of the old topology: fresh ones, enough
+        // to answer and to ask for more (a proxy with many groups sends this many times over)
+        let count = self.config.surbs.refill_below.max(1);
         for (tag, to) in self.issued.used_recently(now, within) {
-            self.top_up(now, tag, &to, self.config.surbs.request);
+            self.top_up(now, tag, &to, count);
         }
         // the senders it replied to: ask for more while one SURB is left to ask with
         let below = usize::from(self.config.surbs.refill_below);

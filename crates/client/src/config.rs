@@ -221,8 +221,8 @@ pub struct SurbConfig {
     #[serde(with = "humantime_serde")]
     pub lifetime: Duration,
     /// When the topology changes, the SURBs given out before stop working: peers this client
-    /// gave SURBs to or had replies from within this long get fresh ones, and senders it
-    /// replied to within this long are asked for some (default 5 min).
+    /// gave SURBs to or had replies from within this long get `refill_below` fresh ones, and
+    /// senders it replied to within this long are asked for some (default 5 min).
     #[serde(with = "humantime_serde")]
     pub top_up_within: Duration,
 }

@@ -831,7 +831,7 @@ max_issued = 50000
 lifetime = "24h"
 # SURBs work only with the topology they were made for (give or take an epoch). When it
 # changes, peers this client gave SURBs to or had replies from within `top_up_within` get
-# fresh ones, and senders it replied to within that time are asked for some.
+# `refill_below` fresh ones, and senders it replied to within that time are asked for some.
 top_up_within = "5m"
 
 [connection]
