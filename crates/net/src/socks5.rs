@@ -323,9 +323,7 @@ impl Groups {
         if total >= limits.streams {
             return Err(self.refuse(
                 request,
-                "streams are open for all usernames",
-                total,
-                "max_streams",
+                format!("{total} streams are open for all usernames already ([socks5] `max_streams`)"),
             ));
         }
         let username = request.request.username.clone();
@@ -336,9 +334,9 @@ impl Groups {
                     let count = self.groups.len();
                     return Err(self.refuse(
                         request,
-                        "usernames have streams open",
-                        count,
-                        "max_usernames",
+                        format!(
+                            "{count} usernames have streams open already ([socks5] `max_usernames`; keep it below the exit's `max_clients`, 1024 by default)"
+                        ),
                     ));
                 }
                 // a group made again (after it was forgotten) is a new client to the exit
@@ -368,9 +366,9 @@ impl Groups {
         if open >= limits.streams_per_username {
             return Err(self.refuse(
                 request,
-                "streams are open for this username",
-                open,
-                "streams_per_username",
+                format!(
+                    "{open} streams are open for this username already ([socks5] `streams_per_username`; keep it below the exit's `streams_per_client`, 64 by default)"
+                ),
             ));
         }
         match group.mux.open(now, destination) {
@@ -383,17 +381,12 @@ impl Groups {
         }
     }
 
-    fn refuse(
-        &mut self,
-        request: Request,
-        what: &str,
-        count: usize,
-        setting: &str,
-    ) -> (Request, SocksFailure) {
+    /// Refuses `request` for a limit of the proxy's, saying which in the log.
+    fn refuse(&mut self, request: Request, why: String) -> (Request, SocksFailure) {
         self.refused += 1;
         warn!(
             refused = self.refused,
-            "SOCKS5 proxy: a CONNECT was refused: {count} {what} already (`{setting}` in [socks5]; the exit grants each username as many as its `streams_per_client`, 64 by default). Close some connections, or give applications usernames of their own"
+            "SOCKS5 proxy: a CONNECT was refused: {why}. Close some connections, or give applications usernames of their own"
         );
         (request, SocksFailure::GeneralFailure)
     }
@@ -404,7 +397,7 @@ impl Groups {
             .groups
             .iter()
             .filter(|(_, g)| g.mux.stream_count() == 0 && g.opening.is_empty())
-            .min_by_key(|(isolation, g)| (g.empty_since, **isolation))
+            .min_by_key(|(isolation, g)| (g.empty_since.is_none(), g.empty_since, **isolation))
             .map(|(isolation, _)| *isolation);
         match idle {
             Some(isolation) => {
