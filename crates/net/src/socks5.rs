@@ -323,7 +323,9 @@ impl Groups {
         if total >= limits.streams {
             return Err(self.refuse(
                 request,
-                format!("{total} streams are open for all usernames already ([socks5] `max_streams`)"),
+                format!(
+                    "{total} streams are open for all usernames already ([socks5] `max_streams`)"
+                ),
             ));
         }
         let username = request.request.username.clone();
