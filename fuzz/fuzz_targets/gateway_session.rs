@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
-use umbra_gateway::{Action, ClientId, GatewayConfig, GatewayCore};
+use umbra_gateway::{Action, ClientId, GatewayConfig, GatewayCore, KnownClient};
 use umbra_sphinx::NodeAddress;
 use umbra_wire::gateway::{ClientFrame, FRAME_LEN, Hello, Schedule, VERSION};
 
@@ -20,8 +20,9 @@ fuzz_target!(|data: &[u8]| {
         ..GatewayConfig::default()
     };
     let clients = [ClientId([1; 32]), ClientId([2; 32])];
-    let mut core = GatewayCore::new(config, [NodeAddress::new([7; 32])], [(clients[0], 2, 20)], 10, [9; 32]);
     let start = Instant::now();
+    let known = KnownClient { client: clients[0], stored: 2, stored_bytes: 20, last_seen_ago: Duration::from_secs(60) };
+    let mut core = GatewayCore::new(config, start, [NodeAddress::new([7; 32])], [known], 10, [9; 32]);
     let mut now = start;
     let mut sessions = [None, None];
     let mut shaped = [false, false];
@@ -41,7 +42,7 @@ fuzz_target!(|data: &[u8]| {
             }
             1 => {
                 if let Some(session) = sessions[who].take() {
-                    core.client_disconnected(clients[who], session);
+                    core.client_disconnected(now, clients[who], session);
                 }
             }
             2 | 3 => {
@@ -62,7 +63,7 @@ fuzz_target!(|data: &[u8]| {
                 core.removed(clients[who], 1, id);
             }
         }
-        while let Some(action) = core.poll_action() {
+        while let Some(action) = core.poll_transmit(now) {
             match action {
                 Action::ToClient { client, session, frame } => {
                     let i = clients.iter().position(|c| *c == client).unwrap_or(0);

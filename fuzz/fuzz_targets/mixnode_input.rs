@@ -65,9 +65,9 @@ fuzz_target!(|data: &[u8]| {
                 let len = usize::from(arg) * 16;
                 let bytes: Vec<u8> = ops.by_ref().take(len).collect();
                 match frame::decode(&bytes) {
-                    Ok(Decoded::Frame { frame, .. }) => core.handle(now, unwrapper.unwrap(frame)),
+                    Ok(Decoded::Frame { frame, .. }) => core.handle_unwrapped(now, unwrapper.unwrap(frame)),
                     Ok(Decoded::Incomplete { .. }) => {}
-                    Err(error) => core.handle(now, Err(Dropped::BadFrame(error))),
+                    Err(error) => core.handle_unwrapped(now, Err(Dropped::BadFrame(error))),
                 }
             }
             // a packet built for this node (or its previous key), perhaps damaged
@@ -99,12 +99,12 @@ fuzz_target!(|data: &[u8]| {
                 };
                 let frame = Frame { header, packet };
                 last = Some(frame.clone());
-                core.handle(now, unwrapper.unwrap(frame));
+                core.handle_unwrapped(now, unwrapper.unwrap(frame));
             }
             // a replay of the last packet
             3 => {
                 if let Some(frame) = last.clone() {
-                    core.handle(now, unwrapper.unwrap(frame));
+                    core.handle_unwrapped(now, unwrapper.unwrap(frame));
                 }
             }
             // time passes; whatever is due leaves
@@ -118,7 +118,7 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     // let everything out, waking exactly when asked
-    while let Some(wakeup) = core.next_wakeup() {
+    while let Some(wakeup) = core.poll_timeout() {
         let wakeup = wakeup.max(now);
         while let Some(transmit) = core.poll_transmit(wakeup) {
             sent_dues.push(transmit.due);

@@ -1351,5 +1351,26 @@ fn gateway_of(topology: &Topology, key: &[u8; 32]) -> Option<NodeId> {
         .map(|node| node.id)
 }
 
+impl umbra_core::Core for Client {
+    type Transmit = Transmit;
+    type Event = Event;
+
+    fn handle_timeout(&mut self, now: Instant) {
+        Client::handle_timeout(self, now);
+    }
+
+    fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        Client::poll_transmit(self, now)
+    }
+
+    fn poll_event(&mut self) -> Option<Event> {
+        Client::poll_event(self)
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        Client::poll_timeout(self)
+    }
+}
+
 #[cfg(test)]
 mod tests;

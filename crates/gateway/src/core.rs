@@ -16,7 +16,7 @@
 //! never acknowledged, sends again.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use rand_chacha::ChaCha20Rng;
@@ -61,6 +61,17 @@ pub struct GatewayConfig {
     /// The longest time between a session's frames: a slower schedule is sped up to this.
     #[serde(with = "humantime_serde")]
     pub max_frame_interval: Duration,
+    /// Clients remembered (those that connected, so that what comes for them while they are
+    /// away is kept), at most: beyond it, the one seen longest ago with nothing stored is
+    /// forgotten. Anyone can connect with a new key; this bounds what that costs.
+    pub max_clients: usize,
+    /// A client not seen for this long, with nothing stored, is forgotten (what comes for it
+    /// afterwards is dropped until it connects again).
+    #[serde(with = "humantime_serde")]
+    pub forget_clients_after: Duration,
+    /// Deliveries being written to storage at once, at most; beyond it, new ones are dropped
+    /// unacknowledged (their senders send them again).
+    pub max_pending_stores: usize,
 }
 
 impl Default for GatewayConfig {
@@ -73,6 +84,9 @@ impl Default for GatewayConfig {
             max_unconfirmed: 1024,
             min_frame_interval: Duration::from_millis(1),
             max_frame_interval: Duration::from_secs(10),
+            max_clients: 1_000_000,
+            forget_clients_after: Duration::from_secs(30 * 24 * 3600),
+            max_pending_stores: 16_384,
         }
     }
 }
@@ -111,10 +125,15 @@ pub enum Action {
         /// Their ids.
         ids: Vec<u64>,
     },
-    /// Remember a new client.
+    /// Remember a client, seen now (a new one, or one connecting again).
     Register {
         /// The client.
         client: ClientId,
+    },
+    /// Forget clients: long unseen with nothing stored, or pushed out by newer ones.
+    Forget {
+        /// The clients.
+        clients: Vec<ClientId>,
     },
     /// Read a client's stored deliveries with ids above `after`, in order, at most `limit`,
     /// then call [`GatewayCore::inbox_loaded`].
@@ -164,6 +183,8 @@ pub struct Counters {
     pub dropped: BTreeMap<&'static str, u64>,
     /// Sessions replaced by a new connection of the same client.
     pub sessions_replaced: u64,
+    /// Clients forgotten (long unseen, or pushed out by newer ones).
+    pub clients_forgotten: u64,
 }
 
 /// A connected client's session.
@@ -222,7 +243,11 @@ struct Usage {
 pub struct GatewayCore {
     config: GatewayConfig,
     first_layer: HashSet<NodeAddress>,
-    registered: HashSet<ClientId>,
+    /// Clients remembered, with when each was last seen, and the same ordered by it.
+    known: HashMap<ClientId, Instant>,
+    by_last_seen: BTreeSet<(Instant, ClientId)>,
+    /// When clients long unseen are next looked for.
+    next_sweep: Instant,
     sessions: HashMap<ClientId, Session>,
     usage: HashMap<ClientId, Usage>,
     inbox: HashMap<ClientId, (u64, u64)>,
@@ -237,30 +262,57 @@ pub struct GatewayCore {
     counters: Counters,
 }
 
+/// A client a gateway remembers, as its storage recalls it at start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KnownClient {
+    /// The client.
+    pub client: ClientId,
+    /// Deliveries stored for it.
+    pub stored: u64,
+    /// Their payload bytes.
+    pub stored_bytes: u64,
+    /// How long ago it was last seen.
+    pub last_seen_ago: Duration,
+}
+
+/// How many entries the core holds, for metrics and tests: each is bounded by a setting.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sizes {
+    /// Clients remembered.
+    pub known_clients: usize,
+    /// Sessions open.
+    pub sessions: usize,
+    /// Deliveries being written to storage.
+    pub pending_stores: usize,
+    /// Clients whose daily allowance is being counted.
+    pub allowances: usize,
+    /// Clients with an inbox count.
+    pub inboxes: usize,
+}
+
+/// How often clients long unseen and allowances of past days are swept out.
+const SWEEP_EVERY: Duration = Duration::from_secs(3600);
+
 impl GatewayCore {
-    /// A gateway forwarding client packets to `first_layer`. `registered` are the clients it
-    /// knows, with the count and bytes of what is stored for each; `next_delivery` is above
-    /// every stored delivery's id; `seed` seeds the Poisson schedules.
+    /// A gateway forwarding client packets to `first_layer`, starting at `now`. `known` are
+    /// the clients it remembers, with what is stored for each; `next_delivery` is above every
+    /// stored delivery's id; `seed` seeds the Poisson schedules.
     pub fn new(
         config: GatewayConfig,
+        now: Instant,
         first_layer: impl IntoIterator<Item = NodeAddress>,
-        registered: impl IntoIterator<Item = (ClientId, u64, u64)>,
+        known: impl IntoIterator<Item = KnownClient>,
         next_delivery: u64,
         seed: [u8; 32],
     ) -> Self {
-        let mut inbox = HashMap::new();
-        let mut known = HashSet::new();
-        for (client, count, bytes) in registered {
-            known.insert(client);
-            inbox.insert(client, (count, bytes));
-        }
-        GatewayCore {
-            config,
+        let mut core = GatewayCore {
             first_layer: first_layer.into_iter().collect(),
-            registered: known,
+            known: HashMap::new(),
+            by_last_seen: BTreeSet::new(),
+            next_sweep: now + SWEEP_EVERY,
             sessions: HashMap::new(),
             usage: HashMap::new(),
-            inbox,
+            inbox: HashMap::new(),
             storing: HashMap::new(),
             next_delivery,
             next_session: 0,
@@ -268,6 +320,72 @@ impl GatewayCore {
             rng: ChaCha20Rng::from_seed(seed),
             actions: VecDeque::new(),
             counters: Counters::default(),
+            config,
+        };
+        for known in known {
+            let seen = now.checked_sub(known.last_seen_ago).unwrap_or(now);
+            core.touch(known.client, seen);
+            if known.stored > 0 {
+                core.inbox
+                    .insert(known.client, (known.stored, known.stored_bytes));
+            }
+        }
+        core
+    }
+
+    /// Notes that `client` was seen at `at`; whether it is new.
+    fn touch(&mut self, client: ClientId, at: Instant) -> bool {
+        let previous = self.known.insert(client, at);
+        if let Some(previous) = previous {
+            self.by_last_seen.remove(&(previous, client));
+        }
+        self.by_last_seen.insert((at, client));
+        previous.is_none()
+    }
+
+    /// Whether `client` may be forgotten: not connected, nothing stored or being stored (a
+    /// delivery being written counts as stored).
+    fn forgettable(&self, client: &ClientId) -> bool {
+        !self.sessions.contains_key(client)
+            && self.inbox.get(client).is_none_or(|(count, _)| *count == 0)
+    }
+
+    /// Forgets clients seen before `before` (all that may be), or the `count` seen longest
+    /// ago that may be.
+    fn forget(&mut self, before: Option<Instant>, mut count: usize) {
+        let mut gone = Vec::new();
+        for &(seen, client) in &self.by_last_seen {
+            if count == 0 || before.is_some_and(|before| seen >= before) {
+                break;
+            }
+            if self.forgettable(&client) {
+                gone.push((seen, client));
+                count -= 1;
+            }
+        }
+        if gone.is_empty() {
+            return;
+        }
+        for (seen, client) in &gone {
+            self.by_last_seen.remove(&(*seen, *client));
+            self.known.remove(client);
+            self.inbox.remove(client);
+            self.usage.remove(client);
+        }
+        self.counters.clients_forgotten += gone.len() as u64;
+        self.actions.push_back(Action::Forget {
+            clients: gone.into_iter().map(|(_, client)| client).collect(),
+        });
+    }
+
+    /// How many entries the core holds.
+    pub fn sizes(&self) -> Sizes {
+        Sizes {
+            known_clients: self.known.len(),
+            sessions: self.sessions.len(),
+            pending_stores: self.storing.len(),
+            allowances: self.usage.len(),
+            inboxes: self.inbox.len(),
         }
     }
 
@@ -291,9 +409,13 @@ impl GatewayCore {
             });
             self.spill(client, old);
         }
-        if self.registered.insert(client) {
-            self.actions.push_back(Action::Register { client });
+        // remembered (or seen again), so what comes for it while it is away is kept; a new
+        // client beyond the bound pushes out the one seen longest ago with nothing stored
+        if self.touch(client, now) && self.known.len() > self.config.max_clients {
+            let over = self.known.len() - self.config.max_clients;
+            self.forget(None, over);
         }
+        self.actions.push_back(Action::Register { client });
         let allowance = self.remaining(now, client);
         let waiting = self.inbox.get(&client).map_or(0, |(count, _)| *count);
         let schedule = self.grant(hello.schedule);
@@ -343,10 +465,11 @@ impl GatewayCore {
     }
 
     /// A session ended; what it had not confirmed is stored.
-    pub fn client_disconnected(&mut self, client: ClientId, session: SessionId) {
+    pub fn client_disconnected(&mut self, now: Instant, client: ClientId, session: SessionId) {
         if self.sessions.get(&client).is_some_and(|s| s.id == session)
             && let Some(old) = self.sessions.remove(&client)
         {
+            self.touch(client, now);
             self.spill(client, old);
         }
     }
@@ -441,6 +564,16 @@ impl GatewayCore {
 
     /// Sends the frames that are due.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if now >= self.next_sweep {
+            self.next_sweep = now + SWEEP_EVERY;
+            if let Some(before) = now.checked_sub(self.config.forget_clients_after) {
+                self.forget(Some(before), usize::MAX);
+            }
+            // allowances of a day that is over start again at the next packet anyway
+            let day = Duration::from_secs(24 * 3600);
+            self.usage
+                .retain(|_, usage| now.saturating_duration_since(usage.day_started) < day);
+        }
         while let Some(&Reverse((due, client, id))) = self.frames_due.peek() {
             if due > now {
                 break;
@@ -481,9 +614,11 @@ impl GatewayCore {
         }
     }
 
-    /// When the core next has something to do on its own (a session's frame).
+    /// When the core next has something to do on its own (a session's frame, the hourly sweep
+    /// of clients long unseen).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.frames_due.peek().map(|Reverse((due, _, _))| *due)
+        let frame = self.frames_due.peek().map(|Reverse((due, _, _))| *due);
+        Some(frame.map_or(self.next_sweep, |due| due.min(self.next_sweep)))
     }
 
     /// Sends what waits for a push session at once, a record per frame.
@@ -637,7 +772,7 @@ impl GatewayCore {
             return self.send_ack(ack);
         }
         let client = ClientId(to);
-        if !self.registered.contains(&client) {
+        if !self.known.contains_key(&client) {
             return self.drop("unknown_client");
         }
         let id = self.next_delivery;
@@ -683,6 +818,10 @@ impl GatewayCore {
     }
 
     fn store(&mut self, client: ClientId, delivery: Delivery, ack: Option<SurbAck>) {
+        if self.storing.len() >= self.config.max_pending_stores {
+            // storage is behind: not acked, so the sender will try again later
+            return self.drop("storage_busy");
+        }
         let (count, bytes) = self.inbox.entry(client).or_default();
         let len = delivery.payload.len() as u64;
         if *count + 1 > self.config.inbox_max_messages || *bytes + len > self.config.inbox_max_bytes
@@ -735,8 +874,11 @@ impl GatewayCore {
         *self.counters.dropped.entry(reason).or_default() += 1;
     }
 
-    /// The next thing to do.
-    pub fn poll_action(&mut self) -> Option<Action> {
+    /// The next thing for the shell to carry out, in order: a frame to a client, a packet into
+    /// the mixnet, a write to or read from storage, a session to close. (In the contract's
+    /// terms every output of the gateway is a transmit — to a client, a node or the disk — and
+    /// their order matters, so they come through one queue.)
+    pub fn poll_transmit(&mut self, _now: Instant) -> Option<Action> {
         self.actions.pop_front()
     }
 
@@ -755,5 +897,26 @@ impl GatewayCore {
     /// Clients connected now.
     pub fn connected(&self) -> usize {
         self.sessions.len()
+    }
+}
+
+impl umbra_core::Core for GatewayCore {
+    type Transmit = Action;
+    type Event = std::convert::Infallible;
+
+    fn handle_timeout(&mut self, now: Instant) {
+        GatewayCore::handle_timeout(self, now);
+    }
+
+    fn poll_transmit(&mut self, now: Instant) -> Option<Action> {
+        GatewayCore::poll_transmit(self, now)
+    }
+
+    fn poll_event(&mut self) -> Option<Self::Event> {
+        None
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        GatewayCore::poll_timeout(self)
     }
 }

@@ -2,4 +2,6 @@
 
 mod core;
 
-pub use crate::core::{Action, ClientId, Counters, GatewayConfig, GatewayCore, SessionId};
+pub use crate::core::{
+    Action, ClientId, Counters, GatewayConfig, GatewayCore, KnownClient, SessionId, Sizes,
+};

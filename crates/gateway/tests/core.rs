@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
-use umbra_gateway::{Action, ClientId, GatewayConfig, GatewayCore, SessionId};
+use umbra_gateway::{Action, ClientId, GatewayConfig, GatewayCore, KnownClient, SessionId};
 use umbra_hop::Final;
 use umbra_sphinx::{
     Delay, Destination, DestinationAddress, Hop, NodeAddress, Packet, PacketBuilder, PacketSize,
@@ -65,7 +65,7 @@ fn data_of(to: ClientId, mark: u8, len: usize) -> Final {
 }
 
 fn actions(core: &mut GatewayCore) -> Vec<Action> {
-    std::iter::from_fn(|| core.poll_action()).collect()
+    std::iter::from_fn(|| core.poll_transmit(Instant::now())).collect()
 }
 
 fn acks_sent(actions: &[Action]) -> Vec<u8> {
@@ -81,7 +81,16 @@ fn acks_sent(actions: &[Action]) -> Vec<u8> {
 }
 
 fn gateway(config: GatewayConfig) -> GatewayCore {
-    GatewayCore::new(config, [LAYER1], [(ALICE, 0, 0)], 1, [7; 32])
+    GatewayCore::new(config, Instant::now(), [LAYER1], [known(ALICE)], 1, [7; 32])
+}
+
+fn known(client: ClientId) -> KnownClient {
+    KnownClient {
+        client,
+        stored: 0,
+        stored_bytes: 0,
+        last_seen_ago: Duration::ZERO,
+    }
 }
 
 fn hello(schedule: Schedule) -> Hello {
@@ -329,6 +338,7 @@ fn acks_wait_for_confirmation_or_storage() {
         matches!(
             &welcome[..],
             [
+                Action::Register { .. },
                 Action::ToClient { .. },
                 Action::LoadInbox { after: None, .. }
             ]
@@ -721,4 +731,126 @@ fn schedules_are_held_within_the_gateways_bounds_and_poisson_is_random() {
         "{mean:?}"
     );
     assert!(gaps.iter().any(|g| *g != gaps[0]));
+}
+
+#[test]
+fn clients_long_unseen_are_forgotten_and_new_keys_cannot_grow_the_gateway() {
+    let start = Instant::now();
+    let config = GatewayConfig {
+        max_clients: 100,
+        forget_clients_after: Duration::from_secs(7 * 24 * 3600),
+        ..GatewayConfig::default()
+    };
+    let mut core = gateway(config);
+    // alice has mail waiting: she is never forgotten for it
+    core.final_hop(data(ALICE, 1));
+    for action in actions(&mut core) {
+        if let Action::Store { delivery, .. } = action {
+            core.stored(ALICE, delivery.id);
+        }
+    }
+    // 10,000 new keys connect and leave, one a second
+    let mut forgotten = 0;
+    let mut now = start;
+    for i in 0..10_000u32 {
+        let mut key = [0u8; 32];
+        key[..4].copy_from_slice(&i.to_be_bytes());
+        key[31] = 0xee;
+        let client = ClientId(key);
+        now += Duration::from_secs(1);
+        let session = core.client_connected(now, client, hello(PUSH));
+        core.client_disconnected(now, client, session);
+        core.handle_timeout(now);
+        for action in actions(&mut core) {
+            if let Action::Forget { clients } = action {
+                assert!(!clients.contains(&ALICE));
+                forgotten += clients.len();
+            }
+        }
+        assert!(core.sizes().known_clients <= 100, "{:?}", core.sizes());
+    }
+    assert_eq!(forgotten, 10_000 + 1 - 100);
+    assert!(core.sizes().allowances <= 100);
+    // a week later, everyone unseen since is forgotten; alice's mail keeps her
+    now += Duration::from_secs(8 * 24 * 3600);
+    core.handle_timeout(now);
+    let _ = actions(&mut core);
+    assert_eq!(core.sizes().known_clients, 1);
+    core.final_hop(data(ALICE, 2));
+    assert!(matches!(&actions(&mut core)[..], [Action::Store { .. }]));
+    assert!(
+        core.poll_timeout().unwrap() > now,
+        "the sweep is not due again at once"
+    );
+}
+
+#[test]
+fn deliveries_beyond_what_storage_can_take_are_left_unacknowledged() {
+    let mut core = gateway(GatewayConfig {
+        max_pending_stores: 10,
+        ..GatewayConfig::default()
+    });
+    for mark in 0..50 {
+        core.final_hop(data(ALICE, mark));
+    }
+    let stores = actions(&mut core)
+        .into_iter()
+        .filter(|a| matches!(a, Action::Store { .. }))
+        .count();
+    assert_eq!(stores, 10);
+    assert_eq!(core.counters().dropped.get("storage_busy"), Some(&40));
+    assert_eq!(core.sizes().pending_stores, 10);
+}
+
+proptest::proptest! {
+    /// Whatever clients connect, send, confirm and leave, and whatever arrives for them, the
+    /// core's state stays within its settings.
+    #[test]
+    fn the_core_stays_within_its_bounds(ops in proptest::collection::vec((0u8..6, 0u8..40, 0u16..2000), 1..300)) {
+        let config = GatewayConfig {
+            max_clients: 8,
+            max_unconfirmed: 4,
+            max_pending_stores: 6,
+            inbox_max_messages: 20,
+            ..GatewayConfig::default()
+        };
+        let mut core = gateway(config);
+        let mut now = Instant::now();
+        let mut sessions = std::collections::HashMap::new();
+        for (op, who, amount) in ops {
+            let client = ClientId([who; 32]);
+            match op {
+                0 => {
+                    let schedule = if amount % 2 == 0 { PUSH } else { EVERY_20MS };
+                    sessions.insert(who, core.client_connected(now, client, hello(schedule)));
+                }
+                1 => {
+                    if let Some(session) = sessions.remove(&who) {
+                        core.client_disconnected(now, client, session);
+                    }
+                }
+                2 => core.final_hop(data(client, amount as u8)),
+                3 => {
+                    if let Some(session) = sessions.get(&who) {
+                        confirm(&mut core, now, *session, u64::from(amount));
+                    }
+                }
+                4 => now += Duration::from_millis(u64::from(amount) * 1000),
+                _ => {}
+            }
+            core.handle_timeout(now);
+            for action in actions(&mut core) {
+                if let Action::Store { client, delivery } = action
+                    && amount % 3 == 0
+                {
+                    core.stored(client, delivery.id);
+                }
+            }
+            let sizes = core.sizes();
+            // the clients remembered: the bound, plus those connected or with mail kept
+            proptest::prop_assert!(sizes.known_clients <= 8 + sizes.sessions + 20, "{sizes:?}");
+            proptest::prop_assert!(sizes.pending_stores <= 6, "{sizes:?}");
+            proptest::prop_assert!(sizes.allowances <= sizes.known_clients, "{sizes:?}");
+        }
+    }
 }

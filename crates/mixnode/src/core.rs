@@ -158,7 +158,7 @@ impl MixCore {
     }
 
     /// Takes what the unwrapper made of a frame that arrived at `now`.
-    pub fn handle(&mut self, now: Instant, unwrapped: Unwrapped) {
+    pub fn handle_unwrapped(&mut self, now: Instant, unwrapped: Unwrapped) {
         self.counters.received += 1;
         let forward = match unwrapped {
             Ok(Outcome::Forward(forward)) => forward,
@@ -205,8 +205,8 @@ impl MixCore {
         Some(scheduled.transmit)
     }
 
-    /// When the next packet is due, if any is queued.
-    pub fn next_wakeup(&self) -> Option<Instant> {
+    /// When the next packet is due, if any is queued (the core has no other deadline).
+    pub fn poll_timeout(&self) -> Option<Instant> {
         self.queue.peek().map(|scheduled| scheduled.0.due)
     }
 
@@ -240,5 +240,26 @@ impl MixCore {
 
     fn count(&mut self, reason: &'static str) {
         *self.counters.dropped.entry(reason).or_default() += 1;
+    }
+}
+
+/// A mix node's core has no timers of its own beyond its queue (a packet due is a transmit
+/// due) and nothing to report but counters.
+impl umbra_core::Core for MixCore {
+    type Transmit = Transmit;
+    type Event = std::convert::Infallible;
+
+    fn handle_timeout(&mut self, _now: Instant) {}
+
+    fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        MixCore::poll_transmit(self, now)
+    }
+
+    fn poll_event(&mut self) -> Option<Self::Event> {
+        None
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        MixCore::poll_timeout(self)
     }
 }

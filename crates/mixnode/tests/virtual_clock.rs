@@ -103,7 +103,7 @@ fn frame(packet: Packet) -> Frame {
 /// nothing leaves a nanosecond early.
 fn drain(core: &mut MixCore) -> Vec<(Instant, Transmit)> {
     let mut sent = Vec::new();
-    while let Some(wakeup) = core.next_wakeup() {
+    while let Some(wakeup) = core.poll_timeout() {
         assert!(
             core.poll_transmit(wakeup - Duration::from_nanos(1))
                 .is_none(),
@@ -124,7 +124,7 @@ fn each_packet_leaves_exactly_when_due() {
     let arrivals = [(0, 30), (5, 10), (7, 0), (12, 25)];
     for (arrives_ms, delay_ms) in arrivals {
         let packet = net.packet(Duration::from_millis(delay_ms), 0);
-        core.handle(
+        core.handle_unwrapped(
             t0 + Duration::from_millis(arrives_ms),
             unwrapper.unwrap(frame(packet)),
         );
@@ -154,7 +154,7 @@ fn order_follows_the_delays_not_the_arrivals() {
     // arriving A, B, C with delays 30, 10, 20 ms: leaving B, C, A
     for (via, delay) in [(0, 30), (1, 10), (0, 20)] {
         let packet = net.packet(Duration::from_millis(delay), via);
-        core.handle(t0, unwrapper.unwrap(frame(packet)));
+        core.handle_unwrapped(t0, unwrapper.unwrap(frame(packet)));
     }
     let order: Vec<(u128, SocketAddr)> = drain(&mut core)
         .iter()
@@ -176,14 +176,14 @@ fn replays_are_dropped_and_counted() {
     let (unwrapper, mut core) = net.node(1);
     let now = Instant::now();
     let packet = net.packet(Duration::ZERO, 0);
-    core.handle(now, unwrapper.unwrap(frame(packet.clone())));
-    core.handle(now, unwrapper.unwrap(frame(packet.clone())));
+    core.handle_unwrapped(now, unwrapper.unwrap(frame(packet.clone())));
+    core.handle_unwrapped(now, unwrapper.unwrap(frame(packet.clone())));
     // even much later, and under a version 8 frame
     let replay = Frame {
         header: FrameHeader::v8(packet.size(), KeyRotation::of(1)),
         packet,
     };
-    core.handle(now + Duration::from_secs(60), unwrapper.unwrap(replay));
+    core.handle_unwrapped(now + Duration::from_secs(60), unwrapper.unwrap(replay));
     assert_eq!(drain(&mut core).len(), 1);
     assert_eq!(core.counters().replayed, 2);
 }
@@ -193,15 +193,15 @@ fn delays_beyond_the_cap_are_capped() {
     let mut net = Net::new(4);
     let (unwrapper, mut core) = net.node(1);
     let t0 = Instant::now();
-    core.handle(
+    core.handle_unwrapped(
         t0,
         unwrapper.unwrap(frame(net.packet(Duration::from_secs(3600), 0))),
     );
-    core.handle(
+    core.handle_unwrapped(
         t0,
         unwrapper.unwrap(frame(net.packet(Duration::from_secs(10), 0))),
     );
-    assert_eq!(core.next_wakeup(), Some(t0 + Duration::from_secs(10)));
+    assert_eq!(core.poll_timeout(), Some(t0 + Duration::from_secs(10)));
     let sent = drain(&mut core);
     assert!(sent.iter().all(|(t, _)| *t == t0 + Duration::from_secs(10)));
     assert_eq!(core.counters().delays_capped, 1);
@@ -215,18 +215,18 @@ fn bad_input_is_counted_by_reason_and_never_panics() {
     // garbage of every size
     for size in PacketSize::ALL {
         let garbage = Packet::from_bytes(vec![0x42; size.packet_len()]).unwrap();
-        core.handle(now, unwrapper.unwrap(frame(garbage)));
+        core.handle_unwrapped(now, unwrapper.unwrap(frame(garbage)));
     }
     // a packet for another node
     let mut other = Net::new(6);
-    core.handle(
+    core.handle_unwrapped(
         now,
         unwrapper.unwrap(frame(other.packet(Duration::ZERO, 0))),
     );
     // a packet whose header was tampered with
     let mut bytes = net.packet(Duration::ZERO, 0).into_bytes();
     bytes[100] ^= 1;
-    core.handle(
+    core.handle_unwrapped(
         now,
         unwrapper.unwrap(frame(Packet::from_bytes(bytes).unwrap())),
     );
@@ -236,10 +236,10 @@ fn bad_input_is_counted_by_reason_and_never_panics() {
     let last = PacketBuilder::new(PacketSize::Ack)
         .build(&mut net.rng, &[hop], &[Delay::ZERO], &destination, b"x")
         .unwrap();
-    core.handle(now, unwrapper.unwrap(frame(last)));
+    core.handle_unwrapped(now, unwrapper.unwrap(frame(last)));
     // a packet whose next hop is not in the next layer: drop the next layer from the core
     core.set_next_hops([net.next[1].1]);
-    core.handle(now, unwrapper.unwrap(frame(net.packet(Duration::ZERO, 0))));
+    core.handle_unwrapped(now, unwrapper.unwrap(frame(net.packet(Duration::ZERO, 0))));
 
     let counters = core.counters();
     assert_eq!(counters.received, 9);
@@ -272,12 +272,12 @@ fn keys_of_two_rotations_are_held_and_a_third_is_expired() {
         header: FrameHeader::v8(packet.size(), KeyRotation::of(rotation)),
         packet: packet.clone(),
     };
-    core.handle(now, unwrapper.unwrap(v8(&built_for_rotation_4, 4)));
-    core.handle(now, unwrapper.unwrap(v8(&built_for_rotation_5, 5)));
-    core.handle(now, unwrapper.unwrap(frame(old.packet(Duration::ZERO, 0))));
-    core.handle(now, unwrapper.unwrap(frame(new.packet(Duration::ZERO, 0))));
+    core.handle_unwrapped(now, unwrapper.unwrap(v8(&built_for_rotation_4, 4)));
+    core.handle_unwrapped(now, unwrapper.unwrap(v8(&built_for_rotation_5, 5)));
+    core.handle_unwrapped(now, unwrapper.unwrap(frame(old.packet(Duration::ZERO, 0))));
+    core.handle_unwrapped(now, unwrapper.unwrap(frame(new.packet(Duration::ZERO, 0))));
     // the wrong parity for the packet's key: its MAC fails under the other key
-    core.handle(now, unwrapper.unwrap(v8(&new.packet(Duration::ZERO, 0), 4)));
+    core.handle_unwrapped(now, unwrapper.unwrap(v8(&new.packet(Duration::ZERO, 0), 4)));
     assert_eq!(drain(&mut core).len(), 4);
     assert_eq!(core.counters().malformed.get("bad_mac"), Some(&1));
     // the next rotation retires rotation 4's key
@@ -300,7 +300,7 @@ fn keys_of_two_rotations_are_held_and_a_third_is_expired() {
     let only_one = Arc::new(ReplayFilter::new(8, &config().replay).unwrap());
     let fresh = Unwrapper::new(RotationKey::new(old.me.clone(), only_one), None);
     // a node holding only rotation 8 (even) has no key of odd parity
-    core.handle(now, fresh.unwrap(v8(&built_for_rotation_5, 5)));
+    core.handle_unwrapped(now, fresh.unwrap(v8(&built_for_rotation_5, 5)));
     assert_eq!(core.counters().expired, 1);
 }
 
@@ -334,7 +334,7 @@ proptest! {
         for chunk in frames.chunks(4) {
             let results = unwrapper.unwrap_batch(chunk.iter().map(|(_, f)| f.clone()).collect());
             for ((arrives_ms, _), result) in chunk.iter().zip(results) {
-                core.handle(t0 + Duration::from_millis(*arrives_ms), result);
+                core.handle_unwrapped(t0 + Duration::from_millis(*arrives_ms), result);
             }
         }
         expected.sort();

@@ -21,7 +21,7 @@
 //! [`crate::outbox_keys`]): a delivered message leaves nothing readable in the file. The
 //! bytes of messages under way are bounded ([`ClientSetup::max_pending_bytes`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -165,6 +165,10 @@ pub struct ClientStatus {
     pub bytes_received: u64,
     /// Times the client's task woke up (for tests: a disconnected client must not spin).
     pub wakeups: u64,
+    /// Events waiting for the application to take them, beyond the channel's own room.
+    pub events_waiting: usize,
+    /// Connections to the gateway tried so far (one per session, plus one per failure).
+    pub connection_attempts: u64,
 }
 
 enum Command {
@@ -283,16 +287,9 @@ pub fn start(
     keys: &ClientKeys,
     setup: ClientSetup,
     stop: CancellationToken,
-) -> Result<
-    (
-        ClientHandle,
-        mpsc::UnboundedReceiver<ClientEvent>,
-        JoinHandle<()>,
-    ),
-    NodeError,
-> {
+) -> Result<(ClientHandle, mpsc::Receiver<ClientEvent>, JoinHandle<()>), NodeError> {
     let (commands_in, commands) = mpsc::channel(256);
-    let (events_in, events) = mpsc::unbounded_channel();
+    let (events_in, events) = mpsc::channel(EVENT_CHANNEL);
     let handle = ClientHandle {
         commands: commands_in,
         address: core.address(),
@@ -378,7 +375,7 @@ struct Driver {
     core: Client,
     noise: NoiseKeypair,
     setup: ClientSetup,
-    events: mpsc::UnboundedSender<ClientEvent>,
+    events: Events,
     outbox: Option<Outbox>,
     /// The core's ids of messages under way, to the ids the application knows.
     ids: HashMap<MessageId, u64>,
@@ -390,8 +387,97 @@ struct Driver {
     bytes_sent: u64,
     bytes_received: u64,
     wakeups: u64,
+    connection_attempts: u64,
     /// What the client asks the gateway for.
     schedule: Schedule,
+}
+
+/// Events the application has not taken yet, in the channel.
+const EVENT_CHANNEL: usize = 256;
+/// Events waiting for room in the channel, at most (beyond it the client reads nothing more
+/// from its gateway, which keeps what comes meanwhile), and their messages' bytes.
+const EVENT_BACKLOG: usize = 1024;
+const EVENT_BACKLOG_BYTES: usize = 64 << 20;
+
+/// The application's events: a bounded channel, and what waits for room in it. An
+/// application that does not take its events cannot grow the client's memory: while too much
+/// waits, the driver reads nothing more from the gateway, whose queue then fills and whose
+/// inbox keeps the rest until the application catches up.
+struct Events {
+    channel: mpsc::Sender<ClientEvent>,
+    backlog: VecDeque<ClientEvent>,
+    backlog_bytes: usize,
+}
+
+impl Events {
+    fn new(channel: mpsc::Sender<ClientEvent>) -> Events {
+        Events {
+            channel,
+            backlog: VecDeque::new(),
+            backlog_bytes: 0,
+        }
+    }
+
+    fn size(event: &ClientEvent) -> usize {
+        match event {
+            ClientEvent::Received { message, .. } | ClientEvent::Reply { message, .. } => {
+                message.len()
+            }
+            _ => 0,
+        }
+    }
+
+    /// Passes `event` on, or keeps it until there is room (dropped if nobody listens).
+    fn send(&mut self, event: ClientEvent) {
+        if self.backlog.is_empty() {
+            match self.channel.try_send(event) {
+                Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+                Err(mpsc::error::TrySendError::Full(event)) => self.keep(event),
+            }
+        } else {
+            self.keep(event);
+        }
+    }
+
+    fn keep(&mut self, event: ClientEvent) {
+        self.backlog_bytes += Events::size(&event);
+        self.backlog.push_back(event);
+    }
+
+    /// Whether so much waits that the driver must stop taking deliveries.
+    fn is_full(&self) -> bool {
+        self.backlog.len() >= EVENT_BACKLOG || self.backlog_bytes >= EVENT_BACKLOG_BYTES
+    }
+
+    /// Moves what waits into the channel while it has room.
+    fn flush(&mut self) {
+        while let Some(event) = self.backlog.pop_front() {
+            let size = Events::size(&event);
+            match self.channel.try_send(event) {
+                Ok(()) => self.backlog_bytes -= size,
+                Err(mpsc::error::TrySendError::Full(event)) => {
+                    self.backlog.push_front(event);
+                    return;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    self.backlog.clear();
+                    self.backlog_bytes = 0;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Resolves when the application has taken an event while others wait for room; never
+/// without a backlog.
+async fn room(events: &Events) {
+    if events.backlog.is_empty() {
+        return std::future::pending().await;
+    }
+    if let Ok(permit) = events.channel.reserve().await {
+        drop(permit);
+    }
 }
 
 /// Bytes a Noise transport message adds to its plaintext.
@@ -405,7 +491,7 @@ impl Driver {
         core: Client,
         keys: &ClientKeys,
         setup: ClientSetup,
-        events: mpsc::UnboundedSender<ClientEvent>,
+        events: mpsc::Sender<ClientEvent>,
     ) -> Result<Driver, NodeError> {
         let outbox = setup.outbox.as_deref().map(Outbox::open).transpose()?;
         let schedule = schedule(&core.config().traffic);
@@ -413,7 +499,7 @@ impl Driver {
             core,
             noise: NoiseKeypair::from_private(*keys.identity_secret()),
             setup,
-            events,
+            events: Events::new(events),
             outbox,
             ids: HashMap::new(),
             sizes: HashMap::new(),
@@ -422,6 +508,7 @@ impl Driver {
             bytes_sent: 0,
             bytes_received: 0,
             wakeups: 0,
+            connection_attempts: 0,
             schedule,
         })
     }
@@ -444,6 +531,7 @@ impl Driver {
                 );
                 let noise = NoiseKeypair::from_private(*self.noise.private_bytes());
                 let schedule = self.schedule;
+                self.connection_attempts += 1;
                 connecting = Some(tokio::spawn(open(address, noise, key, timeout, schedule)));
             }
             let wake = self.core.poll_timeout().map(Instant::from_std);
@@ -457,7 +545,8 @@ impl Driver {
                     Some(command) => self.command(command, session.is_some()),
                     None => break,
                 },
-                received = receive(&mut session) => match received {
+                () = room(&self.events) => self.events.flush(),
+                received = receive(&mut session), if !self.events.is_full() => match received {
                     Ok(Some(bytes)) => {
                         self.bytes_received += bytes.len() as u64 + NOISE_TAG;
                         if let Err(reason) = self.handle_frame(&mut session, &bytes).await {
@@ -626,6 +715,8 @@ impl Driver {
                     bytes_sent: self.bytes_sent,
                     bytes_received: self.bytes_received,
                     wakeups: self.wakeups,
+                    events_waiting: self.events.backlog.len(),
+                    connection_attempts: self.connection_attempts,
                 });
             }
         }
@@ -697,13 +788,12 @@ impl Driver {
                     schedule,
                 } => {
                     info!(waiting, ?schedule, "connected to the gateway");
-                    let _ = self
-                        .events
+                    self.events
                         .send(ClientEvent::Connected { allowance, waiting });
                 }
                 Record::Refused { count, detail, .. } => {
                     warn!(%detail, count, "the gateway refused packets");
-                    let _ = self.events.send(ClientEvent::Refused { count, detail });
+                    self.events.send(ClientEvent::Refused { count, detail });
                 }
             }
         }
@@ -727,7 +817,7 @@ impl Driver {
         if session.take().is_some() {
             self.core.handle_disconnected();
             info!(%reason, "disconnected from the gateway; reconnecting");
-            let _ = self.events.send(ClientEvent::Disconnected { reason });
+            self.events.send(ClientEvent::Disconnected { reason });
         }
     }
 
@@ -764,7 +854,7 @@ impl Driver {
                     None => continue,
                 },
             };
-            let _ = self.events.send(event);
+            self.events.send(event);
         }
     }
 
@@ -778,7 +868,7 @@ impl Driver {
         {
             warn!(%error, "cannot remove a message from the outbox; it may be sent again after a restart");
         }
-        let _ = self.events.send(match failure {
+        self.events.send(match failure {
             None => ClientEvent::Sent(id),
             Some(reason) => ClientEvent::Failed { id, reason },
         });
@@ -1083,7 +1173,7 @@ mod tests {
     fn driver(
         max_pending_bytes: usize,
         outbox: Option<PathBuf>,
-    ) -> (Driver, mpsc::UnboundedReceiver<ClientEvent>) {
+    ) -> (Driver, mpsc::Receiver<ClientEvent>) {
         let keys = ClientKeys::generate(&mut rand::rng());
         let core = Client::new(
             ClientConfig::default(),
@@ -1094,7 +1184,7 @@ mod tests {
             std::time::Instant::now(),
         )
         .unwrap();
-        let (events_in, events) = mpsc::unbounded_channel();
+        let (events_in, events) = mpsc::channel(EVENT_CHANNEL);
         let setup = ClientSetup {
             gateway_address: SocketAddr::from(([127, 0, 0, 1], 1)),
             gateway_key: NoiseKey(GATEWAY),

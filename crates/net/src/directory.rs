@@ -23,7 +23,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
-use umbra_ledger::{Genesis, SignedTopology, TopologyDocument, ValidatorKey};
+use umbra_ledger::{CertificateError, Genesis, SignedTopology, TopologyDocument, ValidatorKey};
 use umbra_topology::Topology;
 
 use crate::err::NodeError;
@@ -277,14 +277,19 @@ impl FetchError {
     }
 
     /// Whether every validator answered, and none with a topology that verifies: the genesis
-    /// file is not this network's, or the validators are lying. Retrying will not help.
+    /// file is not this network's, or the validators are lying. Retrying will not help. A
+    /// topology with too few signatures is not a refusal: an older validator serves the new
+    /// epoch's document before the others have signed it, and a moment later it is certified.
     pub fn is_refusal(&self) -> bool {
         !self.failures.is_empty()
             && self.failures.iter().all(|(_, failure)| {
                 matches!(
                     failure,
-                    FetchFailure::Ledger(LedgerError::Untrusted { .. })
-                        | FetchFailure::Ledger(LedgerError::Garbled { .. })
+                    FetchFailure::Ledger(LedgerError::Untrusted { error, .. })
+                        if !matches!(error, CertificateError::NotEnoughPower { .. })
+                ) || matches!(
+                    failure,
+                    FetchFailure::Ledger(LedgerError::Garbled { .. })
                         | FetchFailure::Unusable { .. }
                 )
             })

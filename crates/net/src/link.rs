@@ -268,7 +268,12 @@ async fn drive(
                 let ended = pump(&mut queue, reader, writer, &counters).await;
                 connected.store(false, Ordering::Relaxed);
                 match ended {
-                    Ok(()) => return,
+                    Ok(Ended::QueueClosed) => return,
+                    // what a peer does when it stops or restarts: nothing was lost
+                    Ok(Ended::ByPeer) => {
+                        counters.event("outbound_failed", "closed");
+                        info!(peer = %peer.name, "link closed by the peer; reconnecting");
+                    }
                     Err(error) => {
                         counters.event("outbound_failed", error.reason());
                         warn!(peer = %peer.name, %error, "link down; reconnecting");
@@ -288,13 +293,21 @@ async fn drive(
     }
 }
 
-/// Sends what the queue yields until it closes (`Ok`) or the link fails.
+/// How a link ended without an error.
+enum Ended {
+    /// Its queue closed: the node needs it no more.
+    QueueClosed,
+    /// The peer closed it cleanly, between frames.
+    ByPeer,
+}
+
+/// Sends what the queue yields until it closes, the peer closes the link, or the link fails.
 async fn pump<R, W>(
     queue: &mut mpsc::Receiver<Frame>,
     mut reader: noise::LinkReader<R>,
     mut writer: noise::LinkWriter<W>,
     counters: &LinkCounters,
-) -> Result<(), LinkError>
+) -> Result<Ended, LinkError>
 where
     R: tokio::io::AsyncRead + Unpin,
     W: tokio::io::AsyncWrite + Unpin,
@@ -305,7 +318,7 @@ where
             received = queue.recv_many(&mut batch, 256) => {
                 if received == 0 {
                     let _ = writer.shutdown().await;
-                    return Ok(());
+                    return Ok(Ended::QueueClosed);
                 }
                 let written = async {
                     for frame in &batch {
@@ -324,10 +337,11 @@ where
             }
             // the peer sends nothing on this link: anything, even its closing it, ends it
             closed = reader.next_frame() => {
-                return Err(match closed {
-                    Ok(_) => LinkError::Truncated,
-                    Err(error) => error,
-                });
+                return match closed {
+                    Ok(None) => Ok(Ended::ByPeer),
+                    Ok(Some(_)) => Err(LinkError::Truncated),
+                    Err(error) => Err(error),
+                };
             }
         }
     }

@@ -539,7 +539,7 @@ impl Processes {
     /// Asks every node to stop, waits up to `grace` for each, and kills what remains.
     pub fn stop_all(&mut self, grace: Duration) -> Vec<(String, std::process::ExitStatus)> {
         for (_, child) in &self.children {
-            signal_terminate(child);
+            terminate(child);
         }
         self.children
             .drain(..)
@@ -557,7 +557,8 @@ impl Drop for Processes {
     }
 }
 
-fn signal_terminate(child: &std::process::Child) {
+/// Asks a process to stop (SIGTERM), as Ctrl-C or a service manager would.
+pub fn terminate(child: &std::process::Child) {
     #[cfg(target_os = "linux")]
     {
         let _ = rustix::process::kill_process(
@@ -570,7 +571,7 @@ fn signal_terminate(child: &std::process::Child) {
 }
 
 fn stop(child: &mut std::process::Child, grace: Duration) -> std::process::ExitStatus {
-    signal_terminate(child);
+    terminate(child);
     let deadline = std::time::Instant::now() + grace;
     loop {
         if let Ok(Some(status)) = child.try_wait() {

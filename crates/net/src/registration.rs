@@ -4,7 +4,8 @@
 //! Registration is two transactions: `register_node`, signed by the owner's account and
 //! countersigned by the node's identity key, then `bond`, which moves the pledge from the
 //! owner's balance. Running it again is safe: a node already registered by the same owner is
-//! only bonded if it has no pledge yet.
+//! only bonded if it has no pledge yet, and its key files are not read (its registered Sphinx
+//! key is deleted once a later rotation's has replaced it).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -81,9 +82,6 @@ pub async fn register(
         }
     }
     let identity = read_identity(data_dir, role)?;
-    let noise = NoiseKeypair::from_private(read_key(&data_dir.join(NOISE_KEY_FILE))?);
-    let sphinx_path = data_dir.join(SPHINX_KEY_FILE);
-    let sphinx = umbra_sphinx::PrivateKey::from_bytes(read_key(&sphinx_path)?);
     let genesis: Genesis = client
         .get("/genesis")
         .await
@@ -129,6 +127,10 @@ pub async fn register(
     }
 
     check_pledge(client, owner, registration.pledge, minimum).await?;
+    // only a new registration needs the keys: a registered node deletes `sphinx.key` once a
+    // later rotation's key has replaced it
+    let noise = NoiseKeypair::from_private(read_key(&data_dir.join(NOISE_KEY_FILE))?);
+    let sphinx = umbra_sphinx::PrivateKey::from_bytes(read_key(&data_dir.join(SPHINX_KEY_FILE))?);
     let info = NodeInfo {
         kind: registration.kind,
         identity_key: identity.public(),

@@ -437,7 +437,7 @@ impl Groups {
 pub async fn run(
     listener: TcpListener,
     client: ClientHandle,
-    mut events: mpsc::UnboundedReceiver<ClientEvent>,
+    mut events: mpsc::Receiver<ClientEvent>,
     settings: ProxySettings,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ProxyError> {
@@ -485,7 +485,13 @@ pub async fn run(
                 }
             }
             event = events.recv() => {
-                let Some(event) = event else { return Err(ProxyError::ClientStopped) };
+                let Some(event) = event else {
+                    // the client stops with the proxy: a shutdown, not a failure
+                    if futures_util::FutureExt::now_or_never(&mut shutdown).is_some() {
+                        break;
+                    }
+                    return Err(ProxyError::ClientStopped);
+                };
                 let ClientEvent::Reply { from, isolation, message } = event else { continue };
                 let Some(group) = groups.groups.get_mut(&isolation) else { continue };
                 if from != settings.exit {

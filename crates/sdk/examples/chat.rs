@@ -3,23 +3,21 @@
 //! Start a network (`cargo run --release -- localnet`), then in two terminals:
 //!
 //! ```text
-//! cargo run -p umbra-sdk --example chat -- --validator http://<validator API> --genesis localnet/genesis.json --storage bob
-//! cargo run -p umbra-sdk --example chat -- --validator http://<validator API> --genesis localnet/genesis.json --to <bob's address>
+//! cargo run --release -p umbra-sdk --example chat -- --validator http://<validator API> --genesis localnet/genesis.json --storage bob
+//! cargo run --release -p umbra-sdk --example chat -- --validator http://<validator API> --genesis localnet/genesis.json --to <bob's address>
 //! ```
 //!
 //! (`umbra localnet` prints the validator's API address; `--topology FILE` reads a static
-//! topology file instead, for private test networks.)
-//!
-//! ```text
-//! ```
+//! topology file instead, for private test networks.) Ctrl-C or the end of input leaves.
 //!
 //! The second chats with bob by his address and sends SURBs with every line; bob never
 //! learns the address he is talking to: his lines go back through the SURBs.
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::task::Poll;
 
 use clap::Parser;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use umbra_sdk::{ClientAddress, ClientBuilder, Received, SenderTag};
 
 #[derive(Parser)]
@@ -67,18 +65,35 @@ async fn main() -> anyhow::Result<()> {
         builder = builder.gateway(gateway);
     }
     let mut client = builder.connect().await?;
+    // Ctrl-C leaves; its handler is in place (on the first poll) before we say we are ready
+    let mut interrupted = std::pin::pin!(tokio::signal::ctrl_c());
+    let early = std::future::poll_fn(|cx| Poll::Ready(interrupted.as_mut().poll(cx).is_ready()));
+    if early.await {
+        client.disconnect().await;
+        return Ok(());
+    }
     println!("your address: {}", client.address());
     match &args.to {
         Some(to) => println!("chatting with {to}; type a line and press enter"),
         None => println!("waiting for someone to write; your lines then go back to them"),
     }
     let sender = client.sender();
-    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    // stdin is read on a thread of its own: a read cannot be cancelled, and tokio's stdin
+    // would keep the runtime (so the chat) from ending on Ctrl-C until Enter is pressed
+    let (lines_in, mut lines) = tokio::sync::mpsc::channel::<String>(16);
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lines() {
+            let Ok(line) = line else { break };
+            if lines_in.blocking_send(line).is_err() {
+                break;
+            }
+        }
+    });
     let mut last: Option<SenderTag> = None;
     loop {
         tokio::select! {
-            line = lines.next_line() => {
-                let Some(line) = line? else { break };
+            line = lines.recv() => {
+                let Some(line) = line else { break };
                 let sent = match (&args.to, last) {
                     (Some(to), _) => sender.send_with_surbs(to, line, 5).await,
                     (None, Some(tag)) => sender.reply(tag, line).await,
@@ -101,7 +116,7 @@ async fn main() -> anyhow::Result<()> {
                 Some(Received::Reply { data, .. }) => println!("< {}", String::from_utf8_lossy(&data)),
                 None => break,
             },
-            _ = tokio::signal::ctrl_c() => break,
+            _ = &mut interrupted => break,
         }
     }
     client.disconnect().await;

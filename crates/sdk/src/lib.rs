@@ -329,7 +329,7 @@ impl MixnetSender {
 /// A running client of the mixnet.
 pub struct MixnetClient {
     sender: MixnetSender,
-    events: mpsc::UnboundedReceiver<ClientEvent>,
+    events: mpsc::Receiver<ClientEvent>,
     early: std::collections::VecDeque<ClientEvent>,
     stop: CancellationToken,
     task: JoinHandle<()>,
@@ -408,13 +408,7 @@ impl MixnetClient {
     /// `umbra_net::socks5::run`, and the exit service, `umbra_net::exit::service::run`): a
     /// handle to send with, its events, and the task to stop it with. Only status events
     /// came before the gateway's welcome, so none that matter are left behind.
-    pub fn into_parts(
-        self,
-    ) -> (
-        ClientHandle,
-        mpsc::UnboundedReceiver<ClientEvent>,
-        ClientTask,
-    ) {
+    pub fn into_parts(self) -> (ClientHandle, mpsc::Receiver<ClientEvent>, ClientTask) {
         let task = ClientTask {
             stop: self.stop,
             task: self.task,

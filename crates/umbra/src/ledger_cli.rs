@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use umbra_ledger::{Action, Amount, NodeId, Params, PublicKey, SigningKey, Transaction, UNIT};
+use umbra_net::directory::ValidatorUrl;
 use umbra_net::keys::{read_key, write_new_key};
 use umbra_net::ledger::{LedgerClient, LedgerError};
 use umbra_validator::InitOptions;
@@ -134,9 +135,9 @@ pub(crate) enum AccountCommand {
     },
     /// Show an account's balance, nonce and delegations.
     Show {
-        /// The validator's API.
-        #[arg(long, default_value = "127.0.0.1:7000")]
-        validator: SocketAddr,
+        /// The validator's API (http://host:port).
+        #[arg(long, default_value = "http://127.0.0.1:7000")]
+        validator: ValidatorUrl,
         /// The account's address, or a key file with --key.
         address: Option<String>,
         /// The account's key file.
@@ -306,7 +307,7 @@ fn load_account(path: &Path) -> anyhow::Result<SigningKey> {
     Ok(SigningKey::from_seed(read_key(path)?))
 }
 
-pub(crate) fn tx(validator: SocketAddr, key: &Path, command: TxCommand) -> anyhow::Result<()> {
+pub(crate) fn tx(validator: ValidatorUrl, key: &Path, command: TxCommand) -> anyhow::Result<()> {
     let signer = load_account(key)?;
     let action = match command {
         TxCommand::Transfer { to, amount } => Action::Transfer {
@@ -331,7 +332,7 @@ pub(crate) fn tx(validator: SocketAddr, key: &Path, command: TxCommand) -> anyho
     };
     let runtime = crate::runtime()?;
     runtime.block_on(async {
-        let client = LedgerClient::new(validator);
+        let client = LedgerClient::new(validator.resolve().await?);
         let chain_id = client
             .get::<serde_json::Value>("/status")
             .await?
@@ -379,8 +380,11 @@ pub(crate) fn account(command: AccountCommand) -> anyhow::Result<()> {
                 (None, Some(path)) => load_account(&path)?.public(),
                 _ => bail!("give either an address or --key FILE"),
             };
-            let view: serde_json::Value = crate::runtime()?
-                .block_on(LedgerClient::new(validator).get(&format!("/accounts/{address}")))?;
+            let view: serde_json::Value = crate::runtime()?.block_on(async {
+                LedgerClient::new(validator.resolve().await?)
+                    .get(&format!("/accounts/{address}"))
+                    .await
+            })?;
             println!("{}", serde_json::to_string_pretty(&view)?);
             Ok(())
         }

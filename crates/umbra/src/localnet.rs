@@ -21,10 +21,14 @@ use umbra_net::client_daemon;
 use umbra_net::directory::{Current, Directory, TrustRoot};
 use umbra_net::keys::read_key;
 use umbra_net::ledger::LedgerClient;
-use umbra_net::localnet::{Kind, Layout, Processes, Shape, get};
+use umbra_net::localnet::{Kind, Layout, Shape, get, health};
 use umbra_net::metrics::sample;
 use umbra_net::registration::{self, Registration};
 use umbra_sdk::{ClientBuilder, ClientEvent, MixnetClient};
+
+use supervisor::{Event, Restarts, Stage, Supervisor};
+
+mod supervisor;
 
 /// How long the nodes may take to come up.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -80,42 +84,32 @@ pub(crate) fn run(options: Options) -> anyhow::Result<()> {
             stop.cancel();
         }
     });
-    let mut validators = start_validators(&exe, &mut layout, &options, reused)?;
-    let registered = runtime.block_on(register_nodes(&mut layout));
-    if let Err(error) = registered {
-        stop_children(&mut validators);
-        return Err(error);
-    }
-    let mut processes = Processes::new(&exe, layout.clone());
-    processes.start_all()?;
-    let mut user = None;
-    let result = match wait_until_up(&mut processes, &stop)
-        .and_then(|()| runtime.block_on(wait_until_active(&layout, &stop)))
-    {
-        Ok(current) => match start_daemons(&exe, &layout, &current, options.traffic) {
-            Ok(started) => {
-                print_summary(&layout, &started, &options);
-                user = Some(started);
-                runtime.block_on(watch(&mut processes, &layout, &options, &stop))
-            }
-            Err(error) => Err(error),
-        },
-        Err(error) => Err(error),
-    };
+    let mut supervisor = Supervisor::default();
+    let result = start_and_watch(
+        &exe,
+        &mut layout,
+        &options,
+        reused,
+        &runtime,
+        &stop,
+        &mut supervisor,
+    );
     println!();
     println!("Stopping every node...");
-    if let Some(mut daemons) = user.take() {
-        daemons.stop();
-    }
-    let mut stopped = processes.stop_all(STOP_GRACE);
-    stopped.extend(stop_children(&mut validators));
+    let layers = runtime.block_on(current_layers(&layout));
+    let stopped = supervisor.stop(STOP_GRACE, |name, stage| match stage {
+        Stage::Layer(_) => Stage::Layer(layers.get(name).copied().unwrap_or(0)),
+        other => other,
+    });
     let unclean: Vec<String> = stopped
         .iter()
         .filter(|(_, status)| !status.success())
         .map(|(name, status)| format!("{name} ({status})"))
         .collect();
-    if unclean.is_empty() {
+    if unclean.is_empty() && result.is_ok() {
         println!("Stopped cleanly. Run the same command to start this network again.");
+    } else if unclean.is_empty() {
+        println!("Stopped.");
     } else {
         println!(
             "Stopped; not cleanly: {}. See {}.",
@@ -126,21 +120,78 @@ pub(crate) fn run(options: Options) -> anyhow::Result<()> {
     result
 }
 
+/// Starts the validators, registers the nodes, starts them and the user's daemons, then runs
+/// the demo and watches every process until `stop` (or until one keeps dying).
+fn start_and_watch(
+    exe: &Path,
+    layout: &mut Layout,
+    options: &Options,
+    reused: bool,
+    runtime: &tokio::runtime::Runtime,
+    stop: &CancellationToken,
+    supervisor: &mut Supervisor,
+) -> anyhow::Result<()> {
+    start_validators(exe, layout, options, reused, supervisor, stop)?;
+    runtime.block_on(register_nodes(layout))?;
+    for node in &layout.nodes {
+        let stage = match node.kind {
+            Kind::Mix => Stage::Layer(node.layer.unwrap_or(0)),
+            Kind::Gateway => Stage::Gateways,
+        };
+        let (exe, layout, node) = (exe.to_owned(), layout.clone(), node.clone());
+        let log = layout.log_file(&node.name);
+        let name = node.name.clone();
+        supervisor.start(
+            &name,
+            stage,
+            log,
+            Box::new(move || Ok(layout.command(&exe, &node)?)),
+        )?;
+    }
+    wait_until_up(supervisor, layout, stop)?;
+    let current = runtime.block_on(wait_until_active(layout, stop))?;
+    let daemons = start_daemons(exe, layout, &current, options.traffic, supervisor, stop)?;
+    print_summary(layout, &daemons, options);
+    runtime.block_on(watch(supervisor, layout, options, stop))
+}
+
+/// The current layer of each mix node (by name), from the validators; empty if they do not
+/// answer in time.
+async fn current_layers(layout: &Layout) -> HashMap<String, u8> {
+    let Some(ledger) = layout.ledger_config() else {
+        return HashMap::new();
+    };
+    let Ok(trust) = TrustRoot::read(&layout.genesis_file()) else {
+        return HashMap::new();
+    };
+    let directory = Directory::new(ledger.validators, trust);
+    let Ok(Ok(current)) = tokio::time::timeout(Duration::from_secs(2), directory.fetch()).await
+    else {
+        return HashMap::new();
+    };
+    layout
+        .nodes
+        .iter()
+        .filter_map(|node| {
+            let layer = current
+                .topology
+                .nodes()
+                .iter()
+                .find(|entry| entry.id.0 == node.id)?
+                .layer()?;
+            Some((node.name.clone(), layer.number()))
+        })
+        .collect()
+}
+
 /// The user's daemons, started after the nodes: the exit, the SOCKS5 proxy, the client.
 struct Daemons {
-    running: Vec<(std::process::Child, Daemon)>,
+    started: Vec<Daemon>,
 }
 
 impl Daemons {
     fn get(&self, name: &str) -> Option<&Daemon> {
-        self.running.iter().map(|(_, d)| d).find(|d| d.name == name)
-    }
-
-    /// Stops them, last started first.
-    fn stop(&mut self) {
-        while let Some((mut child, _)) = self.running.pop() {
-            terminate(&mut child);
-        }
+        self.started.iter().find(|d| d.name == name)
     }
 }
 
@@ -155,59 +206,69 @@ struct Daemon {
 /// Starts the exit service (connecting to loopback too: the whole network is here), the
 /// SOCKS5 proxy using it, and the client for applications; each is created on the first run,
 /// then reused. The exit is on the last gateway of the current epoch and the others on the
-/// first, so their traffic crosses the whole network.
+/// first, so their traffic crosses the whole network. Returns once the proxy and the client
+/// listen.
 fn start_daemons(
     exe: &Path,
     layout: &Layout,
     current: &Current,
     preset: TrafficPreset,
+    supervisor: &mut Supervisor,
+    stop: &CancellationToken,
 ) -> anyhow::Result<Daemons> {
     let mut daemons = Daemons {
-        running: Vec::new(),
+        started: Vec::new(),
     };
-    let started = (|| {
-        let exit = start_daemon(exe, layout, current, preset, EXIT, || {
-            Ok(client_daemon::NewRole::Exit {
-                policy: None,
-                insecure_allow_private: true,
+    let exit = start_daemon(exe, layout, current, preset, supervisor, EXIT, 0, || {
+        Ok(client_daemon::NewRole::Exit {
+            policy: None,
+            insecure_allow_private: true,
+        })
+    })?;
+    let exit_address: umbra_sdk::ClientAddress =
+        exit.address.parse().context("reading the exit's address")?;
+    daemons.started.push(exit);
+    daemons.started.push(start_daemon(
+        exe,
+        layout,
+        current,
+        preset,
+        supervisor,
+        SOCKS5,
+        SOCKS5_PORT,
+        || {
+            Ok(client_daemon::NewRole::Socks5 {
+                listen: port_or_any(SOCKS5_PORT)?,
+                exit: exit_address,
             })
-        })?;
-        let exit_address: umbra_sdk::ClientAddress = exit
-            .1
-            .address
-            .parse()
-            .context("reading the exit's address")?;
-        daemons.running.push(exit);
-        daemons
-            .running
-            .push(start_daemon(exe, layout, current, preset, SOCKS5, || {
-                Ok(client_daemon::NewRole::Socks5 {
-                    listen: port_or_any(1080)?,
-                    exit: exit_address,
-                })
-            })?);
-        daemons.running.push(start_daemon(
-            exe,
-            layout,
-            current,
-            preset,
-            USER_CLIENT,
-            || {
-                Ok(client_daemon::NewRole::Client {
-                    api: port_or_any(1977)?,
-                })
-            },
-        )?);
-        anyhow::Ok(())
-    })();
-    match started {
-        Ok(()) => Ok(daemons),
-        Err(error) => {
-            daemons.stop();
-            Err(error)
+        },
+    )?);
+    daemons.started.push(start_daemon(
+        exe,
+        layout,
+        current,
+        preset,
+        supervisor,
+        USER_CLIENT,
+        CLIENT_API_PORT,
+        || {
+            Ok(client_daemon::NewRole::Client {
+                api: port_or_any(CLIENT_API_PORT)?,
+            })
+        },
+    )?);
+    for daemon in &daemons.started {
+        if let Some(listen) = daemon.listen {
+            wait_until_listening(supervisor, layout, daemon.name, listen, stop)?;
         }
     }
+    Ok(daemons)
 }
+
+/// The port the user's client serves applications on, when it is free.
+const CLIENT_API_PORT: u16 = 1977;
+/// The port of the SOCKS5 proxy, when it is free.
+const SOCKS5_PORT: u16 = 1080;
 
 /// `127.0.0.1:port` if it is free, else any free port.
 fn port_or_any(port: u16) -> anyhow::Result<SocketAddr> {
@@ -217,15 +278,20 @@ fn port_or_any(port: u16) -> anyhow::Result<SocketAddr> {
     })
 }
 
-/// Creates the daemon `name` (if new, in the role `role` says) and starts it.
+/// Creates the daemon `name` (if new, in the role `role` says) and starts it. A daemon made
+/// before whose port another program holds now moves to a free one (`preferred` if it can),
+/// its configuration rewritten.
+#[allow(clippy::too_many_arguments)]
 fn start_daemon(
     exe: &Path,
     layout: &Layout,
     current: &Current,
     preset: TrafficPreset,
+    supervisor: &mut Supervisor,
     name: &'static str,
+    preferred: u16,
     role: impl FnOnce() -> anyhow::Result<client_daemon::NewRole<'static>>,
-) -> anyhow::Result<(std::process::Child, Daemon)> {
+) -> anyhow::Result<Daemon> {
     let dir = layout.dir.join(name);
     if !dir.join(client_daemon::CONFIG_FILE).exists() {
         // of the gateways serving this epoch (with short epochs, not every one may be yet)
@@ -251,42 +317,112 @@ fn start_daemon(
             preset,
         )?;
     }
-    let daemon = client_daemon::ClientDaemon::load(&dir)?;
+    let mut daemon = client_daemon::ClientDaemon::load(&dir)?;
+    if let Some(configured) = daemon.listen_address()
+        && std::net::TcpListener::bind(configured).is_err()
+    {
+        let free = port_or_any(preferred)?;
+        let config = dir.join(client_daemon::CONFIG_FILE);
+        move_listen_address(&config, configured, free)?;
+        daemon = client_daemon::ClientDaemon::load(&dir)?;
+        if daemon.listen_address() != Some(free) {
+            bail!(
+                "{configured} is taken by another program, and {} could not be moved to {free}: set its listen_address to a free port",
+                config.display()
+            );
+        }
+        println!(
+            "{configured} is taken by another program: {name} listens on {free} instead (written to {})",
+            config.display()
+        );
+    }
     let info = Daemon {
         name,
         address: daemon.address().to_string(),
         listen: daemon.listen_address(),
         dir: dir.clone(),
     };
-    let log = layout.open_log(name)?;
-    let mut command = std::process::Command::new(exe);
-    command
-        .args([daemon.role().command(), "run", "--data-dir"])
-        .arg(&dir)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(log);
-    #[cfg(unix)]
-    std::os::unix::process::CommandExt::process_group(&mut command, 0);
-    let child = command
-        .spawn()
-        .with_context(|| format!("starting {}", daemon.role().name()))?;
-    Ok((child, info))
+    let command = daemon.role().command();
+    let launch_layout = layout.clone();
+    let exe = exe.to_owned();
+    supervisor.start(
+        name,
+        Stage::Daemons,
+        layout.log_file(name),
+        Box::new(move || {
+            let log = launch_layout.open_log(name)?;
+            let mut run = std::process::Command::new(&exe);
+            run.args([command, "run", "--data-dir"])
+                .arg(&dir)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(log);
+            Ok(run)
+        }),
+    )?;
+    Ok(info)
 }
 
-fn terminate(child: &mut std::process::Child) {
-    let _ = std::process::Command::new("kill")
-        .arg(child.id().to_string())
-        .status();
-    let deadline = Instant::now() + STOP_GRACE;
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
+/// Rewrites the `listen_address = "<from>"` line of a daemon's configuration to `to`.
+fn move_listen_address(config: &Path, from: SocketAddr, to: SocketAddr) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(config).with_context(|| format!("reading {}", config.display()))?;
+    let quoted = format!("\"{from}\"");
+    let rewritten: Vec<String> = text
+        .lines()
+        .map(|line| {
+            if line.trim_start().starts_with("listen_address") && line.contains(&quoted) {
+                line.replace(&quoted, &format!("\"{to}\""))
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect();
+    std::fs::write(config, rewritten.join("\n") + "\n")
+        .with_context(|| format!("writing {}", config.display()))
+}
+
+/// Waits until the daemon `name` accepts connections at `listen`; fails if it exits first.
+fn wait_until_listening(
+    supervisor: &mut Supervisor,
+    layout: &Layout,
+    name: &str,
+    listen: SocketAddr,
+    stop: &CancellationToken,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    loop {
+        if let Some((exited, status)) = supervisor.exited() {
+            return Err(stopped_while_starting(layout, &exited, status));
         }
-        std::thread::sleep(Duration::from_millis(20));
+        if std::net::TcpStream::connect_timeout(&listen, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        if stop.is_cancelled() {
+            bail!("stopped while starting");
+        }
+        if started.elapsed() > START_TIMEOUT {
+            bail!(
+                "{name} does not listen at {listen} after {START_TIMEOUT:?}; see {}",
+                layout.log_file(name).display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
-    let _ = child.kill();
-    let _ = child.wait();
+}
+
+/// The error for a process that exited while the network started: its log's last lines.
+fn stopped_while_starting(
+    layout: &Layout,
+    name: &str,
+    status: std::process::ExitStatus,
+) -> anyhow::Error {
+    let log = layout.log_file(name);
+    anyhow::anyhow!(
+        "{name} stopped while starting ({status}). Its log ({}) ends:\n{}",
+        log.display(),
+        last_lines(&log, 5)
+    )
 }
 
 /// What each node operator's genesis account holds.
@@ -307,7 +443,9 @@ fn start_validators(
     layout: &mut Layout,
     options: &Options,
     reused: bool,
-) -> anyhow::Result<Vec<(String, std::process::Child)>> {
+    supervisor: &mut Supervisor,
+    stop: &CancellationToken,
+) -> anyhow::Result<()> {
     let count = layout.validators.len();
     if reused && count != options.validators && options.validators != 1 {
         bail!(
@@ -321,17 +459,42 @@ fn start_validators(
     if !reused || !dirs[0].join(umbra_validator::CONFIG_FILE).exists() {
         make_validators(layout, &dirs, options)?;
     }
-    let mut children = Vec::new();
-    for ((name, dir), api) in names.iter().zip(&dirs).zip(layout.validators.clone()) {
-        match start_validator(exe, layout, name, dir, api) {
-            Ok(child) => children.push((name.clone(), child)),
-            Err(error) => {
-                stop_children(&mut children);
-                return Err(error);
+    for ((name, dir), api) in names.iter().zip(dirs).zip(layout.validators.clone()) {
+        let (exe, launch_layout, launch_name) = (exe.to_owned(), layout.clone(), name.clone());
+        supervisor.start(
+            name,
+            Stage::Validators,
+            layout.log_file(name),
+            Box::new(move || {
+                let log = launch_layout.open_log(&launch_name)?;
+                let mut command = std::process::Command::new(&exe);
+                command
+                    .args(["validator", "run", "--data-dir"])
+                    .arg(&dir)
+                    .stdin(std::process::Stdio::null())
+                    .stdout(log.try_clone()?)
+                    .stderr(log);
+                Ok(command)
+            }),
+        )?;
+        let started = Instant::now();
+        while get(api, "/health").is_none() {
+            if let Some((exited, status)) = supervisor.exited() {
+                return Err(stopped_while_starting(layout, &exited, status));
             }
+            if stop.is_cancelled() {
+                bail!("stopped while starting");
+            }
+            if started.elapsed() > START_TIMEOUT {
+                bail!(
+                    "{name} did not answer at http://{api} within {START_TIMEOUT:?}; see {}",
+                    layout.log_file(name).display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
-    Ok(children)
+    Ok(())
 }
 
 /// Makes the validators' folders and the chain's genesis: an account for every node
@@ -398,44 +561,6 @@ fn make_validators(layout: &Layout, dirs: &[PathBuf], options: &Options) -> anyh
     }
     layout.install_genesis(&dirs[0].join(umbra_validator::GENESIS_FILE))?;
     Ok(())
-}
-
-/// Starts one validator and waits until its API answers.
-fn start_validator(
-    exe: &Path,
-    layout: &Layout,
-    name: &str,
-    dir: &Path,
-    api: SocketAddr,
-) -> anyhow::Result<std::process::Child> {
-    let log = layout.open_log(name)?;
-    let mut command = std::process::Command::new(exe);
-    command
-        .args(["validator", "run", "--data-dir"])
-        .arg(dir)
-        .stdin(std::process::Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log);
-    #[cfg(unix)]
-    std::os::unix::process::CommandExt::process_group(&mut command, 0);
-    let mut child = command.spawn().context("starting the validator")?;
-    let started = Instant::now();
-    while get(api, "/health").is_none() {
-        if let Ok(Some(status)) = child.try_wait() {
-            let log = layout.log_file(name);
-            bail!(
-                "{name} stopped while starting ({status}). Its log ({}) ends:\n{}",
-                log.display(),
-                last_lines(&log, 5)
-            );
-        }
-        if started.elapsed() > START_TIMEOUT {
-            let _ = child.kill();
-            bail!("{name} did not answer at http://{api} within {START_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(child)
 }
 
 /// Registers and bonds every node not yet registered, each with its operator's account.
@@ -518,43 +643,24 @@ async fn wait_until_active(layout: &Layout, stop: &CancellationToken) -> anyhow:
     }
 }
 
-/// Stops processes started here (SIGTERM, then SIGKILL after the grace period).
-fn stop_children(
-    children: &mut Vec<(String, std::process::Child)>,
-) -> Vec<(String, std::process::ExitStatus)> {
-    children
-        .drain(..)
-        .map(|(name, mut child)| {
-            terminate(&mut child);
-            let status = child.wait();
-            (name, status)
-        })
-        .filter_map(|(name, status)| Some((name, status.ok()?)))
-        .collect()
-}
-
 /// Waits for every node's `/health`, showing progress; fails if one exits or takes too long.
-fn wait_until_up(processes: &mut Processes, stop: &CancellationToken) -> anyhow::Result<()> {
-    let names: Vec<String> = processes
-        .layout()
-        .nodes
-        .iter()
-        .map(|n| n.name.clone())
-        .collect();
-    let total = names.len();
+fn wait_until_up(
+    supervisor: &mut Supervisor,
+    layout: &Layout,
+    stop: &CancellationToken,
+) -> anyhow::Result<()> {
+    let total = layout.nodes.len();
     let tty = std::io::stderr().is_terminal();
     let started = Instant::now();
     let mut shown = usize::MAX;
     loop {
-        if let Some((name, status)) = processes.exited().into_iter().next() {
-            let log = processes.layout().log_file(&name);
-            let tail = last_lines(&log, 5);
-            bail!(
-                "{name} stopped while starting ({status}). Its log ({}) ends:\n{tail}",
-                log.display()
-            );
+        if let Some((name, status)) = supervisor.exited() {
+            if tty {
+                eprintln!();
+            }
+            return Err(stopped_while_starting(layout, &name, status));
         }
-        let up = names.iter().filter(|n| processes.is_healthy(n)).count();
+        let up = layout.nodes.iter().filter(|n| health(n.http)).count();
         if up != shown {
             shown = up;
             let width = 30;
@@ -584,10 +690,15 @@ fn wait_until_up(processes: &mut Processes, stop: &CancellationToken) -> anyhow:
             bail!("stopped while starting");
         }
         if started.elapsed() > START_TIMEOUT {
-            let down: Vec<&String> = names.iter().filter(|n| !processes.is_healthy(n)).collect();
+            let down: Vec<&String> = layout
+                .nodes
+                .iter()
+                .filter(|n| !health(n.http))
+                .map(|n| &n.name)
+                .collect();
             bail!(
                 "after {START_TIMEOUT:?}, not up: {down:?}; see their logs in {}",
-                processes.layout().dir.join("logs").display()
+                layout.dir.join("logs").display()
             );
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -607,12 +718,17 @@ fn print_summary(layout: &Layout, daemons: &Daemons, options: &Options) {
     } else {
         format!("BFT, 1 of {}", layout.validators.len())
     };
+    // a reused network keeps the epochs it was made with, whatever the options say now
+    let (epoch_length, rotation_epochs) = TrustRoot::read(&layout.genesis_file())
+        .map_or((options.epoch_length, options.rotation_epochs), |trust| {
+            (trust.epoch_length, trust.rotation_epochs)
+        });
     for (n, api) in layout.validators.iter().enumerate() {
         println!(
             "validator-{} ({sequencer})  API http://{api}  (epochs of {}, Sphinx keys rotate every {} epochs)",
             n + 1,
-            humantime::format_duration(options.epoch_length),
-            options.rotation_epochs
+            humantime::format_duration(epoch_length),
+            rotation_epochs
         );
     }
     println!(
@@ -659,18 +775,25 @@ fn print_summary(layout: &Layout, daemons: &Daemons, options: &Options) {
     }
     println!();
     if let Some(api) = layout.validators.first() {
-        println!(
-            "Chat through it: cargo run -p umbra-sdk --example chat -- --validator http://{api} --genesis {}",
+        let chat = format!(
+            "cargo run --release -p umbra-sdk --example chat -- --validator http://{api} --genesis {}",
             layout.genesis_file().display()
         );
+        println!("Chat through it, in two more terminals (the first prints bob's address):");
+        println!(
+            "  {chat} --storage {}",
+            layout.dir.join("chat-bob").display()
+        );
+        println!("  {chat} --to <bob's address>");
     }
     println!("Ctrl-C stops everything.");
     println!();
 }
 
-/// Runs the demo and watches the nodes until Ctrl-C.
+/// Runs the demo and watches every process until Ctrl-C: one that exits is reported at once
+/// and started again; one that keeps exiting stops the network.
 async fn watch(
-    processes: &mut Processes,
+    supervisor: &mut Supervisor,
     layout: &Layout,
     options: &Options,
     stop: &CancellationToken,
@@ -690,9 +813,10 @@ async fn watch(
     let mut tick = tokio::time::interval(options.demo_interval);
     let mut report = tokio::time::interval(Duration::from_secs(30));
     report.tick().await;
-    loop {
+    let mut supervise = tokio::time::interval(Duration::from_millis(100));
+    let result = loop {
         tokio::select! {
-            () = stop.cancelled() => break,
+            () = stop.cancelled() => break Ok(()),
             _ = tick.tick() => {
                 if let Some(demo) = demo.as_mut() {
                     demo.send().await;
@@ -704,16 +828,46 @@ async fn watch(
                     println!("{line}");
                 }
             }
+            _ = supervise.tick() => {
+                if let Err(error) = supervise_once(supervisor) {
+                    break Err(error);
+                }
+            }
         }
-        for (name, status) in processes.exited() {
-            println!(
-                "[net] {name} stopped unexpectedly ({status}); see {}",
-                layout.log_file(&name).display()
-            );
-        }
-    }
+    };
     if let Some(demo) = demo {
         demo.stop().await;
+    }
+    result
+}
+
+/// Reports what the supervisor noticed; an error when a process keeps exiting.
+fn supervise_once(supervisor: &mut Supervisor) -> anyhow::Result<()> {
+    for event in supervisor.poll(Instant::now()) {
+        match event {
+            Event::Exited {
+                name,
+                status,
+                log,
+                restart_in,
+            } => println!(
+                "[net] {name} stopped unexpectedly ({status}); starting it again in {} ms (its log: {})",
+                restart_in.as_millis(),
+                log.display()
+            ),
+            Event::Restarted { name } => println!("[net] {name} started again"),
+            Event::GaveUp {
+                name,
+                status,
+                times,
+                log,
+            } => bail!(
+                "{name} stopped {times} times within {} s (last: {status}), so the network stops. Its log ({}) ends:\n{}\nFix what it says, then run the same command again.",
+                Restarts::WINDOW.as_secs(),
+                log.display(),
+                last_lines(&log, 5)
+            ),
+        }
     }
     Ok(())
 }

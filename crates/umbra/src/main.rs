@@ -68,9 +68,9 @@ enum Command {
     /// Sign a transaction with an account key, submit it to a validator and wait until it is
     /// committed.
     Tx {
-        /// The validator's API.
-        #[arg(long, default_value = "127.0.0.1:7000", global = true)]
-        validator: SocketAddr,
+        /// The validator's API (http://host:port).
+        #[arg(long, default_value = "http://127.0.0.1:7000", global = true)]
+        validator: ValidatorUrl,
         /// The account's key file.
         #[arg(long, global = true)]
         key: Option<PathBuf>,

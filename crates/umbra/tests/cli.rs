@@ -454,3 +454,265 @@ fn localnet_runs_a_network_with_demo_traffic_and_stops_it_cleanly() {
     assert!(again.contains(&address), "{again}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `umbra localnet` running, its output read line by line.
+struct Running {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    output: String,
+}
+
+impl Running {
+    fn start(dir: &Path, extra: &[&str]) -> Running {
+        use std::io::BufRead;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_umbra"))
+            .arg("localnet")
+            .arg("--dir")
+            .arg(dir)
+            .args(["--mixes-per-layer", "1", "--gateways", "2", "--no-demo"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (lines_in, lines) = std::sync::mpsc::channel();
+        for pipe in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let lines_in = lines_in.clone();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(pipe).lines() {
+                    let Ok(line) = line else { break };
+                    if lines_in.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Running {
+            child,
+            lines,
+            output: String::new(),
+        }
+    }
+
+    /// Reads the output until `text` appears (within 90 s); the output so far.
+    fn wait_for(&mut self, text: &str) -> &str {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while !self.output.contains(text) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.output.push_str(&line);
+                    self.output.push('\n');
+                }
+                // (dropping it then stops the network with Ctrl-C, nodes and all)
+                Err(_) => panic!("no {text:?} from localnet; it said:\n{}", self.output),
+            }
+        }
+        &self.output
+    }
+
+    /// Waits until it exits by itself; how, and everything it said.
+    fn wait(mut self) -> (std::process::ExitStatus, String) {
+        let status = self.child.wait().unwrap();
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            self.output.push_str(&line);
+            self.output.push('\n');
+        }
+        (status, std::mem::take(&mut self.output))
+    }
+
+    /// Ctrl-C, as a person would; how it ended, and everything it said.
+    fn interrupt(self) -> (std::process::ExitStatus, String) {
+        let sent = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        self.wait()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = Command::new("kill")
+                .args(["-INT", &self.child.id().to_string()])
+                .status();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The process running the node, daemon or validator in `data_dir`.
+fn pid_running(data_dir: &Path) -> Option<u32> {
+    let wanted = format!("--data-dir\0{}\0", data_dir.display());
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            String::from_utf8_lossy(&cmdline)
+                .contains(&wanted)
+                .then_some(pid)
+        })
+}
+
+/// What every log in `dir/logs` holds now, by file.
+fn log_sizes(dir: &Path) -> Vec<(PathBuf, u64)> {
+    std::fs::read_dir(dir.join("logs"))
+        .unwrap()
+        .flatten()
+        .map(|entry| (entry.path(), entry.metadata().unwrap().len()))
+        .collect()
+}
+
+/// The lines written to the logs since `sizes`.
+fn logged_since(sizes: &[(PathBuf, u64)]) -> String {
+    sizes
+        .iter()
+        .map(|(path, size)| {
+            let text = std::fs::read(path).unwrap();
+            let new = String::from_utf8_lossy(&text[(*size as usize).min(text.len())..]);
+            new.lines()
+                .map(|line| format!("{}: {line}\n", path.display()))
+                .collect::<String>()
+        })
+        .collect()
+}
+
+fn port_in(line_prefix: &str, output: &str) -> SocketAddr {
+    output
+        .lines()
+        .find_map(|line| line.split_once(line_prefix))
+        .and_then(|(_, rest)| rest.split([' ', '/']).next())
+        .unwrap_or_else(|| panic!("no {line_prefix:?} in:\n{output}"))
+        .parse()
+        .unwrap()
+}
+
+/// Issue 13 (5, 6, 7, 13 and the quiet stop): a killed node is reported at once and started
+/// again; a network whose nodes deleted their registered Sphinx keys starts again; a client and proxy whose ports
+/// another program took move to free ones; Ctrl-C stops the nodes in order without a link
+/// warning; a process that keeps dying stops the network, naming it and its log.
+#[test]
+fn localnet_heals_restarts_after_rotation_moves_off_taken_ports_and_gives_up_on_a_broken_node() {
+    let dir = temp_dir("localnet-heal");
+    let mix = dir.join("mix-1-1");
+    let mut first = Running::start(&dir, &["--epoch-length", "2s", "--rotation-epochs", "1"]);
+    let output = first.wait_for("Ctrl-C stops everything.").to_owned();
+    let client_api = port_in("serves applications at ws://", &output);
+    let proxy = port_in("SOCKS5 proxy: socks5h://", &output);
+    // the chat commands it prints work as printed: a release build, bob's storage, his address
+    let chat: Vec<&str> = output
+        .lines()
+        .filter(|line| line.contains("--example chat"))
+        .collect();
+    assert!(
+        chat.len() == 2
+            && chat.iter().all(|line| line.contains("cargo run --release"))
+            && chat[0].contains("--storage")
+            && chat[1].contains("--to <bob's address>"),
+        "{output}"
+    );
+
+    // a mix node killed is reported, started again and serves again
+    let pid = pid_running(&mix).expect("mix-1-1 is not running");
+    assert!(
+        Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    first.wait_for("[net] mix-1-1 stopped unexpectedly (signal: 9");
+    first.wait_for("[net] mix-1-1 started again");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let restarted = loop {
+        if let Some(restarted) = pid_running(&mix) {
+            break restarted;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "mix-1-1 was not started again: {}",
+            first.output
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_ne!(restarted, pid);
+    let layout: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("localnet.json")).unwrap()).unwrap();
+    let http: SocketAddr = layout["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|node| node["name"] == "mix-1-1")
+        .and_then(|node| node["http"].as_str()?.parse().ok())
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while umbra_net::localnet::get(http, "/health").is_none() {
+        assert!(Instant::now() < deadline, "mix-1-1 did not serve again");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // Ctrl-C: the nodes stop in order, none waiting on or warning about a stopped peer
+    let sizes = log_sizes(&dir);
+    let (status, output) = first.interrupt();
+    assert!(status.success(), "{output}");
+    assert!(output.contains("Stopped cleanly"), "{output}");
+    let logged = logged_since(&sizes);
+    assert!(
+        !logged.contains("link down") && !logged.contains("still down"),
+        "{logged}"
+    );
+    assert!(pid_running(&mix).is_none());
+    // every node's registered Sphinx key is gone, as after a rotation (when it is retired
+    // depends on where the first epochs fell; here it is certain)
+    for node in ["mix-1-1", "mix-2-1", "mix-3-1", "gateway-1", "gateway-2"] {
+        let _ = std::fs::remove_file(dir.join(node).join("sphinx.key"));
+    }
+
+    // another program takes the client's and the proxy's ports; the network starts again
+    let _taken = [client_api, proxy].map(|address| TcpListener::bind(address).unwrap());
+    let mut second = Running::start(&dir, &[]);
+    let output = second.wait_for("Ctrl-C stops everything.").to_owned();
+    assert!(output.contains("Reusing the network"), "{output}");
+    for (taken, name) in [(client_api, "client"), (proxy, "socks5")] {
+        assert!(
+            output.contains(&format!(
+                "{taken} is taken by another program: {name} listens on"
+            )),
+            "{output}"
+        );
+    }
+    let moved = port_in("serves applications at ws://", &output);
+    assert_ne!(moved, client_api);
+    TcpStream::connect(moved).unwrap_or_else(|e| panic!("nothing serves at {moved}: {e}"));
+    let config = std::fs::read_to_string(dir.join("client").join("config.toml")).unwrap();
+    assert!(config.contains(&moved.to_string()), "{config}");
+
+    // a node that cannot start any more: the network stops, naming it and its log
+    std::fs::write(mix.join("config.toml"), "garbage = \n").unwrap();
+    let pid = pid_running(&mix).expect("mix-1-1 is not running");
+    Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    let (status, output) = second.wait();
+    assert!(!status.success(), "{output}");
+    assert!(
+        output.contains("mix-1-1 stopped 5 times within 60 s")
+            && output.contains(&dir.join("logs").join("mix-1-1.log").display().to_string()),
+        "{output}"
+    );
+    for name in ["validator-1", "gateway-1", "mix-2-1", "client"] {
+        assert!(
+            pid_running(&dir.join(name)).is_none(),
+            "{name} outlived the network"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

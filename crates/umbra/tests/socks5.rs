@@ -228,14 +228,13 @@ fn curl_through_the_proxy_and_exit() {
     let took = killed.elapsed();
     let stderr = String::from_utf8_lossy(&out.stderr);
     eprintln!("the download ended {took:?} after the kill: {stderr}");
+    // a reset (56), neither a clean end (0) nor curl giving up on a connection left hanging
+    // (28, after its --max-time): the proxy learned of the exit's restart from the stream
+    // keep-alive and reset the connection
     assert_eq!(
         out.status.code(),
         Some(56),
         "curl should fail receiving (56, connection reset), not end cleanly: {stderr}"
-    );
-    assert!(
-        took < Duration::from_secs(30),
-        "the broken download took {took:?} to fail"
     );
     let file = files.join("after");
     let out = curl(

@@ -80,7 +80,7 @@ async fn wait_until_up(client: &LedgerClient) {
     }
 }
 
-fn tx(api: SocketAddr, key: &Path, args: &[&str]) -> Output {
+fn tx(api: impl ToString, key: &Path, args: &[&str]) -> Output {
     let mut all = vec![
         "tx",
         "--validator",
@@ -657,13 +657,20 @@ async fn registering_a_node_refuses_clearly_and_is_safe_to_repeat() {
     assert!(again.status.success(), "{}", text(&again));
     let nodes: Vec<serde_json::Value> = client.get("/nodes").await.unwrap();
     assert_eq!(nodes.len(), 1, "{nodes:?}");
+    // nor after a key rotation, which deletes the key the node registered with (issue 13.7)
+    std::fs::remove_file(node.join("sphinx.key")).unwrap();
+    let rotated = register(&owner, "100");
+    assert!(rotated.status.success(), "{}", text(&rotated));
+    let nodes: Vec<serde_json::Value> = client.get("/nodes").await.unwrap();
+    assert_eq!(nodes.len(), 1, "{nodes:?}");
 
     // another account cannot take it over
     let other = dir.join("other.key");
     umbra(&["account", "new", "--out", other.to_str().unwrap()]);
     let other_address = key_file(&other).public().to_string();
+    // `umbra tx` takes the validator as every other command does: http://host:port
     let funded = tx(
-        api,
+        &url,
         &owner,
         &["transfer", "--to", &other_address, "--amount", "500"],
     );

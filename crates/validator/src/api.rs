@@ -302,8 +302,18 @@ async fn epochs(Extract(shared): Extract<Shared>) -> Response {
         .read(|state| state.history().cloned().collect::<Vec<_>>()))
 }
 
+/// The latest certified topology: an epoch's document is served only once its certificate
+/// holds, so a client never sees one it must refuse (until then, the previous epoch's).
 async fn topology(Extract(shared): Extract<Shared>) -> Response {
-    ok(shared.chain.read(|state| state.signed_topology_document()))
+    match shared.chain.certified_topology() {
+        (Some(signed), _) => ok(signed),
+        (None, epoch) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the topology of epoch {epoch} is not certified yet (it lacks the validators' signatures); try again in a moment"
+            ),
+        ),
+    }
 }
 
 async fn block(Extract(shared): Extract<Shared>, Path(height): Path<String>) -> Response {

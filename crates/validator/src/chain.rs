@@ -5,7 +5,9 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
-use umbra_ledger::{Block, Genesis, Hash, PublicKey, State, Transaction, TxError};
+use umbra_ledger::{
+    Block, Genesis, Hash, PublicKey, SignedTopology, State, Transaction, TxError, ValidatorKey,
+};
 use umbra_net::NodeError;
 
 use crate::store::{Receipt, Store};
@@ -35,11 +37,31 @@ struct Inner {
     queued: HashSet<Hash>,
     /// Per signer: the nonce its next transaction must have, when it has some queued.
     next_nonce: HashMap<PublicKey, (u64, usize)>,
+    /// The latest topology whose certificate holds: the current epoch's once more than 2/3 of
+    /// the voting power signed it, the previous epoch's until then.
+    certified: Option<SignedTopology>,
+}
+
+impl Inner {
+    /// Keeps the current epoch's topology as the certified one once its certificate holds.
+    fn certify(&mut self, validators: &[ValidatorKey]) {
+        let signed = self.state.signed_topology_document();
+        if let Some(certified) = &self.certified
+            && certified.document == signed.document
+            && certified.certificate.signatures.len() == signed.certificate.signatures.len()
+        {
+            return;
+        }
+        if signed.verify(self.state.chain_id(), validators).is_ok() {
+            self.certified = Some(signed);
+        }
+    }
 }
 
 /// A validator's chain.
 pub struct Chain {
     genesis: Genesis,
+    validators: Vec<ValidatorKey>,
     inner: Mutex<Inner>,
     store: Store,
     arrived: tokio::sync::Notify,
@@ -49,25 +71,29 @@ pub struct Chain {
 impl Chain {
     /// Opens the chain: the genesis state, then every stored block applied again in order.
     pub fn open(genesis: Genesis, store_path: &Path) -> Result<Chain, NodeError> {
-        let mut state = State::genesis(&genesis).map_err(NodeError::Other)?;
+        let validators = genesis.validator_keys();
+        let mut inner = Inner {
+            state: State::genesis(&genesis).map_err(NodeError::Other)?,
+            queue: VecDeque::new(),
+            queued: HashSet::new(),
+            next_nonce: HashMap::new(),
+            certified: None,
+        };
         let store = Store::open(store_path, genesis.hash())?;
         let last = store.height()?;
         for height in 1..=last {
             let block = store.block(height)?.ok_or_else(|| {
                 NodeError::invalid(store_path, format!("block {height} of {last} is missing"))
             })?;
-            state.apply_block(&block).map_err(|error| {
+            inner.state.apply_block(&block).map_err(|error| {
                 NodeError::invalid(store_path, format!("stored block {height}: {error}"))
             })?;
+            inner.certify(&validators);
         }
         Ok(Chain {
             genesis,
-            inner: Mutex::new(Inner {
-                state,
-                queue: VecDeque::new(),
-                queued: HashSet::new(),
-                next_nonce: HashMap::new(),
-            }),
+            validators,
+            inner: Mutex::new(inner),
             store,
             arrived: tokio::sync::Notify::new(),
             relay: Mutex::new(None),
@@ -90,6 +116,14 @@ impl Chain {
     /// Reads the state.
     pub fn read<R>(&self, read: impl FnOnce(&State) -> R) -> R {
         read(&self.lock().state)
+    }
+
+    /// The topology to serve: the latest one whose certificate holds (the current epoch's once
+    /// more than 2/3 of the voting power signed it, the previous epoch's until then), with the
+    /// current epoch's number. None before the first epoch is certified.
+    pub fn certified_topology(&self) -> (Option<SignedTopology>, u64) {
+        let inner = self.lock();
+        (inner.certified.clone(), inner.state.epoch().number)
     }
 
     /// Accepts a transaction into the mempool if it could apply: its signature verifies, its
@@ -228,6 +262,7 @@ impl Chain {
         })?;
         self.store.append(block, &outcomes, certificate)?;
         inner.state = next;
+        inner.certify(&self.validators);
         let included: HashSet<Hash> = block.transactions.iter().map(Transaction::hash).collect();
         let waiting = std::mem::take(&mut inner.queue);
         inner.queued.clear();

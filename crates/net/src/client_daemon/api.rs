@@ -96,18 +96,15 @@ struct Hub {
     waiting: VecDeque<ClientEvent>,
     max_waiting: usize,
     next_app: u64,
+    /// Told when an application joins (the publisher may be waiting for one).
+    joined: Arc<tokio::sync::Notify>,
 }
 
 impl Hub {
-    /// Hands `event` to every application; keeps it if none is connected.
+    /// Hands `event` to every application; keeps it if none is connected (the publisher
+    /// takes no more while `max_waiting` wait: the client, and then its gateway, keep them).
     fn publish(&mut self, event: ClientEvent) {
         if self.apps.is_empty() {
-            if self.waiting.len() == self.max_waiting {
-                self.waiting.pop_front();
-                warn!(
-                    "no application is connected and the buffer is full: the oldest event is dropped"
-                );
-            }
             self.waiting.push_back(event);
             return;
         }
@@ -122,6 +119,11 @@ impl Hub {
         );
     }
 
+    /// Whether nobody takes events and as many wait as may.
+    fn is_full(&self) -> bool {
+        self.apps.is_empty() && self.waiting.len() >= self.max_waiting
+    }
+
     fn join(&mut self, binary: bool, frames: mpsc::Sender<Message>) -> u64 {
         self.next_app += 1;
         let id = self.next_app;
@@ -129,6 +131,7 @@ impl Hub {
             let _ = frames.try_send(render(&event, binary));
         }
         self.apps.push(App { id, binary, frames });
+        self.joined.notify_one();
         id
     }
 
@@ -255,23 +258,33 @@ impl ApiCounters {
 pub(super) async fn serve(
     listener: TcpListener,
     client: ClientHandle,
-    mut events: mpsc::UnboundedReceiver<ClientEvent>,
+    mut events: mpsc::Receiver<ClientEvent>,
     settings: ApiSettings,
     stop: CancellationToken,
 ) {
+    let joined = Arc::new(tokio::sync::Notify::new());
     let hub = Arc::new(Mutex::new(Hub {
         apps: Vec::new(),
         waiting: VecDeque::new(),
         max_waiting: settings.max_buffered.max(1),
         next_app: 0,
+        joined: Arc::clone(&joined),
     }));
     let counters = Arc::new(ApiCounters::default());
     let permits = Arc::new(Semaphore::new(settings.max_connections));
     let settings = Arc::new(settings);
     let publisher = {
-        let hub = Arc::clone(&hub);
+        let (hub, joined) = (Arc::clone(&hub), Arc::clone(&joined));
         tokio::spawn(async move {
-            while let Some(event) = events.recv().await {
+            loop {
+                // with nobody to take them and the buffer full, events wait in the client
+                // (which then stops reading from its gateway, which keeps them): none is lost
+                while hub.lock().unwrap_or_else(PoisonError::into_inner).is_full() {
+                    joined.notified().await;
+                }
+                let Some(event) = events.recv().await else {
+                    break;
+                };
                 hub.lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .publish(event);
@@ -718,7 +731,7 @@ mod tests {
             encryption: [2; 32],
             gateway: [3; 32],
         });
-        let (_, events) = mpsc::unbounded_channel();
+        let (_, events) = mpsc::channel(1);
         let stop = CancellationToken::new();
         tokio::spawn(serve(listener, client, events, settings, stop.clone()));
         (address, stop)

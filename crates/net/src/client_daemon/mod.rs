@@ -96,7 +96,8 @@ pub struct ApiConfig {
     /// Where applications connect. Anyone who can connect can send and read messages as this
     /// client: keep it on loopback.
     pub listen_address: SocketAddr,
-    /// Messages kept for applications while none is connected; the oldest go beyond it.
+    /// Messages kept for applications while none is connected; beyond it the client takes
+    /// nothing more from its gateway, which keeps the rest (none is lost).
     pub max_buffered_messages: usize,
     /// Web pages allowed to connect from a browser, by origin (`http://localhost:8080`);
     /// a handshake with any other `Origin` is refused. Applications that are not browsers
@@ -846,7 +847,8 @@ const API_TEMPLATE: &str = r#"[api]
 # Where applications connect (WebSocket; see docs/client-api.md). Anyone who can connect reads
 # and sends your messages: keep it on loopback.
 listen_address = "{api}"
-# Messages kept while no application is connected; the oldest are dropped beyond this.
+# Messages kept while no application is connected; beyond this the client takes nothing
+# more from its gateway, which keeps the rest in its inbox until an application connects.
 max_buffered_messages = 10000
 # Web pages allowed to use the API from a browser, by origin, e.g. ["http://localhost:8080"].
 # A browser names the page opening a connection; any page not listed is refused, so a site

@@ -160,7 +160,7 @@ struct Peer {
 /// Runs the exit service on a connected client (`client` and its `events`) until `shutdown`.
 pub async fn run(
     client: ClientHandle,
-    mut events: mpsc::UnboundedReceiver<ClientEvent>,
+    mut events: mpsc::Receiver<ClientEvent>,
     settings: ExitSettings,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ExitError> {
@@ -195,7 +195,13 @@ pub async fn run(
         let touched: Option<SenderTag> = tokio::select! {
             () = &mut shutdown => break,
             event = events.recv() => {
-                let Some(event) = event else { return Err(ExitError::ClientStopped) };
+                let Some(event) = event else {
+                    // the client stops with the service: a shutdown, not a failure
+                    if futures_util::FutureExt::now_or_never(&mut shutdown).is_some() {
+                        break;
+                    }
+                    return Err(ExitError::ClientStopped);
+                };
                 let ClientEvent::Received { message, reply_to: Some(tag) } = event else {
                     continue;
                 };

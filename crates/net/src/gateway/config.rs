@@ -127,6 +127,9 @@ impl GatewayNodeConfig {
             .map_err(|error| error.to_string())?;
         crate::node::validate_links_and_workers(&self.links, &self.workers)?;
         let clients = &self.clients;
+        if clients.max_clients == 0 || clients.max_pending_stores == 0 {
+            return Err("settings `clients.max_clients` and `clients.max_pending_stores`: must be at least 1".into());
+        }
         if clients.max_unconfirmed == 0 {
             return Err("setting `clients.max_unconfirmed`: must be at least 1".into());
         }
@@ -199,6 +202,14 @@ max_unconfirmed = 1024
 # is held within these bounds.
 min_frame_interval = "1ms"
 max_frame_interval = "10s"
+# Clients remembered (so what comes for them while they are away is kept), at most: anyone
+# can connect with a new key, so beyond it the one seen longest ago with nothing stored is
+# forgotten; and one unseen this long with nothing stored is forgotten too.
+max_clients = 1000000
+forget_clients_after = "30days"
+# Deliveries being written to the inbox at once, at most; beyond it, new ones are dropped
+# unacknowledged (their senders send them again).
+max_pending_stores = 16384
 
 [sessions]
 # How long a client's WebSocket and Noise handshakes may take.

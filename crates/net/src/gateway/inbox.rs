@@ -9,7 +9,8 @@
 //! Tables: `deliveries`, keyed by client ‖ id (big-endian, so a client's deliveries are in
 //! order), holding the time stored ‖ the delivery as the gateway protocol encodes it;
 //! `expiry`, keyed by time stored ‖ client ‖ id, to find expired ones without a scan; `clients`,
-//! every client that ever connected; `meta`, the next delivery id.
+//! the clients remembered, with when each last connected (Unix seconds); `meta`, the next
+//! delivery id.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,7 +21,7 @@ use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
 };
 use tracing::{error, info, warn};
-use umbra_gateway::{ClientId, SessionId};
+use umbra_gateway::{ClientId, KnownClient, SessionId};
 use umbra_wire::gateway::Delivery;
 
 use crate::err::NodeError;
@@ -39,7 +40,10 @@ const BATCH: usize = 4096;
 /// What the core asks of the inbox.
 #[derive(Debug)]
 pub(crate) enum InboxOp {
+    /// A client connected: remember it, seen now.
     Register(ClientId),
+    /// Forget these clients.
+    Forget(Vec<ClientId>),
     Store(ClientId, Delivery),
     Delete(ClientId, Vec<u64>),
     Load {
@@ -69,8 +73,8 @@ pub(crate) enum InboxEvent {
 
 /// What the inbox holds when the gateway starts.
 pub(crate) struct Recovered {
-    /// Every client ever connected, with the count and payload bytes stored for it.
-    pub(crate) clients: Vec<(ClientId, u64, u64)>,
+    /// The clients remembered, with what is stored for each and when each was last seen.
+    pub(crate) clients: Vec<KnownClient>,
     /// Above every id ever given out.
     pub(crate) next_delivery: u64,
 }
@@ -137,7 +141,7 @@ impl Inbox {
         let recovered = inbox
             .recover()
             .map_err(|e| fail("cannot read the inbox database", &e))?;
-        let stored: u64 = recovered.clients.iter().map(|(_, count, _)| count).sum();
+        let stored: u64 = recovered.clients.iter().map(|known| known.stored).sum();
         info!(clients = recovered.clients.len(), stored, "inbox opened");
         Ok((inbox, recovered))
     }
@@ -152,11 +156,13 @@ impl Inbox {
         write.commit()?;
 
         let read = self.db.begin_read()?;
-        let mut clients: BTreeMap<ClientId, (u64, u64)> = BTreeMap::new();
+        let now = unix_now();
+        // (stored, bytes, last seen)
+        let mut clients: BTreeMap<ClientId, (u64, u64, u64)> = BTreeMap::new();
         for entry in read.open_table(CLIENTS)?.iter()? {
-            let (key, _) = entry?;
+            let (key, seen) = entry?;
             if let Ok(client) = <[u8; 32]>::try_from(key.value()) {
-                clients.insert(ClientId(client), (0, 0));
+                clients.insert(ClientId(client), (0, 0, seen.value()));
             }
         }
         let mut highest = 0;
@@ -165,7 +171,7 @@ impl Inbox {
             let (key, value) = entry?;
             match (split_key(key.value()), decode_value(value.value())) {
                 (Some((client, id)), Some((_, delivery))) => {
-                    let (count, bytes) = clients.entry(client).or_default();
+                    let (count, bytes, _) = clients.entry(client).or_insert((0, 0, now));
                     *count += 1;
                     *bytes += delivery.payload.len() as u64;
                     highest = highest.max(id);
@@ -186,7 +192,12 @@ impl Inbox {
         Ok(Recovered {
             clients: clients
                 .into_iter()
-                .map(|(client, (count, bytes))| (client, count, bytes))
+                .map(|(client, (stored, stored_bytes, seen))| KnownClient {
+                    client,
+                    stored,
+                    stored_bytes,
+                    last_seen_ago: Duration::from_secs(now.saturating_sub(seen)),
+                })
                 .collect(),
             next_delivery: next.max(highest + 1),
         })
@@ -328,6 +339,11 @@ fn apply(
             InboxOp::Register(client) => {
                 clients.insert(&client.0[..], now)?;
             }
+            InboxOp::Forget(gone) => {
+                for client in gone {
+                    clients.remove(&client.0[..])?;
+                }
+            }
             InboxOp::Store(client, delivery) => {
                 let id = delivery.id;
                 let mut value = now.to_be_bytes().to_vec();
@@ -431,7 +447,13 @@ mod tests {
             assert!(matches!(&events[..], [InboxEvent::Removed(c, 1, 10)] if *c == alice));
         }
         let (inbox, recovered) = Inbox::open(&path, Duration::from_secs(3600)).unwrap();
-        assert_eq!(recovered.clients, vec![(alice, 2, 20), (bob, 1, 10)]);
+        assert_eq!(stored(&recovered), vec![(alice, 2, 20), (bob, 1, 10)]);
+        assert!(
+            recovered
+                .clients
+                .iter()
+                .all(|known| known.last_seen_ago < Duration::from_secs(60))
+        );
         assert_eq!(recovered.next_delivery, 8);
         let load = |after, limit| InboxOp::Load {
             client: alice,
@@ -467,8 +489,21 @@ mod tests {
             "{events:?}"
         );
         drop(inbox);
+        let (inbox, recovered) = Inbox::open(&path, Duration::ZERO).unwrap();
+        assert_eq!(stored(&recovered), vec![(alice, 0, 0), (bob, 0, 0)]);
+        // a client forgotten is not remembered after a restart
+        drive(&inbox, vec![InboxOp::Forget(vec![alice])], false);
+        drop(inbox);
         let (_, recovered) = Inbox::open(&path, Duration::ZERO).unwrap();
-        assert_eq!(recovered.clients, vec![(alice, 0, 0), (bob, 0, 0)]);
+        assert_eq!(stored(&recovered), vec![(bob, 0, 0)]);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn stored(recovered: &Recovered) -> Vec<(ClientId, u64, u64)> {
+        recovered
+            .clients
+            .iter()
+            .map(|known| (known.client, known.stored, known.stored_bytes))
+            .collect()
     }
 }

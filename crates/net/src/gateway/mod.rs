@@ -31,7 +31,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
-use umbra_gateway::{Action, ClientId, Counters, GatewayCore, SessionId};
+use umbra_gateway::{Action, ClientId, Counters, GatewayCore, SessionId, Sizes};
 use umbra_hop::{Unwrapped, Unwrapper};
 use umbra_sphinx::NodeAddress;
 use umbra_topology::{Layer, NodeDescriptor, Role, Topology};
@@ -219,6 +219,7 @@ impl Gateway {
 
         let core = GatewayCore::new(
             config.clients.clone(),
+            tokio::time::Instant::now().into_std(),
             first_layer.iter().map(NodeDescriptor::routing_address),
             recovered.clients,
             recovered.next_delivery,
@@ -231,6 +232,7 @@ impl Gateway {
             place: Mutex::new(Place::of(&first, &placement)),
             counters: Mutex::new(Counters::default()),
             connected: AtomicUsize::new(0),
+            sizes: Mutex::new(Sizes::default()),
             inbox: Mutex::new((0, 0)),
             sessions: Mutex::new(HashMap::new()),
             malformed: AtomicU64::new(0),
@@ -573,7 +575,7 @@ impl CoreShell {
                 frame,
             } => self.core.handle_client(now, client, session, frame),
             Input::Disconnected { client, session } => {
-                self.core.client_disconnected(client, session);
+                self.core.client_disconnected(now, client, session);
                 if self.sessions.get(&client).is_some_and(|s| s.id == session) {
                     self.sessions.remove(&client);
                 }
@@ -619,7 +621,7 @@ impl CoreShell {
                 // what connected clients have not confirmed is stored, and acked once written
                 for (client, session) in self.sessions.drain() {
                     session.cancel.cancel();
-                    self.core.client_disconnected(client, session.id);
+                    self.core.client_disconnected(now, client, session.id);
                 }
                 self.stopping = Some(done);
             }
@@ -627,7 +629,10 @@ impl CoreShell {
     }
 
     fn carry_out(&mut self) {
-        while let Some(action) = self.core.poll_action() {
+        while let Some(action) = self
+            .core
+            .poll_transmit(tokio::time::Instant::now().into_std())
+        {
             match action {
                 Action::ToClient {
                     client,
@@ -643,7 +648,11 @@ impl CoreShell {
                         debug!("a client's session queue is full; closing it");
                         handle.cancel.cancel();
                         self.sessions.remove(&client);
-                        self.core.client_disconnected(client, session);
+                        self.core.client_disconnected(
+                            tokio::time::Instant::now().into_std(),
+                            client,
+                            session,
+                        );
                     }
                 }
                 Action::Forward { first_hop, packet } => {
@@ -671,6 +680,9 @@ impl CoreShell {
                 }
                 Action::Register { client } => {
                     let _ = self.inbox.send(InboxOp::Register(client));
+                }
+                Action::Forget { clients } => {
+                    let _ = self.inbox.send(InboxOp::Forget(clients));
                 }
                 Action::LoadInbox {
                     client,
@@ -713,6 +725,11 @@ impl CoreShell {
         self.status
             .connected
             .store(self.core.connected(), Ordering::Relaxed);
+        *self
+            .status
+            .sizes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = self.core.sizes();
     }
 }
 
@@ -934,6 +951,8 @@ struct GatewayStatus {
     place: Mutex<Place>,
     counters: Mutex<Counters>,
     connected: AtomicUsize,
+    /// What the core holds (each bounded by a setting).
+    sizes: Mutex<Sizes>,
     inbox: Mutex<(u64, u64)>,
     /// Session attempts, by outcome.
     sessions: Mutex<HashMap<&'static str, u64>>,
@@ -987,6 +1006,22 @@ impl http::Status for GatewayStatus {
             "Client connections, by outcome.",
             "outcome",
             sessions,
+        );
+        let sizes = *self.sizes.lock().unwrap_or_else(PoisonError::into_inner);
+        page.gauge(
+            "umbra_gateway_clients_known",
+            "Clients remembered (their messages are kept while they are away); bounded by clients.max_clients.",
+            sizes.known_clients as f64,
+        );
+        page.gauge(
+            "umbra_gateway_stores_pending",
+            "Deliveries being written to the inbox; bounded by clients.max_pending_stores.",
+            sizes.pending_stores as f64,
+        );
+        page.counter(
+            "umbra_gateway_clients_forgotten_total",
+            "Clients forgotten: long unseen with nothing stored, or pushed out by newer ones.",
+            counters.clients_forgotten,
         );
         page.counter(
             "umbra_gateway_sessions_replaced_total",

@@ -349,7 +349,7 @@ fn run_core(
     let mut processing = Histogram::default();
     loop {
         let now = Instant::now();
-        let wait = core.next_wakeup().map_or(PUBLISH_EVERY, |due| {
+        let wait = core.poll_timeout().map_or(PUBLISH_EVERY, |due| {
             due.saturating_duration_since(now).min(PUBLISH_EVERY)
         });
         if open {
@@ -413,7 +413,7 @@ fn schedule(core: &mut MixCore, processing: &mut Histogram, batch: Vec<(Instant,
     let now = Instant::now();
     for (arrived, unwrapped) in batch {
         processing.record(now.saturating_duration_since(arrived));
-        core.handle(now, unwrapped);
+        core.handle_unwrapped(now, unwrapped);
     }
 }
 

@@ -155,7 +155,7 @@ pub fn fast_config() -> ClientConfig {
 
 pub struct TestClient {
     pub handle: ClientHandle,
-    pub events: mpsc::UnboundedReceiver<ClientEvent>,
+    pub events: mpsc::Receiver<ClientEvent>,
     pub stop: CancellationToken,
     pub task: JoinHandle<()>,
 }
