@@ -1,7 +1,7 @@
 //! The client core: what a client sends when, and what it makes of what arrives.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use rand_chacha::ChaCha20Rng;
@@ -9,9 +9,9 @@ use rand_core::{Rng, SeedableRng};
 use rand_distr::{Distribution, Exp};
 use umbra_sphinx::{
     Delay, Destination, DestinationAddress, Hop, NodeAddress, Packet, PacketBuilder, PacketSize,
-    Payload, ReplyKey, Surb, SurbId, Version,
+    Payload, Surb, SurbId, Version,
 };
-use umbra_topology::{NodeId, NoiseKey, Topology};
+use umbra_topology::{Layer, NodeId, NoiseKey, Topology};
 use umbra_wire::gateway::{Delivery, DeliveryKind};
 use umbra_wire::{ClientAddress, SURB_ACK_LEN, SurbAck};
 
@@ -22,6 +22,7 @@ use crate::health::Health;
 use crate::keys::ClientKeys;
 use crate::message::{Message, Reply, SenderTag};
 use crate::seal::{self, SEAL_OVERHEAD};
+use crate::surbs::{Isolation, Issued, Stores, SurbLimits};
 
 /// The packet size clients send: every packet looks the same.
 const SIZE: PacketSize = PacketSize::Regular;
@@ -31,6 +32,9 @@ const FORWARD_PIECE: usize = SIZE.plaintext_capacity() - SURB_ACK_LEN - fragment
 const REPLY_PIECE: usize = SIZE.plaintext_capacity() - fragment::HEADER_LEN;
 /// How long an ack id or loop is remembered.
 const REMEMBER: Duration = Duration::from_secs(300);
+/// Why a reply fails when its sender's SURBs are gone.
+const SENDER_FORGOTTEN: &str =
+    "the sender's SURBs were dropped to make room or expired (surbs.max_senders, surbs.lifetime)";
 /// How long reply acks wait to be sent together.
 const REPLY_ACK_BATCH: Duration = Duration::from_millis(20);
 
@@ -61,6 +65,8 @@ pub enum Event {
     Reply {
         /// Whom the SURBs were sent to.
         from: ClientAddress,
+        /// The group they were sent under ([`Client::send_isolated`]).
+        isolation: Isolation,
         /// The reply.
         message: Vec<u8>,
     },
@@ -104,6 +110,25 @@ pub struct ClientStats {
     pub incomplete_dropped: u64,
     /// Bytes held for incomplete messages.
     pub reassembly_bytes: usize,
+    /// SURBs received and dropped unused: made for a topology no longer served, or too old.
+    pub stale_surbs: u64,
+    /// Anonymous senders whose SURBs were dropped to make room (`surbs.max_senders`), least
+    /// recently used first.
+    pub evicted_senders: u64,
+    /// SURBs dropped to make room (`surbs.max_held`), the least recently used senders' first.
+    pub trimmed_surbs: u64,
+    /// Keys of SURBs this client issued, dropped unused to make room (`surbs.max_issued`).
+    pub evicted_surb_keys: u64,
+    /// Requests for SURBs not answered because a top-up to the same tag was still under way.
+    pub surb_requests_ignored: u64,
+    /// SURBs held from anonymous senders, now.
+    pub surbs_held: usize,
+    /// Anonymous senders whose SURBs are held, now.
+    pub surb_senders: usize,
+    /// Keys of SURBs this client issued and may still get replies through, now.
+    pub surb_keys: usize,
+    /// This client's own sender tags, now.
+    pub sender_tags: usize,
 }
 
 /// What waits for a slot of the real stream.
@@ -167,18 +192,6 @@ struct ReplyInFlight {
     deadline: Instant,
 }
 
-struct IssuedSurb {
-    key: ReplyKey,
-    recipient: ClientAddress,
-    created: Instant,
-}
-
-#[derive(Default)]
-struct SurbStore {
-    surbs: VecDeque<Surb>,
-    requested: Option<Instant>,
-}
-
 /// Timers the client keeps, in one heap.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
@@ -213,11 +226,15 @@ pub struct Client {
     messages: Reassembler,
     replies: Reassembler,
     loops: HashMap<[u8; 16], Instant>,
-    sender_tags: HashMap<ClientAddress, SenderTag>,
-    issued: HashMap<SurbId, IssuedSurb>,
-    surbs: HashMap<SenderTag, SurbStore>,
+    /// The SURBs this client issued, and its sender tags.
+    issued: Issued,
+    /// The SURBs anonymous senders gave this client, by their tags.
+    stores: Stores,
+    /// Replies waiting for a SURB of their tag (only tags with a store).
     waiting_replies: HashMap<SenderTag, VecDeque<Queued>>,
-    reply_acks: HashMap<ClientAddress, (Instant, Vec<FragmentRef>)>,
+    /// Acks of replies received, to send to the replier, per tag the reply came under: one
+    /// message per tag, so the replier cannot link two tags by their acks.
+    reply_acks: HashMap<(ClientAddress, SenderTag), (Instant, Vec<FragmentRef>)>,
     /// No session with the gateway: the streams' slots are not kept.
     paused: bool,
     events: VecDeque<Event>,
@@ -254,7 +271,6 @@ impl Client {
             rng: ChaCha20Rng::from_seed(seed),
             keys,
             address,
-            topology,
             gateway: gateway_id,
             next_real: now,
             next_loop: now,
@@ -269,9 +285,9 @@ impl Client {
             reply_in_flight: HashMap::new(),
             timers: BinaryHeap::new(),
             loops: HashMap::new(),
-            sender_tags: HashMap::new(),
-            issued: HashMap::new(),
-            surbs: HashMap::new(),
+            issued: Issued::new(limits_of(&config)),
+            stores: Stores::new(limits_of(&config), first_layer(&topology).collect()),
+            topology,
             waiting_replies: HashMap::new(),
             reply_acks: HashMap::new(),
             paused: false,
@@ -300,19 +316,65 @@ impl Client {
     }
 
     /// Takes a new topology (nodes come and go; routes are drawn from it from now on).
-    pub fn set_topology(&mut self, topology: Topology) -> Result<(), ClientError> {
+    ///
+    /// SURBs made for older topologies stop working (see [`crate::surbs`]): those received
+    /// before the previous change are dropped, the SURBs of the anonymous senders this client
+    /// replied to within `surbs.top_up_within` are asked for if few are left, and the peers it
+    /// gave SURBs to within that time get fresh ones.
+    pub fn handle_topology(&mut self, now: Instant, topology: Topology) -> Result<(), ClientError> {
         self.gateway = gateway_of(&topology, &self.address.gateway)
             .ok_or(ClientError::GatewayNotInTopology)?;
-        self.topology = topology;
+        if topology == self.topology {
+            return Ok(());
+        }
+        let previous = std::mem::replace(&mut self.topology, topology);
+        let first_hops: HashSet<NodeAddress> = first_layer(&self.topology)
+            .chain(first_layer(&previous))
+            .collect();
+        self.stores.change_topology(first_hops);
+        let within = self.config.surbs.top_up_within;
+        // the repliers this client talked to hold SURBs of the old topology: fresh ones, enough
+        // to answer and to ask for more (a proxy with many groups sends this many times over)
+        let count = self.config.surbs.refill_below.max(1);
+        for (tag, to) in self.issued.used_recently(now, within) {
+            self.top_up(now, tag, &to, count);
+        }
+        // the senders it replied to: ask for more while one SURB is left to ask with
+        let below = usize::from(self.config.surbs.refill_below);
+        for tag in self.stores.replied_recently(now, within) {
+            if self.stores.len(&tag) > 0
+                && self
+                    .stores
+                    .should_request(now, &tag, below, self.config.acks.reply_wait)
+            {
+                self.request_surbs(now, tag);
+            }
+        }
+        self.update_gauges();
         Ok(())
     }
 
     /// Sends `message` to `to`, attaching `surbs` SURBs (0 for none) so `to` can reply without
     /// learning who sent it. The message goes out over the next slots of the real stream.
+    /// SURBs go under the sender tag of [`Isolation::DEFAULT`].
     pub fn send(
         &mut self,
         now: Instant,
         to: &ClientAddress,
+        message: Vec<u8>,
+        surbs: u16,
+    ) -> Result<MessageId, SendError> {
+        self.send_isolated(now, to, Isolation::DEFAULT, message, surbs)
+    }
+
+    /// [`Client::send`] in the isolation group `isolation`: SURBs go under the sender tag this
+    /// client keeps for `to` in that group, so `to` cannot link what it gets under different
+    /// groups; replies through them come back as [`Event::Reply`] naming the group.
+    pub fn send_isolated(
+        &mut self,
+        now: Instant,
+        to: &ClientAddress,
+        isolation: Isolation,
         message: Vec<u8>,
         surbs: u16,
     ) -> Result<MessageId, SendError> {
@@ -324,9 +386,15 @@ impl Client {
             });
         }
         let message = if surbs > 0 {
+            if gateway_of(&self.topology, &to.gateway).is_none() {
+                return Err(SendError::UnknownGateway);
+            }
+            let tag = self.issued.tag(now, to, isolation, &mut self.rng);
+            let made = self.make_surbs(now, tag, surbs);
+            self.update_gauges();
             Message::DataWithSurbs {
-                tag: self.sender_tag(to),
-                surbs: self.make_surbs(now, to, surbs)?,
+                tag,
+                surbs: made?,
                 data: message,
             }
         } else {
@@ -349,7 +417,7 @@ impl Client {
                 max,
             });
         }
-        if !self.surbs.contains_key(&to) {
+        if !self.stores.contains(&to) {
             return Err(SendError::UnknownSender(to));
         }
         Ok(self.queue_reply(now, to, &Reply::Data(message), true))
@@ -561,7 +629,7 @@ impl Client {
 
     /// Moves replies for `tag` into the real stream's queue, one per SURB held.
     fn release_replies(&mut self, tag: SenderTag) {
-        let held = self.surbs.get(&tag).map_or(0, |store| store.surbs.len());
+        let held = self.stores.len(&tag);
         let queued = self
             .queue
             .iter()
@@ -680,9 +748,13 @@ impl Client {
         tag: SenderTag,
         bytes: Vec<u8>,
     ) -> Option<(NodeAddress, Packet)> {
-        let refill_below = usize::from(self.config.surbs.refill_below);
-        let store = self.surbs.get_mut(&tag)?;
-        let Some(surb) = store.surbs.pop_front() else {
+        if !self.stores.contains(&tag) {
+            // its store was dropped for room, or expired: nothing can carry it
+            self.fail(message, SENDER_FORGOTTEN);
+            return None;
+        }
+        // the newest first: the likeliest to be made for the topology the network runs
+        let Some(surb) = self.stores.take(now, &tag) else {
             self.waiting_replies
                 .entry(tag)
                 .or_default()
@@ -694,14 +766,27 @@ impl Client {
                 });
             return None;
         };
-        let low = store.surbs.len() < refill_below
-            && store.requested.is_none_or(|asked| {
-                now.saturating_duration_since(asked) > self.config.acks.reply_wait
-            });
-        if low {
-            store.requested = Some(now);
-        }
-        let (first_hop, packet) = surb.wrap(SIZE, &bytes).ok()?;
+        let refill_below = usize::from(self.config.surbs.refill_below);
+        let low = self
+            .stores
+            .should_request(now, &tag, refill_below, self.config.acks.reply_wait);
+        let (first_hop, packet) = match surb.clone().wrap(SIZE, &bytes) {
+            Ok(wrapped) => wrapped,
+            Err(_) => {
+                // cannot happen with fragments cut to size; the reply waits rather than vanish
+                self.stores.put_back(&tag, surb, now);
+                self.waiting_replies
+                    .entry(tag)
+                    .or_default()
+                    .push_front(Queued::Reply {
+                        message,
+                        at,
+                        tag,
+                        bytes,
+                    });
+                return None;
+            }
+        };
         let deadline = now + self.config.acks.reply_wait;
         self.reply_in_flight.insert(
             at,
@@ -823,10 +908,11 @@ impl Client {
         ))
     }
 
+    /// `count` SURBs under `tag` (one of this client's), their keys kept.
     fn make_surbs(
         &mut self,
         now: Instant,
-        recipient: &ClientAddress,
+        tag: SenderTag,
         count: u16,
     ) -> Result<Vec<Surb>, SendError> {
         let mut surbs = Vec::with_capacity(usize::from(count));
@@ -843,14 +929,7 @@ impl Client {
             let (surb, key) =
                 Surb::new(&mut self.rng, &route, &delays, &destination, Version::V260)
                     .map_err(|error| SendError::NoRoute(error.to_string()))?;
-            self.issued.insert(
-                surb_id,
-                IssuedSurb {
-                    key,
-                    recipient: *recipient,
-                    created: now,
-                },
-            );
+            self.issued.insert(now, surb_id, key, tag);
             surbs.push(surb);
         }
         Ok(surbs)
@@ -957,10 +1036,10 @@ impl Client {
         match message {
             Message::Data(data) => self.received(data, None),
             Message::DataWithSurbs { tag, surbs, data } => {
-                self.keep_surbs(tag, surbs);
+                self.keep_surbs(now, tag, surbs);
                 self.received(data, Some(tag));
             }
-            Message::SurbTopUp { tag, surbs } => self.keep_surbs(tag, surbs),
+            Message::SurbTopUp { tag, surbs } => self.keep_surbs(now, tag, surbs),
             Message::ReplyAcks(acks) => {
                 for at in acks {
                     if let Some(reply) = self.reply_in_flight.remove(&at) {
@@ -972,10 +1051,11 @@ impl Client {
     }
 
     fn handle_sealed_reply(&mut self, now: Instant, surb_id: SurbId, payload: &[u8]) {
-        let Some(issued) = self.issued.remove(&surb_id) else {
+        let Some(issued) = self.issued.take(now, &surb_id) else {
             self.stats.unreadable += 1;
             return;
         };
+        self.update_gauges();
         let Some(plaintext) = Payload::from_bytes(payload)
             .ok()
             .and_then(|p| issued.key.open(p).ok())
@@ -988,9 +1068,10 @@ impl Client {
             return;
         };
         // acknowledge every fragment, even again: the first ack may have been lost
+        // (at most one entry per issued SURB: each is used once)
         let acks = self
             .reply_acks
-            .entry(issued.recipient)
+            .entry((issued.to, issued.tag))
             .or_insert_with(|| (now + REPLY_ACK_BATCH, Vec::new()));
         acks.1.push(at);
         let whole = match self.replies.insert(now, at, count, piece) {
@@ -1005,22 +1086,14 @@ impl Client {
             Some(Reply::Data(message)) => {
                 self.stats.received += 1;
                 self.events.push_back(Event::Reply {
-                    from: issued.recipient,
+                    from: issued.to,
+                    isolation: issued.isolation,
                     message,
                 });
             }
             Some(Reply::SurbRequest { count }) => {
                 let count = count.min(self.config.surbs.max_kept);
-                let recipient = issued.recipient;
-                let tag = self.sender_tag(&recipient);
-                if let Ok(surbs) = self.make_surbs(now, &recipient, count) {
-                    let _ = self.send_message(
-                        now,
-                        &recipient,
-                        &Message::SurbTopUp { tag, surbs },
-                        false,
-                    );
-                }
+                self.top_up(now, issued.tag, &issued.to, count);
             }
             None => self.stats.unreadable += 1,
         }
@@ -1031,15 +1104,64 @@ impl Client {
         self.events.push_back(Event::Received { message, reply_to });
     }
 
-    fn keep_surbs(&mut self, tag: SenderTag, surbs: Vec<Surb>) {
-        let max = usize::from(self.config.surbs.max_kept);
-        let store = self.surbs.entry(tag).or_default();
-        store.surbs.extend(surbs);
-        while store.surbs.len() > max {
-            store.surbs.pop_front();
+    fn keep_surbs(&mut self, now: Instant, tag: SenderTag, surbs: Vec<Surb>) {
+        for evicted in self.stores.keep(now, tag, surbs) {
+            self.forget_sender(evicted);
         }
-        store.requested = None;
         self.release_replies(tag);
+        self.update_gauges();
+    }
+
+    /// Sends `count` fresh SURBs to `to` under `tag`, unless a top-up under it is still
+    /// under way: a replier asking again and again gets one at a time.
+    fn top_up(&mut self, now: Instant, tag: SenderTag, to: &ClientAddress, count: u16) {
+        let Some(own) = self.issued.own(&tag) else {
+            return;
+        };
+        if let Some(previous) = own.top_up
+            && self.outgoing.contains_key(&MessageId(previous))
+        {
+            self.stats.surb_requests_ignored += 1;
+            return;
+        }
+        if count == 0 || gateway_of(&self.topology, &to.gateway).is_none() {
+            return;
+        }
+        if let Ok(surbs) = self.make_surbs(now, tag, count)
+            && let Ok(id) = self.send_message(now, to, &Message::SurbTopUp { tag, surbs }, false)
+            && let Some(own) = self.issued.own(&tag)
+        {
+            own.top_up = Some(id.0);
+        }
+        self.update_gauges();
+    }
+
+    /// The SURBs of `tag` were dropped: replies waiting for them can never go.
+    fn forget_sender(&mut self, tag: SenderTag) {
+        if let Some(waiting) = self.waiting_replies.remove(&tag) {
+            let messages: HashSet<MessageId> = waiting
+                .iter()
+                .filter_map(|queued| match queued {
+                    Queued::Reply { message, .. } => Some(*message),
+                    Queued::Fragment { .. } => None,
+                })
+                .collect();
+            for message in messages {
+                self.fail(message, SENDER_FORGOTTEN);
+            }
+        }
+    }
+
+    /// Counts of what the client holds, in its stats.
+    fn update_gauges(&mut self) {
+        self.stats.surbs_held = self.stores.held();
+        self.stats.surb_senders = self.stores.senders();
+        self.stats.surb_keys = self.issued.len();
+        self.stats.sender_tags = self.issued.tags();
+        self.stats.stale_surbs = self.stores.stale;
+        self.stats.evicted_senders = self.stores.evicted;
+        self.stats.trimmed_surbs = self.stores.trimmed;
+        self.stats.evicted_surb_keys = self.issued.evicted;
     }
 
     fn fragment_done(&mut self, message: MessageId, index: u32) {
@@ -1081,6 +1203,23 @@ impl Client {
             self.next_prune = now + Duration::from_secs(10);
             self.superseded
                 .retain(|_, (_, _, at, _)| now.saturating_duration_since(*at) < REMEMBER);
+            for tag in self.stores.expire(now) {
+                self.forget_sender(tag);
+            }
+            self.issued.expire(now);
+            // replies given up on leave their fragments behind
+            let outgoing = &self.outgoing;
+            self.waiting_replies.retain(|_, waiting| {
+                waiting.retain(|queued| match queued {
+                    Queued::Reply { message, at, .. } | Queued::Fragment { message, at, .. } => {
+                        outgoing.get(message).is_some_and(|m| {
+                            !m.done.get(at.index as usize).copied().unwrap_or(true)
+                        })
+                    }
+                });
+                !waiting.is_empty()
+            });
+            self.update_gauges();
         }
         while let Some(Reverse((at, timer))) = self.timers.peek().copied() {
             if at > now {
@@ -1121,6 +1260,10 @@ impl Client {
                         && let Some(reply) = self.reply_in_flight.remove(&at)
                         && self.is_pending(reply.message, at.index)
                     {
+                        if !self.stores.contains(&reply.tag) {
+                            self.fail(reply.message, SENDER_FORGOTTEN);
+                            continue;
+                        }
                         self.stats.retransmissions += 1;
                         self.waiting_replies
                             .entry(reply.tag)
@@ -1147,37 +1290,26 @@ impl Client {
         for id in expired {
             self.fail(id, "not acknowledged in time (acks.give_up_after)");
         }
-        // reply acks due: one message per SURB owner's recipient
-        let due: Vec<ClientAddress> = self
+        // reply acks due: one message per replier and tag
+        let mut due: Vec<(ClientAddress, SenderTag)> = self
             .reply_acks
             .iter()
             .filter(|(_, (at, _))| *at <= now)
-            .map(|(to, _)| *to)
+            .map(|(key, _)| *key)
             .collect();
-        for to in due {
-            if let Some((_, acks)) = self.reply_acks.remove(&to) {
-                let _ = self.send_message(now, &to, &Message::ReplyAcks(acks), false);
+        due.sort_by_key(|(_, tag)| *tag);
+        for key in due {
+            if let Some((_, acks)) = self.reply_acks.remove(&key) {
+                let _ = self.send_message(now, &key.0, &Message::ReplyAcks(acks), false);
             }
         }
         self.messages.expire(now);
         self.replies.expire(now);
         self.stats.incomplete_dropped = self.messages.dropped() + self.replies.dropped();
         self.stats.reassembly_bytes = self.messages.held_bytes() + self.replies.held_bytes();
-        let keep = self.config.acks.give_up_after;
-        self.issued
-            .retain(|_, issued| now.saturating_duration_since(issued.created) < keep * 48);
     }
 
     // --- helpers --------------------------------------------------------------------------
-
-    fn sender_tag(&mut self, to: &ClientAddress) -> SenderTag {
-        if let Some(tag) = self.sender_tags.get(to) {
-            return *tag;
-        }
-        let tag = SenderTag(self.random16());
-        self.sender_tags.insert(*to, tag);
-        tag
-    }
 
     fn new_message_id(&mut self) -> MessageId {
         self.next_message += 1;
@@ -1188,6 +1320,27 @@ impl Client {
         let mut bytes = [0u8; 16];
         self.rng.fill_bytes(&mut bytes);
         bytes
+    }
+}
+
+/// The routing addresses of `topology`'s first layer.
+fn first_layer(topology: &Topology) -> impl Iterator<Item = NodeAddress> + '_ {
+    topology
+        .layer(Layer::FIRST)
+        .map(|node| node.routing_address())
+}
+
+/// What the configuration allows of SURBs.
+fn limits_of(config: &ClientConfig) -> SurbLimits {
+    let surbs = &config.surbs;
+    SurbLimits {
+        per_sender: usize::from(surbs.max_kept),
+        senders: surbs.max_senders,
+        held: surbs.max_held,
+        // a replier keeps its newest `max_kept`; keys of twice as many cover those on the way
+        issued_per_tag: 2 * usize::from(surbs.max_kept),
+        issued: surbs.max_issued,
+        lifetime: surbs.lifetime,
     }
 }
 
@@ -1218,3 +1371,6 @@ impl umbra_core::Core for Client {
         Client::poll_timeout(self)
     }
 }
+
+#[cfg(test)]
+mod tests;

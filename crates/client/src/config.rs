@@ -193,6 +193,9 @@ impl Default for MessageConfig {
 }
 
 /// Single-use reply blocks.
+///
+/// Anyone can send this client SURBs under new sender tags, and anyone it gave SURBs to can
+/// ask for more: what it keeps of both is bounded here (see [`crate::surbs`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SurbConfig {
@@ -202,8 +205,26 @@ pub struct SurbConfig {
     pub refill_below: u16,
     /// How many it asks for.
     pub request: u16,
-    /// The most SURBs kept for one sender (Nym: 200); the oldest go first.
+    /// The most SURBs kept for one sender (Nym: 200); the oldest go first (the newest are
+    /// used first). The keys of twice as many are kept for SURBs this client gave one peer.
     pub max_kept: u16,
+    /// Anonymous senders whose SURBs are kept at once (default 1024); beyond, the least
+    /// recently used sender's are dropped, and replies to it fail.
+    pub max_senders: usize,
+    /// SURBs kept for all senders together (default 50,000, about 25 MB); beyond, the oldest
+    /// of the least recently used senders' go.
+    pub max_held: usize,
+    /// Keys of SURBs this client gave out, kept at once (default 50,000, about 10 MB); beyond,
+    /// the oldest are dropped and replies through their SURBs cannot be read.
+    pub max_issued: usize,
+    /// How long a SURB is kept, given or received (default 24 h).
+    #[serde(with = "humantime_serde")]
+    pub lifetime: Duration,
+    /// When the topology changes, the SURBs given out before stop working: peers this client
+    /// gave SURBs to or had replies from within this long get `refill_below` fresh ones, and
+    /// senders it replied to within this long are asked for some (default 5 min).
+    #[serde(with = "humantime_serde")]
+    pub top_up_within: Duration,
 }
 
 impl Default for SurbConfig {
@@ -213,6 +234,11 @@ impl Default for SurbConfig {
             refill_below: 10,
             request: 20,
             max_kept: 200,
+            max_senders: 1024,
+            max_held: 50_000,
+            max_issued: 50_000,
+            lifetime: Duration::from_secs(24 * 3600),
+            top_up_within: Duration::from_secs(300),
         }
     }
 }
@@ -266,6 +292,22 @@ impl ClientConfig {
             return Err(ConfigError::new(
                 "surbs",
                 "refill_below must be below max_kept, and request above zero (defaults 10, 200, 20)",
+            ));
+        }
+        let surbs = &self.surbs;
+        if surbs.max_senders == 0
+            || surbs.max_held < usize::from(surbs.max_kept)
+            || surbs.max_issued < 2 * usize::from(surbs.max_kept)
+        {
+            return Err(ConfigError::new(
+                "surbs.max_held",
+                "max_senders must be above zero, max_held at least max_kept and max_issued at least twice max_kept (defaults 1024, 50000, 50000; max_kept 200)",
+            ));
+        }
+        if surbs.lifetime.is_zero() || surbs.top_up_within.is_zero() {
+            return Err(ConfigError::new(
+                "surbs.lifetime",
+                "lifetime and top_up_within must be above zero (defaults 24h, 5m)",
             ));
         }
         Ok(())

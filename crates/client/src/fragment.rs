@@ -7,13 +7,22 @@
 //! Reassembly takes fragments in any order and ignores duplicates (retransmissions). Memory is
 //! bounded: a message may not be larger than the configured maximum, all incomplete messages
 //! together may not hold more than a budget (the stalest are dropped first), and a message
-//! that gets no fragment for a while is dropped.
+//! that gets no fragment for a while is dropped. The budget counts what an incomplete message
+//! costs, not only its bytes: a first fragment that announces ten thousand pieces makes room
+//! for them (issue 13.3).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 /// Bytes of a fragment header.
 pub(crate) const HEADER_LEN: usize = 16 + 4 + 4;
+
+/// What an incomplete message costs besides its pieces' bytes: its entry, and a slot for each
+/// piece it announces.
+const ENTRY_COST: usize = 64;
+const SLOT_COST: usize = std::mem::size_of::<Option<Vec<u8>>>();
+/// Messages completed recently and remembered (to ignore late duplicates), at most.
+const MAX_DONE: usize = 65_536;
 
 /// Which message a fragment belongs to and where in it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -84,7 +93,10 @@ pub(crate) enum Refused {
 struct Incomplete {
     pieces: Vec<Option<Vec<u8>>>,
     received: u32,
+    /// Bytes of its pieces.
     bytes: usize,
+    /// What it costs in all (see [`ENTRY_COST`]).
+    cost: usize,
     last: Instant,
 }
 
@@ -92,9 +104,12 @@ struct Incomplete {
 pub(crate) struct Reassembler {
     limits: Limits,
     incomplete: HashMap<[u8; 16], Incomplete>,
+    /// What the incomplete messages cost together.
     bytes: usize,
-    /// Messages completed recently, so late duplicates of their fragments are ignored.
-    done: HashMap<[u8; 16], Instant>,
+    /// Messages completed recently, so late duplicates of their fragments are ignored; in
+    /// `done_order` oldest first.
+    done: HashSet<[u8; 16]>,
+    done_order: VecDeque<([u8; 16], Instant)>,
     dropped: u64,
 }
 
@@ -104,7 +119,8 @@ impl Reassembler {
             limits,
             incomplete: HashMap::new(),
             bytes: 0,
-            done: HashMap::new(),
+            done: HashSet::new(),
+            done_order: VecDeque::new(),
             dropped: 0,
         }
     }
@@ -117,39 +133,47 @@ impl Reassembler {
         count: u32,
         piece: &[u8],
     ) -> Result<Option<Vec<u8>>, Refused> {
-        if self.done.contains_key(&fragment.message) {
+        if self.done.contains(&fragment.message) {
             return Ok(None);
         }
         if count > self.limits.max_pieces {
             return Err(Refused::TooLarge);
         }
-        let entry = self
-            .incomplete
-            .entry(fragment.message)
-            .or_insert_with(|| Incomplete {
-                pieces: vec![None; count as usize],
-                received: 0,
-                bytes: 0,
-                last: now,
-            });
+        let entry = match self.incomplete.entry(fragment.message) {
+            std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                let cost = ENTRY_COST + SLOT_COST * count as usize;
+                self.bytes += cost;
+                entry.insert(Incomplete {
+                    pieces: vec![None; count as usize],
+                    received: 0,
+                    bytes: 0,
+                    cost,
+                    last: now,
+                })
+            }
+        };
         if entry.pieces.len() != count as usize {
             return Err(Refused::Inconsistent);
         }
         entry.last = now;
-        let slot = &mut entry.pieces[fragment.index as usize];
+        let Some(slot) = entry.pieces.get_mut(fragment.index as usize) else {
+            return Err(Refused::Inconsistent);
+        };
         if slot.is_some() {
             return Ok(None);
         }
         *slot = Some(piece.to_vec());
         entry.received += 1;
         entry.bytes += piece.len();
+        entry.cost += piece.len();
         self.bytes += piece.len();
         if entry.received == count {
             let Some(entry) = self.incomplete.remove(&fragment.message) else {
                 return Ok(None);
             };
-            self.bytes -= entry.bytes;
-            self.done.insert(fragment.message, now);
+            self.bytes -= entry.cost;
+            self.remember_done(fragment.message, now);
             let mut message = Vec::with_capacity(entry.bytes);
             for piece in entry.pieces.into_iter().flatten() {
                 message.extend_from_slice(&piece);
@@ -172,8 +196,19 @@ impl Reassembler {
             return;
         };
         if let Some(message) = self.incomplete.remove(&stalest) {
-            self.bytes -= message.bytes;
+            self.bytes -= message.cost;
             self.dropped += 1;
+        }
+    }
+
+    fn remember_done(&mut self, message: [u8; 16], now: Instant) {
+        if self.done.insert(message) {
+            self.done_order.push_back((message, now));
+        }
+        while self.done_order.len() > MAX_DONE {
+            if let Some((oldest, _)) = self.done_order.pop_front() {
+                self.done.remove(&oldest);
+            }
         }
     }
 
@@ -185,14 +220,19 @@ impl Reassembler {
         self.incomplete.retain(|_, message| {
             let keep = now.saturating_duration_since(message.last) < timeout;
             if !keep {
-                freed += message.bytes;
+                freed += message.cost;
             }
             keep
         });
         self.bytes -= freed;
         self.dropped += (before - self.incomplete.len()) as u64;
-        self.done
-            .retain(|_, at| now.saturating_duration_since(*at) < timeout * 2);
+        while let Some(&(oldest, at)) = self.done_order.front() {
+            if now.saturating_duration_since(at) < timeout * 2 {
+                break;
+            }
+            self.done_order.pop_front();
+            self.done.remove(&oldest);
+        }
     }
 
     /// When [`Reassembler::expire`] next has something to do.
@@ -201,7 +241,10 @@ impl Reassembler {
             .incomplete
             .values()
             .map(|m| m.last + self.limits.timeout);
-        let done = self.done.values().map(|at| *at + self.limits.timeout * 2);
+        let done = self
+            .done_order
+            .front()
+            .map(|(_, at)| *at + self.limits.timeout * 2);
         incomplete.chain(done).min()
     }
 
@@ -210,7 +253,7 @@ impl Reassembler {
         self.dropped
     }
 
-    /// Bytes held for incomplete messages.
+    /// What incomplete messages cost: their bytes and bookkeeping.
     pub(crate) fn held_bytes(&self) -> usize {
         self.bytes
     }
@@ -266,9 +309,11 @@ mod tests {
 
     #[test]
     fn memory_is_bounded_and_stale_messages_expire() {
+        // a message of two 100-byte pieces, half received, costs 100 bytes and bookkeeping
+        let half = ENTRY_COST + 2 * SLOT_COST + 100;
         let limits = Limits {
             max_pieces: 4,
-            budget: 250,
+            budget: 2 * half + 50,
             timeout: Duration::from_secs(10),
         };
         let mut reassembler = Reassembler::new(limits);
@@ -289,14 +334,44 @@ mod tests {
                 .insert(t0 + Duration::from_secs(u64::from(id)), at, count, piece)
                 .unwrap();
         }
-        assert!(reassembler.held_bytes() <= 250);
+        assert_eq!(reassembler.held_bytes(), 2 * half);
         assert_eq!(reassembler.dropped(), 1);
         // the oldest went; the others wait until they time out
         reassembler.expire(t0 + Duration::from_secs(11));
-        assert_eq!(reassembler.held_bytes(), 100);
+        assert_eq!(reassembler.held_bytes(), half);
         reassembler.expire(t0 + Duration::from_secs(13));
         assert_eq!(reassembler.held_bytes(), 0);
         assert_eq!(reassembler.dropped(), 3);
+    }
+
+    #[test]
+    fn empty_fragments_announcing_many_pieces_are_paid_for() {
+        // issue 13.3: an empty first fragment of a message "of 10,000 pieces" made room for
+        // them all (240 kB) and counted nothing, so a flood of them grew memory past the budget
+        let limits = Limits {
+            max_pieces: 10_000,
+            budget: 1 << 20,
+            timeout: Duration::from_secs(60),
+        };
+        let mut reassembler = Reassembler::new(limits);
+        let t0 = Instant::now();
+        for id in 0..1000u32 {
+            let mut message = [0u8; 16];
+            message[..4].copy_from_slice(&id.to_be_bytes());
+            let at = FragmentRef { message, index: 0 };
+            reassembler.insert(t0, at, 10_000, b"").unwrap();
+        }
+        let slots: usize = reassembler
+            .incomplete
+            .values()
+            .map(|m| m.pieces.capacity() * SLOT_COST)
+            .sum();
+        assert!(
+            slots <= 1 << 20,
+            "{slots} bytes of slots for a 1 MiB budget"
+        );
+        assert!(reassembler.held_bytes() <= 1 << 20);
+        assert!(reassembler.dropped() > 900);
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod message;
 mod seal;
 pub mod socks;
 pub mod stream;
+pub mod surbs;
 
 pub use client::{Client, ClientStats, Event, MessageId, Transmit};
 pub use config::{
@@ -22,3 +23,4 @@ pub use exit_policy::{ExitPolicy, ExitPolicyConfig};
 pub use keys::ClientKeys;
 pub use message::SenderTag;
 pub use socks::{SocksConfig, SocksHandshake, SocksRequest};
+pub use surbs::Isolation;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
-use umbra_client::{Client, ClientConfig, ClientKeys, Event, MessageId};
+use umbra_client::{Client, ClientConfig, ClientKeys, Event, Isolation, MessageId, SenderTag};
 use umbra_sphinx::{NodeAddress, Packet, PacketSize, PrivateKey, Processed};
 use umbra_topology::{Layer, NodeDescriptor, NodeId, NoiseKey, Role, Topology};
 use umbra_wire::gateway::{Delivery, DeliveryKind};
@@ -18,6 +18,12 @@ use umbra_wire::{ClientAddress, SurbAck};
 /// The nodes, their keys, and what the harness does with packets.
 struct Net {
     topology: Topology,
+    /// The topology before the last change: its first layer still takes packets, as a
+    /// gateway's does for one epoch.
+    previous: Option<Topology>,
+    /// Packets refused at the gateway: their first hop is not a first-layer node of the
+    /// current or the previous topology.
+    refused: u32,
     keys: HashMap<NodeAddress, PrivateKey>,
     gateways: [[u8; 32]; 2],
     next_delivery: u64,
@@ -62,6 +68,8 @@ impl Net {
         }
         Net {
             topology: Topology::new(1, nodes).unwrap(),
+            previous: None,
+            refused: 0,
             keys,
             gateways,
             next_delivery: 0,
@@ -95,6 +103,30 @@ impl Net {
         net
     }
 
+    /// The topology of the next epoch: the three mix nodes drawn into other layers (node `i`
+    /// serves layer `(i + shift) % 3 + 1`).
+    fn rotated(&self, shift: usize) -> Topology {
+        let nodes = self
+            .topology
+            .nodes()
+            .iter()
+            .enumerate()
+            .map(|(i, node)| {
+                let mut node = node.clone();
+                if let Role::Mix(_) = node.role {
+                    node.role = Role::Mix(Layer::new(((i + shift) % 3) as u8 + 1).unwrap());
+                }
+                node
+            })
+            .collect();
+        Topology::new(1, nodes).unwrap()
+    }
+
+    /// A new epoch: the gateways take packets to the first layers of it and of the last one.
+    fn change_topology(&mut self, topology: Topology) {
+        self.previous = Some(std::mem::replace(&mut self.topology, topology));
+    }
+
     fn client(&self, seed: u8, gateway: usize, config: ClientConfig, now: Instant) -> Client {
         let keys = ClientKeys::generate(&mut ChaCha20Rng::from_seed([seed; 32]));
         Client::new(
@@ -119,6 +151,16 @@ impl Net {
 
     /// Carries a packet through its hops, as the gateways would: what is delivered to whom.
     fn carry(&mut self, first_hop: NodeAddress, packet: Packet) -> Vec<([u8; 32], Delivery)> {
+        let entry = |topology: &Topology| {
+            topology
+                .layer(Layer::FIRST)
+                .any(|node| node.routing_address() == first_hop)
+        };
+        if !entry(&self.topology) && !self.previous.as_ref().is_some_and(entry) {
+            // "the first hop is not a first-layer node"
+            self.refused += 1;
+            return vec![];
+        }
         let (mut at, mut packet) = (first_hop, packet);
         let size = packet.size();
         loop {
@@ -554,7 +596,7 @@ fn replies_through_surbs_reach_the_anonymous_sender_and_top_up() {
         events[0]
     );
     for event in got {
-        let Event::Reply { from, message } = event else {
+        let Event::Reply { from, message, .. } = event else {
             unreachable!()
         };
         assert_eq!(*from, address(&bob));
@@ -612,4 +654,165 @@ fn a_disconnected_client_wakes_only_for_its_timers() {
         (1..100).contains(&slots),
         "{slots} slots in the first second"
     );
+}
+
+#[test]
+fn isolation_groups_reach_the_recipient_as_unlinkable_tags() {
+    // issue 13.4: a proxy's usernames are groups; each must look like its own sender
+    let mut net = Net::new();
+    let t0 = Instant::now();
+    let mut alice = net.client(1, 0, ClientConfig::default(), t0);
+    let mut bob = net.client(2, 1, ClientConfig::default(), t0);
+    let sends = [
+        (Isolation(1), "wallet 1"),
+        (Isolation(2), "browser 1"),
+        (Isolation(1), "wallet 2"),
+        (Isolation::DEFAULT, "other"),
+        (Isolation(2), "browser 2"),
+    ];
+    for (isolation, text) in sends {
+        alice
+            .send_isolated(t0, &address(&bob), isolation, text.as_bytes().to_vec(), 5)
+            .unwrap();
+    }
+    let events = run(
+        &mut net,
+        &mut [&mut alice, &mut bob],
+        t0 + Duration::from_secs(3),
+    );
+    let tag_of: HashMap<String, SenderTag> = events[1]
+        .iter()
+        .filter_map(|event| match event {
+            Event::Received {
+                message,
+                reply_to: Some(tag),
+            } => Some((String::from_utf8(message.clone()).unwrap(), *tag)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(tag_of.len(), 5, "{:?}", events[1]);
+    // one group, one tag; two groups, two tags
+    assert_eq!(tag_of["wallet 1"], tag_of["wallet 2"]);
+    assert_eq!(tag_of["browser 1"], tag_of["browser 2"]);
+    let tags: std::collections::HashSet<SenderTag> = tag_of.values().copied().collect();
+    assert_eq!(tags.len(), 3, "{tag_of:?}");
+
+    // replies come back naming their group
+    let now = t0 + Duration::from_secs(3);
+    for (text, tag) in &tag_of {
+        bob.reply(now, *tag, format!("re: {text}").into_bytes())
+            .unwrap();
+    }
+    let events = run(
+        &mut net,
+        &mut [&mut alice, &mut bob],
+        now + Duration::from_secs(3),
+    );
+    let mut replies: Vec<(Isolation, String)> = events[0]
+        .iter()
+        .filter_map(|event| match event {
+            Event::Reply {
+                from,
+                isolation,
+                message,
+            } => {
+                assert_eq!(*from, address(&bob));
+                Some((*isolation, String::from_utf8(message.clone()).unwrap()))
+            }
+            _ => None,
+        })
+        .collect();
+    replies.sort();
+    let mut expected: Vec<(Isolation, String)> = sends
+        .iter()
+        .map(|(isolation, text)| (*isolation, format!("re: {text}")))
+        .collect();
+    expected.sort();
+    assert_eq!(replies, expected);
+}
+
+#[test]
+fn replies_keep_flowing_across_topology_changes() {
+    // issue 13.8: the replier used its oldest SURBs first, made for a topology gone two epochs
+    // ago; the gateway refused every packet, and each reply waited out `reply_wait` (5 s) for
+    // the next stale SURB. Everyone learning of a new epoch at once, and the replier learning
+    // of it a second after the SURBs' owner (its fresh SURBs then come before it knows them).
+    for replier_lags in [Duration::ZERO, Duration::from_secs(1)] {
+        replies_across_topology_changes(replier_lags);
+    }
+}
+
+fn replies_across_topology_changes(replier_lags: Duration) {
+    let mut net = Net::new();
+    let t0 = Instant::now();
+    let mut alice = net.client(1, 0, ClientConfig::default(), t0);
+    let mut bob = net.client(2, 1, ClientConfig::default(), t0);
+    let mut now = t0;
+    // alice asks for two seconds, each time with SURBs: bob holds the 200 he keeps
+    let mut tag = None;
+    for i in 0..20 {
+        alice
+            .send(
+                now,
+                &address(&bob),
+                format!("question {i}").into_bytes(),
+                20,
+            )
+            .unwrap();
+        now += Duration::from_millis(100);
+        for event in run(&mut net, &mut [&mut alice, &mut bob], now).remove(1) {
+            if let Event::Received { reply_to, .. } = event {
+                tag = reply_to;
+            }
+        }
+    }
+    let tag = tag.expect("bob got alice's questions");
+    assert_eq!(bob.stats().surbs_held, 200);
+
+    // two epochs: each draws the mix nodes into other layers
+    for shift in [1, 2] {
+        let topology = net.rotated(shift);
+        net.change_topology(topology.clone());
+        alice.handle_topology(now, topology.clone()).unwrap();
+        if !replier_lags.is_zero() {
+            now += replier_lags;
+            run(&mut net, &mut [&mut alice, &mut bob], now);
+        }
+        bob.handle_topology(now, topology).unwrap();
+        now += Duration::from_secs(1);
+        run(&mut net, &mut [&mut alice, &mut bob], now);
+    }
+
+    // bob answers, a reply every 200 ms; each arrives at once (a few slots), none refused
+    let mut sent_at = HashMap::new();
+    let mut latencies = Vec::new();
+    let end = now + Duration::from_secs(10);
+    let mut i = 0;
+    while now < end {
+        if i < 30 && (now - t0).as_millis().is_multiple_of(200) {
+            let text = format!("answer {i}");
+            bob.reply(now, tag, text.clone().into_bytes()).unwrap();
+            sent_at.insert(text, now);
+            i += 1;
+        }
+        now += Duration::from_millis(50);
+        for event in run(&mut net, &mut [&mut alice, &mut bob], now).remove(0) {
+            if let Event::Reply { message, .. } = event {
+                let text = String::from_utf8(message).unwrap();
+                latencies.push(now - sent_at[&text]);
+            }
+        }
+    }
+    assert_eq!(
+        latencies.len(),
+        30,
+        "replies lost or stalled ({replier_lags:?} late)"
+    );
+    let slowest = latencies.iter().max().unwrap();
+    assert!(
+        *slowest < Duration::from_secs(1),
+        "a reply took {slowest:?} (reply_wait is 5 s; {replier_lags:?} late)"
+    );
+    assert_eq!(net.refused, 0, "packets refused for a stale first hop");
+    assert!(bob.stats().stale_surbs >= 100, "{:?}", bob.stats());
 }

@@ -35,8 +35,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use umbra_client::{
-    Client, ClientKeys, ClientStats, Event, MessageId, ReceiveSchedule, SendError, SenderTag,
-    TrafficConfig,
+    Client, ClientKeys, ClientStats, Event, Isolation, MessageId, ReceiveSchedule, SendError,
+    SenderTag, TrafficConfig,
 };
 use umbra_topology::NoiseKey;
 use umbra_wire::ClientAddress;
@@ -86,6 +86,8 @@ pub enum ClientEvent {
     Reply {
         /// Whom the SURBs went to.
         from: ClientAddress,
+        /// The group they went under ([`ClientHandle::send_isolated`]).
+        isolation: Isolation,
         /// The reply.
         message: Vec<u8>,
     },
@@ -172,6 +174,7 @@ pub struct ClientStatus {
 enum Command {
     Send {
         to: ClientAddress,
+        isolation: Isolation,
         message: Vec<u8>,
         surbs: u16,
         reply: oneshot::Sender<Result<u64, CommandError>>,
@@ -206,8 +209,23 @@ impl ClientHandle {
         message: Vec<u8>,
         surbs: u16,
     ) -> Result<u64, CommandError> {
+        self.send_isolated(to, Isolation::DEFAULT, message, surbs)
+            .await
+    }
+
+    /// [`ClientHandle::send`] in the isolation group `isolation`: `to` gets the SURBs under
+    /// the sender tag kept for that group, and cannot link it to the client's other groups;
+    /// replies through them come back as [`ClientEvent::Reply`] naming the group.
+    pub async fn send_isolated(
+        &self,
+        to: ClientAddress,
+        isolation: Isolation,
+        message: Vec<u8>,
+        surbs: u16,
+    ) -> Result<u64, CommandError> {
         self.ask(|reply| Command::Send {
             to,
+            isolation,
             message,
             surbs,
             reply,
@@ -559,7 +577,7 @@ impl Driver {
                 () = sleep_until(wake) => {}
                 () = tokio::time::sleep_until(retry_at), if session.is_none() && connecting.is_none() => {}
                 changed = next_topology(&mut topologies) => match changed {
-                    Some(current) => match self.core.set_topology(current.topology.clone()) {
+                    Some(current) => match self.core.handle_topology(now(), current.topology.clone()) {
                         Ok(()) => info!(epoch = current.epoch_number(), rotation = current.topology.key_rotation(), "routing with the new epoch's topology"),
                         Err(error) => warn!(%error, epoch = current.epoch_number(), "the new topology cannot be used; keeping the last one"),
                     },
@@ -650,7 +668,12 @@ impl Driver {
             self.sizes.insert(id, entry.len());
             self.pending_bytes += entry.len();
             let sent = match entry {
-                Entry::Send { to, surbs, message } => self.core.send(now, &to, message, surbs),
+                Entry::Send {
+                    to,
+                    isolation,
+                    surbs,
+                    message,
+                } => self.core.send_isolated(now, &to, isolation, message, surbs),
                 Entry::Reply { to, message } => self.core.reply(now, to, message),
             };
             match sent {
@@ -667,11 +690,17 @@ impl Driver {
         match command {
             Command::Send {
                 to,
+                isolation,
                 message,
                 surbs,
                 reply,
             } => {
-                let entry = Entry::Send { to, surbs, message };
+                let entry = Entry::Send {
+                    to,
+                    isolation,
+                    surbs,
+                    message,
+                };
                 let _ = reply.send(self.accept(now, entry));
             }
             Command::Reply { to, message, reply } => {
@@ -711,7 +740,12 @@ impl Driver {
                 .map_err(|error| CommandError::Outbox(error.to_string()))?;
         }
         let sent = match entry {
-            Entry::Send { to, surbs, message } => self.core.send(now, &to, message, surbs),
+            Entry::Send {
+                to,
+                isolation,
+                surbs,
+                message,
+            } => self.core.send_isolated(now, &to, isolation, message, surbs),
             Entry::Reply { to, message } => self.core.reply(now, to, message),
         };
         match sent {
@@ -793,7 +827,15 @@ impl Driver {
                 Event::Received { message, reply_to } => {
                     ClientEvent::Received { message, reply_to }
                 }
-                Event::Reply { from, message } => ClientEvent::Reply { from, message },
+                Event::Reply {
+                    from,
+                    isolation,
+                    message,
+                } => ClientEvent::Reply {
+                    from,
+                    isolation,
+                    message,
+                },
                 Event::Sent(core_id) => match self.ids.remove(&core_id) {
                     Some(id) => {
                         self.finish(id, None);
@@ -865,6 +907,7 @@ async fn join<T>(task: &mut Option<JoinHandle<T>>) -> Result<T, tokio::task::Joi
 enum Entry {
     Send {
         to: ClientAddress,
+        isolation: Isolation,
         surbs: u16,
         message: Vec<u8>,
     },
@@ -884,8 +927,20 @@ impl Entry {
 
     fn encode(&self) -> Vec<u8> {
         match self {
-            Entry::Send { to, surbs, message } => {
-                let mut out = vec![1];
+            Entry::Send {
+                to,
+                isolation,
+                surbs,
+                message,
+            } => {
+                // kind 1 is a send in the default group; 3 names its group after the kind
+                let mut out = if *isolation == Isolation::DEFAULT {
+                    vec![1]
+                } else {
+                    let mut out = vec![3];
+                    out.extend_from_slice(&isolation.0.to_be_bytes());
+                    out
+                };
                 out.extend_from_slice(&surbs.to_be_bytes());
                 out.extend_from_slice(&to.identity);
                 out.extend_from_slice(&to.encryption);
@@ -903,17 +958,26 @@ impl Entry {
     }
 
     fn decode(bytes: &[u8]) -> Option<Entry> {
-        let key = |at: usize| -> Option<[u8; 32]> { bytes.get(at..at + 32)?.try_into().ok() };
-        match *bytes.first()? {
-            1 => Some(Entry::Send {
-                surbs: u16::from_be_bytes(bytes.get(1..3)?.try_into().ok()?),
+        // a send: surbs (u16) ‖ the address (3 × 32) ‖ the message
+        let send = |isolation: Isolation, rest: &[u8]| -> Option<Entry> {
+            let key = |at: usize| -> Option<[u8; 32]> { rest.get(at..at + 32)?.try_into().ok() };
+            Some(Entry::Send {
+                isolation,
+                surbs: u16::from_be_bytes(rest.get(..2)?.try_into().ok()?),
                 to: ClientAddress {
-                    identity: key(3)?,
-                    encryption: key(35)?,
-                    gateway: key(67)?,
+                    identity: key(2)?,
+                    encryption: key(34)?,
+                    gateway: key(66)?,
                 },
-                message: bytes.get(99..)?.to_vec(),
-            }),
+                message: rest.get(98..)?.to_vec(),
+            })
+        };
+        match *bytes.first()? {
+            1 => send(Isolation::DEFAULT, bytes.get(1..)?),
+            3 => {
+                let group = u64::from_be_bytes(bytes.get(1..9)?.try_into().ok()?);
+                send(Isolation(group), bytes.get(9..)?)
+            }
             2 => Some(Entry::Reply {
                 to: SenderTag(bytes.get(1..17)?.try_into().ok()?),
                 message: bytes.get(17..)?.to_vec(),
@@ -1143,6 +1207,7 @@ mod tests {
     fn send(size: usize) -> Entry {
         Entry::Send {
             to: peer(),
+            isolation: Isolation::DEFAULT,
             surbs: 0,
             message: vec![7; size],
         }
@@ -1233,6 +1298,7 @@ mod tests {
                 1,
                 &Entry::Send {
                     to,
+                    isolation: Isolation(7),
                     surbs: 3,
                     message: secret.clone(),
                 },
@@ -1260,6 +1326,7 @@ mod tests {
                     1,
                     Entry::Send {
                         to: to_1,
+                        isolation: Isolation(7),
                         surbs: 3,
                         message,
                     },

@@ -1,15 +1,27 @@
 //! The SOCKS5 proxy's driver: local TCP connections carried as streams to one exit.
 //!
 //! Each connection runs the SOCKS handshake ([`umbra_client::socks`]) in its own task; its
-//! request then becomes a stream opened on the one [`Mux`] kept for the exit, and the client
-//! is answered with success or the failure the exit reported (mapped to its SOCKS5 reply
-//! code). Bytes then flow both ways through `pipes.rs` (bounded buffers both ways), half-closes included. Every
-//! connection shares one mixnet client.
+//! request then becomes a stream opened on the [`Mux`] of its **group**, and the client is
+//! answered with success or the failure the exit reported (mapped to its SOCKS5 reply code).
+//! Bytes then flow both ways through `pipes.rs` (bounded buffers both ways), half-closes
+//! included. Every connection shares one mixnet client.
+//!
+//! Streams are isolated by username, as Tor isolates them (issue 13.4): each username an
+//! application gives (SOCKS5 username/password with any password, or the SOCKS4 user id) is
+//! a group with its own [`Isolation`], so its own sender tag and SURBs at the exit, which then
+//! serves it as a client of its own and cannot link it to the other groups; applications
+//! giving none share one group. A group unused for the streams' `idle_timeout` is forgotten:
+//! its username comes back as a new client.
+//!
+//! One application cannot take the exit from the others (issue 13.9): each group gets its own
+//! budget at the exit, and the proxy's own limits ([`ProxyLimits`]) stay below what the exit
+//! grants one client and in all, so the proxy refuses the extra connections itself, at once,
+//! with a log line that names the limit.
 //!
 //! Messages to the exit go with SURBs so it can answer without learning who we are:
 //! [`ProxySettings::surbs_per_message`] of them each.
 //!
-//! Destinations and client bytes are never logged above debug level.
+//! Destinations, client bytes and usernames are never logged above debug level.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -29,12 +41,12 @@ use umbra_client::socks::{
 use umbra_client::stream::{
     Destination, Host, Mux, OpenFailure, StreamConfig, StreamEvent, StreamId,
 };
-use umbra_client::{ConfigError, SocksConfig, SocksHandshake, SocksRequest};
+use umbra_client::{ConfigError, Isolation, SocksConfig, SocksHandshake, SocksRequest};
 use umbra_wire::ClientAddress;
 
 use crate::NodeError;
 use crate::client::{ClientEvent, ClientHandle};
-use crate::pipes::Pipes;
+use crate::pipes::{PipeInput, Pipes};
 
 /// How long a local client may take over its SOCKS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -52,6 +64,31 @@ pub struct ProxySettings {
     pub surbs_per_message: u16,
     /// The one username and password accepted; without them, any (or none) is.
     pub credentials: Option<Credentials>,
+    /// How many streams and usernames the proxy serves at once.
+    pub limits: ProxyLimits,
+}
+
+/// How many streams and usernames the proxy serves at once. The defaults stay below what an
+/// exit grants by default ([`crate::exit::service::ExitLimits`]: 64 streams per client, 1024
+/// clients), so that the proxy refuses what the exit would, at once and saying why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProxyLimits {
+    /// Streams open at once for one username (one client to the exit). Default 48.
+    pub streams_per_username: usize,
+    /// Usernames (groups) with streams at once. Default 64.
+    pub usernames: usize,
+    /// Streams open at once for all usernames together. Default 256.
+    pub streams: usize,
+}
+
+impl Default for ProxyLimits {
+    fn default() -> Self {
+        ProxyLimits {
+            streams_per_username: 48,
+            usernames: 64,
+            streams: 256,
+        }
+    }
 }
 
 /// SURBs sent with each message to the exit.
@@ -73,6 +110,7 @@ impl ProxySettings {
             streams: StreamConfig::default(),
             surbs_per_message: DEFAULT_SURBS_PER_MESSAGE,
             credentials: None,
+            limits: ProxyLimits::default(),
         }
     }
 }
@@ -99,6 +137,15 @@ pub struct Socks5Config {
     /// SURBs sent with each message to the exit.
     #[serde(default = "default_surbs")]
     pub surbs_per_message: u16,
+    /// Streams open at once for one username (each its own client to the exit).
+    #[serde(default = "default_streams_per_username")]
+    pub streams_per_username: usize,
+    /// Usernames with streams at once.
+    #[serde(default = "default_max_usernames")]
+    pub max_usernames: usize,
+    /// Streams open at once in all.
+    #[serde(default = "default_max_streams")]
+    pub max_streams: usize,
     /// How streams behave.
     #[serde(default)]
     pub streams: StreamConfig,
@@ -114,6 +161,18 @@ fn default_listen_address() -> SocketAddr {
 
 fn default_surbs() -> u16 {
     DEFAULT_SURBS_PER_MESSAGE
+}
+
+fn default_streams_per_username() -> usize {
+    ProxyLimits::default().streams_per_username
+}
+
+fn default_max_usernames() -> usize {
+    ProxyLimits::default().usernames
+}
+
+fn default_max_streams() -> usize {
+    ProxyLimits::default().streams
 }
 
 fn yes() -> bool {
@@ -164,6 +223,14 @@ impl Socks5Config {
                 "`surbs_per_message` must be at least 1: the exit answers only through SURBs (default 10)".into(),
             ));
         }
+        if self.streams_per_username == 0
+            || self.max_usernames == 0
+            || self.max_streams < self.streams_per_username
+        {
+            return Err(invalid(
+                "`streams_per_username` and `max_usernames` must be at least 1, and `max_streams` at least `streams_per_username` (defaults 48, 64, 256; keep them below the exit's `streams_per_client` and `max_clients`)".into(),
+            ));
+        }
         Ok(ProxySettings {
             exit,
             socks: SocksConfig {
@@ -174,6 +241,11 @@ impl Socks5Config {
             streams: self.streams.clone(),
             surbs_per_message: self.surbs_per_message,
             credentials,
+            limits: ProxyLimits {
+                streams_per_username: self.streams_per_username,
+                usernames: self.max_usernames,
+                streams: self.max_streams,
+            },
         })
     }
 }
@@ -199,6 +271,167 @@ struct Request {
     request: SocksRequest,
 }
 
+/// The streams of one username: a client of its own to the exit.
+struct Group {
+    username: Option<Vec<u8>>,
+    mux: Mux,
+    opening: HashMap<StreamId, Request>,
+    /// Since when it has had no streams; it is forgotten after the idle timeout.
+    empty_since: Option<Instant>,
+}
+
+/// The groups, by isolation and by username.
+struct Groups {
+    settings: ProxySettings,
+    streams: StreamConfig,
+    groups: HashMap<Isolation, Group>,
+    by_username: HashMap<Option<Vec<u8>>, Isolation>,
+    next: u64,
+    /// CONNECTs refused for a limit of the proxy's.
+    refused: u64,
+}
+
+impl Groups {
+    fn new(settings: ProxySettings) -> Result<Groups, ConfigError> {
+        let mut streams = settings.streams.clone();
+        streams.max_streams = streams
+            .max_streams
+            .min(settings.limits.streams_per_username);
+        streams.validate()?;
+        Ok(Groups {
+            settings,
+            streams,
+            groups: HashMap::new(),
+            by_username: HashMap::new(),
+            next: 1,
+            refused: 0,
+        })
+    }
+
+    /// Opens the stream `request` asks for in its username's group (returned), or says why
+    /// not.
+    fn open(
+        &mut self,
+        now: Instant,
+        request: Request,
+    ) -> Result<Isolation, (Request, SocksFailure)> {
+        let Some(destination) = destination(&request.request) else {
+            return Err((request, SocksFailure::GeneralFailure));
+        };
+        let limits = self.settings.limits;
+        let total: usize = self.groups.values().map(|g| g.mux.stream_count()).sum();
+        if total >= limits.streams {
+            return Err(self.refuse(
+                request,
+                format!(
+                    "{total} streams are open for all usernames already ([socks5] `max_streams`)"
+                ),
+            ));
+        }
+        let username = request.request.username.clone();
+        let isolation = match self.by_username.get(&username) {
+            Some(isolation) => *isolation,
+            None => {
+                if self.groups.len() >= limits.usernames && !self.forget_least_recently_used() {
+                    let count = self.groups.len();
+                    return Err(self.refuse(
+                        request,
+                        format!(
+                            "{count} usernames have streams open already ([socks5] `max_usernames`; keep it below the exit's `max_clients`, 1024 by default)"
+                        ),
+                    ));
+                }
+                // a group made again (after it was forgotten) is a new client to the exit
+                self.next += 1;
+                let isolation = Isolation(self.next);
+                let mux = match Mux::new(self.streams.clone()) {
+                    Ok(mux) => mux,
+                    Err(_) => return Err((request, SocksFailure::GeneralFailure)),
+                };
+                self.groups.insert(
+                    isolation,
+                    Group {
+                        username: username.clone(),
+                        mux,
+                        opening: HashMap::new(),
+                        empty_since: None,
+                    },
+                );
+                self.by_username.insert(username, isolation);
+                isolation
+            }
+        };
+        let Some(group) = self.groups.get_mut(&isolation) else {
+            return Err((request, SocksFailure::GeneralFailure));
+        };
+        let open = group.mux.stream_count();
+        if open >= limits.streams_per_username {
+            return Err(self.refuse(
+                request,
+                format!(
+                    "{open} streams are open for this username already ([socks5] `streams_per_username`; keep it below the exit's `streams_per_client`, 64 by default)"
+                ),
+            ));
+        }
+        match group.mux.open(now, destination) {
+            Ok(id) => {
+                group.opening.insert(id, request);
+                group.empty_since = None;
+                Ok(isolation)
+            }
+            Err(_) => Err((request, SocksFailure::GeneralFailure)),
+        }
+    }
+
+    /// Refuses `request` for a limit of the proxy's, saying which in the log.
+    fn refuse(&mut self, request: Request, why: String) -> (Request, SocksFailure) {
+        self.refused += 1;
+        warn!(
+            refused = self.refused,
+            "SOCKS5 proxy: a CONNECT was refused: {why}. Close some connections, or give applications usernames of their own"
+        );
+        (request, SocksFailure::GeneralFailure)
+    }
+
+    /// Forgets the group with no streams that has been empty longest; whether there was one.
+    fn forget_least_recently_used(&mut self) -> bool {
+        let idle = self
+            .groups
+            .iter()
+            .filter(|(_, g)| g.mux.stream_count() == 0 && g.opening.is_empty())
+            .min_by_key(|(isolation, g)| (g.empty_since.is_none(), g.empty_since, **isolation))
+            .map(|(isolation, _)| *isolation);
+        match idle {
+            Some(isolation) => {
+                self.forget(isolation);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn forget(&mut self, isolation: Isolation) {
+        if let Some(group) = self.groups.remove(&isolation) {
+            self.by_username.remove(&group.username);
+        }
+    }
+
+    /// When a group next needs its timers run, or is to be forgotten.
+    fn next_timeout(&self) -> Option<Instant> {
+        let idle = self.streams.idle_timeout;
+        self.groups
+            .values()
+            .flat_map(|g| {
+                [
+                    g.mux.next_timeout(),
+                    g.empty_since.map(|since| since + idle),
+                ]
+            })
+            .flatten()
+            .min()
+    }
+}
+
 /// Runs the proxy on `listener` (bind it to 127.0.0.1) with a connected client (`client`
 /// and its `events`) until `shutdown`.
 pub async fn run(
@@ -208,21 +441,22 @@ pub async fn run(
     settings: ProxySettings,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ProxyError> {
-    let mut mux = Mux::new(settings.streams.clone())?;
+    let mut groups = Groups::new(settings.clone())?;
     let (requests_in, mut requests) = mpsc::unbounded_channel::<Request>();
-    let (mut pipes, mut pipe_inputs) = Pipes::<()>::new();
-    let mut opening: HashMap<StreamId, Request> = HashMap::new();
+    let (mut pipes, mut pipe_inputs) = Pipes::<Isolation>::new();
     info!(address = ?listener.local_addr().ok(), "SOCKS5 proxy listening");
     tokio::pin!(shutdown);
     loop {
-        let wake = mux.next_timeout();
+        let wake = groups.next_timeout();
         let sleep = async {
             match wake {
                 Some(at) => tokio::time::sleep_until(at.into()).await,
                 None => std::future::pending().await,
             }
         };
-        tokio::select! {
+        // which group to drive afterwards; all of them when a timer went off
+        let mut timers_due = false;
+        let touched: Option<Isolation> = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => {
                 let (connection, _) = accepted.map_err(ProxyError::Accept)?;
@@ -239,12 +473,15 @@ pub async fn run(
                         Err(_) => debug!("SOCKS handshake timed out"),
                     }
                 });
+                continue;
             }
             Some(request) = requests.recv() => {
-                let now = Instant::now();
-                match destination(&request.request).and_then(|to| mux.open(now, to).ok()) {
-                    Some(id) => { opening.insert(id, request); }
-                    None => answer_failure(request, SocksFailure::GeneralFailure),
+                match groups.open(Instant::now(), request) {
+                    Ok(isolation) => Some(isolation),
+                    Err((request, failure)) => {
+                        answer_failure(request, failure);
+                        continue;
+                    }
                 }
             }
             event = events.recv() => {
@@ -255,51 +492,102 @@ pub async fn run(
                     }
                     return Err(ProxyError::ClientStopped);
                 };
-                if let ClientEvent::Reply { from, message } = event
-                    && from == settings.exit
-                {
-                    mux.handle_message(Instant::now(), &message);
+                let ClientEvent::Reply { from, isolation, message } = event else { continue };
+                let Some(group) = groups.groups.get_mut(&isolation) else { continue };
+                if from != settings.exit {
+                    continue;
                 }
+                group.mux.handle_message(Instant::now(), &message);
+                Some(isolation)
             }
-            Some(input) = pipe_inputs.recv() => pipes.handle_input(&mut mux, Instant::now(), input),
-            () = sleep => mux.handle_timeout(Instant::now()),
-        }
+            Some(input) = pipe_inputs.recv() => {
+                let isolation = input_group(&input);
+                let Some(group) = groups.groups.get_mut(&isolation) else { continue };
+                pipes.handle_input(&mut group.mux, Instant::now(), input);
+                Some(isolation)
+            }
+            () = sleep => {
+                timers_due = true;
+                None
+            }
+        };
         let now = Instant::now();
-        while let Some(event) = mux.poll_event() {
-            match event {
-                StreamEvent::Opened(id) => {
-                    if let Some(Request {
-                        connection,
-                        request,
-                    }) = opening.remove(&id)
-                    {
-                        pipes.start(&mut mux, now, ((), id), connection, request.reply(Ok(())));
-                    }
-                }
-                StreamEvent::OpenFailed { id, reason } => {
-                    if let Some(request) = opening.remove(&id) {
-                        answer_failure(request, socks_failure(reason));
-                    }
-                }
-                StreamEvent::Incoming { id, .. } => {
-                    // the exit opens nothing towards us
-                    let _ = mux.refuse(now, id, OpenFailure::NotAllowed);
-                }
-                other => pipes.handle_event(&mut mux, now, (), &other),
+        let isolations: Vec<Isolation> = match touched {
+            Some(isolation) => vec![isolation],
+            None => groups.groups.keys().copied().collect(),
+        };
+        for isolation in isolations {
+            let Some(group) = groups.groups.get_mut(&isolation) else {
+                continue;
+            };
+            if timers_due {
+                group.mux.handle_timeout(now);
             }
-        }
-        while let Some(message) = mux.poll_transmit(now) {
-            if let Err(error) = client
-                .send(settings.exit, message, settings.surbs_per_message)
-                .await
-            {
-                // the stream layer sends again what is not acknowledged
-                warn!(%error, "SOCKS5 proxy: a message to the exit could not be sent");
+            drive(group, &mut pipes, isolation, now);
+            while let Some(message) = group.mux.poll_transmit(now) {
+                if let Err(error) = client
+                    .send_isolated(
+                        settings.exit,
+                        isolation,
+                        message,
+                        settings.surbs_per_message,
+                    )
+                    .await
+                {
+                    // the stream layer sends again what is not acknowledged
+                    warn!(%error, "SOCKS5 proxy: a message to the exit could not be sent");
+                }
+            }
+            // forgotten after a quiet spell: its username comes back as a new client
+            if group.mux.stream_count() > 0 || pipes.count(isolation) > 0 {
+                group.empty_since = None;
+            } else {
+                let since = *group.empty_since.get_or_insert(now);
+                if now.duration_since(since) >= groups.streams.idle_timeout {
+                    pipes.abort_peer(isolation);
+                    groups.forget(isolation);
+                }
             }
         }
     }
     info!("SOCKS5 proxy stopped");
     Ok(())
+}
+
+/// The group a connection task reported for.
+fn input_group(input: &PipeInput<Isolation>) -> Isolation {
+    match input {
+        PipeInput::Read { key, .. } | PipeInput::Wrote { key } | PipeInput::Broken { key } => key.0,
+    }
+}
+
+/// Handles what `group`'s streams did: answers the applications whose opens settled, and
+/// hands the rest to their connections.
+fn drive(group: &mut Group, pipes: &mut Pipes<Isolation>, isolation: Isolation, now: Instant) {
+    while let Some(event) = group.mux.poll_event() {
+        match event {
+            StreamEvent::Opened(id) => {
+                if let Some(Request {
+                    connection,
+                    request,
+                }) = group.opening.remove(&id)
+                {
+                    let reply = request.reply(Ok(()));
+                    pipes.start(&mut group.mux, now, (isolation, id), connection, reply);
+                }
+            }
+            StreamEvent::OpenFailed { id, reason } => {
+                if let Some(request) = group.opening.remove(&id) {
+                    answer_failure(request, socks_failure(reason));
+                }
+            }
+            StreamEvent::Incoming { id, .. } => {
+                // the exit opens nothing towards us
+                let _ = group.mux.refuse(now, id, OpenFailure::NotAllowed);
+            }
+            other => pipes.handle_event(&mut group.mux, now, isolation, &other),
+        }
+    }
 }
 
 /// Runs the SOCKS handshake up to the request.

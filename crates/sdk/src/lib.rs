@@ -396,7 +396,7 @@ impl MixnetClient {
                         reply_to,
                     });
                 }
-                ClientEvent::Reply { from, message } => {
+                ClientEvent::Reply { from, message, .. } => {
                     return Some(Received::Reply {
                         from,
                         data: message,

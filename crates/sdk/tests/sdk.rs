@@ -50,7 +50,7 @@ async fn send_receive_reply_and_keep_an_address() {
     let (mut answer, mut delivered) = (None, false);
     while answer.is_none() || !delivered {
         match within(alice.next_event()).await.unwrap() {
-            ClientEvent::Reply { from, message } => answer = Some((from, message)),
+            ClientEvent::Reply { from, message, .. } => answer = Some((from, message)),
             ClientEvent::Sent(sent) => delivered |= sent == id,
             _ => {}
         }

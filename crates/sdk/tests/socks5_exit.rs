@@ -82,11 +82,37 @@ fn serve(body: Vec<u8>) -> SocketAddr {
 /// A SOCKS5 CONNECT to `host:port` through `proxy`, by hand; the reply code and the
 /// connection.
 async fn socks5_connect(proxy: SocketAddr, host: &str, port: u16) -> (u8, TcpStream) {
+    socks5_connect_as(proxy, None, host, port).await
+}
+
+/// [`socks5_connect`] giving `username` (with any password), as an application configured
+/// with `socks5h://username:x@proxy` does.
+async fn socks5_connect_as(
+    proxy: SocketAddr,
+    username: Option<&str>,
+    host: &str,
+    port: u16,
+) -> (u8, TcpStream) {
     let mut connection = TcpStream::connect(proxy).await.unwrap();
-    connection.write_all(&[5, 1, 0]).await.unwrap();
     let mut choice = [0; 2];
-    connection.read_exact(&mut choice).await.unwrap();
-    assert_eq!(choice, [5, 0]);
+    match username {
+        None => {
+            connection.write_all(&[5, 1, 0]).await.unwrap();
+            connection.read_exact(&mut choice).await.unwrap();
+            assert_eq!(choice, [5, 0]);
+        }
+        Some(username) => {
+            connection.write_all(&[5, 1, 2]).await.unwrap();
+            connection.read_exact(&mut choice).await.unwrap();
+            assert_eq!(choice, [5, 2]);
+            let mut auth = vec![1, username.len() as u8];
+            auth.extend_from_slice(username.as_bytes());
+            auth.extend_from_slice(&[1, b'x']);
+            connection.write_all(&auth).await.unwrap();
+            connection.read_exact(&mut choice).await.unwrap();
+            assert_eq!(choice, [1, 0], "the proxy refused the username");
+        }
+    }
     let mut request = vec![5, 1, 0, 3, host.len() as u8];
     request.extend_from_slice(host.as_bytes());
     request.extend_from_slice(&port.to_be_bytes());
@@ -219,7 +245,64 @@ async fn a_download_through_proxy_and_exit_and_a_refusal_by_policy() {
         code, 0,
         "another client was refused for the first one's streams"
     );
+
+    // issue 13.4: through the one proxy, each username is a client of its own to the exit
+    // (its own sender tag), with its own two streams; one username is one client
+    for user in ["wallet", "browser"] {
+        for _ in 0..2 {
+            let (code, connection) = within(socks5_connect_as(
+                proxies[2],
+                Some(user),
+                "localhost",
+                server.port(),
+            ))
+            .await;
+            assert_eq!(code, 0, "{user}: a stream within its own limit was refused");
+            held.push(connection);
+        }
+    }
+    let (code, _refused) = within(socks5_connect_as(
+        proxies[2],
+        Some("wallet"),
+        "localhost",
+        server.port(),
+    ))
+    .await;
+    assert_eq!(
+        code, 0x01,
+        "one username got a third stream: two clients at the exit"
+    );
     drop(held);
+
+    // issue 13.9: one application holding 100 connections open gets what the proxy grants a
+    // username (48, below the exit's 64 per client), the rest refused by the proxy at once;
+    // another application, under another username, still connects
+    let mut greedy = Vec::new();
+    let mut refused = 0;
+    for _ in 0..100 {
+        let (code, connection) = within(socks5_connect_as(
+            proxies[0],
+            Some("greedy"),
+            "localhost",
+            server.port(),
+        ))
+        .await;
+        match code {
+            0 => greedy.push(connection),
+            0x01 => refused += 1,
+            other => panic!("reply {other:#04x}"),
+        }
+    }
+    assert_eq!((greedy.len(), refused), (48, 52));
+    let (code, _polite) = within(socks5_connect_as(
+        proxies[0],
+        Some("polite"),
+        "localhost",
+        server.port(),
+    ))
+    .await;
+    assert_eq!(code, 0, "one application's connections blocked another's");
+    drop(greedy);
 
     stop.cancel();
     for driver in drivers {

@@ -76,7 +76,7 @@ async fn messages_large_messages_replies_and_reconnects() {
     let reply_id = bob.handle.reply(tag, b"someone".to_vec()).await.unwrap();
     let (from, reply) = alice
         .next(|e| match e {
-            ClientEvent::Reply { from, message } => Some((from, message)),
+            ClientEvent::Reply { from, message, .. } => Some((from, message)),
             _ => None,
         })
         .await;

@@ -166,6 +166,21 @@ fn curl_through_the_proxy_and_exit() {
     }
     eprintln!("20 connections: {:?}", started.elapsed());
 
+    // usernames keep applications apart (issue 13.4): each is a client of its own to the
+    // exit, and the same username the same client
+    let clients = |exit: &Daemon| exit.log().matches("a new anonymous client").count();
+    let before = clients(&exit);
+    for (user, seed) in [("wallet", 21), ("browser", 22), ("wallet", 23)] {
+        let file = files.join(format!("{user}{seed}"));
+        let out = curl(
+            &format!("socks5h://{user}:x@{listen}"),
+            &format!("http://localhost:{}/data/3000/{seed}", http.port()),
+            &file,
+        );
+        assert_fetched(&out, &file, &body(3000, seed), user);
+    }
+    assert_eq!(clients(&exit) - before, 2, "{}", exit.log());
+
     // a port the policy refuses: SOCKS5 reply 2, "connection not allowed by ruleset"
     let out = curl(
         &proxy,

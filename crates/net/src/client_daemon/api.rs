@@ -666,7 +666,7 @@ fn render(event: &ClientEvent, binary: bool) -> Message {
             json!({ "type": "received", "sender_tag": reply_to.map(|t| t.to_string()) }),
             message,
         ),
-        ClientEvent::Reply { from, message } if binary => {
+        ClientEvent::Reply { from, message, .. } if binary => {
             let from = from.to_string();
             let mut frame = vec![BINARY_REPLY_RECEIVED];
             frame.extend_from_slice(&(from.len() as u16).to_be_bytes());
@@ -674,7 +674,7 @@ fn render(event: &ClientEvent, binary: bool) -> Message {
             frame.extend_from_slice(message);
             Message::Binary(frame.into())
         }
-        ClientEvent::Reply { from, message } => with_body(
+        ClientEvent::Reply { from, message, .. } => with_body(
             json!({ "type": "reply", "from": from.to_string() }),
             message,
         ),

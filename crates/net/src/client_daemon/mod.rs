@@ -815,11 +815,25 @@ reassembly_timeout = "2m"
 [client.surbs]
 # SURBs (single-use reply blocks) attached when a message asks for replies and says no count;
 # a replier with fewer than `refill_below` asks for `request` more; at most `max_kept` are
-# kept per sender.
+# kept per sender (the newest are used first), and the keys of twice as many per peer this
+# client gave SURBs to.
 attach = 20
 refill_below = 10
 request = 20
 max_kept = 200
+# Anyone can send this client SURBs under ever new sender tags, or ask it for more again and
+# again: at most `max_senders` senders' SURBs are kept (the least recently used go first,
+# and replies to them fail), `max_held` SURBs in all (about 500 bytes each; the least
+# recently used senders' oldest go first), and the keys of `max_issued` SURBs this client
+# gave out (the oldest go first). All expire after `lifetime`.
+max_senders = 1024
+max_held = 50000
+max_issued = 50000
+lifetime = "24h"
+# SURBs work only with the topology they were made for (give or take an epoch). When it
+# changes, peers this client gave SURBs to or had replies from within `top_up_within` get
+# `refill_below` fresh ones, and senders it replied to within that time are asked for some.
+top_up_within = "5m"
 
 [connection]
 # How long the WebSocket and Noise handshakes with the gateway may take.
@@ -868,6 +882,19 @@ exit = "{exit}"
 allow_socks4 = true
 # SURBs sent with each message to the exit; about 9 carry one full 16 KiB answer.
 surbs_per_message = 10
+# Each username applications give (SOCKS5 username/password, with any password when none is
+# set here; the SOCKS4 user id) is its own anonymous client to the exit, with its own sender
+# tag and SURBs, so the exit cannot link connections of different usernames (as Tor isolates
+# streams); applications giving none share one. Give a wallet and a browser different
+# usernames (socks5h://wallet:x@127.0.0.1:1080). A username unused for the streams'
+# `idle_timeout` comes back as a new client.
+# Streams open at once per username, usernames at once, and streams in all. Keep them below
+# what the exit grants one client and in all (its `streams_per_client`, 64, and `max_clients`,
+# 1024, by default): the proxy then refuses the extra connections itself, at once, and says
+# why in its log, and one application cannot use up what the exit grants the others.
+streams_per_username = 48
+max_usernames = 64
+max_streams = 256
 "#;
 
 const EXIT_TEMPLATE: &str = r#"[exit]
@@ -1114,5 +1141,28 @@ mod tests {
                 .unwrap();
         assert!(!locked.socks.allow_no_auth && !locked.socks.allow_socks4);
         assert!(locked.credentials.is_some());
+        assert!(refused("streams_per_username = 0").contains("streams_per_username"));
+        assert!(refused("max_streams = 10").contains("max_streams"));
+    }
+
+    #[test]
+    fn the_proxys_limits_are_below_what_an_exit_grants() {
+        // issue 13.9: the proxy allowed 128 streams where the exit grants 64, so the extra
+        // ones were refused by the exit, after a round trip, for every application alike
+        use crate::exit::service::ExitLimits;
+        use crate::socks5::ProxyLimits;
+        let (proxy, exit) = (ProxyLimits::default(), ExitLimits::default());
+        assert!(proxy.streams_per_username < exit.streams_per_client);
+        assert!(proxy.usernames < exit.clients);
+        assert!(proxy.streams_per_username <= proxy.streams);
+        // and what a new proxy's config.toml says is that
+        let exit_address = ClientAddress {
+            identity: [1; 32],
+            encryption: [2; 32],
+            gateway: [3; 32],
+        };
+        let settings: Socks5Config = toml::from_str(&format!("exit = \"{exit_address}\"")).unwrap();
+        let settings = settings.settings(Path::new("config.toml")).unwrap();
+        assert_eq!(settings.limits, proxy);
     }
 }

@@ -27,7 +27,8 @@ use crate::NodeError;
 use crate::client::{ClientEvent, ClientHandle};
 use crate::pipes::{PipeInput, Pipes};
 
-/// How many clients and streams the exit serves at once.
+/// How many clients and streams the exit serves at once. A client is a sender tag: a proxy
+/// has one per username its applications give (see [`crate::socks5`]), each with this budget.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ExitLimits {
     /// Streams open at once for one client (sender tag); opens beyond it are refused with a
@@ -210,12 +211,16 @@ pub async fn run(
                     warn!(dropped_messages, "exit: too many clients; a message was dropped");
                     continue;
                 }
+                let clients = peers.len() + 1;
                 let peer = match peers.entry(tag) {
                     std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
-                    std::collections::hash_map::Entry::Vacant(entry) => entry.insert(Peer {
-                        mux: Mux::new(streams.clone())?,
-                        empty_since: None,
-                    }),
+                    std::collections::hash_map::Entry::Vacant(entry) => {
+                        info!(clients, "exit: a new anonymous client");
+                        entry.insert(Peer {
+                            mux: Mux::new(streams.clone())?,
+                            empty_since: None,
+                        })
+                    }
                 };
                 peer.mux.handle_message(now, &message);
                 Some(tag)
