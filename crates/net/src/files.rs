@@ -84,28 +84,11 @@ fn restrict(path: &Path, dir: bool) -> Result<(), NodeError> {
 
 #[cfg(test)]
 #[cfg(unix)]
-pub(crate) mod tests {
+mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;
-
-    /// The permission bits of `path`.
-    pub(crate) fn mode(path: &Path) -> u32 {
-        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
-    }
-
-    /// Every file under `dir` is 0600 and every directory 0700, `dir` included.
-    pub(crate) fn assert_private_tree(dir: &Path) {
-        assert_eq!(mode(dir), 0o700, "{}", dir.display());
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                assert_private_tree(&path);
-            } else {
-                assert_eq!(mode(&path), 0o600, "{}", path.display());
-            }
-        }
-    }
+    use crate::testing::{assert_private_tree, mode};
 
     #[test]
     fn files_and_directories_are_the_owners_alone() {

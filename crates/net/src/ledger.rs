@@ -1,25 +1,22 @@
 //! Talking to a validator's HTTP API: fetch and verify the topology, read accounts, submit
 //! transactions and wait for their receipts.
 //!
-//! A small HTTP/1.1 client over a plain TCP connection (one request per connection), enough for
-//! the JSON the validators serve; validators are reached at `http://host:port`.
+//! The API's types are the ledger's ([`umbra_ledger::api`]); requests go through the shells'
+//! one HTTP client ([`crate::http_client`]); validators are reached at `http://host:port`.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use umbra_ledger::api::{AccountView, ApiError, NodeView, Submitted, TxStatus};
+use umbra_ledger::{Hash, PublicKey, SignedTopology, Transaction, TxError, ValidatorKey};
 
-use umbra_ledger::{
-    Account, Amount, Hash, Key32, NodeId, NodeInfo, PublicKey, SignedTopology, Transaction,
-    TxError, ValidatorKey,
-};
+use crate::http_client::{self, HttpError, Limits};
 
 /// Why a request to a validator failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum LedgerError {
     /// No connection.
     #[error("cannot reach the validator at {address}: {reason}")]
@@ -61,73 +58,6 @@ pub enum LedgerError {
     Timeout(Duration),
 }
 
-/// An account as `GET /accounts/{key}` describes it.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct AccountView {
-    /// The account.
-    pub address: PublicKey,
-    /// Balance and nonce.
-    #[serde(flatten)]
-    pub account: Account,
-    /// The nonce to give the next transaction (counting ones waiting in the mempool).
-    pub next_nonce: u64,
-}
-
-/// A registered node as `GET /nodes` and `GET /nodes/{id}` describe it (the fields a node and
-/// its operator need).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct NodeView {
-    /// Its number.
-    pub id: NodeId,
-    /// The owning account.
-    pub owner: PublicKey,
-    /// What it registered.
-    pub info: NodeInfo,
-    /// The operator's pledge.
-    pub pledge: Amount,
-    /// Whether it leaves at the next epoch boundary.
-    #[serde(default)]
-    pub unbonding: bool,
-    /// Its Sphinx keys by key rotation.
-    #[serde(default)]
-    pub sphinx_keys: BTreeMap<u32, Key32>,
-}
-
-/// A transaction's fate, as `GET /tx/{hash}` tells it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
-pub enum TxStatus {
-    /// In the mempool.
-    Pending,
-    /// In a block.
-    Committed {
-        /// The block.
-        height: u64,
-        /// What the ledger said: `None` if applied, the error if refused.
-        error: Option<TxError>,
-        /// The error in words.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        message: Option<String>,
-    },
-}
-
-/// The answer to `POST /tx`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Submitted {
-    /// The transaction's hash.
-    pub hash: Hash,
-}
-
-/// An error answer of the API.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ApiError {
-    /// What is wrong, in words.
-    pub error: String,
-    /// The ledger's refusal, when there is one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub refusal: Option<TxError>,
-}
-
 /// A validator's API.
 #[derive(Clone, Debug)]
 pub struct LedgerClient {
@@ -151,7 +81,7 @@ impl LedgerClient {
 
     /// `GET path`, decoded.
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, LedgerError> {
-        let (status, body) = self.request("GET", path, None).await?;
+        let (status, body) = self.request(hyper::Method::GET, path, None).await?;
         self.decode(status, &body)
     }
 
@@ -165,7 +95,7 @@ impl LedgerClient {
             address: self.address,
             reason: error.to_string(),
         })?;
-        let (status, answer) = self.request("POST", path, Some(&body)).await?;
+        let (status, answer) = self.request(hyper::Method::POST, path, Some(body)).await?;
         self.decode(status, &answer)
     }
 
@@ -266,95 +196,34 @@ impl LedgerClient {
 
     async fn request(
         &self,
-        method: &str,
+        method: hyper::Method,
         path: &str,
-        body: Option<&[u8]>,
+        body: Option<Vec<u8>>,
     ) -> Result<(u16, Vec<u8>), LedgerError> {
-        let unreachable = |reason: String| LedgerError::Unreachable {
-            address: self.address,
-            reason,
+        let limits = Limits {
+            timeout: self.timeout,
+            max_body: MAX_RESPONSE,
         };
-        let exchange = async {
-            let mut stream = TcpStream::connect(self.address)
-                .await
-                .map_err(|error| unreachable(error.to_string()))?;
-            let body = body.unwrap_or_default();
-            let head = format!(
-                "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-                self.address,
-                body.len()
-            );
-            stream
-                .write_all(head.as_bytes())
-                .await
-                .map_err(|error| unreachable(error.to_string()))?;
-            stream
-                .write_all(body)
-                .await
-                .map_err(|error| unreachable(error.to_string()))?;
-            let mut response = Vec::new();
-            stream
-                .take(MAX_RESPONSE as u64)
-                .read_to_end(&mut response)
-                .await
-                .map_err(|error| unreachable(error.to_string()))?;
-            Ok(response)
-        };
-        let response = tokio::time::timeout(self.timeout, exchange)
-            .await
-            .map_err(|_| unreachable(format!("no answer within {:?}", self.timeout)))??;
-        parse_response(&response).ok_or_else(|| LedgerError::Garbled {
-            address: self.address,
-            reason: "not an HTTP/1.1 response".into(),
-        })
-    }
-}
-
-const MAX_RESPONSE: usize = 64 << 20;
-
-fn parse_response(response: &[u8]) -> Option<(u16, Vec<u8>)> {
-    let split = response
-        .windows(4)
-        .position(|window| window == b"\r\n\r\n")?;
-    let head = std::str::from_utf8(&response[..split]).ok()?;
-    let status = head.split(' ').nth(1)?.parse().ok()?;
-    let body = &response[split + 4..];
-    let chunked = head.lines().any(|line| {
-        let line = line.to_ascii_lowercase();
-        line.starts_with("transfer-encoding:") && line.contains("chunked")
-    });
-    if !chunked {
-        return Some((status, body.to_vec()));
-    }
-    let mut rest = body;
-    let mut decoded = Vec::new();
-    loop {
-        let end = rest.windows(2).position(|window| window == b"\r\n")?;
-        let size =
-            usize::from_str_radix(std::str::from_utf8(&rest[..end]).ok()?.trim(), 16).ok()?;
-        rest = &rest[end + 2..];
-        if size == 0 {
-            return Some((status, decoded));
+        match http_client::request(self.address, method, path, body, limits).await {
+            Ok(response) => Ok((response.status, response.body)),
+            // an answer that is not HTTP, or too long; a connection cut is `Unreachable`
+            Err(ref error @ HttpError::Exchange(ref cause)) if cause.is_parse() => {
+                Err(LedgerError::Garbled {
+                    address: self.address,
+                    reason: error.to_string(),
+                })
+            }
+            Err(error @ HttpError::TooLong { .. }) => Err(LedgerError::Garbled {
+                address: self.address,
+                reason: error.to_string(),
+            }),
+            Err(error) => Err(LedgerError::Unreachable {
+                address: self.address,
+                reason: error.to_string(),
+            }),
         }
-        decoded.extend_from_slice(rest.get(..size)?);
-        rest = rest.get(size + 2..)?;
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::parse_response;
-
-    #[test]
-    fn responses_are_parsed_plain_and_chunked() {
-        let plain = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}";
-        assert_eq!(parse_response(plain), Some((200, b"{}".to_vec())));
-        let chunked = b"HTTP/1.1 404 Not Found\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
-        assert_eq!(parse_response(chunked), Some((404, b"abcde".to_vec())));
-        assert_eq!(parse_response(b"garbage"), None);
-        assert_eq!(
-            parse_response(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n"),
-            None
-        );
-    }
-}
+/// The longest answer read: a topology or the node list of a large network fits.
+const MAX_RESPONSE: usize = 64 << 20;

@@ -74,7 +74,8 @@ pub struct LinkCounters {
 }
 
 impl LinkCounters {
-    pub(crate) fn event(&self, kind: &'static str, reason: &'static str) {
+    /// Counts one event of `kind` (a metric label) for `reason`.
+    pub fn event(&self, kind: &'static str, reason: &'static str) {
         *self
             .events
             .lock()

@@ -7,8 +7,10 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use umbra_net::client::{self as shell, ClientSetup};
-use umbra_net::client_daemon::{ENCRYPTION_KEY_FILE, IDENTITY_KEY_FILE, OUTBOX_FILE, find_gateway};
+use umbra_client_daemons::client::{self as shell, ClientSetup};
+use umbra_client_daemons::daemon::{
+    ENCRYPTION_KEY_FILE, IDENTITY_KEY_FILE, OUTBOX_FILE, find_gateway,
+};
 use umbra_net::keys::{read_key, write_new_key};
 
 use umbra_net::directory::{self, Directory, Refresh, TrustRoot};
@@ -19,7 +21,7 @@ pub use umbra_net::directory::ValidatorUrl;
 pub use umbra_client::{
     ClientConfig, ClientKeys, ClientStats, SendError, SenderTag, TrafficConfig, TrafficPreset,
 };
-pub use umbra_net::client::{
+pub use umbra_client_daemons::client::{
     ClientEvent, ClientHandle, ClientStatus, CommandError, ConnectionConfig,
 };
 pub use umbra_wire::{AddressParseError, ClientAddress};
@@ -77,7 +79,7 @@ impl ClientBuilder {
             config: ClientConfig::default(),
             connection: ConnectionConfig::default(),
             connect_timeout: Duration::from_secs(30),
-            max_pending_bytes: umbra_net::client::DEFAULT_MAX_PENDING_BYTES,
+            max_pending_bytes: umbra_client_daemons::client::DEFAULT_MAX_PENDING_BYTES,
         }
     }
 
@@ -408,7 +410,7 @@ impl MixnetClient {
     }
 
     /// The client as the drivers in `umbra_net` take it (the SOCKS5 proxy,
-    /// `umbra_net::socks5::run`, and the exit service, `umbra_net::exit::service::run`): a
+    /// `umbra_client_daemons::socks5::run`, and the exit service, `umbra_client_daemons::exit::service::run`): a
     /// handle to send with, its events, and the task to stop it with. Only status events
     /// came before the gateway's welcome, so none that matter are left behind.
     pub fn into_parts(self) -> (ClientHandle, mpsc::Receiver<ClientEvent>, ClientTask) {

@@ -16,9 +16,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use umbra_client::ExitPolicy;
 use umbra_client::stream::StreamConfig;
-use umbra_net::exit::ConnectTimeouts;
-use umbra_net::exit::service::{self, ExitLimits, ExitSettings};
-use umbra_net::socks5::{self, ProxySettings};
+use umbra_client_daemons::exit::ConnectTimeouts;
+use umbra_client_daemons::exit::service::{self, ExitLimits, ExitSettings};
+use umbra_client_daemons::socks5::{self, ProxySettings};
 use umbra_sdk::{ClientBuilder, ClientTask, TrafficConfig};
 
 const BODY_LEN: usize = 1 << 20;

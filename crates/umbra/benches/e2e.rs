@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 
 use common::{Net, TestClient, cpu_seconds};
 use rand::RngExt;
+use umbra::network::Shape;
 use umbra_client::{ClientConfig, ClientKeys, TrafficConfig, TrafficPreset};
-use umbra_net::client::ClientEvent;
-use umbra_net::localnet::Shape;
+use umbra_client_daemons::client::ClientEvent;
 
 fn quick() -> bool {
     std::env::var_os("UMBRA_BENCH_QUICK").is_some()

@@ -15,8 +15,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Net, cpu_seconds};
+use umbra::network::{Kind, Shape};
 use umbra_client::{ClientConfig, ClientKeys, TrafficPreset};
-use umbra_net::localnet::{Kind, Shape};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -63,7 +63,7 @@ async fn main() {
         let elapsed = started.elapsed().as_secs_f64();
         let cpu = (cpu_seconds("self") - cpu_before) / elapsed;
         let gateway_cpu = (cpu_seconds(&gateway_pid) - gateway_before) / elapsed;
-        let sent = |s: &umbra_net::client::ClientStatus| {
+        let sent = |s: &umbra_client_daemons::client::ClientStatus| {
             s.stats.drop_cover + s.stats.loops + s.stats.real_packets
         };
         let down_messages = after.stats.acks + after.stats.loops_returned;

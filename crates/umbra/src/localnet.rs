@@ -15,15 +15,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use tokio_util::sync::CancellationToken;
+use umbra::network::{Kind, Layout, Shape, get, health};
 use umbra_client::TrafficPreset;
+use umbra_client_daemons::daemon;
 use umbra_ledger::{GenesisAccount, Params, SigningKey, UNIT};
-use umbra_net::client_daemon;
 use umbra_net::directory::{Current, Directory, TrustRoot};
 use umbra_net::keys::read_key;
 use umbra_net::ledger::LedgerClient;
-use umbra_net::localnet::{Kind, Layout, Shape, get, health};
 use umbra_net::metrics::sample;
-use umbra_net::registration::{self, Registration};
+use umbra_node::registration::{self, Registration};
 use umbra_sdk::{ClientBuilder, ClientEvent, MixnetClient};
 
 use supervisor::{Event, Restarts, Stage, Supervisor};
@@ -55,7 +55,7 @@ pub(crate) struct Options {
 
 pub(crate) fn run(options: Options) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("finding the umbra binary")?;
-    let reused = options.dir.join(umbra_net::localnet::LAYOUT_FILE).exists();
+    let reused = options.dir.join(umbra::network::LAYOUT_FILE).exists();
     let mut layout =
         Layout::create_or_open_with_ledger(&options.dir, &options.shape, options.validators)?;
     if layout.validators.is_empty() {
@@ -220,7 +220,7 @@ fn start_daemons(
         started: Vec::new(),
     };
     let exit = start_daemon(exe, layout, current, preset, supervisor, EXIT, 0, || {
-        Ok(client_daemon::NewRole::Exit {
+        Ok(daemon::NewRole::Exit {
             policy: None,
             insecure_allow_private: true,
         })
@@ -237,7 +237,7 @@ fn start_daemons(
         SOCKS5,
         SOCKS5_PORT,
         || {
-            Ok(client_daemon::NewRole::Socks5 {
+            Ok(daemon::NewRole::Socks5 {
                 listen: port_or_any(SOCKS5_PORT)?,
                 exit: exit_address,
             })
@@ -252,7 +252,7 @@ fn start_daemons(
         USER_CLIENT,
         CLIENT_API_PORT,
         || {
-            Ok(client_daemon::NewRole::Client {
+            Ok(daemon::NewRole::Client {
                 api: port_or_any(CLIENT_API_PORT)?,
             })
         },
@@ -290,10 +290,10 @@ fn start_daemon(
     supervisor: &mut Supervisor,
     name: &'static str,
     preferred: u16,
-    role: impl FnOnce() -> anyhow::Result<client_daemon::NewRole<'static>>,
+    role: impl FnOnce() -> anyhow::Result<daemon::NewRole<'static>>,
 ) -> anyhow::Result<Daemon> {
     let dir = layout.dir.join(name);
-    if !dir.join(client_daemon::CONFIG_FILE).exists() {
+    if !dir.join(daemon::CONFIG_FILE).exists() {
         // of the gateways serving this epoch (with short epochs, not every one may be yet)
         let gateways: Vec<_> = current.topology.gateways().collect();
         let gateway = if name == EXIT {
@@ -305,9 +305,9 @@ fn start_daemon(
         let ledger = layout
             .ledger_config()
             .context("the network has no validator")?;
-        client_daemon::init(
+        daemon::init(
             &dir,
-            client_daemon::InitSource::Ledger {
+            daemon::InitSource::Ledger {
                 ledger: &ledger,
                 genesis: &layout.genesis_file(),
                 topology: &current.topology,
@@ -317,14 +317,14 @@ fn start_daemon(
             preset,
         )?;
     }
-    let mut daemon = client_daemon::ClientDaemon::load(&dir)?;
+    let mut daemon = daemon::ClientDaemon::load(&dir)?;
     if let Some(configured) = daemon.listen_address()
         && std::net::TcpListener::bind(configured).is_err()
     {
         let free = port_or_any(preferred)?;
-        let config = dir.join(client_daemon::CONFIG_FILE);
+        let config = dir.join(daemon::CONFIG_FILE);
         move_listen_address(&config, configured, free)?;
-        daemon = client_daemon::ClientDaemon::load(&dir)?;
+        daemon = daemon::ClientDaemon::load(&dir)?;
         if daemon.listen_address() != Some(free) {
             bail!(
                 "{configured} is taken by another program, and {} could not be moved to {free}: set its listen_address to a free port",
@@ -508,7 +508,7 @@ fn make_validators(layout: &Layout, dirs: &[PathBuf], options: &Options) -> anyh
     let several = dirs.len() > 1;
     let p2p = if several {
         dirs.iter()
-            .map(|_| umbra_net::localnet::free_port())
+            .map(|_| umbra::network::free_port())
             .collect::<Result<Vec<_>, _>>()?
     } else {
         Vec::new()

@@ -10,12 +10,12 @@ mod ledger_cli;
 mod localnet;
 mod node_cli;
 
+use umbra::network::Shape;
 use umbra_client::TrafficPreset;
-use umbra_net::client_daemon::{self, ClientDaemon, DaemonRole, NewRole};
+use umbra_client_daemons::daemon::{self, ClientDaemon, DaemonRole, NewRole};
 use umbra_net::directory::{LedgerConfig, ValidatorUrl};
-use umbra_net::gateway::{self, Gateway};
-use umbra_net::localnet::Shape;
-use umbra_net::mixnode::{self, Mixnode};
+use umbra_node::gateway::{self, Gateway};
+use umbra_node::mixnode::{self, Mixnode};
 use umbra_sdk::ClientAddress;
 
 #[derive(Parser)]
@@ -245,7 +245,7 @@ impl LedgerArgs {
 }
 
 fn print_registration(
-    made: &umbra_net::node::Initialised,
+    made: &umbra_node::runtime::Initialised,
     role: &str,
     data_dir: &std::path::Path,
     ledger: bool,
@@ -572,11 +572,8 @@ fn client(command: ClientCommand) -> anyhow::Result<()> {
     match command {
         ClientCommand::Init { new, api } => {
             let data_dir = new.data_dir.clone();
-            let (api, note) = client_daemon::choose_listen_address(
-                api,
-                client_daemon::DEFAULT_API_ADDRESS,
-                "--api",
-            )?;
+            let (api, note) =
+                daemon::choose_listen_address(api, daemon::DEFAULT_API_ADDRESS, "--api")?;
             if let Some(note) = note {
                 println!("Note: {note}.");
             }
@@ -603,9 +600,9 @@ fn socks5(command: Socks5Command) -> anyhow::Result<()> {
                     "--exit {exit:?} is not a client address ({error}); give the exit service's address, as `umbra exit address --data-dir DIR` prints it"
                 )
             })?;
-            let (listen, note) = client_daemon::choose_listen_address(
+            let (listen, note) = daemon::choose_listen_address(
                 listen,
-                umbra_net::socks5::DEFAULT_LISTEN_ADDRESS,
+                umbra_client_daemons::socks5::DEFAULT_LISTEN_ADDRESS,
                 "--listen",
             )?;
             if let Some(note) = note {
@@ -677,9 +674,9 @@ fn init_daemon(new: NewDaemonArgs, role: NewRole<'_>) -> anyhow::Result<ClientAd
         traffic,
     } = new;
     Ok(match (topology, genesis) {
-        (Some(topology), _) => client_daemon::init(
+        (Some(topology), _) => daemon::init(
             &data_dir,
-            client_daemon::InitSource::File(&topology),
+            daemon::InitSource::File(&topology),
             &gateway,
             role,
             traffic,
@@ -695,9 +692,9 @@ fn init_daemon(new: NewDaemonArgs, role: NewRole<'_>) -> anyhow::Result<ClientAd
                 let stop = tokio_util::sync::CancellationToken::new();
                 directory.first(&stop).await
             })?;
-            client_daemon::init(
+            daemon::init(
                 &data_dir,
-                client_daemon::InitSource::Ledger {
+                daemon::InitSource::Ledger {
                     ledger: &ledger,
                     genesis: &genesis,
                     topology: &current.topology,
@@ -723,7 +720,7 @@ fn run_daemon(data_dir: &std::path::Path, role: DaemonRole) -> anyhow::Result<()
 
 /// Reads the client daemon in `data_dir`, which must exist and be a `role`.
 fn load_daemon(data_dir: &std::path::Path, role: DaemonRole) -> anyhow::Result<ClientDaemon> {
-    let config = data_dir.join(client_daemon::CONFIG_FILE);
+    let config = data_dir.join(daemon::CONFIG_FILE);
     if !config.exists() {
         anyhow::bail!(
             "{}: missing; create {} first with `umbra {} init --data-dir {}`",

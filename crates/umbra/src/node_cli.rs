@@ -8,7 +8,7 @@ use clap::Args;
 use umbra_ledger::{Amount, NodeKind, SigningKey};
 use umbra_net::directory::ValidatorUrl;
 use umbra_net::keys::read_key;
-use umbra_net::registration::{self, Registration};
+use umbra_node::registration::{self, Registration};
 
 use crate::ledger_cli::{parse_amount, umb};
 

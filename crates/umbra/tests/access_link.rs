@@ -46,7 +46,7 @@ use common::apps::{Daemon, body, curl, curl_command, http_server, sha256, wait_l
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
-use umbra_net::localnet::{Shape, free_port};
+use umbra::network::{Shape, free_port};
 
 /// The phases alternate in blocks (idle, active, idle, …), so that whatever else drifts on
 /// the machine over the minutes of the test weighs on both alike.

@@ -653,7 +653,7 @@ fn localnet_heals_restarts_after_rotation_moves_off_taken_ports_and_gives_up_on_
         .and_then(|node| node["http"].as_str()?.parse().ok())
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while umbra_net::localnet::get(http, "/health").is_none() {
+    while umbra::network::get(http, "/health").is_none() {
         assert!(Instant::now() < deadline, "mix-1-1 did not serve again");
         std::thread::sleep(Duration::from_millis(200));
     }

@@ -8,9 +8,9 @@ mod common;
 use std::time::Duration;
 
 use common::{Net, fast_config};
+use umbra::network::Shape;
 use umbra_client::ClientKeys;
-use umbra_net::client::ClientEvent;
-use umbra_net::localnet::Shape;
+use umbra_client_daemons::client::ClientEvent;
 
 fn keys() -> ClientKeys {
     ClientKeys::generate(&mut rand::rng())
@@ -443,7 +443,7 @@ async fn a_client_that_stops_reading_gets_its_deliveries_from_the_inbox() {
         },
     );
     // bob: an `umbra client` process with its WebSocket API; alice: a client in this process
-    let api = umbra_net::localnet::free_port().unwrap();
+    let api = umbra::network::free_port().unwrap();
     let topology = net.processes.layout().topology_file();
     let mut bob = common::apps::Daemon::init(
         &net,

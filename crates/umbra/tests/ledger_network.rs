@@ -14,13 +14,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use umbra::network::{Kind, LAYOUT_FILE, Layout, get};
 use umbra_ledger::{
     Certificate, Genesis, GenesisValidator, Hash, Params, SignedTopology, SigningKey,
     TopologyDocument,
 };
 use umbra_net::directory::{Directory, LedgerConfig, TrustRoot, ValidatorUrl};
-use umbra_net::localnet::{Kind, LAYOUT_FILE, Layout, get};
-use umbra_net::mixnode::Mixnode;
+use umbra_node::mixnode::Mixnode;
 use umbra_sdk::{ClientBuilder, ClientEvent, TrafficConfig};
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -327,7 +327,7 @@ async fn forged_unsigned_and_foreign_topologies_are_refused() {
         validators: vec![ValidatorUrl::from_address(address)],
         genesis: "genesis.json".into(),
     };
-    umbra_net::mixnode::init(
+    umbra_node::mixnode::init(
         &node_dir,
         "127.0.0.1:1".parse().unwrap(),
         "127.0.0.1:2".parse().unwrap(),

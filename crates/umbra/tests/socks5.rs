@@ -17,7 +17,7 @@ use common::Net;
 use common::apps::{
     Daemon, UMBRA, assert_fetched, body, curl, curl_command, http_server, wait_listening,
 };
-use umbra_net::localnet::{Shape, free_port};
+use umbra::network::{Shape, free_port};
 
 /// `umbra <role> init` on the network's topology with `args`, made fast for tests, then started.
 fn create(net: &Net, role: &'static str, name: &str, gateway: usize, args: &[&str]) -> Daemon {
@@ -332,7 +332,7 @@ fn umbra(args: &[&str]) -> Output {
 
 #[test]
 fn mistakes_in_commands_and_configs_are_explained() {
-    use umbra_net::localnet::Layout;
+    use umbra::network::Layout;
     let dir = std::env::temp_dir().join(format!("umbra-socks5-cli-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let layout = Layout::create_or_open(

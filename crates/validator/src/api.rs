@@ -13,9 +13,9 @@ use serde::Serialize;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use umbra_http::{HttpCounters, HttpLimits};
+use umbra_ledger::api::{AccountView, ApiError, Submitted, TxStatus};
 use umbra_ledger::{Hash, NodeId, PublicKey, Transaction};
-use umbra_net::http::{HttpCounters, HttpLimits};
-use umbra_net::ledger::{AccountView, ApiError, Submitted, TxStatus};
 
 use crate::chain::{Chain, Rejected};
 
@@ -101,7 +101,7 @@ pub async fn serve(
         .route("/tx/{hash}", get(transaction))
         .route("/relay", post(relay))
         .with_state(shared);
-    umbra_net::http::serve_router(listener, router, limits, http, shutdown).await
+    umbra_http::serve_router(listener, router, limits, http, shutdown).await
 }
 
 async fn health(Extract(shared): Extract<Shared>) -> Response {

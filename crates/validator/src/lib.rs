@@ -16,14 +16,14 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
+use umbra_http::HttpLimits;
 use umbra_ledger::beacon::BeaconChain;
 use umbra_ledger::{
     Genesis, GenesisAccount, GenesisValidator, Hash, Params, PublicKey, SigningKey, UNIT,
 };
 use umbra_net::NodeError;
-use umbra_net::http::HttpLimits;
+use umbra_net::config::{ensure_new, read_toml, require_config};
 use umbra_net::keys::{read_key, write_new_key};
-use umbra_net::node::{ensure_new, read_toml, require_config};
 
 use crate::api::Counters;
 use crate::chain::Chain;

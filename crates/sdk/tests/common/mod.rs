@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use umbra::network::{Kind, Layout, Shape};
 use umbra_net::NodeError;
-use umbra_net::gateway::Gateway;
-use umbra_net::localnet::{Kind, Layout, Shape};
-use umbra_net::mixnode::Mixnode;
+use umbra_node::gateway::Gateway;
+use umbra_node::mixnode::Mixnode;
 
 /// Fails the test if `future` takes more than a minute.
 pub(crate) async fn within<T>(future: impl std::future::Future<Output = T>) -> T {

@@ -199,7 +199,7 @@ impl Supervisor {
             let count = running.iter().take_while(|(s, _, _)| *s == stage).count();
             let mut group: Vec<(Stage, String, Child)> = running.drain(..count).collect();
             for (_, _, child) in &group {
-                umbra_net::localnet::terminate(child);
+                umbra::network::terminate(child);
             }
             let deadline = Instant::now() + grace;
             for (_, name, child) in &mut group {

@@ -11,9 +11,11 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use umbra::network::{Kind, Layout, Processes, Shape};
 use umbra_client::{Client, ClientConfig, ClientKeys, TrafficConfig};
-use umbra_net::client::{self, ClientEvent, ClientHandle, ClientSetup, ConnectionConfig};
-use umbra_net::localnet::{Kind, Layout, Processes, Shape};
+use umbra_client_daemons::client::{
+    self, ClientEvent, ClientHandle, ClientSetup, ConnectionConfig,
+};
 use umbra_topology::Topology;
 
 /// How long anything may take before a test gives up.

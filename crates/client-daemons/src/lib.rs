@@ -1,0 +1,8 @@
+#![doc = include_str!("../README.md")]
+
+pub mod client;
+pub mod daemon;
+pub mod exit;
+mod outbox_keys;
+mod pipes;
+pub mod socks5;

@@ -1,0 +1,235 @@
+//! A mix node's configuration file, `config.toml` in its data directory.
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use umbra_mixnode::MixConfig;
+
+use crate::runtime::{HttpConfig, StorageConfig, WorkerConfig};
+use umbra_net::NodeError;
+use umbra_net::directory::LedgerConfig;
+use umbra_net::link::LinkConfig;
+
+/// Everything a mix node can be told. Every field but the addresses has a default.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MixnodeConfig {
+    /// Where other nodes connect to this one.
+    pub listen_address: SocketAddr,
+    /// A static topology file, relative to the data directory: for private test networks
+    /// without validators (no epochs, no key rotation). Set this or `ledger`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topology: Option<PathBuf>,
+    /// Where the ledger is: the validators serving each epoch's topology, and the genesis file
+    /// their signatures are checked against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ledger: Option<LedgerConfig>,
+    /// The HTTP endpoint.
+    #[serde(default)]
+    pub http: HttpConfig,
+    /// How packets are mixed.
+    #[serde(default)]
+    pub mixing: MixConfig,
+    /// How links behave.
+    #[serde(default)]
+    pub links: LinkConfig,
+    /// Sphinx processing threads.
+    #[serde(default)]
+    pub workers: WorkerConfig,
+    /// What is kept on disk.
+    #[serde(default)]
+    pub storage: StorageConfig,
+}
+
+impl MixnodeConfig {
+    /// The defaults, listening at the given addresses, with the topology from the ledger.
+    pub fn with_ledger(
+        listen_address: SocketAddr,
+        http_address: SocketAddr,
+        ledger: LedgerConfig,
+    ) -> Self {
+        MixnodeConfig {
+            topology: None,
+            ledger: Some(ledger),
+            ..MixnodeConfig::new(listen_address, http_address)
+        }
+    }
+
+    /// The defaults, listening at the given addresses, with a static topology file
+    /// (`topology.json`; private test networks).
+    pub fn new(listen_address: SocketAddr, http_address: SocketAddr) -> Self {
+        MixnodeConfig {
+            listen_address,
+            topology: Some(PathBuf::from(umbra_net::config::TOPOLOGY_FILE)),
+            ledger: None,
+            http: HttpConfig {
+                enabled: true,
+                listen_address: http_address,
+            },
+            mixing: MixConfig::default(),
+            links: LinkConfig::default(),
+            workers: WorkerConfig::default(),
+            storage: StorageConfig::default(),
+        }
+    }
+
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> Result<MixnodeConfig, NodeError> {
+        let config: MixnodeConfig = umbra_net::config::read_toml(path)?;
+        config
+            .validate()
+            .map_err(|problem| NodeError::invalid(path, problem))?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        self.mixing.validate().map_err(|error| error.to_string())?;
+        crate::runtime::validate_links_and_workers(&self.links, &self.workers)?;
+        umbra_net::config::validate_source(self.topology.as_deref(), self.ledger.as_ref())
+    }
+
+    /// The configuration file `umbra mixnode init` writes: every setting, commented, with
+    /// its default.
+    pub fn template(
+        listen_address: SocketAddr,
+        http_address: SocketAddr,
+        ledger: Option<&LedgerConfig>,
+    ) -> String {
+        TEMPLATE
+            .replace("{listen_address}", &listen_address.to_string())
+            .replace("{source}", &umbra_net::config::source_template(ledger))
+            .replace("{http_address}", &http_address.to_string())
+    }
+}
+
+const TEMPLATE: &str = r#"# An Umbra mix node. Written by `umbra mixnode init`; every setting is shown with its
+# default. Durations read like "250ms", "10s", "5m", "25h". Paths are relative to this directory.
+
+# Where other nodes connect to this node (Noise over TCP). The node registers on the ledger
+# with the address other nodes reach it at (`umbra mixnode register --mix-address`).
+listen_address = "{listen_address}"
+
+{source}
+[http]
+# /metrics (Prometheus text) and /health. Keep it on a private address.
+enabled = true
+listen_address = "{http_address}"
+
+[mixing]
+# The longest a packet is held, whatever delay its sender chose (Nym: 10s).
+max_delay = "10s"
+
+[mixing.replay]
+# The replay filter of each key rotation remembers every packet's tag, so a replayed packet is
+# dropped. It is sized for this many packets per second over this long, wrongly taking a fresh
+# packet for a replay at this rate once full. Nym's sizing takes 539 MB per filter; a node
+# keeps two (the current and the previous key rotation).
+expected_packets_per_second = 2000
+retention = "25h"
+false_positive_rate = 1e-5
+
+[links]
+# Frames waiting for each next-layer node; beyond this they are dropped and counted.
+queue_len = 2000
+# After a link fails: wait this long, doubling per failure up to the maximum.
+reconnect_initial = "10s"
+reconnect_max = "5m"
+# How long a Noise handshake may take.
+handshake_timeout = "5s"
+# Inbound links open at once.
+max_inbound = 1024
+
+[workers]
+# Threads processing Sphinx packets; 0 means one per CPU core.
+threads = 0
+# The most packets a thread processes at once: batches share costly field inversions, and
+# small ones keep the time a packet waits for the others short.
+batch_size = 8
+# Their niceness (Linux): the links and the core thread, whose timing matters, go first when
+# the CPU is busy. 0 runs them at normal priority.
+nice = 10
+# A frame that waited longer than this for a thread is dropped unprocessed (its sender has
+# given up on it): under overload the queue stays short and what gets through is on time.
+max_queue_wait = "500ms"
+
+[storage]
+# How often the replay filters are saved; they are also saved when the node stops.
+replay_save_interval = "10m"
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_template_is_the_defaults() {
+        let listen: SocketAddr = "0.0.0.0:1789".parse().unwrap();
+        let http = "127.0.0.1:8000".parse().unwrap();
+        let parsed: MixnodeConfig =
+            toml::from_str(&MixnodeConfig::template(listen, http, None)).unwrap();
+        assert_eq!(parsed, MixnodeConfig::new(listen, http));
+        let ledger = LedgerConfig {
+            validators: vec!["http://127.0.0.1:7000".parse().unwrap()],
+            genesis: "genesis.json".into(),
+        };
+        let parsed: MixnodeConfig =
+            toml::from_str(&MixnodeConfig::template(listen, http, Some(&ledger))).unwrap();
+        assert_eq!(
+            parsed,
+            MixnodeConfig::with_ledger(listen, http, ledger.clone())
+        );
+        let minimal: MixnodeConfig = toml::from_str(
+            "listen_address = \"0.0.0.0:1789\"\n[ledger]\nvalidators = [\"http://127.0.0.1:7000\"]",
+        )
+        .unwrap();
+        assert_eq!(minimal, MixnodeConfig::with_ledger(listen, http, ledger));
+    }
+
+    #[test]
+    fn bad_settings_name_the_setting() {
+        let dir = std::env::temp_dir().join(format!("umbra-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("config.toml");
+        let cases = [
+            ("listen_address = 5", "listen_address"),
+            (
+                "listen_address = \"0.0.0.0:1\"\n[mixing]\nmax_delay = \"forever\"",
+                "max_delay",
+            ),
+            (
+                "listen_address = \"0.0.0.0:1\"\n[links]\nqueue_len = 0",
+                "queue_len",
+            ),
+            (
+                "listen_address = \"0.0.0.0:1\"\n[mixing.replay]\nfalse_positive_rate = 2.0",
+                "false_positive_rate",
+            ),
+            (
+                "listen_address = \"0.0.0.0:1\"\ncolour = \"blue\"",
+                "colour",
+            ),
+            ("listen_address = \"0.0.0.0:1\"", "[ledger]"),
+            (
+                "listen_address = \"0.0.0.0:1\"\n[ledger]\nvalidators = []",
+                "ledger.validators",
+            ),
+            (
+                "listen_address = \"0.0.0.0:1\"\n[ledger]\nvalidators = [\"https://v:1\"]",
+                "plain http",
+            ),
+            (
+                "listen_address = \"0.0.0.0:1\"\n[mixing]\nmax_delay = \"2h\"",
+                "over an hour",
+            ),
+        ];
+        for (text, expected) in cases {
+            std::fs::write(&path, text).unwrap();
+            let error = MixnodeConfig::load(&path).unwrap_err().to_string();
+            assert!(
+                error.contains("config.toml") && error.contains(expected),
+                "{error:?} should name {expected:?}"
+            );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
