@@ -100,6 +100,17 @@ pub enum NodeError {
         /// Why.
         source: io::Error,
     },
+    /// A thread could not be started (the system is out of threads or memory).
+    #[error("cannot start the {name} thread: {source}")]
+    Thread {
+        /// The thread.
+        name: &'static str,
+        /// Why.
+        source: io::Error,
+    },
+    /// A thread or task of the daemon panicked (a bug: please report it with the log).
+    #[error("the {0} panicked; this is a bug, please report it with the log")]
+    Panicked(&'static str),
     /// Anything else that stops the node, said plainly.
     #[error("{0}")]
     Other(String),

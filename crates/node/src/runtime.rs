@@ -20,7 +20,7 @@ use umbra_sphinx::{PrivateKey, PublicKey};
 use umbra_topology::{NodeDescriptor, NoiseKey, Topology};
 use umbra_wire::frame::Frame;
 
-use crate::epoch::{Admitted, KeyRing, Placement};
+use crate::epoch::{Admitted, EpochNode, Follower, KeyRing, PeerSet, Place, Placement};
 use umbra_net::NodeError;
 use umbra_net::config::{ensure_new, read_topology};
 use umbra_net::directory::{Current, Directory, LedgerConfig};
@@ -721,5 +721,359 @@ impl Default for StorageConfig {
         StorageConfig {
             replay_save_interval: Duration::from_secs(600),
         }
+    }
+}
+
+/// A node up to its first topology, whatever its role: its keys and link counters, the links
+/// to its peers (empty until the role asks for some), its first topology and place there, the
+/// unwrapper with its Sphinx keys, and the signal that stops everything it spawns.
+pub(crate) struct Node {
+    pub(crate) data_dir: PathBuf,
+    pub(crate) stop: CancellationToken,
+    pub(crate) keys: Arc<NoiseKeypair>,
+    pub(crate) links: Arc<LinkCounters>,
+    pub(crate) peers: PeerSet,
+    pub(crate) first: Current,
+    pub(crate) placement: Placement,
+    pub(crate) unwrapper: Arc<Unwrapper>,
+    noise_key: NoiseKey,
+    admitted: Admitted,
+    ledger: Option<(Arc<Directory>, KeyRing)>,
+}
+
+impl Node {
+    /// Takes the node's first topology and keys from `source` (see [`Source::start`]); `None`
+    /// when `shutdown` comes first.
+    pub(crate) async fn start(
+        data_dir: PathBuf,
+        kind: &'static str,
+        noise: NoiseKeypair,
+        source: Source,
+        replay: &ReplayFilterConfig,
+        links_config: &LinkConfig,
+        shutdown: &mut (impl Future<Output = ()> + Unpin),
+    ) -> Result<Option<Node>, NodeError> {
+        let stop = CancellationToken::new();
+        let noise_key = noise.public();
+        let keys = Arc::new(noise);
+        let links = Arc::new(LinkCounters::default());
+        let started = source
+            .start(&data_dir, kind, &noise_key, replay, &stop, shutdown)
+            .await?;
+        let Some(Start {
+            first,
+            placement,
+            admitted,
+            unwrapper,
+            ledger,
+        }) = started
+        else {
+            return Ok(None);
+        };
+        let peers = PeerSet::new(&keys, links_config, &links);
+        Ok(Some(Node {
+            data_dir,
+            stop,
+            keys,
+            links,
+            peers,
+            first,
+            placement,
+            unwrapper,
+            noise_key,
+            admitted,
+            ledger,
+        }))
+    }
+
+    /// Serves what every node serves, until [`Serving::stop`]: links from the nodes the epoch
+    /// admits, their frames handed to `frames` (dropped and counted in `overloaded` when it is
+    /// full); `/metrics` and `/health` from `status` on `http`; the replay filters saved every
+    /// `save_interval`; and each new epoch, applied to `epochs`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        http: Option<tokio::net::TcpListener>,
+        links_config: &LinkConfig,
+        frames: crossbeam_channel::Sender<(Instant, Frame)>,
+        overloaded: &Arc<std::sync::atomic::AtomicU64>,
+        status: Arc<dyn umbra_http::Status>,
+        save_interval: Duration,
+        epochs: impl EpochNode,
+    ) -> Serving {
+        let Node {
+            data_dir,
+            stop,
+            keys,
+            links,
+            peers,
+            first,
+            unwrapper,
+            noise_key,
+            admitted,
+            ledger,
+            ..
+        } = self;
+        let inbound = serve_links_with(
+            listener,
+            &keys,
+            links_config,
+            admitted.admission(),
+            frames,
+            overloaded,
+            &links,
+            &stop,
+        );
+        let http =
+            http.map(|listener| tokio::spawn(umbra_http::serve(listener, status, stop.clone())));
+        let saver = tokio::spawn(save_periodically(
+            data_dir.clone(),
+            Arc::clone(&unwrapper),
+            save_interval,
+            stop.clone(),
+        ));
+        let follower =
+            Follower::start(ledger, first, noise_key, peers, admitted, epochs, &stop).await;
+        Serving {
+            data_dir,
+            stop,
+            unwrapper,
+            inbound,
+            http,
+            saver,
+            follower: Some(follower),
+            peer_tasks: Vec::new(),
+        }
+    }
+}
+
+/// What a node serves while it runs (see [`Node::serve`]), stopped in two steps around the
+/// role's own: [`Serving::stop`] first, [`Serving::finish`] last.
+pub(crate) struct Serving {
+    data_dir: PathBuf,
+    stop: CancellationToken,
+    unwrapper: Arc<Unwrapper>,
+    inbound: JoinHandle<()>,
+    http: Option<JoinHandle<std::io::Result<()>>>,
+    saver: JoinHandle<()>,
+    follower: Option<Follower>,
+    peer_tasks: Vec<JoinHandle<()>>,
+}
+
+impl Serving {
+    /// Takes no new links and follows no more epochs; the links to peers go on sending what
+    /// they hold until [`Serving::finish`].
+    pub(crate) async fn stop(&mut self) -> Result<(), NodeError> {
+        self.stop.cancel();
+        if let Some(follower) = self.follower.take() {
+            self.peer_tasks = follower.finish().await?.close();
+        }
+        let _ = (&mut self.inbound).await;
+        let _ = (&mut self.saver).await;
+        Ok(())
+    }
+
+    /// Lets the links send what they hold (for `grace` at most), stops the HTTP endpoint and
+    /// saves the replay filters.
+    pub(crate) async fn finish(mut self, grace: Duration) -> Result<(), NodeError> {
+        if self.follower.is_some() {
+            self.stop().await?;
+        }
+        drain_peers(&mut self.peer_tasks, grace).await;
+        if let Some(task) = self.http {
+            let _ = task.await;
+        }
+        save_filters(&self.data_dir, &self.unwrapper).await
+    }
+}
+
+/// Starts a thread named `name` running `run`.
+pub(crate) fn spawn_thread<T: Send + 'static>(
+    name: &'static str,
+    run: impl FnOnce() -> T + Send + 'static,
+) -> Result<std::thread::JoinHandle<T>, NodeError> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(run)
+        .map_err(|source| NodeError::Thread { name, source })
+}
+
+/// Waits, off the runtime, for threads that are ending (`what` names them in the error if
+/// one panicked).
+pub(crate) async fn join_threads<T: Send + 'static>(
+    what: &'static str,
+    threads: Vec<std::thread::JoinHandle<T>>,
+) -> Result<Vec<T>, NodeError> {
+    tokio::task::spawn_blocking(move || {
+        threads
+            .into_iter()
+            .map(|thread| thread.join().map_err(|_| NodeError::Panicked(what)))
+            .collect()
+    })
+    .await
+    .map_err(|_| NodeError::Panicked(what))?
+}
+
+/// Reads a node's configuration file and checks it with `validate`, whose problem the error
+/// names with the file.
+pub(crate) fn load_config<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    validate: impl FnOnce(&T) -> Result<(), String>,
+) -> Result<T, NodeError> {
+    let config: T = umbra_net::config::read_toml(path)?;
+    validate(&config).map_err(|problem| NodeError::invalid(path, problem))?;
+    Ok(config)
+}
+
+/// Which node's configuration template [`template`] writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TemplateFor {
+    Mixnode,
+    Gateway,
+}
+
+/// The sections of a configuration template every node has, commented, with their defaults:
+/// `[links]`, `[workers]`, `[storage]`.
+pub(crate) fn template(node: TemplateFor) -> String {
+    let (peers, inbound, saved) = match node {
+        TemplateFor::Mixnode => (
+            "next-layer node",
+            "Inbound links open at once.",
+            "How often the replay filters are saved; they are also saved when the node stops.",
+        ),
+        TemplateFor::Gateway => (
+            "first-layer node",
+            "Inbound links (from last-layer mix nodes) open at once.",
+            "How often the replay filter is saved; it is also saved when the gateway stops. Stored\n# messages are written to inbox.redb before they are acknowledged.",
+        ),
+    };
+    format!(
+        r#"[links]
+# Frames waiting for each {peers}; beyond this they are dropped and counted.
+queue_len = 2000
+# After a link fails: wait this long, doubling per failure up to the maximum.
+reconnect_initial = "10s"
+reconnect_max = "5m"
+# How long a Noise handshake may take.
+handshake_timeout = "5s"
+# {inbound}
+max_inbound = 1024
+
+[workers]
+# Threads processing Sphinx packets; 0 means one per CPU core.
+threads = 0
+# The most packets a thread processes at once: batches share costly field inversions, and
+# small ones keep the time a packet waits for the others short.
+batch_size = 8
+# Their niceness (Linux): the links and the core thread, whose timing matters, go first when
+# the CPU is busy. 0 runs them at normal priority.
+nice = 10
+# A frame that waited longer than this for a thread is dropped unprocessed (its sender has
+# given up on it): under overload the queue stays short and what gets through is on time.
+max_queue_wait = "500ms"
+
+[storage]
+# {saved}
+replay_save_interval = "10m"
+"#
+    )
+}
+
+/// What every node shows of its Sphinx hop in `/metrics` and `/health`: its place in the
+/// epoch, its unwrapping queue and what it dropped there, its links and peers.
+pub(crate) struct HopStatus {
+    pub(crate) place: std::sync::Mutex<Place>,
+    /// Frames dropped for finding the Sphinx threads' queue full.
+    pub(crate) overloaded: Arc<std::sync::atomic::AtomicU64>,
+    /// Frames dropped for waiting too long for a Sphinx thread.
+    pub(crate) stale: Arc<std::sync::atomic::AtomicU64>,
+    pub(crate) links: Arc<LinkCounters>,
+    peers: Arc<std::sync::Mutex<Vec<(String, PeerStatus)>>>,
+    unwrapper: Arc<Unwrapper>,
+    waiting: Receiver<(Instant, Frame)>,
+    pub(crate) stopping: std::sync::atomic::AtomicBool,
+}
+
+impl HopStatus {
+    /// The status of `node`, whose Sphinx threads take frames from `waiting`.
+    pub(crate) fn new(node: &Node, waiting: Receiver<(Instant, Frame)>) -> HopStatus {
+        HopStatus {
+            place: std::sync::Mutex::new(Place::of(&node.first, &node.placement)),
+            overloaded: Arc::default(),
+            stale: Arc::default(),
+            links: Arc::clone(&node.links),
+            peers: node.peers.status(),
+            unwrapper: Arc::clone(&node.unwrapper),
+            waiting,
+            stopping: Default::default(),
+        }
+    }
+
+    /// The node's place now.
+    pub(crate) fn place(&self) -> Place {
+        *self
+            .place
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Sets the node's place in a new epoch.
+    pub(crate) fn set_place(&self, current: &Current, placement: &Placement) {
+        *self
+            .place
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Place::of(current, placement);
+    }
+
+    /// Frames dropped before the core saw them, by reason (to add to the core's own).
+    pub(crate) fn dropped(&self) -> impl Iterator<Item = (&'static str, u64)> {
+        let overloaded = self.overloaded.load(std::sync::atomic::Ordering::Relaxed);
+        let stale = self.stale.load(std::sync::atomic::Ordering::Relaxed);
+        (overloaded > 0)
+            .then_some(("overloaded", overloaded))
+            .into_iter()
+            .chain((stale > 0).then_some(("queued_too_long", stale)))
+    }
+
+    /// Adds the hop's series, named `{prefix}_…`, to `page`.
+    pub(crate) fn render(&self, page: &mut Exposition, prefix: &str) {
+        page.gauge(
+            &format!("{prefix}_unwrap_queue_frames"),
+            "Frames waiting for a Sphinx thread.",
+            self.waiting.len() as f64,
+        );
+        self.place().render(page);
+        let peers = self
+            .peers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        render_hop_metrics(page, prefix, &self.unwrapper, &peers, &self.links);
+    }
+
+    /// `/health`: healthy unless stopping; a JSON object with the node's place, `fields`
+    /// (the role's own, `"name":value` pairs joined by commas) and its peers.
+    pub(crate) fn health(&self, fields: &str) -> (bool, String) {
+        let stopping = self.stopping.load(std::sync::atomic::Ordering::Relaxed);
+        let (peers, connected) = {
+            let peers = self
+                .peers
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let connected = peers.iter().filter(|(_, peer)| peer.is_connected()).count();
+            (peers.len(), connected)
+        };
+        let place = self.place();
+        let number =
+            |value: Option<u64>| value.map_or_else(|| "null".to_owned(), |v| v.to_string());
+        let body = format!(
+            "{{\"status\":\"{}\",\"node\":{},{fields},\"epoch\":{},\"key_rotation\":{},\"peers\":{peers},\"peers_connected\":{connected}}}",
+            if stopping { "stopping" } else { "ok" },
+            number(place.node.map(u64::from)),
+            number(place.epoch),
+            place.rotation,
+        );
+        (!stopping, body)
     }
 }

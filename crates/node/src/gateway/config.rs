@@ -114,11 +114,7 @@ impl GatewayNodeConfig {
 
     /// Reads and checks a configuration file.
     pub fn load(path: &Path) -> Result<GatewayNodeConfig, NodeError> {
-        let config: GatewayNodeConfig = umbra_net::config::read_toml(path)?;
-        config
-            .validate()
-            .map_err(|problem| NodeError::invalid(path, problem))?;
-        Ok(config)
+        crate::runtime::load_config(path, GatewayNodeConfig::validate)
     }
 
     fn validate(&self) -> Result<(), String> {
@@ -166,6 +162,10 @@ impl GatewayNodeConfig {
                 &client_listen_address.to_string(),
             )
             .replace("{http_address}", &http_address.to_string())
+            .replace(
+                "{runtime}",
+                &crate::runtime::template(crate::runtime::TemplateFor::Gateway),
+            )
     }
 }
 
@@ -225,33 +225,7 @@ expected_packets_per_second = 2000
 retention = "25h"
 false_positive_rate = 1e-5
 
-[links]
-# Frames waiting for each first-layer node; beyond this they are dropped and counted.
-queue_len = 2000
-# After a link fails: wait this long, doubling per failure up to the maximum.
-reconnect_initial = "10s"
-reconnect_max = "5m"
-# How long a Noise handshake may take.
-handshake_timeout = "5s"
-# Inbound links (from last-layer mix nodes) open at once.
-max_inbound = 1024
-
-[workers]
-# Threads processing Sphinx packets; 0 means one per CPU core.
-threads = 0
-# The most packets a thread processes at once.
-batch_size = 8
-# Their niceness (Linux); 0 runs them at normal priority.
-nice = 10
-# A frame that waited longer than this for a thread is dropped unprocessed (its sender has
-# given up on it): under overload the queue stays short and what gets through is on time.
-max_queue_wait = "500ms"
-
-[storage]
-# How often the replay filter is saved; it is also saved when the gateway stops. Stored
-# messages are written to inbox.redb before they are acknowledged.
-replay_save_interval = "10m"
-"#;
+{runtime}"#;
 
 #[cfg(test)]
 mod tests {

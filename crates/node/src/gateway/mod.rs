@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 use umbra_gateway::{Action, ClientId, Counters, GatewayCore, SessionId, Sizes};
-use umbra_hop::{Unwrapped, Unwrapper};
+use umbra_hop::Unwrapped;
 use umbra_sphinx::NodeAddress;
 use umbra_topology::{Layer, NodeDescriptor, Role, Topology};
 use umbra_wire::frame::{Frame, FrameHeader, KeyRotation};
@@ -41,12 +41,12 @@ use umbra_wire::gateway::{ClientFrame, FRAME_LEN, Hello, VERSION};
 pub use crate::runtime::Initialised;
 pub use config::{GatewayNodeConfig, SessionConfig};
 
-use crate::epoch::{EpochNode, Follower, PeerSet, Place, Placement};
-use crate::runtime::{self, Source, Start};
+use crate::epoch::{EpochNode, PeerSet, Placement};
+use crate::runtime::{self, HopStatus, Node, Source};
 use inbox::{Inbox, InboxEvent, InboxOp};
 use umbra_net::NodeError;
 use umbra_net::directory::{Current, LedgerConfig};
-use umbra_net::link::{LinkCounters, PeerLink, PeerStatus};
+use umbra_net::link::PeerLink;
 use umbra_net::metrics::Exposition;
 use umbra_net::noise::NoiseKeypair;
 use umbra_net::session;
@@ -183,38 +183,25 @@ impl Gateway {
             recovered,
         } = self;
         let mut shutdown = std::pin::pin!(shutdown);
-        let stop = CancellationToken::new();
-        let noise_key = noise.public();
-        let keys = Arc::new(noise);
-        let links = Arc::new(LinkCounters::default());
-
-        let started = source
-            .start(
-                &data_dir,
-                KIND,
-                &noise_key,
-                &config.replay,
-                &stop,
-                &mut shutdown,
-            )
-            .await?;
-        let Some(Start {
-            first,
-            placement,
-            admitted,
-            unwrapper,
-            ledger,
-        }) = started
-        else {
+        let started = Node::start(
+            data_dir,
+            KIND,
+            noise,
+            source,
+            &config.replay,
+            &config.links,
+            &mut shutdown,
+        )
+        .await?;
+        let Some(mut node) = started else {
             // stopped before the ledger served a topology
             return Ok(());
         };
 
         // outbound: a link to every first-layer node
-        let first_layer = first_layers(&first.topology, None);
-        let mut peer_set = PeerSet::new(&keys, &config.links, &links);
-        let peers = by_routing_address(&first_layer, peer_set.update(&first_layer));
-        log_place(&first, &placement);
+        let first_layer = first_layers(&node.first.topology, None);
+        let peers = by_routing_address(&first_layer, node.peers.update(&first_layer));
+        log_place(&node.first, &node.placement);
 
         let core = GatewayCore::new(
             config.clients.clone(),
@@ -228,38 +215,28 @@ impl Gateway {
         let (frames_in, frames_out) = crossbeam_channel::bounded::<(Instant, Frame)>(FRAME_QUEUE);
         let (inbox_ops, inbox_queue) = crossbeam_channel::unbounded::<InboxOp>();
         let status = Arc::new(GatewayStatus {
-            place: Mutex::new(Place::of(&first, &placement)),
+            hop: HopStatus::new(&node, frames_out.clone()),
             counters: Mutex::new(Counters::default()),
             connected: AtomicUsize::new(0),
             sizes: Mutex::new(Sizes::default()),
             inbox: Mutex::new((0, 0)),
             sessions: Mutex::new(HashMap::new()),
             malformed: AtomicU64::new(0),
-            overloaded: Arc::new(AtomicU64::new(0)),
-            stale: Arc::new(AtomicU64::new(0)),
-            links: Arc::clone(&links),
-            peers: peer_set.status(),
-            waiting: frames_out.clone(),
-            unwrapper: Arc::clone(&unwrapper),
-            stopping: AtomicBool::new(false),
         });
 
         let inbox_events = input.clone();
-        let inbox_thread = std::thread::Builder::new()
-            .name("umbra-inbox".into())
-            .spawn(move || {
-                inbox.run(inbox_queue, |event| {
-                    let _ = inbox_events.blocking_send(Input::Inbox(event));
-                })
+        let inbox_thread = runtime::spawn_thread("umbra-inbox", move || {
+            inbox.run(inbox_queue, |event| {
+                let _ = inbox_events.blocking_send(Input::Inbox(event));
             })
-            .map_err(|error| NodeError::Other(format!("cannot start the inbox thread: {error}")))?;
+        })?;
 
         let worker_output = input.clone();
         let workers = runtime::spawn_workers(
             &config.workers,
-            &status.stale,
+            &status.hop.stale,
             frames_out,
-            Arc::clone(&unwrapper),
+            Arc::clone(&node.unwrapper),
             move |results| {
                 worker_output
                     .blocking_send(Input::Unwrapped(results))
@@ -272,7 +249,7 @@ impl Gateway {
             core,
             sessions: HashMap::new(),
             peers,
-            rotation: stamp(&first),
+            rotation: stamp(&node.first),
             inbox: inbox_ops,
             pending_stores: 0,
             status: Arc::clone(&status),
@@ -280,82 +257,55 @@ impl Gateway {
         };
         let core_task = tokio::spawn(shell.run(inputs));
 
-        let inbound = runtime::serve_links_with(
-            node_listener,
-            &keys,
-            &config.links,
-            admitted.admission(),
-            frames_in,
-            &status.overloaded,
-            &links,
-            &stop,
-        );
         let sessions = TaskTracker::new();
         let acceptor = tokio::spawn(serve_clients(
             client_listener,
-            Arc::clone(&keys),
+            Arc::clone(&node.keys),
             config.sessions.clone(),
             config.clients.max_unconfirmed + SESSION_SLACK,
             input.clone(),
             Arc::clone(&status),
-            stop.clone(),
+            node.stop.clone(),
             sessions.clone(),
-        ));
-        let http_task = http_listener.map(|listener| {
-            let status: Arc<dyn umbra_http::Status> =
-                Arc::clone(&status) as Arc<dyn umbra_http::Status>;
-            tokio::spawn(umbra_http::serve(listener, status, stop.clone()))
-        });
-        let saver = tokio::spawn(runtime::save_periodically(
-            data_dir.clone(),
-            Arc::clone(&unwrapper),
-            config.storage.replay_save_interval,
-            stop.clone(),
         ));
         let epochs = GatewayEpochs {
             core: input.clone(),
             status: Arc::clone(&status),
         };
-        let follower =
-            Follower::start(ledger, first, noise_key, peer_set, admitted, epochs, &stop).await;
+        let overloaded = Arc::clone(&status.hop.overloaded);
+        let mut serving = node
+            .serve(
+                node_listener,
+                http_listener,
+                &config.links,
+                frames_in,
+                &overloaded,
+                Arc::clone(&status) as Arc<dyn umbra_http::Status>,
+                config.storage.replay_save_interval,
+                epochs,
+            )
+            .await;
         info!(workers = threads, "gateway running");
 
         shutdown.await;
         info!("stopping: closing sessions, storing what clients had not confirmed");
-        status.stopping.store(true, Ordering::Relaxed);
-        stop.cancel();
-        let peer_set = follower.finish().await?;
-        let mut peer_tasks = peer_set.close();
+        status.hop.stopping.store(true, Ordering::Relaxed);
+        serving.stop().await?;
         let _ = acceptor.await;
-        let _ = inbound.await;
-        let _ = saver.await;
         sessions.close();
         sessions.wait().await;
         // the links' readers are gone, so the workers drain and stop
-        tokio::task::spawn_blocking(move || {
-            for worker in workers {
-                let _ = worker.join();
-            }
-        })
-        .await
-        .map_err(|error| NodeError::Other(format!("stopping: {error}")))?;
+        runtime::join_threads("Sphinx thread", workers).await?;
         let (done, stopped) = oneshot::channel();
         let _ = input.send(Input::Stop(done)).await;
         drop(input);
         let _ = stopped.await;
         let counters = core_task
             .await
-            .map_err(|error| NodeError::Other(format!("the core task failed: {error}")))?;
+            .map_err(|_| NodeError::Panicked("gateway core task"))?;
         // the core is gone with its end of the inbox queue: the inbox thread finishes
-        tokio::task::spawn_blocking(move || inbox_thread.join())
-            .await
-            .map_err(|error| NodeError::Other(format!("stopping: {error}")))?
-            .map_err(|_| NodeError::Other("the inbox thread panicked".into()))?;
-        runtime::drain_peers(&mut peer_tasks, LINK_DRAIN).await;
-        if let Some(task) = http_task {
-            let _ = task.await;
-        }
-        runtime::save_filters(&data_dir, &unwrapper).await?;
+        runtime::join_threads("inbox thread", vec![inbox_thread]).await?;
+        serving.finish(LINK_DRAIN).await?;
         info!(
             forwarded = counters.forwarded,
             pushed = counters.pushed,
@@ -447,11 +397,7 @@ impl EpochNode for GatewayEpochs {
         if self.core.send(update).await.is_err() {
             return false;
         }
-        *self
-            .status
-            .place
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Place::of(current, placement);
+        self.status.hop.set_place(current, placement);
         true
     }
 
@@ -948,7 +894,7 @@ async fn sleep_until(deadline: Option<Instant>) {
 
 /// What the HTTP endpoint shows.
 struct GatewayStatus {
-    place: Mutex<Place>,
+    hop: HopStatus,
     counters: Mutex<Counters>,
     connected: AtomicUsize,
     /// What the core holds (each bounded by a setting).
@@ -957,14 +903,6 @@ struct GatewayStatus {
     /// Session attempts, by outcome.
     sessions: Mutex<HashMap<&'static str, u64>>,
     malformed: AtomicU64,
-    overloaded: Arc<AtomicU64>,
-    /// Frames dropped for waiting too long for a Sphinx thread.
-    stale: Arc<AtomicU64>,
-    links: Arc<LinkCounters>,
-    peers: Arc<Mutex<Vec<(String, PeerStatus)>>>,
-    waiting: crossbeam_channel::Receiver<(Instant, Frame)>,
-    unwrapper: Arc<Unwrapper>,
-    stopping: AtomicBool,
 }
 
 impl GatewayStatus {
@@ -978,7 +916,7 @@ impl GatewayStatus {
     }
 
     fn count_send_failure(&self, reason: &'static str) {
-        self.links.event("send_failed", reason);
+        self.hop.links.event("send_failed", reason);
     }
 }
 
@@ -1076,8 +1014,6 @@ impl umbra_http::Status for GatewayStatus {
             "Drop-cover packets that ended here.",
             counters.cover,
         );
-        let overloaded = self.overloaded.load(Ordering::Relaxed);
-        let stale = self.stale.load(Ordering::Relaxed);
         page.counters(
             "umbra_gateway_packets_dropped_total",
             "Packets from mix nodes dropped, by reason.",
@@ -1086,8 +1022,7 @@ impl umbra_http::Status for GatewayStatus {
                 .dropped
                 .iter()
                 .map(|(reason, n)| (*reason, *n))
-                .chain((overloaded > 0).then_some(("overloaded", overloaded)))
-                .chain((stale > 0).then_some(("queued_too_long", stale))),
+                .chain(self.hop.dropped()),
         );
         let (stored, bytes) = *self.inbox.lock().unwrap_or_else(PoisonError::into_inner);
         page.gauge(
@@ -1100,54 +1035,20 @@ impl umbra_http::Status for GatewayStatus {
             "Payload bytes stored for clients that are away.",
             bytes as f64,
         );
-        page.gauge(
-            "umbra_gateway_unwrap_queue_frames",
-            "Frames waiting for a Sphinx thread.",
-            self.waiting.len() as f64,
-        );
-        let place = *self.place.lock().unwrap_or_else(PoisonError::into_inner);
-        place.render(&mut page);
+        let place = self.hop.place();
         page.gauge(
             "umbra_gateway_active",
             "Whether the gateway is in this epoch's active set.",
             f64::from(u8::from(place.node.is_some())),
         );
-        let peers = self
-            .peers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        runtime::render_hop_metrics(
-            &mut page,
-            "umbra_gateway",
-            &self.unwrapper,
-            &peers,
-            &self.links,
-        );
+        self.hop.render(&mut page, "umbra_gateway");
         page.finish()
     }
 
     fn health(&self) -> (bool, String) {
-        let stopping = self.stopping.load(Ordering::Relaxed);
-        let peers = self
-            .peers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        let connected = peers.iter().filter(|(_, peer)| peer.is_connected()).count();
-        let place = *self.place.lock().unwrap_or_else(PoisonError::into_inner);
-        let number =
-            |value: Option<u64>| value.map_or_else(|| "null".to_owned(), |v| v.to_string());
-        let body = format!(
-            "{{\"status\":\"{}\",\"node\":{},\"role\":\"gateway\",\"epoch\":{},\"key_rotation\":{},\"clients_connected\":{},\"peers\":{},\"peers_connected\":{}}}",
-            if stopping { "stopping" } else { "ok" },
-            number(place.node.map(u64::from)),
-            number(place.epoch),
-            place.rotation,
-            self.connected.load(Ordering::Relaxed),
-            peers.len(),
-            connected
-        );
-        (!stopping, body)
+        let connected = self.connected.load(Ordering::Relaxed);
+        self.hop.health(&format!(
+            "\"role\":\"gateway\",\"clients_connected\":{connected}"
+        ))
     }
 }

@@ -75,11 +75,7 @@ impl MixnodeConfig {
 
     /// Reads and checks a configuration file.
     pub fn load(path: &Path) -> Result<MixnodeConfig, NodeError> {
-        let config: MixnodeConfig = umbra_net::config::read_toml(path)?;
-        config
-            .validate()
-            .map_err(|problem| NodeError::invalid(path, problem))?;
-        Ok(config)
+        crate::runtime::load_config(path, MixnodeConfig::validate)
     }
 
     fn validate(&self) -> Result<(), String> {
@@ -99,6 +95,10 @@ impl MixnodeConfig {
             .replace("{listen_address}", &listen_address.to_string())
             .replace("{source}", &umbra_net::config::source_template(ledger))
             .replace("{http_address}", &http_address.to_string())
+            .replace(
+                "{runtime}",
+                &crate::runtime::template(crate::runtime::TemplateFor::Mixnode),
+            )
     }
 }
 
@@ -128,34 +128,7 @@ expected_packets_per_second = 2000
 retention = "25h"
 false_positive_rate = 1e-5
 
-[links]
-# Frames waiting for each next-layer node; beyond this they are dropped and counted.
-queue_len = 2000
-# After a link fails: wait this long, doubling per failure up to the maximum.
-reconnect_initial = "10s"
-reconnect_max = "5m"
-# How long a Noise handshake may take.
-handshake_timeout = "5s"
-# Inbound links open at once.
-max_inbound = 1024
-
-[workers]
-# Threads processing Sphinx packets; 0 means one per CPU core.
-threads = 0
-# The most packets a thread processes at once: batches share costly field inversions, and
-# small ones keep the time a packet waits for the others short.
-batch_size = 8
-# Their niceness (Linux): the links and the core thread, whose timing matters, go first when
-# the CPU is busy. 0 runs them at normal priority.
-nice = 10
-# A frame that waited longer than this for a thread is dropped unprocessed (its sender has
-# given up on it): under overload the queue stays short and what gets through is on time.
-max_queue_wait = "500ms"
-
-[storage]
-# How often the replay filters are saved; they are also saved when the node stops.
-replay_save_interval = "10m"
-"#;
+{runtime}"#;
 
 #[cfg(test)]
 mod tests {

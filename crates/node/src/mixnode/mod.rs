@@ -22,26 +22,25 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
-use umbra_mixnode::{Counters, Histogram, MixCore, Unwrapped, Unwrapper};
+use umbra_mixnode::{Counters, Histogram, MixCore, Unwrapped};
 use umbra_topology::{Layer, NodeDescriptor, Role};
 use umbra_wire::frame::Frame;
 
 pub use crate::runtime::{HttpConfig, StorageConfig, WorkerConfig};
 pub use config::MixnodeConfig;
 
-use crate::epoch::{EpochNode, Follower, PeerSet, Place, Placement};
-use crate::runtime::{self, Source, Start};
+use crate::epoch::{EpochNode, PeerSet, Placement};
+use crate::runtime::{self, HopStatus, Node, Source};
 use umbra_net::NodeError;
 use umbra_net::directory::{Current, LedgerConfig};
-use umbra_net::link::{LinkCounters, PeerLink, PeerStatus};
+use umbra_net::link::PeerLink;
 use umbra_net::metrics::Exposition;
 use umbra_net::noise::NoiseKeypair;
 
@@ -144,126 +143,82 @@ impl Mixnode {
             source,
         } = self;
         let mut shutdown = std::pin::pin!(shutdown);
-        let stop = CancellationToken::new();
-        let noise_key = noise.public();
-        let keys = Arc::new(noise);
-        let links = Arc::new(LinkCounters::default());
-
         // the first topology, the keys, and the follower of the epochs
-        let started = source
-            .start(
-                &data_dir,
-                KIND,
-                &noise_key,
-                &config.mixing.replay,
-                &stop,
-                &mut shutdown,
-            )
-            .await?;
-        let Some(Start {
-            first,
-            placement,
-            admitted,
-            unwrapper,
-            ledger,
-        }) = started
-        else {
+        let started = Node::start(
+            data_dir,
+            KIND,
+            noise,
+            source,
+            &config.mixing.replay,
+            &config.links,
+            &mut shutdown,
+        )
+        .await?;
+        let Some(mut node) = started else {
             // stopped before the ledger served a topology
             return Ok(());
         };
-        let mut peers = PeerSet::new(&keys, &config.links, &links);
-        let peer_links = peers.update(&placement.next_hops);
+        let peer_links = node.peers.update(&node.placement.next_hops);
 
         let core = MixCore::new(
             &config.mixing,
-            placement.next_hops.iter().map(|node| node.mix_address),
+            node.placement.next_hops.iter().map(|node| node.mix_address),
         );
         let (frames_in, frames_out) = crossbeam_channel::bounded::<(Instant, Frame)>(FRAME_QUEUE);
         let (results_in, results_out) =
             crossbeam_channel::bounded::<Vec<(Instant, Unwrapped)>>(1024);
         let (updates_in, updates_out) = crossbeam_channel::unbounded::<CoreUpdate>();
         let status = Arc::new(NodeStatus {
-            place: Mutex::new(Place::of(&first, &placement)),
+            hop: HopStatus::new(&node, frames_out.clone()),
             counters: Mutex::new(Counters::default()),
             processing: Mutex::new(Histogram::default()),
             queued: AtomicUsize::new(0),
-            overloaded: Arc::new(AtomicU64::new(0)),
-            stale: Arc::new(AtomicU64::new(0)),
-            links: Arc::clone(&links),
-            peers: peers.status(),
-            unwrapper: Arc::clone(&unwrapper),
-            waiting: frames_out.clone(),
-            stopping: AtomicBool::new(false),
         });
-        log_placement(&first, &placement);
+        log_placement(&node.first, &node.placement);
 
         let workers = runtime::spawn_workers(
             &config.workers,
-            &status.stale,
+            &status.hop.stale,
             frames_out,
-            Arc::clone(&unwrapper),
+            Arc::clone(&node.unwrapper),
             move |results| results_in.send(results).is_ok(),
         )?;
         let threads = workers.len();
         let core_status = Arc::clone(&status);
-        let core_thread = std::thread::Builder::new()
-            .name("umbra-mix-core".into())
-            .spawn(move || run_core(core, results_out, updates_out, peer_links, &core_status))
-            .map_err(|error| NodeError::Other(format!("cannot start the core thread: {error}")))?;
+        let core_thread = runtime::spawn_thread("umbra-mix-core", move || {
+            run_core(core, results_out, updates_out, peer_links, &core_status)
+        })?;
 
-        let inbound = runtime::serve_links_with(
-            listener,
-            &keys,
-            &config.links,
-            admitted.admission(),
-            frames_in,
-            &status.overloaded,
-            &links,
-            &stop,
-        );
-        let http_task = http_listener.map(|listener| {
-            let status: Arc<dyn umbra_http::Status> =
-                Arc::clone(&status) as Arc<dyn umbra_http::Status>;
-            tokio::spawn(umbra_http::serve(listener, status, stop.clone()))
-        });
-        let saver = tokio::spawn(runtime::save_periodically(
-            data_dir.clone(),
-            Arc::clone(&unwrapper),
-            config.storage.replay_save_interval,
-            stop.clone(),
-        ));
         let epochs = MixEpochs {
             core: updates_in,
             status: Arc::clone(&status),
         };
-        let follower =
-            Follower::start(ledger, first, noise_key, peers, admitted, epochs, &stop).await;
+        let overloaded = Arc::clone(&status.hop.overloaded);
+        let mut serving = node
+            .serve(
+                listener,
+                http_listener,
+                &config.links,
+                frames_in,
+                &overloaded,
+                Arc::clone(&status) as Arc<dyn umbra_http::Status>,
+                config.storage.replay_save_interval,
+                epochs,
+            )
+            .await;
         info!(workers = threads, "mix node running");
 
         shutdown.await;
         info!("stopping: refusing new frames, forwarding what is queued");
-        status.stopping.store(true, Ordering::Relaxed);
-        stop.cancel();
-        let peers = follower.finish().await?;
-        let mut peer_tasks = peers.close();
-        let _ = inbound.await;
-        let _ = saver.await;
+        status.hop.stopping.store(true, Ordering::Relaxed);
+        serving.stop().await?;
         // the links' readers are gone, so the workers drain and stop, then the core empties
         // its delay queue and drops the links' queues
-        let core = tokio::task::spawn_blocking(move || {
-            for worker in workers {
-                let _ = worker.join();
-            }
-            core_thread.join()
-        })
-        .await
-        .map_err(|error| NodeError::Other(format!("stopping: {error}")))?
-        .map_err(|_| NodeError::Other("the core thread panicked".into()))?;
-        runtime::drain_peers(&mut peer_tasks, LINK_DRAIN).await;
-        if let Some(task) = http_task {
-            let _ = task.await;
-        }
-        runtime::save_filters(&data_dir, &unwrapper).await?;
+        runtime::join_threads("Sphinx thread", workers).await?;
+        let core = runtime::join_threads("core thread", vec![core_thread])
+            .await?
+            .remove(0);
+        serving.finish(LINK_DRAIN).await?;
         let counters = core.counters();
         info!(
             received = counters.received,
@@ -304,11 +259,7 @@ impl EpochNode for MixEpochs {
             warn!("the core thread is gone; no longer following the epochs");
             return false;
         }
-        *self
-            .status
-            .place
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Place::of(current, placement);
+        self.status.hop.set_place(current, placement);
         true
     }
 
@@ -419,18 +370,10 @@ fn schedule(core: &mut MixCore, processing: &mut Histogram, batch: Vec<(Instant,
 
 /// What the HTTP endpoint shows.
 struct NodeStatus {
-    place: Mutex<Place>,
+    hop: HopStatus,
     counters: Mutex<Counters>,
     processing: Mutex<Histogram>,
     queued: AtomicUsize,
-    overloaded: Arc<AtomicU64>,
-    /// Frames dropped for waiting too long for a Sphinx thread.
-    stale: Arc<AtomicU64>,
-    links: Arc<LinkCounters>,
-    peers: Arc<Mutex<Vec<(String, PeerStatus)>>>,
-    unwrapper: Arc<Unwrapper>,
-    waiting: Receiver<(Instant, Frame)>,
-    stopping: AtomicBool,
 }
 
 impl umbra_http::Status for NodeStatus {
@@ -467,8 +410,6 @@ impl umbra_http::Status for NodeStatus {
             "reason",
             counters.malformed.iter().map(|(reason, n)| (*reason, *n)),
         );
-        let overloaded = self.overloaded.load(Ordering::Relaxed);
-        let stale = self.stale.load(Ordering::Relaxed);
         page.counters(
             "umbra_mixnode_packets_dropped_total",
             "Packets dropped, by reason.",
@@ -477,8 +418,7 @@ impl umbra_http::Status for NodeStatus {
                 .dropped
                 .iter()
                 .map(|(reason, n)| (*reason, *n))
-                .chain((overloaded > 0).then_some(("overloaded", overloaded)))
-                .chain((stale > 0).then_some(("queued_too_long", stale))),
+                .chain(self.hop.dropped()),
         );
         page.counter(
             "umbra_mixnode_delays_capped_total",
@@ -489,11 +429,6 @@ impl umbra_http::Status for NodeStatus {
             "umbra_mixnode_delay_queue_packets",
             "Packets waiting for their time.",
             self.queued.load(Ordering::Relaxed) as f64,
-        );
-        page.gauge(
-            "umbra_mixnode_unwrap_queue_frames",
-            "Frames waiting for a Sphinx thread.",
-            self.waiting.len() as f64,
         );
         page.histogram(
             "umbra_mixnode_forward_lateness_seconds",
@@ -514,49 +449,19 @@ impl umbra_http::Status for NodeStatus {
             processing.counts(),
             processing.sum().as_secs_f64(),
         );
-        let place = *self.place.lock().unwrap_or_else(PoisonError::into_inner);
+        let place = self.hop.place();
         page.gauge(
             "umbra_mixnode_layer",
             "The layer the node serves in this epoch (0: not in the active set).",
             f64::from(place.layer.map_or(0, Layer::number)),
         );
-        place.render(&mut page);
-        let peers = self
-            .peers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        runtime::render_hop_metrics(
-            &mut page,
-            "umbra_mixnode",
-            &self.unwrapper,
-            &peers,
-            &self.links,
-        );
+        self.hop.render(&mut page, "umbra_mixnode");
         page.finish()
     }
 
     fn health(&self) -> (bool, String) {
-        let stopping = self.stopping.load(Ordering::Relaxed);
-        let peers = self
-            .peers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        let connected = peers.iter().filter(|(_, peer)| peer.is_connected()).count();
-        let place = *self.place.lock().unwrap_or_else(PoisonError::into_inner);
-        let number =
-            |value: Option<u64>| value.map_or_else(|| "null".to_owned(), |v| v.to_string());
-        let body = format!(
-            "{{\"status\":\"{}\",\"node\":{},\"layer\":{},\"epoch\":{},\"key_rotation\":{},\"peers\":{},\"peers_connected\":{}}}",
-            if stopping { "stopping" } else { "ok" },
-            number(place.node.map(u64::from)),
-            number(place.layer.map(|layer| u64::from(layer.number()))),
-            number(place.epoch),
-            place.rotation,
-            peers.len(),
-            connected
-        );
-        (!stopping, body)
+        let layer = self.hop.place().layer.map(|layer| layer.number());
+        let layer = layer.map_or_else(|| "null".to_owned(), |n| n.to_string());
+        self.hop.health(&format!("\"layer\":{layer}"))
     }
 }
