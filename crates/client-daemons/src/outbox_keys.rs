@@ -99,7 +99,7 @@ impl OutboxKeys {
                     aad: &id.to_be_bytes(),
                 },
             )
-            .map_err(|_| NodeError::Other("sealing an outbox entry failed".into()))?;
+            .map_err(|_| NodeError::Seal("an outbox entry"))?;
         self.keys.insert(id, (slot, key));
         Ok(sealed)
     }

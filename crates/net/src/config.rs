@@ -61,18 +61,35 @@ pub fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, NodeE
     toml::from_str(&text).map_err(|error| NodeError::invalid(path, error.to_string()))
 }
 
-/// Checks that a node's configuration says where its topology comes from, once.
+/// What is wrong with where a configuration says its topology comes from.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SourceError {
+    /// Both a static file and a ledger.
+    #[error(
+        "both `topology` and `[ledger]` are set: a node follows the ledger, or (private test networks) a static topology file; delete one"
+    )]
+    Both,
+    /// Neither.
+    #[error(
+        "neither `[ledger]` nor `topology` is set: add a [ledger] section with `validators` and `genesis` (see the template `umbra mixnode init` or `umbra gateway init` writes)"
+    )]
+    Neither,
+    /// A `[ledger]` section without validators.
+    #[error(
+        "setting `ledger.validators`: lists no validator; give at least one, e.g. [\"http://127.0.0.1:7000\"]"
+    )]
+    NoValidators,
+}
+
+/// Checks that a configuration says where its topology comes from, once.
 pub fn validate_source(
     topology: Option<&Path>,
     ledger: Option<&LedgerConfig>,
-) -> Result<(), String> {
+) -> Result<(), SourceError> {
     match (topology, ledger) {
-        (Some(_), Some(_)) => Err(
-            "both `topology` and `[ledger]` are set: a node follows the ledger, or (private test networks) a static topology file; delete one".into(),
-        ),
-        (None, None) => Err(
-            "neither `[ledger]` nor `topology` is set: add a [ledger] section with `validators` and `genesis` (see the template `umbra mixnode init` or `umbra gateway init` writes)".into(),
-        ),
+        (Some(_), Some(_)) => Err(SourceError::Both),
+        (None, None) => Err(SourceError::Neither),
         (None, Some(ledger)) => ledger.validate(),
         (Some(_), None) => Ok(()),
     }

@@ -51,12 +51,9 @@ fn default_genesis() -> PathBuf {
 
 impl LedgerConfig {
     /// Checks the settings; an error names the setting.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), crate::config::SourceError> {
         if self.validators.is_empty() {
-            return Err(
-                "setting `ledger.validators`: lists no validator; give at least one, e.g. [\"http://127.0.0.1:7000\"]"
-                    .into(),
-            );
+            return Err(crate::config::SourceError::NoValidators);
         }
         Ok(())
     }
@@ -423,11 +420,7 @@ impl Directory {
         loop {
             match self.fetch().await {
                 Ok(current) => return Ok(current),
-                Err(error) if error.is_refusal() => {
-                    return Err(NodeError::Other(format!(
-                        "refusing to start: {error} (is the genesis file this network's?)"
-                    )));
-                }
+                Err(error) if error.is_refusal() => return Err(NodeError::Untrusted(error)),
                 Err(error) => {
                     warn!(%error, retry_in = ?backoff, "no topology yet");
                 }
@@ -435,7 +428,7 @@ impl Directory {
             tokio::select! {
                 () = tokio::time::sleep(backoff) => {}
                 () = stop.cancelled() => {
-                    return Err(NodeError::Other("stopped before a topology was fetched".into()));
+                    return Err(NodeError::Stopped("a topology was fetched"));
                 }
             }
             backoff = (backoff * 2).min(Duration::from_secs(10));

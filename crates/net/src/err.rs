@@ -3,7 +3,7 @@
 use std::io;
 use std::path::PathBuf;
 
-use umbra_topology::NoiseKey;
+use umbra_topology::{NoiseKey, TopologyError};
 use umbra_wire::FrameError;
 
 /// Why a link failed or was refused. Every one closes the link; none stops the node.
@@ -111,6 +111,40 @@ pub enum NodeError {
     /// A thread or task of the daemon panicked (a bug: please report it with the log).
     #[error("the {0} panicked; this is a bug, please report it with the log")]
     Panicked(&'static str),
+    /// Every validator answered, and none with a topology that verifies against the genesis
+    /// file: the node refuses to start rather than follow a network it cannot trust.
+    #[error("refusing to start: {0} (is the genesis file this network's?)")]
+    Untrusted(crate::directory::FetchError),
+    /// No validator could be asked.
+    #[error("{0}")]
+    Unreachable(crate::directory::FetchError),
+    /// A request to a validator failed.
+    #[error("{doing}: {source}")]
+    Ledger {
+        /// What the daemon was doing ("announcing the Sphinx key", …).
+        doing: &'static str,
+        /// Why it failed.
+        source: crate::ledger::LedgerError,
+    },
+    /// The ledger lists a Sphinx key for this node that none of its key files holds.
+    #[error("the topology lists Sphinx key {key} for this node in rotation {rotation}, but no sphinx*.key in {} holds it; packets to this node fail until it announces a key it holds", dir.display())]
+    MissingSphinxKey {
+        /// The key listed (base58).
+        key: String,
+        /// Its key rotation.
+        rotation: u32,
+        /// The node's data directory.
+        dir: PathBuf,
+    },
+    /// A topology that cannot be routed with.
+    #[error("the topology is unusable: {0}")]
+    Topology(#[from] TopologyError),
+    /// Encrypting data for the disk failed (the system's memory or random source failed).
+    #[error("sealing {0} failed")]
+    Seal(&'static str),
+    /// Asked to stop before it could start.
+    #[error("stopped before {0}")]
+    Stopped(&'static str),
     /// Anything else that stops the node, said plainly.
     #[error("{0}")]
     Other(String),

@@ -337,10 +337,11 @@ impl KeyRing {
         }
         let rotation = current.topology.key_rotation();
         let Some((key, _)) = find_key(&self.data_dir, &listed) else {
-            return Err(NodeError::Other(format!(
-                "the topology lists Sphinx key {listed} for this node in rotation {rotation}, but no sphinx*.key in {} holds it; packets to this node fail until it announces a key it holds",
-                self.data_dir.display()
-            )));
+            return Err(NodeError::MissingSphinxKey {
+                key: listed.to_string(),
+                rotation,
+                dir: self.data_dir.clone(),
+            });
         };
         let filter = Arc::new(crate::runtime::load_filter(
             &self.data_dir,
@@ -392,13 +393,16 @@ impl KeyRing {
             .directory
             .any_validator()
             .await
-            .map_err(|error| NodeError::Other(error.to_string()))?;
+            .map_err(NodeError::Unreachable)?;
         let record = match self.node {
             Some(id) => client.get(&format!("/nodes/{id}")).await.ok(),
             None => client
                 .node_with_identity(&self.identity.public())
                 .await
-                .map_err(|error| NodeError::Other(error.to_string()))?,
+                .map_err(|source| NodeError::Ledger {
+                    doing: "looking this node up",
+                    source,
+                })?,
         };
         let Some(record): Option<umbra_ledger::api::NodeView> = record else {
             info!(
@@ -435,7 +439,10 @@ impl KeyRing {
             let nonce = client
                 .account(&self.identity.public())
                 .await
-                .map_err(|error| NodeError::Other(error.to_string()))?
+                .map_err(|source| NodeError::Ledger {
+                    doing: "reading this node's account",
+                    source,
+                })?
                 .next_nonce;
             let transaction = Transaction::sign(
                 chain_id,
@@ -452,10 +459,9 @@ impl KeyRing {
                 let hash = client.submit(&transaction).await?;
                 client.wait_for(&hash, ANNOUNCE_TIMEOUT).await
             };
-            announced.await.map_err(|error| {
-                NodeError::Other(format!(
-                    "announcing the Sphinx key of rotation {rotation}: {error}"
-                ))
+            announced.await.map_err(|source| NodeError::Ledger {
+                doing: "announcing a Sphinx key",
+                source,
             })?;
             info!(node = record.id, rotation, key = %public, "Sphinx key announced on the ledger");
         }
@@ -572,7 +578,7 @@ impl Follower {
                 let _ = fetcher.await;
                 applier
                     .await
-                    .map_err(|error| NodeError::Other(format!("stopping: {error}")))
+                    .map_err(|_| NodeError::Panicked("epoch follower"))
             }
             Follower::Fixed(peers) => Ok(peers),
         }

@@ -52,8 +52,72 @@ pub struct Registered {
     pub bonded: Amount,
 }
 
-fn failed(what: &str, error: LedgerError) -> NodeError {
-    NodeError::Other(format!("{what}: {error}"))
+/// Why a node could not be registered or bonded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistrationError {
+    /// An address others cannot reach (unspecified, or port 0).
+    #[error(
+        "{setting} {address} is not an address others can reach: give the node's public address and port"
+    )]
+    Unreachable {
+        /// The command-line setting.
+        setting: &'static str,
+        /// The address given.
+        address: SocketAddr,
+    },
+    /// The node's key files.
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    /// A request to the validator failed, or the ledger refused a transaction.
+    #[error("{doing}: {source}")]
+    Ledger {
+        /// What registration was doing.
+        doing: &'static str,
+        /// Why it failed.
+        source: LedgerError,
+    },
+    /// Another account registered this node.
+    #[error(
+        "this node (identity key {identity}) is already registered as node {node}, by account {owner}, not by {not}"
+    )]
+    OwnedByAnother {
+        /// The node's identity key.
+        identity: umbra_ledger::PublicKey,
+        /// Its number.
+        node: NodeId,
+        /// The account that owns it.
+        owner: umbra_ledger::PublicKey,
+        /// The account that tried.
+        not: umbra_ledger::PublicKey,
+    },
+    /// The registration was committed, yet the validator does not list the node.
+    #[error("the registration was committed but the validator does not list the node")]
+    NotListed,
+    /// The pledge is below the network's minimum.
+    #[error("a pledge of {pledge} µUMB is below this network's minimum of {minimum} µUMB")]
+    PledgeTooLow {
+        /// The pledge asked for.
+        pledge: Amount,
+        /// The genesis minimum.
+        minimum: Amount,
+    },
+    /// The owner's account cannot pay the pledge.
+    #[error(
+        "account {account} has {balance} µUMB; the pledge needs {pledge} µUMB (transfer some to it first)"
+    )]
+    Balance {
+        /// The owner's account.
+        account: umbra_ledger::PublicKey,
+        /// Its balance.
+        balance: Amount,
+        /// The pledge.
+        pledge: Amount,
+    },
+}
+
+fn failed(doing: &'static str, source: LedgerError) -> RegistrationError {
+    RegistrationError::Ledger { doing, source }
 }
 
 /// Registers the node in `data_dir` as `owner`'s, and bonds its pledge.
@@ -62,7 +126,7 @@ pub async fn register(
     client: &LedgerClient,
     owner: &SigningKey,
     registration: &Registration,
-) -> Result<Registered, NodeError> {
+) -> Result<Registered, RegistrationError> {
     let role = match registration.kind {
         NodeKind::Mix => "mixnode",
         NodeKind::Gateway => "gateway",
@@ -76,9 +140,7 @@ pub async fn register(
         if let Some(address) = address
             && (address.ip().is_unspecified() || address.port() == 0)
         {
-            return Err(NodeError::Other(format!(
-                "{setting} {address} is not an address others can reach: give the node's public address and port"
-            )));
+            return Err(RegistrationError::Unreachable { setting, address });
         }
     }
     let identity = read_identity(data_dir, role)?;
@@ -95,13 +157,12 @@ pub async fn register(
         .map_err(|error| failed("looking the node up", error))?
     {
         if existing.owner != owner.public() {
-            return Err(NodeError::Other(format!(
-                "this node (identity key {}) is already registered as node {}, by account {}, not by {}",
-                identity.public(),
-                existing.id,
-                existing.owner,
-                owner.public()
-            )));
+            return Err(RegistrationError::OwnedByAnother {
+                identity: identity.public(),
+                node: existing.id,
+                owner: existing.owner,
+                not: owner.public(),
+            });
         }
         if existing.pledge > 0 {
             return Ok(Registered {
@@ -160,11 +221,7 @@ pub async fn register(
         .node_with_identity(&identity.public())
         .await
         .map_err(|error| failed("looking the new node up", error))?
-        .ok_or_else(|| {
-            NodeError::Other(
-                "the registration was committed but the validator does not list the node".into(),
-            )
-        })?
+        .ok_or(RegistrationError::NotListed)?
         .id;
     bond(client, &chain_id, owner, node, registration.pledge, minimum).await?;
     Ok(Registered {
@@ -179,11 +236,9 @@ async fn check_pledge(
     owner: &SigningKey,
     pledge: Amount,
     minimum: Amount,
-) -> Result<(), NodeError> {
+) -> Result<(), RegistrationError> {
     if pledge < minimum {
-        return Err(NodeError::Other(format!(
-            "a pledge of {pledge} µUMB is below this network's minimum of {minimum} µUMB"
-        )));
+        return Err(RegistrationError::PledgeTooLow { pledge, minimum });
     }
     let balance = client
         .account(&owner.public())
@@ -192,10 +247,11 @@ async fn check_pledge(
         .account
         .balance;
     if balance < pledge {
-        return Err(NodeError::Other(format!(
-            "account {} has {balance} µUMB; the pledge needs {pledge} µUMB (transfer some to it first)",
-            owner.public()
-        )));
+        return Err(RegistrationError::Balance {
+            account: owner.public(),
+            balance,
+            pledge,
+        });
     }
     Ok(())
 }
@@ -207,7 +263,7 @@ async fn bond(
     node: NodeId,
     pledge: Amount,
     minimum: Amount,
-) -> Result<(), NodeError> {
+) -> Result<(), RegistrationError> {
     check_pledge(client, owner, pledge, minimum).await?;
     let nonce = client
         .account(&owner.public())
@@ -223,14 +279,14 @@ async fn bond(
             amount: pledge,
         },
     );
-    commit(client, &transaction, &format!("bonding node {node}")).await
+    commit(client, &transaction, "bonding the node").await
 }
 
 async fn commit(
     client: &LedgerClient,
     transaction: &Transaction,
-    what: &str,
-) -> Result<(), NodeError> {
+    what: &'static str,
+) -> Result<(), RegistrationError> {
     let hash = client
         .submit(transaction)
         .await

@@ -429,7 +429,7 @@ pub(crate) async fn save_filters(
         Ok(())
     })
     .await
-    .map_err(|error| NodeError::Other(format!("saving the replay filter: {error}")))?
+    .map_err(|_| NodeError::Panicked("replay filter saver"))?
 }
 
 /// Saves the filters every `every` until `stop`.
@@ -507,7 +507,10 @@ where
                         std::thread::yield_now();
                     }
                 })
-                .map_err(|error| NodeError::Other(format!("cannot start a Sphinx thread: {error}")))
+                .map_err(|source| NodeError::Thread {
+                    name: "Sphinx",
+                    source,
+                })
         })
         .collect()
 }

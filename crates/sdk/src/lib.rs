@@ -93,9 +93,8 @@ impl ClientBuilder {
             topology: None,
             directory: Some(Arc::new(Directory::new(validators, trust))),
             ..ClientBuilder::new(
-                Topology::new(0, Vec::new()).map_err(|error| {
-                    Error::Setup(umbra_net::NodeError::Other(error.to_string()))
-                })?,
+                Topology::new(0, Vec::new())
+                    .map_err(|error| Error::Setup(umbra_net::NodeError::Topology(error)))?,
             )
         })
     }
@@ -107,10 +106,7 @@ impl ClientBuilder {
             source,
         })?;
         let topology = Topology::from_json(&json).map_err(|error| {
-            Error::Setup(umbra_net::NodeError::Other(format!(
-                "{}: {error}",
-                path.display()
-            )))
+            Error::Setup(umbra_net::NodeError::invalid(path, error.to_string()))
         })?;
         Ok(ClientBuilder::new(topology))
     }

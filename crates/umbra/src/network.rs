@@ -23,6 +23,40 @@ use umbra_net::keys::write_new_key;
 use umbra_node::gateway::{self, GatewayNodeConfig};
 use umbra_node::mixnode::{self, MixnodeConfig};
 
+/// Why a local network could not be made, opened or started.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LocalnetError {
+    /// A file, a key or a node's configuration.
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    /// A shape without a node in some layer, or without a gateway.
+    #[error("a network needs at least one mix node per layer and one gateway")]
+    EmptyShape,
+    /// The topology made of the nodes does not hold.
+    #[error("the new topology is invalid: {0}")]
+    Topology(#[from] umbra_topology::TopologyError),
+    /// Every port of the range is taken.
+    #[error("no free port between {low} and {high} on 127.0.0.1")]
+    NoFreePort {
+        /// The lowest port tried.
+        low: u16,
+        /// The highest.
+        high: u16,
+    },
+    /// The layout names no such node.
+    #[error("no node named {0}")]
+    NoSuchNode(String),
+    /// A node's process could not be started.
+    #[error("cannot start {}: {source}", exe.display())]
+    Spawn {
+        /// The program.
+        exe: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
 /// The file describing a local network.
 pub const LAYOUT_FILE: &str = "localnet.json";
 /// The topology file, in the network's folder and each node's.
@@ -94,7 +128,7 @@ pub const OPERATORS_DIR: &str = "operators";
 impl Layout {
     /// The network in `dir`: the one made there before, or a new one of `shape` with a static
     /// topology file.
-    pub fn create_or_open(dir: &Path, shape: &Shape) -> Result<Layout, NodeError> {
+    pub fn create_or_open(dir: &Path, shape: &Shape) -> Result<Layout, LocalnetError> {
         Layout::open_or(dir, || Layout::create(dir, shape, 0))
     }
 
@@ -105,14 +139,14 @@ impl Layout {
         dir: &Path,
         shape: &Shape,
         validators: usize,
-    ) -> Result<Layout, NodeError> {
+    ) -> Result<Layout, LocalnetError> {
         Layout::open_or(dir, || Layout::create(dir, shape, validators.max(1)))
     }
 
     fn open_or(
         dir: &Path,
-        create: impl FnOnce() -> Result<Layout, NodeError>,
-    ) -> Result<Layout, NodeError> {
+        create: impl FnOnce() -> Result<Layout, LocalnetError>,
+    ) -> Result<Layout, LocalnetError> {
         let file = dir.join(LAYOUT_FILE);
         if file.exists() {
             let json = std::fs::read_to_string(&file).map_err(|source| NodeError::Read {
@@ -131,11 +165,9 @@ impl Layout {
         create()
     }
 
-    fn create(dir: &Path, shape: &Shape, validator_count: usize) -> Result<Layout, NodeError> {
+    fn create(dir: &Path, shape: &Shape, validator_count: usize) -> Result<Layout, LocalnetError> {
         if shape.mixes_per_layer == 0 || shape.gateways == 0 {
-            return Err(NodeError::Other(
-                "a network needs at least one mix node per layer and one gateway".into(),
-            ));
+            return Err(LocalnetError::EmptyShape);
         }
         let mut nodes = Vec::new();
         let mut descriptors = Vec::new();
@@ -233,9 +265,7 @@ impl Layout {
                 write_new_key(&operators.join(format!("{}.key", node.name)), &key.seed())?;
             }
         } else {
-            let topology = Topology::new(1, descriptors).map_err(|error| {
-                NodeError::Other(format!("the new topology is invalid: {error}"))
-            })?;
+            let topology = Topology::new(1, descriptors)?;
             let json = topology.to_json();
             for path in std::iter::once(dir.join(TOPOLOGY_FILE)).chain(
                 nodes
@@ -257,7 +287,7 @@ impl Layout {
     /// Writes `localnet.json`.
     pub fn save(&self) -> Result<(), NodeError> {
         let json = serde_json::to_string_pretty(self)
-            .map_err(|error| NodeError::Other(error.to_string()))?;
+            .map_err(|error| NodeError::invalid(self.dir.join(LAYOUT_FILE), error.to_string()))?;
         write(&self.dir.join(LAYOUT_FILE), &json)
     }
 
@@ -281,7 +311,7 @@ impl Layout {
     }
 
     /// Copies the genesis file at `genesis` into the network's folder and every node's.
-    pub fn install_genesis(&self, genesis: &Path) -> Result<(), NodeError> {
+    pub fn install_genesis(&self, genesis: &Path) -> Result<(), LocalnetError> {
         for target in std::iter::once(self.genesis_file()).chain(
             self.nodes
                 .iter()
@@ -333,7 +363,7 @@ impl Layout {
         &self,
         exe: &Path,
         node: &LocalNode,
-    ) -> Result<std::process::Command, NodeError> {
+    ) -> Result<std::process::Command, LocalnetError> {
         let role = match node.kind {
             Kind::Mix => "mixnode",
             Kind::Gateway => "gateway",
@@ -396,7 +426,7 @@ struct Ports(std::collections::HashSet<u16>);
 
 impl Ports {
     /// A port free now and not given before.
-    fn take(&mut self) -> Result<SocketAddr, NodeError> {
+    fn take(&mut self) -> Result<SocketAddr, LocalnetError> {
         loop {
             let address = free_port()?;
             if self.0.insert(address.port()) {
@@ -407,7 +437,7 @@ impl Ports {
 }
 
 /// A port on 127.0.0.1 free now, below the range of outgoing connections' ports.
-pub fn free_port() -> Result<SocketAddr, NodeError> {
+pub fn free_port() -> Result<SocketAddr, LocalnetError> {
     let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
         .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
@@ -420,13 +450,15 @@ pub fn free_port() -> Result<SocketAddr, NodeError> {
             return Ok(address);
         }
     }
-    Err(NodeError::Other(format!(
-        "no free port between {low} and {ephemeral_low} on 127.0.0.1"
-    )))
+    Err(LocalnetError::NoFreePort {
+        low,
+        high: ephemeral_low,
+    })
 }
 
 fn write_config<T: Serialize>(path: &Path, config: &T) -> Result<(), NodeError> {
-    let text = toml::to_string(config).map_err(|error| NodeError::Other(error.to_string()))?;
+    let text =
+        toml::to_string(config).map_err(|error| NodeError::invalid(path, error.to_string()))?;
     write(
         path,
         &format!(
@@ -465,23 +497,24 @@ impl Processes {
         &self.layout
     }
 
-    fn node(&self, name: &str) -> Result<&LocalNode, NodeError> {
+    fn node(&self, name: &str) -> Result<&LocalNode, LocalnetError> {
         self.layout
             .nodes
             .iter()
             .find(|node| node.name == name)
-            .ok_or_else(|| NodeError::Other(format!("no node named {name}")))
+            .ok_or_else(|| LocalnetError::NoSuchNode(name.to_owned()))
     }
 
     /// Starts the node `name`.
-    pub fn start(&mut self, name: &str) -> Result<(), NodeError> {
+    pub fn start(&mut self, name: &str) -> Result<(), LocalnetError> {
         let node = self.node(name)?.clone();
         let child = self
             .layout
             .command(&self.exe, &node)?
             .spawn()
-            .map_err(|error| {
-                NodeError::Other(format!("cannot start {}: {error}", self.exe.display()))
+            .map_err(|source| LocalnetError::Spawn {
+                exe: self.exe.clone(),
+                source,
             })?;
         self.children.push((node.name, child));
         Ok(())
@@ -496,7 +529,7 @@ impl Processes {
     }
 
     /// Starts every node.
-    pub fn start_all(&mut self) -> Result<(), NodeError> {
+    pub fn start_all(&mut self) -> Result<(), LocalnetError> {
         let names: Vec<String> = self.layout.nodes.iter().map(|n| n.name.clone()).collect();
         names.iter().try_for_each(|name| self.start(name))
     }

@@ -420,7 +420,7 @@ impl ClientDaemon {
             .validate()
             .map_err(|error| NodeError::invalid(&config_path, format!("in [client]: {error}")))?;
         umbra_net::config::validate_source(config.topology.as_deref(), config.ledger.as_ref())
-            .map_err(|problem| NodeError::invalid(&config_path, problem))?;
+            .map_err(|problem| NodeError::invalid(&config_path, problem.to_string()))?;
         let service = match (&config.api, &config.socks5, &config.exit) {
             (_, Some(_), Some(_)) => {
                 return Err(NodeError::invalid(

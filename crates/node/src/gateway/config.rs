@@ -144,6 +144,7 @@ impl GatewayNodeConfig {
             return Err("setting `sessions.max_sessions`: must be at least 1".into());
         }
         umbra_net::config::validate_source(self.topology.as_deref(), self.ledger.as_ref())
+            .map_err(|error| error.to_string())
     }
 
     /// The configuration file `umbra gateway init` writes: every setting, commented, with its

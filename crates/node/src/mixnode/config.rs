@@ -82,6 +82,7 @@ impl MixnodeConfig {
         self.mixing.validate().map_err(|error| error.to_string())?;
         crate::runtime::validate_links_and_workers(&self.links, &self.workers)?;
         umbra_net::config::validate_source(self.topology.as_deref(), self.ledger.as_ref())
+            .map_err(|error| error.to_string())
     }
 
     /// The configuration file `umbra mixnode init` writes: every setting, commented, with
