@@ -320,9 +320,6 @@ impl Monitor {
 
     /// Fires every timer due by `now`: the stream's slots, loss deadlines, reports.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if let Some(due) = self.poll_timeout().filter(|due| *due <= now) {
-            self.check_lateness(due, now);
-        }
         self.run_timers(now);
     }
 
@@ -348,6 +345,10 @@ impl Monitor {
     }
 
     fn run_timers(&mut self, now: Instant) {
+        // a timer fired well after it was due: the process was starved
+        if let Some(due) = self.poll_timeout().filter(|due| *due <= now) {
+            self.check_lateness(due, now);
+        }
         while let Some(slot) = self.next_slot.filter(|slot| *slot <= now) {
             self.next_slot = if self.epochs.values().any(|e| e.measure_until > slot) {
                 // a stream far behind (the process slept) restarts from now, as a client's
@@ -430,7 +431,8 @@ impl Monitor {
         if late <= self.config.max_lateness {
             return;
         }
-        for (&number, epoch) in &mut self.epochs {
+        // epochs that had started by then (a next one may be known before it starts)
+        for (&number, epoch) in self.epochs.iter_mut().filter(|(_, e)| e.start <= now) {
             let fault = epoch.fault(
                 due,
                 now,
@@ -541,5 +543,243 @@ impl umbra_core::Core for Monitor {
 
     fn poll_timeout(&self) -> Option<Instant> {
         Monitor::poll_timeout(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synthetic::roster;
+
+    const MINUTE: Duration = Duration::from_secs(60);
+
+    fn monitor(now: Instant) -> Monitor {
+        let mut monitor = Monitor::new(MonitorConfig::default(), [1; 32]).expect("valid");
+        for &gateway in roster(2, 3).gateways() {
+            monitor.handle_gateway_up(now, gateway);
+        }
+        monitor
+    }
+
+    fn epoch(number: u64, start: Instant, length: Duration) -> EpochSchedule {
+        EpochSchedule {
+            number,
+            roster: roster(2, 3),
+            start,
+            end: start + length,
+        }
+    }
+
+    /// Runs the monitor alone until `until`, sending every route at once and handing each
+    /// to `outcome` (which says whether and when it comes back).
+    fn drive(
+        monitor: &mut Monitor,
+        mut now: Instant,
+        until: Instant,
+        mut outcome: impl FnMut(&TestRoute) -> Option<Duration>,
+    ) -> Vec<Event> {
+        let mut returns: BTreeSet<(Instant, RouteId)> = BTreeSet::new();
+        let mut events = Vec::new();
+        loop {
+            monitor.handle_timeout(now);
+            while let Some(route) = monitor.poll_transmit(now) {
+                monitor.handle_sent(now, route.id);
+                if let Some(after) = outcome(&route) {
+                    returns.insert((now + after, route.id));
+                }
+            }
+            while let Some((at, id)) = returns.first().copied().filter(|(at, _)| *at <= now) {
+                returns.remove(&(at, id));
+                monitor.handle_received(now, id);
+            }
+            events.extend(std::iter::from_fn(|| monitor.poll_event()));
+            let next = [monitor.poll_timeout(), returns.first().map(|(at, _)| *at)]
+                .into_iter()
+                .flatten()
+                .min();
+            match next.filter(|next| *next <= until) {
+                Some(next) => {
+                    assert!(next > now || returns.first().is_some_and(|(at, _)| *at <= now));
+                    now = next;
+                }
+                None => return events,
+            }
+        }
+    }
+
+    #[test]
+    fn epochs_that_cannot_work_are_refused() {
+        let now = Instant::now();
+        let mut monitor = monitor(now);
+        // 80 s of margins (20 s deadline, 60 s submit margin) in a 70 s epoch
+        assert!(matches!(
+            monitor.handle_epoch(now, epoch(1, now, Duration::from_secs(70))),
+            Err(EpochError::TooShort { epoch: 1, .. })
+        ));
+        let mut empty = epoch(1, now, 10 * MINUTE);
+        empty.roster = Roster::new([vec![NodeId(1)], vec![], vec![NodeId(3)]], vec![NodeId(9)]);
+        assert_eq!(
+            monitor.handle_epoch(now, empty),
+            Err(EpochError::EmptyLayer { epoch: 1, layer: 2 })
+        );
+        monitor
+            .handle_epoch(now, epoch(2, now, 10 * MINUTE))
+            .expect("accepted");
+        assert_eq!(
+            monitor.handle_epoch(now, epoch(2, now, 10 * MINUTE)),
+            Err(EpochError::NotNewer {
+                epoch: 2,
+                newest: 2
+            })
+        );
+    }
+
+    #[test]
+    fn routes_stop_in_time_for_the_report_and_the_report_is_due_before_the_end() {
+        let start = Instant::now();
+        let mut monitor = monitor(start);
+        monitor
+            .handle_epoch(start, epoch(1, start, 5 * MINUTE))
+            .expect("accepted");
+        let mut last_due = start;
+        let events = drive(&mut monitor, start, start + 5 * MINUTE, |route| {
+            last_due = last_due.max(route.due);
+            Some(Duration::from_millis(200))
+        });
+        // routes until 5 min − 60 s − 20 s; the report at 5 min − 60 s
+        assert!(last_due < start + 5 * MINUTE - Duration::from_secs(80));
+        assert!(last_due > start + 5 * MINUTE - Duration::from_secs(90));
+        let [Event::Report(report)] = events.as_slice() else {
+            panic!("{events:?}")
+        };
+        assert_eq!(report.epoch, 1);
+        assert!(
+            report
+                .evidence
+                .routes
+                .iter()
+                .all(|r| r.latency_us == Some(200_000))
+        );
+        assert_eq!(monitor.poll_timeout(), None);
+    }
+
+    #[test]
+    fn unsent_routes_are_not_evidence_and_late_returns_stay_lost() {
+        let start = Instant::now();
+        let mut monitor = monitor(start);
+        monitor
+            .handle_epoch(start, epoch(1, start, 3 * MINUTE))
+            .expect("accepted");
+        let mut now = start;
+        let mut routes = Vec::new();
+        while routes.len() < 3 {
+            now = monitor.poll_timeout().expect("a slot");
+            monitor.handle_timeout(now);
+            routes.extend(std::iter::from_fn(|| monitor.poll_transmit(now)));
+        }
+        // the first is never sent; the second comes back 21 s after it left; the third twice
+        monitor.handle_sent(now, routes[1].id);
+        monitor.handle_sent(now, routes[2].id);
+        monitor.handle_received(now + Duration::from_secs(1), routes[2].id);
+        monitor.handle_received(now + Duration::from_secs(1), routes[2].id);
+        monitor.handle_timeout(now + Duration::from_secs(20));
+        monitor.handle_received(now + Duration::from_secs(21), routes[1].id);
+        monitor.handle_received(now, RouteId(u64::MAX));
+        let stats = monitor.stats().clone();
+        assert_eq!((stats.returned, stats.lost, stats.late), (1, 1, 1));
+        assert_eq!(stats.unknown, 2);
+        // (the timer that ran 20 s late counts as starvation: not what this test is about)
+        let events = drive(
+            &mut monitor,
+            now + Duration::from_secs(21),
+            start + 3 * MINUTE,
+            |_| None,
+        );
+        let Some(Event::Report(report)) = events.last() else {
+            panic!("no report")
+        };
+        let first = report
+            .evidence
+            .routes
+            .iter()
+            .find(|r| r.id == routes[0].id.0);
+        assert_eq!(first, None, "a route never sent is no evidence");
+        let second = report
+            .evidence
+            .routes
+            .iter()
+            .find(|r| r.id == routes[1].id.0);
+        assert_eq!(second.map(|r| r.latency_us), Some(None));
+        assert!(monitor.stats().unsent >= 1);
+    }
+
+    #[test]
+    fn a_gateway_never_up_is_never_used_and_says_so() {
+        let start = Instant::now();
+        let mut monitor = Monitor::new(MonitorConfig::default(), [2; 32]).expect("valid");
+        monitor.handle_gateway_up(start, NodeId(900));
+        monitor.handle_gateway_up(start, NodeId(901));
+        monitor
+            .handle_epoch(start, epoch(1, start, 5 * MINUTE))
+            .expect("accepted");
+        let events = drive(&mut monitor, start, start + 5 * MINUTE, |route| {
+            assert!(!route.hops.contains(&NodeId(902)));
+            Some(Duration::from_millis(100))
+        });
+        let Some(Event::Report(report)) = events.last() else {
+            panic!("no report")
+        };
+        assert!(
+            report
+                .faults()
+                .any(|f| f.reason == FaultReason::GatewayDown { gateway: 902 })
+        );
+        let unmeasured = report
+            .attribution
+            .nodes
+            .iter()
+            .find(|n| n.node == NodeId(902))
+            .expect("listed");
+        assert_eq!(
+            unmeasured.verdict,
+            crate::Verdict::Unscored(crate::Unscored::NoPackets)
+        );
+        assert!(!report.performance().iter().any(|&(node, _)| node == 902));
+    }
+
+    #[test]
+    fn the_next_epoch_is_measured_with_its_own_roster() {
+        let start = Instant::now();
+        let mut monitor = monitor(start);
+        monitor
+            .handle_epoch(start, epoch(1, start, 3 * MINUTE))
+            .expect("accepted");
+        let mut next = epoch(2, start + 3 * MINUTE, 3 * MINUTE);
+        next.roster = Roster::new(
+            [
+                vec![NodeId(110), NodeId(111)],
+                vec![NodeId(210), NodeId(211)],
+                vec![NodeId(310), NodeId(311)],
+            ],
+            roster(2, 3).gateways().to_vec(),
+        );
+        monitor.handle_epoch(start, next).expect("accepted");
+        let mut epochs = BTreeSet::new();
+        let events = drive(&mut monitor, start, start + 6 * MINUTE, |route| {
+            let new = route.hops[1].0 >= 110;
+            assert_eq!(new, route.epoch == 2, "{route:?}");
+            assert_eq!(new, route.due >= start + 3 * MINUTE);
+            epochs.insert(route.epoch);
+            Some(Duration::from_millis(100))
+        });
+        assert_eq!(epochs, BTreeSet::from([1, 2]));
+        let reports: Vec<u64> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Report(report) => Some(report.epoch),
+                Event::Fault { .. } => None,
+            })
+            .collect();
+        assert_eq!(reports, vec![1, 2]);
     }
 }
