@@ -796,7 +796,7 @@ mod tests {
                 .iter()
                 .all(|node| node.verdict == Verdict::Unscored(Unscored::NoPackets))
         );
-        assert!(crate::report::performance(&attribution).is_empty());
+        assert!(attribution.performance().is_empty());
     }
 
     #[test]

@@ -20,5 +20,5 @@ pub use evidence::{
 };
 pub use monitor::{EpochSchedule, Event, Monitor, MonitorStats, RouteId, TestRoute};
 pub use plan::Roster;
-pub use report::{EpochReport, performance, to_ppm};
+pub use report::{EpochReport, to_ppm};
 pub use sample_size::{NetworkShape, packets_alone, packets_per_node};

@@ -14,7 +14,6 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
 use umbra_topology::NodeId;
 
-use crate::attribution::attribute;
 use crate::config::{MonitorConfig, millis};
 use crate::err::{ConfigError, EpochError};
 use crate::evidence::{
@@ -80,8 +79,9 @@ pub struct EpochSchedule {
 /// What the monitor reports.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
-    /// An epoch's evidence and scores, due `submit_margin` before the epoch's end: submit the
-    /// scores ([`EpochReport::performance`]) and publish the evidence.
+    /// An epoch's evidence, due `submit_margin` before the epoch's end: compute the scores
+    /// ([`EpochReport::attribute`], off the event loop), submit them
+    /// ([`crate::Attribution::performance`]) and publish the evidence.
     Report(Box<EpochReport>),
     /// The monitor found a fault of its own (for logs and health; the report lists them).
     Fault {
@@ -499,8 +499,7 @@ impl Monitor {
             routes,
             faults: epoch.faults,
         };
-        let attribution = attribute(&evidence);
-        EpochReport::new(evidence, attribution)
+        EpochReport::new(evidence)
     }
 
     /// An exponentially distributed gap of mean `mean_route_interval`.
@@ -731,11 +730,13 @@ mod tests {
         };
         assert!(
             report
-                .faults()
+                .evidence
+                .faults
+                .iter()
                 .any(|f| f.reason == FaultReason::GatewayDown { gateway: 902 })
         );
-        let unmeasured = report
-            .attribution
+        let attribution = report.attribute();
+        let unmeasured = attribution
             .nodes
             .iter()
             .find(|n| n.node == NodeId(902))
@@ -744,7 +745,12 @@ mod tests {
             unmeasured.verdict,
             crate::Verdict::Unscored(crate::Unscored::NoPackets)
         );
-        assert!(!report.performance().iter().any(|&(node, _)| node == 902));
+        assert!(
+            !attribution
+                .performance()
+                .iter()
+                .any(|&(node, _)| node == 902)
+        );
     }
 
     #[test]

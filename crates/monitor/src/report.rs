@@ -1,10 +1,13 @@
-//! An epoch's report: the evidence, its hash, the scores, and the ledger's form of them.
+//! An epoch's report: the evidence and its hash; the scores and the ledger's form of them.
 
-use crate::attribution::{Attribution, Verdict};
-use crate::evidence::{Evidence, EvidenceHash, Fault};
+use crate::attribution::{Attribution, Verdict, attribute};
+use crate::evidence::{Evidence, EvidenceHash};
 
-/// What the monitor has to say about an epoch.
-#[derive(Clone, Debug, PartialEq)]
+/// What the monitor has to say about an epoch: its evidence. The scores are
+/// [`EpochReport::attribute`], which takes seconds for a large network (a profile likelihood
+/// per node): run it off the shell's event loop (e.g. `spawn_blocking`), or the monitor starves
+/// itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EpochReport {
     /// The epoch.
     pub epoch: u64,
@@ -12,48 +15,37 @@ pub struct EpochReport {
     pub hash: EvidenceHash,
     /// The evidence, to publish (as [`Evidence::to_json`]).
     pub evidence: Evidence,
-    /// The scores, as [`crate::attribute`] computes them from the evidence.
-    pub attribution: Attribution,
 }
 
 impl EpochReport {
-    /// The report of this evidence and its attribution.
-    pub fn new(evidence: Evidence, attribution: Attribution) -> EpochReport {
+    /// The report of this evidence.
+    pub fn new(evidence: Evidence) -> EpochReport {
         EpochReport {
             epoch: evidence.epoch,
             hash: evidence.hash(),
             evidence,
-            attribution,
         }
     }
 
+    /// The scores, as anyone recomputes them from the evidence ([`crate::attribute`]).
+    pub fn attribute(&self) -> Attribution {
+        attribute(&self.evidence)
+    }
+}
+
+impl Attribution {
     /// The scores as the ledger's `SubmitPerformance` takes them: (node, performance in
     /// ppm) for every scored node. Unscored nodes are left out, so the ledger keeps their
     /// previous performance rather than recording a number the monitor cannot stand by.
     pub fn performance(&self) -> Vec<(u32, u32)> {
-        performance(&self.attribution)
-    }
-
-    /// Every fault of the monitor's in the epoch: those it saw as they happened and the mass
-    /// failures found in the routes.
-    pub fn faults(&self) -> impl Iterator<Item = &Fault> {
-        self.evidence
-            .faults
+        self.nodes
             .iter()
-            .chain(&self.attribution.mass_failures)
+            .filter_map(|node| match node.verdict {
+                Verdict::Scored(score) => Some((node.node.0, to_ppm(score.reliability))),
+                Verdict::Unscored(_) => None,
+            })
+            .collect()
     }
-}
-
-/// An attribution's scores in the ledger's unit: (node, reliability in ppm), scored nodes only.
-pub fn performance(attribution: &Attribution) -> Vec<(u32, u32)> {
-    attribution
-        .nodes
-        .iter()
-        .filter_map(|node| match node.verdict {
-            Verdict::Scored(score) => Some((node.node.0, to_ppm(score.reliability))),
-            Verdict::Unscored(_) => None,
-        })
-        .collect()
 }
 
 /// A fraction in [0, 1] as parts per million, rounded.

@@ -11,8 +11,8 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
 use umbra_core::{Core, Pair};
 use umbra_monitor::{
-    EpochReport, EpochSchedule, Event, Evidence, FaultReason, Monitor, MonitorConfig, Roster,
-    RouteId, TestRoute, Verdict, attribute,
+    Attribution, EpochReport, EpochSchedule, Event, Evidence, Fault, FaultReason, Monitor,
+    MonitorConfig, Roster, RouteId, TestRoute, Verdict, attribute,
 };
 use umbra_topology::NodeId;
 
@@ -132,7 +132,8 @@ fn run(pair: &mut Pair<Monitor, Network>, until: Instant) {
     );
 }
 
-fn report(pair: &Pair<Monitor, Network>) -> &EpochReport {
+/// The epoch's one report and its scores.
+fn report(pair: &Pair<Monitor, Network>) -> (&EpochReport, Attribution) {
     let reports: Vec<&EpochReport> = pair
         .events_a
         .iter()
@@ -142,12 +143,22 @@ fn report(pair: &Pair<Monitor, Network>) -> &EpochReport {
         })
         .collect();
     assert_eq!(reports.len(), 1, "one report per epoch");
-    reports[0]
+    (reports[0], reports[0].attribute())
 }
 
-fn score(report: &EpochReport, node: u32) -> f64 {
-    match report
-        .attribution
+/// Every fault of the monitor's: those it claims and the mass failures in the routes.
+fn faults(report: &EpochReport, attribution: &Attribution) -> Vec<Fault> {
+    report
+        .evidence
+        .faults
+        .iter()
+        .chain(&attribution.mass_failures)
+        .copied()
+        .collect()
+}
+
+fn score(attribution: &Attribution, node: u32) -> f64 {
+    match attribution
         .nodes
         .iter()
         .find(|score| score.node == NodeId(node))
@@ -168,24 +179,20 @@ fn an_epoch_on_a_virtual_clock() {
     network.reliability.insert(NodeId(100), 0.5);
     let (mut pair, start) = start(network);
     run(&mut pair, start + EPOCH);
-    let report = report(&pair);
+    let (report, attribution) = report(&pair);
     // due 60 s before the end, so that the scores reach the ledger within the epoch
     let routes = report.evidence.routes.len();
     assert!((10_640..=11_760).contains(&routes), "{routes} routes");
-    assert!((score(report, 100) - 0.5).abs() < 0.05);
+    assert!((score(&attribution, 100) - 0.5).abs() < 0.05);
     for node in [101, 200, 201, 300, 301, 900, 901, 902] {
-        assert!(score(report, node) >= 0.95, "node {node}");
+        assert!(score(&attribution, node) >= 0.95, "node {node}");
     }
-    assert_eq!(report.performance().len(), 9);
-    assert!(
-        report.faults().next().is_none(),
-        "{:?}",
-        report.faults().collect::<Vec<_>>()
-    );
+    assert_eq!(attribution.performance().len(), 9);
+    assert_eq!(faults(report, &attribution), Vec::new());
     // anyone can check: the published evidence gives the same hash and the same scores
     let published = Evidence::from_json(&report.evidence.to_json()).expect("reads back");
     assert_eq!(published.hash(), report.hash);
-    assert_eq!(attribute(&published), report.attribution);
+    assert_eq!(attribute(&published), attribution);
     // and the monitor has nothing left to wake for
     assert_eq!(pair.a.poll_timeout(), None);
     let stats = pair.a.stats();
@@ -206,20 +213,20 @@ fn the_monitors_gateway_killed_mid_epoch_blames_no_node() {
     pair.b.down.clear();
     pair.a.handle_gateway_up(pair.now, NodeId(900));
     run(&mut pair, start + EPOCH);
-    let report = report(&pair);
-    assert!(report.attribution.voided.gateway_down > 0);
+    let (report, attribution) = report(&pair);
+    assert!(attribution.voided.gateway_down > 0);
     assert!(
-        report
-            .faults()
+        faults(report, &attribution)
+            .iter()
             .any(|fault| fault.reason == FaultReason::GatewayDown { gateway: 900 })
     );
     // every node is perfect, and every packet lost went through the dead gateway while it
     // was dead: nobody loses a point
     for node in [100, 101, 200, 201, 300, 301, 900, 901, 902] {
         assert!(
-            score(report, node) >= 0.99,
+            score(&attribution, node) >= 0.99,
             "node {node}: {}",
-            score(report, node)
+            score(&attribution, node)
         );
     }
 }
@@ -233,20 +240,20 @@ fn a_starved_monitor_judges_nothing_while_it_was() {
     run(&mut pair, start + 5 * MINUTE);
     pair.now += Duration::from_secs(5);
     run(&mut pair, start + EPOCH);
-    let report = report(&pair);
+    let (report, attribution) = report(&pair);
     assert!(
-        report.faults().any(
+        faults(report, &attribution).iter().any(
             |fault| matches!(fault.reason, FaultReason::Starved { late_ms } if late_ms >= 4000)
         )
     );
-    assert!(report.attribution.voided.starved > 0);
+    assert!(attribution.voided.starved > 0);
     assert!(
         pair.events_a
             .iter()
             .any(|event| matches!(event, Event::Fault { epoch: 1, .. }))
     );
-    assert!((score(report, 201) - 0.8).abs() < 0.05);
-    assert!(score(report, 200) >= 0.95);
+    assert!((score(&attribution, 201) - 0.8).abs() < 0.05);
+    assert!(score(&attribution, 200) >= 0.95);
 }
 
 #[test]
@@ -259,17 +266,16 @@ fn the_monitors_network_failing_blames_no_node() {
     });
     pair.b.outage = Some((start + 6 * MINUTE, start + 9 * MINUTE));
     run(&mut pair, start + EPOCH);
-    let report = report(&pair);
-    let windows: Vec<u64> = report
-        .attribution
+    let (_, attribution) = report(&pair);
+    let windows: Vec<u64> = attribution
         .mass_failures
         .iter()
         .map(|fault| fault.from_ms / 60_000)
         .collect();
     // (the outage loses what is sent during it: windows 5 and 9 are untouched)
     assert_eq!(windows, vec![6, 7, 8]);
-    assert!((score(report, 300) - 0.9).abs() < 0.05);
+    assert!((score(&attribution, 300) - 0.9).abs() < 0.05);
     for node in [100, 101, 200, 201, 301, 900, 901, 902] {
-        assert!(score(report, node) >= 0.95, "node {node}");
+        assert!(score(&attribution, node) >= 0.95, "node {node}");
     }
 }
