@@ -17,7 +17,8 @@ use umbra_topology::Topology;
 pub use umbra_net::directory::ValidatorUrl;
 
 pub use umbra_client::{
-    ClientConfig, ClientKeys, ClientStats, SendError, SenderTag, TrafficConfig, TrafficPreset,
+    ClientConfig, ClientKeys, ClientStats, NoRoute, SendError, SenderTag, TrafficConfig,
+    TrafficPreset,
 };
 pub use umbra_net::client::{
     ClientEvent, ClientHandle, ClientStatus, CommandError, ConnectionConfig,
