@@ -188,7 +188,9 @@ impl ClientBuilder {
             }
         };
         let gateway = match &self.gateway {
-            Some(which) => find_gateway(&topology, which).map_err(Error::Gateway)?,
+            Some(which) => {
+                find_gateway(&topology, which).map_err(|error| Error::Gateway(error.to_string()))?
+            }
             None => {
                 let gateways: Vec<_> = topology.gateways().collect();
                 if gateways.is_empty() {

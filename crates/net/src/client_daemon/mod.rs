@@ -319,8 +319,42 @@ enum Service {
     Exit(Box<ExitSettings>),
 }
 
+/// Why [`find_gateway`] found no gateway. Both say which gateways there are.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NoSuchGateway {
+    /// The node asked for is a mix node.
+    #[error("node {which} is a mix node, not a gateway; the gateways are: {}", listed(.gateways))]
+    MixNode {
+        /// The id or Noise key asked for.
+        which: String,
+        /// The topology's gateways.
+        gateways: Vec<(NodeId, NoiseKey)>,
+    },
+    /// No node has this id or Noise key (or it is neither).
+    #[error(
+        "no gateway {which:?} in the topology (give its id or its Noise key); the gateways are: {}",
+        listed(.gateways)
+    )]
+    Unknown {
+        /// The id or Noise key asked for.
+        which: String,
+        /// The topology's gateways.
+        gateways: Vec<(NodeId, NoiseKey)>,
+    },
+}
+
+/// Gateways as people name them: `3 (<noise key>), 4 (...)`.
+fn listed(gateways: &[(NodeId, NoiseKey)]) -> String {
+    let named: Vec<String> = gateways
+        .iter()
+        .map(|(id, key)| format!("{} ({key})", id.0))
+        .collect();
+    named.join(", ")
+}
+
 /// Finds a gateway in `topology` by its id or its Noise key.
-pub fn find_gateway(topology: &Topology, which: &str) -> Result<NodeDescriptor, String> {
+pub fn find_gateway(topology: &Topology, which: &str) -> Result<NodeDescriptor, NoSuchGateway> {
     let which = which.trim();
     let found = match which.parse::<u32>() {
         Ok(id) => topology.node(NodeId(id)),
@@ -330,20 +364,17 @@ pub fn find_gateway(topology: &Topology, which: &str) -> Result<NodeDescriptor, 
             .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
             .and_then(|key| topology.node_with_noise_key(&NoiseKey(key))),
     };
-    let gateways: Vec<String> = topology
-        .gateways()
-        .map(|g| format!("{} ({})", g.id.0, g.noise_key))
-        .collect();
+    let gateways = || topology.gateways().map(|g| (g.id, g.noise_key)).collect();
     match found {
         Some(node) if node.role == Role::Gateway => Ok(node.clone()),
-        Some(_) => Err(format!(
-            "node {which} is a mix node, not a gateway; the gateways are: {}",
-            gateways.join(", ")
-        )),
-        None => Err(format!(
-            "no gateway {which:?} in the topology (give its id or its Noise key); the gateways are: {}",
-            gateways.join(", ")
-        )),
+        Some(_) => Err(NoSuchGateway::MixNode {
+            which: which.to_owned(),
+            gateways: gateways(),
+        }),
+        None => Err(NoSuchGateway::Unknown {
+            which: which.to_owned(),
+            gateways: gateways(),
+        }),
     }
 }
 
@@ -431,7 +462,8 @@ pub fn init(
         InitSource::File(path) => node::read_topology(path)?,
         InitSource::Ledger { topology, .. } => topology.clone(),
     };
-    let gateway = find_gateway(&topology, gateway).map_err(NodeError::Other)?;
+    let gateway =
+        find_gateway(&topology, gateway).map_err(|error| NodeError::Other(error.to_string()))?;
     node::ensure_new(
         data_dir,
         &[CONFIG_FILE, IDENTITY_KEY_FILE, ENCRYPTION_KEY_FILE],
@@ -1165,6 +1197,69 @@ mod tests {
         }
         // an unknown section is still refused by name
         assert!(refused("[socks]\n").contains("socks"));
+    }
+
+    #[test]
+    fn a_gateway_is_found_by_id_or_key_and_a_miss_lists_the_gateways() {
+        let node = |id: u8, layer: Option<u8>| {
+            let sphinx = umbra_sphinx::PrivateKey::from_bytes([id; 32]);
+            NodeDescriptor::from_entry(umbra_topology::Entry {
+                id: u32::from(id),
+                kind: if layer.is_some() {
+                    umbra_topology::Kind::Mix
+                } else {
+                    umbra_topology::Kind::Gateway
+                },
+                layer,
+                mix_address: SocketAddr::from(([127, 0, 0, 1], 2000 + u16::from(id))),
+                client_address: layer
+                    .is_none()
+                    .then(|| SocketAddr::from(([127, 0, 0, 1], 3000 + u16::from(id)))),
+                sphinx_key: *sphinx.public_key().as_bytes(),
+                noise_key: [id; 32],
+            })
+            .unwrap()
+        };
+        let topology = Topology::new(
+            1,
+            vec![
+                node(1, Some(1)),
+                node(2, Some(2)),
+                node(3, Some(3)),
+                node(4, None),
+            ],
+        )
+        .unwrap();
+        let key = NoiseKey([4; 32]);
+        assert_eq!(find_gateway(&topology, "4").unwrap().id, NodeId(4));
+        assert_eq!(
+            find_gateway(&topology, &format!(" {key} ")).unwrap().id,
+            NodeId(4)
+        );
+        let gateways = vec![(NodeId(4), key)];
+        let mix = find_gateway(&topology, "2").unwrap_err();
+        assert_eq!(
+            mix,
+            NoSuchGateway::MixNode {
+                which: "2".into(),
+                gateways: gateways.clone()
+            }
+        );
+        assert_eq!(
+            mix.to_string(),
+            format!("node 2 is a mix node, not a gateway; the gateways are: 4 ({key})")
+        );
+        let unknown = find_gateway(&topology, "999").unwrap_err();
+        assert_eq!(
+            unknown.to_string(),
+            format!(
+                "no gateway \"999\" in the topology (give its id or its Noise key); the gateways are: 4 ({key})"
+            )
+        );
+        assert!(matches!(
+            find_gateway(&topology, "not-a-key"),
+            Err(NoSuchGateway::Unknown { .. })
+        ));
     }
 
     #[test]
