@@ -849,7 +849,7 @@ impl Driver {
                     reason,
                 } => match self.ids.remove(&core_id) {
                     Some(id) => {
-                        self.finish(id, Some(reason));
+                        self.finish(id, Some(reason.to_string()));
                         continue;
                     }
                     None => continue,

@@ -11,12 +11,12 @@ use umbra_sphinx::{
     Delay, Destination, DestinationAddress, Hop, NodeAddress, Packet, PacketBuilder, PacketSize,
     Payload, Surb, SurbId, Version,
 };
-use umbra_topology::{Layer, NodeId, NoiseKey, Topology};
+use umbra_topology::{Layer, NodeId, NoiseKey, Topology, TopologyError};
 use umbra_wire::gateway::{Delivery, DeliveryKind};
 use umbra_wire::{ClientAddress, SURB_ACK_LEN, SurbAck};
 
 use crate::config::ClientConfig;
-use crate::err::{ClientError, SendError};
+use crate::err::{ClientError, Failure, NoRoute, SendError};
 use crate::fragment::{self, FragmentRef, Limits, Reassembler};
 use crate::health::Health;
 use crate::keys::ClientKeys;
@@ -32,9 +32,6 @@ const FORWARD_PIECE: usize = SIZE.plaintext_capacity() - SURB_ACK_LEN - fragment
 const REPLY_PIECE: usize = SIZE.plaintext_capacity() - fragment::HEADER_LEN;
 /// How long an ack id or loop is remembered.
 const REMEMBER: Duration = Duration::from_secs(300);
-/// Why a reply fails when its sender's SURBs are gone.
-const SENDER_FORGOTTEN: &str =
-    "the sender's SURBs were dropped to make room or expired (surbs.max_senders, surbs.lifetime)";
 /// How long reply acks wait to be sent together.
 const REPLY_ACK_BATCH: Duration = Duration::from_millis(20);
 
@@ -77,7 +74,7 @@ pub enum Event {
         /// The message.
         id: MessageId,
         /// Why.
-        reason: String,
+        reason: Failure,
     },
 }
 
@@ -706,19 +703,18 @@ impl Client {
         to: &ClientAddress,
         bytes: Vec<u8>,
         attempt: u32,
-    ) -> Result<(NodeAddress, Packet), &'static str> {
-        let no_route = "the topology has no route (a layer has no nodes)";
-        let gateway = gateway_of(&self.topology, &to.gateway)
-            .ok_or("the recipient's gateway left the topology")?;
+    ) -> Result<(NodeAddress, Packet), Failure> {
+        let gateway =
+            gateway_of(&self.topology, &to.gateway).ok_or(Failure::RecipientGatewayLeft)?;
         let ack_id = self.random16();
-        let (surb_ack, ack_delays, ack_mixes) = self.surb_ack(now, ack_id).ok_or(no_route)?;
-        let route = self.route(now, gateway).ok_or(no_route)?;
+        let (surb_ack, ack_delays, ack_mixes) = self.surb_ack(now, ack_id)?;
+        let route = self.route(now, gateway).map_err(Failure::NoRoute)?;
         let delays = self.delays(&route, self.config.traffic.mean_hop_delay);
         let plaintext = surb_ack.prefix(&bytes);
         let destination = Destination::new(to.destination(), SurbId::default());
         let packet = PacketBuilder::new(SIZE)
             .build(&mut self.rng, &route, &delays, &destination, &plaintext)
-            .map_err(|_| "a fragment does not fit a packet")?;
+            .map_err(Failure::Unbuildable)?;
         let backoff = 1u32 << attempt.min(MAX_BACKOFF.trailing_zeros());
         let wait = self.ack_wait(&delays, &ack_delays) * backoff;
         let mut mixes = mixes_of(&route);
@@ -750,7 +746,7 @@ impl Client {
     ) -> Option<(NodeAddress, Packet)> {
         if !self.stores.contains(&tag) {
             // its store was dropped for room, or expired: nothing can carry it
-            self.fail(message, SENDER_FORGOTTEN);
+            self.fail(message, Failure::SenderForgotten);
             return None;
         }
         // the newest first: the likeliest to be made for the topology the network runs
@@ -810,8 +806,8 @@ impl Client {
         let gateway =
             *gateways.get((self.rng.next_u64() % gateways.len().max(1) as u64) as usize)?;
         let ack_id = self.random16();
-        let (surb_ack, ack_delays, ack_mixes) = self.surb_ack(now, ack_id)?;
-        let route = self.route(now, gateway)?;
+        let (surb_ack, ack_delays, ack_mixes) = self.surb_ack(now, ack_id).ok()?;
+        let route = self.route(now, gateway).ok()?;
         let delays = self.delays(&route, self.config.traffic.mean_hop_delay);
         self.probe(now, ack_id, &route, &delays, ack_mixes, &ack_delays);
         let mut data = vec![0u8; FORWARD_PIECE + fragment::HEADER_LEN];
@@ -837,8 +833,8 @@ impl Client {
         self.rng.fill_bytes(&mut piece);
         let fragment = fragment::split(id, &piece, FORWARD_PIECE).pop()?;
         let ack_id = self.random16();
-        let (surb_ack, ack_delays, ack_mixes) = self.surb_ack(now, ack_id)?;
-        let route = self.route(now, self.gateway)?;
+        let (surb_ack, ack_delays, ack_mixes) = self.surb_ack(now, ack_id).ok()?;
+        let route = self.route(now, self.gateway).ok()?;
         let delays = self.delays(&route, self.config.traffic.mean_hop_delay);
         self.probe(now, ack_id, &route, &delays, ack_mixes, &ack_delays);
         let destination = Destination::new(self.address.destination(), SurbId::default());
@@ -891,14 +887,14 @@ impl Client {
         &mut self,
         now: Instant,
         ack_id: [u8; 16],
-    ) -> Option<(SurbAck, Vec<Delay>, Vec<NodeAddress>)> {
-        let route = self.route(now, self.gateway)?;
+    ) -> Result<(SurbAck, Vec<Delay>, Vec<NodeAddress>), Failure> {
+        let route = self.route(now, self.gateway).map_err(Failure::NoRoute)?;
         let delays = self.delays(&route, self.config.traffic.mean_ack_delay);
         let destination = Destination::new(self.address.destination(), SurbId::default());
         let packet = PacketBuilder::new(PacketSize::Ack)
             .build(&mut self.rng, &route, &delays, &destination, &ack_id)
-            .ok()?;
-        Some((
+            .map_err(Failure::Unbuildable)?;
+        Ok((
             SurbAck {
                 first_hop: route[0].address,
                 packet,
@@ -917,9 +913,7 @@ impl Client {
     ) -> Result<Vec<Surb>, SendError> {
         let mut surbs = Vec::with_capacity(usize::from(count));
         for _ in 0..count {
-            let route = self
-                .route(now, self.gateway)
-                .ok_or_else(|| SendError::NoRoute("no node in some layer".into()))?;
+            let route = self.route(now, self.gateway).map_err(SendError::NoRoute)?;
             let delays = self.delays(&route, self.config.traffic.mean_hop_delay);
             let mut surb_id = SurbId::new(self.random16());
             while surb_id == SurbId::default() {
@@ -928,7 +922,7 @@ impl Client {
             let destination = Destination::new(self.address.destination(), surb_id);
             let (surb, key) =
                 Surb::new(&mut self.rng, &route, &delays, &destination, Version::V260)
-                    .map_err(|error| SendError::NoRoute(error.to_string()))?;
+                    .map_err(SendError::Surb)?;
             self.issued.insert(now, surb_id, key, tag);
             surbs.push(surb);
         }
@@ -937,14 +931,18 @@ impl Client {
 
     /// One random node per layer, avoiding the ones failing (unless told not to), then
     /// `gateway`.
-    fn route(&mut self, now: Instant, gateway: NodeId) -> Option<Vec<Hop>> {
+    fn route(&mut self, now: Instant, gateway: NodeId) -> Result<Vec<Hop>, NoRoute> {
         let health = &self.health;
         let avoid = self.config.acks.route_around_failures;
         self.topology
             .random_route_avoiding(&mut self.rng, gateway, |node| {
                 avoid && health.is_failing(now, &node.routing_address())
             })
-            .ok()
+            .map_err(|error| match error {
+                TopologyError::EmptyLayer { layer } => NoRoute::EmptyLayer { layer },
+                // the only other way a route fails: `gateway` is not one
+                _ => NoRoute::NotAGateway { gateway },
+            })
     }
 
     /// Exponential delays for each mix of `route`; none at its last hop.
@@ -1147,7 +1145,7 @@ impl Client {
                 })
                 .collect();
             for message in messages {
-                self.fail(message, SENDER_FORGOTTEN);
+                self.fail(message, Failure::SenderForgotten);
             }
         }
     }
@@ -1185,13 +1183,13 @@ impl Client {
         }
     }
 
-    fn fail(&mut self, message: MessageId, reason: &str) {
+    fn fail(&mut self, message: MessageId, reason: Failure) {
         if let Some(outgoing) = self.outgoing.remove(&message)
             && outgoing.notify
         {
             self.events.push_back(Event::Failed {
                 id: message,
-                reason: reason.to_owned(),
+                reason,
             });
         }
     }
@@ -1261,7 +1259,7 @@ impl Client {
                         && self.is_pending(reply.message, at.index)
                     {
                         if !self.stores.contains(&reply.tag) {
-                            self.fail(reply.message, SENDER_FORGOTTEN);
+                            self.fail(reply.message, Failure::SenderForgotten);
                             continue;
                         }
                         self.stats.retransmissions += 1;
@@ -1288,7 +1286,7 @@ impl Client {
             .map(|(id, _)| *id)
             .collect();
         for id in expired {
-            self.fail(id, "not acknowledged in time (acks.give_up_after)");
+            self.fail(id, Failure::NotAcknowledged);
         }
         // reply acks due: one message per replier and tag
         let mut due: Vec<(ClientAddress, SenderTag)> = self

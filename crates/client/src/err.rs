@@ -1,5 +1,8 @@
 //! What can go wrong in a client's core.
 
+use umbra_sphinx::BuildError;
+use umbra_topology::{Layer, NodeId};
+
 use crate::message::SenderTag;
 
 /// A setting that cannot work.
@@ -41,9 +44,56 @@ pub enum SendError {
     /// No one with this tag has sent SURBs.
     #[error("no SURBs from sender {0}: only someone who sent you SURBs can be replied to")]
     UnknownSender(SenderTag),
-    /// The topology cannot carry a packet (a layer has no nodes).
+    /// The topology cannot carry the SURBs to attach.
     #[error("the topology has no route: {0}")]
-    NoRoute(String),
+    NoRoute(NoRoute),
+    /// A SURB to attach could not be built.
+    #[error("the SURBs to attach could not be made: {0}")]
+    Surb(BuildError),
+}
+
+/// Why a message was given up on ([`Event::Failed`](crate::Event::Failed)). Its text is what
+/// the client daemon's API reports as the failure's `reason`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Failure {
+    /// Some packet of it was not acknowledged within `acks.give_up_after` of the message
+    /// being accepted, retransmissions included.
+    #[error("not acknowledged in time (acks.give_up_after)")]
+    NotAcknowledged,
+    /// The recipient's gateway is no longer in the topology, so nothing reaches it.
+    #[error("the recipient's gateway left the topology")]
+    RecipientGatewayLeft,
+    /// The topology cannot carry a packet of it, or the SURB-ACK for one.
+    #[error("the topology has no route ({0})")]
+    NoRoute(NoRoute),
+    /// A packet for one of its fragments could not be built (fragments are cut to fit, so
+    /// this is a bug).
+    #[error("a fragment does not fit a packet")]
+    Unbuildable(#[source] BuildError),
+    /// It is a reply, and the SURBs of the sender it answers are gone.
+    #[error(
+        "the sender's SURBs were dropped to make room or expired (surbs.max_senders, surbs.lifetime)"
+    )]
+    SenderForgotten,
+}
+
+/// Why no route through the mix layers could be drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NoRoute {
+    /// A mix layer has no nodes, so no route crosses it.
+    #[error("{layer} has no nodes")]
+    EmptyLayer {
+        /// The empty layer.
+        layer: Layer,
+    },
+    /// The route was to end at a node that is not a gateway of the topology.
+    #[error("{gateway} is not a gateway of the topology")]
+    NotAGateway {
+        /// The node.
+        gateway: NodeId,
+    },
 }
 
 /// Why a client could not start.

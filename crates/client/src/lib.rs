@@ -18,7 +18,7 @@ pub use config::{
     AckConfig, ClientConfig, MessageConfig, ReceiveSchedule, SurbConfig, TrafficConfig,
     TrafficPreset,
 };
-pub use err::{ClientError, ConfigError, SendError};
+pub use err::{ClientError, ConfigError, Failure, NoRoute, SendError};
 pub use exit_policy::{ExitPolicy, ExitPolicyConfig};
 pub use keys::ClientKeys;
 pub use message::SenderTag;

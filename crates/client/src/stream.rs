@@ -312,78 +312,120 @@ pub struct MuxStats {
 // ---------------------------------------------------------------------------------------------
 // The multiplexer
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where a stream is in its opening handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Phase {
-    /// Opened here, waiting for the answer until the deadline.
-    Opening(Instant),
-    /// Opened by the peer, waiting for the application until the deadline.
-    Incoming(Instant),
+    /// Opened here, waiting for the answer until `deadline`.
+    Opening {
+        deadline: Instant,
+        /// Where the open asks the peer to connect; sent again until answered.
+        destination: Destination,
+        /// The open frame is owed to the peer (first sent, or sent again).
+        open_due: bool,
+    },
+    /// Opened by the peer, waiting for the application until `deadline`.
+    Incoming { deadline: Instant },
     /// Both sides have it.
-    Open,
+    Open {
+        /// An open-ok is owed to the peer (just accepted, or the peer sent its open again).
+        open_ok_due: bool,
+    },
+}
+
+impl Phase {
+    fn is_open(&self) -> bool {
+        matches!(self, Phase::Open { .. })
+    }
+}
+
+/// Where the sending half of a stream is (as quinn-proto's `SendState`). Bytes are taken
+/// from the application only in `Writing`; the close-write goes out in `Finishing`, and
+/// `FinSent` falls back to `Finishing` when it is sent again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SendState {
+    /// The application may write. `blocked`: a write took fewer bytes than it was given, so
+    /// [`StreamEvent::Writable`] is owed once there is room.
+    Writing { blocked: bool },
+    /// The application closed its writing side; the close-write goes out once every byte
+    /// written has been sent.
+    Finishing,
+    /// The close-write went out; waiting for the peer to acknowledge it.
+    FinSent,
+    /// The peer acknowledged every byte and the close-write: nothing more to send.
+    FinAcked,
+}
+
+/// Where the receiving half of a stream is (as quinn-proto's `RecvState`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RecvState {
+    /// The peer may write more.
+    Receiving,
+    /// The peer's close-write says its bytes end at `end`; some before it are still to come.
+    SizeKnown { end: u64 },
+    /// Every byte up to `end` arrived, and the application was told
+    /// ([`StreamEvent::PeerFinished`]).
+    AllReceived { end: u64 },
+}
+
+impl RecvState {
+    /// Where the peer's bytes end, once it has said.
+    fn end(self) -> Option<u64> {
+        match self {
+            RecvState::Receiving => None,
+            RecvState::SizeKnown { end } | RecvState::AllReceived { end } => Some(end),
+        }
+    }
 }
 
 #[derive(Debug)]
 struct Stream {
     phase: Phase,
-    destination: Option<Destination>,
     last_progress: Instant,
     // Sending: `unacked` holds the bytes from offset `acked` to `written`.
+    send: SendState,
     unacked: VecDeque<u8>,
     acked: u64,
     sent: u64,
     peer_limit: u64,
-    close_requested: bool,
-    close_sent: bool,
-    close_acked: bool,
     retransmit_at: Option<Instant>,
     backoff: u32,
-    want_writable: bool,
-    probe_due: bool,
-    // Receiving: `ready` holds the bytes from `read` to `received`; `ahead` those past a gap.
+    // Receiving: `ready` holds the bytes from `read` to `received` (the application was told
+    // of them, [`StreamEvent::Readable`], when they stopped being empty); `ahead` those past
+    // a gap.
+    recv: RecvState,
     ready: VecDeque<u8>,
     read: u64,
     received: u64,
     ahead: BTreeMap<u64, Vec<u8>>,
     ahead_bytes: usize,
     limit: u64,
-    peer_end: Option<u64>,
-    peer_finished_told: bool,
-    readable_told: bool,
-    // Control frames owed to the peer.
-    open_due: bool,
-    open_ok_due: bool,
+    // Frames owed to the peer whatever the states: an ack (or window update), and a probe
+    // (an empty data frame asking for an ack, when the peer's credit is used up).
     ack_due: bool,
+    probe_due: bool,
 }
 
 impl Stream {
     fn new(phase: Phase, now: Instant, window: u32, peer_limit: u64) -> Self {
         Stream {
             phase,
-            destination: None,
             last_progress: now,
+            send: SendState::Writing { blocked: false },
             unacked: VecDeque::new(),
             acked: 0,
             sent: 0,
             peer_limit,
-            close_requested: false,
-            close_sent: false,
-            close_acked: false,
             retransmit_at: None,
             backoff: 0,
-            want_writable: false,
-            probe_due: false,
+            recv: RecvState::Receiving,
             ready: VecDeque::new(),
             read: 0,
             received: 0,
             ahead: BTreeMap::new(),
             ahead_bytes: 0,
             limit: u64::from(window),
-            peer_end: None,
-            peer_finished_told: false,
-            readable_told: false,
-            open_due: false,
-            open_ok_due: false,
             ack_due: false,
+            probe_due: false,
         }
     }
 
@@ -393,7 +435,7 @@ impl Stream {
 
     /// Bytes that may go out now.
     fn sendable(&self) -> u64 {
-        if self.phase != Phase::Open {
+        if !self.phase.is_open() {
             return 0;
         }
         self.written()
@@ -404,11 +446,11 @@ impl Stream {
     /// Whether something sent waits for an ack, or the sender waits for credit.
     fn waiting_for_peer(&self) -> bool {
         match self.phase {
-            Phase::Opening(_) => true,
-            Phase::Incoming(_) => false,
-            Phase::Open => {
+            Phase::Opening { .. } => true,
+            Phase::Incoming { .. } => false,
+            Phase::Open { .. } => {
                 self.sent > self.acked
-                    || (self.close_sent && !self.close_acked)
+                    || self.send == SendState::FinSent
                     || (self.written() > self.sent && self.sent >= self.peer_limit)
             }
         }
@@ -419,7 +461,7 @@ impl Stream {
             stream,
             received: self.received,
             limit: self.limit,
-            finished: self.peer_end == Some(self.received),
+            finished: self.recv.end() == Some(self.received),
         }
     }
 }
@@ -483,9 +525,12 @@ impl Mux {
         };
         self.next_number = (self.next_number + 1) & !FROM_OPENER;
         let deadline = now + self.config.open_timeout;
-        let mut stream = Stream::new(Phase::Opening(deadline), now, self.config.receive_window, 0);
-        stream.destination = Some(destination);
-        stream.open_due = true;
+        let phase = Phase::Opening {
+            deadline,
+            destination,
+            open_due: true,
+        };
+        let mut stream = Stream::new(phase, now, self.config.receive_window, 0);
         stream.retransmit_at = Some(now + self.config.retransmit_after);
         self.streams.insert(id, stream);
         Ok(id)
@@ -498,14 +543,13 @@ impl Mux {
             .streams
             .get_mut(&id)
             .ok_or(StreamError::NoSuchStream(id))?;
-        if !matches!(stream.phase, Phase::Incoming(_)) {
+        if !matches!(stream.phase, Phase::Incoming { .. }) {
             return Err(StreamError::WrongState {
                 id,
                 problem: "only an incoming stream can be accepted",
             });
         }
-        stream.phase = Phase::Open;
-        stream.open_ok_due = true;
+        stream.phase = Phase::Open { open_ok_due: true };
         stream.last_progress = now;
         Ok(())
     }
@@ -517,9 +561,9 @@ impl Mux {
         id: StreamId,
         reason: OpenFailure,
     ) -> Result<(), StreamError> {
-        match self.streams.get(&id).map(|s| s.phase) {
+        match self.streams.get(&id).map(|s| &s.phase) {
             None => Err(StreamError::NoSuchStream(id)),
-            Some(Phase::Incoming(_)) => {
+            Some(Phase::Incoming { .. }) => {
                 self.streams.remove(&id);
                 self.reply(Frame::OpenFailed {
                     stream: wire(id),
@@ -548,17 +592,17 @@ impl Mux {
             .streams
             .get_mut(&id)
             .ok_or(StreamError::NoSuchStream(id))?;
-        if stream.close_requested {
+        let SendState::Writing { blocked } = &mut stream.send else {
             return Err(StreamError::WrongState {
                 id,
                 problem: "its writing side was closed",
             });
-        }
+        };
         let n = bytes
             .len()
             .min(capacity.saturating_sub(stream.unacked.len()));
+        *blocked = n < bytes.len();
         stream.unacked.extend(&bytes[..n]);
-        stream.want_writable = n < bytes.len();
         if n > 0 {
             stream.last_progress = now;
         }
@@ -575,7 +619,6 @@ impl Mux {
         let n = max.min(stream.ready.len());
         let bytes: Vec<u8> = stream.ready.drain(..n).collect();
         stream.read += n as u64;
-        stream.readable_told = !stream.ready.is_empty() && stream.readable_told;
         if n > 0 {
             stream.last_progress = now;
             // Tell the peer about new credit once a quarter window has freed, or at once if
@@ -597,7 +640,10 @@ impl Mux {
             .streams
             .get_mut(&id)
             .ok_or(StreamError::NoSuchStream(id))?;
-        stream.close_requested = true;
+        if let SendState::Writing { .. } = stream.send {
+            // a Writable owed is owed no more: nothing more can be written
+            stream.send = SendState::Finishing;
+        }
         stream.last_progress = now;
         Ok(())
     }
@@ -700,8 +746,11 @@ impl Mux {
                 continue;
             };
             let w = wire(id);
-            if stream.open_due
-                && let Some(destination) = &stream.destination
+            if let Phase::Opening {
+                destination,
+                open_due: open_due @ true,
+                ..
+            } = &mut stream.phase
             {
                 let frame = Frame::Open {
                     stream: w,
@@ -710,17 +759,20 @@ impl Mux {
                 };
                 if fits(&out, &frame) {
                     frame.encode(&mut out);
-                    stream.open_due = false;
+                    *open_due = false;
                 }
             }
-            if stream.open_ok_due {
+            if let Phase::Open {
+                open_ok_due: open_ok_due @ true,
+            } = &mut stream.phase
+            {
                 let frame = Frame::OpenOk {
                     stream: w,
                     window: self.config.receive_window,
                 };
                 if fits(&out, &frame) {
                     frame.encode(&mut out);
-                    stream.open_ok_due = false;
+                    *open_ok_due = false;
                 }
             }
             if stream.ack_due {
@@ -771,14 +823,13 @@ impl Mux {
                     stream: wire(id),
                     end: stream.written(),
                 };
-                if stream.phase == Phase::Open
-                    && stream.close_requested
-                    && !stream.close_sent
+                if stream.phase.is_open()
+                    && stream.send == SendState::Finishing
                     && stream.sent == stream.written()
                     && fits(&out, &close)
                 {
                     close.encode(&mut out);
-                    stream.close_sent = true;
+                    stream.send = SendState::FinSent;
                     if stream.retransmit_at.is_none() {
                         stream.retransmit_at = Some(now + self.config.retransmit_after);
                     }
@@ -796,8 +847,8 @@ impl Mux {
     pub fn next_timeout(&self) -> Option<Instant> {
         let streams = self.streams.values().flat_map(|s| {
             let deadline = match s.phase {
-                Phase::Opening(d) | Phase::Incoming(d) => d,
-                Phase::Open => s.last_progress + self.config.idle_timeout,
+                Phase::Opening { deadline, .. } | Phase::Incoming { deadline } => deadline,
+                Phase::Open { .. } => s.last_progress + self.config.idle_timeout,
             };
             [Some(deadline), s.retransmit_at].into_iter().flatten()
         });
@@ -810,7 +861,7 @@ impl Mux {
         let quiet_since = self.quiet_since?;
         self.streams
             .values()
-            .any(|s| s.phase == Phase::Open)
+            .any(|s| s.phase.is_open())
             .then(|| quiet_since + self.config.keepalive)
     }
 
@@ -822,7 +873,7 @@ impl Mux {
                 continue;
             };
             match stream.phase {
-                Phase::Opening(deadline) if deadline <= now => {
+                Phase::Opening { deadline, .. } if deadline <= now => {
                     self.stats.timeouts += 1;
                     self.streams.remove(&id);
                     self.reply(Frame::Reset {
@@ -836,7 +887,7 @@ impl Mux {
                     });
                     continue;
                 }
-                Phase::Incoming(deadline) if deadline <= now => {
+                Phase::Incoming { deadline } if deadline <= now => {
                     self.stats.timeouts += 1;
                     self.streams.remove(&id);
                     self.reply(Frame::OpenFailed {
@@ -850,7 +901,7 @@ impl Mux {
                     });
                     continue;
                 }
-                Phase::Open if stream.last_progress + self.config.idle_timeout <= now => {
+                Phase::Open { .. } if stream.last_progress + self.config.idle_timeout <= now => {
                     self.stats.timeouts += 1;
                     self.end(now, id, ResetReason::TimedOut, Some(StreamError::TimedOut));
                     continue;
@@ -859,12 +910,14 @@ impl Mux {
             }
             if stream.retransmit_at.is_some_and(|at| at <= now) {
                 if stream.waiting_for_peer() {
-                    if matches!(stream.phase, Phase::Opening(_)) {
-                        stream.open_due = true;
-                    } else if stream.sent > stream.acked || stream.close_sent {
+                    if let Phase::Opening { open_due, .. } = &mut stream.phase {
+                        *open_due = true;
+                    } else if stream.sent > stream.acked || stream.send == SendState::FinSent {
                         self.stats.retransmitted_bytes += stream.sent - stream.acked;
                         stream.sent = stream.acked;
-                        stream.close_sent = stream.close_acked;
+                        if stream.send == SendState::FinSent {
+                            stream.send = SendState::Finishing;
+                        }
                         stream.probe_due = stream.sent >= stream.peer_limit;
                     } else {
                         stream.probe_due = true;
@@ -882,7 +935,7 @@ impl Mux {
             self.stats.keepalives += 1;
             self.quiet_since = Some(now);
             for stream in self.streams.values_mut() {
-                if stream.phase == Phase::Open {
+                if stream.phase.is_open() {
                     stream.ack_due = true;
                 }
             }
@@ -899,24 +952,22 @@ impl Mux {
         match frame {
             Frame::Open { .. } => {
                 // The opener did not hear our answer: answer again.
-                if stream.phase == Phase::Open {
-                    stream.open_ok_due = true;
+                if let Phase::Open { open_ok_due } = &mut stream.phase {
+                    *open_ok_due = true;
                 }
             }
             Frame::OpenOk { window, .. } => {
-                if let Phase::Opening(_) = stream.phase {
-                    stream.phase = Phase::Open;
+                if let Phase::Opening { .. } = stream.phase {
+                    stream.phase = Phase::Open { open_ok_due: false };
                     stream.peer_limit = u64::from(window);
                     stream.last_progress = now;
                     stream.backoff = 0;
                     stream.retransmit_at = None;
-                    stream.destination = None;
-                    stream.open_due = false;
                     self.events.push_back(StreamEvent::Opened(id));
                 }
             }
             Frame::OpenFailed { reason, .. } => {
-                if let Phase::Opening(_) = stream.phase {
+                if let Phase::Opening { .. } = stream.phase {
                     self.streams.remove(&id);
                     self.forget(now, id, Gone::Refused(reason));
                     self.events
@@ -924,7 +975,7 @@ impl Mux {
                 }
             }
             Frame::Reset { reason, .. } => {
-                let phase = stream.phase;
+                let opening = matches!(stream.phase, Phase::Opening { .. });
                 let error = match reason {
                     ResetReason::Application => StreamError::ResetByPeer,
                     ResetReason::TimedOut => StreamError::TimedOut,
@@ -935,7 +986,7 @@ impl Mux {
                 };
                 self.streams.remove(&id);
                 self.forget(now, id, Gone::Reset(reason));
-                if let Phase::Opening(_) = phase {
+                if opening {
                     let reason = if error == StreamError::TimedOut {
                         OpenFailure::TtlExpired
                     } else {
@@ -948,7 +999,7 @@ impl Mux {
                 }
             }
             Frame::Data { offset, bytes, .. } => {
-                if stream.phase != Phase::Open {
+                if !stream.phase.is_open() {
                     // Its open-ok is still on the way; the sender will send it again.
                     self.stats.dropped_bytes += bytes.len() as u64;
                     return Ok(());
@@ -957,7 +1008,7 @@ impl Mux {
                 if end > stream.limit {
                     return Err("data beyond the granted credit");
                 }
-                if stream.peer_end.is_some_and(|e| end > e) {
+                if stream.recv.end().is_some_and(|e| end > e) {
                     return Err("data past the end of the stream");
                 }
                 stream.ack_due = true;
@@ -966,6 +1017,7 @@ impl Mux {
                 }
                 stream.last_progress = now;
                 if offset <= stream.received {
+                    let was_empty = stream.ready.is_empty();
                     let skip = (stream.received - offset) as usize;
                     stream.ready.extend(&bytes[skip..]);
                     stream.received = end;
@@ -984,8 +1036,7 @@ impl Mux {
                             stream.received = chunk_end;
                         }
                     }
-                    if !stream.readable_told {
-                        stream.readable_told = true;
+                    if was_empty {
                         self.events.push_back(StreamEvent::Readable(id));
                     }
                 } else {
@@ -1001,19 +1052,19 @@ impl Mux {
                 }
             }
             Frame::CloseWrite { end, .. } => {
-                if stream.phase != Phase::Open {
+                if !stream.phase.is_open() {
                     return Ok(());
                 }
-                if stream.peer_end.is_some_and(|e| e != end) {
+                if stream.recv.end().is_some_and(|e| e != end) {
                     return Err("a second, different end of the stream");
                 }
                 if end < stream.received || end > stream.limit {
                     return Err("an end before the bytes received, or beyond the credit");
                 }
-                if stream.peer_end.is_none() {
+                if stream.recv == RecvState::Receiving {
                     stream.last_progress = now;
+                    stream.recv = RecvState::SizeKnown { end };
                 }
-                stream.peer_end = Some(end);
                 stream.ack_due = true;
             }
             Frame::Ack {
@@ -1022,14 +1073,16 @@ impl Mux {
                 finished,
                 ..
             } => {
-                if stream.phase != Phase::Open {
+                if !stream.phase.is_open() {
                     return Ok(());
                 }
                 if received > stream.written() {
                     return Err("an ack of bytes never sent");
                 }
-                // `close_sent` is cleared to send it again, so a late ack may find it unset.
-                if finished && !(stream.close_requested && received == stream.written()) {
+                // `Finishing` too: a close-write to be sent again is `Finishing` until it goes
+                // out, and the ack of the first may come meanwhile.
+                let closing = !matches!(stream.send, SendState::Writing { .. });
+                if finished && !(closing && received == stream.written()) {
                     return Err("an ack of a close-write never sent");
                 }
                 let mut advanced = false;
@@ -1043,16 +1096,18 @@ impl Mux {
                     stream.peer_limit = limit;
                     advanced = true;
                 }
-                if finished && !stream.close_acked {
-                    stream.close_acked = true;
+                if finished && stream.send != SendState::FinAcked {
+                    stream.send = SendState::FinAcked;
                     advanced = true;
                 }
                 if advanced {
                     stream.last_progress = now;
                     stream.backoff = 0;
                     stream.retransmit_at = None;
-                    if stream.want_writable && stream.unacked.len() < send_buffer {
-                        stream.want_writable = false;
+                    if stream.send == (SendState::Writing { blocked: true })
+                        && stream.unacked.len() < send_buffer
+                    {
+                        stream.send = SendState::Writing { blocked: false };
                         self.events.push_back(StreamEvent::Writable(id));
                     }
                 }
@@ -1105,7 +1160,7 @@ impl Mux {
                 }
                 let deadline = now + self.config.open_timeout;
                 let stream = Stream::new(
-                    Phase::Incoming(deadline),
+                    Phase::Incoming { deadline },
                     now,
                     self.config.receive_window,
                     u64::from(window),
@@ -1147,12 +1202,17 @@ impl Mux {
         let Some(stream) = self.streams.get_mut(&id) else {
             return;
         };
-        let all_in = stream.peer_end == Some(stream.received);
-        if all_in && !stream.peer_finished_told {
-            stream.peer_finished_told = true;
+        if let RecvState::SizeKnown { end } = stream.recv
+            && end == stream.received
+        {
+            stream.recv = RecvState::AllReceived { end };
             self.events.push_back(StreamEvent::PeerFinished(id));
         }
-        if all_in && stream.ready.is_empty() && stream.close_acked && !stream.ack_due {
+        if let RecvState::AllReceived { .. } = stream.recv
+            && stream.ready.is_empty()
+            && stream.send == SendState::FinAcked
+            && !stream.ack_due
+        {
             let received = stream.received;
             self.streams.remove(&id);
             self.forget(now, id, Gone::Closed { received });
@@ -1210,5 +1270,122 @@ mod tests {
             ..StreamConfig::default()
         };
         assert!(Mux::new(idle_below_retransmit).is_err());
+    }
+
+    /// A stream opened here to a peer played by hand; the peer has accepted it.
+    fn opened(now: Instant) -> (Mux, StreamId) {
+        let mut mux = Mux::new(StreamConfig::default()).unwrap();
+        let destination = Destination::new(Host::Name("example.org".into()), 443).unwrap();
+        let id = mux.open(now, destination).unwrap();
+        mux.poll_transmit(now).unwrap();
+        mux.handle_message(
+            now,
+            &encode_message(&[Frame::OpenOk {
+                stream: from_peer(id),
+                window: 1 << 16,
+            }]),
+        );
+        assert_eq!(mux.poll_event(), Some(StreamEvent::Opened(id)));
+        (mux, id)
+    }
+
+    /// How the peer names a stream this side opened.
+    fn from_peer(id: StreamId) -> WireId {
+        WireId {
+            number: id.number(),
+            from_opener: false,
+        }
+    }
+
+    fn frames(message: Option<Vec<u8>>) -> Vec<Frame> {
+        message.map_or_else(Vec::new, |m| decode_message(&m).unwrap())
+    }
+
+    #[test]
+    fn a_close_write_acknowledged_late_is_not_sent_again() {
+        // With three flags (requested, sent, acked), the ack of a close-write that came after
+        // the retransmission timer had cleared `sent` left "acked but not sent", and the
+        // close-write went out once more.
+        let t0 = Instant::now();
+        let (mut mux, id) = opened(t0);
+        mux.write(t0, id, b"hi").unwrap();
+        mux.close_write(t0, id).unwrap();
+        let sent = frames(mux.poll_transmit(t0));
+        assert!(
+            sent.iter()
+                .any(|f| matches!(f, Frame::CloseWrite { end: 2, .. }))
+        );
+        let late = t0 + StreamConfig::default().retransmit_after;
+        mux.handle_timeout(late);
+        mux.handle_message(
+            late,
+            &encode_message(&[Frame::Ack {
+                stream: from_peer(id),
+                received: 2,
+                limit: 1 << 16,
+                finished: true,
+            }]),
+        );
+        let again = frames(mux.poll_transmit(late));
+        assert!(
+            again
+                .iter()
+                .all(|f| !matches!(f, Frame::CloseWrite { .. } | Frame::Data { .. })),
+            "{again:?}"
+        );
+        // the stream stays for the peer's bytes, and waits for nothing from it
+        assert_eq!(mux.stream_count(), 1);
+        assert_eq!(mux.streams[&id].send, SendState::FinAcked);
+        assert!(!mux.streams[&id].waiting_for_peer());
+    }
+
+    #[test]
+    fn no_writable_after_the_writing_side_is_closed() {
+        // A write cut short owes a Writable; closing the writing side used to leave it owed,
+        // so a Writable came for a stream that refuses writes.
+        let t0 = Instant::now();
+        let (mut mux, id) = opened(t0);
+        let buffer = StreamConfig::default().send_buffer;
+        let taken = mux.write(t0, id, &vec![7; buffer + 1]).unwrap();
+        assert_eq!(taken, buffer);
+        mux.close_write(t0, id).unwrap();
+        while mux.poll_transmit(t0).is_some() {}
+        mux.handle_message(
+            t0,
+            &encode_message(&[Frame::Ack {
+                stream: from_peer(id),
+                received: 1 << 16,
+                limit: 1 << 17,
+                finished: false,
+            }]),
+        );
+        assert!(
+            std::iter::from_fn(|| mux.poll_event()).all(|e| !matches!(e, StreamEvent::Writable(_)))
+        );
+        assert!(matches!(
+            mux.write(t0, id, b"more"),
+            Err(StreamError::WrongState { .. })
+        ));
+    }
+
+    #[test]
+    fn a_writable_is_owed_only_after_a_short_write() {
+        let t0 = Instant::now();
+        let (mut mux, id) = opened(t0);
+        let buffer = StreamConfig::default().send_buffer;
+        mux.write(t0, id, &vec![7; buffer + 1]).unwrap();
+        assert_eq!(mux.streams[&id].send, SendState::Writing { blocked: true });
+        while mux.poll_transmit(t0).is_some() {}
+        mux.handle_message(
+            t0,
+            &encode_message(&[Frame::Ack {
+                stream: from_peer(id),
+                received: 1 << 16,
+                limit: 1 << 17,
+                finished: false,
+            }]),
+        );
+        assert!(std::iter::from_fn(|| mux.poll_event()).any(|e| e == StreamEvent::Writable(id)));
+        assert_eq!(mux.streams[&id].send, SendState::Writing { blocked: false });
     }
 }

@@ -19,7 +19,8 @@ use umbra_topology::Topology;
 pub use umbra_net::directory::ValidatorUrl;
 
 pub use umbra_client::{
-    ClientConfig, ClientKeys, ClientStats, SendError, SenderTag, TrafficConfig, TrafficPreset,
+    ClientConfig, ClientKeys, ClientStats, NoRoute, SendError, SenderTag, TrafficConfig,
+    TrafficPreset,
 };
 pub use umbra_client_daemons::client::{
     ClientEvent, ClientHandle, ClientStatus, CommandError, ConnectionConfig,
@@ -185,7 +186,9 @@ impl ClientBuilder {
             }
         };
         let gateway = match &self.gateway {
-            Some(which) => find_gateway(&topology, which).map_err(Error::Gateway)?,
+            Some(which) => {
+                find_gateway(&topology, which).map_err(|error| Error::Gateway(error.to_string()))?
+            }
             None => {
                 let gateways: Vec<_> = topology.gateways().collect();
                 if gateways.is_empty() {

@@ -50,9 +50,10 @@ pub const OUTBOX_FILE: &str = "outbox.redb";
 pub const API_TOKEN_FILE: &str = "api.token";
 const TOPOLOGY_FILE: &str = "topology.json";
 
-/// Everything a client daemon can be told.
+/// Everything a client daemon can be told. Its file has at most one of the role sections
+/// `[api]`, `[socks5]` and `[exit]` ([`RoleConfig`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "ConfigFile", into = "ConfigFile")]
 pub struct ClientDaemonConfig {
     /// The gateway, by its Noise key (base58), as the topology lists it.
     pub gateway: String,
@@ -62,30 +63,134 @@ pub struct ClientDaemonConfig {
     pub topology: Option<PathBuf>,
     /// Where the ledger is: the validators serving each epoch's topology, and the genesis file
     /// their signatures are checked against.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ledger: Option<LedgerConfig>,
-    /// The WebSocket API (a client; the default when no role section is given).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub api: Option<ApiConfig>,
-    /// The SOCKS5 proxy (makes this a proxy).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub socks5: Option<Socks5Config>,
-    /// The exit service (makes this an exit).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exit: Option<ExitConfig>,
+    /// What the daemon is: the section its file has.
+    pub role: RoleConfig,
     /// Whether sent messages are kept on disk until delivered (and sent again after a restart).
-    #[serde(default = "yes")]
     pub keep_outbox: bool,
     /// Bytes of messages accepted and not yet delivered or given up on, at most; a send
     /// beyond is refused.
-    #[serde(default = "default_max_pending_bytes")]
     pub max_pending_bytes: usize,
     /// How the client behaves: traffic, acknowledgements, messages, SURBs.
-    #[serde(default)]
     pub client: ClientConfig,
     /// How it reaches its gateway.
-    #[serde(default)]
     pub connection: ConnectionConfig,
+}
+
+/// What a client daemon is, by the one role section its `config.toml` has.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RoleConfig {
+    /// A client serving the WebSocket API: `[api]`, or none of the three sections (the API's
+    /// defaults).
+    Api(ApiConfig),
+    /// A SOCKS5 proxy: `[socks5]`.
+    Socks5(Socks5Config),
+    /// An exit service: `[exit]`.
+    Exit(ExitConfig),
+}
+
+impl RoleConfig {
+    /// What the daemon does.
+    pub fn role(&self) -> DaemonRole {
+        match self {
+            RoleConfig::Api(_) => DaemonRole::Client,
+            RoleConfig::Socks5(_) => DaemonRole::Socks5,
+            RoleConfig::Exit(_) => DaemonRole::Exit,
+        }
+    }
+}
+
+/// Role sections of a client daemon's `config.toml` that cannot go together.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RoleConflict {
+    /// Both `[socks5]` and `[exit]`.
+    #[error(
+        "it has both [socks5] and [exit]: a daemon is one or the other; make the other with its own `umbra ... init` in another directory"
+    )]
+    Socks5AndExit,
+    /// Both `[api]` and `[socks5]`.
+    #[error(
+        "it has both [api] and [socks5]: [api] is a client's WebSocket API, and a SOCKS5 proxy has none; remove the [api] section"
+    )]
+    ApiAndSocks5,
+    /// Both `[api]` and `[exit]`.
+    #[error(
+        "it has both [api] and [exit]: [api] is a client's WebSocket API, and an exit service has none; remove the [api] section"
+    )]
+    ApiAndExit,
+}
+
+/// `config.toml` as it is written: the role sections side by side, at most one of them set.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    gateway: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    topology: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ledger: Option<LedgerConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    api: Option<ApiConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    socks5: Option<Socks5Config>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    exit: Option<ExitConfig>,
+    #[serde(default = "yes")]
+    keep_outbox: bool,
+    #[serde(default = "default_max_pending_bytes")]
+    max_pending_bytes: usize,
+    #[serde(default)]
+    client: ClientConfig,
+    #[serde(default)]
+    connection: ConnectionConfig,
+}
+
+impl TryFrom<ConfigFile> for ClientDaemonConfig {
+    type Error = RoleConflict;
+
+    fn try_from(file: ConfigFile) -> Result<Self, RoleConflict> {
+        let role = match (file.api, file.socks5, file.exit) {
+            (_, Some(_), Some(_)) => return Err(RoleConflict::Socks5AndExit),
+            (Some(_), Some(_), None) => return Err(RoleConflict::ApiAndSocks5),
+            (Some(_), None, Some(_)) => return Err(RoleConflict::ApiAndExit),
+            (api, None, None) => RoleConfig::Api(api.unwrap_or_default()),
+            (None, Some(socks5), None) => RoleConfig::Socks5(socks5),
+            (None, None, Some(exit)) => RoleConfig::Exit(exit),
+        };
+        Ok(ClientDaemonConfig {
+            gateway: file.gateway,
+            topology: file.topology,
+            ledger: file.ledger,
+            role,
+            keep_outbox: file.keep_outbox,
+            max_pending_bytes: file.max_pending_bytes,
+            client: file.client,
+            connection: file.connection,
+        })
+    }
+}
+
+impl From<ClientDaemonConfig> for ConfigFile {
+    fn from(config: ClientDaemonConfig) -> Self {
+        let (api, socks5, exit) = match config.role {
+            RoleConfig::Api(api) => (Some(api), None, None),
+            RoleConfig::Socks5(socks5) => (None, Some(socks5), None),
+            RoleConfig::Exit(exit) => (None, None, Some(exit)),
+        };
+        ConfigFile {
+            gateway: config.gateway,
+            topology: config.topology,
+            ledger: config.ledger,
+            api,
+            socks5,
+            exit,
+            keep_outbox: config.keep_outbox,
+            max_pending_bytes: config.max_pending_bytes,
+            client: config.client,
+            connection: config.connection,
+        }
+    }
 }
 
 /// The WebSocket API.
@@ -213,8 +318,42 @@ enum Service {
     Exit(Box<ExitSettings>),
 }
 
+/// Why [`find_gateway`] found no gateway. Both say which gateways there are.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NoSuchGateway {
+    /// The node asked for is a mix node.
+    #[error("node {which} is a mix node, not a gateway; the gateways are: {}", listed(.gateways))]
+    MixNode {
+        /// The id or Noise key asked for.
+        which: String,
+        /// The topology's gateways.
+        gateways: Vec<(NodeId, NoiseKey)>,
+    },
+    /// No node has this id or Noise key (or it is neither).
+    #[error(
+        "no gateway {which:?} in the topology (give its id or its Noise key); the gateways are: {}",
+        listed(.gateways)
+    )]
+    Unknown {
+        /// The id or Noise key asked for.
+        which: String,
+        /// The topology's gateways.
+        gateways: Vec<(NodeId, NoiseKey)>,
+    },
+}
+
+/// Gateways as people name them: `3 (<noise key>), 4 (...)`.
+fn listed(gateways: &[(NodeId, NoiseKey)]) -> String {
+    let named: Vec<String> = gateways
+        .iter()
+        .map(|(id, key)| format!("{} ({key})", id.0))
+        .collect();
+    named.join(", ")
+}
+
 /// Finds a gateway in `topology` by its id or its Noise key.
-pub fn find_gateway(topology: &Topology, which: &str) -> Result<NodeDescriptor, String> {
+pub fn find_gateway(topology: &Topology, which: &str) -> Result<NodeDescriptor, NoSuchGateway> {
     let which = which.trim();
     let found = match which.parse::<u32>() {
         Ok(id) => topology.node(NodeId(id)),
@@ -224,20 +363,17 @@ pub fn find_gateway(topology: &Topology, which: &str) -> Result<NodeDescriptor, 
             .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
             .and_then(|key| topology.node_with_noise_key(&NoiseKey(key))),
     };
-    let gateways: Vec<String> = topology
-        .gateways()
-        .map(|g| format!("{} ({})", g.id.0, g.noise_key))
-        .collect();
+    let gateways = || topology.gateways().map(|g| (g.id, g.noise_key)).collect();
     match found {
         Some(node) if node.role == Role::Gateway => Ok(node.clone()),
-        Some(_) => Err(format!(
-            "node {which} is a mix node, not a gateway; the gateways are: {}",
-            gateways.join(", ")
-        )),
-        None => Err(format!(
-            "no gateway {which:?} in the topology (give its id or its Noise key); the gateways are: {}",
-            gateways.join(", ")
-        )),
+        Some(_) => Err(NoSuchGateway::MixNode {
+            which: which.to_owned(),
+            gateways: gateways(),
+        }),
+        None => Err(NoSuchGateway::Unknown {
+            which: which.to_owned(),
+            gateways: gateways(),
+        }),
     }
 }
 
@@ -325,7 +461,8 @@ pub fn init(
         InitSource::File(path) => umbra_net::config::read_topology(path)?,
         InitSource::Ledger { topology, .. } => topology.clone(),
     };
-    let gateway = find_gateway(&topology, gateway).map_err(NodeError::Other)?;
+    let gateway =
+        find_gateway(&topology, gateway).map_err(|error| NodeError::Other(error.to_string()))?;
     umbra_net::config::ensure_new(
         data_dir,
         &[CONFIG_FILE, IDENTITY_KEY_FILE, ENCRYPTION_KEY_FILE],
@@ -421,31 +558,18 @@ impl ClientDaemon {
             .map_err(|error| NodeError::invalid(&config_path, format!("in [client]: {error}")))?;
         umbra_net::config::validate_source(config.topology.as_deref(), config.ledger.as_ref())
             .map_err(|problem| NodeError::invalid(&config_path, problem.to_string()))?;
-        let service = match (&config.api, &config.socks5, &config.exit) {
-            (_, Some(_), Some(_)) => {
-                return Err(NodeError::invalid(
-                    &config_path,
-                    "it has both [socks5] and [exit]: a daemon is one or the other; make the other with its own `umbra ... init` in another directory",
-                ));
-            }
-            (Some(_), Some(_), None) | (Some(_), None, Some(_)) => {
-                return Err(NodeError::invalid(
-                    &config_path,
-                    "[api] is a client's WebSocket API; a SOCKS5 proxy or exit service has none: remove the [api] section",
-                ));
-            }
-            (api, None, None) => {
-                let api = api.clone().unwrap_or_default();
+        let service = match &config.role {
+            RoleConfig::Api(api) => {
                 if api.max_connections == 0 || api.handshake_timeout.is_zero() {
                     return Err(NodeError::invalid(
                         &config_path,
                         "in [api]: max_connections and handshake_timeout must be more than zero (defaults 64 and \"10s\")",
                     ));
                 }
-                Service::Api(api)
+                Service::Api(api.clone())
             }
-            (None, Some(socks5), None) => Service::Socks5(Box::new(socks5.settings(&config_path)?)),
-            (None, None, Some(exit)) => {
+            RoleConfig::Socks5(socks5) => Service::Socks5(Box::new(socks5.settings(&config_path)?)),
+            RoleConfig::Exit(exit) => {
                 Service::Exit(Box::new(exit.settings(&config_path, data_dir)?))
             }
         };
@@ -511,10 +635,10 @@ impl ClientDaemon {
 
     /// Where applications connect: the WebSocket API, or the SOCKS5 proxy (an exit has none).
     pub fn listen_address(&self) -> Option<SocketAddr> {
-        match &self.service {
-            Service::Api(api) => Some(api.listen_address),
-            Service::Socks5(_) => self.config.socks5.as_ref().map(|s| s.listen_address),
-            Service::Exit(_) => None,
+        match &self.config.role {
+            RoleConfig::Api(api) => Some(api.listen_address),
+            RoleConfig::Socks5(socks5) => Some(socks5.listen_address),
+            RoleConfig::Exit(_) => None,
         }
     }
 
@@ -956,12 +1080,12 @@ mod tests {
         let source = umbra_net::config::source_template(Some(&ledger));
         let parsed: ClientDaemonConfig =
             toml::from_str(&template(&key, api, TrafficPreset::Nym, &source)).unwrap();
-        let mut minimal: ClientDaemonConfig = toml::from_str(&format!(
+        let minimal: ClientDaemonConfig = toml::from_str(&format!(
             "gateway = \"{key}\"\n[ledger]\nvalidators = [\"127.0.0.1:7000\"]"
         ))
         .unwrap();
-        assert_eq!(minimal.api, None);
-        minimal.api = Some(ApiConfig::default());
+        // no role section: a client with the API's defaults, as the template's [api] says
+        assert_eq!(minimal.role, RoleConfig::Api(ApiConfig::default()));
         assert_eq!(parsed, minimal);
         assert_eq!(parsed.client, ClientConfig::default());
         let file: ClientDaemonConfig = toml::from_str(&template(
@@ -991,10 +1115,11 @@ mod tests {
             &source,
         ))
         .unwrap();
-        let section = socks5.socks5.unwrap();
+        let RoleConfig::Socks5(section) = socks5.role else {
+            panic!("not a proxy: {:?}", socks5.role)
+        };
         let minimal: Socks5Config = toml::from_str(&format!("exit = \"{exit_address}\"")).unwrap();
         assert_eq!(section, minimal);
-        assert_eq!(socks5.api, None);
         assert!(!socks5.keep_outbox, "a proxy's streams end with a restart");
         let settings = section.settings(Path::new("config.toml")).unwrap();
         assert_eq!(settings.exit, exit_address);
@@ -1010,7 +1135,7 @@ mod tests {
             &source,
         ))
         .unwrap();
-        assert_eq!(exit.exit, Some(ExitConfig::default()));
+        assert_eq!(exit.role, RoleConfig::Exit(ExitConfig::default()));
         let with_file: ClientDaemonConfig = toml::from_str(&template(
             &key,
             &NewRole::Exit {
@@ -1021,9 +1146,119 @@ mod tests {
             &source,
         ))
         .unwrap();
-        let policy = with_file.exit.unwrap().policy;
+        let RoleConfig::Exit(ExitConfig { policy, .. }) = with_file.role else {
+            panic!("not an exit: {:?}", with_file.role)
+        };
         assert_eq!(policy.file, Some(PathBuf::from(EXIT_POLICY_FILE)));
         assert!(policy.insecure_allow_private);
+    }
+
+    #[test]
+    fn role_sections_that_conflict_are_named() {
+        let key = NoiseKey([9; 32]);
+        let file = |sections: &str| {
+            format!("gateway = \"{key}\"\ntopology = \"topology.json\"\n{sections}")
+        };
+        let socks5 = "[socks5]\nexit = \"x\"\n";
+        let refused = |sections: &str| {
+            toml::from_str::<ClientDaemonConfig>(&file(sections))
+                .unwrap_err()
+                .to_string()
+        };
+        for (sections, conflict) in [
+            (format!("{socks5}[exit]\n"), RoleConflict::Socks5AndExit),
+            (
+                format!("[api]\n{socks5}[exit]\n"),
+                RoleConflict::Socks5AndExit,
+            ),
+            (format!("[api]\n{socks5}"), RoleConflict::ApiAndSocks5),
+            ("[api]\n[exit]\n".into(), RoleConflict::ApiAndExit),
+        ] {
+            let error = refused(&sections);
+            assert!(error.contains(&conflict.to_string()), "{error}");
+        }
+        assert_eq!(
+            RoleConflict::ApiAndSocks5.to_string(),
+            "it has both [api] and [socks5]: [api] is a client's WebSocket API, and a SOCKS5 proxy has none; remove the [api] section"
+        );
+        // one section, or none, is a role; the file comes back as it was written
+        for (sections, role) in [
+            ("", DaemonRole::Client),
+            ("[api]\n", DaemonRole::Client),
+            (socks5, DaemonRole::Socks5),
+            ("[exit]\n", DaemonRole::Exit),
+        ] {
+            let config: ClientDaemonConfig = toml::from_str(&file(sections)).unwrap();
+            assert_eq!(config.role.role(), role);
+            let again: ClientDaemonConfig =
+                toml::from_str(&toml::to_string(&config).unwrap()).unwrap();
+            assert_eq!(again, config);
+        }
+        // an unknown section is still refused by name
+        assert!(refused("[socks]\n").contains("socks"));
+    }
+
+    #[test]
+    fn a_gateway_is_found_by_id_or_key_and_a_miss_lists_the_gateways() {
+        let node = |id: u8, layer: Option<u8>| {
+            let sphinx = umbra_sphinx::PrivateKey::from_bytes([id; 32]);
+            NodeDescriptor::from_entry(umbra_topology::Entry {
+                id: u32::from(id),
+                kind: if layer.is_some() {
+                    umbra_topology::Kind::Mix
+                } else {
+                    umbra_topology::Kind::Gateway
+                },
+                layer,
+                mix_address: SocketAddr::from(([127, 0, 0, 1], 2000 + u16::from(id))),
+                client_address: layer
+                    .is_none()
+                    .then(|| SocketAddr::from(([127, 0, 0, 1], 3000 + u16::from(id)))),
+                sphinx_key: *sphinx.public_key().as_bytes(),
+                noise_key: [id; 32],
+            })
+            .unwrap()
+        };
+        let topology = Topology::new(
+            1,
+            vec![
+                node(1, Some(1)),
+                node(2, Some(2)),
+                node(3, Some(3)),
+                node(4, None),
+            ],
+        )
+        .unwrap();
+        let key = NoiseKey([4; 32]);
+        assert_eq!(find_gateway(&topology, "4").unwrap().id, NodeId(4));
+        assert_eq!(
+            find_gateway(&topology, &format!(" {key} ")).unwrap().id,
+            NodeId(4)
+        );
+        let gateways = vec![(NodeId(4), key)];
+        let mix = find_gateway(&topology, "2").unwrap_err();
+        assert_eq!(
+            mix,
+            NoSuchGateway::MixNode {
+                which: "2".into(),
+                gateways: gateways.clone()
+            }
+        );
+        assert_eq!(
+            mix.to_string(),
+            format!("node 2 is a mix node, not a gateway; the gateways are: 4 ({key})")
+        );
+        let unknown = find_gateway(&topology, "999").unwrap_err();
+        assert_eq!(
+            unknown.to_string(),
+            format!(
+                "no gateway \"999\" in the topology (give its id or its Noise key); the gateways are: 4 ({key})"
+            )
+        );
+        assert!(matches!(
+            find_gateway(&topology, "not-a-key"),
+            Err(NoSuchGateway::Unknown { .. })
+        ));
     }
 
     #[test]

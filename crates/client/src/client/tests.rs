@@ -383,3 +383,135 @@ fn a_replier_asking_again_and_again_gets_one_top_up_at_a_time() {
     );
     assert!(me.stats.surb_requests_ignored >= 8, "{:?}", me.stats);
 }
+
+/// Runs `me` alone until `until`, losing everything it sends; what it tells its application.
+fn alone(me: &mut Client, until: Instant) -> Vec<Event> {
+    let mut events = Vec::new();
+    while let Some(now) = me.poll_timeout().filter(|at| *at <= until) {
+        me.handle_timeout(now);
+        while me.poll_transmit(now).is_some() {}
+        events.extend(std::iter::from_fn(|| me.poll_event()));
+    }
+    events
+}
+
+fn client(seed: u8, gateway: usize, topology: &Topology, now: Instant) -> Client {
+    let keys = ClientKeys::generate(&mut ChaCha20Rng::from_seed([seed; 32]));
+    Client::new(
+        config(),
+        keys,
+        GATEWAYS[gateway],
+        topology.clone(),
+        [seed; 32],
+        now,
+    )
+    .unwrap()
+}
+
+/// The topology of `net` without the nodes numbered `gone`.
+fn without(net: &Net, gone: &[u32]) -> Topology {
+    let nodes = net
+        .topology
+        .nodes()
+        .iter()
+        .filter(|node| !gone.contains(&node.id.0))
+        .cloned()
+        .collect();
+    Topology::new(1, nodes).unwrap()
+}
+
+#[test]
+fn a_message_never_acknowledged_fails_when_given_up_on() {
+    let net = Net::new();
+    let t0 = Instant::now();
+    let mut me = client(1, 0, &net.topology, t0);
+    let peer = client(2, 1, &net.topology, t0).address();
+    let id = me.send(t0, &peer, b"hello".to_vec(), 0).unwrap();
+    let give_up = me.config.acks.give_up_after;
+    let events = alone(&mut me, t0 + give_up + Duration::from_secs(10));
+    let failed = Event::Failed {
+        id,
+        reason: Failure::NotAcknowledged,
+    };
+    assert_eq!(events, [failed]);
+    // the text the client daemon's API sends, unchanged
+    assert_eq!(
+        Failure::NotAcknowledged.to_string(),
+        "not acknowledged in time (acks.give_up_after)"
+    );
+}
+
+#[test]
+fn an_empty_layer_fails_messages_and_refuses_surbs() {
+    let net = Net::new();
+    let t0 = Instant::now();
+    let mut me = client(1, 0, &net.topology, t0);
+    let peer = client(2, 1, &net.topology, t0).address();
+    // node 3 is the third layer's only node
+    me.handle_topology(t0, without(&net, &[3])).unwrap();
+    let empty = NoRoute::EmptyLayer {
+        layer: Layer::ALL[2],
+    };
+    let refused = me.send(t0, &peer, b"hello".to_vec(), 3).unwrap_err();
+    assert_eq!(refused, SendError::NoRoute(empty));
+    // was "the topology has no route: no node in some layer"
+    assert_eq!(
+        refused.to_string(),
+        "the topology has no route: layer 3 has no nodes"
+    );
+    let id = me.send(t0, &peer, b"hello".to_vec(), 0).unwrap();
+    let events = alone(&mut me, t0 + Duration::from_secs(1));
+    assert_eq!(
+        events,
+        [Event::Failed {
+            id,
+            reason: Failure::NoRoute(empty)
+        }]
+    );
+    // the failure's reason in the client daemon's API; was "the topology has no route (a
+    // layer has no nodes)"
+    assert_eq!(
+        Failure::NoRoute(empty).to_string(),
+        "the topology has no route (layer 3 has no nodes)"
+    );
+}
+
+#[test]
+fn a_message_to_a_gateway_that_left_fails() {
+    let net = Net::new();
+    let t0 = Instant::now();
+    let mut me = client(1, 0, &net.topology, t0);
+    let peer = client(2, 1, &net.topology, t0).address();
+    let id = me.send(t0, &peer, b"hello".to_vec(), 0).unwrap();
+    // node 5 is the peer's gateway
+    me.handle_topology(t0, without(&net, &[5])).unwrap();
+    let events = alone(&mut me, t0 + Duration::from_secs(1));
+    assert_eq!(
+        events,
+        [Event::Failed {
+            id,
+            reason: Failure::RecipientGatewayLeft
+        }]
+    );
+    assert_eq!(
+        Failure::RecipientGatewayLeft.to_string(),
+        "the recipient's gateway left the topology"
+    );
+    assert_eq!(
+        me.send(t0, &peer, b"again".to_vec(), 0),
+        Err(SendError::UnknownGateway)
+    );
+}
+
+#[test]
+fn failure_texts_the_api_sends_are_kept() {
+    // the client daemon's API sends these as a failure's `reason` (docs/client-api.md)
+    assert_eq!(
+        Failure::SenderForgotten.to_string(),
+        "the sender's SURBs were dropped to make room or expired (surbs.max_senders, surbs.lifetime)"
+    );
+    assert_eq!(
+        Failure::Unbuildable(umbra_sphinx::BuildError::EmptyRoute).to_string(),
+        "a fragment does not fit a packet"
+    );
+}
