@@ -36,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use umbra_client::{
     Client, ClientKeys, ClientStats, Event, Isolation, MessageId, ReceiveSchedule, SendError,
-    SenderTag, TrafficConfig,
+    SenderTag, TestLoop, TrafficConfig,
 };
 use umbra_topology::NoiseKey;
 use umbra_wire::ClientAddress;
@@ -119,6 +119,10 @@ pub enum ClientEvent {
         /// The gateway's explanation.
         detail: String,
     },
+    /// A test loop ([`ClientHandle::queue_test_loop`]) was handed to the gateway's session.
+    TestLoopSent(u64),
+    /// A test loop this client expected ([`ClientHandle::expect_test_loop`]) arrived.
+    TestLoopArrived(u64),
 }
 
 /// Why a command did not go through.
@@ -185,6 +189,8 @@ enum Command {
         reply: oneshot::Sender<Result<u64, CommandError>>,
     },
     Status(oneshot::Sender<ClientStatus>),
+    QueueTestLoop(TestLoop, oneshot::Sender<Result<[u8; 16], SendError>>),
+    ExpectTestLoop([u8; 16], u64),
 }
 
 /// A handle on a running client; clone it freely.
@@ -242,6 +248,25 @@ impl ClientHandle {
     /// The client's state.
     pub async fn status(&self) -> Result<ClientStatus, CommandError> {
         self.ask(Command::Status).await
+    }
+
+    /// Queues a test loop of the network monitor for the next slot of the real stream
+    /// ([`umbra_client::Client::queue_test_loop`]); returns the id its fragment carries, for
+    /// the receiving client's [`ClientHandle::expect_test_loop`]. [`ClientEvent::TestLoopSent`]
+    /// follows when it leaves.
+    pub async fn queue_test_loop(&self, test: TestLoop) -> Result<[u8; 16], CommandError> {
+        Ok(self
+            .ask(|reply| Command::QueueTestLoop(test, reply))
+            .await??)
+    }
+
+    /// Expects test loop `id`, whose fragment carries `fragment`; its arrival is
+    /// [`ClientEvent::TestLoopArrived`].
+    pub async fn expect_test_loop(&self, fragment: [u8; 16], id: u64) -> Result<(), CommandError> {
+        self.commands
+            .send(Command::ExpectTestLoop(fragment, id))
+            .await
+            .map_err(|_| CommandError::Stopped)
     }
 
     async fn ask<T>(
@@ -720,6 +745,12 @@ impl Driver {
                     connection_attempts: self.connection_attempts,
                 });
             }
+            Command::QueueTestLoop(test, reply) => {
+                let _ = reply.send(self.core.queue_test_loop(test));
+            }
+            Command::ExpectTestLoop(fragment, id) => {
+                self.core.expect_test_loop(now, fragment, id);
+            }
         }
     }
 
@@ -854,6 +885,8 @@ impl Driver {
                     }
                     None => continue,
                 },
+                Event::TestLoopSent(id) => ClientEvent::TestLoopSent(id),
+                Event::TestLoopArrived(id) => ClientEvent::TestLoopArrived(id),
             };
             self.events.send(event);
         }

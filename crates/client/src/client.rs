@@ -76,7 +76,30 @@ pub enum Event {
         /// Why.
         reason: Failure,
     },
+    /// A test loop ([`Client::queue_test_loop`]) left in a slot of the real stream.
+    TestLoopSent(u64),
+    /// A test loop this client expected ([`Client::expect_test_loop`]) arrived.
+    TestLoopArrived(u64),
 }
+
+/// A test packet of the network monitor (`umbra-monitor`): built exactly as a loop-cover
+/// packet is (one fragment of random bytes, a SURB-ACK, the client's hop delays), but over the
+/// mix nodes the monitor chose, to another client of the same monitor (its client at the
+/// route's exit gateway), and sent in a slot of the real stream. Nothing on the way tells it
+/// from a client's loop, except the exit gateway, which sees whom it is delivered to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TestLoop {
+    /// The monitor's number for it.
+    pub id: u64,
+    /// The three mix nodes, first layer first.
+    pub mixes: [NodeId; 3],
+    /// The client it goes to.
+    pub to: ClientAddress,
+}
+
+/// Test loops waiting for a slot, and test loops expected, at most: a monitor sends one per
+/// slot and each is expected for [`REMEMBER`] at most.
+const MAX_TEST_LOOPS: usize = 65_536;
 
 /// Counts of what the client did, for metrics and tests.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -91,6 +114,8 @@ pub struct ClientStats {
     pub loops: u64,
     /// Loops that came back.
     pub loops_returned: u64,
+    /// Test loops sent ([`Client::queue_test_loop`]).
+    pub test_loops: u64,
     /// The round trip of the last loop that came back.
     pub last_loop_rtt: Option<Duration>,
     /// Acks received for data packets.
@@ -223,6 +248,10 @@ pub struct Client {
     messages: Reassembler,
     replies: Reassembler,
     loops: HashMap<[u8; 16], Instant>,
+    /// Test loops waiting for a slot of the real stream, with their fragment ids.
+    test_loops: VecDeque<(TestLoop, [u8; 16])>,
+    /// Test loops other clients will send here: fragment id → the monitor's id, since when.
+    expected_loops: HashMap<[u8; 16], (u64, Instant)>,
     /// The SURBs this client issued, and its sender tags.
     issued: Issued,
     /// The SURBs anonymous senders gave this client, by their tags.
@@ -282,6 +311,8 @@ impl Client {
             reply_in_flight: HashMap::new(),
             timers: BinaryHeap::new(),
             loops: HashMap::new(),
+            test_loops: VecDeque::new(),
+            expected_loops: HashMap::new(),
             issued: Issued::new(limits_of(&config)),
             stores: Stores::new(limits_of(&config), first_layer(&topology).collect()),
             topology,
@@ -472,11 +503,52 @@ impl Client {
         if self.next_real <= now {
             self.next_real =
                 self.next_after(self.next_real, now, self.config.traffic.mean_send_interval);
+            if let Some((test, fragment)) = self.test_loops.pop_front() {
+                let packet = self.test_loop_packet(now, &test, fragment);
+                if packet.is_some() {
+                    self.events.push_back(Event::TestLoopSent(test.id));
+                }
+                return Some(Transmit { packet });
+            }
             return Some(Transmit {
                 packet: self.real_slot(now),
             });
         }
         None
+    }
+
+    /// Queues a test loop for the next slot of the real stream; returns the id its fragment
+    /// carries, for the receiving client's [`Client::expect_test_loop`]. Refused when a mix
+    /// node is not in its layer of the current topology, the recipient's gateway is not in it,
+    /// or too many wait.
+    pub fn queue_test_loop(&mut self, test: TestLoop) -> Result<[u8; 16], SendError> {
+        if self.test_loops.len() >= MAX_TEST_LOOPS {
+            return Err(SendError::Busy);
+        }
+        self.test_route(&test)?;
+        let fragment = self.random16();
+        self.test_loops.push_back((test, fragment));
+        Ok(fragment)
+    }
+
+    /// Expects test loop `id`, whose fragment carries `fragment` (see
+    /// [`Client::queue_test_loop`]); its arrival is [`Event::TestLoopArrived`]. Forgotten after
+    /// a while; beyond a cap, the oldest expected are forgotten first.
+    pub fn expect_test_loop(&mut self, now: Instant, fragment: [u8; 16], id: u64) {
+        if self.expected_loops.len() >= MAX_TEST_LOOPS {
+            self.expected_loops
+                .retain(|_, (_, since)| now.saturating_duration_since(*since) < REMEMBER);
+            if self.expected_loops.len() >= MAX_TEST_LOOPS
+                && let Some(oldest) = self
+                    .expected_loops
+                    .iter()
+                    .min_by_key(|(_, (_, since))| *since)
+                    .map(|(key, _)| *key)
+            {
+                self.expected_loops.remove(&oldest);
+            }
+        }
+        self.expected_loops.insert(fragment, (id, now));
     }
 
     /// The next thing that happened, for the application.
@@ -827,6 +899,57 @@ impl Client {
         Some((route[0].address, packet))
     }
 
+    /// The route of a test loop: its mix nodes, each in its layer, then the recipient's
+    /// gateway.
+    fn test_route(&self, test: &TestLoop) -> Result<Vec<Hop>, SendError> {
+        let mut route = Vec::with_capacity(4);
+        for (layer, id) in Layer::ALL.iter().zip(test.mixes) {
+            match self.topology.node(id) {
+                Some(node) if node.layer() == Some(*layer) => route.push(node.hop()),
+                _ => {
+                    return Err(SendError::NotInLayer {
+                        node: id,
+                        layer: *layer,
+                    });
+                }
+            }
+        }
+        let exit = gateway_of(&self.topology, &test.to.gateway)
+            .and_then(|id| self.topology.node(id))
+            .ok_or(SendError::UnknownGateway)?;
+        route.push(exit.hop());
+        Ok(route)
+    }
+
+    fn test_loop_packet(
+        &mut self,
+        now: Instant,
+        test: &TestLoop,
+        id: [u8; 16],
+    ) -> Option<(NodeAddress, Packet)> {
+        // the topology may have changed since it was queued
+        let route = self.test_route(test).ok()?;
+        let mut piece = vec![0u8; FORWARD_PIECE];
+        self.rng.fill_bytes(&mut piece);
+        let fragment = fragment::split(id, &piece, FORWARD_PIECE).pop()?;
+        let ack_id = self.random16();
+        let (surb_ack, ack_delays, ack_mixes) = self.surb_ack(now, ack_id).ok()?;
+        let delays = self.delays(&route, self.config.traffic.mean_hop_delay);
+        self.probe(now, ack_id, &route, &delays, ack_mixes, &ack_delays);
+        let destination = Destination::new(test.to.destination(), SurbId::default());
+        let packet = PacketBuilder::new(SIZE)
+            .build(
+                &mut self.rng,
+                &route,
+                &delays,
+                &destination,
+                &surb_ack.prefix(&fragment),
+            )
+            .ok()?;
+        self.stats.test_loops += 1;
+        Some((route[0].address, packet))
+    }
+
     fn loop_packet(&mut self, now: Instant) -> Option<(NodeAddress, Packet)> {
         let id = self.random16();
         let mut piece = vec![0u8; FORWARD_PIECE];
@@ -1012,6 +1135,10 @@ impl Client {
             self.stats.unreadable += 1;
             return;
         };
+        if let Some((id, _)) = self.expected_loops.remove(&at.message) {
+            self.events.push_back(Event::TestLoopArrived(id));
+            return;
+        }
         if let Some(sent) = self.loops.remove(&at.message) {
             self.stats.loops_returned += 1;
             self.stats.last_loop_rtt = Some(now.saturating_duration_since(sent));

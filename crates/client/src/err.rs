@@ -50,6 +50,17 @@ pub enum SendError {
     /// A SURB to attach could not be built.
     #[error("the SURBs to attach could not be made: {0}")]
     Surb(BuildError),
+    /// A test loop's mix node is not in its layer of the current topology.
+    #[error("test loop: node {node} is not in {layer} of the current topology")]
+    NotInLayer {
+        /// The node.
+        node: umbra_topology::NodeId,
+        /// The layer it was given for.
+        layer: umbra_topology::Layer,
+    },
+    /// Too many test loops wait for a slot.
+    #[error("too many test loops wait for a slot")]
+    Busy,
 }
 
 /// Why a message was given up on ([`Event::Failed`](crate::Event::Failed)). Its text is what

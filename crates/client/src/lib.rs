@@ -13,7 +13,7 @@ pub mod socks;
 pub mod stream;
 pub mod surbs;
 
-pub use client::{Client, ClientStats, Event, MessageId, Transmit};
+pub use client::{Client, ClientStats, Event, MessageId, TestLoop, Transmit};
 pub use config::{
     AckConfig, ClientConfig, MessageConfig, ReceiveSchedule, SurbConfig, TrafficConfig,
     TrafficPreset,

@@ -693,6 +693,9 @@ fn render(event: &ClientEvent, binary: bool) -> Message {
         ClientEvent::Refused { count, detail } => {
             text(json!({ "type": "refused", "count": count, "detail": detail }))
         }
+        // only a network monitor queues test loops; the API's client never does
+        ClientEvent::TestLoopSent(id) => text(json!({ "type": "test_loop_sent", "id": id })),
+        ClientEvent::TestLoopArrived(id) => text(json!({ "type": "test_loop_arrived", "id": id })),
     }
 }
 

@@ -515,3 +515,69 @@ fn failure_texts_the_api_sends_are_kept() {
         "a fragment does not fit a packet"
     );
 }
+
+/// A network monitor's test loop: sent by one client over the mix nodes it names, in a slot of
+/// the real stream, and recognised by the client it goes to; a mix node out of its layer is
+/// refused; a test loop nobody expects tells the recipient's application nothing.
+#[test]
+fn a_test_loop_goes_over_its_route_to_the_client_expecting_it() {
+    let mut net = Net::new();
+    let start = Instant::now();
+    let mut sender = client(1, 0, &net.topology, start);
+    let mut receiver = client(2, 1, &net.topology, start);
+    let mixes = [NodeId(1), NodeId(2), NodeId(3)];
+    let refused = sender.queue_test_loop(TestLoop {
+        id: 6,
+        mixes: [NodeId(2), NodeId(1), NodeId(3)],
+        to: receiver.address(),
+    });
+    assert_eq!(
+        refused,
+        Err(SendError::NotInLayer {
+            node: NodeId(2),
+            layer: Layer::FIRST
+        })
+    );
+    let fragment = sender
+        .queue_test_loop(TestLoop {
+            id: 7,
+            mixes,
+            to: receiver.address(),
+        })
+        .unwrap();
+    let unexpected = sender
+        .queue_test_loop(TestLoop {
+            id: 8,
+            mixes,
+            to: receiver.address(),
+        })
+        .unwrap();
+    assert_ne!(fragment, unexpected);
+    receiver.expect_test_loop(start, fragment, 7);
+
+    let (mut sent, mut arrived) = (Vec::new(), Vec::new());
+    let until = start + Duration::from_secs(2);
+    while let Some(now) = sender.poll_timeout().filter(|at| *at <= until) {
+        sender.handle_timeout(now);
+        while let Some(transmit) = sender.poll_transmit(now) {
+            let Some((first_hop, packet)) = transmit.packet else {
+                continue;
+            };
+            assert_eq!(
+                first_hop,
+                net.topology.node(NodeId(1)).unwrap().routing_address()
+            );
+            for (to, delivery) in net.carry(first_hop, packet) {
+                if to == receiver.address().identity {
+                    receiver.handle_delivery(now, delivery);
+                }
+            }
+        }
+        sent.extend(std::iter::from_fn(|| sender.poll_event()));
+        arrived.extend(std::iter::from_fn(|| receiver.poll_event()));
+    }
+    assert!(sent.contains(&Event::TestLoopSent(7)), "{sent:?}");
+    assert!(sent.contains(&Event::TestLoopSent(8)), "{sent:?}");
+    assert_eq!(arrived, vec![Event::TestLoopArrived(7)]);
+    assert_eq!(sender.stats().test_loops, 2);
+}
