@@ -1,0 +1,15 @@
+#![doc = include_str!("../README.md")]
+
+pub mod config;
+mod daemon;
+pub mod evidence_store;
+mod report;
+mod sessions;
+mod status;
+
+pub use config::{
+    InitOptions, Initialised, MonitorDaemonConfig, init, monitor_config_for_epoch, template,
+};
+pub use daemon::MonitorDaemon;
+pub use evidence_store::EvidenceStore;
+pub use report::{SubmitError, ledger_scores};
