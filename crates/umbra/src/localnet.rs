@@ -5,7 +5,8 @@
 //! agreeing by BFT consensus) runs as a process (`umbra validator run`),
 //! its genesis funds one account per node operator, and every node is registered and bonded
 //! through transactions before it starts; nodes, the client daemon and the demo clients fetch
-//! and verify each epoch's topology from the validator.
+//! and verify each epoch's topology from the validator. Genesis names a network monitor, which
+//! tests every node each epoch and submits their scores (docs/monitor.md).
 
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use tokio_util::sync::CancellationToken;
-use umbra::network::{Kind, Layout, Shape, get, health};
+use umbra::network::{Kind, Layout, MONITOR, Shape, get, health};
 use umbra_client::TrafficPreset;
 use umbra_client_daemons::daemon;
 use umbra_ledger::{GenesisAccount, Params, SigningKey, UNIT};
@@ -150,9 +151,77 @@ fn start_and_watch(
     }
     wait_until_up(supervisor, layout, stop)?;
     let current = runtime.block_on(wait_until_active(layout, stop))?;
-    let daemons = start_daemons(exe, layout, &current, options.traffic, supervisor, stop)?;
+    let mut daemons = start_daemons(exe, layout, &current, options.traffic, supervisor, stop)?;
+    daemons.monitor = start_monitor(exe, layout, supervisor)?;
     print_summary(layout, &daemons, options);
-    runtime.block_on(watch(supervisor, layout, options, stop))
+    runtime.block_on(watch(supervisor, layout, &daemons, options, stop))
+}
+
+/// How often localnet's monitor sends a test packet, on average: with 2 mix nodes a layer and
+/// epochs of 20 s, about 150 packets through each mix node an epoch, above the 100 a score
+/// needs; against the 50 packets a second each of its clients sends anyway, a quarter of
+/// their slots.
+const MONITOR_ROUTE_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Creates the network monitor on the first run (its account is the one genesis names, its
+/// settings fit the network's epochs) and starts it; where it serves its evidence. A
+/// monitor made before whose port another program holds now moves to a free one.
+fn start_monitor(
+    exe: &Path,
+    layout: &Layout,
+    supervisor: &mut Supervisor,
+) -> anyhow::Result<Option<SocketAddr>> {
+    let Some(monitor) = &layout.monitor else {
+        return Ok(None);
+    };
+    let dir = layout.monitor_dir();
+    let config = dir.join(umbra_monitor_daemon::config::CONFIG_FILE);
+    if !config.exists() {
+        let ledger = layout
+            .ledger_config()
+            .context("the network has no validator")?;
+        let trust = TrustRoot::read(&layout.genesis_file())?;
+        let mut settings = umbra_monitor_daemon::monitor_config_for_epoch(trust.epoch_length);
+        settings.mean_route_interval = MONITOR_ROUTE_INTERVAL;
+        umbra_monitor_daemon::init(
+            &dir,
+            umbra_monitor_daemon::InitOptions {
+                ledger,
+                genesis: &layout.genesis_file(),
+                http: monitor.http,
+                monitor: settings,
+                account_seed: Some(read_key(&layout.monitor_key())?),
+            },
+        )?;
+    }
+    let mut http = umbra_monitor_daemon::MonitorDaemon::load(&dir)?.http_address();
+    if std::net::TcpListener::bind(http).is_err() {
+        let free = port_or_any(0)?;
+        move_listen_address(&config, http, free)?;
+        println!(
+            "{http} is taken by another program: the monitor listens on {free} instead (written to {})",
+            config.display()
+        );
+        http = umbra_monitor_daemon::MonitorDaemon::load(&dir)?.http_address();
+    }
+    let launch_layout = layout.clone();
+    let exe = exe.to_owned();
+    supervisor.start(
+        MONITOR,
+        Stage::Daemons,
+        layout.log_file(MONITOR),
+        Box::new(move || {
+            let log = launch_layout.open_log(MONITOR)?;
+            let mut run = std::process::Command::new(&exe);
+            run.args(["monitor", "run", "--data-dir"])
+                .arg(&dir)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(log);
+            Ok(run)
+        }),
+    )?;
+    Ok(Some(http))
 }
 
 /// The current layer of each mix node (by name), from the validators; empty if they do not
@@ -187,6 +256,8 @@ async fn current_layers(layout: &Layout) -> HashMap<String, u8> {
 /// The user's daemons, started after the nodes: the exit, the SOCKS5 proxy, the client.
 struct Daemons {
     started: Vec<Daemon>,
+    /// Where the monitor serves its evidence, `/health` and `/metrics`.
+    monitor: Option<SocketAddr>,
 }
 
 impl Daemons {
@@ -218,6 +289,7 @@ fn start_daemons(
 ) -> anyhow::Result<Daemons> {
     let mut daemons = Daemons {
         started: Vec::new(),
+        monitor: None,
     };
     let exit = start_daemon(exe, layout, current, preset, supervisor, EXIT, 0, || {
         Ok(daemon::NewRole::Exit {
@@ -550,6 +622,10 @@ fn make_validators(layout: &Layout, dirs: &[PathBuf], options: &Options) -> anyh
             balance: OPERATOR_BALANCE,
         });
     }
+    if layout.monitor.is_some() {
+        let key = SigningKey::from_seed(read_key(&layout.monitor_key())?);
+        genesis.monitors.push(key.public());
+    }
     let first = (FIRST_EPOCH.as_millis() as u64).min(genesis.params.epoch_length_ms);
     genesis.genesis_time_ms = genesis
         .genesis_time_ms
@@ -773,6 +849,12 @@ fn print_summary(layout: &Layout, daemons: &Daemons, options: &Options) {
         );
         println!("  try: curl -x socks5h://{listen} http://<a server on this machine>/");
     }
+    if let Some(http) = daemons.monitor {
+        println!(
+            "Network monitor ({}): evidence of each epoch at http://{http}/evidence; the last scores at http://{http}/health (docs/monitor.md)",
+            layout.monitor_dir().display()
+        );
+    }
     println!();
     if let Some(api) = layout.validators.first() {
         let chat = format!(
@@ -795,6 +877,7 @@ fn print_summary(layout: &Layout, daemons: &Daemons, options: &Options) {
 async fn watch(
     supervisor: &mut Supervisor,
     layout: &Layout,
+    daemons: &Daemons,
     options: &Options,
     stop: &CancellationToken,
 ) -> anyhow::Result<()> {
@@ -822,7 +905,7 @@ async fn watch(
                     demo.send().await;
                 }
             }
-            _ = report.tick() => print_report(layout),
+            _ = report.tick() => print_report(layout, daemons.monitor),
             line = next_demo_event(&mut demo) => {
                 if let Some(line) = line {
                     println!("{line}");
@@ -879,8 +962,8 @@ async fn next_demo_event(demo: &mut Option<Demo>) -> Option<String> {
     }
 }
 
-/// Totals over every node's metrics.
-fn print_report(layout: &Layout) {
+/// Totals over every node's metrics, and each node's last score from the monitor.
+fn print_report(layout: &Layout, monitor: Option<SocketAddr>) {
     let mut forwarded = 0.0;
     let mut clients = 0.0;
     let mut up = 0;
@@ -896,6 +979,37 @@ fn print_report(layout: &Layout) {
         "[net] {up}/{} nodes answering; mix nodes have forwarded {forwarded:.0} packets; {clients:.0} clients connected",
         layout.nodes.len()
     );
+    if let Some(line) = monitor.and_then(|http| scores_line(layout, &get(http, "/health")?)) {
+        println!("{line}");
+    }
+}
+
+/// The monitor's last scores, one per node by name, from its `/health`.
+fn scores_line(layout: &Layout, health: &str) -> Option<String> {
+    let health: serde_json::Value = serde_json::from_str(health).ok()?;
+    let last = health.get("last_report")?;
+    let epoch = last.get("epoch")?.as_u64()?;
+    let scores: Vec<String> = last
+        .get("nodes")?
+        .as_array()?
+        .iter()
+        .filter_map(|node| {
+            let id = node.get("node")?.as_u64()?;
+            let name = layout
+                .nodes
+                .iter()
+                .find(|n| u64::from(n.id) == id)
+                .map_or_else(|| format!("#{id}"), |n| n.name.clone());
+            Some(match node.get("score").and_then(serde_json::Value::as_f64) {
+                Some(score) => format!("{name} {:.1}%", score * 100.0),
+                None => format!("{name} unscored"),
+            })
+        })
+        .collect();
+    Some(format!(
+        "[monitor] scores of epoch {epoch}: {}",
+        scores.join(", ")
+    ))
 }
 
 /// Two clients on different gateways: alice asks, bob answers through alice's SURBs.

@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 mod ledger_cli;
 mod localnet;
+mod monitor_cli;
 mod node_cli;
 
 use umbra::network::Shape;
@@ -64,6 +65,12 @@ enum Command {
     Validator {
         #[command(subcommand)]
         command: ledger_cli::ValidatorCommand,
+    },
+    /// A network monitor: tests every node with packets like any client's, submits each
+    /// node's score to the ledger every epoch, and publishes the evidence.
+    Monitor {
+        #[command(subcommand)]
+        command: monitor_cli::MonitorCommand,
     },
     /// Sign a transaction with an account key, submit it to a validator and wait until it is
     /// committed.
@@ -463,6 +470,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Socks5 { command } => socks5(command),
         Command::Exit { command } => exit(command),
         Command::Validator { command } => ledger_cli::validator(command),
+        Command::Monitor { command } => monitor_cli::monitor(command),
         Command::Tx {
             validator,
             key,

@@ -8,7 +8,8 @@
 //! nodes alone, a static topology file ([`Layout::create_or_open`]).
 //!
 //! The folder holds `localnet.json` (what is where), `genesis.json` or `topology.json`, one
-//! folder per node (`mix-<layer>-<n>`, `gateway-<n>`), and `logs/`.
+//! folder per node (`mix-<layer>-<n>`, `gateway-<n>`), the monitor's (`monitor`, with a ledger),
+//! and `logs/`.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -120,7 +121,22 @@ pub struct Layout {
     /// The validators' API addresses (none: a static topology file).
     #[serde(default)]
     pub validators: Vec<SocketAddr>,
+    /// The network monitor, in a network following a ledger (networks made before there was
+    /// one have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitor: Option<LocalMonitor>,
 }
+
+/// The network monitor of a local network: its account key is `operators/monitor.key`,
+/// named in genesis; its folder is `monitor`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LocalMonitor {
+    /// Where it serves `/metrics`, `/health` and the evidence.
+    pub http: SocketAddr,
+}
+
+/// The monitor's folder in a network's folder (and its operator key's name).
+pub const MONITOR: &str = "monitor";
 
 /// The folder of operator account keys in a network's folder.
 pub const OPERATORS_DIR: &str = "operators";
@@ -252,18 +268,25 @@ impl Layout {
             });
             nodes.push(node);
         }
+        let mut monitor = None;
         if ledger.is_some() {
+            let operators = dir.join(OPERATORS_DIR);
+            std::fs::create_dir_all(&operators).map_err(|source| NodeError::Write {
+                path: operators.clone(),
+                source,
+            })?;
             // ids come from the ledger at registration
             for node in &mut nodes {
                 node.id = 0;
                 let key = umbra_ledger::SigningKey::generate(&mut rand::rng());
-                let operators = dir.join(OPERATORS_DIR);
-                std::fs::create_dir_all(&operators).map_err(|source| NodeError::Write {
-                    path: operators.clone(),
-                    source,
-                })?;
                 write_new_key(&operators.join(format!("{}.key", node.name)), &key.seed())?;
             }
+            // the monitor's account, which genesis names as a monitor
+            let key = umbra_ledger::SigningKey::generate(&mut rand::rng());
+            write_new_key(&operators.join(format!("{MONITOR}.key")), &key.seed())?;
+            monitor = Some(LocalMonitor {
+                http: ports.take()?,
+            });
         } else {
             let topology = Topology::new(1, descriptors)?;
             let json = topology.to_json();
@@ -279,6 +302,7 @@ impl Layout {
             dir: dir.to_owned(),
             nodes,
             validators,
+            monitor,
         };
         layout.save()?;
         Ok(layout)
@@ -303,6 +327,16 @@ impl Layout {
         self.dir
             .join(OPERATORS_DIR)
             .join(format!("{}.key", node.name))
+    }
+
+    /// The key file of the monitor's account (a network following a ledger).
+    pub fn monitor_key(&self) -> PathBuf {
+        self.dir.join(OPERATORS_DIR).join(format!("{MONITOR}.key"))
+    }
+
+    /// The monitor's folder.
+    pub fn monitor_dir(&self) -> PathBuf {
+        self.dir.join(MONITOR)
     }
 
     /// The network's genesis file (a network following a ledger).
