@@ -251,7 +251,10 @@ pub fn template(config: &MonitorDaemonConfig) -> String {
         .replace("{loop}", &duration(traffic.mean_loop_interval))
         .replace("{receive}", &duration(traffic.receive_interval))
         .replace("{handshake}", &duration(connection.handshake_timeout))
-        .replace("{reconnect_initial}", &duration(connection.reconnect_initial))
+        .replace(
+            "{reconnect_initial}",
+            &duration(connection.reconnect_initial),
+        )
         .replace("{reconnect_max}", &duration(connection.reconnect_max))
 }
 

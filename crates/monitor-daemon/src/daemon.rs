@@ -159,7 +159,10 @@ impl MonitorDaemon {
         let (topologies, follower) =
             directory::follow(Arc::clone(&self.directory), first, refresh, stop.clone());
         let core = Monitor::new(self.config.monitor.clone(), rand::random()).map_err(|error| {
-            NodeError::invalid(self.data_dir.join(CONFIG_FILE), format!("in [monitor]: {error}"))
+            NodeError::invalid(
+                self.data_dir.join(CONFIG_FILE),
+                format!("in [monitor]: {error}"),
+            )
         })?;
         let reporter = Arc::new(Reporter {
             store,
@@ -351,8 +354,9 @@ impl Driver {
                 info!(gateway = %gateway, %reason, "the session with the gateway dropped: routes through it are not judged until it is back");
                 self.core.handle_gateway_down(now, gateway);
             }
+            // (the client shell logs it)
             ClientEvent::Refused { count, detail } => {
-                warn!(gateway = %gateway, count, %detail, "the gateway refused the monitor's packets");
+                debug!(gateway = %gateway, count, %detail, "the gateway refused the monitor's packets");
             }
             // nobody sends the monitor messages; a stranger's are dropped
             ClientEvent::Received { .. }

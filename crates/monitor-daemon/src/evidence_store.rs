@@ -78,7 +78,10 @@ impl EvidenceStore {
 
     /// The epochs kept, oldest first, with their evidence's hash.
     pub fn list(&self) -> Vec<(u64, EvidenceHash)> {
-        self.lock().iter().map(|(&epoch, &hash)| (epoch, hash)).collect()
+        self.lock()
+            .iter()
+            .map(|(&epoch, &hash)| (epoch, hash))
+            .collect()
     }
 
     /// The evidence of `epoch` as published (JSON), if kept. Blocking.

@@ -52,9 +52,7 @@ impl SubmitError {
 /// The scores as the ledger's `SubmitPerformance` takes them: the one place where the
 /// monitor's types meet the ledger's (if the ledger's node ids or ppm become newtypes, only
 /// this changes). Unscored nodes are left out, so the ledger keeps their previous performance.
-pub fn ledger_scores(
-    attribution: &Attribution,
-) -> Vec<(umbra_ledger::NodeId, umbra_ledger::Ppm)> {
+pub fn ledger_scores(attribution: &Attribution) -> Vec<(umbra_ledger::NodeId, umbra_ledger::Ppm)> {
     attribution.performance()
 }
 
@@ -88,7 +86,10 @@ impl Reporter {
         })
         .await;
         let Ok((stored, attribution, routes)) = worked else {
-            warn!(epoch, "computing the scores failed (a bug: please report it with the log)");
+            warn!(
+                epoch,
+                "computing the scores failed (a bug: please report it with the log)"
+            );
             return;
         };
         if let Err(error) = stored {

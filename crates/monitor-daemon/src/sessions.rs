@@ -59,7 +59,9 @@ impl Session {
             rand::random(),
             tokio::time::Instant::now().into_std(),
         )
-        .map_err(|error| NodeError::Other(format!("the client of gateway {}: {error}", gateway.id)))?;
+        .map_err(|error| {
+            NodeError::Other(format!("the client of gateway {}: {error}", gateway.id))
+        })?;
         let setup = ClientSetup {
             gateway_address: gateway.client_address.unwrap_or(gateway.mix_address),
             gateway_key: gateway.noise_key,

@@ -1000,10 +1000,12 @@ fn scores_line(layout: &Layout, health: &str) -> Option<String> {
                 .iter()
                 .find(|n| u64::from(n.id) == id)
                 .map_or_else(|| format!("#{id}"), |n| n.name.clone());
-            Some(match node.get("score").and_then(serde_json::Value::as_f64) {
-                Some(score) => format!("{name} {:.1}%", score * 100.0),
-                None => format!("{name} unscored"),
-            })
+            Some(
+                match node.get("score").and_then(serde_json::Value::as_f64) {
+                    Some(score) => format!("{name} {:.1}%", score * 100.0),
+                    None => format!("{name} unscored"),
+                },
+            )
         })
         .collect();
     Some(format!(

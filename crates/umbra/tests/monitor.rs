@@ -136,6 +136,112 @@ fn poll<T>(
     }
 }
 
+/// Every file under `dir` is 0600 and every folder 0700, `dir` included.
+#[cfg(unix)]
+fn assert_private(dir: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(dir), 0o700, "{}", dir.display());
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            assert_private(&path);
+        } else {
+            assert_eq!(mode(&path), 0o600, "{}", path.display());
+        }
+    }
+}
+
+fn umbra(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_umbra"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn monitor_init_makes_a_private_monitor_once_and_run_names_what_is_missing() {
+    let root = temp_dir("init");
+    let validator = root.join("validator");
+    let made = umbra(&[
+        "validator",
+        "init",
+        "--data-dir",
+        validator.to_str().unwrap(),
+    ]);
+    assert!(made.status.success(), "{made:?}");
+    let genesis = validator.join("genesis.json");
+    let dir = root.join("monitor");
+    let init = |genesis: &std::path::Path| {
+        umbra(&[
+            "monitor",
+            "init",
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--validator",
+            "http://127.0.0.1:7000",
+            "--genesis",
+            genesis.to_str().unwrap(),
+            "--http",
+            "127.0.0.1:0",
+        ])
+    };
+    let missing = init(&root.join("nowhere.json"));
+    assert!(!missing.status.success());
+    let said = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        said.contains("nowhere.json") && said.contains("genesis"),
+        "{said}"
+    );
+
+    let output = init(&genesis);
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{printed}{output:?}");
+    // the account it prints is the key it keeps
+    let account = printed
+        .lines()
+        .skip_while(|line| !line.starts_with("Its account"))
+        .nth(1)
+        .unwrap()
+        .trim()
+        .to_owned();
+    let seed: [u8; 32] = bs58::decode(
+        std::fs::read_to_string(dir.join("account.key"))
+            .unwrap()
+            .trim(),
+    )
+    .into_vec()
+    .unwrap()
+    .try_into()
+    .unwrap();
+    assert_eq!(
+        umbra_ledger::SigningKey::from_seed(seed)
+            .public()
+            .to_string(),
+        account
+    );
+    assert!(
+        printed.contains("umbra monitor run --data-dir"),
+        "{printed}"
+    );
+    #[cfg(unix)]
+    assert_private(&dir);
+
+    let again = init(&genesis);
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("already holds"),
+        "{again:?}"
+    );
+    let nothing = root.join("nothing");
+    let run = umbra(&["monitor", "run", "--data-dir", nothing.to_str().unwrap()]);
+    assert!(!run.status.success());
+    let said = String::from_utf8_lossy(&run.stderr);
+    assert!(said.contains("umbra monitor init --data-dir"), "{said}");
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
 #[test]
 fn the_monitor_scores_every_node_and_its_evidence_recomputes_what_the_ledger_recorded() {
     let dir = temp_dir("localnet");
@@ -156,21 +262,13 @@ fn the_monitor_scores_every_node_and_its_evidence_recomputes_what_the_ledger_rec
     let monitor = address_after(&output, "evidence of each epoch at http://");
 
     // the first epoch the monitor submitted scores for
-    let epoch = poll(
-        monitor,
-        "/health",
-        Duration::from_secs(90),
-        |health| {
-            let submission = health.get("last_submission")?;
-            (submission["ok"] == true).then(|| submission["epoch"].as_u64().unwrap())
-        },
-    );
+    let epoch = poll(monitor, "/health", Duration::from_secs(90), |health| {
+        let submission = health.get("last_submission")?;
+        (submission["ok"] == true).then(|| submission["epoch"].as_u64().unwrap())
+    });
     // the ledger's record of that epoch, once it ended
-    let recorded: BTreeMap<u64, (u64, bool)> = poll(
-        validator,
-        "/epochs",
-        Duration::from_secs(40),
-        |epochs| {
+    let recorded: BTreeMap<u64, (u64, bool)> =
+        poll(validator, "/epochs", Duration::from_secs(40), |epochs| {
             let report = epochs
                 .as_array()?
                 .iter()
@@ -191,8 +289,7 @@ fn the_monitor_scores_every_node_and_its_evidence_recomputes_what_the_ledger_rec
                     })
                     .collect(),
             )
-        },
-    );
+        });
 
     // the evidence, as anyone fetches it, recomputes to exactly the recorded scores
     let json = get(monitor, &format!("/evidence/{epoch}")).expect("the evidence is served");
@@ -230,8 +327,14 @@ fn the_monitor_scores_every_node_and_its_evidence_recomputes_what_the_ledger_rec
     // and the monitor's metrics count what it sent and submitted
     let metrics = get(monitor, "/metrics").unwrap();
     let sample = |series: &str| umbra_net::metrics::sample(&metrics, series).unwrap_or(0.0);
-    assert!(sample("umbra_monitor_routes_total{outcome=\"returned\"}") > 0.0, "{metrics}");
-    assert!(sample("umbra_monitor_submissions_total{result=\"ok\"}") >= 1.0, "{metrics}");
+    assert!(
+        sample("umbra_monitor_routes_total{outcome=\"returned\"}") > 0.0,
+        "{metrics}"
+    );
+    assert!(
+        sample("umbra_monitor_submissions_total{result=\"ok\"}") >= 1.0,
+        "{metrics}"
+    );
 
     let (status, output) = net.interrupt();
     assert!(status.success(), "localnet exited with {status}:\n{output}");
