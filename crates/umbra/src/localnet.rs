@@ -849,11 +849,14 @@ fn print_summary(layout: &Layout, daemons: &Daemons, options: &Options) {
         );
         println!("  try: curl -x socks5h://{listen} http://<a server on this machine>/");
     }
-    if let Some(http) = daemons.monitor {
-        println!(
+    match daemons.monitor {
+        Some(http) => println!(
             "Network monitor ({}): evidence of each epoch at http://{http}/evidence; the last scores at http://{http}/health (docs/monitor.md)",
             layout.monitor_dir().display()
-        );
+        ),
+        None => println!(
+            "No network monitor: this network was made by an older umbra, whose genesis names none (delete the folder to make a network with one)."
+        ),
     }
     println!();
     if let Some(api) = layout.validators.first() {
