@@ -176,11 +176,11 @@ fn start_monitor(
     };
     let dir = layout.monitor_dir();
     let config = dir.join(umbra_monitor_daemon::config::CONFIG_FILE);
+    let trust = TrustRoot::read(&layout.genesis_file())?;
     if !config.exists() {
         let ledger = layout
             .ledger_config()
             .context("the network has no validator")?;
-        let trust = TrustRoot::read(&layout.genesis_file())?;
         let mut settings = umbra_monitor_daemon::monitor_config_for_epoch(trust.epoch_length);
         settings.mean_route_interval = MONITOR_ROUTE_INTERVAL;
         umbra_monitor_daemon::init(
@@ -194,7 +194,20 @@ fn start_monitor(
             },
         )?;
     }
-    let mut http = umbra_monitor_daemon::MonitorDaemon::load(&dir)?.http_address();
+    let monitor = umbra_monitor_daemon::MonitorDaemon::load(&dir)?;
+    let settings = &monitor.config().monitor;
+    let needs = settings.loss_deadline + settings.submit_margin;
+    if needs >= trust.epoch_length {
+        // it would measure nothing, and its clients would only load the machine
+        println!(
+            "No network monitor: epochs of {} leave it no time to measure (it stops loss_deadline + submit_margin, {}, before each epoch's end; see {}).",
+            humantime::format_duration(trust.epoch_length),
+            humantime::format_duration(needs),
+            config.display()
+        );
+        return Ok(None);
+    }
+    let mut http = monitor.http_address();
     if std::net::TcpListener::bind(http).is_err() {
         let free = port_or_any(0)?;
         move_listen_address(&config, http, free)?;
@@ -854,9 +867,10 @@ fn print_summary(layout: &Layout, daemons: &Daemons, options: &Options) {
             "Network monitor ({}): evidence of each epoch at http://{http}/evidence; the last scores at http://{http}/health (docs/monitor.md)",
             layout.monitor_dir().display()
         ),
-        None => println!(
+        None if layout.monitor.is_none() => println!(
             "No network monitor: this network was made by an older umbra, whose genesis names none (delete the folder to make a network with one)."
         ),
+        None => {}
     }
     println!();
     if let Some(api) = layout.validators.first() {
