@@ -1014,6 +1014,11 @@ impl umbra_http::Status for GatewayStatus {
             "Drop-cover packets that ended here.",
             counters.cover,
         );
+        page.counter(
+            "umbra_gateway_packets_relayed_total",
+            "Packets from the last layer routed on into the first (mix nodes' loop cover).",
+            counters.relayed,
+        );
         page.counters(
             "umbra_gateway_packets_dropped_total",
             "Packets from mix nodes dropped, by reason.",
