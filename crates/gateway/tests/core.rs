@@ -299,7 +299,11 @@ fn a_packet_from_the_last_layer_routed_on_goes_into_the_first_layer_at_once() {
     assert!(actions(&mut core).is_empty());
     assert_eq!(core.counters().dropped.get("not_first_layer"), Some(&1));
     assert_eq!(core.counters().relayed, 1);
-    assert_eq!(core.counters().forwarded, 0, "client packets are counted apart");
+    assert_eq!(
+        core.counters().forwarded,
+        0,
+        "client packets are counted apart"
+    );
 }
 
 #[test]
