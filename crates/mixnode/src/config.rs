@@ -57,11 +57,14 @@ pub struct CoverConfig {
     /// Loops per second, sent as a Poisson stream (λ_M); 0 sends none.
     ///
     /// Default 5: a loop every 200 ms on average, the loop rate of one client with Nym's
-    /// settings. Each loop costs the network one Sphinx packet built and four hops (three
-    /// unwraps at mix nodes, one at a gateway, and this node's own at the end): about a
-    /// tenth of what one idle client costs. At 5/s the alarm's window of 200 loops spans 40 s,
-    /// so an attack shows within a minute; a 9-node localnet on 2 cores spends about 1 % of
-    /// its CPU on it (BENCHMARKS.md).
+    /// settings. Each loop costs the network one Sphinx packet built and four hops (two
+    /// unwraps at other mix nodes, one at a gateway, and this node's own at the end) — a
+    /// tenth of one idle client's packets. Measured (BENCHMARKS.md): about 5 ms of CPU per
+    /// second and 50 KB/s over all links per node (12 KB/s leave the node itself), so a
+    /// 9-node localnet on 2 cores spends about 2 % of its CPU on it. At 5/s the alarm's window
+    /// of 200 loops spans 40 s, so an attack shows within about a minute. (Loopix's mixing
+    /// bound improves with λ_M relative to the hop rate 1/15 ms ≈ 67/s; rates near that would
+    /// cost ten times as much and are left to networks with idle capacity.)
     pub loop_rate: f64,
     /// The mean delay each mix node on the way holds a loop (exponential; Nym's clients:
     /// 15 ms). It should be the network's own, so that loops look like everyone's packets.
@@ -76,9 +79,10 @@ pub struct CoverConfig {
     pub loss_window: usize,
     /// When more than this share of the last `loss_window` loops was lost, the node warns
     /// (once per window while it lasts) and `/health` says so; the warning ends when the
-    /// share is back to half of it. Default 0.2: with 200 loops, a healthy network's
-    /// occasional losses (a few per cent) cross it less than once in 10⁹ windows, while an
-    /// attacker dropping a fifth of the node's traffic or more crosses it within one window.
+    /// share is back to half of it. Default 0.2 over 200 loops: with a healthy network's
+    /// occasional losses of up to 5 %, chance crosses it less than once in 10¹² windows
+    /// (Chernoff: e^(−200·D(0.2‖0.05)) ≈ 7·10⁻¹³); an attacker dropping a third of the node's
+    /// packets crosses it within one window.
     pub loss_alarm: f64,
 }
 

@@ -7,172 +7,24 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{WAIT, free_address, http_get, test_config};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use common::http_get;
+use common::loops::{LoopNet, stop, value, wait_until};
 use umbra_mixnode::CoverConfig;
 use umbra_net::metrics::sample;
-use umbra_node::gateway::{self, Gateway, GatewayNodeConfig};
-use umbra_node::mixnode::{self, Mixnode};
-use umbra_topology::{Layer, NodeDescriptor, NodeId, Role, Topology};
-
-type Running = (
-    CancellationToken,
-    JoinHandle<Result<(), umbra_net::NodeError>>,
-);
-
-struct LoopNet {
-    root: std::path::PathBuf,
-    mix_http: Vec<SocketAddr>,
-    mixes: Vec<Running>,
-    gateway_dir: std::path::PathBuf,
-    /// The gateway's addresses: for mix nodes, for clients, for HTTP.
-    gateway_at: [SocketAddr; 3],
-    gateway: Option<Running>,
-}
-
-impl LoopNet {
-    fn run_gateway(&mut self, listeners: [tokio::net::TcpListener; 3]) {
-        let [nodes, clients, http] = listeners;
-        let gateway = Gateway::load(&self.gateway_dir).unwrap();
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(gateway.run_with(
-            nodes,
-            clients,
-            Some(http),
-            stop.clone().cancelled_owned(),
-        ));
-        self.gateway = Some((stop, task));
-    }
-}
-
-/// Three mix nodes sending loops fast (40/s, 2 ms per hop, lost after 1 s, alarm over 20
-/// loops), and a gateway.
-async fn start(name: &str) -> LoopNet {
-    let root = std::env::temp_dir().join(format!("umbra-loops-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    let mut nodes = Vec::new();
-    let mut mix_dirs = Vec::new();
-    let mut mix_listeners = Vec::new();
-    let mut mix_http = Vec::new();
-    for layer in Layer::ALL {
-        let (listener, address) = free_address().await;
-        let (http_listener, http) = free_address().await;
-        let dir = root.join(format!("mix{}", layer.number()));
-        let made = mixnode::init(&dir, address, http, None).unwrap();
-        let mut config = test_config(address, http, 2000);
-        config.workers.threads = 1;
-        config.cover = CoverConfig {
-            loop_rate: 40.0,
-            mean_hop_delay: Duration::from_millis(2),
-            loop_deadline: Duration::from_secs(1),
-            loss_window: 20,
-            loss_alarm: 0.2,
-        };
-        std::fs::write(
-            dir.join(mixnode::CONFIG_FILE),
-            toml::to_string(&config).unwrap(),
-        )
-        .unwrap();
-        nodes.push(NodeDescriptor {
-            id: NodeId(u32::from(layer.number())),
-            role: Role::Mix(layer),
-            mix_address: address,
-            client_address: None,
-            sphinx_key: made.sphinx_key,
-            noise_key: made.noise_key,
-        });
-        mix_dirs.push(dir);
-        mix_listeners.push((listener, http_listener));
-        mix_http.push(http);
-    }
-    let (gateway_listener, gateway_address) = free_address().await;
-    let (client_listener, client_address) = free_address().await;
-    let (gateway_http_listener, gateway_http) = free_address().await;
-    let gateway_dir = root.join("gateway");
-    let made = gateway::init(
-        &gateway_dir,
-        gateway_address,
-        client_address,
-        gateway_http,
-        None,
-    )
-    .unwrap();
-    let mut config = GatewayNodeConfig::new(gateway_address, client_address, gateway_http);
-    config.replay.expected_packets_per_second = 50;
-    config.replay.retention = Duration::from_secs(3600);
-    config.workers.threads = 1;
-    config.links.reconnect_initial = Duration::from_millis(50);
-    config.links.reconnect_max = Duration::from_millis(200);
-    std::fs::write(
-        gateway_dir.join(gateway::CONFIG_FILE),
-        toml::to_string(&config).unwrap(),
-    )
-    .unwrap();
-    nodes.push(NodeDescriptor {
-        id: NodeId(10),
-        role: Role::Gateway,
-        mix_address: gateway_address,
-        client_address: Some(client_address),
-        sphinx_key: made.sphinx_key,
-        noise_key: made.noise_key,
-    });
-    let topology = Topology::new(1, nodes).unwrap();
-    for dir in mix_dirs.iter().chain([&gateway_dir]) {
-        std::fs::write(dir.join("topology.json"), topology.to_json()).unwrap();
-    }
-
-    let mut mixes = Vec::new();
-    for (dir, (listener, http)) in mix_dirs.iter().zip(mix_listeners) {
-        let node = Mixnode::load(dir).unwrap();
-        let stop = CancellationToken::new();
-        let task =
-            tokio::spawn(node.run_with(listener, Some(http), stop.clone().cancelled_owned()));
-        mixes.push((stop, task));
-    }
-    let mut net = LoopNet {
-        root,
-        mix_http,
-        mixes,
-        gateway_dir,
-        gateway_at: [gateway_address, client_address, gateway_http],
-        gateway: None,
-    };
-    net.run_gateway([gateway_listener, client_listener, gateway_http_listener]);
-    net
-}
-
-async fn stop((stop, task): Running) {
-    stop.cancel();
-    tokio::time::timeout(WAIT, task)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-}
-
-/// Polls `address`'s `/metrics` until `done` holds of it; returns the page.
-async fn wait_until(address: SocketAddr, done: impl Fn(&str) -> bool) -> String {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let page = http_get(address, "/metrics").await.1;
-        if done(&page) || tokio::time::Instant::now() > deadline {
-            return page;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn value(page: &str, series: &str) -> f64 {
-    sample(page, series).unwrap_or(0.0)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loops_come_back_and_their_loss_is_seen() {
-    let mut net = start("back").await;
+    // fast loops: 40/s, 2 ms per hop, lost after 1 s, the alarm over 20 loops
+    let cover = CoverConfig {
+        loop_rate: 40.0,
+        mean_hop_delay: Duration::from_millis(2),
+        loop_deadline: Duration::from_secs(1),
+        loss_window: 20,
+        loss_alarm: 0.2,
+    };
+    let mut net: LoopNet = common::loops::start("back", &cover, None).await;
     for (i, http) in net.mix_http.iter().enumerate() {
         let page = wait_until(*http, |page| {
             value(page, "umbra_mixnode_loops_returned_total") >= 30.0

@@ -141,8 +141,8 @@ false_positive_rate = 1e-5
 # other layers and a gateway and come back here. They are cover at every node they cross, and
 # the share that does not come back tells whether the network drops this node's packets (an
 # attack, or a bad connection). Loops per second, a Poisson stream; 0 sends none. 5 is one
-# client's loop rate with Nym's settings: about 12 KB/s sent and 0.2 ms of CPU per second
-# here, three times that across the nodes each loop crosses.
+# client's loop rate with Nym's settings: about 12 KB/s sent by this node, and about 5 ms of
+# CPU per second and 50 KB/s over all the links of the nodes each loop crosses.
 loop_rate = 5.0
 # The mean delay each mix node on the way holds a loop: the network's (clients': 15ms).
 mean_hop_delay = "15ms"
@@ -151,7 +151,7 @@ loop_deadline = "30s"
 # Over the last `loss_window` loops, more than `loss_alarm` of them lost raises the alarm: a
 # warning in the log once per window while it lasts, and "degraded" in /health (the node keeps
 # serving). It ends when the loss is back to half of that. A healthy network loses a few per
-# cent at most; with 200 loops, chance alone crosses 20 % less than once in 10^9 windows.
+# cent at most; with 200 loops, chance alone crosses 20 % less than once in 10^12 windows.
 loss_window = 200
 loss_alarm = 0.2
 

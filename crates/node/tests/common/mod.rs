@@ -4,6 +4,8 @@
 
 #![allow(dead_code, unreachable_pub)] // each user takes what it needs
 
+pub mod loops;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
