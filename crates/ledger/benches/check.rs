@@ -103,7 +103,7 @@ fn check(c: &mut Criterion) {
         &sender,
         0,
         Action::Delegate {
-            node: NodeId::from(500u32),
+            node: NodeId(500),
             amount: 5 * UNIT,
         },
     );

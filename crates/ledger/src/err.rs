@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::fixed::Amount;
+use crate::fixed::{Amount, Ppm};
 use crate::tx::NodeId;
 
 /// Why a transaction was refused.
@@ -22,7 +22,7 @@ pub enum TxError {
         got: u64,
     },
     /// The balance is too low.
-    #[error("the balance is {have} µUMB; this needs {need} µUMB")]
+    #[error("the balance is {} µUMB; this needs {} µUMB", have.0, need.0)]
     InsufficientBalance {
         /// What it needs.
         need: Amount,
@@ -42,7 +42,11 @@ pub enum TxError {
         node: NodeId,
     },
     /// The pledge would be below the minimum.
-    #[error("a node's pledge must be at least {minimum} µUMB; this one would be {pledge} µUMB")]
+    #[error(
+        "a node's pledge must be at least {} µUMB; this one would be {} µUMB",
+        minimum.0,
+        pledge.0
+    )]
     PledgeTooLow {
         /// The minimum.
         minimum: Amount,
@@ -94,12 +98,12 @@ pub enum TxError {
         what: String,
     },
     /// A fraction above 100 %.
-    #[error("{what} is {value} ppm; at most 1000000 (100 %)")]
+    #[error("{what} is {} ppm; at most 1000000 (100 %)", value.0)]
     BadFraction {
         /// Which value.
         what: String,
         /// The value.
-        value: u32,
+        value: Ppm,
     },
     /// Not a monitor.
     #[error("only the network monitors named in genesis may submit performance")]

@@ -51,13 +51,13 @@ impl Default for Params {
             rotation_epochs: 24,
             mixes_per_layer: 40,
             active_gateways: 120,
-            interval_pool_emission: 20_000,
+            interval_pool_emission: Ppm(20_000),
             staking_supply: 500_000_000 * UNIT,
-            sybil_resistance: 300_000,
+            sybil_resistance: Ppm(300_000),
             performance_exponent: 20,
             minimum_pledge: 100 * UNIT,
             default_operating_cost: 40 * UNIT,
-            default_profit_margin: 200_000,
+            default_profit_margin: Ppm(200_000),
             initial_performance: PPM,
             history_epochs: 168,
         }
@@ -77,7 +77,7 @@ impl Params {
             ("epochs_per_interval", u64::from(self.epochs_per_interval)),
             ("rotation_epochs", u64::from(self.rotation_epochs)),
             ("mixes_per_layer", u64::from(self.mixes_per_layer)),
-            ("staking_supply", self.staking_supply),
+            ("staking_supply", self.staking_supply.0),
         ];
         for (name, value) in positive {
             if value == 0 {
@@ -93,7 +93,8 @@ impl Params {
         for (name, value) in fractions {
             if value > PPM {
                 return Err(format!(
-                    "params.{name} is {value} ppm; it is a fraction, at most 1000000 (100 %)"
+                    "params.{name} is {} ppm; it is a fraction, at most 1000000 (100 %)",
+                    value.0
                 ));
             }
         }

@@ -277,13 +277,13 @@ impl State {
         let mut state = State {
             chain_id: genesis.chain_id.clone(),
             params: genesis.params.clone(),
-            supply: 0,
+            supply: Amount::ZERO,
             validators,
             monitors: genesis.monitors.clone(),
             accounts,
             pool: genesis.reward_pool,
             nodes: BTreeMap::new(),
-            next_node_id: 1,
+            next_node_id: NodeId(1),
             delegations: BTreeMap::new(),
             pending: Vec::new(),
             epoch: Epoch {
@@ -294,7 +294,7 @@ impl State {
                     .saturating_add(genesis.params.epoch_length_ms),
                 rotation: 0,
                 seed: Hash::of(&[b"umbra-genesis-seed-v1", &genesis.hash().0]),
-                budget: 0,
+                budget: Amount::ZERO,
                 active: ActiveSet::default(),
                 document: TopologyDocument {
                     chain_id: genesis.chain_id.clone(),
@@ -326,7 +326,7 @@ impl State {
             if entry.pledge < state.params.minimum_pledge {
                 return Err(format!(
                     "genesis node {:?}: pledge {} is below the minimum pledge {}",
-                    entry.node.moniker, entry.pledge, state.params.minimum_pledge
+                    entry.node.moniker, entry.pledge.0, state.params.minimum_pledge.0
                 ));
             }
             supply += u128::from(entry.pledge);
@@ -400,12 +400,12 @@ impl State {
     fn act(&mut self, signer: &PublicKey, action: &Action) -> Result<(), TxError> {
         match action {
             Action::Transfer { to, amount } => {
-                if *amount == 0 {
+                if amount.is_zero() {
                     return Err(TxError::ZeroAmount);
                 }
                 self.debit(signer, *amount)?;
                 let receiver = self.accounts.entry(*to).or_default();
-                receiver.balance += amount;
+                receiver.balance += *amount;
                 Ok(())
             }
             Action::RegisterNode {
@@ -422,7 +422,7 @@ impl State {
             }
             Action::Bond { node, amount } => {
                 let current = self.owned_node(signer, *node)?.pledge;
-                if *amount == 0 {
+                if amount.is_zero() {
                     return Err(TxError::ZeroAmount);
                 }
                 let pledge = current.saturating_add(*amount);
@@ -440,7 +440,7 @@ impl State {
             }
             Action::Unbond { node } => {
                 let entry = self.owned_node(signer, *node)?;
-                if entry.pledge == 0 {
+                if entry.pledge.is_zero() {
                     return Err(TxError::NotBonded { node: *node });
                 }
                 if let Some(entry) = self.nodes.get_mut(node) {
@@ -451,10 +451,10 @@ impl State {
             }
             Action::Delegate { node, amount } => {
                 let entry = self.live_node(*node)?;
-                if entry.pledge == 0 {
+                if entry.pledge.is_zero() {
                     return Err(TxError::NotBonded { node: *node });
                 }
-                if *amount == 0 {
+                if amount.is_zero() {
                     return Err(TxError::ZeroAmount);
                 }
                 self.debit(signer, *amount)?;
@@ -691,7 +691,7 @@ impl State {
 
     fn add_node(&mut self, owner: PublicKey, info: NodeInfo) -> NodeId {
         let id = self.next_node_id;
-        self.next_node_id += 1;
+        self.next_node_id.0 += 1;
         let sphinx_keys = BTreeMap::from([(self.epoch.rotation, info.sphinx_key)]);
         self.nodes.insert(
             id,
@@ -699,8 +699,8 @@ impl State {
                 id,
                 owner,
                 info,
-                pledge: 0,
-                delegations: 0,
+                pledge: Amount::ZERO,
+                delegations: Amount::ZERO,
                 unit_reward: Fixed::ZERO,
                 operating_cost: self.params.default_operating_cost,
                 profit_margin: self.params.default_profit_margin,
@@ -715,11 +715,11 @@ impl State {
     fn interval_budget(&self) -> Amount {
         let per_interval = mul_div(
             u128::from(self.pool),
-            u128::from(self.params.interval_pool_emission),
-            u128::from(PPM),
+            u128::from(self.params.interval_pool_emission.0),
+            u128::from(PPM.0),
         );
         let per_epoch = per_interval / u128::from(self.params.epochs_per_interval.max(1));
-        Amount::try_from(per_epoch).unwrap_or(0)
+        Amount::try_from(per_epoch).unwrap_or(Amount::ZERO)
     }
 
     /// The saturation point: staking supply / active set size.
@@ -803,11 +803,11 @@ impl State {
             }
             self.pool -= payout.total();
             node.pledge += payout.operator;
-            if payout.delegators > 0 {
-                if node.delegations == 0 {
+            if !payout.delegators.is_zero() {
+                if node.delegations.is_zero() {
                     // nobody to pay: back to the pool
                     self.pool += payout.delegators;
-                    payout.delegators = 0;
+                    payout.delegators = Amount::ZERO;
                 } else {
                     let growth =
                         Fixed::ratio(u128::from(payout.delegators), u128::from(node.delegations));
@@ -894,7 +894,7 @@ impl State {
             .is_some();
         if !any_left {
             self.pool += entry.delegations;
-            entry.delegations = 0;
+            entry.delegations = Amount::ZERO;
         }
     }
 

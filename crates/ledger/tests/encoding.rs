@@ -14,17 +14,17 @@ use umbra_ledger::{
     sphinx_key_message,
 };
 
-// written so that they compile with the old aliases and with the newtypes
+// written so that the test compiled with the old aliases as it does with the newtypes
 fn node_id(id: u32) -> NodeId {
-    id
+    NodeId(id)
 }
 
 fn micro(amount: u64) -> Amount {
-    amount
+    Amount(amount)
 }
 
 fn ppm(value: u32) -> Ppm {
-    value
+    Ppm(value)
 }
 
 fn digest(bytes: &[u8]) -> String {

@@ -4,7 +4,7 @@ mod common;
 
 use common::{CHAIN, Chain, genesis, key, register, reveal_0, validator_key};
 use proptest::prelude::*;
-use umbra_ledger::{Action, NodeKind, Params, SigningKey, Transaction, UNIT};
+use umbra_ledger::{Action, Amount, NodeId, NodeKind, Params, Ppm, SigningKey, Transaction, UNIT};
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -73,7 +73,7 @@ fn node_id() -> impl Strategy<Value = u32> {
 }
 
 fn amount() -> impl Strategy<Value = u64> {
-    prop_oneof![0..1_000u64, 0..2_000 * UNIT, Just(u64::MAX)]
+    prop_oneof![0..1_000u64, 0..2_000 * UNIT.0, Just(u64::MAX)]
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -100,7 +100,7 @@ fn op() -> impl Strategy<Value = Op> {
             amount
         }),
         (account(), node_id()).prop_map(|(from, node)| Op::Undelegate { from, node }),
-        (account(), node_id(), 0..100 * UNIT, 0u32..1_200_000).prop_map(
+        (account(), node_id(), 0..100 * UNIT.0, 0u32..1_200_000).prop_map(
             |(owner, node, cost, margin)| Op::Update {
                 owner,
                 node,
@@ -144,7 +144,7 @@ fn build(chain: &Chain, step: &Step) -> Transaction {
             key(from),
             Action::Transfer {
                 to: key(to).public(),
-                amount,
+                amount: Amount(amount),
             },
         ),
         Op::Register {
@@ -163,10 +163,22 @@ fn build(chain: &Chain, step: &Step) -> Transaction {
             owner,
             node,
             amount,
-        } => (key(owner), Action::Bond { node, amount }),
-        Op::Unbond { owner, node } => (key(owner), Action::Unbond { node }),
-        Op::Delegate { from, node, amount } => (key(from), Action::Delegate { node, amount }),
-        Op::Undelegate { from, node } => (key(from), Action::Undelegate { node }),
+        } => (
+            key(owner),
+            Action::Bond {
+                node: NodeId(node),
+                amount: Amount(amount),
+            },
+        ),
+        Op::Unbond { owner, node } => (key(owner), Action::Unbond { node: NodeId(node) }),
+        Op::Delegate { from, node, amount } => (
+            key(from),
+            Action::Delegate {
+                node: NodeId(node),
+                amount: Amount(amount),
+            },
+        ),
+        Op::Undelegate { from, node } => (key(from), Action::Undelegate { node: NodeId(node) }),
         Op::Update {
             owner,
             node,
@@ -175,9 +187,9 @@ fn build(chain: &Chain, step: &Step) -> Transaction {
         } => (
             key(owner),
             Action::UpdateNode {
-                node,
-                operating_cost: cost,
-                profit_margin: margin,
+                node: NodeId(node),
+                operating_cost: Amount(cost),
+                profit_margin: Ppm(margin),
             },
         ),
         Op::Performance {
@@ -188,7 +200,7 @@ fn build(chain: &Chain, step: &Step) -> Transaction {
             key(monitor),
             Action::SubmitPerformance {
                 epoch: chain.state.epoch().number,
-                scores: vec![(node, score)],
+                scores: vec![(NodeId(node), Ppm(score))],
             },
         ),
         Op::Advance => (key(1), Action::AdvanceEpoch),

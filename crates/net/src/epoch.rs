@@ -457,7 +457,7 @@ impl KeyRing {
                     "announcing the Sphinx key of rotation {rotation}: {error}"
                 ))
             })?;
-            info!(node = record.id, rotation, key = %public, "Sphinx key announced on the ledger");
+            info!(node = record.id.0, rotation, key = %public, "Sphinx key announced on the ledger");
         }
         Ok(())
     }

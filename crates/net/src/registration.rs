@@ -103,11 +103,11 @@ pub async fn register(
                 owner.public()
             )));
         }
-        if existing.pledge > 0 {
+        if !existing.pledge.is_zero() {
             return Ok(Registered {
                 node: existing.id,
                 already_registered: true,
-                bonded: 0,
+                bonded: Amount::ZERO,
             });
         }
         bond(
@@ -182,7 +182,8 @@ async fn check_pledge(
 ) -> Result<(), NodeError> {
     if pledge < minimum {
         return Err(NodeError::Other(format!(
-            "a pledge of {pledge} µUMB is below this network's minimum of {minimum} µUMB"
+            "a pledge of {} µUMB is below this network's minimum of {} µUMB",
+            pledge.0, minimum.0
         )));
     }
     let balance = client
@@ -193,8 +194,10 @@ async fn check_pledge(
         .balance;
     if balance < pledge {
         return Err(NodeError::Other(format!(
-            "account {} has {balance} µUMB; the pledge needs {pledge} µUMB (transfer some to it first)",
-            owner.public()
+            "account {} has {} µUMB; the pledge needs {} µUMB (transfer some to it first)",
+            owner.public(),
+            balance.0,
+            pledge.0
         )));
     }
     Ok(())
