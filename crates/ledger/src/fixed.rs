@@ -7,7 +7,8 @@ use std::ops::{Add, AddAssign, Div, Mul, Sub, SubAssign};
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
-use thiserror::Error;
+
+use crate::err::AmountError;
 
 /// An amount of tokens in micro-units: 1 UMB = 1 000 000 µUMB.
 ///
@@ -181,24 +182,6 @@ impl FromStr for Amount {
                 text: text.to_owned(),
             })
     }
-}
-
-/// Why text is not an [`Amount`].
-#[derive(Clone, Debug, Error, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum AmountError {
-    /// Not a decimal number of UMB.
-    #[error("{text:?} is not an amount of UMB: write e.g. 12 or 12.5 (at most 6 decimals)")]
-    Malformed {
-        /// The text.
-        text: String,
-    },
-    /// More than [`Amount::MAX`].
-    #[error("{text:?} is more UMB than can exist")]
-    TooLarge {
-        /// The text.
-        text: String,
-    },
 }
 
 /// Parts per million: how performance, margins and rates are written (1 000 000 = 100 %). A

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::beacon::{self, Draw};
-use crate::err::TxError;
+use crate::err::{GenesisError, TxError};
 use crate::fixed::{Amount, Fixed, PPM, Ppm, mul_div};
 use crate::genesis::{Genesis, Params};
 use crate::keys::{Hash, Key32, PublicKey, Signature, canonical};
@@ -261,16 +261,17 @@ pub enum BlockError {
 
 impl State {
     /// The state at genesis.
-    pub fn genesis(genesis: &Genesis) -> Result<State, String> {
+    pub fn genesis(genesis: &Genesis) -> Result<State, GenesisError> {
         genesis.params.check()?;
         let mut accounts = BTreeMap::new();
         let mut supply: u128 = u128::from(genesis.reward_pool);
         for account in &genesis.accounts {
             let entry: &mut Account = accounts.entry(account.address).or_default();
-            entry.balance = entry
-                .balance
-                .checked_add(account.balance)
-                .ok_or("genesis balances overflow")?;
+            entry.balance = entry.balance.checked_add(account.balance).ok_or(
+                GenesisError::BalanceOverflow {
+                    account: account.address,
+                },
+            )?;
             supply += u128::from(account.balance);
         }
         let validators = genesis.validator_keys();
@@ -320,14 +321,18 @@ impl State {
             last_block: genesis.hash(),
         };
         for entry in &genesis.nodes {
-            if let Err(error) = state.check_new_node(&entry.node) {
-                return Err(format!("genesis node {:?}: {error}", entry.node.moniker));
+            if let Err(refusal) = state.check_new_node(&entry.node) {
+                return Err(GenesisError::BadNode {
+                    moniker: entry.node.moniker.clone(),
+                    refusal,
+                });
             }
             if entry.pledge < state.params.minimum_pledge {
-                return Err(format!(
-                    "genesis node {:?}: pledge {} is below the minimum pledge {}",
-                    entry.node.moniker, entry.pledge.0, state.params.minimum_pledge.0
-                ));
+                return Err(GenesisError::PledgeTooLow {
+                    moniker: entry.node.moniker.clone(),
+                    pledge: entry.pledge,
+                    minimum: state.params.minimum_pledge,
+                });
             }
             supply += u128::from(entry.pledge);
             let id = state.add_node(entry.owner, entry.node.clone());
@@ -335,7 +340,7 @@ impl State {
                 node.pledge = entry.pledge;
             }
         }
-        state.supply = Amount::try_from(supply).map_err(|_| "the genesis supply overflows")?;
+        state.supply = Amount::try_from(supply).map_err(|_| GenesisError::SupplyOverflow)?;
         state.epoch.budget = state.interval_budget();
         state.choose_active_set();
         Ok(state)
