@@ -259,6 +259,60 @@ pub enum BlockError {
     },
 }
 
+/// What an admitted transaction changes: the write-set that [`State::admit`] computes from
+/// the borrowed state and [`State::commit`] writes, which cannot fail. It holds what the
+/// decision found (a validator's or monitor's index, a node's new pledge), so nothing is looked
+/// up twice; an epoch's end is the one effect computed as it is written, since ending an epoch
+/// that is over cannot fail.
+#[derive(Debug)]
+enum Effect<'t> {
+    Transfer {
+        to: PublicKey,
+        amount: Amount,
+    },
+    RegisterNode {
+        node: &'t NodeInfo,
+    },
+    Bond {
+        node: NodeId,
+        amount: Amount,
+        pledge: Amount,
+    },
+    Unbond {
+        node: NodeId,
+    },
+    Delegate {
+        node: NodeId,
+        amount: Amount,
+    },
+    Undelegate {
+        node: NodeId,
+    },
+    UpdateNode {
+        node: NodeId,
+        operating_cost: Amount,
+        profit_margin: Ppm,
+    },
+    AnnounceSphinxKey {
+        node: NodeId,
+        rotation: u32,
+        sphinx_key: Key32,
+    },
+    SubmitPerformance {
+        monitor: u32,
+        scores: &'t [(NodeId, Ppm)],
+    },
+    AdvanceEpoch,
+    RevealBeacon {
+        index: u32,
+        reveal: Hash,
+    },
+    SignTopology {
+        index: u32,
+        signature: Signature,
+    },
+}
+
 impl State {
     /// The state at genesis.
     pub fn genesis(genesis: &Genesis) -> Result<State, GenesisError> {
@@ -379,6 +433,25 @@ impl State {
 
     /// Applies one transaction at the current block time: all of it or, with an error, nothing.
     pub fn apply(&mut self, transaction: &Transaction) -> Result<(), TxError> {
+        let effect = self.admit(transaction, self.time_ms)?;
+        self.commit(&transaction.signer, effect);
+        Ok(())
+    }
+
+    /// Whether `transaction` would apply in a block at `time_ms` (or at the last block's time,
+    /// if later), without changing anything.
+    ///
+    /// It decides exactly as [`State::apply`] does, with the same code: both first decide what
+    /// the transaction would change, reading the state only, and `apply` then writes it.
+    /// Nothing is copied, so a validator's mempool can check every transaction it is sent.
+    pub fn check(&self, transaction: &Transaction, time_ms: u64) -> Result<(), TxError> {
+        self.admit(transaction, self.time_ms.max(time_ms))
+            .map(|_| ())
+    }
+
+    /// Decides whether `transaction` applies at `now_ms`, reading the state only, and returns
+    /// what it will change: every refusal is found here, before anything is written.
+    fn admit<'t>(&self, transaction: &'t Transaction, now_ms: u64) -> Result<Effect<'t>, TxError> {
         let account = self.account(&transaction.signer);
         if transaction.nonce != account.nonce {
             return Err(TxError::BadNonce {
@@ -389,29 +462,25 @@ impl State {
         if !transaction.signature_is_valid(&self.chain_id) {
             return Err(TxError::BadSignature);
         }
-        self.act(&transaction.signer, &transaction.action)?;
-        self.accounts.entry(transaction.signer).or_default().nonce += 1;
-        Ok(())
+        self.admit_action(&transaction.signer, &transaction.action, now_ms)
     }
 
-    /// Whether `transaction` would apply in a block at `time_ms` (or at the last block's time,
-    /// if later), without changing anything.
-    pub fn check(&self, transaction: &Transaction, time_ms: u64) -> Result<(), TxError> {
-        let mut trial = self.clone();
-        trial.time_ms = trial.time_ms.max(time_ms);
-        trial.apply(transaction)
-    }
-
-    fn act(&mut self, signer: &PublicKey, action: &Action) -> Result<(), TxError> {
+    fn admit_action<'t>(
+        &self,
+        signer: &PublicKey,
+        action: &'t Action,
+        now_ms: u64,
+    ) -> Result<Effect<'t>, TxError> {
         match action {
             Action::Transfer { to, amount } => {
                 if amount.is_zero() {
                     return Err(TxError::ZeroAmount);
                 }
-                self.debit(signer, *amount)?;
-                let receiver = self.accounts.entry(*to).or_default();
-                receiver.balance += *amount;
-                Ok(())
+                self.check_balance(signer, *amount)?;
+                Ok(Effect::Transfer {
+                    to: *to,
+                    amount: *amount,
+                })
             }
             Action::RegisterNode {
                 node,
@@ -422,8 +491,7 @@ impl State {
                     return Err(TxError::BadNodeSignature);
                 }
                 self.check_new_node(node)?;
-                self.add_node(*signer, node.clone());
-                Ok(())
+                Ok(Effect::RegisterNode { node })
             }
             Action::Bond { node, amount } => {
                 let current = self.owned_node(signer, *node)?.pledge;
@@ -437,22 +505,19 @@ impl State {
                         pledge,
                     });
                 }
-                self.debit(signer, *amount)?;
-                if let Some(entry) = self.nodes.get_mut(node) {
-                    entry.pledge = pledge;
-                }
-                Ok(())
+                self.check_balance(signer, *amount)?;
+                Ok(Effect::Bond {
+                    node: *node,
+                    amount: *amount,
+                    pledge,
+                })
             }
             Action::Unbond { node } => {
                 let entry = self.owned_node(signer, *node)?;
                 if entry.pledge.is_zero() {
                     return Err(TxError::NotBonded { node: *node });
                 }
-                if let Some(entry) = self.nodes.get_mut(node) {
-                    entry.unbonding = true;
-                }
-                self.pending.push(Pending::Unbond { node: *node });
-                Ok(())
+                Ok(Effect::Unbond { node: *node })
             }
             Action::Delegate { node, amount } => {
                 let entry = self.live_node(*node)?;
@@ -462,13 +527,11 @@ impl State {
                 if amount.is_zero() {
                     return Err(TxError::ZeroAmount);
                 }
-                self.debit(signer, *amount)?;
-                self.pending.push(Pending::Delegate {
-                    delegator: *signer,
+                self.check_balance(signer, *amount)?;
+                Ok(Effect::Delegate {
                     node: *node,
                     amount: *amount,
-                });
-                Ok(())
+                })
             }
             Action::Undelegate { node } => {
                 if !self.nodes.contains_key(node) {
@@ -486,11 +549,7 @@ impl State {
                         what: "an undelegation".into(),
                     });
                 }
-                self.pending.push(Pending::Undelegate {
-                    delegator: *signer,
-                    node: *node,
-                });
-                Ok(())
+                Ok(Effect::Undelegate { node: *node })
             }
             Action::UpdateNode {
                 node,
@@ -504,11 +563,11 @@ impl State {
                         value: *profit_margin,
                     });
                 }
-                if let Some(entry) = self.nodes.get_mut(node) {
-                    entry.operating_cost = *operating_cost;
-                    entry.profit_margin = *profit_margin;
-                }
-                Ok(())
+                Ok(Effect::UpdateNode {
+                    node: *node,
+                    operating_cost: *operating_cost,
+                    profit_margin: *profit_margin,
+                })
             }
             Action::AnnounceSphinxKey {
                 node,
@@ -534,10 +593,11 @@ impl State {
                     return Err(TxError::BadNodeSignature);
                 }
                 check_sphinx_key(sphinx_key)?;
-                if let Some(entry) = self.nodes.get_mut(node) {
-                    entry.sphinx_keys.insert(*rotation, *sphinx_key);
-                }
-                Ok(())
+                Ok(Effect::AnnounceSphinxKey {
+                    node: *node,
+                    rotation: *rotation,
+                    sphinx_key: *sphinx_key,
+                })
             }
             Action::SubmitPerformance { epoch, scores } => {
                 let monitor = self
@@ -562,38 +622,32 @@ impl State {
                         });
                     }
                 }
-                let monitor = monitor as u32;
-                for &(node, score) in scores {
-                    self.performance
-                        .entry(node)
-                        .or_default()
-                        .insert(monitor, score);
-                }
-                Ok(())
+                Ok(Effect::SubmitPerformance {
+                    monitor: monitor as u32,
+                    scores,
+                })
             }
             Action::AdvanceEpoch => {
-                if self.time_ms < self.epoch.end_ms {
+                if now_ms < self.epoch.end_ms {
                     return Err(TxError::EpochNotOver {
                         ends_at_ms: self.epoch.end_ms,
-                        now_ms: self.time_ms,
+                        now_ms,
                     });
                 }
-                self.advance_epoch();
-                Ok(())
+                Ok(Effect::AdvanceEpoch)
             }
             Action::RevealBeacon { reveal } => {
                 let index = self.validator_index(signer)?;
                 if self.reveals.contains_key(&index) {
                     return Err(TxError::AlreadyDone);
                 }
-                let slot = index as usize;
-                if beacon::step(reveal) != self.beacon_last[slot] {
+                if beacon::step(reveal) != self.beacon_last[index as usize] {
                     return Err(TxError::BadReveal);
                 }
-                self.beacon_last[slot] = *reveal;
-                self.beacon_reveals[slot] += 1;
-                self.reveals.insert(index, *reveal);
-                Ok(())
+                Ok(Effect::RevealBeacon {
+                    index,
+                    reveal: *reveal,
+                })
             }
             Action::SignTopology { epoch, signature } => {
                 let index = self.validator_index(signer)?;
@@ -609,21 +663,108 @@ impl State {
                 if !signer.verifies(&self.epoch.document.signing_message(), signature) {
                     return Err(TxError::BadTopologySignature);
                 }
-                self.topology_signatures.insert(index, *signature);
-                Ok(())
+                Ok(Effect::SignTopology {
+                    index,
+                    signature: *signature,
+                })
             }
         }
     }
 
-    fn debit(&mut self, account: &PublicKey, amount: Amount) -> Result<(), TxError> {
+    /// Writes what [`State::admit`] admitted for `signer`, and counts the signer's nonce.
+    fn commit(&mut self, signer: &PublicKey, effect: Effect<'_>) {
+        match effect {
+            Effect::Transfer { to, amount } => {
+                self.debit(signer, amount);
+                self.accounts.entry(to).or_default().balance += amount;
+            }
+            Effect::RegisterNode { node } => {
+                self.add_node(*signer, node.clone());
+            }
+            Effect::Bond {
+                node,
+                amount,
+                pledge,
+            } => {
+                self.debit(signer, amount);
+                if let Some(entry) = self.nodes.get_mut(&node) {
+                    entry.pledge = pledge;
+                }
+            }
+            Effect::Unbond { node } => {
+                if let Some(entry) = self.nodes.get_mut(&node) {
+                    entry.unbonding = true;
+                }
+                self.pending.push(Pending::Unbond { node });
+            }
+            Effect::Delegate { node, amount } => {
+                self.debit(signer, amount);
+                self.pending.push(Pending::Delegate {
+                    delegator: *signer,
+                    node,
+                    amount,
+                });
+            }
+            Effect::Undelegate { node } => {
+                self.pending.push(Pending::Undelegate {
+                    delegator: *signer,
+                    node,
+                });
+            }
+            Effect::UpdateNode {
+                node,
+                operating_cost,
+                profit_margin,
+            } => {
+                if let Some(entry) = self.nodes.get_mut(&node) {
+                    entry.operating_cost = operating_cost;
+                    entry.profit_margin = profit_margin;
+                }
+            }
+            Effect::AnnounceSphinxKey {
+                node,
+                rotation,
+                sphinx_key,
+            } => {
+                if let Some(entry) = self.nodes.get_mut(&node) {
+                    entry.sphinx_keys.insert(rotation, sphinx_key);
+                }
+            }
+            Effect::SubmitPerformance { monitor, scores } => {
+                for &(node, score) in scores {
+                    self.performance
+                        .entry(node)
+                        .or_default()
+                        .insert(monitor, score);
+                }
+            }
+            Effect::AdvanceEpoch => self.advance_epoch(),
+            Effect::RevealBeacon { index, reveal } => {
+                let slot = index as usize;
+                self.beacon_last[slot] = reveal;
+                self.beacon_reveals[slot] += 1;
+                self.reveals.insert(index, reveal);
+            }
+            Effect::SignTopology { index, signature } => {
+                self.topology_signatures.insert(index, signature);
+            }
+        }
+        self.accounts.entry(*signer).or_default().nonce += 1;
+    }
+
+    fn check_balance(&self, account: &PublicKey, amount: Amount) -> Result<(), TxError> {
         let have = self.account(account).balance;
         if have < amount {
             return Err(TxError::InsufficientBalance { need: amount, have });
         }
+        Ok(())
+    }
+
+    /// Takes `amount` from `account`, whose balance [`State::check_balance`] found enough.
+    fn debit(&mut self, account: &PublicKey, amount: Amount) {
         if let Some(entry) = self.accounts.get_mut(account) {
             entry.balance -= amount;
         }
-        Ok(())
     }
 
     fn live_node(&self, node: NodeId) -> Result<&Node, TxError> {

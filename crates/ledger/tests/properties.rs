@@ -4,7 +4,9 @@ mod common;
 
 use common::{CHAIN, Chain, genesis, key, register, reveal_0, validator_key};
 use proptest::prelude::*;
-use umbra_ledger::{Action, Amount, NodeId, NodeKind, Params, Ppm, SigningKey, Transaction, UNIT};
+use umbra_ledger::{
+    Action, Amount, Block, NodeId, NodeKind, Params, Ppm, SigningKey, Transaction, UNIT,
+};
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -285,6 +287,37 @@ proptest! {
         eprintln!("applied {applied} of {}", steps.len());
         prop_assert_eq!(chain.replay_root(), chain.state.root());
         prop_assert_eq!(chain.replay_root(), chain.state.root());
+    }
+
+    /// `State::check` decides exactly as applying the transaction to a copy of the state in a
+    /// block at the same time would: the same acceptance, the same refusal. Checked at the
+    /// block's time and at a time before the last block (`check` then uses the last block's).
+    #[test]
+    fn check_decides_as_applying_to_a_clone(steps in prop::collection::vec(step(), 1..60)) {
+        let mut chain = Chain::new(genesis(small_params(), 5, 5_000 * UNIT, 1));
+        let mut accepted = 0;
+        for step in &steps {
+            let transaction = build(&chain, step);
+            let time_ms = chain.state.time_ms() + step.wait_ms;
+            let block = Block {
+                height: chain.state.height() + 1,
+                time_ms,
+                parent: chain.state.last_block(),
+                transactions: vec![transaction.clone()],
+            };
+            let mut trial = chain.state.clone();
+            let applied = trial.apply_block(&block).unwrap().remove(0);
+            prop_assert_eq!(&chain.state.check(&transaction, time_ms), &applied);
+            let at_last_block = Block { time_ms: chain.state.time_ms(), ..block };
+            let mut trial = chain.state.clone();
+            let applied = trial.apply_block(&at_last_block).unwrap().remove(0);
+            prop_assert_eq!(&chain.state.check(&transaction, 0), &applied);
+            if applied.is_ok() {
+                accepted += 1;
+            }
+            chain.block_after(step.wait_ms, vec![transaction]);
+        }
+        eprintln!("accepted {accepted} of {}", steps.len());
     }
 
     /// Refused transactions leave the state exactly as it was.
