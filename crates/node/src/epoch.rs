@@ -476,7 +476,7 @@ impl KeyRing {
                 doing: "announcing a Sphinx key",
                 source,
             })?;
-            info!(node = record.id, rotation, key = %public, "Sphinx key announced on the ledger");
+            info!(node = record.id.0, rotation, key = %public, "Sphinx key announced on the ledger");
         }
         Ok(())
     }
