@@ -358,6 +358,16 @@ struct CoreShell {
 
 impl CoreShell {
     /// Hands a frame to the link of `to`, counting it in the core if it cannot go.
+    /// Sends one of the node's own loops: only over a link that is up. A loop queued on a
+    /// link that is down would be lost anyway (and counted so), and would hold the node's stop
+    /// for the link's drain grace.
+    fn send_loop(&self, core: &mut MixCore, to: SocketAddr, frame: Frame) {
+        match self.peers.get(&to) {
+            Some(peer) if !peer.is_connected() => core.count_send_failure("loop_link_down"),
+            _ => self.send(core, to, frame),
+        }
+    }
+
     fn send(&self, core: &mut MixCore, to: SocketAddr, frame: Frame) {
         match self.peers.get(&to) {
             Some(peer) => match peer.try_send(frame) {
@@ -433,7 +443,7 @@ fn run_core(mut core: MixCore, mut shell: CoreShell, status: &NodeStatus) -> Mix
                 }
                 Ok(operation) if operation.index() == built => {
                     if let Ok((to, frame)) = operation.recv(&shell.built) {
-                        shell.send(&mut core, to, frame);
+                        shell.send_loop(&mut core, to, frame);
                     }
                 }
                 Ok(_) | Err(_) => {}
@@ -455,7 +465,7 @@ fn run_core(mut core: MixCore, mut shell: CoreShell, status: &NodeStatus) -> Mix
         core.handle_timeout(now);
         shell.carry_out(&mut core);
         while let Ok((to, frame)) = shell.built.try_recv() {
-            shell.send(&mut core, to, frame);
+            shell.send_loop(&mut core, to, frame);
         }
         while let Some(transmit) = core.poll_transmit(now) {
             shell.send(&mut core, transmit.to, transmit.frame);
