@@ -928,39 +928,43 @@ impl Client {
         id: [u8; 16],
     ) -> Option<(NodeAddress, Packet)> {
         // the topology may have changed since it was queued
-        let route = self.test_route(test).ok()?;
-        let mut piece = vec![0u8; FORWARD_PIECE];
-        self.rng.fill_bytes(&mut piece);
-        let fragment = fragment::split(id, &piece, FORWARD_PIECE).pop()?;
-        let ack_id = self.random16();
-        let (surb_ack, ack_delays, ack_mixes) = self.surb_ack(now, ack_id).ok()?;
-        let delays = self.delays(&route, self.config.traffic.mean_hop_delay);
-        self.probe(now, ack_id, &route, &delays, ack_mixes, &ack_delays);
-        let destination = Destination::new(test.to.destination(), SurbId::default());
-        let packet = PacketBuilder::new(SIZE)
-            .build(
-                &mut self.rng,
-                &route,
-                &delays,
-                &destination,
-                &surb_ack.prefix(&fragment),
-            )
-            .ok()?;
+        let packet = self.loop_over(now, id, test.to.destination(), |client, _| {
+            client.test_route(test).ok()
+        })?;
         self.stats.test_loops += 1;
-        Some((route[0].address, packet))
+        Some(packet)
     }
 
     fn loop_packet(&mut self, now: Instant) -> Option<(NodeAddress, Packet)> {
         let id = self.random16();
+        let packet = self.loop_over(now, id, self.address.destination(), |client, now| {
+            client.route(now, client.gateway).ok()
+        })?;
+        self.loops
+            .retain(|_, sent| now.saturating_duration_since(*sent) < REMEMBER);
+        self.loops.insert(id, now);
+        self.stats.loops += 1;
+        Some(packet)
+    }
+
+    /// A loop packet: one fragment of random bytes numbered `id`, with a SURB-ACK, over the
+    /// route `route` gives, to `to`.
+    fn loop_over(
+        &mut self,
+        now: Instant,
+        id: [u8; 16],
+        to: DestinationAddress,
+        route: impl FnOnce(&mut Self, Instant) -> Option<Vec<Hop>>,
+    ) -> Option<(NodeAddress, Packet)> {
         let mut piece = vec![0u8; FORWARD_PIECE];
         self.rng.fill_bytes(&mut piece);
         let fragment = fragment::split(id, &piece, FORWARD_PIECE).pop()?;
         let ack_id = self.random16();
         let (surb_ack, ack_delays, ack_mixes) = self.surb_ack(now, ack_id).ok()?;
-        let route = self.route(now, self.gateway).ok()?;
+        let route = route(self, now)?;
         let delays = self.delays(&route, self.config.traffic.mean_hop_delay);
         self.probe(now, ack_id, &route, &delays, ack_mixes, &ack_delays);
-        let destination = Destination::new(self.address.destination(), SurbId::default());
+        let destination = Destination::new(to, SurbId::default());
         let packet = PacketBuilder::new(SIZE)
             .build(
                 &mut self.rng,
@@ -970,10 +974,6 @@ impl Client {
                 &surb_ack.prefix(&fragment),
             )
             .ok()?;
-        self.loops
-            .retain(|_, sent| now.saturating_duration_since(*sent) < REMEMBER);
-        self.loops.insert(id, now);
-        self.stats.loops += 1;
         Some((route[0].address, packet))
     }
 

@@ -1,4 +1,5 @@
-//! The gateway core: sessions, bandwidth, the final hop, delivery, storage decisions, acks.
+//! The gateway core: sessions, bandwidth, the final hop, delivery, storage decisions, acks,
+//! and mix nodes' loops relayed from the last layer into the first.
 //!
 //! Sans-IO: the shell feeds it what happens (a client connects, sends, confirms; a packet
 //! ends here; a write to storage finished; time passes) and carries out the [`Action`]s it is
@@ -23,7 +24,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use rand_distr::{Distribution, Exp};
 use serde::{Deserialize, Serialize};
-use umbra_hop::{Final, Outcome, Unwrapped};
+use umbra_hop::{Final, Forward, Outcome, Unwrapped};
 use umbra_sphinx::{NodeAddress, Packet, PacketSize};
 use umbra_wire::SurbAck;
 use umbra_wire::gateway::{
@@ -179,6 +180,9 @@ pub struct Counters {
     pub acks_sent: u64,
     /// Drop-cover packets dropped (their acks are sent).
     pub cover: u64,
+    /// Packets routed through this gateway from the last layer back into the first (mix
+    /// nodes' loop cover, Loopix λ_M), forwarded like clients' packets.
+    pub relayed: u64,
     /// Final-hop packets dropped, by reason.
     pub dropped: BTreeMap<&'static str, u64>,
     /// Sessions replaced by a new connection of the same client.
@@ -732,10 +736,26 @@ impl GatewayCore {
     pub fn unwrapped(&mut self, unwrapped: Unwrapped) {
         match unwrapped {
             Ok(Outcome::Final(packet)) => self.final_hop(packet),
-            // a gateway is the last hop: a packet routed on is malformed
-            Ok(Outcome::Forward(_)) => self.drop("not_final_hop"),
+            Ok(Outcome::Forward(forward)) => self.relay(forward),
             Err(dropped) => self.drop(dropped.reason()),
         }
+    }
+
+    /// A packet routed on through this gateway: a mix node's loop, which crosses the gateway
+    /// from the last layer back into the first (Loopix λ_M). It goes to its first-layer node at
+    /// once, as a client's packet does — a gateway does not mix, whatever delay the header
+    /// asks — and under the same frame header, so the first layer cannot tell the two apart.
+    /// What the gateway learns is only what Sphinx shows it: a packet from the last layer that
+    /// goes on. Any other next hop is refused.
+    fn relay(&mut self, forward: Forward) {
+        if !self.first_layer.contains(&forward.next_hop) {
+            return self.drop("not_first_layer");
+        }
+        self.counters.relayed += 1;
+        self.actions.push_back(Action::Forward {
+            first_hop: forward.next_hop,
+            packet: forward.packet,
+        });
     }
 
     /// A packet ended at this gateway.

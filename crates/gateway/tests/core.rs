@@ -238,6 +238,74 @@ fn client_packets_are_forwarded_or_refused_with_the_reason() {
     assert!(matches!(&actions(&mut core)[..], [Action::Forward { .. }]));
 }
 
+/// A packet through this gateway (holding `key`) to `next`, then on to a node of `next_key`,
+/// unwrapped here as the Sphinx threads would.
+fn through_gateway(key: &PrivateKey, next: NodeAddress, seed: u8) -> umbra_hop::Unwrapped {
+    let mut rng = ChaCha20Rng::from_seed([seed; 32]);
+    let next_key = PrivateKey::generate(&mut rng);
+    let route = [
+        Hop::new(NodeAddress::new([9; 32]), key.public_key()),
+        Hop::new(next, next_key.public_key()),
+    ];
+    let destination = Destination::new(DestinationAddress::new([0; 32]), SurbId::default());
+    let packet = PacketBuilder::new(PacketSize::Regular)
+        .build(
+            &mut rng,
+            &route,
+            &[Delay::from_millis(20), Delay::ZERO],
+            &destination,
+            b"loop",
+        )
+        .unwrap();
+    let filter = umbra_hop::ReplayFilter::new(
+        1,
+        &umbra_hop::ReplayFilterConfig {
+            expected_packets_per_second: 10,
+            retention: Duration::from_secs(100),
+            false_positive_rate: 1e-6,
+        },
+    )
+    .unwrap();
+    let unwrapper = umbra_hop::Unwrapper::new(
+        umbra_hop::RotationKey::new(key.clone(), std::sync::Arc::new(filter)),
+        None,
+    );
+    unwrapper.unwrap(umbra_wire::frame::Frame {
+        header: umbra_wire::frame::FrameHeader::v8(
+            PacketSize::Regular,
+            umbra_wire::frame::KeyRotation::of(1),
+        ),
+        packet,
+    })
+}
+
+#[test]
+fn a_packet_from_the_last_layer_routed_on_goes_into_the_first_layer_at_once() {
+    let mut core = gateway(GatewayConfig::default());
+    let key = PrivateKey::generate(&mut ChaCha20Rng::from_seed([3; 32]));
+    // a mix node's loop, crossing the gateway from the last layer back into the first
+    // (at once, whatever delay the header asked: a gateway does not mix)
+    core.unwrapped(through_gateway(&key, LAYER1, 1));
+    match &actions(&mut core)[..] {
+        [Action::Forward { first_hop, packet }] => {
+            assert_eq!(*first_hop, LAYER1);
+            assert_eq!(packet.size(), PacketSize::Regular);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(core.counters().relayed, 1);
+    // anywhere but the first layer: refused, and counted
+    core.unwrapped(through_gateway(&key, NodeAddress::new([7; 32]), 2));
+    assert!(actions(&mut core).is_empty());
+    assert_eq!(core.counters().dropped.get("not_first_layer"), Some(&1));
+    assert_eq!(core.counters().relayed, 1);
+    assert_eq!(
+        core.counters().forwarded,
+        0,
+        "client packets are counted apart"
+    );
+}
+
 #[test]
 fn refusals_on_a_shaped_session_are_counted_into_one_record() {
     let now = Instant::now();

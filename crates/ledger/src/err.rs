@@ -1,9 +1,11 @@
-//! Why a transaction was refused. A refused transaction changes nothing, not even the nonce.
+//! What can go wrong: a transaction refused (it changes nothing, not even the nonce), a genesis
+//! that cannot start a chain, text that is not an amount or a key.
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::fixed::Amount;
+use crate::fixed::{Amount, Ppm};
+use crate::keys::PublicKey;
 use crate::tx::NodeId;
 
 /// Why a transaction was refused.
@@ -22,7 +24,7 @@ pub enum TxError {
         got: u64,
     },
     /// The balance is too low.
-    #[error("the balance is {have} µUMB; this needs {need} µUMB")]
+    #[error("the balance is {} µUMB; this needs {} µUMB", have.0, need.0)]
     InsufficientBalance {
         /// What it needs.
         need: Amount,
@@ -42,7 +44,11 @@ pub enum TxError {
         node: NodeId,
     },
     /// The pledge would be below the minimum.
-    #[error("a node's pledge must be at least {minimum} µUMB; this one would be {pledge} µUMB")]
+    #[error(
+        "a node's pledge must be at least {} µUMB; this one would be {} µUMB",
+        minimum.0,
+        pledge.0
+    )]
     PledgeTooLow {
         /// The minimum.
         minimum: Amount,
@@ -94,12 +100,12 @@ pub enum TxError {
         what: String,
     },
     /// A fraction above 100 %.
-    #[error("{what} is {value} ppm; at most 1000000 (100 %)")]
+    #[error("{what} is {} ppm; at most 1000000 (100 %)", value.0)]
     BadFraction {
         /// Which value.
         what: String,
         /// The value.
-        value: u32,
+        value: Ppm,
     },
     /// Not a monitor.
     #[error("only the network monitors named in genesis may submit performance")]
@@ -140,4 +146,125 @@ pub enum TxError {
     /// The topology signature does not verify.
     #[error("the signature is not of this epoch's topology document")]
     BadTopologySignature,
+}
+
+/// Why a genesis cannot start a chain: [`Genesis::from_json`](crate::Genesis::from_json),
+/// [`Genesis::check`](crate::Genesis::check), [`Params::check`](crate::Params::check) and
+/// [`State::genesis`](crate::State::genesis). Each says which field is wrong and what it must
+/// be.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum GenesisError {
+    /// The text is not a genesis in JSON (malformed, a field missing, unknown or of the wrong
+    /// type); serde's message names the field and the line.
+    #[error("{0}")]
+    Json(serde_json::Error),
+    /// A parameter that must be positive is 0.
+    #[error("params.{name} must be more than 0")]
+    ZeroParam {
+        /// The parameter.
+        name: &'static str,
+    },
+    /// A parameter that is a fraction is above 100 %.
+    #[error("params.{name} is {} ppm; it is a fraction, at most 1000000 (100 %)", value.0)]
+    NotAFraction {
+        /// The parameter.
+        name: &'static str,
+        /// Its value.
+        value: Ppm,
+    },
+    /// No validators.
+    #[error("the genesis names no validators; it needs at least one")]
+    NoValidators,
+    /// A validator without voting power.
+    #[error(
+        "validator {key} ({name:?}) has voting power 0; every validator needs a voting power above 0"
+    )]
+    ZeroPower {
+        /// The validator's key.
+        key: PublicKey,
+        /// Its name.
+        name: String,
+    },
+    /// One account's balances add up to more than an amount can be.
+    #[error(
+        "the genesis balances of account {account} add up to more than {}; lower them",
+        Amount::MAX
+    )]
+    BalanceOverflow {
+        /// The account.
+        account: PublicKey,
+    },
+    /// Balances, pledges and pool together are more than an amount can be.
+    #[error(
+        "the genesis supply (balances, pledges and reward pool together) is more than {}; lower them",
+        Amount::MAX
+    )]
+    SupplyOverflow,
+    /// A node the ledger would not register.
+    #[error("genesis node {moniker:?}: {refusal}")]
+    BadNode {
+        /// The node's moniker.
+        moniker: String,
+        /// Why the ledger refuses it.
+        refusal: TxError,
+    },
+    /// A node's pledge is below the minimum.
+    #[error(
+        "genesis node {moniker:?}: pledge {} is below the minimum pledge {} (params.minimum_pledge); both are in µUMB",
+        pledge.0,
+        minimum.0
+    )]
+    PledgeTooLow {
+        /// The node's moniker.
+        moniker: String,
+        /// Its pledge.
+        pledge: Amount,
+        /// The minimum.
+        minimum: Amount,
+    },
+}
+
+/// Why text is not an [`Amount`].
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AmountError {
+    /// Not a decimal number of UMB.
+    #[error("{text:?} is not an amount of UMB: write e.g. 12 or 12.5 (at most 6 decimals)")]
+    Malformed {
+        /// The text.
+        text: String,
+    },
+    /// More than [`Amount::MAX`].
+    #[error("{text:?} is more UMB than can exist")]
+    TooLarge {
+        /// The text.
+        text: String,
+    },
+}
+
+/// Why text is not a key, signature or hash (written in base58).
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Base58Error {
+    /// Not base58 at all.
+    #[error("{text:?} is not base58: {detail}; copy it whole, as it was printed")]
+    NotBase58 {
+        /// The text.
+        text: String,
+        /// What the decoder found (a character outside the alphabet, and where).
+        detail: String,
+    },
+    /// Base58, but too long or too short for what it should be.
+    #[error("{text:?} is {len} bytes, but {what} is {expected}; copy it whole, as it was printed")]
+    WrongLength {
+        /// The text.
+        text: String,
+        /// What it should be ("an ed25519 public key").
+        what: &'static str,
+        /// How many bytes it is.
+        len: usize,
+        /// How many it should be.
+        expected: usize,
+    },
 }

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::err::GenesisError;
 use crate::fixed::{Amount, PPM, Ppm, UNIT};
 use crate::keys::{Hash, PublicKey, canonical};
 use crate::tx::NodeInfo;
@@ -51,13 +52,13 @@ impl Default for Params {
             rotation_epochs: 24,
             mixes_per_layer: 40,
             active_gateways: 120,
-            interval_pool_emission: 20_000,
+            interval_pool_emission: Ppm(20_000),
             staking_supply: 500_000_000 * UNIT,
-            sybil_resistance: 300_000,
+            sybil_resistance: Ppm(300_000),
             performance_exponent: 20,
             minimum_pledge: 100 * UNIT,
             default_operating_cost: 40 * UNIT,
-            default_profit_margin: 200_000,
+            default_profit_margin: Ppm(200_000),
             initial_performance: PPM,
             history_epochs: 168,
         }
@@ -71,17 +72,17 @@ impl Params {
     }
 
     /// Whether the values make sense, and what is wrong if not.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), GenesisError> {
         let positive = [
             ("epoch_length_ms", self.epoch_length_ms),
             ("epochs_per_interval", u64::from(self.epochs_per_interval)),
             ("rotation_epochs", u64::from(self.rotation_epochs)),
             ("mixes_per_layer", u64::from(self.mixes_per_layer)),
-            ("staking_supply", self.staking_supply),
+            ("staking_supply", self.staking_supply.0),
         ];
         for (name, value) in positive {
             if value == 0 {
-                return Err(format!("params.{name} must be more than 0"));
+                return Err(GenesisError::ZeroParam { name });
             }
         }
         let fractions = [
@@ -92,9 +93,7 @@ impl Params {
         ];
         for (name, value) in fractions {
             if value > PPM {
-                return Err(format!(
-                    "params.{name} is {value} ppm; it is a fraction, at most 1000000 (100 %)"
-                ));
+                return Err(GenesisError::NotAFraction { name, value });
             }
         }
         Ok(())
@@ -177,21 +176,32 @@ impl Genesis {
             .collect()
     }
 
-    /// Reads a genesis file's text.
-    pub fn from_json(text: &str) -> Result<Genesis, String> {
-        let genesis: Genesis = serde_json::from_str(text).map_err(|error| error.to_string())?;
-        genesis.params.check()?;
-        if genesis.validators.is_empty() {
-            return Err("the genesis names no validators; it needs at least one".into());
+    /// Reads a genesis file's text, and [checks](Genesis::check) it.
+    pub fn from_json(text: &str) -> Result<Genesis, GenesisError> {
+        let genesis: Genesis = serde_json::from_str(text).map_err(GenesisError::Json)?;
+        genesis.check()?;
+        Ok(genesis)
+    }
+
+    /// Whether the parameters make sense and there are validators, each with voting power.
+    /// (Accounts and nodes are checked as [`State::genesis`](crate::State::genesis) builds the
+    /// state from them.)
+    pub fn check(&self) -> Result<(), GenesisError> {
+        self.params.check()?;
+        if self.validators.is_empty() {
+            return Err(GenesisError::NoValidators);
         }
-        if genesis
+        if let Some(validator) = self
             .validators
             .iter()
-            .any(|validator| validator.power == 0)
+            .find(|validator| validator.power == 0)
         {
-            return Err("every validator needs a voting power above 0".into());
+            return Err(GenesisError::ZeroPower {
+                key: validator.key,
+                name: validator.name.clone(),
+            });
         }
-        Ok(genesis)
+        Ok(())
     }
 
     /// The file's text.

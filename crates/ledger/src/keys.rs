@@ -9,6 +9,8 @@ use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 
+use crate::err::Base58Error;
+
 macro_rules! bytes_type {
     ($name:ident, $len:expr, $what:expr) => {
         #[doc = concat!("Bytes of ", $what, " (", stringify!($len), "; base58 in JSON).")]
@@ -28,15 +30,25 @@ macro_rules! bytes_type {
         }
 
         impl FromStr for $name {
-            type Err = String;
+            type Err = Base58Error;
 
-            fn from_str(text: &str) -> Result<Self, String> {
-                let bytes = bs58::decode(text.trim())
-                    .into_vec()
-                    .map_err(|error| format!("{text:?} is not base58: {error}"))?;
-                let array: [u8; $len] = bytes.as_slice().try_into().map_err(|_| {
-                    format!("{text:?} is {} bytes, a {} is {}", bytes.len(), $what, $len)
+            fn from_str(text: &str) -> Result<Self, Base58Error> {
+                let bytes = bs58::decode(text.trim()).into_vec().map_err(|error| {
+                    Base58Error::NotBase58 {
+                        text: text.to_owned(),
+                        detail: error.to_string(),
+                    }
                 })?;
+                let array: [u8; $len] =
+                    bytes
+                        .as_slice()
+                        .try_into()
+                        .map_err(|_| Base58Error::WrongLength {
+                            text: text.to_owned(),
+                            what: $what,
+                            len: bytes.len(),
+                            expected: $len,
+                        })?;
                 Ok($name(array))
             }
         }

@@ -11,7 +11,7 @@ pub mod state;
 pub mod topology;
 mod tx;
 
-pub use err::TxError;
+pub use err::{AmountError, Base58Error, GenesisError, TxError};
 pub use fixed::{Amount, Fixed, PPM, Ppm, UNIT, mul_div};
 pub use genesis::{Genesis, GenesisAccount, GenesisNode, GenesisValidator, Params};
 pub use keys::{Hash, Key32, PublicKey, Signature, SigningKey, canonical};

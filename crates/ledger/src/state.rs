@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::beacon::{self, Draw};
-use crate::err::TxError;
+use crate::err::{GenesisError, TxError};
 use crate::fixed::{Amount, Fixed, PPM, Ppm, mul_div};
 use crate::genesis::{Genesis, Params};
 use crate::keys::{Hash, Key32, PublicKey, Signature, canonical};
@@ -259,31 +259,86 @@ pub enum BlockError {
     },
 }
 
+/// What an admitted transaction changes: the write-set that [`State::admit`] computes from
+/// the borrowed state and [`State::commit`] writes, which cannot fail. It holds what the
+/// decision found (a validator's or monitor's index, a node's new pledge), so nothing is looked
+/// up twice; an epoch's end is the one effect computed as it is written, since ending an epoch
+/// that is over cannot fail.
+#[derive(Debug)]
+enum Effect<'t> {
+    Transfer {
+        to: PublicKey,
+        amount: Amount,
+    },
+    RegisterNode {
+        node: &'t NodeInfo,
+    },
+    Bond {
+        node: NodeId,
+        amount: Amount,
+        pledge: Amount,
+    },
+    Unbond {
+        node: NodeId,
+    },
+    Delegate {
+        node: NodeId,
+        amount: Amount,
+    },
+    Undelegate {
+        node: NodeId,
+    },
+    UpdateNode {
+        node: NodeId,
+        operating_cost: Amount,
+        profit_margin: Ppm,
+    },
+    AnnounceSphinxKey {
+        node: NodeId,
+        rotation: u32,
+        sphinx_key: Key32,
+    },
+    SubmitPerformance {
+        monitor: u32,
+        scores: &'t [(NodeId, Ppm)],
+    },
+    AdvanceEpoch,
+    RevealBeacon {
+        index: u32,
+        reveal: Hash,
+    },
+    SignTopology {
+        index: u32,
+        signature: Signature,
+    },
+}
+
 impl State {
     /// The state at genesis.
-    pub fn genesis(genesis: &Genesis) -> Result<State, String> {
+    pub fn genesis(genesis: &Genesis) -> Result<State, GenesisError> {
         genesis.params.check()?;
         let mut accounts = BTreeMap::new();
         let mut supply: u128 = u128::from(genesis.reward_pool);
         for account in &genesis.accounts {
             let entry: &mut Account = accounts.entry(account.address).or_default();
-            entry.balance = entry
-                .balance
-                .checked_add(account.balance)
-                .ok_or("genesis balances overflow")?;
+            entry.balance = entry.balance.checked_add(account.balance).ok_or(
+                GenesisError::BalanceOverflow {
+                    account: account.address,
+                },
+            )?;
             supply += u128::from(account.balance);
         }
         let validators = genesis.validator_keys();
         let mut state = State {
             chain_id: genesis.chain_id.clone(),
             params: genesis.params.clone(),
-            supply: 0,
+            supply: Amount::ZERO,
             validators,
             monitors: genesis.monitors.clone(),
             accounts,
             pool: genesis.reward_pool,
             nodes: BTreeMap::new(),
-            next_node_id: 1,
+            next_node_id: NodeId(1),
             delegations: BTreeMap::new(),
             pending: Vec::new(),
             epoch: Epoch {
@@ -294,7 +349,7 @@ impl State {
                     .saturating_add(genesis.params.epoch_length_ms),
                 rotation: 0,
                 seed: Hash::of(&[b"umbra-genesis-seed-v1", &genesis.hash().0]),
-                budget: 0,
+                budget: Amount::ZERO,
                 active: ActiveSet::default(),
                 document: TopologyDocument {
                     chain_id: genesis.chain_id.clone(),
@@ -320,14 +375,18 @@ impl State {
             last_block: genesis.hash(),
         };
         for entry in &genesis.nodes {
-            if let Err(error) = state.check_new_node(&entry.node) {
-                return Err(format!("genesis node {:?}: {error}", entry.node.moniker));
+            if let Err(refusal) = state.check_new_node(&entry.node) {
+                return Err(GenesisError::BadNode {
+                    moniker: entry.node.moniker.clone(),
+                    refusal,
+                });
             }
             if entry.pledge < state.params.minimum_pledge {
-                return Err(format!(
-                    "genesis node {:?}: pledge {} is below the minimum pledge {}",
-                    entry.node.moniker, entry.pledge, state.params.minimum_pledge
-                ));
+                return Err(GenesisError::PledgeTooLow {
+                    moniker: entry.node.moniker.clone(),
+                    pledge: entry.pledge,
+                    minimum: state.params.minimum_pledge,
+                });
             }
             supply += u128::from(entry.pledge);
             let id = state.add_node(entry.owner, entry.node.clone());
@@ -335,7 +394,7 @@ impl State {
                 node.pledge = entry.pledge;
             }
         }
-        state.supply = Amount::try_from(supply).map_err(|_| "the genesis supply overflows")?;
+        state.supply = Amount::try_from(supply).map_err(|_| GenesisError::SupplyOverflow)?;
         state.epoch.budget = state.interval_budget();
         state.choose_active_set();
         Ok(state)
@@ -374,6 +433,25 @@ impl State {
 
     /// Applies one transaction at the current block time: all of it or, with an error, nothing.
     pub fn apply(&mut self, transaction: &Transaction) -> Result<(), TxError> {
+        let effect = self.admit(transaction, self.time_ms)?;
+        self.commit(&transaction.signer, effect);
+        Ok(())
+    }
+
+    /// Whether `transaction` would apply in a block at `time_ms` (or at the last block's time,
+    /// if later), without changing anything.
+    ///
+    /// It decides exactly as [`State::apply`] does, with the same code: both first decide what
+    /// the transaction would change, reading the state only, and `apply` then writes it.
+    /// Nothing is copied, so a validator's mempool can check every transaction it is sent.
+    pub fn check(&self, transaction: &Transaction, time_ms: u64) -> Result<(), TxError> {
+        self.admit(transaction, self.time_ms.max(time_ms))
+            .map(|_| ())
+    }
+
+    /// Decides whether `transaction` applies at `now_ms`, reading the state only, and returns
+    /// what it will change: every refusal is found here, before anything is written.
+    fn admit<'t>(&self, transaction: &'t Transaction, now_ms: u64) -> Result<Effect<'t>, TxError> {
         let account = self.account(&transaction.signer);
         if transaction.nonce != account.nonce {
             return Err(TxError::BadNonce {
@@ -384,29 +462,25 @@ impl State {
         if !transaction.signature_is_valid(&self.chain_id) {
             return Err(TxError::BadSignature);
         }
-        self.act(&transaction.signer, &transaction.action)?;
-        self.accounts.entry(transaction.signer).or_default().nonce += 1;
-        Ok(())
+        self.admit_action(&transaction.signer, &transaction.action, now_ms)
     }
 
-    /// Whether `transaction` would apply in a block at `time_ms` (or at the last block's time,
-    /// if later), without changing anything.
-    pub fn check(&self, transaction: &Transaction, time_ms: u64) -> Result<(), TxError> {
-        let mut trial = self.clone();
-        trial.time_ms = trial.time_ms.max(time_ms);
-        trial.apply(transaction)
-    }
-
-    fn act(&mut self, signer: &PublicKey, action: &Action) -> Result<(), TxError> {
+    fn admit_action<'t>(
+        &self,
+        signer: &PublicKey,
+        action: &'t Action,
+        now_ms: u64,
+    ) -> Result<Effect<'t>, TxError> {
         match action {
             Action::Transfer { to, amount } => {
-                if *amount == 0 {
+                if amount.is_zero() {
                     return Err(TxError::ZeroAmount);
                 }
-                self.debit(signer, *amount)?;
-                let receiver = self.accounts.entry(*to).or_default();
-                receiver.balance += amount;
-                Ok(())
+                self.check_balance(signer, *amount)?;
+                Ok(Effect::Transfer {
+                    to: *to,
+                    amount: *amount,
+                })
             }
             Action::RegisterNode {
                 node,
@@ -417,12 +491,11 @@ impl State {
                     return Err(TxError::BadNodeSignature);
                 }
                 self.check_new_node(node)?;
-                self.add_node(*signer, node.clone());
-                Ok(())
+                Ok(Effect::RegisterNode { node })
             }
             Action::Bond { node, amount } => {
                 let current = self.owned_node(signer, *node)?.pledge;
-                if *amount == 0 {
+                if amount.is_zero() {
                     return Err(TxError::ZeroAmount);
                 }
                 let pledge = current.saturating_add(*amount);
@@ -432,38 +505,33 @@ impl State {
                         pledge,
                     });
                 }
-                self.debit(signer, *amount)?;
-                if let Some(entry) = self.nodes.get_mut(node) {
-                    entry.pledge = pledge;
-                }
-                Ok(())
+                self.check_balance(signer, *amount)?;
+                Ok(Effect::Bond {
+                    node: *node,
+                    amount: *amount,
+                    pledge,
+                })
             }
             Action::Unbond { node } => {
                 let entry = self.owned_node(signer, *node)?;
-                if entry.pledge == 0 {
+                if entry.pledge.is_zero() {
                     return Err(TxError::NotBonded { node: *node });
                 }
-                if let Some(entry) = self.nodes.get_mut(node) {
-                    entry.unbonding = true;
-                }
-                self.pending.push(Pending::Unbond { node: *node });
-                Ok(())
+                Ok(Effect::Unbond { node: *node })
             }
             Action::Delegate { node, amount } => {
                 let entry = self.live_node(*node)?;
-                if entry.pledge == 0 {
+                if entry.pledge.is_zero() {
                     return Err(TxError::NotBonded { node: *node });
                 }
-                if *amount == 0 {
+                if amount.is_zero() {
                     return Err(TxError::ZeroAmount);
                 }
-                self.debit(signer, *amount)?;
-                self.pending.push(Pending::Delegate {
-                    delegator: *signer,
+                self.check_balance(signer, *amount)?;
+                Ok(Effect::Delegate {
                     node: *node,
                     amount: *amount,
-                });
-                Ok(())
+                })
             }
             Action::Undelegate { node } => {
                 if !self.nodes.contains_key(node) {
@@ -481,11 +549,7 @@ impl State {
                         what: "an undelegation".into(),
                     });
                 }
-                self.pending.push(Pending::Undelegate {
-                    delegator: *signer,
-                    node: *node,
-                });
-                Ok(())
+                Ok(Effect::Undelegate { node: *node })
             }
             Action::UpdateNode {
                 node,
@@ -499,11 +563,11 @@ impl State {
                         value: *profit_margin,
                     });
                 }
-                if let Some(entry) = self.nodes.get_mut(node) {
-                    entry.operating_cost = *operating_cost;
-                    entry.profit_margin = *profit_margin;
-                }
-                Ok(())
+                Ok(Effect::UpdateNode {
+                    node: *node,
+                    operating_cost: *operating_cost,
+                    profit_margin: *profit_margin,
+                })
             }
             Action::AnnounceSphinxKey {
                 node,
@@ -529,10 +593,11 @@ impl State {
                     return Err(TxError::BadNodeSignature);
                 }
                 check_sphinx_key(sphinx_key)?;
-                if let Some(entry) = self.nodes.get_mut(node) {
-                    entry.sphinx_keys.insert(*rotation, *sphinx_key);
-                }
-                Ok(())
+                Ok(Effect::AnnounceSphinxKey {
+                    node: *node,
+                    rotation: *rotation,
+                    sphinx_key: *sphinx_key,
+                })
             }
             Action::SubmitPerformance { epoch, scores } => {
                 let monitor = self
@@ -557,38 +622,32 @@ impl State {
                         });
                     }
                 }
-                let monitor = monitor as u32;
-                for &(node, score) in scores {
-                    self.performance
-                        .entry(node)
-                        .or_default()
-                        .insert(monitor, score);
-                }
-                Ok(())
+                Ok(Effect::SubmitPerformance {
+                    monitor: monitor as u32,
+                    scores,
+                })
             }
             Action::AdvanceEpoch => {
-                if self.time_ms < self.epoch.end_ms {
+                if now_ms < self.epoch.end_ms {
                     return Err(TxError::EpochNotOver {
                         ends_at_ms: self.epoch.end_ms,
-                        now_ms: self.time_ms,
+                        now_ms,
                     });
                 }
-                self.advance_epoch();
-                Ok(())
+                Ok(Effect::AdvanceEpoch)
             }
             Action::RevealBeacon { reveal } => {
                 let index = self.validator_index(signer)?;
                 if self.reveals.contains_key(&index) {
                     return Err(TxError::AlreadyDone);
                 }
-                let slot = index as usize;
-                if beacon::step(reveal) != self.beacon_last[slot] {
+                if beacon::step(reveal) != self.beacon_last[index as usize] {
                     return Err(TxError::BadReveal);
                 }
-                self.beacon_last[slot] = *reveal;
-                self.beacon_reveals[slot] += 1;
-                self.reveals.insert(index, *reveal);
-                Ok(())
+                Ok(Effect::RevealBeacon {
+                    index,
+                    reveal: *reveal,
+                })
             }
             Action::SignTopology { epoch, signature } => {
                 let index = self.validator_index(signer)?;
@@ -604,21 +663,108 @@ impl State {
                 if !signer.verifies(&self.epoch.document.signing_message(), signature) {
                     return Err(TxError::BadTopologySignature);
                 }
-                self.topology_signatures.insert(index, *signature);
-                Ok(())
+                Ok(Effect::SignTopology {
+                    index,
+                    signature: *signature,
+                })
             }
         }
     }
 
-    fn debit(&mut self, account: &PublicKey, amount: Amount) -> Result<(), TxError> {
+    /// Writes what [`State::admit`] admitted for `signer`, and counts the signer's nonce.
+    fn commit(&mut self, signer: &PublicKey, effect: Effect<'_>) {
+        match effect {
+            Effect::Transfer { to, amount } => {
+                self.debit(signer, amount);
+                self.accounts.entry(to).or_default().balance += amount;
+            }
+            Effect::RegisterNode { node } => {
+                self.add_node(*signer, node.clone());
+            }
+            Effect::Bond {
+                node,
+                amount,
+                pledge,
+            } => {
+                self.debit(signer, amount);
+                if let Some(entry) = self.nodes.get_mut(&node) {
+                    entry.pledge = pledge;
+                }
+            }
+            Effect::Unbond { node } => {
+                if let Some(entry) = self.nodes.get_mut(&node) {
+                    entry.unbonding = true;
+                }
+                self.pending.push(Pending::Unbond { node });
+            }
+            Effect::Delegate { node, amount } => {
+                self.debit(signer, amount);
+                self.pending.push(Pending::Delegate {
+                    delegator: *signer,
+                    node,
+                    amount,
+                });
+            }
+            Effect::Undelegate { node } => {
+                self.pending.push(Pending::Undelegate {
+                    delegator: *signer,
+                    node,
+                });
+            }
+            Effect::UpdateNode {
+                node,
+                operating_cost,
+                profit_margin,
+            } => {
+                if let Some(entry) = self.nodes.get_mut(&node) {
+                    entry.operating_cost = operating_cost;
+                    entry.profit_margin = profit_margin;
+                }
+            }
+            Effect::AnnounceSphinxKey {
+                node,
+                rotation,
+                sphinx_key,
+            } => {
+                if let Some(entry) = self.nodes.get_mut(&node) {
+                    entry.sphinx_keys.insert(rotation, sphinx_key);
+                }
+            }
+            Effect::SubmitPerformance { monitor, scores } => {
+                for &(node, score) in scores {
+                    self.performance
+                        .entry(node)
+                        .or_default()
+                        .insert(monitor, score);
+                }
+            }
+            Effect::AdvanceEpoch => self.advance_epoch(),
+            Effect::RevealBeacon { index, reveal } => {
+                let slot = index as usize;
+                self.beacon_last[slot] = reveal;
+                self.beacon_reveals[slot] += 1;
+                self.reveals.insert(index, reveal);
+            }
+            Effect::SignTopology { index, signature } => {
+                self.topology_signatures.insert(index, signature);
+            }
+        }
+        self.accounts.entry(*signer).or_default().nonce += 1;
+    }
+
+    fn check_balance(&self, account: &PublicKey, amount: Amount) -> Result<(), TxError> {
         let have = self.account(account).balance;
         if have < amount {
             return Err(TxError::InsufficientBalance { need: amount, have });
         }
+        Ok(())
+    }
+
+    /// Takes `amount` from `account`, whose balance [`State::check_balance`] found enough.
+    fn debit(&mut self, account: &PublicKey, amount: Amount) {
         if let Some(entry) = self.accounts.get_mut(account) {
             entry.balance -= amount;
         }
-        Ok(())
     }
 
     fn live_node(&self, node: NodeId) -> Result<&Node, TxError> {
@@ -691,7 +837,7 @@ impl State {
 
     fn add_node(&mut self, owner: PublicKey, info: NodeInfo) -> NodeId {
         let id = self.next_node_id;
-        self.next_node_id += 1;
+        self.next_node_id.0 += 1;
         let sphinx_keys = BTreeMap::from([(self.epoch.rotation, info.sphinx_key)]);
         self.nodes.insert(
             id,
@@ -699,8 +845,8 @@ impl State {
                 id,
                 owner,
                 info,
-                pledge: 0,
-                delegations: 0,
+                pledge: Amount::ZERO,
+                delegations: Amount::ZERO,
                 unit_reward: Fixed::ZERO,
                 operating_cost: self.params.default_operating_cost,
                 profit_margin: self.params.default_profit_margin,
@@ -715,11 +861,11 @@ impl State {
     fn interval_budget(&self) -> Amount {
         let per_interval = mul_div(
             u128::from(self.pool),
-            u128::from(self.params.interval_pool_emission),
-            u128::from(PPM),
+            u128::from(self.params.interval_pool_emission.0),
+            u128::from(PPM.0),
         );
         let per_epoch = per_interval / u128::from(self.params.epochs_per_interval.max(1));
-        Amount::try_from(per_epoch).unwrap_or(0)
+        Amount::try_from(per_epoch).unwrap_or(Amount::ZERO)
     }
 
     /// The saturation point: staking supply / active set size.
@@ -803,11 +949,11 @@ impl State {
             }
             self.pool -= payout.total();
             node.pledge += payout.operator;
-            if payout.delegators > 0 {
-                if node.delegations == 0 {
+            if !payout.delegators.is_zero() {
+                if node.delegations.is_zero() {
                     // nobody to pay: back to the pool
                     self.pool += payout.delegators;
-                    payout.delegators = 0;
+                    payout.delegators = Amount::ZERO;
                 } else {
                     let growth =
                         Fixed::ratio(u128::from(payout.delegators), u128::from(node.delegations));
@@ -894,7 +1040,7 @@ impl State {
             .is_some();
         if !any_left {
             self.pool += entry.delegations;
-            entry.delegations = 0;
+            entry.delegations = Amount::ZERO;
         }
     }
 

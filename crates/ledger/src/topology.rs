@@ -77,7 +77,7 @@ impl TopologyDocument {
             .iter()
             .map(|node| {
                 NodeDescriptor::from_entry(Entry {
-                    id: node.id,
+                    id: node.id.0,
                     kind: match node.kind {
                         NodeKind::Mix => Kind::Mix,
                         NodeKind::Gateway => Kind::Gateway,

@@ -1,15 +1,48 @@
 //! Transactions: what an account asks the ledger to do, signed with the account's key and
 //! numbered with its nonce so that no transaction can be applied twice.
 
+use std::fmt;
 use std::net::SocketAddr;
+use std::num::ParseIntError;
+use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
 use crate::fixed::{Amount, Ppm};
 use crate::keys::{Hash, Key32, PublicKey, Signature, SigningKey, canonical};
 
-/// A node's number on the ledger, given at registration (the topology's `NodeId`).
-pub type NodeId = u32;
+/// A node's number on the ledger, given at registration: the topology's
+/// [`NodeId`](umbra_topology::NodeId). A plain number in JSON, the canonical encoding, URLs and
+/// messages, as when it was a `u32`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct NodeId(pub u32);
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl FromStr for NodeId {
+    type Err = ParseIntError;
+
+    fn from_str(text: &str) -> Result<NodeId, ParseIntError> {
+        text.parse().map(NodeId)
+    }
+}
+
+impl From<NodeId> for umbra_topology::NodeId {
+    fn from(id: NodeId) -> umbra_topology::NodeId {
+        umbra_topology::NodeId(id.0)
+    }
+}
+
+impl From<umbra_topology::NodeId> for NodeId {
+    fn from(id: umbra_topology::NodeId) -> NodeId {
+        NodeId(id.0)
+    }
+}
 
 /// What a node does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -7,7 +7,8 @@ mod common;
 
 use common::{CHAIN, Chain, genesis, key, register, reveal_0, validator_key};
 use umbra_ledger::{
-    Action, CertificateError, Hash, NodeKind, Params, SignedTopology, UNIT, sphinx_key_message,
+    Action, Amount, CertificateError, Hash, NodeId, NodeKind, Params, Ppm, SignedTopology, UNIT,
+    sphinx_key_message,
 };
 
 fn params() -> Params {
@@ -45,7 +46,7 @@ fn network_with(params: Params, validators: u8) -> Chain {
             .act(
                 &owner,
                 Action::Bond {
-                    node: u32::from(n),
+                    node: NodeId(u32::from(n)),
                     amount,
                 },
             )
@@ -61,11 +62,11 @@ fn the_active_set_is_drawn_and_dealt_into_layers() {
     let active = &chain.state.epoch().active;
     for layer in &active.layers {
         assert_eq!(layer.len(), 4);
-        assert!(layer.iter().all(|&id| (1..=20).contains(&id)));
+        assert!(layer.iter().all(|&id| (1..=20).contains(&id.0)));
     }
     assert_eq!(active.gateways.len(), 2);
-    assert!(active.gateways.iter().all(|&id| (21..=24).contains(&id)));
-    let mut all: Vec<u32> = active.members().map(|(id, _)| id).collect();
+    assert!(active.gateways.iter().all(|&id| (21..=24).contains(&id.0)));
+    let mut all: Vec<NodeId> = active.members().map(|(id, _)| id).collect();
     all.sort();
     all.dedup();
     assert_eq!(all.len(), 14, "no node twice");
@@ -84,7 +85,7 @@ fn heavier_nodes_are_drawn_more_often() {
     let mut counts = [0u32; 21];
     for _ in 0..60 {
         for &id in chain.state.epoch().active.layers.iter().flatten() {
-            counts[id as usize] += 1;
+            counts[id.0 as usize] += 1;
         }
         chain.advance();
     }
@@ -97,7 +98,7 @@ fn heavier_nodes_are_drawn_more_often() {
     // a node measured at 50 % has weight 0.5^20 ≈ 10^-6 of its stake's: it stops being drawn
     let epoch = chain.state.epoch().number;
     let scores = (1..=20)
-        .map(|id| (id, if id == 20 { 500_000 } else { 1_000_000 }))
+        .map(|id| (NodeId(id), Ppm(if id == 20 { 500_000 } else { 1_000_000 })))
         .collect();
     chain
         .act(&key(50), Action::SubmitPerformance { epoch, scores })
@@ -112,7 +113,7 @@ fn heavier_nodes_are_drawn_more_often() {
             .layers
             .iter()
             .flatten()
-            .filter(|&&id| id == 20)
+            .filter(|&&id| id == NodeId(20))
             .count();
     }
     assert_eq!(served, 0);
@@ -136,7 +137,7 @@ fn the_seed_follows_the_validators_reveals() {
             &key(30),
             Action::Transfer {
                 to: key(31).public(),
-                amount: 1,
+                amount: Amount(1),
             },
         )
         .unwrap_err();
@@ -185,18 +186,18 @@ fn sphinx_keys_rotate_announced_one_epoch_ahead() {
     // epoch 1 of rotation 0 (epochs 0, 1, 2). Node 1 announces its key for rotation 1.
     assert_eq!(chain.state.epoch().rotation, 0);
     let next = common::sphinx_key(201);
-    let signature = key(151).sign(&sphinx_key_message(CHAIN, 1, 1, &next));
+    let signature = key(151).sign(&sphinx_key_message(CHAIN, NodeId(1), 1, &next));
     let announce = Action::AnnounceSphinxKey {
-        node: 1,
+        node: NodeId(1),
         rotation: 1,
         sphinx_key: next,
         node_signature: signature,
     };
     chain.act(&key(1), announce).unwrap();
     // a key for a rotation two ahead, or signed by another node's key, is refused
-    let signature = key(151).sign(&sphinx_key_message(CHAIN, 1, 2, &next));
+    let signature = key(151).sign(&sphinx_key_message(CHAIN, NodeId(1), 2, &next));
     let early = Action::AnnounceSphinxKey {
-        node: 1,
+        node: NodeId(1),
         rotation: 2,
         sphinx_key: next,
         node_signature: signature,
@@ -205,9 +206,9 @@ fn sphinx_keys_rotate_announced_one_epoch_ahead() {
         chain.act(&key(1), early),
         Err(umbra_ledger::TxError::WrongRotation { .. })
     ));
-    let forged = key(152).sign(&sphinx_key_message(CHAIN, 1, 1, &next));
+    let forged = key(152).sign(&sphinx_key_message(CHAIN, NodeId(1), 1, &next));
     let forged = Action::AnnounceSphinxKey {
-        node: 1,
+        node: NodeId(1),
         rotation: 1,
         sphinx_key: next,
         node_signature: forged,
@@ -221,7 +222,11 @@ fn sphinx_keys_rotate_announced_one_epoch_ahead() {
     chain.advance();
     assert_eq!(chain.state.epoch().number, 2);
     for node in &chain.state.epoch().document.nodes {
-        let expected = if node.id == 1 { Some(next) } else { None };
+        let expected = if node.id == NodeId(1) {
+            Some(next)
+        } else {
+            None
+        };
         assert_eq!(node.next_sphinx_key, expected, "node {}", node.id);
     }
     // epoch 3, rotation 1: only node 1 has a key for it, so only node 1 can be drawn
@@ -338,33 +343,40 @@ fn unbonding_returns_pledge_and_delegations_at_the_boundary() {
         .act(
             &delegator,
             Action::Delegate {
-                node: 5,
+                node: NodeId(5),
                 amount: 40 * UNIT,
             },
         )
         .unwrap();
     chain.advance();
-    let pledge = chain.state.node(5).unwrap().pledge;
+    let pledge = chain.state.node(NodeId(5)).unwrap().pledge;
     let balance = chain.state.account(&owner.public()).balance;
-    chain.act(&owner, Action::Unbond { node: 5 }).unwrap();
+    chain
+        .act(&owner, Action::Unbond { node: NodeId(5) })
+        .unwrap();
     // leaving nodes take no new delegations, and a stranger cannot unbond someone's node
     assert_eq!(
         chain.act(
             &delegator,
             Action::Delegate {
-                node: 5,
+                node: NodeId(5),
                 amount: UNIT
             }
         ),
-        Err(umbra_ledger::TxError::Unbonding { node: 5 })
+        Err(umbra_ledger::TxError::Unbonding { node: NodeId(5) })
     );
     assert_eq!(
-        chain.act(&key(6), Action::Unbond { node: 6 + 100 }),
-        Err(umbra_ledger::TxError::UnknownNode { node: 106 })
+        chain.act(
+            &key(6),
+            Action::Unbond {
+                node: NodeId(6 + 100)
+            }
+        ),
+        Err(umbra_ledger::TxError::UnknownNode { node: NodeId(106) })
     );
     assert_eq!(
-        chain.act(&key(6), Action::Unbond { node: 7 }),
-        Err(umbra_ledger::TxError::NotOwner { node: 7 })
+        chain.act(&key(6), Action::Unbond { node: NodeId(7) }),
+        Err(umbra_ledger::TxError::NotOwner { node: NodeId(7) })
     );
     let delegated = chain
         .state
@@ -373,7 +385,7 @@ fn unbonding_returns_pledge_and_delegations_at_the_boundary() {
         .unwrap()
         .3;
     chain.advance();
-    assert!(chain.state.node(5).is_none());
+    assert!(chain.state.node(NodeId(5)).is_none());
     // no monitor spoke, so no node was measured; rewards used the initial performance: the
     // pledge and the delegation may have grown by the epoch's rewards
     assert!(chain.state.account(&owner.public()).balance >= balance + pledge);
@@ -386,7 +398,7 @@ fn unbonding_returns_pledge_and_delegations_at_the_boundary() {
             .document
             .nodes
             .iter()
-            .any(|node| node.id == 5)
+            .any(|node| node.id == NodeId(5))
     );
     assert_eq!(
         chain.state.accounted_tokens(),
@@ -403,7 +415,7 @@ fn the_state_root_covers_everything() {
         &key(1),
         Action::Transfer {
             to: key(2).public(),
-            amount: 1,
+            amount: Amount(1),
         },
     )
     .unwrap();
@@ -411,7 +423,7 @@ fn the_state_root_covers_everything() {
         &key(1),
         Action::Transfer {
             to: key(2).public(),
-            amount: 2,
+            amount: Amount(2),
         },
     )
     .unwrap();
@@ -423,7 +435,7 @@ fn the_state_root_covers_everything() {
 fn a_transaction_read_from_json_has_the_same_hash() {
     let action = Action::Transfer {
         to: key(2).public(),
-        amount: 5,
+        amount: Amount(5),
     };
     let transaction = umbra_ledger::Transaction::sign(CHAIN, &key(1), 3, action);
     let json = serde_json::to_string(&transaction).unwrap();

@@ -4,7 +4,9 @@ mod common;
 
 use common::{CHAIN, Chain, genesis, key, register, reveal_0, validator_key};
 use proptest::prelude::*;
-use umbra_ledger::{Action, NodeKind, Params, SigningKey, Transaction, UNIT};
+use umbra_ledger::{
+    Action, Amount, Block, NodeId, NodeKind, Params, Ppm, SigningKey, Transaction, UNIT,
+};
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -73,7 +75,7 @@ fn node_id() -> impl Strategy<Value = u32> {
 }
 
 fn amount() -> impl Strategy<Value = u64> {
-    prop_oneof![0..1_000u64, 0..2_000 * UNIT, Just(u64::MAX)]
+    prop_oneof![0..1_000u64, 0..2_000 * UNIT.0, Just(u64::MAX)]
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -100,7 +102,7 @@ fn op() -> impl Strategy<Value = Op> {
             amount
         }),
         (account(), node_id()).prop_map(|(from, node)| Op::Undelegate { from, node }),
-        (account(), node_id(), 0..100 * UNIT, 0u32..1_200_000).prop_map(
+        (account(), node_id(), 0..100 * UNIT.0, 0u32..1_200_000).prop_map(
             |(owner, node, cost, margin)| Op::Update {
                 owner,
                 node,
@@ -144,7 +146,7 @@ fn build(chain: &Chain, step: &Step) -> Transaction {
             key(from),
             Action::Transfer {
                 to: key(to).public(),
-                amount,
+                amount: Amount(amount),
             },
         ),
         Op::Register {
@@ -163,10 +165,22 @@ fn build(chain: &Chain, step: &Step) -> Transaction {
             owner,
             node,
             amount,
-        } => (key(owner), Action::Bond { node, amount }),
-        Op::Unbond { owner, node } => (key(owner), Action::Unbond { node }),
-        Op::Delegate { from, node, amount } => (key(from), Action::Delegate { node, amount }),
-        Op::Undelegate { from, node } => (key(from), Action::Undelegate { node }),
+        } => (
+            key(owner),
+            Action::Bond {
+                node: NodeId(node),
+                amount: Amount(amount),
+            },
+        ),
+        Op::Unbond { owner, node } => (key(owner), Action::Unbond { node: NodeId(node) }),
+        Op::Delegate { from, node, amount } => (
+            key(from),
+            Action::Delegate {
+                node: NodeId(node),
+                amount: Amount(amount),
+            },
+        ),
+        Op::Undelegate { from, node } => (key(from), Action::Undelegate { node: NodeId(node) }),
         Op::Update {
             owner,
             node,
@@ -175,9 +189,9 @@ fn build(chain: &Chain, step: &Step) -> Transaction {
         } => (
             key(owner),
             Action::UpdateNode {
-                node,
-                operating_cost: cost,
-                profit_margin: margin,
+                node: NodeId(node),
+                operating_cost: Amount(cost),
+                profit_margin: Ppm(margin),
             },
         ),
         Op::Performance {
@@ -188,7 +202,7 @@ fn build(chain: &Chain, step: &Step) -> Transaction {
             key(monitor),
             Action::SubmitPerformance {
                 epoch: chain.state.epoch().number,
-                scores: vec![(node, score)],
+                scores: vec![(NodeId(node), Ppm(score))],
             },
         ),
         Op::Advance => (key(1), Action::AdvanceEpoch),
@@ -273,6 +287,37 @@ proptest! {
         eprintln!("applied {applied} of {}", steps.len());
         prop_assert_eq!(chain.replay_root(), chain.state.root());
         prop_assert_eq!(chain.replay_root(), chain.state.root());
+    }
+
+    /// `State::check` decides exactly as applying the transaction to a copy of the state in a
+    /// block at the same time would: the same acceptance, the same refusal. Checked at the
+    /// block's time and at a time before the last block (`check` then uses the last block's).
+    #[test]
+    fn check_decides_as_applying_to_a_clone(steps in prop::collection::vec(step(), 1..60)) {
+        let mut chain = Chain::new(genesis(small_params(), 5, 5_000 * UNIT, 1));
+        let mut accepted = 0;
+        for step in &steps {
+            let transaction = build(&chain, step);
+            let time_ms = chain.state.time_ms() + step.wait_ms;
+            let block = Block {
+                height: chain.state.height() + 1,
+                time_ms,
+                parent: chain.state.last_block(),
+                transactions: vec![transaction.clone()],
+            };
+            let mut trial = chain.state.clone();
+            let applied = trial.apply_block(&block).unwrap().remove(0);
+            prop_assert_eq!(&chain.state.check(&transaction, time_ms), &applied);
+            let at_last_block = Block { time_ms: chain.state.time_ms(), ..block };
+            let mut trial = chain.state.clone();
+            let applied = trial.apply_block(&at_last_block).unwrap().remove(0);
+            prop_assert_eq!(&chain.state.check(&transaction, 0), &applied);
+            if applied.is_ok() {
+                accepted += 1;
+            }
+            chain.block_after(step.wait_ms, vec![transaction]);
+        }
+        eprintln!("accepted {accepted} of {}", steps.len());
     }
 
     /// Refused transactions leave the state exactly as it was.

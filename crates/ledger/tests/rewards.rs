@@ -4,7 +4,7 @@
 mod common;
 
 use common::{Chain, genesis, key, register};
-use umbra_ledger::{Action, NodeKind, Params, UNIT};
+use umbra_ledger::{Action, Amount, NodeId, NodeKind, Params, Ppm, UNIT};
 
 #[test]
 fn a_worked_epoch_of_rewards() {
@@ -32,7 +32,7 @@ fn a_worked_epoch_of_rewards() {
         chain
             .act(owner, register(&owner.public(), n, kind))
             .unwrap();
-        let node = u32::from(n);
+        let node = NodeId(u32::from(n));
         chain
             .act(
                 owner,
@@ -46,18 +46,18 @@ fn a_worked_epoch_of_rewards() {
     // A and C: no operating cost, no margin. B: 10 UMB per interval (1 UMB per epoch), 10 %.
     // G: no cost, 20 % margin.
     for (owner, node, cost, margin) in [
-        (&a, 1, 0, 0),
+        (&a, 1, Amount::ZERO, 0),
         (&b, 2, 10 * UNIT, 100_000),
-        (&c, 3, 0, 0),
-        (&g, 4, 0, 200_000),
+        (&c, 3, Amount::ZERO, 0),
+        (&g, 4, Amount::ZERO, 200_000),
     ] {
         chain
             .act(
                 owner,
                 Action::UpdateNode {
-                    node,
+                    node: NodeId(node),
                     operating_cost: cost,
-                    profit_margin: margin,
+                    profit_margin: Ppm(margin),
                 },
             )
             .unwrap();
@@ -67,7 +67,7 @@ fn a_worked_epoch_of_rewards() {
         .act(
             &d1,
             Action::Delegate {
-                node: 2,
+                node: NodeId(2),
                 amount: 200 * UNIT,
             },
         )
@@ -76,25 +76,25 @@ fn a_worked_epoch_of_rewards() {
         .act(
             &d2,
             Action::Delegate {
-                node: 2,
+                node: NodeId(2),
                 amount: 100 * UNIT,
             },
         )
         .unwrap();
     assert_eq!(
-        chain.state.node(2).unwrap().delegations,
-        0,
+        chain.state.node(NodeId(2)).unwrap().delegations,
+        Amount::ZERO,
         "delegations wait for the boundary"
     );
 
     // epoch 0 had no active nodes, so it pays nothing; epoch 1 has all four
     chain.advance();
     let active = &chain.state.epoch().active;
-    assert_eq!(active.gateways, vec![4]);
-    let mut mixes: Vec<u32> = active.layers.iter().flatten().copied().collect();
+    assert_eq!(active.gateways, vec![NodeId(4)]);
+    let mut mixes: Vec<NodeId> = active.layers.iter().flatten().copied().collect();
     mixes.sort();
-    assert_eq!(mixes, vec![1, 2, 3]);
-    assert_eq!(chain.state.node(2).unwrap().delegations, 300 * UNIT);
+    assert_eq!(mixes, vec![NodeId(1), NodeId(2), NodeId(3)]);
+    assert_eq!(chain.state.node(NodeId(2)).unwrap().delegations, 300 * UNIT);
 
     // epoch 1: the monitors' scores. B gets 0.90 and 0.95: the lower median is 0.90.
     let epoch = 1;
@@ -103,7 +103,7 @@ fn a_worked_epoch_of_rewards() {
             &key(50),
             Action::SubmitPerformance {
                 epoch,
-                scores: vec![(1, 1_000_000), (2, 900_000), (3, 0), (4, 1_000_000)],
+                scores: scores([1_000_000, 900_000, 0, 1_000_000]),
             },
         )
         .unwrap();
@@ -112,7 +112,7 @@ fn a_worked_epoch_of_rewards() {
             &key(51),
             Action::SubmitPerformance {
                 epoch,
-                scores: vec![(1, 1_000_000), (2, 950_000), (3, 0), (4, 1_000_000)],
+                scores: scores([1_000_000, 950_000, 0, 1_000_000]),
             },
         )
         .unwrap();
@@ -136,35 +136,45 @@ fn a_worked_epoch_of_rewards() {
     //    the operator.
     let report = chain.state.history().last().unwrap();
     assert_eq!(report.epoch, 1);
-    assert_eq!(report.budget, 100_000_000);
+    assert_eq!(report.budget, Amount(100_000_000));
     let payout = |node: u32| {
         report
             .nodes
             .iter()
-            .find(|entry| entry.node == node)
+            .find(|entry| entry.node == NodeId(node))
             .unwrap()
             .payout
     };
-    assert_eq!((payout(1).operator, payout(1).delegators), (25_000_000, 0));
-    assert_eq!(
-        (payout(2).operator, payout(2).delegators),
-        (4_705_614, 4_467_462)
-    );
-    assert_eq!((payout(3).operator, payout(3).delegators), (0, 0));
-    assert_eq!((payout(4).operator, payout(4).delegators), (11_057_692, 0));
-    let b_report = report.nodes.iter().find(|entry| entry.node == 2).unwrap();
+    assert_eq!(split(payout(1)), (25_000_000, 0));
+    assert_eq!(split(payout(2)), (4_705_614, 4_467_462));
+    assert_eq!(split(payout(3)), (0, 0));
+    assert_eq!(split(payout(4)), (11_057_692, 0));
+    let b_report = report
+        .nodes
+        .iter()
+        .find(|entry| entry.node == NodeId(2))
+        .unwrap();
     assert_eq!(
         (b_report.performance, b_report.measured, b_report.stake),
-        (900_000, true, 500 * UNIT)
+        (Ppm(900_000), true, 500 * UNIT)
     );
 
     // rewards compound: pledges grew, and the pool paid exactly the sum
-    assert_eq!(chain.state.node(1).unwrap().pledge, 1_025_000_000);
-    assert_eq!(chain.state.node(2).unwrap().pledge, 204_705_614);
-    assert_eq!(chain.state.node(4).unwrap().pledge, 511_057_692);
+    assert_eq!(
+        chain.state.node(NodeId(1)).unwrap().pledge,
+        Amount(1_025_000_000)
+    );
+    assert_eq!(
+        chain.state.node(NodeId(2)).unwrap().pledge,
+        Amount(204_705_614)
+    );
+    assert_eq!(
+        chain.state.node(NodeId(4)).unwrap().pledge,
+        Amount(511_057_692)
+    );
     assert_eq!(
         pool_before - chain.state.pool(),
-        25_000_000 + 9_173_076 + 11_057_692
+        Amount(25_000_000 + 9_173_076 + 11_057_692)
     );
 
     // delegators' shares through the per-unit ratio: growth = 4 467 462 / 300 000 000
@@ -178,12 +188,15 @@ fn a_worked_epoch_of_rewards() {
             .unwrap()
             .3
     };
-    assert_eq!(value(&d1.public()), 202_978_308);
-    assert_eq!(value(&d2.public()), 101_489_154);
-    assert_eq!(chain.state.node(2).unwrap().delegations, 304_467_462);
+    assert_eq!(value(&d1.public()), Amount(202_978_308));
+    assert_eq!(value(&d2.public()), Amount(101_489_154));
+    assert_eq!(
+        chain.state.node(NodeId(2)).unwrap().delegations,
+        Amount(304_467_462)
+    );
 
     // C measured 0: weight 0, so it is not drawn for epoch 2
-    let active: Vec<u32> = chain
+    let active: Vec<NodeId> = chain
         .state
         .epoch()
         .active
@@ -192,17 +205,19 @@ fn a_worked_epoch_of_rewards() {
         .flatten()
         .copied()
         .collect();
-    assert!(!active.contains(&3), "{active:?}");
+    assert!(!active.contains(&NodeId(3)), "{active:?}");
 
     // D1 undelegates: at the boundary it gets its value (plus its share of epoch 2) back
     let balance_before = chain.state.account(&d1.public()).balance;
-    chain.act(&d1, Action::Undelegate { node: 2 }).unwrap();
+    chain
+        .act(&d1, Action::Undelegate { node: NodeId(2) })
+        .unwrap();
     chain.advance();
     let epoch_2 = chain.state.history().last().unwrap();
     let b_payout = epoch_2
         .nodes
         .iter()
-        .find(|entry| entry.node == 2)
+        .find(|entry| entry.node == NodeId(2))
         .unwrap()
         .payout;
     let received = chain.state.account(&d1.public()).balance - balance_before;
@@ -210,11 +225,24 @@ fn a_worked_epoch_of_rewards() {
     let expected_share =
         umbra_ledger::mul_div(u128::from(b_payout.delegators), 202_978_308, 304_467_462);
     assert!(
-        received.abs_diff(202_978_308 + expected_share as u64) <= 1,
-        "{received}"
+        received.0.abs_diff(202_978_308 + expected_share as u64) <= 1,
+        "{received:?}"
     );
     assert_eq!(
         chain.state.accounted_tokens(),
         u128::from(chain.state.supply())
     );
+}
+
+/// The monitors' scores of nodes 1 to 4.
+fn scores(ppm: [u32; 4]) -> Vec<(NodeId, Ppm)> {
+    (1..)
+        .zip(ppm)
+        .map(|(id, score)| (NodeId(id), Ppm(score)))
+        .collect()
+}
+
+/// A payout as (operator, delegators) in µUMB.
+fn split(payout: umbra_ledger::rewards::Payout) -> (u64, u64) {
+    (payout.operator.0, payout.delegators.0)
 }

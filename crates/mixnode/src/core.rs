@@ -5,6 +5,10 @@
 //! A packet that arrives at `now` asking for a delay `d` is due at `now + min(d, max_delay)`.
 //! Packets leave in the order of their due times (arrival order among equal times), and each
 //! leaves when polled at or after its due time; how late that was is recorded.
+//!
+//! With loop cover ([`MixCore::with_cover`]), the core also decides when the node sends its own
+//! loops and through which nodes, reports them as [`Event::SendLoop`] for the shell to build,
+//! recognises them when they come back, and counts those lost (see [`crate::cover`]).
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BTreeMap, BinaryHeap, HashSet};
@@ -15,7 +19,8 @@ use umbra_wire::frame::Frame;
 
 use umbra_hop::{Dropped, Outcome, Unwrapped};
 
-use crate::config::MixConfig;
+use crate::config::{CoverConfig, MixConfig};
+use crate::cover::{Event, LoopCounters, LoopCover, LoopRoutes};
 
 /// A packet due to go out.
 #[derive(Debug)]
@@ -48,6 +53,8 @@ pub struct Counters {
     pub delays_capped: u64,
     /// How late packets left against their due times.
     pub lateness: Histogram,
+    /// The node's own loops.
+    pub loops: LoopCounters,
 }
 
 /// The number of packets whose lateness fell in each bucket.
@@ -138,6 +145,7 @@ pub struct MixCore {
     queue: BinaryHeap<Reverse<Scheduled>>,
     next_seq: u64,
     counters: Counters,
+    cover: Option<LoopCover>,
 }
 
 impl MixCore {
@@ -149,7 +157,39 @@ impl MixCore {
             queue: BinaryHeap::new(),
             next_seq: 0,
             counters: Counters::default(),
+            cover: None,
         }
+    }
+
+    /// The core, sending its own loops as `cover` says once it has routes
+    /// ([`MixCore::set_loop_routes`]); `seed` seeds their schedule, routes, delays and tokens,
+    /// and must be secret (a returning loop is known by its token).
+    #[must_use]
+    pub fn with_cover(mut self, cover: &CoverConfig, seed: [u8; 32]) -> Self {
+        self.cover = Some(LoopCover::new(cover, seed));
+        self
+    }
+
+    /// The nodes the node's loops may take from `now` on (a new topology); none while it is
+    /// not in a layer (loops already out are still awaited).
+    pub fn set_loop_routes(&mut self, now: Instant, routes: Option<LoopRoutes>) {
+        if let Some(cover) = &mut self.cover {
+            cover.set_routes(now, routes);
+        }
+    }
+
+    /// Fires every timer due by `now`: loops to send, loops past their deadline. (Packets due
+    /// need no timer: they are polled.)
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if let Some(cover) = &mut self.cover {
+            cover.handle_timeout(now);
+            self.counters.loops = cover.counters().clone();
+        }
+    }
+
+    /// The next event: a loop to send, or news of the loops' recent loss.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.cover.as_mut()?.poll_event()
     }
 
     /// Replaces the nodes packets may be forwarded to (a new topology).
@@ -162,8 +202,17 @@ impl MixCore {
         self.counters.received += 1;
         let forward = match unwrapped {
             Ok(Outcome::Forward(forward)) => forward,
-            // a mix node is never a packet's last hop
-            Ok(Outcome::Final(_)) => return self.count("final_hop"),
+            // the node's own loop, back; nothing else ends at a mix node
+            Ok(Outcome::Final(last)) => {
+                let plaintext = last.payload.plaintext().unwrap_or_default();
+                if let Some(cover) = &mut self.cover
+                    && cover.returned(now, plaintext)
+                {
+                    self.counters.loops = cover.counters().clone();
+                    return;
+                }
+                return self.count("final_hop");
+            }
             Err(dropped) => return self.count_dropped(dropped),
         };
         let to = match umbra_wire::address::decode(&forward.next_hop) {
@@ -205,9 +254,11 @@ impl MixCore {
         Some(scheduled.transmit)
     }
 
-    /// When the next packet is due, if any is queued (the core has no other deadline).
+    /// The earliest of: the next packet due, the next loop to send, the next loop's deadline.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.queue.peek().map(|scheduled| scheduled.0.due)
+        let packet = self.queue.peek().map(|scheduled| scheduled.0.due);
+        let cover = self.cover.as_ref().and_then(LoopCover::poll_timeout);
+        [packet, cover].into_iter().flatten().min()
     }
 
     /// Packets waiting for their time.
@@ -243,20 +294,22 @@ impl MixCore {
     }
 }
 
-/// A mix node's core has no timers of its own beyond its queue (a packet due is a transmit
-/// due) and nothing to report but counters.
+/// A mix node's core: its transmits are the packets due; its timers, its loops'; its events,
+/// loops to build and send, and news of their loss.
 impl umbra_core::Core for MixCore {
     type Transmit = Transmit;
-    type Event = std::convert::Infallible;
+    type Event = Event;
 
-    fn handle_timeout(&mut self, _now: Instant) {}
+    fn handle_timeout(&mut self, now: Instant) {
+        MixCore::handle_timeout(self, now);
+    }
 
     fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
         MixCore::poll_transmit(self, now)
     }
 
-    fn poll_event(&mut self) -> Option<Self::Event> {
-        None
+    fn poll_event(&mut self) -> Option<Event> {
+        MixCore::poll_event(self)
     }
 
     fn poll_timeout(&self) -> Option<Instant> {

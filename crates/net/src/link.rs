@@ -284,10 +284,23 @@ async fn drive(
             Err(error) => {
                 counters.event("outbound_failed", error.reason());
                 debug!(peer = %peer.name, %error, retry_in = ?backoff, "cannot connect");
-                if queue.is_closed() && queue.is_empty() {
+                if queue.is_closed() {
+                    // the node is stopping and the peer is gone: what is queued cannot go
+                    let dropped = queue.len() as u64;
+                    counters.frames_lost.fetch_add(dropped, Ordering::Relaxed);
+                    if dropped > 0 {
+                        info!(peer = %peer.name, dropped, "stopping with the peer unreachable: its frames are dropped");
+                    }
                     return;
                 }
-                tokio::time::sleep(backoff).await;
+                // wait out the backoff, but try once more at once if the node starts stopping
+                let retry = tokio::time::Instant::now() + backoff;
+                while !queue.is_closed() && tokio::time::Instant::now() < retry {
+                    tokio::time::sleep_until(
+                        retry.min(tokio::time::Instant::now() + Duration::from_millis(100)),
+                    )
+                    .await;
+                }
                 backoff = (backoff * 2).min(config.reconnect_max);
             }
         }

@@ -31,6 +31,7 @@ use umbra_ledger::{
 };
 use umbra_sphinx::PrivateKey;
 use umbra_topology::{Layer, NodeDescriptor, NoiseKey, Role, Topology};
+use umbra_wire::frame::KeyRotation;
 
 use umbra_net::NodeError;
 use umbra_net::directory::{self, Current, Directory, Refresh};
@@ -100,6 +101,18 @@ pub fn next_hops_of(topology: &Topology, role: Role) -> Vec<NodeDescriptor> {
             Some(next) => topology.layer(next).cloned().collect(),
             None => topology.gateways().cloned().collect(),
         },
+    }
+}
+
+/// The key rotation packets entering the mixnet are sent under (clients' through a gateway,
+/// mix nodes' own loops). Clients build packets with the keys of the topology they hold, and in
+/// a rotation's first epoch some still hold the last rotation's: the frame then says
+/// "unknown", and each node tries its current key, then its previous one. A mix node's loops
+/// are stamped alike, so that their frames look like clients'.
+pub(crate) fn stamp(current: &Current) -> KeyRotation {
+    match current.epoch {
+        Some(epoch) if epoch.is_first_of_rotation() => KeyRotation::Unknown,
+        _ => KeyRotation::of(current.topology.key_rotation()),
     }
 }
 
@@ -463,7 +476,7 @@ impl KeyRing {
                 doing: "announcing a Sphinx key",
                 source,
             })?;
-            info!(node = record.id, rotation, key = %public, "Sphinx key announced on the ledger");
+            info!(node = record.id.0, rotation, key = %public, "Sphinx key announced on the ledger");
         }
         Ok(())
     }

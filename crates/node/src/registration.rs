@@ -95,7 +95,7 @@ pub enum RegistrationError {
     #[error("the registration was committed but the validator does not list the node")]
     NotListed,
     /// The pledge is below the network's minimum.
-    #[error("a pledge of {pledge} µUMB is below this network's minimum of {minimum} µUMB")]
+    #[error("a pledge of {} µUMB is below this network's minimum of {} µUMB", pledge.0, minimum.0)]
     PledgeTooLow {
         /// The pledge asked for.
         pledge: Amount,
@@ -104,7 +104,9 @@ pub enum RegistrationError {
     },
     /// The owner's account cannot pay the pledge.
     #[error(
-        "account {account} has {balance} µUMB; the pledge needs {pledge} µUMB (transfer some to it first)"
+        "account {account} has {} µUMB; the pledge needs {} µUMB (transfer some to it first)",
+        balance.0,
+        pledge.0
     )]
     Balance {
         /// The owner's account.
@@ -164,11 +166,11 @@ pub async fn register(
                 not: owner.public(),
             });
         }
-        if existing.pledge > 0 {
+        if !existing.pledge.is_zero() {
             return Ok(Registered {
                 node: existing.id,
                 already_registered: true,
-                bonded: 0,
+                bonded: Amount::ZERO,
             });
         }
         bond(

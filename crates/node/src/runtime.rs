@@ -1055,9 +1055,10 @@ impl HopStatus {
         render_hop_metrics(page, prefix, &self.unwrapper, &peers, &self.links);
     }
 
-    /// `/health`: healthy unless stopping; a JSON object with the node's place, `fields`
-    /// (the role's own, `"name":value` pairs joined by commas) and its peers.
-    pub(crate) fn health(&self, fields: &str) -> (bool, String) {
+    /// `/health`: healthy unless stopping; a JSON object with the node's status (`ok`,
+    /// `degraded` with a `warning` while it serves but something is wrong, or `stopping`), its
+    /// place, `fields` (the role's own, `"name":value` pairs joined by commas) and its peers.
+    pub(crate) fn health(&self, fields: &str, warning: Option<&str>) -> (bool, String) {
         let stopping = self.stopping.load(std::sync::atomic::Ordering::Relaxed);
         let (peers, connected) = {
             let peers = self
@@ -1070,9 +1071,16 @@ impl HopStatus {
         let place = self.place();
         let number =
             |value: Option<u64>| value.map_or_else(|| "null".to_owned(), |v| v.to_string());
+        let status = match (stopping, warning) {
+            (true, _) => "stopping",
+            (false, Some(_)) => "degraded",
+            (false, None) => "ok",
+        };
+        let warning = warning.map_or_else(String::new, |warning| {
+            format!(",\"warning\":{}", serde_json::Value::from(warning))
+        });
         let body = format!(
-            "{{\"status\":\"{}\",\"node\":{},{fields},\"epoch\":{},\"key_rotation\":{},\"peers\":{peers},\"peers_connected\":{connected}}}",
-            if stopping { "stopping" } else { "ok" },
+            "{{\"status\":\"{status}\"{warning},\"node\":{},{fields},\"epoch\":{},\"key_rotation\":{},\"peers\":{peers},\"peers_connected\":{connected}}}",
             number(place.node.map(u64::from)),
             number(place.epoch),
             place.rotation,

@@ -9,7 +9,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use umbra_ledger::{Action, SigningKey, Transaction, UNIT};
+use umbra_ledger::{Action, Amount, SigningKey, Transaction, UNIT};
 use umbra_net::ledger::LedgerClient;
 
 fn free_port() -> SocketAddr {
@@ -166,7 +166,7 @@ async fn measure(label: &str, apis: &[SocketAddr], owner: &SigningKey, quick: bo
         for sender in &senders {
             let action = Action::Transfer {
                 to: owner.public(),
-                amount: 1,
+                amount: Amount(1),
             };
             transactions.push(Transaction::sign(&chain, sender, round as u64, action));
         }
@@ -231,7 +231,7 @@ async fn measure(label: &str, apis: &[SocketAddr], owner: &SigningKey, quick: bo
         let nonce = client.account(&sender.public()).await.unwrap().next_nonce;
         let action = Action::Transfer {
             to: owner.public(),
-            amount: 1,
+            amount: Amount(1),
         };
         let transaction = Transaction::sign(&chain, sender, nonce, action);
         let start = Instant::now();
@@ -295,7 +295,7 @@ fn main() {
         rotation: 0,
         nodes: (0..240u32)
             .map(|id| umbra_ledger::topology::TopologyNode {
-                id,
+                id: umbra_ledger::NodeId(id),
                 kind: umbra_ledger::NodeKind::Mix,
                 layer: Some((id % 3 + 1) as u8),
                 identity_key: SigningKey::from_seed([id as u8; 32]).public(),

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
-use umbra_ledger::{Action, Amount, NodeId, Params, PublicKey, SigningKey, Transaction, UNIT};
+use umbra_ledger::{Action, Amount, NodeId, Params, Ppm, PublicKey, SigningKey, Transaction};
 use umbra_net::directory::ValidatorUrl;
 use umbra_net::keys::{read_key, write_new_key};
 use umbra_net::ledger::{LedgerClient, LedgerError};
@@ -78,7 +78,7 @@ pub(crate) enum TxCommand {
         #[arg(long)]
         to: String,
         /// How much, in UMB (up to 6 decimals).
-        #[arg(long, value_parser = parse_amount)]
+        #[arg(long)]
         amount: Amount,
     },
     /// Add to your node's pledge (the first bond must reach the minimum pledge).
@@ -87,7 +87,7 @@ pub(crate) enum TxCommand {
         #[arg(long)]
         node: NodeId,
         /// How much, in UMB.
-        #[arg(long, value_parser = parse_amount)]
+        #[arg(long)]
         amount: Amount,
     },
     /// Take your node out at the next epoch boundary, returning pledge and delegations.
@@ -102,7 +102,7 @@ pub(crate) enum TxCommand {
         #[arg(long)]
         node: NodeId,
         /// How much, in UMB.
-        #[arg(long, value_parser = parse_amount)]
+        #[arg(long)]
         amount: Amount,
     },
     /// Withdraw your delegation to a node, with its rewards, at the next epoch boundary.
@@ -117,11 +117,11 @@ pub(crate) enum TxCommand {
         #[arg(long)]
         node: NodeId,
         /// Operating cost per interval, in UMB.
-        #[arg(long, value_parser = parse_amount)]
+        #[arg(long)]
         operating_cost: Amount,
         /// Profit margin, in percent (0 to 100).
         #[arg(long, value_parser = parse_percent)]
-        profit_margin: u32,
+        profit_margin: Ppm,
     },
 }
 
@@ -146,35 +146,7 @@ pub(crate) enum AccountCommand {
     },
 }
 
-/// "12.5" UMB → 12 500 000 µUMB.
-pub(crate) fn parse_amount(text: &str) -> Result<Amount, String> {
-    let trimmed = text
-        .trim()
-        .trim_end_matches("UMB")
-        .trim_end_matches("umb")
-        .trim();
-    let (whole, fraction) = trimmed.split_once('.').unwrap_or((trimmed, ""));
-    let bad =
-        || format!("{text:?} is not an amount of UMB: write e.g. 12 or 12.5 (at most 6 decimals)");
-    if whole.is_empty() && fraction.is_empty() {
-        return Err(bad());
-    }
-    if fraction.len() > 6 || !fraction.chars().all(|c| c.is_ascii_digit()) {
-        return Err(bad());
-    }
-    let whole: Amount = if whole.is_empty() {
-        0
-    } else {
-        whole.parse().map_err(|_| bad())?
-    };
-    let fraction: Amount = format!("{fraction:0<6}").parse().map_err(|_| bad())?;
-    whole
-        .checked_mul(UNIT)
-        .and_then(|micro| micro.checked_add(fraction))
-        .ok_or_else(|| format!("{text:?} is more UMB than can exist"))
-}
-
-fn parse_percent(text: &str) -> Result<u32, String> {
+fn parse_percent(text: &str) -> Result<Ppm, String> {
     let value: f64 = text
         .trim()
         .trim_end_matches('%')
@@ -183,18 +155,7 @@ fn parse_percent(text: &str) -> Result<u32, String> {
     if !(0.0..=100.0).contains(&value) {
         return Err(format!("{text:?} is not between 0 and 100 percent"));
     }
-    Ok((value * 10_000.0).round() as u32)
-}
-
-/// Micro-UMB as UMB for people.
-pub(crate) fn umb(amount: Amount) -> String {
-    let fraction = amount % UNIT;
-    if fraction == 0 {
-        format!("{} UMB", amount / UNIT)
-    } else {
-        let digits = format!("{fraction:06}");
-        format!("{}.{} UMB", amount / UNIT, digits.trim_end_matches('0'))
-    }
+    Ok(Ppm((value * 10_000.0).round() as u32))
 }
 
 pub(crate) fn validator(command: ValidatorCommand) -> anyhow::Result<()> {
@@ -346,7 +307,7 @@ pub(crate) fn tx(validator: ValidatorUrl, key: &Path, command: TxCommand) -> any
                 "refused: {refusal}\n(signed by account {} with the key in {}; balance {})",
                 signer.public(),
                 key.display(),
-                umb(account.account.balance)
+                account.account.balance
             ),
             other => other.into(),
         };
@@ -396,27 +357,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn amounts_and_percentages_parse_or_say_why() {
-        assert_eq!(parse_amount("12"), Ok(12 * UNIT));
-        assert_eq!(parse_amount("12.5"), Ok(12_500_000));
-        assert_eq!(parse_amount("0.000001 UMB"), Ok(1));
-        assert_eq!(parse_amount(".5"), Ok(500_000));
-        assert!(
-            parse_amount("1.0000001")
-                .unwrap_err()
-                .contains("at most 6 decimals")
-        );
-        assert!(parse_amount("ten").is_err());
-        assert!(parse_amount("-1").is_err());
-        assert!(
-            parse_amount("99999999999999999")
-                .unwrap_err()
-                .contains("more UMB")
-        );
-        assert_eq!(parse_percent("12.5"), Ok(125_000));
-        assert_eq!(parse_percent("100%"), Ok(1_000_000));
+    fn percentages_parse_or_say_why() {
+        // amounts parse with `Amount`'s `FromStr`, tested in umbra-ledger
+        assert_eq!(parse_percent("12.5"), Ok(Ppm(125_000)));
+        assert_eq!(parse_percent("100%"), Ok(Ppm(1_000_000)));
         assert!(parse_percent("101").is_err());
-        assert_eq!(umb(12_500_000), "12.5 UMB");
-        assert_eq!(umb(3 * UNIT), "3 UMB");
     }
 }

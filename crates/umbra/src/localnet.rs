@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use umbra::network::{Kind, Layout, MONITOR, Shape, get, health};
 use umbra_client::TrafficPreset;
 use umbra_client_daemons::daemon;
-use umbra_ledger::{GenesisAccount, Params, SigningKey, UNIT};
+use umbra_ledger::{Amount, GenesisAccount, Params, SigningKey};
 use umbra_net::directory::{Current, Directory, TrustRoot};
 use umbra_net::keys::read_key;
 use umbra_net::ledger::LedgerClient;
@@ -511,9 +511,9 @@ fn stopped_while_starting(
 }
 
 /// What each node operator's genesis account holds.
-const OPERATOR_BALANCE: u64 = 1_000 * UNIT;
+const OPERATOR_BALANCE: Amount = Amount::from_umb(1_000);
 /// Each node's pledge.
-const PLEDGE: u64 = 100 * UNIT;
+const PLEDGE: Amount = Amount::from_umb(100);
 /// The chain id of a local network.
 const CHAIN_ID: &str = "umbra-localnet";
 /// How long epoch 0 lasts after the network is made: long enough to register every node, so
@@ -675,8 +675,8 @@ async fn register_nodes(layout: &mut Layout) -> anyhow::Result<()> {
         let done = registration::register(&layout.node_dir(&node), &client, &owner, &registration)
             .await
             .with_context(|| format!("registering {}", node.name))?;
-        if done.node != node.id {
-            layout.set_node_id(&node.name, done.node);
+        if done.node.0 != node.id {
+            layout.set_node_id(&node.name, done.node.0);
             changed = true;
         }
     }

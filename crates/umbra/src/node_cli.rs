@@ -10,8 +10,6 @@ use umbra_net::directory::ValidatorUrl;
 use umbra_net::keys::read_key;
 use umbra_node::registration::{self, Registration};
 
-use crate::ledger_cli::{parse_amount, umb};
-
 /// What registering needs beyond the node's own files.
 #[derive(Args)]
 pub(crate) struct RegisterArgs {
@@ -25,7 +23,7 @@ pub(crate) struct RegisterArgs {
     #[arg(long)]
     pub(crate) account: PathBuf,
     /// The pledge to bond, in UMB (at least the network's minimum pledge).
-    #[arg(long, value_parser = parse_amount)]
+    #[arg(long)]
     pub(crate) pledge: Amount,
     /// The address other nodes reach this node at (default: `listen_address` in its
     /// config.toml, which must then not be 0.0.0.0).
@@ -63,18 +61,16 @@ pub(crate) fn register(
         };
         match (done.already_registered, done.bonded) {
             (false, bonded) => println!(
-                "Registered the {role} as node {} and bonded {}.",
-                done.node,
-                umb(bonded)
+                "Registered the {role} as node {} and bonded {bonded}.",
+                done.node
             ),
-            (true, 0) => println!(
+            (true, Amount::ZERO) => println!(
                 "The {role} is already registered as node {} and bonded; nothing to do.",
                 done.node
             ),
             (true, bonded) => println!(
-                "The {role} was registered as node {}; bonded {} now.",
-                done.node,
-                umb(bonded)
+                "The {role} was registered as node {}; bonded {bonded} now.",
+                done.node
             ),
         }
         println!(

@@ -255,7 +255,7 @@ fn genesis(validator: &SigningKey) -> Genesis {
         chain_id: "umbra-test".into(),
         genesis_time_ms: 0,
         params: Params::default(),
-        reward_pool: 0,
+        reward_pool: umbra_ledger::Amount::ZERO,
         accounts: Vec::new(),
         validators: vec![GenesisValidator {
             key: validator.public(),

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use umbra_ledger::{
-    Action, Key32, NodeInfo, NodeKind, SigningKey, Transaction, UNIT, ValidatorKey,
+    Action, Amount, Key32, NodeId, NodeInfo, NodeKind, SigningKey, Transaction, UNIT, ValidatorKey,
     registration_message,
 };
 use umbra_net::ledger::{LedgerClient, LedgerError};
@@ -144,7 +144,7 @@ async fn a_solo_validator_runs_the_ledger() {
     assert!(sent.status.success(), "{}", text(&sent));
     assert!(text(&sent).contains("committed in block"));
     let view = client.account(&alice.parse().unwrap()).await.unwrap();
-    assert_eq!(view.account.balance, 150_500_000);
+    assert_eq!(view.account.balance, Amount(150_500_000));
 
     // clear refusals: too little balance, an unknown node, a node that is someone else's,
     // a key file that is not a key
@@ -248,7 +248,11 @@ async fn a_solo_validator_runs_the_ledger() {
     let deadline = Instant::now() + Duration::from_secs(30);
     let signed = loop {
         if let Ok(signed) = client.topology("umbra-test", &validators).await
-            && signed.document.nodes.iter().any(|node| node.id == 1)
+            && signed
+                .document
+                .nodes
+                .iter()
+                .any(|node| node.id == NodeId(1))
         {
             break signed;
         }
@@ -275,7 +279,9 @@ async fn a_solo_validator_runs_the_ledger() {
     loop {
         let epochs: Vec<umbra_ledger::state::EpochReport> = client.get("/epochs").await.unwrap();
         let paid = |node: &umbra_ledger::state::NodeEpochReport| {
-            node.node == 1 && node.payout.operator > 0 && node.payout.delegators > 0
+            node.node == NodeId(1)
+                && !node.payout.operator.is_zero()
+                && !node.payout.delegators.is_zero()
         };
         if epochs.iter().any(|report| report.nodes.iter().any(paid)) {
             break;
@@ -288,7 +294,7 @@ async fn a_solo_validator_runs_the_ledger() {
     }
     let view: serde_json::Value = client.get(&format!("/accounts/{alice}")).await.unwrap();
     assert!(
-        view["delegations"][0]["value"].as_u64().unwrap() >= 100 * UNIT,
+        view["delegations"][0]["value"].as_u64().unwrap() >= 100 * UNIT.0,
         "{view}"
     );
 
@@ -306,7 +312,7 @@ async fn a_solo_validator_runs_the_ledger() {
         .unwrap();
     assert_eq!(block.height, before["height"].as_u64().unwrap());
     let view = client.account(&alice.parse().unwrap()).await.unwrap();
-    assert_eq!(view.account.balance, 50_500_000);
+    assert_eq!(view.account.balance, Amount(50_500_000));
     // and it goes on committing
     let sent = tx(
         api,

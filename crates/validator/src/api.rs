@@ -115,7 +115,7 @@ async fn metrics(Extract(shared): Extract<Shared>) -> Response {
             state.height(),
             state.epoch().number,
             state.nodes().count(),
-            state.pool(),
+            state.pool().0,
         )
     });
     let counters = &shared.counters;

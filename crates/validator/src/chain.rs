@@ -73,7 +73,8 @@ impl Chain {
     pub fn open(genesis: Genesis, store_path: &Path) -> Result<Chain, NodeError> {
         let validators = genesis.validator_keys();
         let mut inner = Inner {
-            state: State::genesis(&genesis).map_err(NodeError::Other)?,
+            state: State::genesis(&genesis)
+                .map_err(|problem| NodeError::Other(problem.to_string()))?,
             queue: VecDeque::new(),
             queued: HashSet::new(),
             next_nonce: HashMap::new(),

@@ -207,7 +207,8 @@ pub fn init(data_dir: &Path, options: &InitOptions) -> Result<Initialised, NodeE
                 path: source.clone(),
                 source: source_error,
             })?;
-            Genesis::from_json(&text).map_err(|problem| NodeError::invalid(source, problem))?;
+            Genesis::from_json(&text)
+                .map_err(|problem| NodeError::invalid(source, problem.to_string()))?;
             write_file(&genesis_path, &text)?;
             None
         }
@@ -314,7 +315,7 @@ pub fn make_genesis(
         balance: 1_000_000 * UNIT,
     });
     let text = genesis.to_json();
-    Genesis::from_json(&text).map_err(NodeError::Other)?;
+    Genesis::from_json(&text).map_err(|problem| NodeError::Other(problem.to_string()))?;
     for dir in validator_dirs {
         write_file(&dir.join(GENESIS_FILE), &text)?;
     }
@@ -331,7 +332,7 @@ pub fn read_genesis(path: &Path) -> Result<Genesis, NodeError> {
         path: path.to_owned(),
         source,
     })?;
-    Genesis::from_json(&text).map_err(|problem| NodeError::invalid(path, problem))
+    Genesis::from_json(&text).map_err(|problem| NodeError::invalid(path, problem.to_string()))
 }
 
 /// Milliseconds since the Unix epoch.

@@ -377,6 +377,68 @@ pub fn find_gateway(topology: &Topology, which: &str) -> Result<NodeDescriptor, 
     }
 }
 
+/// Why a client daemon could not be made, loaded or run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DaemonError {
+    /// A file, a key or a setting.
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    /// The address asked for is taken.
+    #[error("cannot listen on {address} ({source}): another program holds it, perhaps another Umbra client or localnet's; choose another with {option}, e.g. {option} {}:0 for any free port", address.ip())]
+    AddressTaken {
+        /// The address.
+        address: SocketAddr,
+        /// The command-line option that chooses it.
+        option: String,
+        /// Why it cannot be bound.
+        source: std::io::Error,
+    },
+    /// The configured address is taken.
+    #[error("cannot listen on {address}: another program holds it (another Umbra client, or localnet's?); stop it, or set another port in listen_address in {}", config.display())]
+    ConfiguredAddressTaken {
+        /// The address.
+        address: SocketAddr,
+        /// The configuration file.
+        config: PathBuf,
+    },
+    /// The gateway asked for is not one of the topology's.
+    #[error(transparent)]
+    Gateway(#[from] NoSuchGateway),
+    /// The configured gateway is not in the epoch's topology.
+    #[error("the gateway {gateway} (setting `gateway` in {}) is not in epoch {epoch:?}'s topology; wait for it to be active, or choose another", config.display())]
+    GatewayInactive {
+        /// The gateway's key.
+        gateway: NoiseKey,
+        /// The configuration file.
+        config: PathBuf,
+        /// The epoch.
+        epoch: Option<u64>,
+    },
+    /// The directory holds a daemon of another role.
+    #[error("{} holds {}, not {}: run it with `umbra {} run --data-dir {}`", dir.display(), holds.name(), asked.name(), holds.command(), dir.display())]
+    WrongRole {
+        /// The data directory.
+        dir: PathBuf,
+        /// What it holds.
+        holds: DaemonRole,
+        /// What was asked for.
+        asked: DaemonRole,
+    },
+    /// A role that serves applications was given no socket.
+    #[error("{} needs a listening socket", .0.name())]
+    NoListener(DaemonRole),
+    /// The SOCKS5 proxy stopped.
+    #[error(transparent)]
+    Proxy(#[from] crate::socks5::ProxyError),
+    /// The exit service stopped.
+    #[error(transparent)]
+    Exit(#[from] crate::exit::service::ExitError),
+    /// The role's task panicked (a bug: please report it with the log).
+    #[error("the {} panicked; this is a bug, please report it with the log", .0.name())]
+    Panicked(DaemonRole),
+}
+
 /// Where a new daemon will listen, checked now rather than at its first `run`: `requested`
 /// if free (port 0: a free port, chosen now so that applications know where to connect), or
 /// else the `default` if free, or else a free port on the same address. The note, for people,
@@ -385,17 +447,18 @@ pub fn choose_listen_address(
     requested: Option<SocketAddr>,
     default: SocketAddr,
     option: &str,
-) -> Result<(SocketAddr, Option<String>), NodeError> {
+) -> Result<(SocketAddr, Option<String>), DaemonError> {
     let free = |address: SocketAddr| {
         std::net::TcpListener::bind(address).and_then(|listener| listener.local_addr())
     };
     match requested {
         Some(address) => match free(address) {
             Ok(bound) => Ok((bound, None)),
-            Err(error) => Err(NodeError::Other(format!(
-                "cannot listen on {address} ({error}): another program holds it, perhaps another Umbra client or localnet's; choose another with {option}, e.g. {option} {}:0 for any free port",
-                address.ip()
-            ))),
+            Err(source) => Err(DaemonError::AddressTaken {
+                address,
+                option: option.to_owned(),
+                source,
+            }),
         },
         None => match free(default) {
             Ok(bound) => Ok((bound, None)),
@@ -442,7 +505,7 @@ pub fn init(
     gateway: &str,
     role: NewRole<'_>,
     preset: TrafficPreset,
-) -> Result<ClientAddress, NodeError> {
+) -> Result<ClientAddress, DaemonError> {
     let policy = match role {
         NewRole::Exit {
             policy: Some(file), ..
@@ -461,8 +524,7 @@ pub fn init(
         InitSource::File(path) => umbra_net::config::read_topology(path)?,
         InitSource::Ledger { topology, .. } => topology.clone(),
     };
-    let gateway =
-        find_gateway(&topology, gateway).map_err(|error| NodeError::Other(error.to_string()))?;
+    let gateway = find_gateway(&topology, gateway)?;
     umbra_net::config::ensure_new(
         data_dir,
         &[CONFIG_FILE, IDENTITY_KEY_FILE, ENCRYPTION_KEY_FILE],
@@ -643,19 +705,16 @@ impl ClientDaemon {
     }
 
     /// Refuses, with what to run instead, unless this daemon is a `role`.
-    pub fn expect_role(&self, role: DaemonRole) -> Result<(), NodeError> {
+    pub fn expect_role(&self, role: DaemonRole) -> Result<(), DaemonError> {
         let actual = self.role();
         if actual == role {
             return Ok(());
         }
-        Err(NodeError::Other(format!(
-            "{} holds {}, not {}: run it with `umbra {} run --data-dir {}`",
-            self.data_dir.display(),
-            actual.name(),
-            role.name(),
-            actual.command(),
-            self.data_dir.display()
-        )))
+        Err(DaemonError::WrongRole {
+            dir: self.data_dir.clone(),
+            holds: actual,
+            asked: role,
+        })
     }
 
     /// The client's address.
@@ -673,16 +732,16 @@ impl ClientDaemon {
     }
 
     /// Binds the [`listen_address`](Self::listen_address) (if any) and runs until `shutdown`.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), NodeError> {
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), DaemonError> {
         let listener = match self.listen_address() {
             Some(address) => Some(TcpListener::bind(address).await.map_err(|source| {
                 if source.kind() == std::io::ErrorKind::AddrInUse {
-                    NodeError::Other(format!(
-                        "cannot listen on {address}: another program holds it (another Umbra client, or localnet's?); stop it, or set another port in listen_address in {}",
-                        self.data_dir.join(CONFIG_FILE).display()
-                    ))
+                    DaemonError::ConfiguredAddressTaken {
+                        address,
+                        config: self.data_dir.join(CONFIG_FILE),
+                    }
                 } else {
-                    NodeError::Bind { address, source }
+                    DaemonError::Node(NodeError::Bind { address, source })
                 }
             })?),
             None => None,
@@ -699,12 +758,9 @@ impl ClientDaemon {
         self,
         listener: Option<TcpListener>,
         shutdown: impl Future<Output = ()> + Send,
-    ) -> Result<(), NodeError> {
+    ) -> Result<(), DaemonError> {
         if listener.is_none() && self.role() != DaemonRole::Exit {
-            return Err(NodeError::Other(format!(
-                "{} needs a listening socket",
-                self.role().name()
-            )));
+            return Err(DaemonError::NoListener(self.role()));
         }
         let address = self.address();
         let token = match &self.service {
@@ -725,13 +781,10 @@ impl ClientDaemon {
                     .node_with_noise_key(&self.gateway_key)
                     .filter(|node| node.client_address.is_some())
                     .cloned()
-                    .ok_or_else(|| {
-                        NodeError::Other(format!(
-                            "the gateway {} (setting `gateway` in {}) is not in epoch {:?}'s topology; wait for it to be active, or choose another",
-                            self.gateway_key,
-                            self.data_dir.join(CONFIG_FILE).display(),
-                            first.epoch_number()
-                        ))
+                    .ok_or_else(|| DaemonError::GatewayInactive {
+                        gateway: self.gateway_key,
+                        config: self.data_dir.join(CONFIG_FILE),
+                        epoch: first.epoch_number(),
                     })?;
                 let refresh = Refresh::client(directory.trust());
                 let topology = first.topology.clone();
@@ -786,17 +839,15 @@ impl ClientDaemon {
             (Service::Socks5(settings), Some(listener)) => tokio::spawn(async move {
                 crate::socks5::run(listener, handle, events, *settings, stopped)
                     .await
-                    .map_err(|error| NodeError::Other(error.to_string()))
+                    .map_err(DaemonError::from)
             }),
             (Service::Exit(settings), _) => tokio::spawn(async move {
                 crate::exit::service::run(handle, events, *settings, stopped)
                     .await
-                    .map_err(|error| NodeError::Other(error.to_string()))
+                    .map_err(DaemonError::from)
             }),
             // refused above
-            (_, None) => {
-                tokio::spawn(async { Err(NodeError::Other("no listening socket".into())) })
-            }
+            (_, None) => tokio::spawn(async move { Err(DaemonError::NoListener(role)) }),
         };
         let outcome = tokio::select! {
             () = shutdown => None,
@@ -814,10 +865,7 @@ impl ClientDaemon {
         }
         match outcome {
             Ok(result) => result,
-            Err(panicked) => Err(NodeError::Other(format!(
-                "{} stopped: {panicked}",
-                role.name()
-            ))),
+            Err(_) => Err(DaemonError::Panicked(role)),
         }
     }
 }

@@ -4,8 +4,8 @@
 
 use umbra_ledger::beacon::BeaconChain;
 use umbra_ledger::{
-    Action, Block, Genesis, GenesisAccount, GenesisValidator, Key32, NodeInfo, NodeKind, Params,
-    PublicKey, SigningKey, State, Transaction, TxError, UNIT, registration_message,
+    Action, Amount, Block, Genesis, GenesisAccount, GenesisValidator, Key32, NodeInfo, NodeKind,
+    Params, PublicKey, SigningKey, State, Transaction, TxError, UNIT, registration_message,
 };
 
 pub const CHAIN: &str = "umbra-test";
@@ -55,7 +55,7 @@ pub fn validator_key(n: u8) -> SigningKey {
 
 /// A genesis with accounts 1..=accounts holding `balance` each, `validators` validators of
 /// power 1, and monitors 50 and 51.
-pub fn genesis(params: Params, accounts: u8, balance: u64, validators: u8) -> Genesis {
+pub fn genesis(params: Params, accounts: u8, balance: Amount, validators: u8) -> Genesis {
     Genesis {
         chain_id: CHAIN.into(),
         genesis_time_ms: 1_000_000,

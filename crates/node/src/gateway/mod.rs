@@ -249,7 +249,7 @@ impl Gateway {
             core,
             sessions: HashMap::new(),
             peers,
-            rotation: stamp(&node.first),
+            rotation: crate::epoch::stamp(&node.first),
             inbox: inbox_ops,
             pending_stores: 0,
             status: Arc::clone(&status),
@@ -344,16 +344,6 @@ fn by_routing_address(
         .collect()
 }
 
-/// The key rotation client packets are sent under. Clients build packets with the keys of the
-/// topology they hold, and in a rotation's first epoch some still hold the last rotation's:
-/// the frame then says "unknown", and each node tries its current key, then its previous one.
-fn stamp(current: &Current) -> KeyRotation {
-    match current.epoch {
-        Some(epoch) if epoch.is_first_of_rotation() => KeyRotation::Unknown,
-        _ => KeyRotation::of(current.topology.key_rotation()),
-    }
-}
-
 fn log_place(current: &Current, placement: &Placement) {
     match &placement.me {
         Some(me) => info!(
@@ -392,7 +382,7 @@ impl EpochNode for GatewayEpochs {
                 .iter()
                 .map(NodeDescriptor::routing_address)
                 .collect(),
-            rotation: stamp(current),
+            rotation: crate::epoch::stamp(current),
         };
         if self.core.send(update).await.is_err() {
             return false;
@@ -1014,6 +1004,11 @@ impl umbra_http::Status for GatewayStatus {
             "Drop-cover packets that ended here.",
             counters.cover,
         );
+        page.counter(
+            "umbra_gateway_packets_relayed_total",
+            "Packets from the last layer routed on into the first (mix nodes' loop cover).",
+            counters.relayed,
+        );
         page.counters(
             "umbra_gateway_packets_dropped_total",
             "Packets from mix nodes dropped, by reason.",
@@ -1047,8 +1042,9 @@ impl umbra_http::Status for GatewayStatus {
 
     fn health(&self) -> (bool, String) {
         let connected = self.connected.load(Ordering::Relaxed);
-        self.hop.health(&format!(
-            "\"role\":\"gateway\",\"clients_connected\":{connected}"
-        ))
+        self.hop.health(
+            &format!("\"role\":\"gateway\",\"clients_connected\":{connected}"),
+            None,
+        )
     }
 }

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use umbra_mixnode::MixConfig;
+use umbra_mixnode::{CoverConfig, MixConfig};
 
 use crate::runtime::{HttpConfig, StorageConfig, WorkerConfig};
 use umbra_net::NodeError;
@@ -30,6 +30,9 @@ pub struct MixnodeConfig {
     /// How packets are mixed.
     #[serde(default)]
     pub mixing: MixConfig,
+    /// The node's own loops (Loopix λ_M).
+    #[serde(default)]
+    pub cover: CoverConfig,
     /// How links behave.
     #[serde(default)]
     pub links: LinkConfig,
@@ -67,6 +70,7 @@ impl MixnodeConfig {
                 listen_address: http_address,
             },
             mixing: MixConfig::default(),
+            cover: CoverConfig::default(),
             links: LinkConfig::default(),
             workers: WorkerConfig::default(),
             storage: StorageConfig::default(),
@@ -80,6 +84,9 @@ impl MixnodeConfig {
 
     fn validate(&self) -> Result<(), String> {
         self.mixing.validate().map_err(|error| error.to_string())?;
+        self.cover
+            .validate(self.mixing.max_delay)
+            .map_err(|error| error.to_string())?;
         crate::runtime::validate_links_and_workers(&self.links, &self.workers)?;
         umbra_net::config::validate_source(self.topology.as_deref(), self.ledger.as_ref())
             .map_err(|error| error.to_string())
@@ -128,6 +135,25 @@ max_delay = "10s"
 expected_packets_per_second = 2000
 retention = "25h"
 false_positive_rate = 1e-5
+
+[cover]
+# The node's own loops (Loopix λ_M): ordinary Sphinx packets, like clients', that cross the
+# other layers and a gateway and come back here. They are cover at every node they cross, and
+# the share that does not come back tells whether the network drops this node's packets (an
+# attack, or a bad connection). Loops per second, a Poisson stream; 0 sends none. 5 is one
+# client's loop rate with Nym's settings: about 12 KB/s sent by this node, and about 5 ms of
+# CPU per second and 50 KB/s over all the links of the nodes each loop crosses.
+loop_rate = 5.0
+# The mean delay each mix node on the way holds a loop: the network's (clients': 15ms).
+mean_hop_delay = "15ms"
+# A loop not back within this long is lost (a round trip takes well under a second).
+loop_deadline = "30s"
+# Over the last `loss_window` loops, more than `loss_alarm` of them lost raises the alarm: a
+# warning in the log once per window while it lasts, and "degraded" in /health (the node keeps
+# serving). It ends when the loss is back to half of that. A healthy network loses a few per
+# cent at most; with 200 loops, chance alone crosses 20 % less than once in 10^12 windows.
+loss_window = 200
+loss_alarm = 0.2
 
 {runtime}"#;
 
@@ -194,6 +220,14 @@ mod tests {
             (
                 "listen_address = \"0.0.0.0:1\"\n[mixing]\nmax_delay = \"2h\"",
                 "over an hour",
+            ),
+            (
+                "listen_address = \"0.0.0.0:1\"\n[cover]\nloop_rate = -1.0",
+                "cover.loop_rate",
+            ),
+            (
+                "listen_address = \"0.0.0.0:1\"\n[cover]\nloss_alarm = 1.5",
+                "cover.loss_alarm",
             ),
         ];
         for (text, expected) in cases {

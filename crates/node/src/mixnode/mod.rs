@@ -7,6 +7,13 @@
 //! timeout, which wakes it within tens of microseconds of a packet's due time (tokio's timers
 //! tick in milliseconds).
 //!
+//! Loop cover (the `[cover]` section, Loopix λ_M): the core decides when the node sends a
+//! loop of its own and through which nodes; the `umbra-mix-loops` thread builds its Sphinx
+//! packet (so that the core thread's timing does not wait on it) and hands it back to the core
+//! thread, which sends it like any packet. When the loops come back, the core counts them;
+//! when too many of the recent ones do not, the node warns in its log and `/health` says
+//! "degraded".
+//!
 //! With a ledger (the `[ledger]` section), the node fetches and verifies each epoch's topology
 //! (see [`umbra_net::directory`]) and follows it: its layer, its links and its Sphinx keys change
 //! with the epochs (see [`crate::epoch`]); a node the epoch's active set leaves out stays up,
@@ -26,12 +33,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::{Receiver, Select, Sender};
 use tokio::net::TcpListener;
 use tracing::{info, warn};
-use umbra_mixnode::{Counters, Histogram, MixCore, Unwrapped};
+use umbra_mixnode::{
+    Counters, CoverConfig, Event, Histogram, LoopCounters, LoopOrder, LoopRoutes, MixCore,
+    Unwrapped,
+};
 use umbra_topology::{Layer, NodeDescriptor, Role};
-use umbra_wire::frame::Frame;
+use umbra_wire::frame::{Frame, FrameHeader, KeyRotation};
 
 pub use crate::runtime::{HttpConfig, StorageConfig, WorkerConfig};
 pub use config::MixnodeConfig;
@@ -51,6 +61,9 @@ const KIND: &str = "mixnode";
 const FRAME_QUEUE: usize = 16_384;
 /// How long a stopping node waits for its links to send what is queued.
 const LINK_DRAIN: Duration = Duration::from_secs(10);
+/// Loops waiting to be built; beyond this (the builder is starved of CPU) they are not sent,
+/// and count as lost.
+const LOOP_QUEUE: usize = 256;
 
 pub use crate::runtime::Initialised;
 
@@ -160,10 +173,12 @@ impl Mixnode {
         };
         let peer_links = node.peers.update(&node.placement.next_hops);
 
-        let core = MixCore::new(
+        let mut core = MixCore::new(
             &config.mixing,
             node.placement.next_hops.iter().map(|node| node.mix_address),
-        );
+        )
+        .with_cover(&config.cover, rand::random());
+        core.set_loop_routes(Instant::now(), loop_routes(&node.first, &node.placement));
         let (frames_in, frames_out) = crossbeam_channel::bounded::<(Instant, Frame)>(FRAME_QUEUE);
         let (results_in, results_out) =
             crossbeam_channel::bounded::<Vec<(Instant, Unwrapped)>>(1024);
@@ -173,8 +188,10 @@ impl Mixnode {
             counters: Mutex::new(Counters::default()),
             processing: Mutex::new(Histogram::default()),
             queued: AtomicUsize::new(0),
+            cover: config.cover.clone(),
         });
         log_placement(&node.first, &node.placement);
+        log_cover(&config.cover);
 
         let workers = runtime::spawn_workers(
             &config.workers,
@@ -184,9 +201,23 @@ impl Mixnode {
             move |results| results_in.send(results).is_ok(),
         )?;
         let threads = workers.len();
+        let (orders_in, orders_out) =
+            crossbeam_channel::bounded::<(LoopOrder, KeyRotation)>(LOOP_QUEUE);
+        let (built_in, built_out) = crossbeam_channel::bounded::<(SocketAddr, Frame)>(LOOP_QUEUE);
+        let builder = runtime::spawn_thread("umbra-mix-loops", move || {
+            build_loops(&orders_out, &built_in)
+        })?;
         let core_status = Arc::clone(&status);
+        let shell = CoreShell {
+            input: results_out,
+            updates: updates_out,
+            loops: orders_in,
+            built: built_out,
+            peers: peer_links,
+            stamp: crate::epoch::stamp(&node.first),
+        };
         let core_thread = runtime::spawn_thread("umbra-mix-core", move || {
-            run_core(core, results_out, updates_out, peer_links, &core_status)
+            run_core(core, shell, &core_status)
         })?;
 
         let epochs = MixEpochs {
@@ -218,21 +249,48 @@ impl Mixnode {
         let core = runtime::join_threads("core thread", vec![core_thread])
             .await?
             .remove(0);
+        // the core thread is gone with the orders' queue: the builder finishes
+        runtime::join_threads("loop builder", vec![builder]).await?;
         serving.finish(LINK_DRAIN).await?;
         let counters = core.counters();
         info!(
             received = counters.received,
             forwarded = counters.forwarded,
+            loops_sent = counters.loops.sent,
+            loops_returned = counters.loops.returned,
+            loops_lost = counters.loops.lost,
             "mix node stopped"
         );
         Ok(())
     }
 }
 
-/// New links and next hops for the core thread.
+/// New links, next hops and loop routes for the core thread, and the key rotation to stamp
+/// loops with.
 struct CoreUpdate {
     peers: HashMap<SocketAddr, PeerLink>,
     next_hops: Vec<SocketAddr>,
+    routes: Option<LoopRoutes>,
+    stamp: KeyRotation,
+}
+
+/// The nodes the node's loops may take in an epoch: none when it is not in a layer.
+fn loop_routes(current: &Current, placement: &Placement) -> Option<LoopRoutes> {
+    let me = placement.me.as_ref()?;
+    LoopRoutes::new(&current.topology, me)
+}
+
+fn log_cover(cover: &CoverConfig) {
+    if cover.loop_rate > 0.0 {
+        info!(
+            loops_per_second = cover.loop_rate,
+            "sending loop cover through the network and back"
+        );
+    } else {
+        warn!(
+            "loop cover is off ([cover] loop_rate = 0): the node adds no cover of its own and cannot tell whether the network drops its packets"
+        );
+    }
 }
 
 /// What a mix node changes in each new epoch: its place (layer or idle), and its core's links
@@ -254,6 +312,8 @@ impl EpochNode for MixEpochs {
         let update = CoreUpdate {
             peers: links,
             next_hops: placement.next_hops.iter().map(|n| n.mix_address).collect(),
+            routes: loop_routes(current, placement),
+            stamp: crate::epoch::stamp(current),
         };
         if self.core.send(update).is_err() {
             warn!("the core thread is gone; no longer following the epochs");
@@ -285,15 +345,72 @@ fn log_placement(current: &Current, placement: &Placement) {
     }
 }
 
-/// The core thread: feeds the core, hands due packets to their links, publishes counters;
-/// returns once its input is closed and its queue is empty.
-fn run_core(
-    mut core: MixCore,
+/// What the core thread works with besides the core: its inputs, the loop builder's queues,
+/// the links, and the key rotation loops are stamped with.
+struct CoreShell {
     input: Receiver<Vec<(Instant, Unwrapped)>>,
     updates: Receiver<CoreUpdate>,
-    mut peers: HashMap<SocketAddr, PeerLink>,
-    status: &NodeStatus,
-) -> MixCore {
+    loops: Sender<(LoopOrder, KeyRotation)>,
+    built: Receiver<(SocketAddr, Frame)>,
+    peers: HashMap<SocketAddr, PeerLink>,
+    stamp: KeyRotation,
+}
+
+impl CoreShell {
+    /// Hands a frame to the link of `to`, counting it in the core if it cannot go.
+    /// Sends one of the node's own loops: only over a link that is up. A loop queued on a
+    /// link that is down would be lost anyway (and counted so), and would hold the node's stop
+    /// for the link's drain grace.
+    fn send_loop(&self, core: &mut MixCore, to: SocketAddr, frame: Frame) {
+        match self.peers.get(&to) {
+            Some(peer) if !peer.is_connected() => core.count_send_failure("loop_link_down"),
+            _ => self.send(core, to, frame),
+        }
+    }
+
+    fn send(&self, core: &mut MixCore, to: SocketAddr, frame: Frame) {
+        match self.peers.get(&to) {
+            Some(peer) => match peer.try_send(frame) {
+                Ok(()) => {}
+                Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
+                    core.count_send_failure("link_queue_full")
+                }
+                Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {
+                    core.count_send_failure("link_closed")
+                }
+            },
+            None => core.count_send_failure("no_link"),
+        }
+    }
+
+    /// Carries out what the core reports: loops to the builder, loss alarms to the log.
+    fn carry_out(&self, core: &mut MixCore) {
+        while let Some(event) = core.poll_event() {
+            match event {
+                Event::SendLoop(order) => {
+                    if self.loops.try_send((order, self.stamp)).is_err() {
+                        // never sent: it will count as lost
+                        core.count_send_failure("loop_builder_busy");
+                    }
+                }
+                Event::LoopLossHigh(loss) => warn!(
+                    lost = loss.lost,
+                    of = loss.of,
+                    "{:.0} % of this node's last {} loops did not come back: it is under attack or badly connected",
+                    loss.ratio() * 100.0,
+                    loss.of
+                ),
+                Event::LoopLossNormal(loss) => {
+                    info!(lost = loss.lost, of = loss.of, "loop loss back to normal")
+                }
+            }
+        }
+    }
+}
+
+/// The core thread: feeds the core, fires its timers, hands due packets and built loops to
+/// their links, publishes counters; returns once its input is closed and its queue is empty.
+fn run_core(mut core: MixCore, mut shell: CoreShell, status: &NodeStatus) -> MixCore {
     const PUBLISH_EVERY: Duration = Duration::from_millis(100);
     let mut open = true;
     let mut published = Instant::now();
@@ -304,39 +421,54 @@ fn run_core(
             due.saturating_duration_since(now).min(PUBLISH_EVERY)
         });
         if open {
-            match input.recv_timeout(wait) {
-                Ok(batch) => {
-                    schedule(&mut core, &mut processing, batch);
-                    // take whatever else is already waiting before sending
-                    while let Ok(batch) = input.try_recv() {
-                        schedule(&mut core, &mut processing, batch);
+            let mut select = Select::new();
+            let input = select.recv(&shell.input);
+            let built = select.recv(&shell.built);
+            match select.select_timeout(wait) {
+                Ok(operation) if operation.index() == input => {
+                    match operation.recv(&shell.input) {
+                        Ok(batch) => {
+                            schedule(&mut core, &mut processing, batch);
+                            // take whatever else is already waiting before sending
+                            while let Ok(batch) = shell.input.try_recv() {
+                                schedule(&mut core, &mut processing, batch);
+                            }
+                        }
+                        Err(_) => {
+                            // stopping: no new loops (those out are still awaited)
+                            open = false;
+                            core.set_loop_routes(Instant::now(), None);
+                        }
                     }
                 }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => open = false,
+                Ok(operation) if operation.index() == built => {
+                    if let Ok((to, frame)) = operation.recv(&shell.built) {
+                        shell.send_loop(&mut core, to, frame);
+                    }
+                }
+                Ok(_) | Err(_) => {}
             }
         } else {
             std::thread::sleep(wait);
         }
-        // a new epoch: links and next hops (the old links end once their queues are sent)
-        while let Ok(update) = updates.try_recv() {
-            peers = update.peers;
+        // a new epoch: links, next hops and loop routes (the old links end once their queues
+        // are sent)
+        while let Ok(update) = shell.updates.try_recv() {
+            shell.peers = update.peers;
+            shell.stamp = update.stamp;
             core.set_next_hops(update.next_hops);
+            if open {
+                core.set_loop_routes(Instant::now(), update.routes);
+            }
         }
         let now = Instant::now();
+        core.handle_timeout(now);
+        shell.carry_out(&mut core);
+        while let Ok((to, frame)) = shell.built.try_recv() {
+            shell.send_loop(&mut core, to, frame);
+        }
         while let Some(transmit) = core.poll_transmit(now) {
-            match peers.get(&transmit.to) {
-                Some(peer) => match peer.try_send(transmit.frame) {
-                    Ok(()) => {}
-                    Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
-                        core.count_send_failure("link_queue_full")
-                    }
-                    Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {
-                        core.count_send_failure("link_closed")
-                    }
-                },
-                None => core.count_send_failure("no_link"),
-            }
+            shell.send(&mut core, transmit.to, transmit.frame);
         }
         let finished = !open && core.queued() == 0;
         if finished || now.duration_since(published) >= PUBLISH_EVERY {
@@ -353,6 +485,28 @@ fn run_core(
         }
         if finished {
             return core;
+        }
+    }
+}
+
+/// The loop builder thread: builds each loop the core orders (the costly Sphinx work, one
+/// shared secret per hop) and hands it back to the core thread to send; returns once the core
+/// thread is gone.
+fn build_loops(orders: &Receiver<(LoopOrder, KeyRotation)>, built: &Sender<(SocketAddr, Frame)>) {
+    let mut rng = rand::rng();
+    for (order, stamp) in orders {
+        match order.build(&mut rng) {
+            Ok(packet) => {
+                let frame = Frame {
+                    header: FrameHeader::v8(packet.size(), stamp),
+                    packet,
+                };
+                if built.send((order.first_hop, frame)).is_err() {
+                    return;
+                }
+            }
+            // the core draws routes of four hops and a short message: this cannot happen
+            Err(error) => warn!(%error, "could not build a loop"),
         }
     }
 }
@@ -374,6 +528,7 @@ struct NodeStatus {
     counters: Mutex<Counters>,
     processing: Mutex<Histogram>,
     queued: AtomicUsize,
+    cover: CoverConfig,
 }
 
 impl umbra_http::Status for NodeStatus {
@@ -449,6 +604,7 @@ impl umbra_http::Status for NodeStatus {
             processing.counts(),
             processing.sum().as_secs_f64(),
         );
+        render_loops(&mut page, &counters.loops, &self.cover);
         let place = self.hop.place();
         page.gauge(
             "umbra_mixnode_layer",
@@ -462,6 +618,75 @@ impl umbra_http::Status for NodeStatus {
     fn health(&self) -> (bool, String) {
         let layer = self.hop.place().layer.map(|layer| layer.number());
         let layer = layer.map_or_else(|| "null".to_owned(), |n| n.to_string());
-        self.hop.health(&format!("\"layer\":{layer}"))
+        let loops = self
+            .counters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .loops
+            .clone();
+        let recent = loops.recent;
+        let fields = format!(
+            "\"layer\":{layer},\"loops\":{{\"sent\":{},\"returned\":{},\"lost\":{},\"recent_lost\":{},\"recent_of\":{},\"alarm\":{}}}",
+            loops.sent, loops.returned, loops.lost, recent.lost, recent.of, loops.alarm
+        );
+        // still serving: the node is as useful as the network lets it be
+        let warning = loops.alarm.then(|| {
+            format!(
+                "{} of this node's last {} loops did not come back: it is under attack or badly connected",
+                recent.lost, recent.of
+            )
+        });
+        self.hop.health(&fields, warning.as_deref())
     }
+}
+
+/// The node's loops in `/metrics`.
+fn render_loops(page: &mut Exposition, loops: &LoopCounters, cover: &CoverConfig) {
+    page.gauge(
+        "umbra_mixnode_loop_rate",
+        "Loops per second the node sends (Loopix λ_M; 0: none).",
+        cover.loop_rate,
+    );
+    page.counter(
+        "umbra_mixnode_loops_sent_total",
+        "Loops the node sent through the network and back to itself.",
+        loops.sent,
+    );
+    page.counter(
+        "umbra_mixnode_loops_returned_total",
+        "Loops that came back within their deadline.",
+        loops.returned,
+    );
+    page.counter(
+        "umbra_mixnode_loops_lost_total",
+        "Loops not back within their deadline.",
+        loops.lost,
+    );
+    page.gauge(
+        "umbra_mixnode_loops_pending",
+        "Loops out, neither back nor past their deadline.",
+        loops.pending as f64,
+    );
+    page.gauge(
+        "umbra_mixnode_loop_recent_loss_ratio",
+        "The share of the most recent loops (see umbra_mixnode_loop_recent_loops) that was lost.",
+        loops.recent.ratio(),
+    );
+    page.gauge(
+        "umbra_mixnode_loop_recent_loops",
+        "Loops the recent loss is measured over (up to the configured window).",
+        loops.recent.of as f64,
+    );
+    page.gauge(
+        "umbra_mixnode_loop_loss_alarm",
+        "1 while the recent loss is above the alarm's threshold: under attack or badly connected.",
+        f64::from(u8::from(loops.alarm)),
+    );
+    page.histogram(
+        "umbra_mixnode_loop_round_trip_seconds",
+        "How long returned loops took, sent to back.",
+        &Histogram::BOUNDS,
+        loops.round_trip.counts(),
+        loops.round_trip.sum().as_secs_f64(),
+    );
 }

@@ -148,7 +148,10 @@ impl Daemon {
         let child = Command::new(UMBRA)
             .args([self.role, "run", "--data-dir"])
             .arg(&self.dir)
-            .env("RUST_LOG", "info,umbra_net=debug")
+            .env(
+                "RUST_LOG",
+                "info,umbra_net=debug,umbra_client_daemons=debug",
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

@@ -18,14 +18,14 @@ use malachitebft_sync::ValueResponse;
 
 use super::context::{Address, BlockHash, Height, ProposalPart, Sig, UmbraContext};
 
-/// A message that could not be encoded or decoded.
+/// A message that could not be encoded or decoded (borsh's error says what was wrong).
 #[derive(Debug, thiserror::Error)]
 #[error("consensus message encoding: {0}")]
-pub struct CodecError(String);
+pub struct CodecError(std::io::Error);
 
 impl From<std::io::Error> for CodecError {
     fn from(error: std::io::Error) -> Self {
-        CodecError(error.to_string())
+        CodecError(error)
     }
 }
 
