@@ -50,10 +50,14 @@ impl SubmitError {
 }
 
 /// The scores as the ledger's `SubmitPerformance` takes them: the one place where the
-/// monitor's types meet the ledger's (if the ledger's node ids or ppm become newtypes, only
-/// this changes). Unscored nodes are left out, so the ledger keeps their previous performance.
+/// monitor's types meet the ledger's. Unscored nodes are left out, so the ledger keeps their
+/// previous performance.
 pub fn ledger_scores(attribution: &Attribution) -> Vec<(umbra_ledger::NodeId, umbra_ledger::Ppm)> {
-    attribution.performance()
+    attribution
+        .performance()
+        .into_iter()
+        .map(|(node, ppm)| (umbra_ledger::NodeId(node), umbra_ledger::Ppm(ppm)))
+        .collect()
 }
 
 /// What reporting needs: where the evidence goes, who signs, which ledger.
