@@ -1102,11 +1102,15 @@ impl Demo {
                     let latency = n
                         .and_then(|n| self.asked.get(&n))
                         .map_or_else(String::new, |at| format!(" in {} ms", at.elapsed().as_millis()));
+                    // answered on a task of its own: this future is raced in a select! and
+                    // may be dropped at any await, which would lose this line
                     if let Some(tag) = reply_to {
-                        let answer = format!("answer to {text}");
-                        if let Err(error) = self.bob.reply(tag, answer).await {
-                            println!("[demo] bob cannot answer: {error}");
-                        }
+                        let (bob, answer) = (self.bob.sender(), format!("answer to {text}"));
+                        tokio::spawn(async move {
+                            if let Err(error) = bob.reply(tag, answer).await {
+                                println!("[demo] bob cannot answer: {error}");
+                            }
+                        });
                     }
                     Some(format!("[demo] alice -> bob    {text:?} arrived{latency}"))
                 }
