@@ -19,6 +19,8 @@ use umbra_client_daemons::client::ClientEvent;
 use umbra_ledger::{Genesis, PublicKey, SigningKey};
 use umbra_monitor::{EpochSchedule, Event, Monitor, Roster, RouteId, TestRoute};
 use umbra_net::NodeError;
+
+use crate::error::MonitorError;
 use umbra_net::directory::{self, Current, Directory, Refresh, TrustRoot};
 use umbra_net::keys::read_key;
 use umbra_topology::NodeId;
@@ -41,7 +43,7 @@ pub struct MonitorDaemon {
 
 impl MonitorDaemon {
     /// Reads the monitor in `data_dir`; every error names the file and what is wrong.
-    pub fn load(data_dir: &Path) -> Result<MonitorDaemon, NodeError> {
+    pub fn load(data_dir: &Path) -> Result<MonitorDaemon, MonitorError> {
         let config_path = data_dir.join(CONFIG_FILE);
         umbra_net::config::require_config(&config_path, data_dir, "monitor")?;
         let config = MonitorDaemonConfig::load(&config_path)?;
@@ -89,16 +91,16 @@ impl MonitorDaemon {
     }
 
     /// Binds the HTTP port and runs until `shutdown`.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), NodeError> {
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), MonitorError> {
         let address = self.http_address();
         let listener = TcpListener::bind(address).await.map_err(|source| {
             if source.kind() == std::io::ErrorKind::AddrInUse {
-                NodeError::Other(format!(
-                    "cannot listen on {address}: another program holds it (another monitor, or localnet's?); stop it, or set another [http] listen_address in {}",
-                    self.data_dir.join(CONFIG_FILE).display()
-                ))
+                MonitorError::PortTaken {
+                    address,
+                    config: self.data_dir.join(CONFIG_FILE),
+                }
             } else {
-                NodeError::Bind { address, source }
+                NodeError::Bind { address, source }.into()
             }
         })?;
         self.run_with(listener, shutdown).await
@@ -111,7 +113,7 @@ impl MonitorDaemon {
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send,
-    ) -> Result<(), NodeError> {
+    ) -> Result<(), MonitorError> {
         let mut shutdown = std::pin::pin!(shutdown);
         let stop = CancellationToken::new();
         let store = Arc::new(EvidenceStore::open(
@@ -153,7 +155,7 @@ impl MonitorDaemon {
         status: Arc<Status>,
         stop: CancellationToken,
         submitting: bool,
-    ) -> Result<(), NodeError> {
+    ) -> Result<(), MonitorError> {
         let first = self.directory.first(&stop).await?;
         let refresh = Refresh::client(self.directory.trust());
         let (topologies, follower) =
@@ -214,7 +216,7 @@ struct Driver {
 
 impl Driver {
     /// Feeds the core, fires its timers and carries out its output until `stop`.
-    async fn run(&mut self, mut events: mpsc::Receiver<Tagged>) -> Result<(), NodeError> {
+    async fn run(&mut self, mut events: mpsc::Receiver<Tagged>) -> Result<(), MonitorError> {
         let first = Arc::clone(&self.topologies.borrow_and_update());
         self.epoch(&first)?;
         loop {
@@ -250,7 +252,7 @@ impl Driver {
     }
 
     /// A new epoch's topology: clients for its gateways, and the epoch to the core.
-    fn epoch(&mut self, current: &Current) -> Result<(), NodeError> {
+    fn epoch(&mut self, current: &Current) -> Result<(), MonitorError> {
         self.sync_sessions(current)?;
         let Some(epoch) = current.epoch else {
             return Ok(());
@@ -294,7 +296,7 @@ impl Driver {
 
     /// Starts a client for each gateway of the topology that has none, and stops those of
     /// gateways it no longer lists.
-    fn sync_sessions(&mut self, current: &Current) -> Result<(), NodeError> {
+    fn sync_sessions(&mut self, current: &Current) -> Result<(), MonitorError> {
         let gateways: BTreeMap<NodeId, _> = current
             .topology
             .gateways()

@@ -13,7 +13,8 @@ use umbra_client::{Client, ClientKeys};
 use umbra_client_daemons::client::{
     self, ClientEvent, ClientHandle, ClientSetup, DEFAULT_MAX_PENDING_BYTES,
 };
-use umbra_net::NodeError;
+
+use crate::error::MonitorError;
 use umbra_net::directory::Current;
 use umbra_net::files::create_private_dir;
 use umbra_net::keys::{read_key, write_new_key};
@@ -49,7 +50,7 @@ impl Session {
         topologies: watch::Receiver<Arc<Current>>,
         events: mpsc::Sender<Tagged>,
         stop: CancellationToken,
-    ) -> Result<Session, NodeError> {
+    ) -> Result<Session, MonitorError> {
         let keys = client_keys(&data_dir.join(CLIENTS_DIR), &gateway.noise_key)?;
         let core = Client::new(
             config.client.clone(),
@@ -59,8 +60,9 @@ impl Session {
             rand::random(),
             tokio::time::Instant::now().into_std(),
         )
-        .map_err(|error| {
-            NodeError::Other(format!("the client of gateway {}: {error}", gateway.id))
+        .map_err(|error| MonitorError::Client {
+            gateway: gateway.id,
+            source: error,
         })?;
         let setup = ClientSetup {
             gateway_address: gateway.client_address.unwrap_or(gateway.mix_address),
@@ -99,7 +101,7 @@ impl Session {
 }
 
 /// The keys of the monitor's client of the gateway with `noise_key`, made if new.
-fn client_keys(clients: &Path, noise_key: &NoiseKey) -> Result<ClientKeys, NodeError> {
+fn client_keys(clients: &Path, noise_key: &NoiseKey) -> Result<ClientKeys, MonitorError> {
     let dir = clients.join(noise_key.to_string());
     let (identity, encryption) = (dir.join(IDENTITY_KEY_FILE), dir.join(ENCRYPTION_KEY_FILE));
     if !identity.exists() {

@@ -145,9 +145,6 @@ pub enum NodeError {
     /// Asked to stop before it could start.
     #[error("stopped before {0}")]
     Stopped(&'static str),
-    /// Anything else that stops the node, said plainly.
-    #[error("{0}")]
-    Other(String),
 }
 
 impl NodeError {

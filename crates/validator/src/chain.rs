@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
+use crate::ValidatorError;
 use umbra_ledger::{
     Block, Genesis, Hash, PublicKey, SignedTopology, State, Transaction, TxError, ValidatorKey,
 };
@@ -70,11 +71,10 @@ pub struct Chain {
 
 impl Chain {
     /// Opens the chain: the genesis state, then every stored block applied again in order.
-    pub fn open(genesis: Genesis, store_path: &Path) -> Result<Chain, NodeError> {
+    pub fn open(genesis: Genesis, store_path: &Path) -> Result<Chain, ValidatorError> {
         let validators = genesis.validator_keys();
         let mut inner = Inner {
-            state: State::genesis(&genesis)
-                .map_err(|problem| NodeError::Other(problem.to_string()))?,
+            state: State::genesis(&genesis)?,
             queue: VecDeque::new(),
             queued: HashSet::new(),
             next_nonce: HashMap::new(),
@@ -246,7 +246,7 @@ impl Chain {
 
     /// Commits a decided block: applies it, stores it durably with its receipts, and drops
     /// from the mempool what it included and what can no longer apply.
-    pub fn commit(&self, block: &Block) -> Result<Vec<Result<(), TxError>>, NodeError> {
+    pub fn commit(&self, block: &Block) -> Result<Vec<Result<(), TxError>>, ValidatorError> {
         self.commit_certified(block, None)
     }
 
@@ -255,12 +255,10 @@ impl Chain {
         &self,
         block: &Block,
         certificate: Option<&[u8]>,
-    ) -> Result<Vec<Result<(), TxError>>, NodeError> {
+    ) -> Result<Vec<Result<(), TxError>>, ValidatorError> {
         let mut inner = self.lock();
         let mut next = inner.state.clone();
-        let outcomes = next.apply_block(block).map_err(|error| {
-            NodeError::Other(format!("a decided block does not apply: {error}"))
-        })?;
+        let outcomes = next.apply_block(block).map_err(ValidatorError::Diverged)?;
         self.store.append(block, &outcomes, certificate)?;
         inner.state = next;
         inner.certify(&self.validators);
@@ -295,7 +293,7 @@ impl Chain {
     }
 
     /// A committed transaction's receipt.
-    pub fn receipt(&self, hash: &Hash) -> Result<Option<Receipt>, NodeError> {
+    pub fn receipt(&self, hash: &Hash) -> Result<Option<Receipt>, ValidatorError> {
         self.store.receipt(hash)
     }
 
@@ -305,7 +303,7 @@ impl Chain {
     }
 
     /// A committed block.
-    pub fn block(&self, height: u64) -> Result<Option<Block>, NodeError> {
+    pub fn block(&self, height: u64) -> Result<Option<Block>, ValidatorError> {
         self.store.block(height)
     }
 }

@@ -4,6 +4,7 @@ pub mod api;
 pub mod bft;
 pub mod chain;
 pub mod duties;
+mod error;
 pub mod solo;
 pub mod store;
 
@@ -28,6 +29,7 @@ use umbra_net::keys::{read_key, write_new_key};
 use crate::api::Counters;
 use crate::chain::Chain;
 use crate::duties::Duties;
+pub use crate::error::ValidatorError;
 
 /// The validator's signing key file.
 pub const VALIDATOR_KEY_FILE: &str = "validator.key";
@@ -54,7 +56,7 @@ pub trait Sequencer {
         duties: Duties,
         counters: Arc<Counters>,
         shutdown: CancellationToken,
-    ) -> impl Future<Output = Result<(), NodeError>> + Send;
+    ) -> impl Future<Output = Result<(), ValidatorError>> + Send;
 }
 
 /// A validator's `config.toml`.
@@ -176,7 +178,7 @@ pub fn config_text(
 }
 
 /// Creates a validator's keys, configuration and (unless given one) a solo genesis.
-pub fn init(data_dir: &Path, options: &InitOptions) -> Result<Initialised, NodeError> {
+pub fn init(data_dir: &Path, options: &InitOptions) -> Result<Initialised, ValidatorError> {
     ensure_new(
         data_dir,
         &[
@@ -247,7 +249,10 @@ pub fn init(data_dir: &Path, options: &InitOptions) -> Result<Initialised, NodeE
 
 /// What a validator contributes to a genesis: its key and beacon commitment, read from its data
 /// directory.
-pub fn genesis_validator(data_dir: &Path, name: String) -> Result<GenesisValidator, NodeError> {
+pub fn genesis_validator(
+    data_dir: &Path,
+    name: String,
+) -> Result<GenesisValidator, ValidatorError> {
     let key = SigningKey::from_seed(read_key(&data_dir.join(VALIDATOR_KEY_FILE))?);
     let secret = read_key(&data_dir.join(BEACON_KEY_FILE))?;
     Ok(GenesisValidator {
@@ -265,11 +270,9 @@ pub fn build_genesis(
     validator_dirs: &[PathBuf],
     chain_id: &str,
     params: Params,
-) -> Result<Genesis, NodeError> {
+) -> Result<Genesis, ValidatorError> {
     if validator_dirs.is_empty() {
-        return Err(NodeError::Other(
-            "name at least one validator directory".into(),
-        ));
+        return Err(ValidatorError::NoValidators);
     }
     for dir in validator_dirs {
         ensure_new(dir, &[GENESIS_FILE, STORE_FILE])?;
@@ -281,9 +284,7 @@ pub fn build_genesis(
         .collect::<Result<Vec<_>, _>>()?;
     let keys: std::collections::BTreeSet<_> = validators.iter().map(|v| v.key).collect();
     if keys.len() != validators.len() {
-        return Err(NodeError::Other(
-            "two of the directories hold the same validator key".into(),
-        ));
+        return Err(ValidatorError::DuplicateValidator);
     }
     Ok(Genesis {
         chain_id: chain_id.to_owned(),
@@ -306,7 +307,7 @@ pub fn make_genesis(
     chain_id: &str,
     params: Params,
     account_key: &Path,
-) -> Result<Genesis, NodeError> {
+) -> Result<Genesis, ValidatorError> {
     let mut genesis = build_genesis(validator_dirs, chain_id, params)?;
     let account = SigningKey::generate(&mut rand::rng());
     write_new_key(account_key, &account.seed())?;
@@ -315,24 +316,25 @@ pub fn make_genesis(
         balance: 1_000_000 * UNIT,
     });
     let text = genesis.to_json();
-    Genesis::from_json(&text).map_err(|problem| NodeError::Other(problem.to_string()))?;
+    Genesis::from_json(&text)?;
     for dir in validator_dirs {
         write_file(&dir.join(GENESIS_FILE), &text)?;
     }
     Ok(genesis)
 }
 
-fn write_file(path: &Path, text: &str) -> Result<(), NodeError> {
-    umbra_net::files::write_private(path, text.as_bytes())
+fn write_file(path: &Path, text: &str) -> Result<(), ValidatorError> {
+    Ok(umbra_net::files::write_private(path, text.as_bytes())?)
 }
 
 /// Reads a genesis file, naming the file in any error.
-pub fn read_genesis(path: &Path) -> Result<Genesis, NodeError> {
+pub fn read_genesis(path: &Path) -> Result<Genesis, ValidatorError> {
     let text = std::fs::read_to_string(path).map_err(|source| NodeError::Read {
         path: path.to_owned(),
         source,
     })?;
-    Genesis::from_json(&text).map_err(|problem| NodeError::invalid(path, problem.to_string()))
+    Genesis::from_json(&text)
+        .map_err(|problem| NodeError::invalid(path, problem.to_string()).into())
 }
 
 /// Milliseconds since the Unix epoch.
@@ -344,7 +346,7 @@ pub fn now_ms() -> u64 {
 }
 
 /// Runs the validator in `data_dir` with the solo sequencer until `shutdown`.
-pub async fn run(data_dir: &Path, shutdown: CancellationToken) -> Result<(), NodeError> {
+pub async fn run(data_dir: &Path, shutdown: CancellationToken) -> Result<(), ValidatorError> {
     let config_path = data_dir.join(CONFIG_FILE);
     require_config(&config_path, data_dir, "validator")?;
     let config: ValidatorConfig = read_toml(&config_path)?;
@@ -352,7 +354,8 @@ pub async fn run(data_dir: &Path, shutdown: CancellationToken) -> Result<(), Nod
         return Err(NodeError::invalid(
             &config_path,
             "block_interval and max_block_transactions must be more than zero",
-        ));
+        )
+        .into());
     }
     let limits = config.api;
     if limits.max_connections == 0
@@ -362,7 +365,7 @@ pub async fn run(data_dir: &Path, shutdown: CancellationToken) -> Result<(), Nod
         return Err(NodeError::invalid(
             &config_path,
             "in [api]: max_connections, header_timeout and request_timeout must be more than zero (defaults 1024, \"10s\", \"30s\")",
-        ));
+        ).into());
     }
     let genesis = read_genesis(&data_dir.join(GENESIS_FILE))?;
     let seed = read_key(&data_dir.join(VALIDATOR_KEY_FILE))?;
@@ -374,12 +377,13 @@ pub async fn run(data_dir: &Path, shutdown: CancellationToken) -> Result<(), Nod
         move || chain.read(|state| Duties::new(key, secret, state))
     })
     .await
-    .map_err(|error| NodeError::Other(error.to_string()))?;
+    .map_err(|_| ValidatorError::Panicked("task reading the ledger"))?;
     if !duties.is_validator() {
         return Err(NodeError::invalid(
             data_dir.join(VALIDATOR_KEY_FILE),
             "is not the key of any validator genesis.json names",
-        ));
+        )
+        .into());
     }
     if let (Some(commitment), Some(expected)) = (
         duties.commitment(),
@@ -394,7 +398,8 @@ pub async fn run(data_dir: &Path, shutdown: CancellationToken) -> Result<(), Nod
         return Err(NodeError::invalid(
             data_dir.join(BEACON_KEY_FILE),
             "does not match this validator's beacon commitment in genesis.json",
-        ));
+        )
+        .into());
     }
     let listener = tokio::net::TcpListener::bind(config.listen_address)
         .await
@@ -448,7 +453,8 @@ pub async fn run(data_dir: &Path, shutdown: CancellationToken) -> Result<(), Nod
                 "genesis.json names {count} validators, so they must agree by BFT consensus: add a \
                  [consensus] section with this validator's p2p_address and the others' peers"
             ),
-        )),
+        )
+        .into()),
     };
     shutdown.cancel();
     let _ = api.await;

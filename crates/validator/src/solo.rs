@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use crate::ValidatorError;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
-use umbra_net::NodeError;
 
 use crate::Sequencer;
 use crate::api::Counters;
@@ -31,7 +31,7 @@ impl Sequencer for Solo {
         duties: Duties,
         counters: Arc<Counters>,
         shutdown: CancellationToken,
-    ) -> Result<(), NodeError> {
+    ) -> Result<(), ValidatorError> {
         // a block at most every block_interval; a transaction that finds the chain idle is
         // committed at once
         let mut ticker = tokio::time::interval(self.block_interval);

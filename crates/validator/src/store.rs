@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::ValidatorError;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use umbra_ledger::{Block, Hash, TxError};
@@ -33,7 +34,7 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the store at `path` for the chain whose genesis hash is `genesis`;
     /// refuses a store of another chain.
-    pub fn open(path: &Path, genesis: Hash) -> Result<Store, NodeError> {
+    pub fn open(path: &Path, genesis: Hash) -> Result<Store, ValidatorError> {
         let broken = |error: &dyn std::fmt::Display| {
             NodeError::invalid(path, format!("the block store cannot be opened: {error}"))
         };
@@ -56,7 +57,7 @@ impl Store {
                         path,
                         "holds the blocks of another chain (its genesis differs from genesis.json); \
                          move it away to start this chain afresh",
-                    ));
+                    ).into());
                 }
                 Some(_) => {}
                 None => {
@@ -73,8 +74,8 @@ impl Store {
         Ok(store)
     }
 
-    fn error(&self, error: impl std::fmt::Display) -> NodeError {
-        NodeError::invalid(&self.path, format!("block store: {error}"))
+    fn error(&self, error: impl std::fmt::Display) -> ValidatorError {
+        NodeError::invalid(&self.path, format!("block store: {error}")).into()
     }
 
     /// Stores a block, its transactions' outcomes and (under BFT) its commit certificate,
@@ -84,7 +85,7 @@ impl Store {
         block: &Block,
         outcomes: &[Result<(), TxError>],
         certificate: Option<&[u8]>,
-    ) -> Result<(), NodeError> {
+    ) -> Result<(), ValidatorError> {
         let bytes = serde_json::to_vec(block).map_err(|error| self.error(error))?;
         let txn = self.db.begin_write().map_err(|error| self.error(error))?;
         {
@@ -119,7 +120,7 @@ impl Store {
     }
 
     /// The block at `height` as stored (JSON).
-    pub fn block_bytes(&self, height: u64) -> Result<Option<Vec<u8>>, NodeError> {
+    pub fn block_bytes(&self, height: u64) -> Result<Option<Vec<u8>>, ValidatorError> {
         let txn = self.db.begin_read().map_err(|error| self.error(error))?;
         let blocks = txn.open_table(BLOCKS).map_err(|error| self.error(error))?;
         Ok(blocks
@@ -129,7 +130,7 @@ impl Store {
     }
 
     /// The commit certificate stored with the block at `height`.
-    pub fn certificate(&self, height: u64) -> Result<Option<Vec<u8>>, NodeError> {
+    pub fn certificate(&self, height: u64) -> Result<Option<Vec<u8>>, ValidatorError> {
         let txn = self.db.begin_read().map_err(|error| self.error(error))?;
         let certificates = txn
             .open_table(CERTIFICATES)
@@ -141,7 +142,7 @@ impl Store {
     }
 
     /// The block at `height`.
-    pub fn block(&self, height: u64) -> Result<Option<Block>, NodeError> {
+    pub fn block(&self, height: u64) -> Result<Option<Block>, ValidatorError> {
         let txn = self.db.begin_read().map_err(|error| self.error(error))?;
         let blocks = txn.open_table(BLOCKS).map_err(|error| self.error(error))?;
         let Some(bytes) = blocks.get(height).map_err(|error| self.error(error))? else {
@@ -153,7 +154,7 @@ impl Store {
     }
 
     /// The height of the last stored block (0 if none).
-    pub fn height(&self) -> Result<u64, NodeError> {
+    pub fn height(&self) -> Result<u64, ValidatorError> {
         let txn = self.db.begin_read().map_err(|error| self.error(error))?;
         let blocks = txn.open_table(BLOCKS).map_err(|error| self.error(error))?;
         let last = blocks.last().map_err(|error| self.error(error))?;
@@ -161,7 +162,7 @@ impl Store {
     }
 
     /// A transaction's receipt.
-    pub fn receipt(&self, hash: &Hash) -> Result<Option<Receipt>, NodeError> {
+    pub fn receipt(&self, hash: &Hash) -> Result<Option<Receipt>, ValidatorError> {
         let txn = self.db.begin_read().map_err(|error| self.error(error))?;
         let receipts = txn
             .open_table(RECEIPTS)

@@ -27,6 +27,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use crate::ValidatorError;
 use bytes::Bytes;
 use malachitebft_app::config::{
     ConsensusConfig, NodeConfig, P2pConfig, PubSubProtocol, ValueSyncConfig,
@@ -50,7 +51,6 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use umbra_ledger::{Block, SigningKey, Transaction};
-use umbra_net::NodeError;
 
 use crate::Sequencer;
 use crate::api::Counters;
@@ -167,7 +167,7 @@ impl Sequencer for Bft {
         duties: Duties,
         counters: Arc<Counters>,
         shutdown: CancellationToken,
-    ) -> Result<(), NodeError> {
+    ) -> Result<(), ValidatorError> {
         let chain_id = chain.genesis().chain_id.clone();
         let ctx = UmbraContext {
             chain_id: chain_id.clone(),
@@ -175,16 +175,19 @@ impl Sequencer for Bft {
         let address = Address::from(self.key.public());
         let mut seed = self.key.seed();
         let keypair = Keypair::ed25519_from_bytes(&mut seed)
-            .map_err(|error| NodeError::Other(format!("the validator key: {error}")))?;
+            .map_err(|error| ValidatorError::NetworkIdentity(error.to_string()))?;
         let peer_id = keypair.public().to_peer_id();
         let signer = UmbraSigner::new(SigningKey::from_seed(self.key.seed()), chain_id.clone());
         let proof = signer
             .sign_validator_proof(self.key.public().0.to_vec(), peer_id.to_bytes())
             .await
-            .map_err(|error| NodeError::Other(error.to_string()))?;
+            .map_err(|error| ValidatorError::NetworkIdentity(error.to_string()))?;
         let proof_bytes = UmbraCodec
             .encode(&proof)
-            .map_err(|error| NodeError::Other(error.to_string()))?;
+            .map_err(|error| ValidatorError::Encode {
+                what: "the validator proof",
+                problem: error.to_string(),
+            })?;
         let identity = NetworkIdentity::new_validator(
             address.to_string(),
             keypair,
@@ -231,9 +234,7 @@ impl Sequencer for Bft {
             RequestContext::new(100),
         )
         .await
-        .map_err(|error| {
-            NodeError::Other(format!("the consensus engine did not start: {error:#}"))
-        })?;
+        .map_err(|error| ValidatorError::EngineStart(format!("{error:#}")))?;
         // the engine made its log with the default mode
         umbra_net::files::prepare_private_file(&self.wal)?;
         info!(
@@ -273,7 +274,7 @@ impl Sequencer for Bft {
                 message = channels.consensus.recv() => message,
             };
             let Some(message) = message else {
-                break Err(NodeError::Other("the consensus engine stopped".into()));
+                break Err(ValidatorError::EngineStopped("engine"));
             };
             if let Err(error) = app.handle(message, &mut channels, &shutdown).await {
                 break Err(error);
@@ -464,9 +465,11 @@ impl App {
         block: &Block,
         round: Round,
         valid_round: Round,
-    ) -> Result<(), NodeError> {
-        let bytes =
-            serde_json::to_vec(block).map_err(|error| NodeError::Other(error.to_string()))?;
+    ) -> Result<(), ValidatorError> {
+        let bytes = serde_json::to_vec(block).map_err(|error| ValidatorError::Encode {
+            what: "a proposed block",
+            problem: error.to_string(),
+        })?;
         let mut id = block.height.to_be_bytes().to_vec();
         id.extend_from_slice(&round.as_i64().to_be_bytes());
         let stream = StreamId::new(Bytes::from(id));
@@ -485,7 +488,7 @@ impl App {
                 .network
                 .send(NetworkMsg::PublishProposalPart(message))
                 .await
-                .map_err(|_| NodeError::Other("the consensus network stopped".into()))?;
+                .map_err(|_| ValidatorError::EngineStopped("network"))?;
         }
         Ok(())
     }
@@ -495,7 +498,7 @@ impl App {
         message: AppMsg<UmbraContext>,
         channels: &mut Channels<UmbraContext>,
         shutdown: &CancellationToken,
-    ) -> Result<(), NodeError> {
+    ) -> Result<(), ValidatorError> {
         match message {
             AppMsg::ConsensusReady { reply } => {
                 let height = self.next_height();
@@ -640,15 +643,18 @@ impl App {
                     certificate,
                     extensions,
                 );
-                let bytes = encode_certificate(&extended)
-                    .map_err(|error| NodeError::Other(error.to_string()))?;
+                let bytes =
+                    encode_certificate(&extended).map_err(|error| ValidatorError::Encode {
+                        what: "a commit certificate",
+                        problem: error.to_string(),
+                    })?;
                 let chain = Arc::clone(&self.chain);
                 let committed = block.clone();
                 let outcomes = tokio::task::spawn_blocking(move || {
                     chain.commit_certified(&committed, Some(&bytes))
                 })
                 .await
-                .map_err(|error| NodeError::Other(error.to_string()))??;
+                .map_err(|_| ValidatorError::Panicked("task committing a block"))??;
                 let failed = outcomes.iter().filter(|outcome| outcome.is_err()).count();
                 self.counters.blocks.fetch_add(1, Ordering::Relaxed);
                 self.counters
@@ -688,7 +694,7 @@ impl App {
                 let (start, end) = (range.start().0, range.end().0);
                 let values = tokio::task::spawn_blocking(move || decided(&chain, start, end))
                     .await
-                    .map_err(|error| NodeError::Other(error.to_string()))?;
+                    .map_err(|_| ValidatorError::Panicked("task reading decided blocks"))?;
                 let _ = reply.send(values);
             }
             AppMsg::ProcessSyncedValue {
