@@ -42,6 +42,14 @@ pub struct Params {
     pub initial_performance: Ppm,
     /// How many past epochs of performance and rewards the ledger keeps for queries.
     pub history_epochs: u32,
+    /// The performance, in ppm, below which a node is left out of the active set (unless a
+    /// layer would otherwise be empty, or the network without a gateway: then the best of
+    /// those below fill it).
+    pub performance_threshold: Ppm,
+    /// What a node's performance regains, in ppm, for each epoch it spends out of the active
+    /// set (where no monitor can measure it), up to `initial_performance`: a node left out
+    /// for poor performance comes back to be measured again after a few epochs.
+    pub performance_recovery: Ppm,
 }
 
 impl Default for Params {
@@ -61,6 +69,8 @@ impl Default for Params {
             default_profit_margin: Ppm(200_000),
             initial_performance: PPM,
             history_epochs: 168,
+            performance_threshold: Ppm(800_000),
+            performance_recovery: Ppm(100_000),
         }
     }
 }
@@ -90,6 +100,8 @@ impl Params {
             ("sybil_resistance", self.sybil_resistance),
             ("default_profit_margin", self.default_profit_margin),
             ("initial_performance", self.initial_performance),
+            ("performance_threshold", self.performance_threshold),
+            ("performance_recovery", self.performance_recovery),
         ];
         for (name, value) in fractions {
             if value > PPM {

@@ -10,7 +10,7 @@
 //! `(1 + R) × D / T`, which raises every delegation's value by the factor `1 + D/T`: rewards
 //! compound, and paying a delegator touches only its own record.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -169,8 +169,28 @@ pub struct NodeEpochReport {
     pub measured: bool,
     /// Its stake during the epoch.
     pub stake: Amount,
+    /// The operator's pledge during the epoch (before this epoch's reward).
+    pub pledge: Amount,
+    /// The delegations during the epoch (before this epoch's reward).
+    pub delegations: Amount,
+    /// The operating cost its reward covered: the interval's cost over its epochs.
+    pub operating_cost: Amount,
+    /// Its profit margin.
+    pub profit_margin: Ppm,
     /// What it earned.
     pub payout: Payout,
+}
+
+/// The scores one monitor submitted for an epoch, and the hash of the evidence it published
+/// them with (anyone can fetch the evidence from the monitor and recompute them).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MonitorSubmission {
+    /// The monitor's account.
+    pub monitor: PublicKey,
+    /// The hash of its evidence.
+    pub evidence: Hash,
+    /// Its scores: (node, performance in ppm).
+    pub scores: Vec<(NodeId, Ppm)>,
 }
 
 /// What happened in a past epoch.
@@ -180,8 +200,16 @@ pub struct EpochReport {
     pub epoch: u64,
     /// Its budget.
     pub budget: Amount,
+    /// The stake saturation point S its rewards used.
+    pub saturation: Amount,
+    /// The active set size k its rewards used.
+    pub active_set_size: u64,
+    /// The Sybil-resistance parameter α its rewards used, in ppm.
+    pub sybil_resistance: Ppm,
     /// Every active node.
     pub nodes: Vec<NodeEpochReport>,
+    /// What each monitor submitted (a node's performance is the lower median of its scores).
+    pub monitors: Vec<MonitorSubmission>,
 }
 
 /// The whole ledger state.
@@ -203,6 +231,8 @@ pub struct State {
     beacon_reveals: Vec<u64>,
     reveals: BTreeMap<u32, Hash>,
     performance: BTreeMap<NodeId, BTreeMap<u32, Ppm>>,
+    /// The evidence hash of each monitor's submission this epoch, by monitor index.
+    evidence: BTreeMap<u32, Hash>,
     topology_signatures: BTreeMap<u32, Signature>,
     history: BTreeMap<u64, EpochReport>,
     height: u64,
@@ -301,6 +331,7 @@ enum Effect<'t> {
     SubmitPerformance {
         monitor: u32,
         scores: &'t [(NodeId, Ppm)],
+        evidence: Hash,
     },
     AdvanceEpoch,
     RevealBeacon {
@@ -368,6 +399,7 @@ impl State {
             beacon_reveals: vec![0; genesis.validators.len()],
             reveals: BTreeMap::new(),
             performance: BTreeMap::new(),
+            evidence: BTreeMap::new(),
             topology_signatures: BTreeMap::new(),
             history: BTreeMap::new(),
             height: 0,
@@ -599,7 +631,11 @@ impl State {
                     sphinx_key: *sphinx_key,
                 })
             }
-            Action::SubmitPerformance { epoch, scores } => {
+            Action::SubmitPerformance {
+                epoch,
+                scores,
+                evidence,
+            } => {
                 let monitor = self
                     .monitors
                     .iter()
@@ -625,6 +661,7 @@ impl State {
                 Ok(Effect::SubmitPerformance {
                     monitor: monitor as u32,
                     scores,
+                    evidence: *evidence,
                 })
             }
             Action::AdvanceEpoch => {
@@ -730,7 +767,17 @@ impl State {
                     entry.sphinx_keys.insert(rotation, sphinx_key);
                 }
             }
-            Effect::SubmitPerformance { monitor, scores } => {
+            Effect::SubmitPerformance {
+                monitor,
+                scores,
+                evidence,
+            } => {
+                // a monitor's later submission replaces its earlier one in the epoch
+                for scores in self.performance.values_mut() {
+                    scores.remove(&monitor);
+                }
+                self.performance.retain(|_, scores| !scores.is_empty());
+                self.evidence.insert(monitor, evidence);
                 for &(node, score) in scores {
                     self.performance
                         .entry(node)
@@ -903,6 +950,7 @@ impl State {
         }
         self.reveals.clear();
         self.performance.clear();
+        self.evidence.clear();
         self.topology_signatures.clear();
         self.choose_active_set();
         let keep = u64::from(self.params.history_epochs);
@@ -911,10 +959,29 @@ impl State {
     }
 
     fn pay_rewards(&mut self) {
+        let saturation = self.saturation();
         let mut report = EpochReport {
             epoch: self.epoch.number,
             budget: self.epoch.budget,
+            saturation,
+            active_set_size: self.params.active_set_size(),
+            sybil_resistance: self.params.sybil_resistance,
             nodes: Vec::new(),
+            monitors: self
+                .evidence
+                .iter()
+                .filter_map(|(&index, &evidence)| {
+                    Some(MonitorSubmission {
+                        monitor: *self.monitors.get(index as usize)?,
+                        evidence,
+                        scores: self
+                            .performance
+                            .iter()
+                            .filter_map(|(&node, scores)| Some((node, *scores.get(&index)?)))
+                            .collect(),
+                    })
+                })
+                .collect(),
         };
         // monitors' verdicts: the lower median of the scores each node got this epoch
         for (node, scores) in &self.performance {
@@ -926,9 +993,8 @@ impl State {
                 entry.performance = median;
             }
         }
-        let saturation = self.saturation();
         let members: Vec<(NodeId, Option<u8>)> = self.epoch.active.members().collect();
-        for (id, layer) in members {
+        for &(id, layer) in &members {
             let Some(node) = self.nodes.get_mut(&id) else {
                 continue;
             };
@@ -969,10 +1035,26 @@ impl State {
                 performance: node.performance,
                 measured: self.performance.contains_key(&id),
                 stake: inputs.pledge + inputs.delegations,
+                pledge: inputs.pledge,
+                delegations: inputs.delegations,
+                operating_cost: inputs.operating_cost,
+                profit_margin: node.profit_margin,
                 payout,
             });
         }
         self.history.insert(report.epoch, report);
+        // a node out of the active set cannot be measured: it regains some performance each
+        // epoch, so that one left out for a fault since repaired is measured again
+        let active: BTreeSet<NodeId> = members.iter().map(|&(id, _)| id).collect();
+        let (recovery, ceiling) = (
+            self.params.performance_recovery,
+            self.params.initial_performance,
+        );
+        for node in self.nodes.values_mut() {
+            if !active.contains(&node.id) && node.performance < ceiling {
+                node.performance = Ppm(node.performance.0.saturating_add(recovery.0)).min(ceiling);
+            }
+        }
     }
 
     fn settle_pending(&mut self) {
@@ -1047,13 +1129,18 @@ impl State {
     /// Draws the active set with the epoch's seed: weighted sampling without replacement, weight
     /// = stake saturation × performance^k; the mix nodes in the order drawn are dealt round-robin
     /// into layers 1, 2, 3. Only bonded nodes that are not leaving and have a Sphinx key for the
-    /// epoch's rotation can be drawn.
+    /// epoch's rotation can be drawn, and only those whose performance is at least the
+    /// threshold — unless fewer than three mix nodes (one a layer) or no gateway would be left:
+    /// then the best of those below the threshold make up the number, so the network keeps
+    /// working.
     fn choose_active_set(&mut self) {
         let saturation = u128::from(self.saturation());
         let exponent = self.params.performance_exponent;
         let rotation = self.epoch.rotation;
-        let candidates = |kind: NodeKind| -> Vec<(NodeId, u128)> {
-            self.nodes
+        let threshold = self.params.performance_threshold;
+        let candidates = |kind: NodeKind, at_least: usize| -> Vec<(NodeId, u128)> {
+            let mut eligible: Vec<&Node> = self
+                .nodes
                 .values()
                 .filter(|node| {
                     node.info.kind == kind
@@ -1061,6 +1148,16 @@ impl State {
                         && !node.unbonding
                         && node.sphinx_keys.contains_key(&rotation)
                 })
+                .collect();
+            // the best first (ties: the older node), so that the fill below takes the best
+            eligible.sort_by_key(|node| (std::cmp::Reverse(node.performance), node.id));
+            let passing = eligible
+                .iter()
+                .take_while(|node| node.performance >= threshold)
+                .count();
+            eligible.truncate(passing.max(at_least));
+            eligible
+                .into_iter()
                 .map(|node| {
                     let stake = Fixed::ratio(u128::from(node.stake()), saturation).at_most_one();
                     let weight = stake.times(Fixed::from_ppm(node.performance).pow(exponent));
@@ -1069,8 +1166,8 @@ impl State {
                 .filter(|&(_, weight)| weight > 0)
                 .collect()
         };
-        let mixes = candidates(NodeKind::Mix);
-        let gateways = candidates(NodeKind::Gateway);
+        let mixes = candidates(NodeKind::Mix, 3);
+        let gateways = candidates(NodeKind::Gateway, 1);
         let mut draw = Draw::new(self.epoch.seed);
         let chosen_mixes = sample(&mut draw, mixes, 3 * self.params.mixes_per_layer as usize);
         let chosen_gateways = sample(&mut draw, gateways, self.params.active_gateways as usize);
@@ -1246,8 +1343,18 @@ impl State {
     }
 
     /// Reports of past epochs, oldest first.
-    pub fn history(&self) -> impl Iterator<Item = &EpochReport> {
+    pub fn history(&self) -> impl DoubleEndedIterator<Item = &EpochReport> {
         self.history.values()
+    }
+
+    /// The accounts genesis names as network monitors, in genesis order (a monitor's index).
+    pub fn monitors(&self) -> &[PublicKey] {
+        &self.monitors
+    }
+
+    /// The evidence hash of each monitor's submission this epoch, by monitor index.
+    pub fn submitted_evidence(&self) -> &BTreeMap<u32, Hash> {
+        &self.evidence
     }
 
     /// Performance scores submitted this epoch, per node and monitor index.

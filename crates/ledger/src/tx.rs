@@ -152,6 +152,9 @@ pub enum Action {
         epoch: u64,
         /// (node, performance in ppm) pairs.
         scores: Vec<(NodeId, Ppm)>,
+        /// The hash of the evidence the scores were computed from (the monitor publishes it, so
+        /// that anyone can recompute them).
+        evidence: Hash,
     },
     /// Ends the current epoch (valid once its time is over; anybody may send it).
     AdvanceEpoch,

@@ -128,7 +128,14 @@ fn busy_chain() -> Chain {
             .map(|id| (node_id(id), ppm(900_000 + 10_000 * id)))
             .collect();
         chain
-            .act(&key(50), Action::SubmitPerformance { epoch, scores })
+            .act(
+                &key(50),
+                Action::SubmitPerformance {
+                    epoch,
+                    scores,
+                    evidence: umbra_ledger::Hash([7; 32]),
+                },
+            )
             .unwrap();
         let reveal = reveal_0(chain.state.beacon_reveals(0));
         chain
@@ -196,17 +203,17 @@ fn state_roots_and_block_hashes_are_unchanged() {
     assert!(chain.state.nodes().any(|node| node.sphinx_keys.len() == 2));
     assert_eq!(
         chain.genesis.hash().to_string(),
-        "7UF1Jg7nBzJNHtXGFxL5vbHCekb4wKscV37jz7ZXyyFD",
+        "FUBYFkiuBZ7HPtg898oqXWe8q33tUi7NYARjwnqtDJbg",
         "the canonical encoding of the genesis"
     );
     assert_eq!(
         chain.state.root().to_string(),
-        "4zKFiJdDdVJrEWq4V1GqCpYkP2TNChuiMPAQD6JRn5TC",
+        "4etBoseZxbdz7uWwhy734bRaABJYsvEcdPhVKfSsGpx9",
         "the canonical encoding of the state"
     );
     assert_eq!(
         chain.state.last_block().to_string(),
-        "FhGufKzRMLXQ6yYEhefWcWeThxftN8ZntNRR4yANKwEQ",
+        "BwAu7jPGWcUJ9bYJacmuHNt65U1hzxhUfiuRpPM27zA6",
         "the canonical encoding of the blocks"
     );
     assert_eq!(chain.replay_root(), chain.state.root());
@@ -245,13 +252,13 @@ fn json_is_unchanged() {
     let expected = [
         (
             "genesis file",
-            "FZachSbcceaF2G3fcrvyYxnei37WSHNDT7SZJcxXVZV6",
+            "6ZvzSF1xXHUx72gUipouvzhCK6KYifxv1MAPaM3iHmfC",
         ),
-        ("blocks", "6Y7y6g1V2MCsF4tci31if1nGCZnAewtjmu9UJdMg3Fn7"),
-        ("epoch", "D6mzJfwhmZBNY9pphFPGrcGPcuuXMcbce7AWfYRS7jZ5"),
-        ("history", "24EuFB6feDiQ3kAUAdvDM37mAUJ773DhLhgBQyP31Uzf"),
-        ("nodes", "3Ftu7Ch5uJcdzUDBqLjLZtWbiKhYCKcUoNgQCYdeYTL1"),
-        ("accounts", "GEyU52vdMQiFTyfsGLUDFbUYx4PzQz1Q37optgUPxL7w"),
+        ("blocks", "9nnCs7eahSmr6q2LeZ9cXxobwVdsWJN1XrNa9e8DTccd"),
+        ("epoch", "8v9sHJ43nGAmHxkdrNtXHQh3SW7cVqdpBtwktfqQsUow"),
+        ("history", "H7pQfWydRpqe5u6k7RbZZm6drMWxekBD9Hfax2WcBC3Z"),
+        ("nodes", "7Qnsqko3iyniAg7AJ95uMq5tUd6kQTviYEXqZHLLKygV"),
+        ("accounts", "4Ux2PJ7mpv9QpmE1TuUcY53Ziog6PYTJQMWVZHRSUjp6"),
         (
             "signed topology",
             "33TpB9nqT19sWYWRPqe4bFeez9kKrprwC5cS1bymkXbe",
@@ -287,11 +294,12 @@ fn numbers_stay_plain_numbers() {
     let scores = Action::SubmitPerformance {
         epoch: 4,
         scores: vec![(node_id(1), ppm(999_999)), (node_id(2), ppm(0))],
+        evidence: umbra_ledger::Hash([7; 32]),
     };
     let json = serde_json::to_string(&scores).unwrap();
     assert_eq!(
         json,
-        r#"{"type":"submit_performance","epoch":4,"scores":[[1,999999],[2,0]]}"#
+        r#"{"type":"submit_performance","epoch":4,"scores":[[1,999999],[2,0]],"evidence":"US517G5965aydkZ46HS38QLi7UQiSojurfbQfKCELFx"}"#
     );
     assert_eq!(serde_json::from_str::<Action>(&json).unwrap(), scores);
     let refusal = TxError::InsufficientBalance {
@@ -328,7 +336,14 @@ fn chain_performance() -> std::collections::BTreeMap<NodeId, std::collections::B
     }
     let scores = vec![(node_id(1), ppm(500_000)), (node_id(2), PPM_FULL)];
     chain
-        .act(&key(50), Action::SubmitPerformance { epoch: 0, scores })
+        .act(
+            &key(50),
+            Action::SubmitPerformance {
+                epoch: 0,
+                scores,
+                evidence: umbra_ledger::Hash([7; 32]),
+            },
+        )
         .unwrap();
     chain.state.submitted_performance().clone()
 }

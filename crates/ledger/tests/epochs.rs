@@ -95,28 +95,141 @@ fn heavier_nodes_are_drawn_more_often() {
         heavy > 2 * light,
         "heavy {heavy}, light {light}: {counts:?}"
     );
-    // a node measured at 50 % has weight 0.5^20 ≈ 10^-6 of its stake's: it stops being drawn
+}
+
+fn submit(chain: &mut Chain, monitor: u8, scores: Vec<(NodeId, Ppm)>) {
     let epoch = chain.state.epoch().number;
-    let scores = (1..=20)
-        .map(|id| (NodeId(id), Ppm(if id == 20 { 500_000 } else { 1_000_000 })))
-        .collect();
     chain
-        .act(&key(50), Action::SubmitPerformance { epoch, scores })
+        .act(
+            &key(monitor),
+            Action::SubmitPerformance {
+                epoch,
+                scores,
+                evidence: Hash::of(&[b"evidence", &[monitor]]),
+            },
+        )
         .unwrap();
-    let mut served = 0;
-    for _ in 0..20 {
+}
+
+fn is_active(chain: &Chain, node: NodeId) -> bool {
+    chain
+        .state
+        .epoch()
+        .active
+        .members()
+        .any(|(id, _)| id == node)
+}
+
+#[test]
+fn a_node_below_the_threshold_is_left_out_then_measured_again_once_recovered() {
+    // threshold 80 %, recovery 10 points an epoch out of the active set (the defaults)
+    let mut chain = network(1);
+    assert_eq!(
+        (
+            chain.state.params().performance_threshold,
+            chain.state.params().performance_recovery
+        ),
+        (Ppm(800_000), Ppm(100_000))
+    );
+    let bad = NodeId(20); // the heaviest mix node: drawn whenever it may be
+    while !is_active(&chain, bad) {
         chain.advance();
-        served += chain
+    }
+    submit(&mut chain, 50, vec![(bad, Ppm(500_000))]);
+    submit(&mut chain, 51, vec![(bad, Ppm(500_000))]);
+    chain.advance();
+    // left out while below the threshold, regaining 10 points each epoch out
+    for expected in [500_000, 600_000, 700_000] {
+        assert_eq!(chain.state.node(bad).unwrap().performance, Ppm(expected));
+        assert!(!is_active(&chain, bad), "drawn at {expected} ppm");
+        chain.advance();
+    }
+    // from 80 % it may be drawn again (weight 0.8^20 of its stake's, then more as it regains)
+    let mut epochs = 0;
+    while !is_active(&chain, bad) {
+        chain.advance();
+        epochs += 1;
+        assert!(epochs <= 10, "never drawn again");
+    }
+    assert!(chain.state.node(bad).unwrap().performance >= Ppm(800_000));
+    // every other mix node, measured at 100 % or never, stayed eligible all along
+    assert!((1..20).all(|id| chain.state.node(NodeId(id)).unwrap().performance == Ppm(1_000_000)));
+}
+
+#[test]
+fn when_too_few_pass_the_threshold_the_best_below_it_keep_every_layer_and_a_gateway() {
+    // (no recovery here: a node left out keeps its score, so the draw below sees them all)
+    let params = Params {
+        mixes_per_layer: 2,
+        performance_recovery: Ppm(0),
+        ..params()
+    };
+    let mut chain = network_with(params, 1);
+    // every node is active at some point: score whichever are active, over a few epochs
+    // mix nodes 1..=18 at 30 % + 1 point per id (18 the best of them), 19 and 20 at 100 %;
+    // gateways at 50 % + 1 point per id (24 the best)
+    let score = |id: u32| match id {
+        19 | 20 => Ppm(1_000_000),
+        1..=18 => Ppm(300_000 + 10_000 * id),
+        _ => Ppm(500_000 + 10_000 * id),
+    };
+    let mut measured = std::collections::BTreeSet::new();
+    for _ in 0..40 {
+        let active: Vec<NodeId> = chain
             .state
             .epoch()
             .active
-            .layers
-            .iter()
-            .flatten()
-            .filter(|&&id| id == NodeId(20))
-            .count();
+            .members()
+            .map(|(id, _)| id)
+            .collect();
+        let scores: Vec<(NodeId, Ppm)> = active.iter().map(|&id| (id, score(id.0))).collect();
+        measured.extend(active);
+        submit(&mut chain, 50, scores.clone());
+        submit(&mut chain, 51, scores);
+        chain.advance();
+        if measured.len() == 24 {
+            break;
+        }
     }
-    assert_eq!(served, 0);
+    assert_eq!(measured.len(), 24, "not every node was measured");
+    let active = &chain.state.epoch().active;
+    let mut mixes: Vec<NodeId> = active.layers.iter().flatten().copied().collect();
+    mixes.sort();
+    // 19 and 20 pass; of those below, the best makes up the three the layers need
+    let below: Vec<NodeId> = mixes
+        .iter()
+        .copied()
+        .filter(|id| chain.state.node(*id).unwrap().performance < Ppm(800_000))
+        .collect();
+    assert!(
+        mixes.contains(&NodeId(19)) && mixes.contains(&NodeId(20)),
+        "{mixes:?}"
+    );
+    assert_eq!(mixes.len(), 3, "{mixes:?}");
+    assert_eq!(below.len(), 1, "{mixes:?}");
+    let best_below = (1..=18)
+        .map(NodeId)
+        .max_by_key(|id| {
+            (
+                chain.state.node(*id).unwrap().performance,
+                std::cmp::Reverse(*id),
+            )
+        })
+        .unwrap();
+    assert_eq!(below, vec![best_below]);
+    assert!(active.layers.iter().all(|layer| layer.len() == 1));
+    // no gateway passes: the best one serves alone
+    assert_eq!(active.gateways.len(), 1);
+    let best_gateway = (21..=24)
+        .map(NodeId)
+        .max_by_key(|id| {
+            (
+                chain.state.node(*id).unwrap().performance,
+                std::cmp::Reverse(*id),
+            )
+        })
+        .unwrap();
+    assert_eq!(active.gateways, vec![best_gateway]);
 }
 
 #[test]

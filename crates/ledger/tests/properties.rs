@@ -203,6 +203,7 @@ fn build(chain: &Chain, step: &Step) -> Transaction {
             Action::SubmitPerformance {
                 epoch: chain.state.epoch().number,
                 scores: vec![(NodeId(node), Ppm(score))],
+                evidence: umbra_ledger::Hash([7; 32]),
             },
         ),
         Op::Advance => (key(1), Action::AdvanceEpoch),

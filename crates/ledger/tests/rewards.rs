@@ -104,6 +104,7 @@ fn a_worked_epoch_of_rewards() {
             Action::SubmitPerformance {
                 epoch,
                 scores: scores([1_000_000, 900_000, 0, 1_000_000]),
+                evidence: umbra_ledger::Hash([7; 32]),
             },
         )
         .unwrap();
@@ -113,6 +114,7 @@ fn a_worked_epoch_of_rewards() {
             Action::SubmitPerformance {
                 epoch,
                 scores: scores([1_000_000, 950_000, 0, 1_000_000]),
+                evidence: umbra_ledger::Hash([7; 32]),
             },
         )
         .unwrap();
@@ -245,4 +247,176 @@ fn scores(ppm: [u32; 4]) -> Vec<(NodeId, Ppm)> {
 /// A payout as (operator, delegators) in µUMB.
 fn split(payout: umbra_ledger::rewards::Payout) -> (u64, u64) {
     (payout.operator.0, payout.delegators.0)
+}
+
+#[test]
+fn the_report_says_who_scored_what_a_lying_monitor_is_outvoted_and_payouts_follow_the_formula() {
+    use umbra_ledger::rewards::{RewardInputs, node_reward};
+    use umbra_ledger::{Fixed, Hash};
+
+    let params = Params {
+        epoch_length_ms: 1_000,
+        epochs_per_interval: 10,
+        mixes_per_layer: 1,
+        active_gateways: 1,
+        staking_supply: 4_000 * UNIT,
+        ..Params::default()
+    };
+    let mut genesis = genesis(params, 10, 10_000 * UNIT, 1);
+    genesis.monitors.push(key(52).public());
+    let mut chain = Chain::new(genesis);
+    for (n, kind, pledge) in [
+        (1, NodeKind::Mix, 1_000),
+        (2, NodeKind::Mix, 700),
+        (3, NodeKind::Mix, 400),
+        (4, NodeKind::Gateway, 500),
+    ] {
+        let owner = key(n);
+        chain
+            .act(&owner, register(&owner.public(), n, kind))
+            .unwrap();
+        chain
+            .act(
+                &owner,
+                Action::Bond {
+                    node: NodeId(u32::from(n)),
+                    amount: pledge * UNIT,
+                },
+            )
+            .unwrap();
+    }
+    chain
+        .act(
+            &key(2),
+            Action::UpdateNode {
+                node: NodeId(2),
+                operating_cost: 10 * UNIT,
+                profit_margin: Ppm(150_000),
+            },
+        )
+        .unwrap();
+    chain.advance();
+    let epoch = chain.state.epoch().number;
+    let submit = |chain: &mut Chain, monitor: u8, scores: Vec<(NodeId, Ppm)>| {
+        let epoch = chain.state.epoch().number;
+        chain
+            .act(
+                &key(monitor),
+                Action::SubmitPerformance {
+                    epoch,
+                    scores,
+                    evidence: Hash::of(&[b"evidence", &[monitor]]),
+                },
+            )
+            .unwrap();
+    };
+    // monitor 52 first submits honestly for nodes 1 and 2, then replaces that with a lie
+    // about node 2 alone: only its last submission counts
+    submit(
+        &mut chain,
+        52,
+        scores([990_000, 970_000, 980_000, 1_000_000]),
+    );
+    submit(
+        &mut chain,
+        50,
+        scores([1_000_000, 970_000, 960_000, 1_000_000]),
+    );
+    submit(&mut chain, 51, scores([990_000, 960_000, 980_000, 990_000]));
+    submit(&mut chain, 52, vec![(NodeId(2), Ppm(0))]);
+    chain.advance();
+    let report = chain.state.history().last().unwrap().clone();
+    assert_eq!(report.epoch, epoch);
+    let node = |id: u32| {
+        report
+            .nodes
+            .iter()
+            .find(|entry| entry.node == NodeId(id))
+            .unwrap()
+    };
+    // node 2: lower median of {970 000, 960 000, 0} is 960 000, the lower honest score
+    assert_eq!(node(2).performance, Ppm(960_000));
+    // nodes 1, 3 and 4: only the two honest monitors scored them since 52's replacement
+    assert_eq!(node(1).performance, Ppm(990_000));
+    assert_eq!(node(3).performance, Ppm(960_000));
+    assert_eq!(node(4).performance, Ppm(990_000));
+    // each monitor's last submission, with its evidence hash, is on record
+    let submissions: Vec<(umbra_ledger::PublicKey, Hash, Vec<(NodeId, Ppm)>)> = report
+        .monitors
+        .iter()
+        .map(|entry| (entry.monitor, entry.evidence, entry.scores.clone()))
+        .collect();
+    assert_eq!(
+        submissions,
+        vec![
+            (
+                key(50).public(),
+                Hash::of(&[b"evidence", &[50]]),
+                scores([1_000_000, 970_000, 960_000, 1_000_000])
+            ),
+            (
+                key(51).public(),
+                Hash::of(&[b"evidence", &[51]]),
+                scores([990_000, 960_000, 980_000, 990_000])
+            ),
+            (
+                key(52).public(),
+                Hash::of(&[b"evidence", &[52]]),
+                vec![(NodeId(2), Ppm(0))]
+            ),
+        ]
+    );
+    // every payout is the formula's for the report's inputs and recorded performance
+    for entry in &report.nodes {
+        let inputs = RewardInputs {
+            budget: report.budget,
+            active_set_size: report.active_set_size,
+            saturation: report.saturation,
+            sybil_resistance: Fixed::from_ppm(report.sybil_resistance),
+            pledge: entry.pledge,
+            delegations: entry.delegations,
+            performance: Fixed::from_ppm(entry.performance),
+            operating_cost: entry.operating_cost,
+            profit_margin: Fixed::from_ppm(entry.profit_margin),
+        };
+        assert!(entry.payout.total() > Amount::ZERO);
+        assert_eq!(node_reward(&inputs), entry.payout, "node {}", entry.node);
+    }
+    // the node's history, as the validator API serves it, names each monitor's score and
+    // evidence
+    let view = umbra_ledger::api::NodePerformanceView::of(&chain.state, NodeId(2)).unwrap();
+    assert_eq!(
+        (view.performance, view.threshold, view.active),
+        (Ppm(960_000), Ppm(800_000), true)
+    );
+    assert!(view.current.is_empty());
+    assert_eq!(view.epochs.len(), 1);
+    let past = &view.epochs[0];
+    assert_eq!(
+        (past.epoch, past.performance, past.measured, past.payout),
+        (epoch, Ppm(960_000), true, node(2).payout)
+    );
+    let said: Vec<(umbra_ledger::PublicKey, Ppm, Hash)> = past
+        .scores
+        .iter()
+        .map(|score| (score.monitor, score.score, score.evidence))
+        .collect();
+    assert_eq!(
+        said,
+        [(50, 970_000), (51, 960_000), (52, 0)]
+            .map(|(monitor, score)| (
+                key(monitor).public(),
+                Ppm(score),
+                Hash::of(&[b"evidence", &[monitor]])
+            ))
+            .to_vec()
+    );
+    submit(&mut chain, 51, vec![(NodeId(2), Ppm(940_000))]);
+    let view = umbra_ledger::api::NodePerformanceView::of(&chain.state, NodeId(2)).unwrap();
+    assert_eq!(view.current.len(), 1);
+    assert_eq!(view.current[0].score, Ppm(940_000));
+    assert!(umbra_ledger::api::NodePerformanceView::of(&chain.state, NodeId(99)).is_none());
+    assert_eq!(node(2).operating_cost, UNIT);
+    assert_eq!(node(2).profit_margin, Ppm(150_000));
+    assert_eq!(node(2).pledge, 700 * UNIT);
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 use umbra_ledger::{Action, SigningKey, Transaction};
-use umbra_monitor::{Attribution, EpochReport, Verdict};
+use umbra_monitor::{Attribution, EpochReport, EvidenceHash, Verdict};
 use umbra_net::directory::{Directory, FetchError};
 use umbra_net::ledger::LedgerError;
 
@@ -132,7 +132,7 @@ impl Reporter {
         }
         let mut attempt = 1;
         let outcome = loop {
-            match self.submit(epoch, scores.clone()).await {
+            match self.submit(epoch, scores.clone(), hash).await {
                 Ok(height) => break Ok(height),
                 Err(error) if error.is_final() || attempt >= ATTEMPTS => break Err(error),
                 Err(error) => {
@@ -155,6 +155,7 @@ impl Reporter {
         &self,
         epoch: u64,
         scores: Vec<(umbra_ledger::NodeId, umbra_ledger::Ppm)>,
+        evidence: EvidenceHash,
     ) -> Result<u64, SubmitError> {
         let ledger = |source| SubmitError::Ledger { epoch, source };
         let client = self
@@ -171,7 +172,11 @@ impl Reporter {
             &self.directory.trust().chain_id,
             &self.account,
             nonce,
-            Action::SubmitPerformance { epoch, scores },
+            Action::SubmitPerformance {
+                epoch,
+                scores,
+                evidence: umbra_ledger::Hash(evidence.0),
+            },
         );
         let hash = client.submit(&transaction).await.map_err(ledger)?;
         client.wait_for(&hash, self.margin).await.map_err(ledger)

@@ -143,13 +143,14 @@ pub struct Evidence {
     pub faults: Vec<Fault>,
 }
 
-/// SHA-256 of an evidence's canonical encoding.
+/// SHA-256 of an evidence's canonical encoding; written in base58, as the ledger writes the
+/// hash it records with the scores.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct EvidenceHash(pub [u8; 32]);
 
 impl fmt::Display for EvidenceHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex::encode(self.0))
+        f.write_str(&bs58::encode(self.0).into_string())
     }
 }
 

@@ -14,7 +14,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use umbra_http::{HttpCounters, HttpLimits};
-use umbra_ledger::api::{AccountView, ApiError, Submitted, TxStatus};
+use umbra_ledger::api::{AccountView, ApiError, NodePerformanceView, Submitted, TxStatus};
 use umbra_ledger::{Hash, NodeId, PublicKey, Transaction};
 
 use crate::chain::{Chain, Rejected};
@@ -92,6 +92,7 @@ pub async fn serve(
         .route("/accounts/{key}", get(account))
         .route("/nodes", get(nodes))
         .route("/nodes/{id}", get(node))
+        .route("/nodes/{id}/performance", get(node_performance))
         .route("/delegations", get(delegations))
         .route("/epoch", get(epoch))
         .route("/epochs", get(epochs))
@@ -257,6 +258,24 @@ async fn node(Extract(shared): Extract<Shared>, Path(id): Path<String>) -> Respo
     match shared
         .chain
         .read(|state| state.node(id).map(|node| node_json(state, node)))
+    {
+        Some(body) => ok(body),
+        None => error(StatusCode::NOT_FOUND, format!("there is no node {id}")),
+    }
+}
+
+/// A node's performance: now, this epoch's scores so far, and the past epochs kept, each with
+/// every monitor's score and evidence hash.
+async fn node_performance(Extract(shared): Extract<Shared>, Path(id): Path<String>) -> Response {
+    let Ok(id) = id.parse::<NodeId>() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("{id:?} is not a node number"),
+        );
+    };
+    match shared
+        .chain
+        .read(|state| NodePerformanceView::of(state, id))
     {
         Some(body) => ok(body),
         None => error(StatusCode::NOT_FOUND, format!("there is no node {id}")),
