@@ -252,6 +252,7 @@ fn split(payout: umbra_ledger::rewards::Payout) -> (u64, u64) {
 #[test]
 fn the_report_says_who_scored_what_a_lying_monitor_is_outvoted_and_payouts_follow_the_formula() {
     use umbra_ledger::rewards::{RewardInputs, node_reward};
+    use umbra_ledger::state::MonitorSubmission;
     use umbra_ledger::{Fixed, Hash};
 
     let params = Params {
@@ -341,29 +342,17 @@ fn the_report_says_who_scored_what_a_lying_monitor_is_outvoted_and_payouts_follo
     assert_eq!(node(3).performance, Ppm(960_000));
     assert_eq!(node(4).performance, Ppm(990_000));
     // each monitor's last submission, with its evidence hash, is on record
-    let submissions: Vec<(umbra_ledger::PublicKey, Hash, Vec<(NodeId, Ppm)>)> = report
-        .monitors
-        .iter()
-        .map(|entry| (entry.monitor, entry.evidence, entry.scores.clone()))
-        .collect();
+    let submission = |monitor: u8, scores: Vec<(NodeId, Ppm)>| MonitorSubmission {
+        monitor: key(monitor).public(),
+        evidence: Hash::of(&[b"evidence", &[monitor]]),
+        scores,
+    };
     assert_eq!(
-        submissions,
+        report.monitors,
         vec![
-            (
-                key(50).public(),
-                Hash::of(&[b"evidence", &[50]]),
-                scores([1_000_000, 970_000, 960_000, 1_000_000])
-            ),
-            (
-                key(51).public(),
-                Hash::of(&[b"evidence", &[51]]),
-                scores([990_000, 960_000, 980_000, 990_000])
-            ),
-            (
-                key(52).public(),
-                Hash::of(&[b"evidence", &[52]]),
-                vec![(NodeId(2), Ppm(0))]
-            ),
+            submission(50, scores([1_000_000, 970_000, 960_000, 1_000_000])),
+            submission(51, scores([990_000, 960_000, 980_000, 990_000])),
+            submission(52, vec![(NodeId(2), Ppm(0))]),
         ]
     );
     // every payout is the formula's for the report's inputs and recorded performance
