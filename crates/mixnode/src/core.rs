@@ -9,12 +9,17 @@
 //! With loop cover ([`MixCore::with_cover`]), the core also decides when the node sends its own
 //! loops and through which nodes, reports them as [`Event::SendLoop`] for the shell to build,
 //! recognises them when they come back, and counts those lost (see [`crate::cover`]).
+//!
+//! For tests of the network monitor only, [`MixCore::with_insecure_drop`] makes the core lose
+//! a share of the packets it should forward, as a faulty or cheating node would.
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BTreeMap, BinaryHeap, HashSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use rand_chacha::ChaCha20Rng;
+use rand_core::{Rng, SeedableRng};
 use umbra_wire::frame::Frame;
 
 use umbra_hop::{Dropped, Outcome, Unwrapped};
@@ -146,6 +151,7 @@ pub struct MixCore {
     next_seq: u64,
     counters: Counters,
     cover: Option<LoopCover>,
+    insecure_drop: Option<InsecureDrop>,
 }
 
 impl MixCore {
@@ -158,6 +164,7 @@ impl MixCore {
             next_seq: 0,
             counters: Counters::default(),
             cover: None,
+            insecure_drop: None,
         }
     }
 
@@ -167,6 +174,21 @@ impl MixCore {
     #[must_use]
     pub fn with_cover(mut self, cover: &CoverConfig, seed: [u8; 32]) -> Self {
         self.cover = Some(LoopCover::new(cover, seed));
+        self
+    }
+
+    /// The core, for tests only, silently dropping each packet it should forward with
+    /// probability `fraction`, independently, as a faulty or cheating node would: after
+    /// unwrapping, the replay check and the next-hop check, so only packets it would have
+    /// forwarded count, each as dropped with reason `insecure_drop`. Its own loops are not
+    /// touched. `seed` seeds the draws. A `fraction` of 0 or below (or NaN) drops nothing, 1
+    /// or above drops everything.
+    #[must_use]
+    pub fn with_insecure_drop(mut self, fraction: f64, seed: [u8; 32]) -> Self {
+        self.insecure_drop = Some(InsecureDrop {
+            fraction,
+            rng: ChaCha20Rng::from_seed(seed),
+        });
         self
     }
 
@@ -220,6 +242,11 @@ impl MixCore {
             Ok(_) => return self.count("not_next_layer"),
             Err(_) => return self.count("bad_next_hop"),
         };
+        if let Some(loss) = &mut self.insecure_drop
+            && loss.drops()
+        {
+            return self.count("insecure_drop");
+        }
         let requested = forward.delay.as_duration();
         if requested > self.max_delay {
             self.counters.delays_capped += 1;
@@ -294,6 +321,30 @@ impl MixCore {
     }
 }
 
+/// The draws of [`MixCore::with_insecure_drop`].
+struct InsecureDrop {
+    fraction: f64,
+    rng: ChaCha20Rng,
+}
+
+impl InsecureDrop {
+    /// Whether to drop the next packet: a uniform draw in [0, 1) below the fraction.
+    fn drops(&mut self) -> bool {
+        // 53 random bits, exactly representable: 0 never drops, 1 always does
+        let uniform = (self.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        uniform < self.fraction
+    }
+}
+
+/// Shows the fraction, not the RNG's state.
+impl std::fmt::Debug for InsecureDrop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InsecureDrop")
+            .field("fraction", &self.fraction)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A mix node's core: its transmits are the packets due; its timers, its loops'; its events,
 /// loops to build and send, and news of their loss.
 impl umbra_core::Core for MixCore {
@@ -314,5 +365,94 @@ impl umbra_core::Core for MixCore {
 
     fn poll_timeout(&self) -> Option<Instant> {
         MixCore::poll_timeout(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use umbra_hop::Forward;
+    use umbra_sphinx::{Delay, Packet, PacketSize};
+    use umbra_wire::frame::FrameHeader;
+
+    fn next_hop() -> SocketAddr {
+        "10.0.3.1:1789".parse().unwrap()
+    }
+
+    /// What the unwrapper makes of a sound packet for `to` (the Sphinx work is not the point).
+    fn forward(to: SocketAddr) -> Unwrapped {
+        let size = PacketSize::Regular;
+        Ok(Outcome::Forward(Forward {
+            next_hop: umbra_wire::address::encode(to),
+            delay: Delay::ZERO,
+            packet: Packet::from_bytes(vec![0; size.packet_len()]).unwrap(),
+            header: FrameHeader::v7(size),
+        }))
+    }
+
+    /// Feeds `packets` sound packets to a core dropping `fraction`; what it forwards, and its
+    /// counters.
+    fn run(fraction: f64, packets: u64) -> (u64, Counters) {
+        let mut core =
+            MixCore::new(&MixConfig::default(), [next_hop()]).with_insecure_drop(fraction, [7; 32]);
+        let now = Instant::now();
+        for _ in 0..packets {
+            core.handle_unwrapped(now, forward(next_hop()));
+        }
+        let mut forwarded = 0;
+        while core.poll_transmit(now).is_some() {
+            forwarded += 1;
+        }
+        (forwarded, core.counters().clone())
+    }
+
+    #[test]
+    fn insecure_drop_of_a_half_forwards_about_half() {
+        // Forwarded ~ Binomial(10,000, 0.5): mean 5,000, σ = √(10,000 · 0.5 · 0.5) = 50.
+        // ±3.3σ = ±165; P(|Z| > 3.3) ≈ 0.00097, so chance takes a sound drop across the
+        // bound less than once in 1,000 seeds.
+        let n = 10_000;
+        let (forwarded, counters) = run(0.5, n);
+        assert!(
+            forwarded.abs_diff(n / 2) <= 165,
+            "{forwarded} of {n} forwarded"
+        );
+        assert_eq!(counters.forwarded, forwarded);
+        assert_eq!(
+            counters.dropped.get("insecure_drop"),
+            Some(&(n - forwarded))
+        );
+        assert_eq!(counters.received, n);
+    }
+
+    #[test]
+    fn insecure_drop_of_zero_forwards_all() {
+        let (forwarded, counters) = run(0.0, 1000);
+        assert_eq!(forwarded, 1000);
+        assert!(counters.dropped.is_empty(), "{:?}", counters.dropped);
+    }
+
+    #[test]
+    fn insecure_drop_of_one_forwards_none() {
+        let (forwarded, counters) = run(1.0, 1000);
+        assert_eq!(forwarded, 0);
+        assert_eq!(counters.dropped.get("insecure_drop"), Some(&1000));
+    }
+
+    #[test]
+    fn insecure_drop_comes_after_the_checks() {
+        // replays and packets for the wrong layer keep their own reasons: only what the node
+        // would have forwarded is dropped as `insecure_drop`
+        let mut core =
+            MixCore::new(&MixConfig::default(), [next_hop()]).with_insecure_drop(1.0, [7; 32]);
+        let now = Instant::now();
+        core.handle_unwrapped(now, Err(Dropped::Replayed));
+        core.handle_unwrapped(now, forward("10.0.9.9:1789".parse().unwrap()));
+        core.handle_unwrapped(now, forward(next_hop()));
+        let counters = core.counters();
+        assert_eq!(counters.replayed, 1);
+        assert_eq!(counters.dropped.get("not_next_layer"), Some(&1));
+        assert_eq!(counters.dropped.get("insecure_drop"), Some(&1));
+        assert_eq!(core.queued(), 0);
     }
 }

@@ -251,6 +251,43 @@ async fn a_graceful_stop_forwards_every_packet_it_accepted() {
     net.stop().await;
 }
 
+/// `insecure_drop_fraction` from config.toml reaches the core: at 1, layer 1 forwards nothing
+/// and counts every packet as dropped (the share's statistics are the core's unit tests).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_told_to_drop_everything_forwards_nothing() {
+    let mut net = Net::start_with(
+        "insecure-drop",
+        &Layer::ALL,
+        |config| config.insecure_drop_fraction = 1.0,
+        None,
+    )
+    .await;
+    let (sender, _) = net.sender();
+    for i in 0..20u32 {
+        sender
+            .send(net.packet(format!("lost {i}").as_bytes(), Duration::ZERO))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        wait_for_metric(
+            &net,
+            0,
+            "umbra_mixnode_packets_dropped_total{reason=\"insecure_drop\"}",
+            20.0
+        )
+        .await,
+        20.0
+    );
+    let page = net.metrics(0).await;
+    assert_eq!(
+        sample(&page, "umbra_mixnode_packets_forwarded_total"),
+        Some(0.0)
+    );
+    assert!(net.nothing_arrives(Duration::from_millis(300)).await);
+    net.stop().await;
+}
+
 /// The daemon refuses a data directory it cannot run from, naming the file at fault.
 #[tokio::test]
 async fn a_broken_data_directory_names_the_file_at_fault() {

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use umbra_mixnode::{CoverConfig, MixConfig};
+use umbra_mixnode::{ConfigError, CoverConfig, MixConfig};
 
 use crate::runtime::{HttpConfig, StorageConfig, WorkerConfig};
 use umbra_net::NodeError;
@@ -20,6 +20,14 @@ pub struct MixnodeConfig {
     /// without validators (no epochs, no key rotation). Set this or `ledger`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topology: Option<PathBuf>,
+    /// For tests of the network monitor only: the share of the packets this node should
+    /// forward that it silently drops instead, each on its own draw, as a faulty or cheating
+    /// node would. From 0 (default: none) to 1 (all). Only packets from the network that pass
+    /// unwrapping, the replay check and the next-hop check are dropped; the node's own loops
+    /// go out as usual. Counted in `umbra_mixnode_packets_dropped_total{reason="insecure_drop"}`;
+    /// the node warns at start when it is above 0.
+    #[serde(default)]
+    pub insecure_drop_fraction: f64,
     /// Where the ledger is: the validators serving each epoch's topology, and the genesis file
     /// their signatures are checked against.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -64,6 +72,7 @@ impl MixnodeConfig {
         MixnodeConfig {
             listen_address,
             topology: Some(PathBuf::from(umbra_net::config::TOPOLOGY_FILE)),
+            insecure_drop_fraction: 0.0,
             ledger: None,
             http: HttpConfig {
                 enabled: true,
@@ -83,6 +92,16 @@ impl MixnodeConfig {
     }
 
     fn validate(&self) -> Result<(), String> {
+        if !(0.0..=1.0).contains(&self.insecure_drop_fraction) {
+            return Err(ConfigError::new(
+                "insecure_drop_fraction",
+                format!(
+                    "{} is not a share from 0 (drop nothing, the default) to 1 (drop everything)",
+                    self.insecure_drop_fraction
+                ),
+            )
+            .to_string());
+        }
         self.mixing.validate().map_err(|error| error.to_string())?;
         self.cover
             .validate(self.mixing.max_delay)
@@ -229,6 +248,10 @@ mod tests {
                 "listen_address = \"0.0.0.0:1\"\n[cover]\nloss_alarm = 1.5",
                 "cover.loss_alarm",
             ),
+            (
+                "listen_address = \"0.0.0.0:1\"\ninsecure_drop_fraction = \"half\"",
+                "insecure_drop_fraction",
+            ),
         ];
         for (text, expected) in cases {
             std::fs::write(&path, text).unwrap();
@@ -237,6 +260,35 @@ mod tests {
                 error.contains("config.toml") && error.contains(expected),
                 "{error:?} should name {expected:?}"
             );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn insecure_drop_fraction_is_a_share() {
+        let dir = std::env::temp_dir().join(format!("umbra-drop-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("config.toml");
+        let with = |fraction: &str| {
+            format!(
+                "listen_address = \"0.0.0.0:1\"\ninsecure_drop_fraction = {fraction}\n[ledger]\nvalidators = [\"http://127.0.0.1:7000\"]"
+            )
+        };
+        for refused in ["1.5", "-0.1", "nan", "inf"] {
+            std::fs::write(&path, with(refused)).unwrap();
+            let error = MixnodeConfig::load(&path).unwrap_err().to_string();
+            assert!(
+                error.contains("config.toml")
+                    && error.contains("insecure_drop_fraction")
+                    && error.contains("from 0")
+                    && error.contains("to 1"),
+                "{refused}: {error:?}"
+            );
+        }
+        for (accepted, fraction) in [("0", 0.0), ("0.25", 0.25), ("1", 1.0)] {
+            std::fs::write(&path, with(accepted)).unwrap();
+            let config = MixnodeConfig::load(&path).unwrap();
+            assert_eq!(config.insecure_drop_fraction, fraction);
         }
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -19,6 +19,10 @@
 //! with the epochs (see [`crate::epoch`]); a node the epoch's active set leaves out stays up,
 //! idle. With a static topology file (private test networks) nothing changes while it runs.
 //!
+//! For tests of the network monitor, `insecure_drop_fraction` makes the node drop that share
+//! of the packets it should forward, as a faulty or cheating node would (see
+//! [`MixnodeConfig::insecure_drop_fraction`]).
+//!
 //! A data directory holds `config.toml`, `identity.key`, `sphinx.key` (and `sphinx-<n>.key`
 //! for later key rotations), `noise.key`, `genesis.json` (or the topology file) and `replay/`,
 //! where each key rotation's replay filter is saved.
@@ -178,6 +182,9 @@ impl Mixnode {
             node.placement.next_hops.iter().map(|node| node.mix_address),
         )
         .with_cover(&config.cover, rand::random());
+        if config.insecure_drop_fraction > 0.0 {
+            core = core.with_insecure_drop(config.insecure_drop_fraction, rand::random());
+        }
         core.set_loop_routes(Instant::now(), loop_routes(&node.first, &node.placement));
         let (frames_in, frames_out) = crossbeam_channel::bounded::<(Instant, Frame)>(FRAME_QUEUE);
         let (results_in, results_out) =
@@ -192,6 +199,7 @@ impl Mixnode {
         });
         log_placement(&node.first, &node.placement);
         log_cover(&config.cover);
+        log_insecure_drop(config.insecure_drop_fraction);
 
         let workers = runtime::spawn_workers(
             &config.workers,
@@ -289,6 +297,15 @@ fn log_cover(cover: &CoverConfig) {
     } else {
         warn!(
             "loop cover is off ([cover] loop_rate = 0): the node adds no cover of its own and cannot tell whether the network drops its packets"
+        );
+    }
+}
+
+fn log_insecure_drop(fraction: f64) {
+    if fraction > 0.0 {
+        warn!(
+            fraction,
+            "insecure_drop_fraction = {fraction}: this node drops {fraction} of what it should forward; for tests only"
         );
     }
 }
