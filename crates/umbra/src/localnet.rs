@@ -5,8 +5,9 @@
 //! agreeing by BFT consensus) runs as a process (`umbra validator run`),
 //! its genesis funds one account per node operator, and every node is registered and bonded
 //! through transactions before it starts; nodes, the client daemon and the demo clients fetch
-//! and verify each epoch's topology from the validator. Genesis names a network monitor, which
-//! tests every node each epoch and submits their scores (docs/monitor.md).
+//! and verify each epoch's topology from the validator. Genesis names the network monitors (one,
+//! or `--monitors N`), each of which tests every node each epoch and submits their scores; the
+//! ledger records each node's lower median of them (docs/monitor.md).
 
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use tokio_util::sync::CancellationToken;
-use umbra::network::{Kind, Layout, MONITOR, Shape, get, health};
+use umbra::network::{Kind, Layout, LocalMonitor, Shape, get, health};
 use umbra_client::TrafficPreset;
 use umbra_client_daemons::daemon;
 use umbra_ledger::{Amount, GenesisAccount, Params, SigningKey};
@@ -45,6 +46,8 @@ const EXIT: &str = "exit";
 /// What `umbra localnet` was asked.
 pub(crate) struct Options {
     pub(crate) validators: usize,
+    /// For a new network (none: one).
+    pub(crate) monitors: Option<usize>,
     pub(crate) epoch_length: Duration,
     pub(crate) rotation_epochs: u32,
     pub(crate) dir: PathBuf,
@@ -57,8 +60,12 @@ pub(crate) struct Options {
 pub(crate) fn run(options: Options) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("finding the umbra binary")?;
     let reused = options.dir.join(umbra::network::LAYOUT_FILE).exists();
-    let mut layout =
-        Layout::create_or_open_with_ledger(&options.dir, &options.shape, options.validators)?;
+    let mut layout = Layout::create_or_open_with_ledger(
+        &options.dir,
+        &options.shape,
+        options.validators,
+        options.monitors.unwrap_or(1),
+    )?;
     if layout.validators.is_empty() {
         bail!(
             "{} holds a network with a static topology file (made by an older umbra); delete the folder to make a new one",
@@ -70,6 +77,15 @@ pub(crate) fn run(options: Options) -> anyhow::Result<()> {
         if reused { "Reusing" } else { "Created" },
         options.dir.display()
     );
+    if let Some(asked) = options.monitors
+        && asked != layout.monitors.len()
+    {
+        // genesis names the monitors, so only a new network can have another number
+        println!(
+            "This network was made with {} monitor(s); --monitors {asked} applies to a new network only (delete the folder to make one).",
+            layout.monitors.len()
+        );
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("umbra-localnet")
@@ -152,7 +168,7 @@ fn start_and_watch(
     wait_until_up(supervisor, layout, stop)?;
     let current = runtime.block_on(wait_until_active(layout, stop))?;
     let mut daemons = start_daemons(exe, layout, &current, options.traffic, supervisor, stop)?;
-    daemons.monitor = start_monitor(exe, layout, supervisor)?;
+    daemons.monitors = start_monitors(exe, layout, supervisor)?;
     print_summary(layout, &daemons, options);
     runtime.block_on(watch(supervisor, layout, &daemons, options, stop))
 }
@@ -163,18 +179,29 @@ fn start_and_watch(
 /// their slots.
 const MONITOR_ROUTE_INTERVAL: Duration = Duration::from_millis(50);
 
-/// Creates the network monitor on the first run (its account is the one genesis names, its
-/// settings fit the network's epochs) and starts it; where it serves its evidence. A
-/// monitor made before whose port another program holds now moves to a free one.
-fn start_monitor(
+/// Creates each network monitor on the first run (its account is one genesis names, its
+/// settings fit the network's epochs) and starts it; where the monitors started serve their
+/// evidence. A monitor made before whose port another program holds now moves to a free one.
+fn start_monitors(
     exe: &Path,
     layout: &Layout,
     supervisor: &mut Supervisor,
-) -> anyhow::Result<Option<SocketAddr>> {
-    let Some(monitor) = &layout.monitor else {
-        return Ok(None);
-    };
-    let dir = layout.monitor_dir();
+) -> anyhow::Result<Vec<RunningMonitor>> {
+    let mut running = Vec::new();
+    for monitor in &layout.monitors {
+        running.extend(start_monitor(exe, layout, monitor, supervisor)?);
+    }
+    Ok(running)
+}
+
+/// Creates `monitor` if new and starts it, unless the epochs are too short for it.
+fn start_monitor(
+    exe: &Path,
+    layout: &Layout,
+    monitor: &LocalMonitor,
+    supervisor: &mut Supervisor,
+) -> anyhow::Result<Option<RunningMonitor>> {
+    let dir = layout.monitor_dir(monitor);
     let config = dir.join(umbra_monitor_daemon::config::CONFIG_FILE);
     let trust = TrustRoot::read(&layout.genesis_file())?;
     if !config.exists() {
@@ -190,51 +217,61 @@ fn start_monitor(
                 genesis: &layout.genesis_file(),
                 http: monitor.http,
                 monitor: settings,
-                account_seed: Some(read_key(&layout.monitor_key())?),
+                account_seed: Some(read_key(&layout.monitor_key(monitor))?),
             },
         )?;
     }
-    let monitor = umbra_monitor_daemon::MonitorDaemon::load(&dir)?;
-    let settings = &monitor.config().monitor;
+    let daemon = umbra_monitor_daemon::MonitorDaemon::load(&dir)?;
+    let settings = &daemon.config().monitor;
     let needs = settings.loss_deadline + settings.submit_margin;
     if needs >= trust.epoch_length {
         // it would measure nothing, and its clients would only load the machine
         println!(
-            "No network monitor: epochs of {} leave it no time to measure (it stops loss_deadline + submit_margin, {}, before each epoch's end; see {}).",
+            "No network monitor ({}): epochs of {} leave it no time to measure (it stops loss_deadline + submit_margin, {}, before each epoch's end; see {}).",
+            monitor.name,
             humantime::format_duration(trust.epoch_length),
             humantime::format_duration(needs),
             config.display()
         );
         return Ok(None);
     }
-    let mut http = monitor.http_address();
+    let mut http = daemon.http_address();
     if std::net::TcpListener::bind(http).is_err() {
         let free = port_or_any(0)?;
         move_listen_address(&config, http, free)?;
         println!(
-            "{http} is taken by another program: the monitor listens on {free} instead (written to {})",
+            "{http} is taken by another program: {} listens on {free} instead (written to {})",
+            monitor.name,
             config.display()
         );
         http = umbra_monitor_daemon::MonitorDaemon::load(&dir)?.http_address();
     }
     let launch_layout = layout.clone();
-    let exe = exe.to_owned();
+    let (exe, name, run_dir) = (exe.to_owned(), monitor.name.clone(), dir.clone());
     supervisor.start(
-        MONITOR,
+        &monitor.name,
         Stage::Daemons,
-        layout.log_file(MONITOR),
+        layout.log_file(&monitor.name),
         Box::new(move || {
-            let log = launch_layout.open_log(MONITOR)?;
+            let log = launch_layout.open_log(&name)?;
             let mut run = std::process::Command::new(&exe);
             run.args(["monitor", "run", "--data-dir"])
-                .arg(&dir)
+                .arg(&run_dir)
                 .stdin(std::process::Stdio::null())
                 .stdout(std::process::Stdio::null())
                 .stderr(log);
             Ok(run)
         }),
     )?;
-    Ok(Some(http))
+    Ok(Some(RunningMonitor { dir, http }))
+}
+
+/// A monitor started.
+struct RunningMonitor {
+    /// Its folder.
+    dir: PathBuf,
+    /// Where it serves its evidence, `/health` and `/metrics`.
+    http: SocketAddr,
 }
 
 /// The current layer of each mix node (by name), from the validators; empty if they do not
@@ -269,8 +306,8 @@ async fn current_layers(layout: &Layout) -> HashMap<String, u8> {
 /// The user's daemons, started after the nodes: the exit, the SOCKS5 proxy, the client.
 struct Daemons {
     started: Vec<Daemon>,
-    /// Where the monitor serves its evidence, `/health` and `/metrics`.
-    monitor: Option<SocketAddr>,
+    /// The network monitors started.
+    monitors: Vec<RunningMonitor>,
 }
 
 impl Daemons {
@@ -302,7 +339,7 @@ fn start_daemons(
 ) -> anyhow::Result<Daemons> {
     let mut daemons = Daemons {
         started: Vec::new(),
-        monitor: None,
+        monitors: Vec::new(),
     };
     let exit = start_daemon(exe, layout, current, preset, supervisor, EXIT, 0, || {
         Ok(daemon::NewRole::Exit {
@@ -635,8 +672,8 @@ fn make_validators(layout: &Layout, dirs: &[PathBuf], options: &Options) -> anyh
             balance: OPERATOR_BALANCE,
         });
     }
-    if layout.monitor.is_some() {
-        let key = SigningKey::from_seed(read_key(&layout.monitor_key())?);
+    for monitor in &layout.monitors {
+        let key = SigningKey::from_seed(read_key(&layout.monitor_key(monitor))?);
         genesis.monitors.push(key.public());
     }
     let first = (FIRST_EPOCH.as_millis() as u64).min(genesis.params.epoch_length_ms);
@@ -862,15 +899,23 @@ fn print_summary(layout: &Layout, daemons: &Daemons, options: &Options) {
         );
         println!("  try: curl -x socks5h://{listen} http://<a server on this machine>/");
     }
-    match daemons.monitor {
-        Some(http) => println!(
+    for monitor in &daemons.monitors {
+        println!(
             "Network monitor ({}): evidence of each epoch at http://{http}/evidence; the last scores at http://{http}/health (docs/monitor.md)",
-            layout.monitor_dir().display()
-        ),
-        None if layout.monitor.is_none() => println!(
-            "No network monitor: this network was made by an older umbra, whose genesis names none (delete the folder to make a network with one)."
-        ),
-        None => {}
+            monitor.dir.display(),
+            http = monitor.http,
+        );
+    }
+    if daemons.monitors.len() > 1 {
+        println!(
+            "The ledger records each node's lower median of the {} monitors' scores: one monitor, fooled or lying, cannot move it.",
+            daemons.monitors.len()
+        );
+    }
+    if layout.monitors.is_empty() {
+        println!(
+            "No network monitor: this network's genesis names none (it was made with --monitors 0, or by an older umbra; delete the folder to make a network with one)."
+        );
     }
     println!();
     if let Some(api) = layout.validators.first() {
@@ -922,7 +967,7 @@ async fn watch(
                     demo.send().await;
                 }
             }
-            _ = report.tick() => print_report(layout, daemons.monitor),
+            _ = report.tick() => print_report(layout, &daemons.monitors),
             line = next_demo_event(&mut demo) => {
                 if let Some(line) = line {
                     println!("{line}");
@@ -979,8 +1024,9 @@ async fn next_demo_event(demo: &mut Option<Demo>) -> Option<String> {
     }
 }
 
-/// Totals over every node's metrics, and each node's last score from the monitor.
-fn print_report(layout: &Layout, monitor: Option<SocketAddr>) {
+/// Totals over every node's metrics, and each node's last score: the monitor's, or, with
+/// several, what the ledger recorded.
+fn print_report(layout: &Layout, monitors: &[RunningMonitor]) {
     let mut forwarded = 0.0;
     let mut clients = 0.0;
     let mut up = 0;
@@ -996,9 +1042,27 @@ fn print_report(layout: &Layout, monitor: Option<SocketAddr>) {
         "[net] {up}/{} nodes answering; mix nodes have forwarded {forwarded:.0} packets; {clients:.0} clients connected",
         layout.nodes.len()
     );
-    if let Some(line) = monitor.and_then(|http| scores_line(layout, &get(http, "/health")?)) {
+    let line = match monitors {
+        [] => None,
+        [monitor] => get(monitor.http, "/health").and_then(|health| scores_line(layout, &health)),
+        several => layout
+            .validators
+            .first()
+            .and_then(|api| get(*api, "/epochs"))
+            .and_then(|epochs| recorded_line(layout, several.len(), &epochs)),
+    };
+    if let Some(line) = line {
         println!("{line}");
     }
+}
+
+/// The name of the node with the ledger's id `id`.
+fn node_name(layout: &Layout, id: u64) -> String {
+    layout
+        .nodes
+        .iter()
+        .find(|n| u64::from(n.id) == id)
+        .map_or_else(|| format!("#{id}"), |n| n.name.clone())
 }
 
 /// The monitor's last scores, one per node by name, from its `/health`.
@@ -1011,12 +1075,7 @@ fn scores_line(layout: &Layout, health: &str) -> Option<String> {
         .as_array()?
         .iter()
         .filter_map(|node| {
-            let id = node.get("node")?.as_u64()?;
-            let name = layout
-                .nodes
-                .iter()
-                .find(|n| u64::from(n.id) == id)
-                .map_or_else(|| format!("#{id}"), |n| n.name.clone());
+            let name = node_name(layout, node.get("node")?.as_u64()?);
             Some(
                 match node.get("score").and_then(serde_json::Value::as_f64) {
                     Some(score) => format!("{name} {:.1}%", score * 100.0),
@@ -1027,6 +1086,50 @@ fn scores_line(layout: &Layout, health: &str) -> Option<String> {
         .collect();
     Some(format!(
         "[monitor] scores of epoch {epoch}: {}",
+        scores.join(", ")
+    ))
+}
+
+/// The performance the ledger recorded for each node in the last epoch it reported, from a
+/// validator's `/epochs`: the lower median of the `monitors` monitors' scores, or, for a node
+/// none measured, its last performance kept.
+fn recorded_line(layout: &Layout, monitors: usize, epochs: &str) -> Option<String> {
+    let epochs: serde_json::Value = serde_json::from_str(epochs).ok()?;
+    let last = epochs
+        .as_array()?
+        .iter()
+        .max_by_key(|report| report.get("epoch").and_then(serde_json::Value::as_u64))?;
+    let epoch = last.get("epoch")?.as_u64()?;
+    let mut nodes: Vec<(u64, String)> = last
+        .get("nodes")?
+        .as_array()?
+        .iter()
+        .filter_map(|node| {
+            let id = node.get("node")?.as_u64()?;
+            let percent = node.get("performance")?.as_u64()? as f64 / 10_000.0;
+            let measured = node.get("measured")?.as_bool()?;
+            Some((
+                id,
+                format!(
+                    "{} {percent:.1}%{}",
+                    node_name(layout, id),
+                    if measured { "" } else { " (kept)" }
+                ),
+            ))
+        })
+        .collect();
+    // in the layout's order (the ledger's is the active set's), so epochs read alike
+    let place = |id: u64| {
+        layout
+            .nodes
+            .iter()
+            .position(|node| u64::from(node.id) == id)
+            .unwrap_or(usize::MAX)
+    };
+    nodes.sort_by_key(|(id, _)| (place(*id), *id));
+    let scores: Vec<String> = nodes.into_iter().map(|(_, score)| score).collect();
+    Some(format!(
+        "[monitor] performance the ledger recorded for epoch {epoch}, the lower median of {monitors} monitors' scores: {}",
         scores.join(", ")
     ))
 }
@@ -1136,5 +1239,44 @@ impl Demo {
     async fn stop(self) {
         self.alice.disconnect().await;
         self.bob.disconnect().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use umbra::network::LocalNode;
+
+    fn layout() -> Layout {
+        let node = |name: &str, id| LocalNode {
+            name: name.to_owned(),
+            id,
+            kind: Kind::Mix,
+            layer: Some(1),
+            listen: "127.0.0.1:1".parse().unwrap(),
+            client: None,
+            http: "127.0.0.1:2".parse().unwrap(),
+        };
+        Layout {
+            dir: PathBuf::new(),
+            nodes: vec![node("mix-1-1", 1), node("mix-1-2", 2)],
+            validators: Vec::new(),
+            monitors: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_report_shows_what_the_ledger_recorded_in_its_last_epoch() {
+        let epochs = r#"[
+            {"epoch": 3, "nodes": [{"node": 1, "performance": 500000, "measured": true}]},
+            {"epoch": 4, "nodes": [{"node": 7, "performance": 1000000, "measured": true},
+                                   {"node": 2, "performance": 1000000, "measured": false},
+                                   {"node": 1, "performance": 991000, "measured": true}]}
+        ]"#;
+        assert_eq!(
+            recorded_line(&layout(), 3, epochs).unwrap(),
+            "[monitor] performance the ledger recorded for epoch 4, the lower median of 3 monitors' scores: mix-1-1 99.1%, mix-1-2 100.0% (kept), #7 100.0%"
+        );
+        assert_eq!(recorded_line(&layout(), 3, "[]"), None);
     }
 }

@@ -119,6 +119,10 @@ enum Command {
         /// (Malachite) among them, each its own process.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
         validators: u16,
+        /// Network monitors of a new network (default 1; 0 runs none): each tests every node
+        /// and submits its scores, and the ledger records each node's lower median of them.
+        #[arg(long, value_parser = clap::value_parser!(u16).range(0..=umbra::network::MAX_MONITORS as i64))]
+        monitors: Option<u16>,
         /// Traffic settings of the client, SOCKS5 proxy and exit when they are created: nym
         /// (15 ms per hop, a packet every 20 ms), low-latency (5 ms, 10 ms) or bulk (15 ms,
         /// 1 ms).
@@ -491,11 +495,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             epoch_length,
             rotation_epochs,
             validators,
+            monitors,
             traffic,
         } => localnet::run(localnet::Options {
             epoch_length,
             rotation_epochs,
             validators: usize::from(validators),
+            monitors: monitors.map(usize::from),
             dir,
             shape: Shape {
                 mixes_per_layer,

@@ -8,8 +8,8 @@
 //! nodes alone, a static topology file ([`Layout::create_or_open`]).
 //!
 //! The folder holds `localnet.json` (what is where), `genesis.json` or `topology.json`, one
-//! folder per node (`mix-<layer>-<n>`, `gateway-<n>`), the monitor's (`monitor`, with a ledger),
-//! and `logs/`.
+//! folder per node (`mix-<layer>-<n>`, `gateway-<n>`), one per network monitor (`monitor`,
+//! `monitor-2`, …, with a ledger), and `logs/`.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -45,6 +45,9 @@ pub enum LocalnetError {
         /// The highest.
         high: u16,
     },
+    /// More monitors than a network on one machine may have.
+    #[error("{0} monitors are too many for a network on one machine: at most {MAX_MONITORS}")]
+    TooManyMonitors(usize),
     /// The layout names no such node.
     #[error("no node named {0}")]
     NoSuchNode(String),
@@ -121,22 +124,61 @@ pub struct Layout {
     /// The validators' API addresses (none: a static topology file).
     #[serde(default)]
     pub validators: Vec<SocketAddr>,
-    /// The network monitor, in a network following a ledger (networks made before there was
-    /// one have none).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub monitor: Option<LocalMonitor>,
+    /// The network monitors, in a network following a ledger (networks made before there were
+    /// monitors have none; those made before there could be several have the field `monitor`,
+    /// holding one).
+    #[serde(default, alias = "monitor", deserialize_with = "one_or_many")]
+    pub monitors: Vec<LocalMonitor>,
 }
 
-/// The network monitor of a local network: its account key is `operators/monitor.key`,
-/// named in genesis; its folder is `monitor`.
+/// A network monitor of a local network, named in genesis: its folder is its name, and its
+/// account key `operators/<name>.key`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LocalMonitor {
+    /// `monitor` for the first, then `monitor-2`, `monitor-3`, … (layouts made when there
+    /// was only one do not name it).
+    #[serde(default = "first_monitor_name")]
+    pub name: String,
     /// Where it serves `/metrics`, `/health` and the evidence.
     pub http: SocketAddr,
 }
 
-/// The monitor's folder in a network's folder (and its operator key's name).
+/// The first monitor's name, its folder's and its key's; the others add `-2`, `-3`, ….
 pub const MONITOR: &str = "monitor";
+
+/// The most monitors a local network may have: each keeps a client session with every
+/// gateway, sending all the time, and they all share this machine.
+pub const MAX_MONITORS: usize = 5;
+
+/// The name of the `n`th monitor (from 1).
+pub fn monitor_name(n: usize) -> String {
+    if n <= 1 {
+        MONITOR.to_owned()
+    } else {
+        format!("{MONITOR}-{n}")
+    }
+}
+
+fn first_monitor_name() -> String {
+    monitor_name(1)
+}
+
+/// The monitors of a layout: a list, or the single monitor of an older layout's `monitor`.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<LocalMonitor>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(LocalMonitor),
+        Many(Vec<LocalMonitor>),
+    }
+    Ok(match Option::<OneOrMany>::deserialize(deserializer)? {
+        None => Vec::new(),
+        Some(OneOrMany::One(monitor)) => vec![monitor],
+        Some(OneOrMany::Many(monitors)) => monitors,
+    })
+}
 
 /// The folder of operator account keys in a network's folder.
 pub const OPERATORS_DIR: &str = "operators";
@@ -145,18 +187,22 @@ impl Layout {
     /// The network in `dir`: the one made there before, or a new one of `shape` with a static
     /// topology file.
     pub fn create_or_open(dir: &Path, shape: &Shape) -> Result<Layout, LocalnetError> {
-        Layout::open_or(dir, || Layout::create(dir, shape, 0))
+        Layout::open_or(dir, || Layout::create(dir, shape, 0, 0))
     }
 
     /// The network in `dir`: the one made there before, or a new one of `shape` following the
-    /// ledger of `validators` validators (their API addresses are chosen here). Node ids are
-    /// 0 until [`Layout::set_node_id`] records the ledger's.
+    /// ledger of `validators` validators (their API addresses are chosen here), measured by
+    /// `monitors` network monitors (their accounts made here, for genesis to name). Node ids
+    /// are 0 until [`Layout::set_node_id`] records the ledger's.
     pub fn create_or_open_with_ledger(
         dir: &Path,
         shape: &Shape,
         validators: usize,
+        monitors: usize,
     ) -> Result<Layout, LocalnetError> {
-        Layout::open_or(dir, || Layout::create(dir, shape, validators.max(1)))
+        Layout::open_or(dir, || {
+            Layout::create(dir, shape, validators.max(1), monitors)
+        })
     }
 
     fn open_or(
@@ -181,9 +227,17 @@ impl Layout {
         create()
     }
 
-    fn create(dir: &Path, shape: &Shape, validator_count: usize) -> Result<Layout, LocalnetError> {
+    fn create(
+        dir: &Path,
+        shape: &Shape,
+        validator_count: usize,
+        monitor_count: usize,
+    ) -> Result<Layout, LocalnetError> {
         if shape.mixes_per_layer == 0 || shape.gateways == 0 {
             return Err(LocalnetError::EmptyShape);
+        }
+        if monitor_count > MAX_MONITORS {
+            return Err(LocalnetError::TooManyMonitors(monitor_count));
         }
         let mut nodes = Vec::new();
         let mut descriptors = Vec::new();
@@ -268,7 +322,7 @@ impl Layout {
             });
             nodes.push(node);
         }
-        let mut monitor = None;
+        let mut monitors = Vec::new();
         if ledger.is_some() {
             let operators = dir.join(OPERATORS_DIR);
             std::fs::create_dir_all(&operators).map_err(|source| NodeError::Write {
@@ -281,12 +335,19 @@ impl Layout {
                 let key = umbra_ledger::SigningKey::generate(&mut rand::rng());
                 write_new_key(&operators.join(format!("{}.key", node.name)), &key.seed())?;
             }
-            // the monitor's account, which genesis names as a monitor
-            let key = umbra_ledger::SigningKey::generate(&mut rand::rng());
-            write_new_key(&operators.join(format!("{MONITOR}.key")), &key.seed())?;
-            monitor = Some(LocalMonitor {
-                http: ports.take()?,
-            });
+            // the monitors' accounts, which genesis names as monitors
+            for n in 1..=monitor_count {
+                let monitor = LocalMonitor {
+                    name: monitor_name(n),
+                    http: ports.take()?,
+                };
+                let key = umbra_ledger::SigningKey::generate(&mut rand::rng());
+                write_new_key(
+                    &operators.join(format!("{}.key", monitor.name)),
+                    &key.seed(),
+                )?;
+                monitors.push(monitor);
+            }
         } else {
             let topology = Topology::new(1, descriptors)?;
             let json = topology.to_json();
@@ -302,7 +363,7 @@ impl Layout {
             dir: dir.to_owned(),
             nodes,
             validators,
-            monitor,
+            monitors,
         };
         layout.save()?;
         Ok(layout)
@@ -329,14 +390,16 @@ impl Layout {
             .join(format!("{}.key", node.name))
     }
 
-    /// The key file of the monitor's account (a network following a ledger).
-    pub fn monitor_key(&self) -> PathBuf {
-        self.dir.join(OPERATORS_DIR).join(format!("{MONITOR}.key"))
+    /// The key file of `monitor`'s account (a network following a ledger).
+    pub fn monitor_key(&self, monitor: &LocalMonitor) -> PathBuf {
+        self.dir
+            .join(OPERATORS_DIR)
+            .join(format!("{}.key", monitor.name))
     }
 
-    /// The monitor's folder.
-    pub fn monitor_dir(&self) -> PathBuf {
-        self.dir.join(MONITOR)
+    /// A monitor's folder.
+    pub fn monitor_dir(&self, monitor: &LocalMonitor) -> PathBuf {
+        self.dir.join(&monitor.name)
     }
 
     /// The network's genesis file (a network following a ledger).
@@ -672,4 +735,49 @@ pub fn get(address: SocketAddr, path: &str) -> Option<String> {
     };
     let response = umbra_net::http_client::get_blocking(address, path, limits).ok()?;
     (response.status == 200).then(|| String::from_utf8_lossy(&response.body).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_layout_made_when_there_was_one_monitor_opens_with_that_monitor() {
+        let json = r#"{"nodes": [], "validators": ["127.0.0.1:7000"], "monitor": {"http": "127.0.0.1:1234"}}"#;
+        let layout: Layout = serde_json::from_str(json).unwrap();
+        assert_eq!(layout.monitors.len(), 1);
+        assert_eq!(layout.monitors[0].name, MONITOR);
+        assert_eq!(layout.monitors[0].http, "127.0.0.1:1234".parse().unwrap());
+        // and it is written back as a list
+        let again: serde_json::Value = serde_json::to_value(&layout).unwrap();
+        assert_eq!(again["monitors"][0]["name"], "monitor");
+        assert!(again.get("monitor").is_none());
+    }
+
+    #[test]
+    fn a_layout_opens_with_several_monitors_or_none() {
+        let json = r#"{"nodes": [], "monitors": [
+            {"name": "monitor", "http": "127.0.0.1:1234"},
+            {"name": "monitor-2", "http": "127.0.0.1:1235"}]}"#;
+        let layout: Layout = serde_json::from_str(json).unwrap();
+        let names: Vec<&str> = layout.monitors.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["monitor", "monitor-2"]);
+        let layout: Layout = serde_json::from_str(r#"{"nodes": []}"#).unwrap();
+        assert!(layout.monitors.is_empty());
+    }
+
+    #[test]
+    fn a_network_of_too_many_monitors_is_refused_before_anything_is_written() {
+        let dir =
+            std::env::temp_dir().join(format!("umbra-too-many-monitors-{}", std::process::id()));
+        let made = Layout::create_or_open_with_ledger(&dir, &Shape::default(), 1, MAX_MONITORS + 1);
+        assert!(matches!(made, Err(LocalnetError::TooManyMonitors(n)) if n == MAX_MONITORS + 1));
+        assert!(!dir.exists());
+    }
+
+    #[test]
+    fn monitors_after_the_first_are_numbered_from_2() {
+        let names: Vec<String> = (1..=3).map(monitor_name).collect();
+        assert_eq!(names, ["monitor", "monitor-2", "monitor-3"]);
+    }
 }

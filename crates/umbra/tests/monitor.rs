@@ -1,6 +1,7 @@
 //! The network monitor in a whole local network of processes (`umbra localnet`, short
 //! epochs): it scores the nodes, the ledger records exactly what it submitted, and the
-//! evidence it serves recomputes to exactly those scores.
+//! evidence it serves recomputes to exactly those scores. With `--monitors 3`, genesis names
+//! all three and each submits.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is the point
 
@@ -108,6 +109,27 @@ fn address_after(output: &str, prefix: &str) -> SocketAddr {
     let rest = &output[start..];
     let end = rest.find(['/', ' ', '\n']).unwrap_or(rest.len());
     rest[..end].parse().unwrap()
+}
+
+/// Every address after `prefix` in `output`'s lines, in order, with the line.
+fn addresses_after<'a>(output: &'a str, prefix: &str) -> Vec<(SocketAddr, &'a str)> {
+    output
+        .lines()
+        .filter(|line| line.contains(prefix))
+        .map(|line| (address_after(line, prefix), line))
+        .collect()
+}
+
+/// The public key of the account whose key file is `path`.
+fn account_of(path: &std::path::Path) -> String {
+    let seed: [u8; 32] = bs58::decode(std::fs::read_to_string(path).unwrap().trim())
+        .into_vec()
+        .unwrap()
+        .try_into()
+        .unwrap();
+    umbra_ledger::SigningKey::from_seed(seed)
+        .public()
+        .to_string()
 }
 
 /// Asks `address` for `path` every 200 ms until `ready` takes the JSON answer, for up to
@@ -339,5 +361,77 @@ fn the_monitor_scores_every_node_and_its_evidence_recomputes_what_the_ledger_rec
     let (status, output) = net.interrupt();
     assert!(status.success(), "localnet exited with {status}:\n{output}");
     assert!(output.contains("Stopped cleanly"), "{output}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn localnet_runs_three_monitors_that_genesis_names_and_each_submits() {
+    let dir = temp_dir("three");
+    let mut net = Localnet::start(
+        &dir,
+        &[
+            "--monitors",
+            "3",
+            "--mixes-per-layer",
+            "2",
+            "--gateways",
+            "2",
+            "--no-demo",
+            "--epoch-length",
+            "20s",
+        ],
+    );
+    let output = net.wait_for("Ctrl-C stops everything.");
+    let validator = address_after(&output, "validator-1 (solo)  API http://");
+    let monitors = addresses_after(&output, "evidence of each epoch at http://");
+    assert_eq!(monitors.len(), 3, "{output}");
+    let names = ["monitor", "monitor-2", "monitor-3"];
+    for ((_, line), name) in monitors.iter().zip(names) {
+        let folder = dir.join(name);
+        assert!(
+            line.starts_with(&format!("Network monitor ({}):", folder.display())),
+            "{line}"
+        );
+    }
+    let addresses: std::collections::BTreeSet<SocketAddr> =
+        monitors.iter().map(|(address, _)| *address).collect();
+    assert_eq!(addresses.len(), 3, "{output}");
+
+    // genesis names exactly the three accounts whose keys localnet made
+    let genesis: serde_json::Value =
+        serde_json::from_str(&get(validator, "/genesis").unwrap()).unwrap();
+    let named: Vec<String> = genesis["monitors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|key| key.as_str().unwrap().to_owned())
+        .collect();
+    let made: Vec<String> = names
+        .iter()
+        .map(|name| account_of(&dir.join("operators").join(format!("{name}.key"))))
+        .collect();
+    assert_eq!(named, made);
+
+    // each monitor measures an epoch and the ledger takes its scores
+    for (address, line) in &monitors {
+        let epoch = poll(*address, "/health", Duration::from_secs(90), |health| {
+            let submission = health.get("last_submission")?;
+            (submission["ok"] == true).then(|| submission["epoch"].as_u64().unwrap())
+        });
+        eprintln!("{line}: submitted epoch {epoch}");
+    }
+    // the report says what the ledger recorded from the three
+    net.wait_for("the lower median of 3 monitors' scores: ");
+
+    let (status, output) = net.interrupt();
+    assert!(status.success(), "localnet exited with {status}:\n{output}");
+    assert!(output.contains("Stopped cleanly"), "{output}");
+
+    // genesis fixed the monitors: run again, the network keeps its three and says so
+    let mut again = Localnet::start(&dir, &["--monitors", "1", "--no-demo"]);
+    again.wait_for(
+        "This network was made with 3 monitor(s); --monitors 1 applies to a new network only",
+    );
+    drop(again);
     std::fs::remove_dir_all(&dir).unwrap();
 }
