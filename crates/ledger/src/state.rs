@@ -983,9 +983,16 @@ impl State {
                 })
                 .collect(),
         };
-        // monitors' verdicts: the lower median of the scores each node got this epoch
+        // monitors' verdicts: the lower median over every monitor genesis names, where a
+        // monitor that did not score the node votes for the performance it has, so that no
+        // monitor can move a node's performance alone when the others are silent about it
+        let monitors = self.monitors.len();
         for (node, scores) in &self.performance {
+            let Some(previous) = self.nodes.get(node).map(|entry| entry.performance) else {
+                continue;
+            };
             let mut values: Vec<Ppm> = scores.values().copied().collect();
+            values.resize(monitors.max(values.len()), previous);
             values.sort_unstable();
             if let (Some(entry), Some(&median)) =
                 (self.nodes.get_mut(node), values.get((values.len() - 1) / 2))

@@ -337,10 +337,11 @@ fn the_report_says_who_scored_what_a_lying_monitor_is_outvoted_and_payouts_follo
     };
     // node 2: lower median of {970 000, 960 000, 0} is 960 000, the lower honest score
     assert_eq!(node(2).performance, Ppm(960_000));
-    // nodes 1, 3 and 4: only the two honest monitors scored them since 52's replacement
-    assert_eq!(node(1).performance, Ppm(990_000));
-    assert_eq!(node(3).performance, Ppm(960_000));
-    assert_eq!(node(4).performance, Ppm(990_000));
+    // nodes 1, 3 and 4: only the two honest monitors scored them since 52's replacement; the
+    // silent monitor votes for what the node had (100 %): the median of the three
+    assert_eq!(node(1).performance, Ppm(1_000_000));
+    assert_eq!(node(3).performance, Ppm(980_000));
+    assert_eq!(node(4).performance, Ppm(1_000_000));
     // each monitor's last submission, with its evidence hash, is on record
     let submission = |monitor: u8, scores: Vec<(NodeId, Ppm)>| MonitorSubmission {
         monitor: key(monitor).public(),
@@ -408,4 +409,69 @@ fn the_report_says_who_scored_what_a_lying_monitor_is_outvoted_and_payouts_follo
     assert_eq!(node(2).operating_cost, UNIT);
     assert_eq!(node(2).profit_margin, Ppm(150_000));
     assert_eq!(node(2).pledge, 700 * UNIT);
+}
+
+#[test]
+fn a_monitor_alone_cannot_move_a_node_when_the_others_are_silent_about_it() {
+    use umbra_ledger::Hash;
+    let params = Params {
+        epoch_length_ms: 1_000,
+        mixes_per_layer: 1,
+        active_gateways: 1,
+        ..Params::default()
+    };
+    let mut genesis = genesis(params, 10, 10_000 * UNIT, 1);
+    genesis.monitors.push(key(52).public());
+    let mut chain = Chain::new(genesis);
+    for (n, kind) in [
+        (1, NodeKind::Mix),
+        (2, NodeKind::Mix),
+        (3, NodeKind::Mix),
+        (4, NodeKind::Gateway),
+    ] {
+        let owner = key(n);
+        chain
+            .act(&owner, register(&owner.public(), n, kind))
+            .unwrap();
+        chain
+            .act(
+                &owner,
+                Action::Bond {
+                    node: NodeId(u32::from(n)),
+                    amount: 1_000 * UNIT,
+                },
+            )
+            .unwrap();
+    }
+    chain.advance();
+    let submit = |chain: &mut Chain, monitor: u8, scores: Vec<(NodeId, Ppm)>| {
+        let epoch = chain.state.epoch().number;
+        chain
+            .act(
+                &key(monitor),
+                Action::SubmitPerformance {
+                    epoch,
+                    scores,
+                    evidence: Hash::of(&[b"evidence", &[monitor]]),
+                },
+            )
+            .unwrap();
+    };
+    // the honest monitors could not score node 1 (say, alone in its layer); the liar says 0
+    submit(&mut chain, 50, vec![(NodeId(2), Ppm(990_000))]);
+    submit(&mut chain, 51, vec![(NodeId(2), Ppm(980_000))]);
+    submit(
+        &mut chain,
+        52,
+        vec![(NodeId(1), Ppm(0)), (NodeId(2), Ppm(0))],
+    );
+    chain.advance();
+    let performance = |chain: &Chain, id: u32| chain.state.node(NodeId(id)).unwrap().performance;
+    assert_eq!(performance(&chain, 1), Ppm(1_000_000));
+    assert_eq!(performance(&chain, 2), Ppm(980_000));
+    // two that agree move it; the third, silent, votes for what it had
+    submit(&mut chain, 50, vec![(NodeId(3), Ppm(500_000))]);
+    submit(&mut chain, 51, vec![(NodeId(3), Ppm(400_000))]);
+    chain.advance();
+    assert_eq!(performance(&chain, 3), Ppm(500_000));
 }

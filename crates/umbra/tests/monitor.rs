@@ -266,6 +266,7 @@ fn monitor_init_makes_a_private_monitor_once_and_run_names_what_is_missing() {
 
 #[test]
 fn the_monitor_scores_every_node_and_its_evidence_recomputes_what_the_ledger_recorded() {
+    let _one = one_network();
     let dir = temp_dir("localnet");
     let mut net = Localnet::start(
         &dir,
@@ -323,6 +324,10 @@ fn the_monitor_scores_every_node_and_its_evidence_recomputes_what_the_ledger_rec
         "epoch {epoch}: {} routes judged, scores {scores:?}",
         evidence.routes.len()
     );
+    // a healthy network: every score at least 95 %
+    for (node, ppm) in &scores {
+        assert!(*ppm >= 950_000, "node {node} at {ppm} ppm: {scores:?}");
+    }
     for (node, ppm) in &scores {
         assert_eq!(
             recorded.get(&u64::from(*node)),
@@ -366,6 +371,7 @@ fn the_monitor_scores_every_node_and_its_evidence_recomputes_what_the_ledger_rec
 
 #[test]
 fn localnet_runs_three_monitors_that_genesis_names_and_each_submits() {
+    let _one = one_network();
     let dir = temp_dir("three");
     let mut net = Localnet::start(
         &dir,
@@ -433,5 +439,390 @@ fn localnet_runs_three_monitors_that_genesis_names_and_each_submits() {
         "This network was made with 3 monitor(s); --monitors 1 applies to a new network only",
     );
     drop(again);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// One local network at a time in this binary: two on two cores would starve each other's
+/// monitors (which then, rightly, judge nothing).
+static ONE_NETWORK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_network() -> std::sync::MutexGuard<'static, ()> {
+    ONE_NETWORK
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The pid of the process whose command line names `data_dir` (a node's or a monitor's).
+fn pid_of(data_dir: &std::path::Path) -> u32 {
+    let wanted = data_dir.to_str().unwrap();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        if cmdline
+            .split(|&byte| byte == 0)
+            .any(|arg| arg == wanted.as_bytes())
+        {
+            return pid;
+        }
+    }
+    panic!("no process runs with {wanted}");
+}
+
+fn signal(pid: u32, signal: &str) {
+    let sent = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill {signal} {pid}");
+}
+
+/// The validator's JSON answer to `path`.
+fn ledger(validator: SocketAddr, path: &str) -> serde_json::Value {
+    serde_json::from_str(&get(validator, path).unwrap_or_else(|| panic!("GET {path}"))).unwrap()
+}
+
+/// The ledger's report of `epoch`, once that epoch has ended (within `within`).
+fn epoch_report(validator: SocketAddr, epoch: u64, within: Duration) -> serde_json::Value {
+    poll(validator, "/epochs", within, |epochs| {
+        epochs
+            .as_array()?
+            .iter()
+            .find(|report| report["epoch"].as_u64() == Some(epoch))
+            .cloned()
+    })
+}
+
+/// A node's entry in an epoch report.
+fn entry(report: &serde_json::Value, node: u64) -> Option<&serde_json::Value> {
+    report["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|entry| entry["node"].as_u64() == Some(node))
+}
+
+/// What a monitor submitted in an epoch report: its scores by node.
+fn submission(report: &serde_json::Value, monitor: &str) -> Option<BTreeMap<u64, u64>> {
+    let found = report["monitors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|entry| entry["monitor"] == monitor)?;
+    Some(
+        found["scores"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|pair| (pair[0].as_u64().unwrap(), pair[1].as_u64().unwrap()))
+            .collect(),
+    )
+}
+
+/// The reward the formula gives for an epoch report's entry (the ledger's own inputs, the
+/// performance the monitors measured).
+fn formula(report: &serde_json::Value, node: &serde_json::Value) -> umbra_ledger::rewards::Payout {
+    use umbra_ledger::rewards::{RewardInputs, node_reward};
+    use umbra_ledger::{Amount, Fixed, Ppm};
+    let amount = |value: &serde_json::Value| Amount(value.as_u64().unwrap());
+    let fraction = |value: &serde_json::Value| {
+        Fixed::from_ppm(Ppm(u32::try_from(value.as_u64().unwrap()).unwrap()))
+    };
+    node_reward(&RewardInputs {
+        budget: amount(&report["budget"]),
+        active_set_size: report["active_set_size"].as_u64().unwrap(),
+        saturation: amount(&report["saturation"]),
+        sybil_resistance: fraction(&report["sybil_resistance"]),
+        pledge: amount(&node["pledge"]),
+        delegations: amount(&node["delegations"]),
+        performance: fraction(&node["performance"]),
+        operating_cost: amount(&node["operating_cost"]),
+        profit_margin: fraction(&node["profit_margin"]),
+    })
+}
+
+/// Signs and submits `scores` for `epoch` in the name of the monitor whose key is `key`.
+fn submit_as(
+    validator: SocketAddr,
+    key: &umbra_ledger::SigningKey,
+    epoch: u64,
+    scores: Vec<(u32, u32)>,
+) {
+    use umbra_ledger::{Action, Hash, NodeId, Ppm, Transaction};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let client = umbra_net::ledger::LedgerClient::new(validator);
+        let chain_id = client.chain_id().await.unwrap();
+        let nonce = client.account(&key.public()).await.unwrap().next_nonce;
+        let transaction = Transaction::sign(
+            &chain_id,
+            key,
+            nonce,
+            Action::SubmitPerformance {
+                epoch,
+                scores: scores
+                    .into_iter()
+                    .map(|(node, ppm)| (NodeId(node), Ppm(ppm)))
+                    .collect(),
+                // evidence it never published
+                evidence: Hash([0x1e; 32]),
+            },
+        );
+        let hash = client.submit(&transaction).await.unwrap();
+        client
+            .wait_for(&hash, Duration::from_secs(10))
+            .await
+            .unwrap();
+    });
+}
+
+#[test]
+fn a_node_dropping_half_is_caught_paid_its_score_and_left_out_while_the_monitors_faults_and_a_liar_move_nothing()
+ {
+    let _one = one_network();
+    let dir = temp_dir("faults");
+    // the network is made first, so that one mix node can be made faulty before it starts
+    umbra::network::Layout::create_or_open_with_ledger(
+        &dir,
+        &umbra::network::Shape {
+            mixes_per_layer: 2,
+            gateways: 2,
+        },
+        1,
+        3,
+    )
+    .unwrap();
+    let bad_name = "mix-2-1";
+    let config = dir.join(bad_name).join("config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("insecure_drop_fraction = 0.5\n{text}")).unwrap();
+    let mut net = Localnet::start(&dir, &["--no-demo", "--epoch-length", "20s"]);
+    let output = net.wait_for("Ctrl-C stops everything.");
+    let validator = address_after(&output, "validator-1 (solo)  API http://");
+    let monitors: Vec<SocketAddr> = output
+        .match_indices("evidence of each epoch at http://")
+        .map(|(at, prefix)| address_after(&output[at..], prefix))
+        .collect();
+    assert_eq!(monitors.len(), 3, "{output}");
+    // monitor 3 lies: its process is stopped, and the test submits in its name
+    let liar_key = umbra_ledger::SigningKey::from_seed(
+        umbra_net::keys::read_key(&dir.join("operators").join("monitor-3.key")).unwrap(),
+    );
+    let liar_pid = pid_of(&dir.join("monitor-3"));
+    signal(liar_pid, "-STOP");
+    let honest: Vec<String> = ["monitor.key", "monitor-2.key"]
+        .iter()
+        .map(|file| {
+            umbra_ledger::SigningKey::from_seed(
+                umbra_net::keys::read_key(&dir.join("operators").join(file)).unwrap(),
+            )
+            .public()
+            .to_string()
+        })
+        .collect();
+
+    let ids: BTreeMap<String, u64> = ledger(validator, "/nodes")
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|node| {
+            (
+                node["info"]["moniker"].as_str().unwrap().to_owned(),
+                node["id"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let bad = ids[bad_name];
+    let slandered = ids["mix-1-1"];
+
+    // each epoch from now, the liar says the healthy mix-1-1 lost everything and the faulty
+    // node nothing
+    let liar_epochs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let stop_lying = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let liar = std::thread::spawn({
+        let liar_epochs = std::sync::Arc::clone(&liar_epochs);
+        let stop_lying = std::sync::Arc::clone(&stop_lying);
+        move || {
+            let mut last = None;
+            while !stop_lying.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Some(epoch) = get(validator, "/epoch")
+                    .and_then(|body| serde_json::from_str::<serde_json::Value>(&body).ok())
+                    .and_then(|epoch| epoch["epoch"].as_u64())
+                    && last != Some(epoch)
+                    && epoch > 0
+                {
+                    submit_as(
+                        validator,
+                        &liar_key,
+                        epoch,
+                        vec![(slandered as u32, 0), (bad as u32, 1_000_000)],
+                    );
+                    liar_epochs.lock().unwrap().push(epoch);
+                    last = Some(epoch);
+                }
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        }
+    });
+
+    // the first epoch both honest monitors scored, and the ledger's report of it
+    let first = poll(monitors[1], "/health", Duration::from_secs(90), |health| {
+        let submission = health.get("last_submission")?;
+        (submission["ok"] == true).then(|| submission["epoch"].as_u64().unwrap())
+    });
+    // the faulty node's score falls to at most 60 % within two epochs, every other node's
+    // stays at least 95 %
+    let mut caught = None;
+    for epoch in [first, first + 1] {
+        let report = epoch_report(validator, epoch, Duration::from_secs(60));
+        let Some(node) = entry(&report, bad).filter(|node| node["measured"] == true) else {
+            continue;
+        };
+        if honest
+            .iter()
+            .any(|monitor| submission(&report, monitor).is_none())
+        {
+            continue;
+        }
+        if node["performance"].as_u64().unwrap() <= 600_000 {
+            caught = Some(report);
+            break;
+        }
+    }
+    let report = caught.unwrap_or_else(|| panic!("node {bad} kept a score above 60 %"));
+    let epoch = report["epoch"].as_u64().unwrap();
+    eprintln!("epoch {epoch}: {report}");
+    for node in report["nodes"].as_array().unwrap() {
+        let id = node["node"].as_u64().unwrap();
+        let performance = node["performance"].as_u64().unwrap();
+        if id != bad {
+            assert!(
+                performance >= 950_000,
+                "node {id} at {performance} ppm in epoch {epoch}: {report}"
+            );
+        }
+        // every payout is the formula's for the measured performance
+        let payout = formula(&report, node);
+        assert_eq!(
+            (
+                node["payout"]["operator"].as_u64().unwrap(),
+                node["payout"]["delegators"].as_u64().unwrap()
+            ),
+            (payout.operator.0, payout.delegators.0),
+            "node {id} in epoch {epoch}"
+        );
+    }
+    // the liar moved nothing: the slandered node has the lower of the honest scores, and the
+    // faulty node the higher of theirs (the lower median of three)
+    assert!(liar_epochs.lock().unwrap().contains(&epoch));
+    let said: Vec<BTreeMap<u64, u64>> = honest
+        .iter()
+        .map(|monitor| submission(&report, monitor).expect("both honest monitors submitted"))
+        .collect();
+    let honest_scores =
+        |node: u64| -> Vec<u64> { said.iter().map(|scores| scores[&node]).collect() };
+    let recorded = |node: u64| {
+        entry(&report, node).unwrap()["performance"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(
+        recorded(slandered),
+        *honest_scores(slandered).iter().min().unwrap()
+    );
+    assert_eq!(recorded(bad), *honest_scores(bad).iter().max().unwrap());
+    // each honest monitor's evidence is the one whose hash the ledger recorded, and
+    // recomputes to what it submitted
+    for (address, monitor) in monitors.iter().zip(&honest) {
+        let json = get(*address, &format!("/evidence/{epoch}")).expect("the evidence is served");
+        let evidence = Evidence::from_json(&json).unwrap();
+        let recorded_hash = report["monitors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|entry| entry["monitor"] == monitor.as_str())
+            .unwrap()["evidence"]
+            .clone();
+        assert_eq!(recorded_hash, evidence.hash().to_string());
+        let scores: BTreeMap<u64, u64> = attribute(&evidence)
+            .performance()
+            .into_iter()
+            .map(|(node, ppm)| (u64::from(node), u64::from(ppm)))
+            .collect();
+        assert_eq!(Some(scores), submission(&report, monitor));
+    }
+    // it is left out of the next epoch's active set, and its record says why
+    let next = epoch + 1;
+    let performance = poll(
+        validator,
+        &format!("/nodes/{bad}/performance"),
+        Duration::from_secs(30),
+        |view| {
+            let newest = view["epochs"].as_array()?.first()?;
+            (newest["epoch"].as_u64() == Some(epoch)).then(|| view.clone())
+        },
+    );
+    assert_eq!(performance["active"], false, "{performance}");
+    assert!(performance["performance"].as_u64().unwrap() <= 600_000);
+    assert_eq!(
+        performance["epochs"][0]["scores"].as_array().unwrap().len(),
+        3,
+        "{performance}"
+    );
+
+    // the monitors' own fault: kill gateway-1 (every monitor's client of it) mid-epoch; no
+    // mix node's score falls
+    let now = ledger(validator, "/epoch");
+    assert_eq!(now["epoch"].as_u64(), Some(next), "{now}");
+    std::thread::sleep(Duration::from_secs(5));
+    signal(pid_of(&dir.join("gateway-1")), "-KILL");
+    net.wait_for("gateway-1 started again");
+    let report = epoch_report(validator, next, Duration::from_secs(60));
+    eprintln!("epoch {next} (gateway-1 killed): {report}");
+    for node in report["nodes"].as_array().unwrap() {
+        let id = node["node"].as_u64().unwrap();
+        if node["layer"].is_null() {
+            continue;
+        }
+        assert!(
+            node["performance"].as_u64().unwrap() >= 950_000,
+            "mix node {id} fell in epoch {next}: {report}"
+        );
+    }
+    assert!(
+        entry(&report, bad).is_none(),
+        "node {bad} was active: {report}"
+    );
+    // and the monitors said why they judged less
+    for address in &monitors[..2] {
+        let json = get(*address, &format!("/evidence/{next}")).expect("the evidence is served");
+        let evidence = Evidence::from_json(&json).unwrap();
+        let lost = evidence
+            .routes
+            .iter()
+            .filter(|route| route.latency_us.is_none())
+            .count();
+        eprintln!(
+            "epoch {next} at {address}: {} routes, {lost} lost, faults {:?}",
+            evidence.routes.len(),
+            evidence.faults
+        );
+        assert!(
+            !evidence.faults.is_empty(),
+            "no fault of its own in epoch {next}: {json}"
+        );
+    }
+
+    stop_lying.store(true, std::sync::atomic::Ordering::Relaxed);
+    liar.join().unwrap();
+    signal(liar_pid, "-CONT");
+    let (status, output) = net.interrupt();
+    assert!(status.success(), "localnet exited with {status}:\n{output}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

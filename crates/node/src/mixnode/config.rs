@@ -26,7 +26,7 @@ pub struct MixnodeConfig {
     /// unwrapping, the replay check and the next-hop check are dropped; the node's own loops
     /// go out as usual. Counted in `umbra_mixnode_packets_dropped_total{reason="insecure_drop"}`;
     /// the node warns at start when it is above 0.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub insecure_drop_fraction: f64,
     /// Where the ledger is: the validators serving each epoch's topology, and the genesis file
     /// their signatures are checked against.
@@ -175,6 +175,11 @@ loss_window = 200
 loss_alarm = 0.2
 
 {runtime}"#;
+
+/// A written configuration leaves out a weakening setting that is off.
+fn is_zero(value: &f64) -> bool {
+    *value == 0.0
+}
 
 #[cfg(test)]
 mod tests {
