@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{CHAIN, Chain, genesis, key, register, reveal_0, validator_key};
+use common::{CHAIN, Chain, genesis, key, register, reveal_0, submit_scores, validator_key};
 use umbra_ledger::{
     Action, Amount, CertificateError, Hash, NodeId, NodeKind, Params, Ppm, SignedTopology, UNIT,
     sphinx_key_message,
@@ -97,20 +97,6 @@ fn heavier_nodes_are_drawn_more_often() {
     );
 }
 
-fn submit(chain: &mut Chain, monitor: u8, scores: Vec<(NodeId, Ppm)>) {
-    let epoch = chain.state.epoch().number;
-    chain
-        .act(
-            &key(monitor),
-            Action::SubmitPerformance {
-                epoch,
-                scores,
-                evidence: Hash::of(&[b"evidence", &[monitor]]),
-            },
-        )
-        .unwrap();
-}
-
 fn is_active(chain: &Chain, node: NodeId) -> bool {
     chain
         .state
@@ -135,8 +121,8 @@ fn a_node_below_the_threshold_is_left_out_then_measured_again_once_recovered() {
     while !is_active(&chain, bad) {
         chain.advance();
     }
-    submit(&mut chain, 50, vec![(bad, Ppm(500_000))]);
-    submit(&mut chain, 51, vec![(bad, Ppm(500_000))]);
+    submit_scores(&mut chain, 50, vec![(bad, Ppm(500_000))]);
+    submit_scores(&mut chain, 51, vec![(bad, Ppm(500_000))]);
     chain.advance();
     // left out while below the threshold, regaining 10 points each epoch out
     for expected in [500_000, 600_000, 700_000] {
@@ -184,8 +170,8 @@ fn when_too_few_pass_the_threshold_the_best_below_it_keep_every_layer_and_a_gate
             .collect();
         let scores: Vec<(NodeId, Ppm)> = active.iter().map(|&id| (id, score(id.0))).collect();
         measured.extend(active);
-        submit(&mut chain, 50, scores.clone());
-        submit(&mut chain, 51, scores);
+        submit_scores(&mut chain, 50, scores.clone());
+        submit_scores(&mut chain, 51, scores);
         chain.advance();
         if measured.len() == 24 {
             break;

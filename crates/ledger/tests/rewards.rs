@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Chain, genesis, key, register};
+use common::{Chain, genesis, key, register, submit_scores};
 use umbra_ledger::{Action, Amount, NodeId, NodeKind, Params, Ppm, UNIT};
 
 #[test]
@@ -298,33 +298,20 @@ fn the_report_says_who_scored_what_a_lying_monitor_is_outvoted_and_payouts_follo
         .unwrap();
     chain.advance();
     let epoch = chain.state.epoch().number;
-    let submit = |chain: &mut Chain, monitor: u8, scores: Vec<(NodeId, Ppm)>| {
-        let epoch = chain.state.epoch().number;
-        chain
-            .act(
-                &key(monitor),
-                Action::SubmitPerformance {
-                    epoch,
-                    scores,
-                    evidence: Hash::of(&[b"evidence", &[monitor]]),
-                },
-            )
-            .unwrap();
-    };
     // monitor 52 first submits honestly for nodes 1 and 2, then replaces that with a lie
     // about node 2 alone: only its last submission counts
-    submit(
+    submit_scores(
         &mut chain,
         52,
         scores([990_000, 970_000, 980_000, 1_000_000]),
     );
-    submit(
+    submit_scores(
         &mut chain,
         50,
         scores([1_000_000, 970_000, 960_000, 1_000_000]),
     );
-    submit(&mut chain, 51, scores([990_000, 960_000, 980_000, 990_000]));
-    submit(&mut chain, 52, vec![(NodeId(2), Ppm(0))]);
+    submit_scores(&mut chain, 51, scores([990_000, 960_000, 980_000, 990_000]));
+    submit_scores(&mut chain, 52, vec![(NodeId(2), Ppm(0))]);
     chain.advance();
     let report = chain.state.history().last().unwrap().clone();
     assert_eq!(report.epoch, epoch);
@@ -401,7 +388,7 @@ fn the_report_says_who_scored_what_a_lying_monitor_is_outvoted_and_payouts_follo
             ))
             .to_vec()
     );
-    submit(&mut chain, 51, vec![(NodeId(2), Ppm(940_000))]);
+    submit_scores(&mut chain, 51, vec![(NodeId(2), Ppm(940_000))]);
     let view = umbra_ledger::api::NodePerformanceView::of(&chain.state, NodeId(2)).unwrap();
     assert_eq!(view.current.len(), 1);
     assert_eq!(view.current[0].score, Ppm(940_000));
@@ -413,7 +400,6 @@ fn the_report_says_who_scored_what_a_lying_monitor_is_outvoted_and_payouts_follo
 
 #[test]
 fn a_monitor_alone_cannot_move_a_node_when_the_others_are_silent_about_it() {
-    use umbra_ledger::Hash;
     let params = Params {
         epoch_length_ms: 1_000,
         mixes_per_layer: 1,
@@ -444,23 +430,10 @@ fn a_monitor_alone_cannot_move_a_node_when_the_others_are_silent_about_it() {
             .unwrap();
     }
     chain.advance();
-    let submit = |chain: &mut Chain, monitor: u8, scores: Vec<(NodeId, Ppm)>| {
-        let epoch = chain.state.epoch().number;
-        chain
-            .act(
-                &key(monitor),
-                Action::SubmitPerformance {
-                    epoch,
-                    scores,
-                    evidence: Hash::of(&[b"evidence", &[monitor]]),
-                },
-            )
-            .unwrap();
-    };
     // the honest monitors could not score node 1 (say, alone in its layer); the liar says 0
-    submit(&mut chain, 50, vec![(NodeId(2), Ppm(990_000))]);
-    submit(&mut chain, 51, vec![(NodeId(2), Ppm(980_000))]);
-    submit(
+    submit_scores(&mut chain, 50, vec![(NodeId(2), Ppm(990_000))]);
+    submit_scores(&mut chain, 51, vec![(NodeId(2), Ppm(980_000))]);
+    submit_scores(
         &mut chain,
         52,
         vec![(NodeId(1), Ppm(0)), (NodeId(2), Ppm(0))],
@@ -470,8 +443,8 @@ fn a_monitor_alone_cannot_move_a_node_when_the_others_are_silent_about_it() {
     assert_eq!(performance(&chain, 1), Ppm(1_000_000));
     assert_eq!(performance(&chain, 2), Ppm(980_000));
     // two that agree move it; the third, silent, votes for what it had
-    submit(&mut chain, 50, vec![(NodeId(3), Ppm(500_000))]);
-    submit(&mut chain, 51, vec![(NodeId(3), Ppm(400_000))]);
+    submit_scores(&mut chain, 50, vec![(NodeId(3), Ppm(500_000))]);
+    submit_scores(&mut chain, 51, vec![(NodeId(3), Ppm(400_000))]);
     chain.advance();
     assert_eq!(performance(&chain, 3), Ppm(500_000));
 }

@@ -249,34 +249,30 @@ async fn nodes(Extract(shared): Extract<Shared>) -> Response {
 }
 
 async fn node(Extract(shared): Extract<Shared>, Path(id): Path<String>) -> Response {
-    let Ok(id) = id.parse::<NodeId>() else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!("{id:?} is not a node number"),
-        );
-    };
-    match shared
-        .chain
-        .read(|state| state.node(id).map(|node| node_json(state, node)))
-    {
-        Some(body) => ok(body),
-        None => error(StatusCode::NOT_FOUND, format!("there is no node {id}")),
-    }
+    about_node(&shared, &id, |state, id| {
+        state.node(id).map(|node| node_json(state, node))
+    })
 }
 
 /// A node's performance: now, this epoch's scores so far, and the past epochs kept, each with
 /// every monitor's score and evidence hash.
 async fn node_performance(Extract(shared): Extract<Shared>, Path(id): Path<String>) -> Response {
+    about_node(&shared, &id, NodePerformanceView::of)
+}
+
+/// What `describe` says of the node numbered `id` (in the path), or why there is nothing.
+fn about_node<T: Serialize>(
+    shared: &Shared,
+    id: &str,
+    describe: impl FnOnce(&umbra_ledger::State, NodeId) -> Option<T>,
+) -> Response {
     let Ok(id) = id.parse::<NodeId>() else {
         return error(
             StatusCode::BAD_REQUEST,
             format!("{id:?} is not a node number"),
         );
     };
-    match shared
-        .chain
-        .read(|state| NodePerformanceView::of(state, id))
-    {
+    match shared.chain.read(|state| describe(state, id)) {
         Some(body) => ok(body),
         None => error(StatusCode::NOT_FOUND, format!("there is no node {id}")),
     }

@@ -190,3 +190,23 @@ impl Chain {
         state.root()
     }
 }
+
+/// Monitor `monitor` submits `scores` for the current epoch, with an evidence hash of its own.
+#[allow(dead_code)] // not every test binary submits scores
+pub fn submit_scores(
+    chain: &mut Chain,
+    monitor: u8,
+    scores: Vec<(umbra_ledger::NodeId, umbra_ledger::Ppm)>,
+) {
+    let epoch = chain.state.epoch().number;
+    chain
+        .act(
+            &key(monitor),
+            Action::SubmitPerformance {
+                epoch,
+                scores,
+                evidence: umbra_ledger::Hash::of(&[b"evidence", &[monitor]]),
+            },
+        )
+        .unwrap();
+}
