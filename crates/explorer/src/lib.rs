@@ -1,0 +1,7 @@
+#![doc = include_str!("../README.md")]
+
+pub mod model;
+pub mod query;
+pub mod snapshot;
+
+pub use snapshot::{EpochSeen, LedgerData, Snapshot};
