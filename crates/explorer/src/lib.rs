@@ -2,6 +2,7 @@
 
 pub mod model;
 pub mod query;
+pub mod render;
 pub mod snapshot;
 
 pub use snapshot::{EpochSeen, LedgerData, Snapshot};

@@ -48,7 +48,9 @@ pub struct Scale {
 
 /// A line chart titled `title`; x values label the x axis (epochs).
 pub fn line_chart(title: &str, lines: &[Line], scale: Scale) -> String {
-    let xs = lines.iter().flat_map(|line| line.points.iter().map(|p| p.0));
+    let xs = lines
+        .iter()
+        .flat_map(|line| line.points.iter().map(|p| p.0));
     let (x_min, x_max) = bounds(xs).unwrap_or((0.0, 1.0));
     let top = lines
         .iter()
@@ -86,7 +88,10 @@ pub fn line_chart(title: &str, lines: &[Line], scale: Scale) -> String {
             );
         }
     }
-    legend(&mut svg, lines.iter().map(|line| (line.name.as_str(), line.class)));
+    legend(
+        &mut svg,
+        lines.iter().map(|line| (line.name.as_str(), line.class)),
+    );
     svg.push_str("</svg>");
     svg
 }
@@ -132,7 +137,10 @@ pub fn bar_chart(title: &str, labels: &[u64], series: &[Bars], scale: Scale) -> 
             base += value;
         }
     }
-    legend(&mut svg, series.iter().map(|bars| (bars.name.as_str(), bars.class)));
+    legend(
+        &mut svg,
+        series.iter().map(|bars| (bars.name.as_str(), bars.class)),
+    );
     svg.push_str("</svg>");
     svg
 }
@@ -262,7 +270,13 @@ mod tests {
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
         assert!(svg.contains("performance &lt;of&gt; node"));
         let polyline = svg.split("<polyline").nth(1).unwrap();
-        let points = polyline.split("points=\"").nth(1).unwrap().split('"').next().unwrap();
+        let points = polyline
+            .split("points=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
         assert_eq!(points.split(' ').count(), 3);
         // 100 % is at the top of the plot, the first epoch at its left
         assert!(points.ends_with(&format!("{:.1}", TOP)));
