@@ -1,16 +1,61 @@
-//! The validator API's JSON types: what `GET /accounts/{key}`, `GET /nodes`,
-//! `GET /nodes/{id}/performance`, `GET /tx/{hash}` and `POST /tx` answer. The validator serves them; `umbra-net`'s `LedgerClient` reads them.
+//! The validator API's JSON types: what `GET /status`, `GET /accounts/{key}`, `GET /nodes`,
+//! `GET /nodes/{id}/performance`, `GET /delegations`, `GET /epoch`, `GET /tx/{hash}` and
+//! `POST /tx` answer. The validator builds each answer with these types (`…View::of(state)`),
+//! so what it serves and what `umbra-net`'s `LedgerClient` and the explorer read cannot drift
+//! apart. (`GET /epochs`, `/genesis`, `/validators` and `/topology` serve the ledger's own types:
+//! [`crate::state::EpochReport`], [`crate::Genesis`], [`crate::GenesisValidator`],
+//! [`crate::SignedTopology`].)
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use crate::rewards::Payout;
-use crate::state::State;
+use crate::state::{ActiveSet, Node, Pending, State};
 use crate::{Account, Amount, Hash, Key32, NodeId, NodeInfo, Ppm, PublicKey, TxError};
 
+/// The chain's state in brief, as `GET /status` describes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusView {
+    /// The chain.
+    pub chain_id: String,
+    /// The height of the last committed block.
+    pub height: u64,
+    /// The last block's time (ms since the Unix epoch).
+    pub time_ms: u64,
+    /// The last block's hash.
+    pub last_block: Hash,
+    /// The state root after it.
+    pub state_root: Hash,
+    /// The current epoch.
+    pub epoch: u64,
+    /// When the current epoch may be ended (ms since the Unix epoch).
+    pub epoch_ends_ms: u64,
+    /// Every token that exists.
+    pub supply: Amount,
+    /// What is left in the reward pool.
+    pub reward_pool: Amount,
+}
+
+impl StatusView {
+    /// The status of `state`.
+    pub fn of(state: &State) -> StatusView {
+        StatusView {
+            chain_id: state.chain_id().to_owned(),
+            height: state.height(),
+            time_ms: state.time_ms(),
+            last_block: state.last_block(),
+            state_root: state.root(),
+            epoch: state.epoch().number,
+            epoch_ends_ms: state.epoch().end_ms,
+            supply: state.supply(),
+            reward_pool: state.pool(),
+        }
+    }
+}
+
 /// An account as `GET /accounts/{key}` describes it.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccountView {
     /// The account.
     pub address: PublicKey,
@@ -19,11 +64,116 @@ pub struct AccountView {
     pub account: Account,
     /// The nonce to give the next transaction (counting ones waiting in the mempool).
     pub next_nonce: u64,
+    /// Its delegations, with what each is worth now.
+    #[serde(default)]
+    pub delegations: Vec<AccountDelegation>,
+}
+
+impl AccountView {
+    /// Account `address` in `state`, with `next_nonce` (which counts the mempool, so the
+    /// validator knows it and the state does not).
+    pub fn of(state: &State, address: PublicKey, next_nonce: u64) -> AccountView {
+        AccountView {
+            address,
+            account: state.account(&address),
+            next_nonce,
+            delegations: state
+                .delegations()
+                .filter(|(_, delegator, _, _)| *delegator == address)
+                .map(|(node, _, delegation, value)| AccountDelegation {
+                    node,
+                    amount: delegation.amount,
+                    value,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// One of an account's delegations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountDelegation {
+    /// The node.
+    pub node: NodeId,
+    /// What was delegated (since the last change of the delegation).
+    pub amount: Amount,
+    /// What it is worth now, its rewards compounded.
+    pub value: Amount,
+}
+
+/// A delegation as `GET /delegations` lists it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DelegationView {
+    /// The node.
+    pub node: NodeId,
+    /// The delegating account.
+    pub delegator: PublicKey,
+    /// What was delegated (since the last change of the delegation).
+    pub amount: Amount,
+    /// What it is worth now, its rewards compounded.
+    pub value: Amount,
+}
+
+impl DelegationView {
+    /// Every delegation in `state`, by node and delegator.
+    pub fn all(state: &State) -> Vec<DelegationView> {
+        state
+            .delegations()
+            .map(|(node, delegator, delegation, value)| DelegationView {
+                node,
+                delegator,
+                amount: delegation.amount,
+                value,
+            })
+            .collect()
+    }
+}
+
+/// The current epoch, as `GET /epoch` describes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EpochView {
+    /// Its number.
+    pub epoch: u64,
+    /// When it started (ms since the Unix epoch).
+    pub start_ms: u64,
+    /// When it may be ended.
+    pub end_ms: u64,
+    /// Its Sphinx key rotation.
+    pub rotation: u32,
+    /// The budget of each epoch of the current interval.
+    pub budget: Amount,
+    /// The seed its active set was drawn with (the beacon's output).
+    pub seed: Hash,
+    /// Its active set.
+    pub active: ActiveSet,
+    /// What happens at its end: delegations, undelegations, unbonds.
+    pub pending: Vec<Pending>,
+    /// The scores monitors submitted so far, by node and monitor (its index in genesis's
+    /// `monitors`).
+    pub performance: BTreeMap<NodeId, BTreeMap<u32, Ppm>>,
+}
+
+impl EpochView {
+    /// The current epoch of `state`.
+    pub fn of(state: &State) -> EpochView {
+        let epoch = state.epoch();
+        EpochView {
+            epoch: epoch.number,
+            start_ms: epoch.start_ms,
+            end_ms: epoch.end_ms,
+            rotation: epoch.rotation,
+            budget: epoch.budget,
+            seed: epoch.seed,
+            active: epoch.active.clone(),
+            pending: state.pending().to_vec(),
+            performance: state.submitted_performance().clone(),
+        }
+    }
 }
 
 /// A registered node as `GET /nodes` and `GET /nodes/{id}` describe it (the fields a node and
 /// its operator need).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeView {
     /// Its number.
     pub id: NodeId,
@@ -39,6 +189,65 @@ pub struct NodeView {
     /// Its Sphinx keys by key rotation.
     #[serde(default)]
     pub sphinx_keys: BTreeMap<u32, Key32>,
+    /// The delegations to it together, with their compounded rewards.
+    #[serde(default)]
+    pub delegations: Amount,
+    /// Pledge and delegations.
+    #[serde(default)]
+    pub stake: Amount,
+    /// Its operating cost per interval.
+    #[serde(default)]
+    pub operating_cost: Amount,
+    /// Its profit margin.
+    #[serde(default)]
+    pub profit_margin: Ppm,
+    /// Its performance now (what the next draw of the active set weighs).
+    #[serde(default)]
+    pub performance: Ppm,
+    /// Its place in the current epoch's active set, if it is in it.
+    #[serde(default)]
+    pub active: Option<ActivePlace>,
+}
+
+/// Where an active node serves in the current epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActivePlace {
+    /// The mix layer (1 to 3), or none for a gateway.
+    pub layer: Option<u8>,
+}
+
+impl NodeView {
+    /// `node` of `state`, with its place in the current active set.
+    pub fn of(state: &State, node: &Node) -> NodeView {
+        let active = state
+            .epoch()
+            .active
+            .members()
+            .find(|(id, _)| *id == node.id)
+            .map(|(_, layer)| ActivePlace { layer });
+        NodeView {
+            id: node.id,
+            owner: node.owner,
+            info: node.info.clone(),
+            pledge: node.pledge,
+            unbonding: node.unbonding,
+            sphinx_keys: node.sphinx_keys.clone(),
+            delegations: node.delegations,
+            stake: node.stake(),
+            operating_cost: node.operating_cost,
+            profit_margin: node.profit_margin,
+            performance: node.performance,
+            active,
+        }
+    }
+
+    /// Every node of `state`, by number.
+    pub fn all(state: &State) -> Vec<NodeView> {
+        state
+            .nodes()
+            .map(|node| NodeView::of(state, node))
+            .collect()
+    }
 }
 
 /// A transaction's fate, as `GET /tx/{hash}` tells it.

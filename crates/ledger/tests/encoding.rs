@@ -349,3 +349,78 @@ fn chain_performance() -> std::collections::BTreeMap<NodeId, std::collections::B
 }
 
 const PPM_FULL: Ppm = umbra_ledger::PPM;
+
+#[test]
+fn the_api_views_read_back_what_they_write() {
+    use umbra_ledger::api::{AccountView, DelegationView, EpochView, NodeView, StatusView};
+    fn round_trip<T>(value: &T) -> serde_json::Value
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+    {
+        let json = serde_json::to_value(value).unwrap();
+        let back: T = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(&back, value);
+        json
+    }
+    let chain = busy_chain();
+    let state = &chain.state;
+    let status = round_trip(&StatusView::of(state));
+    assert_eq!(status["epoch"], state.epoch().number);
+    let epoch = round_trip(&EpochView::of(state));
+    assert!(
+        epoch["pending"]
+            .as_array()
+            .is_some_and(|pending| !pending.is_empty())
+    );
+    let delegations = DelegationView::all(state);
+    assert!(!delegations.is_empty());
+    round_trip(&delegations);
+    let delegator = delegations[0].delegator;
+    let account = round_trip(&AccountView::of(state, delegator, 9));
+    // the fields the validator served before the views were typed, and no others
+    let keys = |value: &serde_json::Value| {
+        let mut keys: Vec<String> = value.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        keys
+    };
+    assert_eq!(
+        keys(&account),
+        ["address", "balance", "delegations", "next_nonce", "nonce"]
+    );
+    let nodes = round_trip(&NodeView::all(state));
+    assert_eq!(
+        keys(&nodes[0]),
+        [
+            "active",
+            "delegations",
+            "id",
+            "info",
+            "owner",
+            "performance",
+            "pledge",
+            "profit_margin",
+            "sphinx_keys",
+            "stake",
+            "unbonding",
+            "operating_cost",
+        ]
+        .iter()
+        .map(|key| key.to_string())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect::<Vec<_>>()
+    );
+    // `active` is `{"layer": n}` (`null` for a gateway) for a member of the active set, else null
+    for node in nodes.as_array().unwrap() {
+        let id = NodeId(node["id"].as_u64().unwrap() as u32);
+        match state
+            .epoch()
+            .active
+            .members()
+            .find(|(member, _)| *member == id)
+        {
+            Some((_, layer)) => assert_eq!(node["active"], serde_json::json!({ "layer": layer })),
+            None => assert!(node["active"].is_null()),
+        }
+    }
+}

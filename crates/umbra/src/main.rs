@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+mod explorer_cli;
 mod ledger_cli;
 mod localnet;
 mod monitor_cli;
@@ -71,6 +72,12 @@ enum Command {
     Monitor {
         #[command(subcommand)]
         command: monitor_cli::MonitorCommand,
+    },
+    /// The explorer: the network, its nodes, stake, performance and rewards as web pages
+    /// (and their JSON twins), read from the validators.
+    Explorer {
+        #[command(subcommand)]
+        command: explorer_cli::ExplorerCommand,
     },
     /// Sign a transaction with an account key, submit it to a validator and wait until it is
     /// committed.
@@ -475,6 +482,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Exit { command } => exit(command),
         Command::Validator { command } => ledger_cli::validator(command),
         Command::Monitor { command } => monitor_cli::monitor(command),
+        Command::Explorer { command } => explorer_cli::explorer(command),
         Command::Tx {
             validator,
             key,

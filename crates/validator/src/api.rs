@@ -14,7 +14,10 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use umbra_http::{HttpCounters, HttpLimits};
-use umbra_ledger::api::{AccountView, ApiError, NodePerformanceView, Submitted, TxStatus};
+use umbra_ledger::api::{
+    AccountView, ApiError, DelegationView, EpochView, NodePerformanceView, NodeView, StatusView,
+    Submitted, TxStatus,
+};
 use umbra_ledger::{Hash, NodeId, PublicKey, Transaction};
 
 use crate::chain::{Chain, Rejected};
@@ -164,20 +167,7 @@ async fn metrics(Extract(shared): Extract<Shared>) -> Response {
 }
 
 async fn status(Extract(shared): Extract<Shared>) -> Response {
-    let body = shared.chain.read(|state| {
-        json!({
-            "chain_id": state.chain_id(),
-            "height": state.height(),
-            "time_ms": state.time_ms(),
-            "last_block": state.last_block(),
-            "state_root": state.root(),
-            "epoch": state.epoch().number,
-            "epoch_ends_ms": state.epoch().end_ms,
-            "supply": state.supply(),
-            "reward_pool": state.pool(),
-        })
-    });
-    ok(body)
+    ok(shared.chain.read(StatusView::of))
 }
 
 async fn genesis(Extract(shared): Extract<Shared>) -> Response {
@@ -196,61 +186,18 @@ async fn account(Extract(shared): Extract<Shared>, Path(key): Path<String>) -> R
         );
     };
     let next_nonce = shared.chain.next_nonce(&address);
-    let (account, delegations) = shared.chain.read(|state| {
-        let delegations: Vec<_> = state
-            .delegations()
-            .filter(|(_, delegator, _, _)| *delegator == address)
-            .map(|(node, _, delegation, value)| {
-                json!({ "node": node, "amount": delegation.amount, "value": value })
-            })
-            .collect();
-        (state.account(&address), delegations)
-    });
-    let view = AccountView {
-        address,
-        account,
-        next_nonce,
-    };
-    let mut body = serde_json::to_value(view).unwrap_or_default();
-    body["delegations"] = json!(delegations);
-    ok(body)
-}
-
-fn node_json(state: &umbra_ledger::State, node: &umbra_ledger::state::Node) -> serde_json::Value {
-    let active = state
-        .epoch()
-        .active
-        .members()
-        .find(|(id, _)| *id == node.id)
-        .map(|(_, layer)| json!({ "layer": layer }));
-    json!({
-        "id": node.id,
-        "owner": node.owner,
-        "info": node.info,
-        "pledge": node.pledge,
-        "delegations": node.delegations,
-        "stake": node.stake(),
-        "operating_cost": node.operating_cost,
-        "profit_margin": node.profit_margin,
-        "performance": node.performance,
-        "unbonding": node.unbonding,
-        "active": active,
-        "sphinx_keys": node.sphinx_keys,
-    })
+    ok(shared
+        .chain
+        .read(|state| AccountView::of(state, address, next_nonce)))
 }
 
 async fn nodes(Extract(shared): Extract<Shared>) -> Response {
-    ok(shared.chain.read(|state| {
-        state
-            .nodes()
-            .map(|node| node_json(state, node))
-            .collect::<Vec<_>>()
-    }))
+    ok(shared.chain.read(NodeView::all))
 }
 
 async fn node(Extract(shared): Extract<Shared>, Path(id): Path<String>) -> Response {
     about_node(&shared, &id, |state, id| {
-        state.node(id).map(|node| node_json(state, node))
+        state.node(id).map(|node| NodeView::of(state, node))
     })
 }
 
@@ -279,36 +226,11 @@ fn about_node<T: Serialize>(
 }
 
 async fn delegations(Extract(shared): Extract<Shared>) -> Response {
-    ok(shared.chain.read(|state| {
-        state
-            .delegations()
-            .map(|(node, delegator, delegation, value)| {
-                json!({
-                    "node": node,
-                    "delegator": delegator,
-                    "amount": delegation.amount,
-                    "value": value,
-                })
-            })
-            .collect::<Vec<_>>()
-    }))
+    ok(shared.chain.read(DelegationView::all))
 }
 
 async fn epoch(Extract(shared): Extract<Shared>) -> Response {
-    ok(shared.chain.read(|state| {
-        let epoch = state.epoch();
-        json!({
-            "epoch": epoch.number,
-            "start_ms": epoch.start_ms,
-            "end_ms": epoch.end_ms,
-            "rotation": epoch.rotation,
-            "budget": epoch.budget,
-            "seed": epoch.seed,
-            "active": epoch.active,
-            "pending": state.pending(),
-            "performance": state.submitted_performance(),
-        })
-    }))
+    ok(shared.chain.read(EpochView::of))
 }
 
 async fn epochs(Extract(shared): Extract<Shared>) -> Response {
