@@ -205,7 +205,6 @@ impl MixCore {
     pub fn handle_timeout(&mut self, now: Instant) {
         if let Some(cover) = &mut self.cover {
             cover.handle_timeout(now);
-            self.counters.loops = cover.counters().clone();
         }
     }
 
@@ -230,7 +229,6 @@ impl MixCore {
                 if let Some(cover) = &mut self.cover
                     && cover.returned(now, plaintext)
                 {
-                    self.counters.loops = cover.counters().clone();
                     return;
                 }
                 return self.count("final_hop");
@@ -293,9 +291,14 @@ impl MixCore {
         self.queue.len()
     }
 
-    /// What has been counted so far.
-    pub fn counters(&self) -> &Counters {
-        &self.counters
+    /// What has been counted so far. Assembled when asked (the shell publishes it a few times
+    /// a second), so that the hot path never copies the loops' histogram.
+    pub fn counters(&self) -> Counters {
+        let mut counters = self.counters.clone();
+        if let Some(cover) = &self.cover {
+            counters.loops = cover.counters().clone();
+        }
+        counters
     }
 
     /// Counts a packet the shell could not send after all (`reason`, e.g. a full link queue).
@@ -403,7 +406,7 @@ mod tests {
         while core.poll_transmit(now).is_some() {
             forwarded += 1;
         }
-        (forwarded, core.counters().clone())
+        (forwarded, core.counters())
     }
 
     #[test]

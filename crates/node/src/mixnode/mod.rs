@@ -432,18 +432,21 @@ fn run_core(mut core: MixCore, mut shell: CoreShell, status: &NodeStatus) -> Mix
     let mut open = true;
     let mut published = Instant::now();
     let mut processing = Histogram::default();
+    // the two queues the thread waits on, with one selector made once (not at each wake-up:
+    // with Poisson delays the thread wakes for every packet due)
+    let (input_queue, built_queue) = (shell.input.clone(), shell.built.clone());
+    let mut select = Select::new();
+    let input = select.recv(&input_queue);
+    let built = select.recv(&built_queue);
     loop {
         let now = Instant::now();
         let wait = core.poll_timeout().map_or(PUBLISH_EVERY, |due| {
             due.saturating_duration_since(now).min(PUBLISH_EVERY)
         });
         if open {
-            let mut select = Select::new();
-            let input = select.recv(&shell.input);
-            let built = select.recv(&shell.built);
             match select.select_timeout(wait) {
                 Ok(operation) if operation.index() == input => {
-                    match operation.recv(&shell.input) {
+                    match operation.recv(&input_queue) {
                         Ok(batch) => {
                             schedule(&mut core, &mut processing, batch);
                             // take whatever else is already waiting before sending
@@ -459,7 +462,7 @@ fn run_core(mut core: MixCore, mut shell: CoreShell, status: &NodeStatus) -> Mix
                     }
                 }
                 Ok(operation) if operation.index() == built => {
-                    if let Ok((to, frame)) = operation.recv(&shell.built) {
+                    if let Ok((to, frame)) = operation.recv(&built_queue) {
                         shell.send_loop(&mut core, to, frame);
                     }
                 }
@@ -492,7 +495,7 @@ fn run_core(mut core: MixCore, mut shell: CoreShell, status: &NodeStatus) -> Mix
             *status
                 .counters
                 .lock()
-                .unwrap_or_else(PoisonError::into_inner) = core.counters().clone();
+                .unwrap_or_else(PoisonError::into_inner) = core.counters();
             *status
                 .processing
                 .lock()
