@@ -169,6 +169,7 @@ fn start_and_watch(
     let current = runtime.block_on(wait_until_active(layout, stop))?;
     let mut daemons = start_daemons(exe, layout, &current, options.traffic, supervisor, stop)?;
     daemons.monitors = start_monitors(exe, layout, supervisor)?;
+    daemons.explorer = Some(start_explorer(exe, layout, supervisor)?);
     print_summary(layout, &daemons, options);
     runtime.block_on(watch(supervisor, layout, &daemons, options, stop))
 }
@@ -268,6 +269,85 @@ fn start_monitor(
     Ok(Some(RunningMonitor { dir, http }))
 }
 
+/// The explorer's folder in the network's (and its log's name).
+const EXPLORER: &str = "explorer";
+/// Where localnet's explorer is served if the port is free: the explorer's default.
+const EXPLORER_ADDRESS: SocketAddr = umbra_explorer::config::DEFAULT_HTTP_ADDRESS;
+/// How often localnet's explorer reads the validator (besides right after each epoch's end):
+/// often, as its epochs are short and the validator is on this machine.
+const EXPLORER_REFRESH: Duration = Duration::from_secs(1);
+
+/// Creates the explorer on the first run (following the validators, linking each monitor's
+/// evidence) and starts it; returns where it serves its pages. An explorer made before whose
+/// port another program holds now moves to a free one.
+fn start_explorer(
+    exe: &Path,
+    layout: &Layout,
+    supervisor: &mut Supervisor,
+) -> anyhow::Result<SocketAddr> {
+    let dir = layout.dir.join(EXPLORER);
+    let config = dir.join(umbra_explorer::config::CONFIG_FILE);
+    if !config.exists() {
+        let ledger = layout
+            .ledger_config()
+            .context("the network has no validator")?;
+        let monitors = layout
+            .monitors
+            .iter()
+            .map(|monitor| {
+                Ok(umbra_explorer::MonitorLink {
+                    account: SigningKey::from_seed(read_key(&layout.monitor_key(monitor))?)
+                        .public(),
+                    evidence_url: format!("http://{}", monitor.http),
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        umbra_explorer::init(
+            &dir,
+            umbra_explorer::InitOptions {
+                ledger,
+                genesis: &layout.genesis_file(),
+                http: port_or_any(EXPLORER_ADDRESS.port())?,
+                monitors,
+            },
+        )?;
+        let mut explorer = umbra_explorer::Explorer::load(&dir)?.config().clone();
+        explorer.refresh.interval = EXPLORER_REFRESH;
+        umbra_net::files::write_private(
+            &config,
+            umbra_explorer::config::template(&explorer).as_bytes(),
+        )?;
+    }
+    let mut http = umbra_explorer::Explorer::load(&dir)?.http_address();
+    if std::net::TcpListener::bind(http).is_err() {
+        let free = port_or_any(0)?;
+        move_listen_address(&config, http, free)?;
+        println!(
+            "{http} is taken by another program: the explorer listens on {free} instead (written to {})",
+            config.display()
+        );
+        http = umbra_explorer::Explorer::load(&dir)?.http_address();
+    }
+    let launch_layout = layout.clone();
+    let (exe, run_dir) = (exe.to_owned(), dir.clone());
+    supervisor.start(
+        EXPLORER,
+        Stage::Daemons,
+        layout.log_file(EXPLORER),
+        Box::new(move || {
+            let log = launch_layout.open_log(EXPLORER)?;
+            let mut run = std::process::Command::new(&exe);
+            run.args(["explorer", "run", "--data-dir"])
+                .arg(&run_dir)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(log);
+            Ok(run)
+        }),
+    )?;
+    Ok(http)
+}
+
 /// A monitor started.
 struct RunningMonitor {
     /// Its folder.
@@ -310,6 +390,8 @@ struct Daemons {
     started: Vec<Daemon>,
     /// The network monitors started.
     monitors: Vec<RunningMonitor>,
+    /// Where the explorer serves its pages.
+    explorer: Option<SocketAddr>,
 }
 
 impl Daemons {
@@ -342,6 +424,7 @@ fn start_daemons(
     let mut daemons = Daemons {
         started: Vec::new(),
         monitors: Vec::new(),
+        explorer: None,
     };
     let exit = start_daemon(exe, layout, current, preset, supervisor, EXIT, 0, || {
         Ok(daemon::NewRole::Exit {
@@ -859,6 +942,11 @@ fn print_summary(layout: &Layout, daemons: &Daemons, options: &Options) {
             rotation_epochs
         );
     }
+    if let Some(explorer) = daemons.explorer {
+        println!(
+            "Explorer  http://{explorer}/  (the network, its nodes, stake, performance and rewards; docs/explorer.md)"
+        );
+    }
     println!(
         "{:<11} {:<9} {:<22} {:<27} metrics",
         "node", "role", "node links", "clients"
@@ -1264,6 +1352,7 @@ mod tests {
             nodes: vec![node("mix-1-1", 1), node("mix-1-2", 2)],
             validators: Vec::new(),
             monitors: Vec::new(),
+            explorer: None,
         }
     }
 

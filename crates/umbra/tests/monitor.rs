@@ -5,158 +5,18 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is the point
 
-use std::collections::BTreeMap;
-use std::io::BufRead;
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::Receiver;
-use std::time::{Duration, Instant};
+mod common;
 
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::Duration;
+
+use common::localnet::{
+    Localnet, account_of, address_after, addresses_after, pid_of, poll, signal, temp_dir,
+};
 use umbra::network::get;
 use umbra_monitor::{Evidence, attribute};
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("umbra-monitor-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-/// `umbra localnet` running, its output read line by line; Ctrl-C when dropped.
-struct Localnet {
-    child: Child,
-    lines: Receiver<String>,
-    output: String,
-}
-
-impl Localnet {
-    fn start(dir: &std::path::Path, extra: &[&str]) -> Localnet {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_umbra"))
-            .arg("localnet")
-            .arg("--dir")
-            .arg(dir)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let (lines_in, lines) = std::sync::mpsc::channel();
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if lines_in.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Localnet {
-            child,
-            lines,
-            output: String::new(),
-        }
-    }
-
-    /// Reads the output until `text` appears (within 90 s); the output so far.
-    fn wait_for(&mut self, text: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(90);
-        while !self.output.contains(text) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.output.push_str(&line);
-                    self.output.push('\n');
-                }
-                Err(_) => panic!("no {text:?} from localnet; it said:\n{}", self.output),
-            }
-        }
-        self.output.clone()
-    }
-
-    /// Ctrl-C; how it ended, and everything it said.
-    fn interrupt(mut self) -> (std::process::ExitStatus, String) {
-        let sent = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success());
-        let status = self.child.wait().unwrap();
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
-            self.output.push_str(&line);
-            self.output.push('\n');
-        }
-        (status, std::mem::take(&mut self.output))
-    }
-}
-
-impl Drop for Localnet {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = Command::new("kill")
-                .args(["-INT", &self.child.id().to_string()])
-                .status();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// The address after `prefix` in a line of `output`, up to the next `/` or space.
-fn address_after(output: &str, prefix: &str) -> SocketAddr {
-    let start = output
-        .find(prefix)
-        .unwrap_or_else(|| panic!("no {prefix:?} in:\n{output}"))
-        + prefix.len();
-    let rest = &output[start..];
-    let end = rest.find(['/', ' ', '\n']).unwrap_or(rest.len());
-    rest[..end].parse().unwrap()
-}
-
-/// Every address after `prefix` in `output`'s lines, in order, with the line.
-fn addresses_after<'a>(output: &'a str, prefix: &str) -> Vec<(SocketAddr, &'a str)> {
-    output
-        .lines()
-        .filter(|line| line.contains(prefix))
-        .map(|line| (address_after(line, prefix), line))
-        .collect()
-}
-
-/// The public key of the account whose key file is `path`.
-fn account_of(path: &std::path::Path) -> String {
-    let seed: [u8; 32] = bs58::decode(std::fs::read_to_string(path).unwrap().trim())
-        .into_vec()
-        .unwrap()
-        .try_into()
-        .unwrap();
-    umbra_ledger::SigningKey::from_seed(seed)
-        .public()
-        .to_string()
-}
-
-/// Asks `address` for `path` every 200 ms until `ready` takes the JSON answer, for up to
-/// `within`.
-fn poll<T>(
-    address: SocketAddr,
-    path: &str,
-    within: Duration,
-    mut ready: impl FnMut(&serde_json::Value) -> Option<T>,
-) -> T {
-    let deadline = Instant::now() + within;
-    let mut last = None;
-    loop {
-        if let Some(body) = get(address, path) {
-            let value: serde_json::Value = serde_json::from_str(&body).unwrap();
-            if let Some(found) = ready(&value) {
-                return found;
-            }
-            last = Some(value);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "http://{address}{path} not ready within {within:?}; it said: {last:?}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
 
 /// Every file under `dir` is 0600 and every folder 0700, `dir` included.
 #[cfg(unix)]
@@ -184,7 +44,7 @@ fn umbra(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn monitor_init_makes_a_private_monitor_once_and_run_names_what_is_missing() {
-    let root = temp_dir("init");
+    let root = temp_dir("monitor-init");
     let validator = root.join("validator");
     let made = umbra(&[
         "validator",
@@ -267,7 +127,7 @@ fn monitor_init_makes_a_private_monitor_once_and_run_names_what_is_missing() {
 #[test]
 fn the_monitor_scores_every_node_and_its_evidence_recomputes_what_the_ledger_recorded() {
     let _one = one_network();
-    let dir = temp_dir("localnet");
+    let dir = temp_dir("monitor-localnet");
     let mut net = Localnet::start(
         &dir,
         &[
@@ -372,7 +232,7 @@ fn the_monitor_scores_every_node_and_its_evidence_recomputes_what_the_ledger_rec
 #[test]
 fn localnet_runs_three_monitors_that_genesis_names_and_each_submits() {
     let _one = one_network();
-    let dir = temp_dir("three");
+    let dir = temp_dir("monitor-three");
     let mut net = Localnet::start(
         &dir,
         &[
@@ -450,34 +310,6 @@ fn one_network() -> std::sync::MutexGuard<'static, ()> {
     ONE_NETWORK
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// The pid of the process whose command line names `data_dir` (a node's or a monitor's).
-fn pid_of(data_dir: &std::path::Path) -> u32 {
-    let wanted = data_dir.to_str().unwrap();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        if cmdline
-            .split(|&byte| byte == 0)
-            .any(|arg| arg == wanted.as_bytes())
-        {
-            return pid;
-        }
-    }
-    panic!("no process runs with {wanted}");
-}
-
-fn signal(pid: u32, signal: &str) {
-    let sent = Command::new("kill")
-        .args([signal, &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success(), "kill {signal} {pid}");
 }
 
 /// The validator's JSON answer to `path`.
@@ -586,7 +418,7 @@ fn submit_as(
 fn a_node_dropping_half_is_caught_paid_its_score_and_left_out_while_the_monitors_faults_and_a_liar_move_nothing()
  {
     let _one = one_network();
-    let dir = temp_dir("faults");
+    let dir = temp_dir("monitor-faults");
     // the network is made first, so that one mix node can be made faulty before it starts
     umbra::network::Layout::create_or_open_with_ledger(
         &dir,
