@@ -225,7 +225,8 @@ request_timeout = "{request_timeout}"
 interval = "{interval}"
 
 # Where each monitor publishes its evidence (its HTTP port: GET /evidence/<epoch>), so that a
-# node's page links every score to the evidence behind it. Repeat for each monitor.
+# node's page links every score to the evidence behind it and shows what that evidence says
+# (the explorer fetches the last 3 finished epochs' over plain http). Repeat for each monitor.
 {monitors}"#;
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use umbra_net::NodeError;
 use crate::config::{CONFIG_FILE, ExplorerConfig};
 use crate::err::ExplorerError;
 use crate::model::Links;
+use crate::monitors::{EvidenceCache, fetch_evidence};
 use crate::poller::{Cache, poll};
 use crate::server::{Shared, router};
 
@@ -104,13 +105,25 @@ impl Explorer {
                 .map(ToString::to_string)
                 .unwrap_or_default(),
         };
-        let shared = Arc::new(Shared::new(Arc::clone(&cache), links));
+        let evidence = Arc::new(EvidenceCache::default());
+        let shared = Arc::new(Shared::with_evidence(
+            Arc::clone(&cache),
+            links.clone(),
+            Arc::clone(&evidence),
+        ));
         let address = listener.local_addr().ok();
         let http = tokio::spawn(umbra_http::serve_router(
             listener,
             router(Arc::clone(&shared)),
             self.config.http.limits,
             Arc::clone(&shared.http),
+            stop.clone(),
+        ));
+        let fetcher = tokio::spawn(fetch_evidence(
+            Arc::clone(&cache),
+            evidence,
+            links,
+            self.config.refresh.interval,
             stop.clone(),
         ));
         let poller = tokio::spawn(poll(
@@ -127,6 +140,7 @@ impl Explorer {
         info!("stopping");
         stop.cancel();
         let _ = poller.await;
+        let _ = fetcher.await;
         let _ = http.await;
         Ok(())
     }
@@ -200,6 +214,106 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("{path} never became what the test waits for");
+    }
+
+    /// A monitor serving the fixture's evidence of every epoch at `/evidence/{epoch}` (epoch
+    /// 2's is what the ledger recorded; epoch 1's is not) on `listener` until `stop`.
+    fn fake_monitor(listener: TcpListener, stop: CancellationToken) {
+        let router = Router::new().route(
+            "/evidence/{epoch}",
+            get(
+                |axum::extract::Path(epoch): axum::extract::Path<u64>| async move {
+                    (
+                        [("content-type", "application/json")],
+                        fixture::evidence_of(epoch).to_json(),
+                    )
+                },
+            ),
+        );
+        tokio::spawn(umbra_http::serve_router(
+            listener,
+            router,
+            HttpLimits::default(),
+            Arc::new(HttpCounters::default()),
+            stop,
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_nodes_page_shows_the_monitors_evidence() {
+        let stop = CancellationToken::new();
+        let validator_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let validator = validator_listener.local_addr().unwrap();
+        fake_validator(validator_listener, stop.clone());
+        let monitor_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let monitor = monitor_listener.local_addr().unwrap();
+        fake_monitor(monitor_listener, stop.clone());
+        let mut config = ExplorerConfig::new(LedgerConfig {
+            validators: vec![ValidatorUrl::from_address(validator)],
+            genesis: "genesis.json".into(),
+        });
+        config.refresh.interval = Duration::from_millis(100);
+        config.monitors = vec![crate::MonitorLink {
+            account: fixture::monitors()[0],
+            evidence_url: format!("http://{monitor}"),
+        }];
+        let explorer = Explorer::new(Path::new("."), config, fixture::genesis());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let running = tokio::spawn(explorer.run_with(listener, stop.clone().cancelled_owned()));
+
+        // carol (node 3) lost every fourth route through her in epoch 2
+        let json = until(address, "/api/nodes/3", |status, body| {
+            status == 200 && body.contains("\"status\":\"shown\"")
+        })
+        .await;
+        let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let section = &json["page"]["evidence"];
+        assert_eq!(section["epoch"], 2);
+        let shown = &section["monitors"][0];
+        assert_eq!(shown["monitor"], fixture::monitors()[0].to_string());
+        assert_eq!(
+            shown["evidence_url"],
+            format!("http://{monitor}/evidence/2")
+        );
+        let summary = &shown["summary"];
+        assert_eq!(summary["group"], "layer3");
+        assert_eq!(summary["routes"], 400);
+        assert_eq!(summary["lost"], 100);
+        assert_eq!(summary["received"], 300);
+        assert_eq!(summary["verdict"]["verdict"], "scored");
+        assert_eq!(summary["lost_routes"].as_array().unwrap().len(), 50);
+        assert_eq!(
+            summary["lost_routes"][0]["hops"][3]["node"]["moniker"],
+            "carol"
+        );
+
+        // the page: the counts, the verdict and the lost routes, linked to their nodes
+        let (status, page) = fetch(address, "/nodes/3").await;
+        assert_eq!(status, 200);
+        assert!(page.contains("Why this score"), "{page}");
+        assert!(
+            page.contains("on <strong>400</strong> routes: <strong>300</strong> came back, <strong>100</strong> were lost"),
+            "{page}"
+        );
+        assert!(page.contains("data-test=\"lost-routes\""));
+        assert!(page.contains("The latest 50 of its 100 lost routes"));
+        assert!(page.contains("<a href=\"/nodes/3\">carol (3)</a>"));
+        assert!(page.contains(&format!("href=\"http://{monitor}/evidence/2\"")));
+
+        // epoch 1's evidence is not what monitor 1 submitted: counted, never shown
+        until(address, "/metrics", |_, body| {
+            body.contains("umbra_explorer_evidence_fetches_total{result=\"mismatch\"} 1")
+        })
+        .await;
+        let (_, metrics) = fetch(address, "/metrics").await;
+        assert!(
+            metrics.contains("umbra_explorer_evidence_fetches_total{result=\"ok\"} 1"),
+            "{metrics}"
+        );
+
+        stop.cancel();
+        running.await.unwrap().unwrap();
     }
 
     #[tokio::test]

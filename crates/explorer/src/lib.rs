@@ -4,6 +4,7 @@ pub mod config;
 mod daemon;
 mod err;
 pub mod model;
+pub mod monitors;
 pub mod poller;
 pub mod query;
 pub mod render;

@@ -24,6 +24,7 @@ use crate::model::guide::GuidePage;
 use crate::model::node::NodePage;
 use crate::model::nodes::{NodeTable, TableQuery};
 use crate::model::overview::Overview;
+use crate::monitors::EvidenceCache;
 use crate::poller::{Cache, now_ms};
 use crate::render::html::Freshness;
 use crate::render::{html, pages};
@@ -41,6 +42,8 @@ pub struct Shared {
     pub cache: Arc<Cache>,
     /// Evidence URLs and the validator named in commands.
     pub links: Links,
+    /// The monitors' evidence fetched so far.
+    pub evidence: Arc<EvidenceCache>,
     /// What the HTTP limits cut.
     pub http: Arc<HttpCounters>,
     accounts: Semaphore,
@@ -48,11 +51,17 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Routes serving `cache`.
+    /// Routes serving `cache`, with no monitor's evidence.
     pub fn new(cache: Arc<Cache>, links: Links) -> Shared {
+        Shared::with_evidence(cache, links, Arc::default())
+    }
+
+    /// Routes serving `cache` and the monitors' evidence in `evidence`.
+    pub fn with_evidence(cache: Arc<Cache>, links: Links, evidence: Arc<EvidenceCache>) -> Shared {
         Shared {
             cache,
             links,
+            evidence,
             http: Arc::new(HttpCounters::default()),
             accounts: Semaphore::new(ACCOUNT_READS),
             pages: AtomicU64::new(0),
@@ -246,7 +255,7 @@ fn node_page(shared: &Shared, id: &str, json: bool) -> Response {
     let view = id
         .parse::<NodeId>()
         .ok()
-        .and_then(|id| NodePage::build(&snapshot, &shared.links, id));
+        .and_then(|id| NodePage::build_with(&snapshot, &shared.links, &shared.evidence.view(), id));
     match (view, json) {
         (Some(view), true) => twin(&snapshot, &freshness, view),
         (Some(view), false) => html_response(
@@ -437,6 +446,22 @@ async fn metrics(State(shared): Shared_) -> Response {
             (
                 "failed",
                 shared.cache.refreshes_failed.load(Ordering::Relaxed),
+            ),
+        ],
+    );
+    page.counters(
+        "umbra_explorer_evidence_fetches_total",
+        "Fetches of a monitor's evidence, by result (mismatch: not what the monitor submitted).",
+        "result",
+        [
+            ("ok", shared.evidence.fetched_ok.load(Ordering::Relaxed)),
+            (
+                "failed",
+                shared.evidence.fetched_failed.load(Ordering::Relaxed),
+            ),
+            (
+                "mismatch",
+                shared.evidence.fetched_mismatch.load(Ordering::Relaxed),
             ),
         ],
     );

@@ -182,46 +182,66 @@ struct Judged {
     mass_failures: Vec<Fault>,
 }
 
-fn judge(evidence: &Evidence) -> Judged {
+/// Why attribution leaves a route out (see [`Voided`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VoidReason {
+    /// The monitor's session with one of the route's gateways was down while it was alive.
+    GatewayDown,
+    /// The monitor was starved while the route was alive.
+    Starved,
+    /// The route was sent in a window found to be a mass failure.
+    MassFailure,
+}
+
+/// Which routes attribution judges ([`attribute`] runs exactly this).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteJudgement {
+    /// One entry per route of the evidence, in its order: `None` if the route is judged
+    /// (counts toward the scores), else why it is not.
+    pub voided: Vec<Option<VoidReason>>,
+    /// The windows found to be mass failures.
+    pub mass_failures: Vec<Fault>,
+}
+
+/// Sorts the evidence's routes into judged and voided: first by the monitor's claimed
+/// faults (a route alive, from sent to its deadline, during one is not judged), then by the
+/// mass failures found among the rest.
+pub fn judge_routes(evidence: &Evidence) -> RouteJudgement {
     let rules = evidence.rules;
-    let index: BTreeMap<u32, usize> = evidence
-        .nodes
-        .iter()
-        .enumerate()
-        .map(|(index, node)| (node.id, index))
-        .collect();
-    let mut voided = Voided::default();
     // the monitor's claimed faults: a route alive (sent to its deadline, whatever its
     // outcome, so that voiding cannot favour either) during one is not judged
-    let mut counts = Vec::with_capacity(evidence.routes.len());
-    for route in &evidence.routes {
-        let alive = (
-            route.sent_ms,
-            route.sent_ms.saturating_add(rules.loss_deadline_ms),
-        );
-        let overlaps = |fault: &Fault| fault.from_ms <= alive.1 && alive.0 <= fault.to_ms;
-        let reason = evidence
-            .faults
-            .iter()
-            .filter(|fault| overlaps(fault))
-            .find_map(|fault| match fault.reason {
-                FaultReason::GatewayDown { gateway }
-                    if route.hops[0] == gateway || route.hops[4] == gateway =>
-                {
-                    Some(true)
-                }
-                FaultReason::Starved { .. } => Some(false),
-                _ => None,
-            });
-        match reason {
-            Some(true) => voided.gateway_down += 1,
-            Some(false) => voided.starved += 1,
-            None => counts.push(route),
-        }
-    }
+    let mut voided: Vec<Option<VoidReason>> = evidence
+        .routes
+        .iter()
+        .map(|route| {
+            let alive = (
+                route.sent_ms,
+                route.sent_ms.saturating_add(rules.loss_deadline_ms),
+            );
+            let overlaps = |fault: &Fault| fault.from_ms <= alive.1 && alive.0 <= fault.to_ms;
+            evidence
+                .faults
+                .iter()
+                .filter(|fault| overlaps(fault))
+                .find_map(|fault| match fault.reason {
+                    FaultReason::GatewayDown { gateway }
+                        if route.hops[0] == gateway || route.hops[4] == gateway =>
+                    {
+                        Some(VoidReason::GatewayDown)
+                    }
+                    FaultReason::Starved { .. } => Some(VoidReason::Starved),
+                    _ => None,
+                })
+        })
+        .collect();
     // mass failures: windows of sending time where nearly every judged route was lost
     let mut windows: BTreeMap<u64, (u32, u32)> = BTreeMap::new();
-    for route in &counts {
+    for (route, _) in evidence
+        .routes
+        .iter()
+        .zip(&voided)
+        .filter(|(_, void)| void.is_none())
+    {
         let window = windows
             .entry(route.sent_ms / rules.window_ms.max(1))
             .or_default();
@@ -241,20 +261,49 @@ fn judge(evidence: &Evidence) -> Judged {
             });
         }
     }
-    let in_mass_failure = |sent_ms: u64| {
-        mass_failures
+    for (route, void) in evidence.routes.iter().zip(&mut voided) {
+        let in_mass_failure = mass_failures
             .iter()
-            .any(|fault| fault.from_ms <= sent_ms && sent_ms <= fault.to_ms)
-    };
+            .any(|fault| fault.from_ms <= route.sent_ms && route.sent_ms <= fault.to_ms);
+        if void.is_none() && in_mass_failure {
+            *void = Some(VoidReason::MassFailure);
+        }
+    }
+    RouteJudgement {
+        voided,
+        mass_failures,
+    }
+}
+
+fn judge(evidence: &Evidence) -> Judged {
+    let index: BTreeMap<u32, usize> = evidence
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(index, node)| (node.id, index))
+        .collect();
+    let RouteJudgement {
+        voided: void_reasons,
+        mass_failures,
+    } = judge_routes(evidence);
+    let mut voided = Voided::default();
+    for reason in void_reasons.iter().flatten() {
+        match reason {
+            VoidReason::GatewayDown => voided.gateway_down += 1,
+            VoidReason::Starved => voided.starved += 1,
+            VoidReason::MassFailure => voided.mass_failure += 1,
+        }
+    }
     let node_count = evidence.nodes.len();
     let mut packets = vec![0u64; node_count];
     let mut tuples: BTreeMap<[usize; 6], (f64, f64)> = BTreeMap::new();
     let (mut judged, mut lost) = (0, 0);
-    for route in counts {
-        if in_mass_failure(route.sent_ms) {
-            voided.mass_failure += 1;
-            continue;
-        }
+    for (route, _) in evidence
+        .routes
+        .iter()
+        .zip(&void_reasons)
+        .filter(|(_, void)| void.is_none())
+    {
         // a route naming an unlisted node cannot be judged (from_json refuses such evidence)
         let mut hops = [node_count; 6];
         let mut known = true;
@@ -771,6 +820,12 @@ mod tests {
             }]
         );
         assert_eq!(attribution.voided.mass_failure, 600);
+        let judgement = judge_routes(&blackout);
+        assert_eq!(judgement.mass_failures, attribution.mass_failures);
+        for (route, void) in blackout.routes.iter().zip(&judgement.voided) {
+            let blacked_out = (600_000..660_000).contains(&route.sent_ms);
+            assert_eq!(*void, blacked_out.then_some(VoidReason::MassFailure));
+        }
         // the same as the clean epoch without that window's routes
         let mut without = clean.clone();
         without
@@ -845,6 +900,17 @@ mod tests {
         assert_eq!(attribution.voided.gateway_down, through_900);
         assert_eq!(attribution.voided.starved, starved);
         assert_eq!(attribution.judged, 3000 - through_900 - starved);
+        // route by route, the same sorting
+        let judgement = judge_routes(&evidence);
+        let count = |reason| {
+            judgement
+                .voided
+                .iter()
+                .filter(|void| **void == Some(reason))
+                .count() as u64
+        };
+        assert_eq!(count(VoidReason::GatewayDown), through_900);
+        assert_eq!(count(VoidReason::Starved), starved);
     }
 
     #[test]

@@ -11,7 +11,10 @@ mod sample_size;
 #[cfg(test)]
 mod synthetic;
 
-pub use attribution::{Attribution, NodeScore, Score, Unscored, Verdict, Voided, attribute};
+pub use attribution::{
+    Attribution, NodeScore, RouteJudgement, Score, Unscored, Verdict, VoidReason, Voided,
+    attribute, judge_routes,
+};
 pub use config::MonitorConfig;
 pub use err::{ConfigError, EpochError, EvidenceError};
 pub use evidence::{

@@ -3,6 +3,10 @@
 //! Saturation point 10,000 UMB (staking supply 40,000 UMB, k = 4). Mix nodes 1 "alice"
 //! (layer 1), 2 "bob" (layer 2), 3 "carol" (layer 3), 4 "dave" (never active); gateway 5
 //! "gw". Epochs 1 and 2 are over; 3 is current.
+//!
+//! [`evidence_of`] is a monitor's evidence of an epoch: two nodes a group (the ledger's 1, 2,
+//! 3 and 5, with 6, 7, 8 and 9, which it does not register), 1,600 routes, carol (3) losing
+//! every fourth route through her. Monitor 1's submission for epoch 2 carries its hash.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,6 +18,8 @@ use umbra_ledger::{
     Amount, Certificate, Genesis, GenesisValidator, Hash, Key32, NodeId, NodeInfo, NodeKind,
     Params, Ppm, PublicKey, SignedTopology, SigningKey, TopologyDocument, UNIT,
 };
+
+use umbra_monitor::{EVIDENCE_VERSION, Evidence, EvidenceNode, Group, MonitorConfig, RouteOutcome};
 
 use crate::snapshot::{EpochSeen, LedgerData, Snapshot};
 
@@ -138,6 +144,7 @@ fn report(
 
 pub(crate) fn data() -> LedgerData {
     let [m1, m2] = monitors();
+    let epoch_2_evidence = Hash(evidence_of(2).hash().0);
     let mut nodes = vec![
         node(1, "alice", NodeKind::Mix, 1_000, Amount(309_060_000)),
         node(2, "bob", NodeKind::Mix, 1_000, Amount::ZERO),
@@ -231,7 +238,7 @@ pub(crate) fn data() -> LedgerData {
             ],
             vec![MonitorSubmission {
                 monitor: m1,
-                evidence: Hash([3; 32]),
+                evidence: epoch_2_evidence,
                 scores: vec![(NodeId(3), Ppm(800_000))],
             }],
         ),
@@ -313,4 +320,60 @@ pub(crate) fn snapshot() -> Snapshot {
         1_130_500,
         "http://127.0.0.1:7000".into(),
     )
+}
+
+/// Monitor 1's evidence of epoch 2 (the hash its submission carries).
+pub(crate) fn evidence() -> Evidence {
+    evidence_of(2)
+}
+
+/// A monitor's evidence of `epoch` (see the module's documentation). Layer 1's node 6 is
+/// always routed through layer 3's node 8, so it never crosses carol.
+pub(crate) fn evidence_of(epoch: u64) -> Evidence {
+    let pick = |pair: [u32; 2], bit: usize| pair[bit % 2];
+    let mut through_carol = 0;
+    let routes = (0..1600usize)
+        .map(|i| {
+            let layer1 = pick([1, 6], i);
+            let layer3 = if layer1 == 6 { 8 } else { pick([3, 8], i / 4) };
+            let hops = [
+                pick([5, 9], i / 8),
+                layer1,
+                pick([2, 7], i / 2),
+                layer3,
+                pick([5, 9], i / 16),
+            ];
+            let mut lost = false;
+            if layer3 == 3 {
+                through_carol += 1;
+                lost = through_carol % 4 == 0;
+            }
+            RouteOutcome {
+                id: 1000 + i as u64,
+                hops,
+                sent_ms: 100 * i as u64,
+                latency_us: (!lost).then_some(150_000 + i as u64),
+            }
+        })
+        .collect();
+    let group = |id: u32| match id {
+        1 | 6 => Group::Layer1,
+        2 | 7 => Group::Layer2,
+        3 | 8 => Group::Layer3,
+        _ => Group::Gateway,
+    };
+    Evidence {
+        version: EVIDENCE_VERSION,
+        epoch,
+        rules: MonitorConfig::default().rules(),
+        nodes: [1, 6, 2, 7, 3, 8, 5, 9]
+            .into_iter()
+            .map(|id| EvidenceNode {
+                id,
+                group: group(id),
+            })
+            .collect(),
+        routes,
+        faults: Vec::new(),
+    }
 }

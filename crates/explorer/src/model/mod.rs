@@ -6,6 +6,7 @@
 
 pub mod account;
 pub mod epochs;
+pub mod evidence;
 pub mod guide;
 pub mod node;
 pub mod nodes;

@@ -6,11 +6,12 @@ use serde::Serialize;
 use umbra_ledger::state::Pending;
 use umbra_ledger::{Amount, Hash, Key32, NodeId, Ppm, PublicKey};
 
+use super::evidence::{EvidenceSection, Evidences};
 use super::{Links, NodeSummary, earned_per_thousand};
 use crate::snapshot::Snapshot;
 
 /// A node's page.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct NodePage {
     /// What the tables show of it.
     pub summary: NodeSummary,
@@ -28,6 +29,8 @@ pub struct NodePage {
     pub current_scores: Vec<ScoreView>,
     /// The past epochs it was active in, newest first.
     pub history: Vec<NodeEpochRow>,
+    /// Why its score is what it is: each monitor's evidence of its latest finished epoch.
+    pub evidence: EvidenceSection,
     /// The delegations to it.
     pub delegations: Vec<DelegationRow>,
     /// What changes for it at the end of the epoch.
@@ -127,8 +130,20 @@ impl PendingChange {
 }
 
 impl NodePage {
-    /// Node `id`'s page in `snapshot`, if it is registered.
+    /// Node `id`'s page in `snapshot`, if it is registered, without the monitors' evidence
+    /// (its section says none was fetched).
     pub fn build(snapshot: &Snapshot, links: &Links, id: NodeId) -> Option<NodePage> {
+        NodePage::build_with(snapshot, links, &Evidences::new(), id)
+    }
+
+    /// Node `id`'s page in `snapshot`, if it is registered, with what `evidences` holds of
+    /// the monitors' evidence.
+    pub fn build_with(
+        snapshot: &Snapshot,
+        links: &Links,
+        evidences: &Evidences,
+        id: NodeId,
+    ) -> Option<NodePage> {
         let node = snapshot.node(id)?;
         let monitors = snapshot.monitors();
         let current_scores = snapshot
@@ -194,6 +209,7 @@ impl NodePage {
             threshold: snapshot.genesis.params.performance_threshold,
             current_scores,
             history,
+            evidence: EvidenceSection::build(snapshot, links, evidences, id),
             delegations,
             pending: snapshot
                 .data

@@ -325,7 +325,10 @@ mod tests {
         assert_eq!(overview.validators[1].signed_topology, Some(false));
         assert!(overview.monitors[0].submitted_this_epoch);
         assert!(!overview.monitors[1].submitted_this_epoch);
-        assert_eq!(overview.monitors[0].last_evidence, Some((2, Hash([3; 32]))));
+        assert_eq!(
+            overview.monitors[0].last_evidence,
+            Some((2, Hash(fixture::evidence().hash().0)))
+        );
         assert_eq!(overview.monitors[1].last_evidence, Some((1, Hash([2; 32]))));
         assert_eq!(
             overview.monitors[0].evidence_base.as_deref(),

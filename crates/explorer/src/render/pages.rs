@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use umbra_ledger::{Amount, NodeKind, PPM};
+use umbra_ledger::{Amount, NodeKind, PPM, Ppm};
 
 use super::chart::{self, Bars, Line, Scale};
 use super::html::{
@@ -13,6 +13,12 @@ use super::html::{
 };
 use crate::model::account::{AccountPage, AccountPending};
 use crate::model::epochs::{EpochRow, EpochsPage};
+use umbra_monitor::Group;
+
+use crate::model::evidence::{
+    EVIDENCE_EPOCHS, EvidenceProblem, EvidenceSection, EvidenceStatus, Hop, MonitorEvidence,
+    NodeEvidence, VerdictView, Void,
+};
 use crate::model::guide::{GuidePage, Step};
 use crate::model::node::{NodePage, PendingChange, ScoreView};
 use crate::model::nodes::{NodeTable, SortKey};
@@ -446,6 +452,191 @@ fn scores(scores: &[ScoreView]) -> String {
         .collect()
 }
 
+/// The "why this score" section: each monitor's evidence of the node's latest finished epoch.
+fn evidence_section(body: &mut String, section: &EvidenceSection, threshold: Ppm) {
+    body.push_str("<h2 id=\"evidence\">Why this score: the monitors' evidence</h2>");
+    let Some(epoch) = section.epoch else {
+        let _ = write!(
+            body,
+            "<p class=\"muted\" data-test=\"evidence-none\">It was not in the active set of any of the last {EVIDENCE_EPOCHS} finished epochs, so no monitor tested it.</p>"
+        );
+        return;
+    };
+    let _ = write!(
+        body,
+        "<p>Epoch {epoch}: the routes each monitor sent through it, what came back, and how the monitor judged it (computed here from the monitor's published evidence, checked against the hash it submitted to the ledger).</p>"
+    );
+    if section.monitors.is_empty() {
+        body.push_str(
+            "<p class=\"muted\">No monitor submitted scores for that epoch: its last performance was kept.</p>",
+        );
+    }
+    for monitor in &section.monitors {
+        monitor_evidence(body, monitor, threshold);
+    }
+}
+
+/// One monitor's part of the evidence section.
+fn monitor_evidence(body: &mut String, monitor: &MonitorEvidence, threshold: Ppm) {
+    let score = monitor.score.map_or_else(
+        || "no score for it".to_owned(),
+        |score| format!("scored it {}", ppm(score)),
+    );
+    let raw = match &monitor.evidence_url {
+        Some(url) => format!(
+            " · <a href=\"{}\">raw evidence</a> ({})",
+            escape(url),
+            short_key(&monitor.evidence)
+        ),
+        None => format!(" · evidence {}", short_key(&monitor.evidence)),
+    };
+    let _ = write!(
+        body,
+        "<h3>Monitor {}: {score}</h3><p class=\"muted\">{}</p>",
+        short_key(&monitor.monitor),
+        raw.trim_start_matches(" · ")
+    );
+    match &monitor.status {
+        EvidenceStatus::Shown { summary } => node_evidence(body, summary, threshold),
+        EvidenceStatus::NoUrl => body.push_str(
+            "<p class=\"muted\" data-test=\"evidence-status\">The explorer does not know where this monitor publishes its evidence (no <code>[[monitors]]</code> entry for it in the explorer's <code>config.toml</code>).</p>",
+        ),
+        EvidenceStatus::NotFetched => body.push_str(
+            "<p class=\"muted\" data-test=\"evidence-status\">Not fetched yet: the explorer fetches each monitor's evidence in the background after the epoch ends.</p>",
+        ),
+        EvidenceStatus::NotListed => body.push_str(
+            "<p class=\"muted\" data-test=\"evidence-status\">This monitor's evidence does not list the node.</p>",
+        ),
+        EvidenceStatus::Failed {
+            problem,
+            attempts,
+            retry_ms,
+        } => {
+            let class = if matches!(problem, EvidenceProblem::Mismatch { .. }) {
+                "bad"
+            } else {
+                "muted"
+            };
+            let _ = write!(
+                body,
+                "<p class=\"{class}\" data-test=\"evidence-status\">Not shown: {} (tried {attempts} time{}; next try at {}).</p>",
+                escape(&problem.to_string()),
+                if *attempts == 1 { "" } else { "s" },
+                time(*retry_ms)
+            );
+        }
+    }
+}
+
+/// What one monitor's evidence says about the node: counts, verdict, lost routes (hops
+/// scored below `threshold` stand out).
+fn node_evidence(body: &mut String, summary: &NodeEvidence, threshold: Ppm) {
+    let [entry, .., exit] = summary.by_hop;
+    let place = match summary.group {
+        Group::Layer1 => "a mix node of layer 1".to_owned(),
+        Group::Layer2 => "a mix node of layer 2".to_owned(),
+        Group::Layer3 => "a mix node of layer 3".to_owned(),
+        Group::Gateway => format!("a gateway ({entry} as entry, {exit} as exit)"),
+    };
+    let _ = write!(
+        body,
+        "<p data-test=\"evidence-counts\">Tested as {place} on <strong>{}</strong> routes: <strong>{}</strong> came back, <strong>{}</strong> were lost.",
+        summary.routes, summary.received, summary.lost
+    );
+    let voided = summary.voided;
+    let left_out = voided.gateway_down + voided.starved + voided.mass_failure;
+    if left_out > 0 {
+        let _ = write!(
+            body,
+            " {left_out} of them count toward no score, as the monitor's own fault ({} with a gateway session down, {} while it was starved, {} in a mass failure).",
+            voided.gateway_down, voided.starved, voided.mass_failure
+        );
+    }
+    let _ = write!(
+        body,
+        " The {} judged routes ({} lost) carried {} of its packets; the monitor's estimate is that it dropped {:.1} of them, and puts the rest of the loss on the routes' other hops or on the loss common to every route ({} this epoch, which no node is blamed for).</p>",
+        summary.judged,
+        summary.judged_lost,
+        summary.packets,
+        summary.dropped,
+        ppm(summary.unattributed_loss)
+    );
+    let verdict = match summary.verdict {
+        VerdictView::Scored {
+            score,
+            lower,
+            upper,
+        } => format!(
+            "Its score: <strong>{}</strong> of the best node of its group (confidence interval {} to {}).",
+            ppm(score),
+            ppm(lower),
+            ppm(upper)
+        ),
+        VerdictView::NoPackets => {
+            "No score: no judged route crossed it, so the ledger kept its last performance.".into()
+        }
+        VerdictView::TooFewPackets => format!(
+            "No score: fewer than {} judged packets crossed it, so the ledger kept its last performance.",
+            summary.min_packets
+        ),
+        VerdictView::AloneInGroup => "No score: no other node of its group was measured, so its loss cannot be told from the rest; the ledger kept its last performance.".into(),
+    };
+    let _ = write!(body, "<p data-test=\"evidence-verdict\">{verdict}</p>");
+    if summary.lost_routes.is_empty() {
+        return;
+    }
+    let shown = summary.lost_routes.len();
+    let _ = write!(
+        body,
+        "<p>{} lost route{}{}. A lost packet is not blamed on one hop (nobody learns which node dropped it): each hop shows its own score in this evidence, so a loss next to a low-scoring node is likely that node's.</p>",
+        if shown as u64 == summary.lost {
+            "Its".to_owned()
+        } else {
+            format!("The latest {shown} of its {}", summary.lost)
+        },
+        if summary.lost == 1 { "" } else { "s" },
+        if shown as u64 == summary.lost {
+            ""
+        } else {
+            ", newest first"
+        },
+    );
+    body.push_str("<div class=\"scroll\"><table data-test=\"lost-routes\"><thead><tr><th class=\"num\">Route</th><th class=\"num\">Sent (into the epoch)</th><th>Entry</th><th>Layer 1</th><th>Layer 2</th><th>Layer 3</th><th>Exit</th><th>Counted toward scores</th></tr></thead><tbody>");
+    for route in &summary.lost_routes {
+        let _ = write!(
+            body,
+            "<tr><td class=\"num\">{}</td><td class=\"num\" data-value=\"{}\">{}</td>",
+            route.id,
+            route.sent_ms,
+            duration(route.sent_ms)
+        );
+        for hop in &route.hops {
+            let _ = write!(body, "<td>{}</td>", hop_cell(hop, threshold));
+        }
+        let counted = match route.voided {
+            None => "yes",
+            Some(Void::GatewayDown) => "no: gateway session down",
+            Some(Void::Starved) => "no: monitor starved",
+            Some(Void::MassFailure) => "no: mass failure",
+        };
+        let _ = write!(body, "<td>{counted}</td></tr>");
+    }
+    body.push_str("</tbody></table></div>");
+}
+
+/// A hop of a lost route: its node, linked, and its score in the same evidence (marked when
+/// below `threshold`).
+fn hop_cell(hop: &Hop, threshold: Ppm) -> String {
+    let score = hop.score.map_or_else(
+        || "<span class=\"muted\">unscored</span>".to_owned(),
+        |score| {
+            let class = if score < threshold { "bad" } else { "muted" };
+            format!("<span class=\"{class}\">{}</span>", ppm(score))
+        },
+    );
+    format!("{} {score}", node_link(&hop.node))
+}
+
 /// A node's page.
 pub fn node(view: &NodePage, freshness: &Freshness, remaining_ms: u64) -> String {
     let summary = &view.summary;
@@ -564,6 +755,7 @@ pub fn node(view: &NodePage, freshness: &Freshness, remaining_ms: u64) -> String
         "<p>Scores submitted so far this epoch: {}</p>",
         scores(&view.current_scores)
     );
+    evidence_section(&mut body, &view.evidence, view.threshold);
 
     body.push_str("<h2>Rewards</h2>");
     let labels: Vec<u64> = oldest_first.iter().map(|row| row.epoch).collect();
@@ -936,6 +1128,8 @@ pub fn not_found(freshness: &Freshness, what: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use crate::model::Links;
     use crate::model::fixture;
@@ -975,5 +1169,64 @@ mod tests {
         let mut failing = fresh();
         failing.failing = Some("connection refused".into());
         assert!(nothing_yet(&failing).contains("class=\"banner\""));
+    }
+
+    #[test]
+    fn the_evidence_section_says_what_the_monitor_saw_or_why_nothing() {
+        use crate::model::evidence::{Evidences, Examined, Fetched};
+        let snapshot = fixture::snapshot();
+        let [m1, _] = fixture::monitors();
+        let links = Links {
+            monitors: [(m1, "http://127.0.0.1:8090".to_owned())].into(),
+            validator: String::new(),
+        };
+        let carol = umbra_ledger::NodeId(3);
+        // nothing fetched yet
+        let view = NodePage::build(&snapshot, &links, carol).unwrap();
+        let page = node(&view, &fresh(), 30_000);
+        assert!(page.contains("Not fetched yet"), "{page}");
+        // a mismatch is said, in red
+        let evidence = fixture::evidence();
+        let recorded = umbra_ledger::Hash(evidence.hash().0);
+        let mut changed = evidence.clone();
+        changed.routes[0].latency_us = None;
+        let problem = Examined::examine(&changed.to_json(), 2, &recorded).unwrap_err();
+        let evidences = Evidences::from([(
+            (m1, 2),
+            Fetched::Failed {
+                problem,
+                attempts: 1,
+                retry_ms: 0,
+            },
+        )]);
+        let view = NodePage::build_with(&snapshot, &links, &evidences, carol).unwrap();
+        let page = node(&view, &fresh(), 30_000);
+        assert!(
+            page.contains("<p class=\"bad\" data-test=\"evidence-status\">Not shown: the evidence the monitor serves does not match what it submitted"),
+            "{page}"
+        );
+        // shown: counts, verdict, lost routes with each hop's score (carol's below the
+        // threshold stands out)
+        let examined = Examined::examine(&evidence.to_json(), 2, &recorded).unwrap();
+        let evidences = Evidences::from([((m1, 2), Fetched::Examined(Arc::new(examined)))]);
+        let view = NodePage::build_with(&snapshot, &links, &evidences, carol).unwrap();
+        let page = node(&view, &fresh(), 30_000);
+        assert!(page.contains("Tested as a mix node of layer 3 on <strong>400</strong> routes"));
+        assert!(page.contains("Its score: <strong>"), "{page}");
+        assert!(page.contains("<a href=\"/nodes/3\">carol (3)</a> <span class=\"bad\">"));
+        assert!(page.contains("<a href=\"/nodes/9\">node 9</a>"));
+        assert!(page.contains("<div class=\"scroll\"><table data-test=\"lost-routes\">"));
+        // a gateway
+        let view =
+            NodePage::build_with(&snapshot, &links, &evidences, umbra_ledger::NodeId(5)).unwrap();
+        let page = node(&view, &fresh(), 30_000);
+        assert!(
+            page.contains("Tested as a gateway (800 as entry, 800 as exit)"),
+            "{page}"
+        );
+        // a node active in none of the latest epochs
+        let view =
+            NodePage::build_with(&snapshot, &links, &evidences, umbra_ledger::NodeId(4)).unwrap();
+        assert!(node(&view, &fresh(), 30_000).contains("data-test=\"evidence-none\""));
     }
 }
