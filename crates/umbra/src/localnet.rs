@@ -636,6 +636,11 @@ fn stopped_while_starting(
 const OPERATOR_BALANCE: Amount = Amount::from_umb(1_000);
 /// Each node's pledge.
 const PLEDGE: Amount = Amount::from_umb(100);
+/// The stake the rewards are measured against: a local network's few nodes, pledging 100 UMB
+/// each, hold a real share of it (Nym's 500 M would leave each node's reward far below its
+/// operating cost, so that its delegators never earned), and a node is saturated at about
+/// 417 UMB of stake.
+const STAKING_SUPPLY: Amount = Amount::from_umb(100_000);
 /// The chain id of a local network.
 const CHAIN_ID: &str = "umbra-localnet";
 /// How long epoch 0 lasts after the network is made: long enough to register every node, so
@@ -710,6 +715,7 @@ fn make_validators(layout: &Layout, dirs: &[PathBuf], options: &Options) -> anyh
     let params = Params {
         epoch_length_ms: options.epoch_length.as_millis() as u64,
         rotation_epochs: options.rotation_epochs.max(1),
+        staking_supply: STAKING_SUPPLY,
         ..Params::default()
     };
     let several = dirs.len() > 1;

@@ -123,7 +123,11 @@ impl Drop for Chromedriver {
 struct BrowserLog;
 
 impl WebDriverCompatibleCommand for BrowserLog {
-    fn endpoint(&self, base: &url::Url, session: Option<&str>) -> Result<url::Url, url::ParseError> {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
         base.join(&format!("session/{}/se/log", session.unwrap_or_default()))
     }
 
@@ -258,7 +262,11 @@ fn ledger(validator: SocketAddr, path: &str) -> Value {
 }
 
 fn amount(value: &Value) -> Amount {
-    Amount(value.as_u64().unwrap_or_else(|| panic!("not an amount: {value}")))
+    Amount(
+        value
+            .as_u64()
+            .unwrap_or_else(|| panic!("not an amount: {value}")),
+    )
 }
 
 /// The public key of the account whose key file is `path`.
@@ -274,9 +282,10 @@ struct LocalNode {
 }
 
 fn local_nodes(dir: &Path) -> Vec<LocalNode> {
-    let layout: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join(umbra::network::LAYOUT_FILE)).unwrap())
-            .unwrap();
+    let layout: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join(umbra::network::LAYOUT_FILE)).unwrap(),
+    )
+    .unwrap();
     layout["nodes"]
         .as_array()
         .unwrap()
@@ -359,8 +368,8 @@ fn the_explorer_in_a_real_browser_shows_the_ledger_of_a_running_network() {
         .join("operators")
         .join(format!("{}.key", delegator_node.name));
     let delegator = account_of(&key);
-    delegate(validator, &key, mix.id, "1000");
-    delegate(validator, &key, gateway.id, "250.5");
+    delegate(validator, &key, mix.id, "300");
+    delegate(validator, &key, gateway.id, "150.5");
 
     // an epoch with the delegation in force has ended, and paid its delegators
     let paid_epoch = poll(validator, "/epochs", Duration::from_secs(120), |epochs| {

@@ -180,4 +180,3 @@ pub fn signal(pid: u32, signal: &str) {
         .unwrap();
     assert!(sent.success(), "kill {signal} {pid}");
 }
-
