@@ -24,7 +24,7 @@
 //! time over HTTP on loopback (one connection per request, the account page reading the
 //! balance from the fake validator as the route does).
 //!
-//! Run: `cargo bench -p umbra-explorer --bench pages` (about two minutes: the ledger takes a
+//! Run: `cargo bench -p umbra-explorer --bench pages` (about three minutes: the ledger takes a
 //! few seconds to build, then every benchmark warms up 1 s and measures 2 s).
 
 #![allow(
