@@ -245,7 +245,8 @@ async fn read(
 }
 
 /// Notes what the ledger forgets: the current epoch's seed and who signed its topology.
-fn record(
+/// (Public for the benchmark, which replays what a poller would have seen epoch by epoch.)
+pub fn record(
     seen: &mut BTreeMap<u64, EpochSeen>,
     epoch: &EpochView,
     topology: Option<&SignedTopology>,

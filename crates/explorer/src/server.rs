@@ -136,8 +136,13 @@ fn json_error(status: StatusCode, message: &str) -> Response {
     json_response(status, &serde_json::json!({ "error": message }))
 }
 
-fn twin<T: Serialize>(snapshot: &Snapshot, freshness: &Freshness, page: T) -> Response {
-    let twin = Twin {
+/// The body of a page's JSON twin: `page`, with where and when its data came from.
+pub fn twin_json<T: Serialize>(
+    snapshot: &Snapshot,
+    freshness: &Freshness,
+    page: T,
+) -> serde_json::Result<String> {
+    serde_json::to_string(&Twin {
         source: Source {
             validator: &snapshot.validator,
             height: snapshot.data.status.height,
@@ -145,8 +150,19 @@ fn twin<T: Serialize>(snapshot: &Snapshot, freshness: &Freshness, page: T) -> Re
             failing: freshness.failing.as_deref(),
         },
         page,
-    };
-    json_response(StatusCode::OK, &twin)
+    })
+}
+
+fn twin<T: Serialize>(snapshot: &Snapshot, freshness: &Freshness, page: T) -> Response {
+    match twin_json(snapshot, freshness, page) {
+        Ok(body) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response(),
+        Err(error) => (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response(),
+    }
 }
 
 /// The snapshot, or the banner-only page (HTML) / a 503 (JSON) when there is none yet.
