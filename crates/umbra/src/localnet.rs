@@ -639,8 +639,8 @@ const PLEDGE: Amount = Amount::from_umb(100);
 /// The stake the rewards are measured against: a local network's few nodes, pledging 100 UMB
 /// each, hold a real share of it (Nym's 500 M would leave each node's reward far below its
 /// operating cost, so that its delegators never earned), and a node is saturated at about
-/// 417 UMB of stake.
-const STAKING_SUPPLY: Amount = Amount::from_umb(100_000);
+/// 1,042 UMB of stake.
+const STAKING_SUPPLY: Amount = Amount::from_umb(250_000);
 /// The chain id of a local network.
 const CHAIN_ID: &str = "umbra-localnet";
 /// How long epoch 0 lasts after the network is made: long enough to register every node, so

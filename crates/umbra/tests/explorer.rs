@@ -250,8 +250,23 @@ fn screenshots() -> PathBuf {
     dir
 }
 
+/// A screenshot of the whole page (the window made as tall as the page for it, up to
+/// 8,000 pixels) at the window's width.
 async fn screenshot(browser: &Client, name: &str) {
+    let (width, height) = browser.get_window_size().await.unwrap();
+    let page_height = browser
+        .execute("return document.documentElement.scrollHeight;", vec![])
+        .await
+        .unwrap()
+        .as_u64()
+        .unwrap()
+        .clamp(u64::from(height as u32), 8_000) as u32;
+    browser.set_window_size(width as u32, page_height).await.unwrap();
     let png = browser.screenshot().await.unwrap();
+    browser
+        .set_window_size(width as u32, height as u32)
+        .await
+        .unwrap();
     assert!(png.starts_with(b"\x89PNG"), "{name}: not a PNG");
     std::fs::write(screenshots().join(format!("{name}.png")), png).unwrap();
 }
@@ -355,6 +370,7 @@ fn the_explorer_in_a_real_browser_shows_the_ledger_of_a_running_network() {
     let output = net.wait_for("Ctrl-C stops everything.");
     let validator = address_after(&output, "validator-1 (solo)  API http://");
     let explorer = address_after(&output, "Explorer  http://");
+    let monitor = address_after(&output, "evidence of each epoch at http://");
     let base = format!("http://{explorer}");
 
     // stake moves: one operator delegates to another's mix node and to a gateway
@@ -384,7 +400,7 @@ fn the_explorer_in_a_real_browser_shows_the_ledger_of_a_running_network() {
     });
     // and the explorer has read it
     poll(explorer, "/api/epochs", Duration::from_secs(30), |page| {
-        page["page"]["epochs"]
+        page["page"]["past"]
             .as_array()?
             .iter()
             .any(|epoch| epoch["epoch"].as_u64() == Some(paid_epoch))
@@ -434,6 +450,50 @@ fn the_explorer_in_a_real_browser_shows_the_ledger_of_a_running_network() {
         assert!(
             charts(&browser).await.len() >= 2,
             "a node's page charts its performance and rewards"
+        );
+
+        // the node's page explains its score with the monitor's evidence: the routes it was
+        // tested on, as the monitor published them
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let counts = loop {
+            open(&browser, &base, &format!("/nodes/{}", mix.id)).await;
+            if let Ok(counts) = browser.find(Locator::Css("[data-test=evidence-counts]")).await {
+                break counts.text().await.unwrap();
+            }
+            assert!(Instant::now() < deadline, "the node's page shows no evidence");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        };
+        // the first three figures in bold: routes, came back, lost
+        let figures = browser
+            .execute(
+                "return Array.from(document.querySelectorAll('[data-test=evidence-counts] strong'))
+                    .slice(0, 3).map(strong => Number(strong.textContent));",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let figures: Vec<u64> = serde_json::from_value(figures).unwrap();
+        let shown = (figures[0], figures[1], figures[2]);
+        assert!(shown.0 > 0, "tested on no route: {counts}");
+        let published: Vec<(u64, u64, u64)> = ledger(validator, "/epochs")
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|report| {
+                let evidence = get(monitor, &format!("/evidence/{}", report["epoch"]))?;
+                let evidence = umbra_monitor::Evidence::from_json(&evidence).ok()?;
+                let through: Vec<_> = evidence
+                    .routes
+                    .iter()
+                    .filter(|route| route.hops.contains(&(mix.id as u32)))
+                    .collect();
+                let received = through.iter().filter(|route| route.latency_us.is_some()).count();
+                Some((through.len() as u64, received as u64, (through.len() - received) as u64))
+            })
+            .collect();
+        assert!(
+            published.contains(&shown),
+            "the page says {counts:?}; the monitor published (routes, received, lost) {published:?}"
         );
 
         // the figures are the ledger's
@@ -515,7 +575,7 @@ fn the_explorer_in_a_real_browser_shows_the_ledger_of_a_running_network() {
         same_epoch(validator, || async {
             let account = ledger(validator, &format!("/accounts/{delegator}"));
             open(&browser, &base, &format!("/accounts/{delegator}")).await;
-            let balance = umb(amount(&account["account"]["balance"]));
+            let balance = umb(amount(&account["balance"]));
             let shown = text(&browser, "[data-test=balance]").await;
             if shown != balance {
                 return Err(format!("balance {shown} shown, {balance} in the ledger"));
