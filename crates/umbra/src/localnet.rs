@@ -1358,7 +1358,6 @@ mod tests {
             nodes: vec![node("mix-1-1", 1), node("mix-1-2", 2)],
             validators: Vec::new(),
             monitors: Vec::new(),
-            explorer: None,
         }
     }
 

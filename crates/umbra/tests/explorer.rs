@@ -261,7 +261,10 @@ async fn screenshot(browser: &Client, name: &str) {
         .as_u64()
         .unwrap()
         .clamp(u64::from(height as u32), 8_000) as u32;
-    browser.set_window_size(width as u32, page_height).await.unwrap();
+    browser
+        .set_window_size(width as u32, page_height)
+        .await
+        .unwrap();
     let png = browser.screenshot().await.unwrap();
     browser
         .set_window_size(width as u32, height as u32)
