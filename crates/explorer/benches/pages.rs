@@ -765,12 +765,12 @@ fn every_page(context: &Context) -> Vec<Page> {
             route: "/epochs".into(),
             html: |c| {
                 pages::epochs(
-                    &EpochsPage::build(&c.snapshot, &c.links),
+                    &EpochsPage::build(&c.snapshot, &c.links, 1),
                     &c.freshness,
                     c.remaining(),
                 )
             },
-            json: |c| c.twin(EpochsPage::build(&c.snapshot, &c.links)),
+            json: |c| c.twin(EpochsPage::build(&c.snapshot, &c.links, 1)),
         },
         Page {
             name: "guide",

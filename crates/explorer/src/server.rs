@@ -361,19 +361,28 @@ async fn api_account(State(shared): Shared_, Path(address): Path<String>) -> Res
     account_page(&shared, &address, true).await
 }
 
-async fn epochs(State(shared): Shared_) -> Response {
+/// The `page` a query asks for (1 if none, or not a number).
+fn page_number(uri: &Uri) -> usize {
+    crate::query::parse(uri.query().unwrap_or(""))
+        .into_iter()
+        .find(|(name, _)| name == "page")
+        .and_then(|(_, value)| value.parse().ok())
+        .unwrap_or(1)
+}
+
+async fn epochs(State(shared): Shared_, uri: Uri) -> Response {
     let (snapshot, freshness) = match snapshot_or_wait(&shared, false) {
         Ok(found) => found,
         Err(response) => return *response,
     };
-    let view = EpochsPage::build(&snapshot, &shared.links);
+    let view = EpochsPage::build(&snapshot, &shared.links, page_number(&uri));
     html_response(
         StatusCode::OK,
         pages::epochs(&view, &freshness, remaining(&snapshot)),
     )
 }
 
-async fn api_epochs(State(shared): Shared_) -> Response {
+async fn api_epochs(State(shared): Shared_, uri: Uri) -> Response {
     let (snapshot, freshness) = match snapshot_or_wait(&shared, true) {
         Ok(found) => found,
         Err(response) => return *response,
@@ -381,7 +390,7 @@ async fn api_epochs(State(shared): Shared_) -> Response {
     twin(
         &snapshot,
         &freshness,
-        EpochsPage::build(&snapshot, &shared.links),
+        EpochsPage::build(&snapshot, &shared.links, page_number(&uri)),
     )
 }
 

@@ -12,13 +12,23 @@ use umbra_ledger::{Amount, Hash, NodeId, PublicKey};
 use super::Links;
 use crate::snapshot::Snapshot;
 
+/// Past epochs on one page: a day of hour-long epochs. Each lists its whole active set, so a
+/// page of a ledger's full week (168 epochs) of a large network would weigh megabytes.
+pub const EPOCHS_PER_PAGE: usize = 24;
+
 /// The epochs page.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct EpochsPage {
     /// The current epoch (its rewards are not paid yet).
     pub current: EpochRow,
-    /// The past epochs, newest first.
+    /// The past epochs of this page, newest first.
     pub past: Vec<EpochRow>,
+    /// This page's number, from 1 (the newest epochs).
+    pub page: usize,
+    /// How many pages the past epochs the ledger keeps fill (at least 1).
+    pub pages: usize,
+    /// How many past epochs the ledger keeps.
+    pub total_past: usize,
 }
 
 /// One epoch.
@@ -69,8 +79,9 @@ pub struct Submission {
 }
 
 impl EpochsPage {
-    /// The epochs of `snapshot`.
-    pub fn build(snapshot: &Snapshot, links: &Links) -> EpochsPage {
+    /// Page `page` (from 1; past the last, the last) of the epochs of `snapshot`: the current
+    /// epoch, then [`EPOCHS_PER_PAGE`] past ones, newest first.
+    pub fn build(snapshot: &Snapshot, links: &Links, page: usize) -> EpochsPage {
         let data = &snapshot.data;
         let signers = |keys: &[PublicKey]| {
             keys.iter()
@@ -112,10 +123,15 @@ impl EpochsPage {
             measured: 0,
             monitors: Vec::new(),
         };
+        let total_past = data.history.len();
+        let pages = total_past.div_ceil(EPOCHS_PER_PAGE).max(1);
+        let page = page.clamp(1, pages);
         let past = data
             .history
             .iter()
             .rev()
+            .skip((page - 1) * EPOCHS_PER_PAGE)
+            .take(EPOCHS_PER_PAGE)
             .map(|report| {
                 let seen = snapshot.seen.get(&report.epoch);
                 let mut layers: [Vec<NodeId>; 3] = Default::default();
@@ -151,7 +167,13 @@ impl EpochsPage {
                 }
             })
             .collect();
-        EpochsPage { current, past }
+        EpochsPage {
+            current,
+            past,
+            page,
+            pages,
+            total_past,
+        }
     }
 }
 
@@ -163,7 +185,8 @@ mod tests {
     #[test]
     fn epochs_newest_first_with_what_was_seen() {
         let snapshot = fixture::snapshot();
-        let page = EpochsPage::build(&snapshot, &Links::default());
+        let page = EpochsPage::build(&snapshot, &Links::default(), 1);
+        assert_eq!((page.page, page.pages, page.total_past), (1, 1, 2));
         assert_eq!(page.current.epoch, 3);
         assert_eq!(page.current.seed, Some(Hash([9; 32])));
         let current_signers = page.current.signers.as_ref().unwrap();
@@ -186,5 +209,36 @@ mod tests {
         // epoch 1 ended before the explorer looked
         assert_eq!(page.past[1].seed, None);
         assert_eq!(page.past[1].signers, None);
+    }
+
+    #[test]
+    fn past_epochs_come_a_page_at_a_time_newest_first() {
+        let mut snapshot = fixture::snapshot();
+        let template = snapshot.data.history[1].clone();
+        snapshot.data.history = (0..60)
+            .map(|epoch| {
+                let mut report = template.clone();
+                report.epoch = epoch;
+                report
+            })
+            .collect();
+        let snapshot = crate::snapshot::Snapshot::new(
+            std::sync::Arc::clone(&snapshot.genesis),
+            snapshot.data.clone(),
+            snapshot.seen.clone(),
+            snapshot.fetched_ms,
+            snapshot.validator.clone(),
+        );
+        let links = Links::default();
+        let numbers = |page: &EpochsPage| page.past.iter().map(|row| row.epoch).collect::<Vec<_>>();
+        let first = EpochsPage::build(&snapshot, &links, 1);
+        assert_eq!((first.page, first.pages, first.total_past), (1, 3, 60));
+        assert_eq!(numbers(&first), (36..60).rev().collect::<Vec<_>>());
+        let last = EpochsPage::build(&snapshot, &links, 3);
+        assert_eq!(numbers(&last), (0..12).rev().collect::<Vec<_>>());
+        // out of range: the nearest page, and the current epoch on every page
+        assert_eq!(EpochsPage::build(&snapshot, &links, 9).page, 3);
+        assert_eq!(EpochsPage::build(&snapshot, &links, 0).page, 1);
+        assert_eq!(last.current, first.current);
     }
 }

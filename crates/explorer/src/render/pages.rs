@@ -1040,14 +1040,48 @@ pub fn epochs(view: &EpochsPage, freshness: &Freshness, remaining_ms: u64) -> St
         epoch_row(&mut body, row, false);
     }
     body.push_str("</tbody></table></div>");
+    pager(&mut body, view);
+    let api = if view.page > 1 {
+        format!("/api/epochs?page={}", view.page)
+    } else {
+        "/api/epochs".to_owned()
+    };
     html::page(
         "Epochs",
         Section::Epochs,
         freshness,
         Some(refresh_after(remaining_ms)),
-        "/api/epochs",
+        &api,
         &body,
     )
+}
+
+/// Links to the newer and older pages of past epochs, and where this one is.
+fn pager(body: &mut String, view: &EpochsPage) {
+    if view.pages <= 1 {
+        return;
+    }
+    body.push_str("<nav class=\"pager\" data-test=\"pager\">");
+    if view.page > 1 {
+        let _ = write!(
+            body,
+            "<a href=\"/epochs?page={}\" rel=\"prev\">Newer epochs</a> ",
+            view.page - 1
+        );
+    }
+    let _ = write!(
+        body,
+        "<span class=\"muted\">page {} of {} ({} past epochs)</span>",
+        view.page, view.pages, view.total_past
+    );
+    if view.page < view.pages {
+        let _ = write!(
+            body,
+            " <a href=\"/epochs?page={}\" rel=\"next\">Older epochs</a>",
+            view.page + 1
+        );
+    }
+    body.push_str("</nav>");
 }
 
 fn steps(body: &mut String, steps: &[Step]) {
@@ -1159,7 +1193,7 @@ mod tests {
         let node_page = NodePage::build(&snapshot, &links, umbra_ledger::NodeId(1)).unwrap();
         let page = node(&node_page, &fresh(), 30_000);
         assert!(page.contains("<polyline") && page.contains("<rect class=\"s2\""));
-        let page = epochs(&EpochsPage::build(&snapshot, &links), &fresh(), 30_000);
+        let page = epochs(&EpochsPage::build(&snapshot, &links, 1), &fresh(), 30_000);
         assert!(page.contains("<span class=\"tag\">now</span>"));
         let page = guide(&GuidePage::build(&snapshot, &links, None), &fresh());
         assert!(page.contains("delegate --node"));
