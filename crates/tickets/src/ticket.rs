@@ -499,6 +499,35 @@ mod tests {
     }
 
     #[test]
+    fn too_many_signatures_in_memory_are_refused_before_any_rsa() {
+        let t = ticket();
+        let mut many = t.clone();
+        many.signatures = (0..65u16).map(|v| (v, t.signatures[0].1.clone())).collect();
+        assert_eq!(
+            verify(&many, chain(), &issuer_set()),
+            Err(DecodeError::TooManySignatures { count: 65, max: 64 }.into())
+        );
+    }
+
+    #[test]
+    fn live_periods_are_the_callers_choice() {
+        let mut set = issuer_set();
+        for p in [PERIOD + 1, PERIOD + 2] {
+            set.insert_period(p, [(0, keys()[0].public_key().clone(), 1)])
+                .unwrap();
+        }
+        set.retain_periods(|p| p > PERIOD);
+        assert_eq!(set.periods().collect::<Vec<_>>(), [PERIOD + 1, PERIOD + 2]);
+        assert!(matches!(
+            verify(&ticket(), chain(), &set),
+            Err(TicketError::PeriodNotAccepted { .. })
+        ));
+        assert_eq!(set.total_power(PERIOD + 1), Some(1));
+        assert!(set.issuer(PERIOD + 1, 0).is_some());
+        assert!(set.issuer(PERIOD, 0).is_none());
+    }
+
+    #[test]
     fn issuer_set_refuses_bad_periods() {
         let key = keys()[0].public_key().clone();
         let mut set = IssuerSet::new();
