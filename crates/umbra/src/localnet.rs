@@ -238,34 +238,8 @@ fn start_monitor(
         );
         return Ok(None);
     }
-    let mut http = daemon.http_address();
-    if std::net::TcpListener::bind(http).is_err() {
-        let free = port_or_any(0)?;
-        move_listen_address(&config, http, free)?;
-        println!(
-            "{http} is taken by another program: {} listens on {free} instead (written to {})",
-            monitor.name,
-            config.display()
-        );
-        http = umbra_monitor_daemon::MonitorDaemon::load(&dir)?.http_address();
-    }
-    let launch_layout = layout.clone();
-    let (exe, name, run_dir) = (exe.to_owned(), monitor.name.clone(), dir.clone());
-    supervisor.start(
-        &monitor.name,
-        Stage::Daemons,
-        layout.log_file(&monitor.name),
-        Box::new(move || {
-            let log = launch_layout.open_log(&name)?;
-            let mut run = std::process::Command::new(&exe);
-            run.args(["monitor", "run", "--data-dir"])
-                .arg(&run_dir)
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(log);
-            Ok(run)
-        }),
-    )?;
+    let http = free_listen_address(daemon.http_address(), &config, &monitor.name)?;
+    supervise_role(exe, layout, supervisor, &monitor.name, "monitor", &dir)?;
     Ok(Some(RunningMonitor { dir, http }))
 }
 
@@ -318,26 +292,35 @@ fn start_explorer(
             umbra_explorer::config::template(&explorer).as_bytes(),
         )?;
     }
-    let mut http = umbra_explorer::Explorer::load(&dir)?.http_address();
-    if std::net::TcpListener::bind(http).is_err() {
-        let free = port_or_any(0)?;
-        move_listen_address(&config, http, free)?;
-        println!(
-            "{http} is taken by another program: the explorer listens on {free} instead (written to {})",
-            config.display()
-        );
-        http = umbra_explorer::Explorer::load(&dir)?.http_address();
-    }
+    let http = free_listen_address(
+        umbra_explorer::Explorer::load(&dir)?.http_address(),
+        &config,
+        "the explorer",
+    )?;
+    supervise_role(exe, layout, supervisor, EXPLORER, "explorer", &dir)?;
+    Ok(http)
+}
+
+/// Starts `umbra <role> run --data-dir <dir>` under the supervisor as `name` (its log
+/// `logs/<name>.log`), among the daemons that stop first.
+fn supervise_role(
+    exe: &Path,
+    layout: &Layout,
+    supervisor: &mut Supervisor,
+    name: &str,
+    role: &'static str,
+    dir: &Path,
+) -> anyhow::Result<()> {
     let launch_layout = layout.clone();
-    let (exe, run_dir) = (exe.to_owned(), dir.clone());
+    let (exe, log_name, run_dir) = (exe.to_owned(), name.to_owned(), dir.to_owned());
     supervisor.start(
-        EXPLORER,
+        name,
         Stage::Daemons,
-        layout.log_file(EXPLORER),
+        layout.log_file(name),
         Box::new(move || {
-            let log = launch_layout.open_log(EXPLORER)?;
+            let log = launch_layout.open_log(&log_name)?;
             let mut run = std::process::Command::new(&exe);
-            run.args(["explorer", "run", "--data-dir"])
+            run.args([role, "run", "--data-dir"])
                 .arg(&run_dir)
                 .stdin(std::process::Stdio::null())
                 .stdout(std::process::Stdio::null())
@@ -345,7 +328,22 @@ fn start_explorer(
             Ok(run)
         }),
     )?;
-    Ok(http)
+    Ok(())
+}
+
+/// Where a daemon made before listens: `http` if it is free, else a free port, written into
+/// its `config` (and said, naming `name`).
+fn free_listen_address(http: SocketAddr, config: &Path, name: &str) -> anyhow::Result<SocketAddr> {
+    if std::net::TcpListener::bind(http).is_ok() {
+        return Ok(http);
+    }
+    let free = port_or_any(0)?;
+    move_listen_address(config, http, free)?;
+    println!(
+        "{http} is taken by another program: {name} listens on {free} instead (written to {})",
+        config.display()
+    );
+    Ok(free)
 }
 
 /// A monitor started.

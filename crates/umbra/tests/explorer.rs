@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::localnet::{Localnet, address_after, pid_of, poll, signal, temp_dir};
+use common::localnet::{Localnet, SMALL, address_after, pid_of, poll, signal, temp_dir};
 use fantoccini::wd::WebDriverCompatibleCommand;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
@@ -358,18 +358,7 @@ where
 #[test]
 fn the_explorer_in_a_real_browser_shows_the_ledger_of_a_running_network() {
     let dir = temp_dir("explorer-browser");
-    let mut net = Localnet::start(
-        &dir,
-        &[
-            "--mixes-per-layer",
-            "2",
-            "--gateways",
-            "2",
-            "--no-demo",
-            "--epoch-length",
-            "20s",
-        ],
-    );
+    let mut net = Localnet::start(&dir, &SMALL);
     let output = net.wait_for("Ctrl-C stops everything.");
     let validator = address_after(&output, "validator-1 (solo)  API http://");
     let explorer = address_after(&output, "Explorer  http://");

@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::localnet::{
-    Localnet, account_of, address_after, addresses_after, pid_of, poll, signal, temp_dir,
+    Localnet, SMALL, account_of, address_after, addresses_after, pid_of, poll, signal, temp_dir,
 };
 use umbra::network::get;
 use umbra_monitor::{Evidence, attribute};
@@ -128,18 +128,7 @@ fn monitor_init_makes_a_private_monitor_once_and_run_names_what_is_missing() {
 fn the_monitor_scores_every_node_and_its_evidence_recomputes_what_the_ledger_recorded() {
     let _one = one_network();
     let dir = temp_dir("monitor-localnet");
-    let mut net = Localnet::start(
-        &dir,
-        &[
-            "--mixes-per-layer",
-            "2",
-            "--gateways",
-            "2",
-            "--no-demo",
-            "--epoch-length",
-            "20s",
-        ],
-    );
+    let mut net = Localnet::start(&dir, &SMALL);
     let output = net.wait_for("Ctrl-C stops everything.");
     let validator = address_after(&output, "validator-1 (solo)  API http://");
     let monitor = address_after(&output, "evidence of each epoch at http://");

@@ -24,6 +24,18 @@ pub struct Localnet {
     output: String,
 }
 
+/// The small network the localnet tests share the shape of: 2 mix nodes a layer, 2 gateways,
+/// no demo, 20-second epochs (the least a monitor measures in).
+pub const SMALL: [&str; 7] = [
+    "--mixes-per-layer",
+    "2",
+    "--gateways",
+    "2",
+    "--no-demo",
+    "--epoch-length",
+    "20s",
+];
+
 impl Localnet {
     pub fn start(dir: &std::path::Path, extra: &[&str]) -> Localnet {
         let mut child = Command::new(env!("CARGO_BIN_EXE_umbra"))
