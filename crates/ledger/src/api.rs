@@ -12,8 +12,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::rewards::Payout;
 use crate::state::{ActiveSet, Node, Pending, State};
-use crate::tickets::DoubleSpend;
-use crate::{Account, Amount, Hash, Key32, NodeId, NodeInfo, Ppm, PublicKey, TxError};
+use crate::tickets::{DoubleSpend, verify_ticket};
+use crate::{
+    Account, Amount, Hash, Key32, NodeId, NodeInfo, Ppm, PublicKey, TicketRefusal, TxError,
+};
+use umbra_tickets::{ChainTag, IssuerPublicKey, IssuerSet, Serial, Ticket};
 
 /// The chain's state in brief, as `GET /status` describes it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -480,6 +483,36 @@ impl IssuersView {
             total_power,
             periods,
         }
+    }
+
+    /// The issuer set tickets are verified against now: the keys of the current period and
+    /// the one before, with their validators' power. A key that does not parse is left out.
+    pub fn issuer_set(&self) -> IssuerSet {
+        let mut set = IssuerSet::new();
+        let live = self.current_period.saturating_sub(1)..=self.current_period;
+        for period in self.periods.iter().filter(|p| live.contains(&p.period)) {
+            let issuers = period.issuers.iter().filter_map(|issuer| {
+                let key = IssuerPublicKey::from_bytes(&issuer.key).ok()?;
+                Some((issuer.validator, key, issuer.power))
+            });
+            // only a period without power fails, and it could verify no ticket
+            let _ = set.insert_period(period.period, issuers);
+        }
+        set
+    }
+
+    /// Checks ticket `bytes` on `chain` as the ledger will when it is redeemed (what a gateway
+    /// does before serving a client); its serial, or why it is refused.
+    pub fn verify(&self, bytes: &[u8], chain: ChainTag) -> Result<Serial, TicketRefusal> {
+        let ticket = Ticket::from_bytes(bytes)?;
+        let power = |index: u16| {
+            self.periods
+                .iter()
+                .flat_map(|period| &period.issuers)
+                .find(|issuer| issuer.validator == index)
+                .map(|issuer| issuer.power)
+        };
+        verify_ticket(&ticket, chain, &self.issuer_set(), power, self.total_power)
     }
 }
 

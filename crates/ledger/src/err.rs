@@ -213,6 +213,27 @@ pub enum TxError {
     },
 }
 
+/// Why the ledger (and a gateway checking as it does, with
+/// [`verify_ticket`](crate::tickets::verify_ticket)) refuses a ticket.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TicketRefusal {
+    /// Malformed, for another chain, of a period not live, or badly signed.
+    #[error(transparent)]
+    Ticket(#[from] umbra_tickets::TicketError),
+    /// Validly signed by validators that announced keys, but they do not hold more than 2/3
+    /// of all the voting power.
+    #[error(
+        "its signers hold {signed} of {total} voting power; more than 2/3 of all of it is needed"
+    )]
+    TooLittlePower {
+        /// The signers' voting power.
+        signed: u64,
+        /// All voting power.
+        total: u64,
+    },
+}
+
 /// Why a genesis cannot start a chain: [`Genesis::from_json`](crate::Genesis::from_json),
 /// [`Genesis::check`](crate::Genesis::check), [`Params::check`](crate::Params::check) and
 /// [`State::genesis`](crate::State::genesis). Each says which field is wrong and what it must

@@ -13,7 +13,7 @@ pub mod tickets;
 pub mod topology;
 mod tx;
 
-pub use err::{AmountError, Base58Error, GenesisError, TxError};
+pub use err::{AmountError, Base58Error, GenesisError, TicketRefusal, TxError};
 pub use fixed::{Amount, Fixed, PPM, Ppm, UNIT, mul_div};
 pub use genesis::{Genesis, GenesisAccount, GenesisNode, GenesisValidator, Params, TicketParams};
 pub use keys::{Hash, Key32, PublicKey, Signature, SigningKey, canonical};

@@ -11,9 +11,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
-use umbra_tickets::{ChainTag, IssuerPublicKey, IssuerSet, Ticket, verify};
+use umbra_tickets::{ChainTag, IssuerPublicKey, IssuerSet, Serial, Ticket, verify};
 
-use crate::err::TxError;
+use crate::err::{TicketRefusal, TxError};
 use crate::fixed::{Amount, PPM, mul_div};
 use crate::genesis::TicketParams;
 use crate::keys::{Hash, PublicKey};
@@ -206,7 +206,7 @@ impl TicketBook {
             });
         }
         let issuers = self.issuer_set(validators, current);
-        let total = u128::from(total_power(validators));
+        let total = total_power(validators);
         let mut plan = RedeemPlan {
             fresh: Vec::new(),
             repeated: Vec::new(),
@@ -218,24 +218,9 @@ impl TicketBook {
         for (index, bytes) in (0u32..).zip(tickets) {
             let refuse = |reason: String| TxError::BadTicket { index, reason };
             let ticket = Ticket::from_bytes(bytes).map_err(|error| refuse(error.to_string()))?;
-            let serial = Hash(
-                verify(&ticket, chain, &issuers)
-                    .map_err(|error| refuse(error.to_string()))?
-                    .0,
-            );
-            // verify weighs the signers against the validators that announced keys; the
-            // ledger pays only for tickets signed by more than 2/3 of all the voting power
-            let signed: u128 = ticket
-                .signatures
-                .iter()
-                .filter_map(|(validator, _)| validators.get(usize::from(*validator)))
-                .map(|validator| u128::from(validator.power))
-                .sum();
-            if signed * 3 <= total * 2 {
-                return Err(refuse(format!(
-                    "its signers hold {signed} of {total} voting power; more than 2/3 is needed"
-                )));
-            }
+            let serial = verify_ticket(&ticket, chain, &issuers, power_of(validators), total)
+                .map_err(|error| refuse(error.to_string()))?;
+            let serial = Hash(serial.0);
             let period = ticket.input.period;
             let first = self
                 .spent
@@ -404,6 +389,40 @@ impl TicketBook {
     /// The fee pool by key period.
     pub fn escrow(&self) -> &BTreeMap<u64, Amount> {
         &self.escrow
+    }
+}
+
+/// Checks a ticket as the ledger does before paying for it: [`umbra_tickets::verify`] against
+/// `issuers` (the announced keys of the live periods, each with its validator's power), and
+/// then that the signers hold more than 2/3 of `total`, all the voting power — not only of
+/// those that announced keys, which `verify` weighs against. `power` gives a validator
+/// index's voting power. A gateway checks the same way before serving a client.
+pub fn verify_ticket(
+    ticket: &Ticket,
+    chain: ChainTag,
+    issuers: &IssuerSet,
+    power: impl Fn(u16) -> Option<u64>,
+    total: u64,
+) -> Result<Serial, TicketRefusal> {
+    let serial = verify(ticket, chain, issuers)?;
+    // verify found the signers distinct and each a validator of the period
+    let signed = ticket
+        .signatures
+        .iter()
+        .filter_map(|(validator, _)| power(*validator))
+        .fold(0u64, u64::saturating_add);
+    if u128::from(signed) * 3 <= u128::from(total) * 2 {
+        return Err(TicketRefusal::TooLittlePower { signed, total });
+    }
+    Ok(serial)
+}
+
+/// A validator index's voting power, from the genesis validator list.
+fn power_of(validators: &[ValidatorKey]) -> impl Fn(u16) -> Option<u64> + '_ {
+    |index| {
+        validators
+            .get(usize::from(index))
+            .map(|validator| validator.power)
     }
 }
 

@@ -422,7 +422,15 @@ fn the_ticket_views_read_back_what_they_write() {
     let ticket = issue(tx, 0, 1, &[0, 1, 2, 3], 9).remove(0);
     redeem(&mut chain, 1, vec![ticket.clone()]).unwrap();
     redeem(&mut chain, 2, vec![ticket]).unwrap();
-    let issuers = round_trip(&IssuersView::of(&chain.state));
+    // a gateway checks with the view what the ledger will accept
+    let view = IssuersView::of(&chain.state);
+    let tag = ChainTag::of(CHAIN);
+    let fresh = issue(tx, 0, 1, &[0, 1, 2], 10).remove(0);
+    assert!(view.verify(&fresh, tag).is_ok());
+    let few = issue(tx, 0, 1, &[0, 1], 11).remove(0);
+    assert!(view.verify(&few, tag).is_err());
+    assert!(view.verify(&fresh, ChainTag::of("another-chain")).is_err());
+    let issuers = round_trip(&view);
     // keys are hex
     let key = issuers["periods"][0]["issuers"][0]["key"].as_str().unwrap();
     assert!(key.chars().all(|c| c.is_ascii_hexdigit()));
@@ -442,4 +450,33 @@ fn a_state_without_tickets_encodes_as_before() {
     let json = serde_json::to_value(plain.params()).unwrap();
     assert!(json.get("tickets").is_none());
     assert!(chain.state.tickets().is_empty());
+}
+
+#[test]
+fn signers_need_more_than_two_thirds_of_all_the_power() {
+    use umbra_ledger::TicketRefusal;
+    use umbra_ledger::tickets::verify_ticket;
+    // three validators announced and signed; two more (without keys) hold power too
+    let keys = issuer_keys();
+    let mut issuers = umbra_tickets::IssuerSet::new();
+    issuers
+        .insert_period(
+            0,
+            (0..3u16).map(|v| (v, keys[usize::from(v)].public_key().clone(), 1)),
+        )
+        .unwrap();
+    let ticket =
+        umbra_tickets::Ticket::from_bytes(&issue(Hash([1; 32]), 0, 1, &[0, 1, 2], 12)[0]).unwrap();
+    let tag = ChainTag::of(CHAIN);
+    assert_eq!(
+        verify_ticket(&ticket, tag, &issuers, |_| Some(1), 5),
+        Err(TicketRefusal::TooLittlePower {
+            signed: 3,
+            total: 5
+        })
+    );
+    assert_eq!(
+        verify_ticket(&ticket, tag, &issuers, |_| Some(1), 4),
+        Ok(ticket.serial())
+    );
 }
