@@ -1,6 +1,6 @@
 //! The validator API's JSON types: what `GET /status`, `GET /accounts/{key}`, `GET /nodes`,
-//! `GET /nodes/{id}/performance`, `GET /delegations`, `GET /epoch`, `GET /tx/{hash}` and
-//! `POST /tx` answer. The validator builds each answer with these types (`…View::of(state)`),
+//! `GET /nodes/{id}/performance`, `GET /delegations`, `GET /epoch`, `GET /tx/{hash}`,
+//! `GET /tickets`, `GET /tickets/issuers`, `GET /tickets/purchases/{tx}` and `POST /tx` answer. The validator builds each answer with these types (`…View::of(state)`),
 //! so what it serves and what `umbra-net`'s `LedgerClient` and the explorer read cannot drift
 //! apart. (`GET /epochs`, `/genesis`, `/validators` and `/topology` serve the ledger's own types:
 //! [`crate::state::EpochReport`], [`crate::Genesis`], [`crate::GenesisValidator`],
@@ -12,7 +12,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::rewards::Payout;
 use crate::state::{ActiveSet, Node, Pending, State};
-use crate::{Account, Amount, Hash, Key32, NodeId, NodeInfo, Ppm, PublicKey, TxError};
+use crate::tickets::{DoubleSpend, verify_ticket};
+use crate::{
+    Account, Amount, Hash, Key32, NodeId, NodeInfo, Ppm, PublicKey, TicketRefusal, TxError,
+};
+use umbra_tickets::{ChainTag, IssuerPublicKey, IssuerSet, Serial, Ticket};
 
 /// The chain's state in brief, as `GET /status` describes it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -393,5 +397,210 @@ impl NodePerformanceView {
             current,
             epochs,
         })
+    }
+}
+
+/// The validators' ticket keys, as `GET /tickets/issuers` lists them: what a client blinds
+/// for and a gateway verifies with. A ticket is good when validators holding more than 2/3 of
+/// `total_power` (all the voting power, not only that of those that announced) signed it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssuersView {
+    /// The current key period (tickets bought now are of it).
+    pub current_period: u64,
+    /// Epochs per key period.
+    pub period_epochs: u32,
+    /// All voting power.
+    pub total_power: u64,
+    /// Each period that has keys announced and is not expired (the previous, the current and
+    /// the next), oldest first.
+    pub periods: Vec<IssuerPeriodView>,
+}
+
+/// The keys announced for one key period.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssuerPeriodView {
+    /// The key period.
+    pub period: u64,
+    /// The voting power of the validators that announced keys for it.
+    pub announced_power: u64,
+    /// Whether they hold more than 2/3 of all voting power (tickets can be bought and
+    /// verified).
+    pub usable: bool,
+    /// Each announcing validator, by index.
+    pub issuers: Vec<IssuerView>,
+}
+
+/// One validator's ticket key for a period.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssuerView {
+    /// The validator's index in genesis (how tickets name their signers).
+    pub validator: u16,
+    /// Its ed25519 validator key.
+    pub validator_key: PublicKey,
+    /// The key's SPKI bytes, in hex ([`umbra_tickets::IssuerPublicKey::from_bytes`]).
+    #[serde(with = "crate::hex::bytes")]
+    pub key: Vec<u8>,
+    /// SHA-256 of the key's bytes, in hex (RFC 9578's `token_key_id`).
+    pub key_id: String,
+    /// Its voting power.
+    pub power: u64,
+}
+
+impl IssuersView {
+    /// The announced keys of `state`.
+    pub fn of(state: &State) -> IssuersView {
+        let validators = state.validators();
+        let total_power = validators.iter().map(|validator| validator.power).sum();
+        let tickets = state.tickets();
+        let periods = tickets
+            .issuers()
+            .iter()
+            .map(|(&period, announced)| {
+                let announced_power = tickets.announced_power(validators, period);
+                IssuerPeriodView {
+                    period,
+                    announced_power,
+                    usable: u128::from(announced_power) * 3 > u128::from(total_power) * 2,
+                    issuers: announced
+                        .iter()
+                        .filter_map(|(&validator, key)| {
+                            let entry = validators.get(usize::from(validator))?;
+                            Some(IssuerView {
+                                validator,
+                                validator_key: entry.key,
+                                key: key.as_bytes().to_vec(),
+                                key_id: crate::hex::encode(&key.key_id().0),
+                                power: entry.power,
+                            })
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        IssuersView {
+            current_period: state.ticket_period(),
+            period_epochs: state.params().tickets.key_epochs,
+            total_power,
+            periods,
+        }
+    }
+
+    /// The issuer set tickets are verified against now: the keys of the current period and
+    /// the one before, with their validators' power. A key that does not parse is left out.
+    pub fn issuer_set(&self) -> IssuerSet {
+        let mut set = IssuerSet::new();
+        let live = self.current_period.saturating_sub(1)..=self.current_period;
+        for period in self.periods.iter().filter(|p| live.contains(&p.period)) {
+            let issuers = period.issuers.iter().filter_map(|issuer| {
+                let key = IssuerPublicKey::from_bytes(&issuer.key).ok()?;
+                Some((issuer.validator, key, issuer.power))
+            });
+            // only a period without power fails, and it could verify no ticket
+            let _ = set.insert_period(period.period, issuers);
+        }
+        set
+    }
+
+    /// Checks ticket `bytes` on `chain` as the ledger will when it is redeemed (what a gateway
+    /// does before serving a client); its serial, or why it is refused.
+    pub fn verify(&self, bytes: &[u8], chain: ChainTag) -> Result<Serial, TicketRefusal> {
+        let ticket = Ticket::from_bytes(bytes)?;
+        let power = |index: u16| {
+            self.periods
+                .iter()
+                .flat_map(|period| &period.issuers)
+                .find(|issuer| issuer.validator == index)
+                .map(|issuer| issuer.power)
+        };
+        verify_ticket(&ticket, chain, &self.issuer_set(), power, self.total_power)
+    }
+}
+
+/// A ticket purchase, as `GET /tickets/purchases/{tx}` describes it: what a validator's
+/// signing service checks before blind-signing `count` messages for `buyer`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PurchaseView {
+    /// The paying transaction's hash.
+    pub tx: Hash,
+    /// The paying account.
+    pub buyer: PublicKey,
+    /// How many tickets it paid for.
+    pub count: u32,
+    /// The key period the tickets are of.
+    pub period: u64,
+    /// The height of the block that paid.
+    pub height: u64,
+}
+
+impl PurchaseView {
+    /// The purchase paid by `tx` in `state`, if there is one and its period is not expired.
+    pub fn of(state: &State, tx: Hash) -> Option<PurchaseView> {
+        let purchase = state.tickets().purchase(&tx)?;
+        Some(PurchaseView {
+            tx,
+            buyer: purchase.buyer,
+            count: purchase.count,
+            period: purchase.period,
+            height: purchase.height,
+        })
+    }
+}
+
+/// Bandwidth tickets in brief, as `GET /tickets` describes them: the prices and what was
+/// bought and redeemed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketStatsView {
+    /// Whether gateways demand tickets (otherwise: a free daily allowance).
+    pub tickets_required: bool,
+    /// The price of a ticket.
+    pub price: Amount,
+    /// The bytes a ticket buys.
+    pub bytes: u64,
+    /// The share of a redeemed ticket's price that goes to the reward pool.
+    pub pool_share: Ppm,
+    /// The current key period.
+    pub current_period: u64,
+    /// Tickets bought since genesis.
+    pub bought: u64,
+    /// Tickets redeemed (paid) since genesis.
+    pub redeemed: u64,
+    /// Repeated redemptions (not paid) since genesis.
+    pub double_spends: u64,
+    /// Tickets that expired unredeemed since genesis.
+    pub expired_unredeemed: u64,
+    /// What purchases of live periods paid and redemptions have not taken out.
+    pub fee_pool: Amount,
+    /// The newest double-spend events, newest first.
+    pub recent_double_spends: Vec<DoubleSpend>,
+}
+
+impl TicketStatsView {
+    /// How many recent double-spend events the view lists.
+    pub const RECENT: usize = 20;
+
+    /// The ticket statistics of `state`.
+    pub fn of(state: &State) -> TicketStatsView {
+        let params = state.params();
+        let tickets = state.tickets();
+        let counts = tickets.counts();
+        TicketStatsView {
+            tickets_required: params.tickets.required,
+            price: params.tickets.price,
+            bytes: params.tickets.bytes,
+            pool_share: params.tickets.pool_share,
+            current_period: state.ticket_period(),
+            bought: counts.bought,
+            redeemed: counts.redeemed,
+            double_spends: counts.double_spends,
+            expired_unredeemed: counts.expired_unredeemed,
+            fee_pool: tickets.fee_pool(),
+            recent_double_spends: tickets
+                .double_spends()
+                .iter()
+                .rev()
+                .take(Self::RECENT)
+                .copied()
+                .collect(),
+        }
     }
 }

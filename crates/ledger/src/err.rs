@@ -146,6 +146,92 @@ pub enum TxError {
     /// The topology signature does not verify.
     #[error("the signature is not of this epoch's topology document")]
     BadTopologySignature,
+    /// A ticket key period that is neither the current nor the next.
+    #[error("ticket key period {got} is neither the current ({current}) nor the next")]
+    WrongKeyPeriod {
+        /// The current key period.
+        current: u64,
+        /// The transaction's.
+        got: u64,
+    },
+    /// An announced ticket key that is not a 2048-bit RSA public key.
+    #[error("the ticket key is unusable: {reason}")]
+    BadIssuerKey {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The validator already announced its ticket key for the period (keys do not change
+    /// within a period: that would split the period's anonymity set).
+    #[error("this validator already announced its ticket key for key period {period}")]
+    IssuerKeyAlreadySet {
+        /// The key period.
+        period: u64,
+    },
+    /// Another validator announced the same key for the period.
+    #[error("validator {validator} already announced this ticket key for key period {period}")]
+    IssuerKeyTaken {
+        /// The key period.
+        period: u64,
+        /// The validator (its index in genesis) that announced it.
+        validator: u32,
+    },
+    /// A ticket count out of range.
+    #[error("{count} tickets: a transaction carries between 1 and {max}")]
+    TicketCount {
+        /// The transaction's count.
+        count: u64,
+        /// The most allowed.
+        max: u64,
+    },
+    /// Too few validators announced ticket keys for the period for anyone to get a valid
+    /// ticket.
+    #[error(
+        "tickets cannot be bought yet: the validators that announced ticket keys for key period {period} hold {announced} of {total} voting power, and more than 2/3 must"
+    )]
+    TicketsUnavailable {
+        /// The current key period.
+        period: u64,
+        /// The voting power of the validators that announced keys for it.
+        announced: u64,
+        /// All voting power.
+        total: u64,
+    },
+    /// The node is a mix node, not a gateway.
+    #[error("node {node} is not a gateway")]
+    NotGateway {
+        /// The node.
+        node: NodeId,
+    },
+    /// A ticket in a redemption is malformed, expired or not validly signed (the gateway
+    /// should have refused it).
+    #[error("ticket {index} of the redemption is refused: {reason}")]
+    BadTicket {
+        /// Its position in the transaction.
+        index: u32,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Why the ledger (and a gateway checking as it does, with
+/// [`verify_ticket`](crate::tickets::verify_ticket)) refuses a ticket.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TicketRefusal {
+    /// Malformed, for another chain, of a period not live, or badly signed.
+    #[error(transparent)]
+    Ticket(#[from] umbra_tickets::TicketError),
+    /// Validly signed by validators that announced keys, but they do not hold more than 2/3
+    /// of all the voting power.
+    #[error(
+        "its signers hold {signed} of {total} voting power; more than 2/3 of all of it is needed"
+    )]
+    TooLittlePower {
+        /// The signers' voting power.
+        signed: u64,
+        /// All voting power.
+        total: u64,
+    },
 }
 
 /// Why a genesis cannot start a chain: [`Genesis::from_json`](crate::Genesis::from_json),

@@ -50,6 +50,55 @@ pub struct Params {
     /// set (where no monitor can measure it), up to `initial_performance`: a node left out
     /// for poor performance comes back to be measured again after a few epochs.
     pub performance_recovery: Ppm,
+    /// Bandwidth tickets (docs/ledger.md, "Bandwidth tickets"). Left out of the encodings
+    /// while it has its default values, so that the genesis hash and the state root of a chain
+    /// made before tickets existed stay as they were.
+    #[serde(skip_serializing_if = "TicketParams::is_default")]
+    pub tickets: TicketParams,
+}
+
+/// The parameters of bandwidth tickets.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TicketParams {
+    /// The price of one ticket, in µUMB.
+    pub price: Amount,
+    /// The bytes of mixnet traffic one ticket buys (Nym's mixnet entry ticket: 200 MB). The
+    /// ledger only publishes it; gateways meter by it.
+    pub bytes: u64,
+    /// The share of each redeemed ticket's price that goes to the reward pool, in ppm; the
+    /// rest pays the redeeming gateway's owner.
+    pub pool_share: Ppm,
+    /// How many epochs a ticket key period lasts (the key period of an epoch is
+    /// epoch / key_epochs).
+    pub key_epochs: u32,
+    /// Whether gateways demand tickets (true) or give every client a free daily allowance
+    /// (false). The ledger only publishes it.
+    pub required: bool,
+}
+
+impl Default for TicketParams {
+    fn default() -> TicketParams {
+        TicketParams {
+            price: Amount(100_000),
+            bytes: 200_000_000,
+            pool_share: Ppm(100_000),
+            key_epochs: 168,
+            required: false,
+        }
+    }
+}
+
+impl TicketParams {
+    /// Whether these are the defaults.
+    pub fn is_default(&self) -> bool {
+        *self == TicketParams::default()
+    }
+
+    /// The key period of `epoch`.
+    pub fn period(&self, epoch: u64) -> u64 {
+        epoch / u64::from(self.key_epochs.max(1))
+    }
 }
 
 impl Default for Params {
@@ -71,6 +120,7 @@ impl Default for Params {
             history_epochs: 168,
             performance_threshold: Ppm(800_000),
             performance_recovery: Ppm(100_000),
+            tickets: TicketParams::default(),
         }
     }
 }
@@ -89,6 +139,9 @@ impl Params {
             ("rotation_epochs", u64::from(self.rotation_epochs)),
             ("mixes_per_layer", u64::from(self.mixes_per_layer)),
             ("staking_supply", self.staking_supply.0),
+            ("tickets.price", self.tickets.price.0),
+            ("tickets.bytes", self.tickets.bytes),
+            ("tickets.key_epochs", u64::from(self.tickets.key_epochs)),
         ];
         for (name, value) in positive {
             if value == 0 {
@@ -102,6 +155,7 @@ impl Params {
             ("initial_performance", self.initial_performance),
             ("performance_threshold", self.performance_threshold),
             ("performance_recovery", self.performance_recovery),
+            ("tickets.pool_share", self.tickets.pool_share),
         ];
         for (name, value) in fractions {
             if value > PPM {

@@ -20,6 +20,7 @@ use crate::fixed::{Amount, Fixed, PPM, Ppm, mul_div};
 use crate::genesis::{Genesis, Params};
 use crate::keys::{Hash, Key32, PublicKey, Signature, canonical};
 use crate::rewards::{Payout, RewardInputs, node_reward};
+use crate::tickets::{Purchase, RedeemPlan, TicketBook};
 use crate::topology::{Certificate, SignedTopology, TopologyDocument, TopologyNode, ValidatorKey};
 use crate::tx::{
     Action, NodeId, NodeInfo, NodeKind, Transaction, registration_message, sphinx_key_message,
@@ -238,6 +239,10 @@ pub struct State {
     height: u64,
     time_ms: u64,
     last_block: Hash,
+    /// Bandwidth tickets: issuer keys, purchases, the fee pool, spent serials. Left out of the
+    /// encoding while empty, so that a chain that never used tickets keeps its state roots.
+    #[serde(default, skip_serializing_if = "TicketBook::is_empty")]
+    tickets: TicketBook,
 }
 
 /// A block: transactions in the order the sequencer committed them, with the time it gave them.
@@ -342,6 +347,21 @@ enum Effect<'t> {
         index: u32,
         signature: Signature,
     },
+    AnnounceIssuer {
+        period: u64,
+        validator: u16,
+        key: umbra_tickets::IssuerPublicKey,
+    },
+    BuyTickets {
+        tx: Hash,
+        count: u32,
+        cost: Amount,
+    },
+    Redeem {
+        gateway: NodeId,
+        owner: PublicKey,
+        plan: RedeemPlan,
+    },
 }
 
 impl State {
@@ -405,6 +425,7 @@ impl State {
             height: 0,
             time_ms: genesis.genesis_time_ms,
             last_block: genesis.hash(),
+            tickets: TicketBook::default(),
         };
         for entry in &genesis.nodes {
             if let Err(refusal) = state.check_new_node(&entry.node) {
@@ -494,16 +515,16 @@ impl State {
         if !transaction.signature_is_valid(&self.chain_id) {
             return Err(TxError::BadSignature);
         }
-        self.admit_action(&transaction.signer, &transaction.action, now_ms)
+        self.admit_action(transaction, now_ms)
     }
 
     fn admit_action<'t>(
         &self,
-        signer: &PublicKey,
-        action: &'t Action,
+        transaction: &'t Transaction,
         now_ms: u64,
     ) -> Result<Effect<'t>, TxError> {
-        match action {
+        let signer = &transaction.signer;
+        match &transaction.action {
             Action::Transfer { to, amount } => {
                 if amount.is_zero() {
                     return Err(TxError::ZeroAmount);
@@ -705,6 +726,58 @@ impl State {
                     signature: *signature,
                 })
             }
+            Action::AnnounceIssuer { period, key } => {
+                let index = self.validator_index(signer)?;
+                let (validator, key) =
+                    self.tickets
+                        .admit_announce(index, self.ticket_period(), *period, key)?;
+                Ok(Effect::AnnounceIssuer {
+                    period: *period,
+                    validator,
+                    key,
+                })
+            }
+            Action::BuyTickets { count } => {
+                let cost = self.tickets.admit_buy(
+                    &self.validators,
+                    self.ticket_period(),
+                    *count,
+                    self.params.tickets.price,
+                )?;
+                self.check_balance(signer, cost)?;
+                Ok(Effect::BuyTickets {
+                    tx: transaction.hash(),
+                    count: *count,
+                    cost,
+                })
+            }
+            Action::Redeem { gateway, tickets } => {
+                // the owner, or the gateway itself (as AnnounceSphinxKey): a running gateway
+                // redeems without holding its owner's account key; the owner is paid
+                let entry = self.live_node(*gateway)?;
+                if entry.owner != *signer && entry.info.identity_key != *signer {
+                    return Err(TxError::NotOwner { node: *gateway });
+                }
+                if entry.info.kind != NodeKind::Gateway {
+                    return Err(TxError::NotGateway { node: *gateway });
+                }
+                if entry.pledge.is_zero() {
+                    return Err(TxError::NotBonded { node: *gateway });
+                }
+                let plan = self.tickets.admit_redeem(
+                    &self.validators,
+                    umbra_tickets::ChainTag::of(&self.chain_id),
+                    self.ticket_period(),
+                    *gateway,
+                    tickets,
+                    &self.params.tickets,
+                )?;
+                Ok(Effect::Redeem {
+                    gateway: *gateway,
+                    owner: entry.owner,
+                    plan,
+                })
+            }
         }
     }
 
@@ -794,6 +867,30 @@ impl State {
             }
             Effect::SignTopology { index, signature } => {
                 self.topology_signatures.insert(index, signature);
+            }
+            Effect::AnnounceIssuer {
+                period,
+                validator,
+                key,
+            } => self.tickets.announce(period, validator, key),
+            Effect::BuyTickets { tx, count, cost } => {
+                self.debit(signer, cost);
+                let purchase = Purchase {
+                    buyer: *signer,
+                    count,
+                    period: self.ticket_period(),
+                    height: self.height,
+                };
+                self.tickets.buy(tx, purchase, cost);
+            }
+            Effect::Redeem {
+                gateway,
+                owner,
+                plan,
+            } => {
+                self.tickets.redeem(gateway, &plan, self.height);
+                self.accounts.entry(owner).or_default().balance += plan.to_owner;
+                self.pool += plan.to_pool;
             }
         }
         self.accounts.entry(*signer).or_default().nonce += 1;
@@ -956,6 +1053,10 @@ impl State {
         let keep = u64::from(self.params.history_epochs);
         let current = self.epoch.number;
         self.history.retain(|&epoch, _| epoch + keep >= current);
+        // tickets of a period two behind can no longer be accepted: their unspent fees feed
+        // the reward pool
+        let expired = self.tickets.expire(self.ticket_period());
+        self.pool += expired;
     }
 
     fn pay_rewards(&mut self) {
@@ -1226,6 +1327,16 @@ impl State {
 
     // ---- queries ----
 
+    /// The current ticket key period.
+    pub fn ticket_period(&self) -> u64 {
+        self.params.tickets.period(self.epoch.number)
+    }
+
+    /// Bandwidth tickets: issuer keys, purchases, the fee pool, spent serials.
+    pub fn tickets(&self) -> &TicketBook {
+        &self.tickets
+    }
+
     /// The chain's name.
     pub fn chain_id(&self) -> &str {
         &self.chain_id
@@ -1369,8 +1480,8 @@ impl State {
         &self.performance
     }
 
-    /// Every token where it is: balances, pledges, delegations, pending delegations, pool. Equal
-    /// to [`State::supply`] in every reachable state.
+    /// Every token where it is: balances, pledges, delegations, pending delegations, reward
+    /// pool, ticket fee pool. Equal to [`State::supply`] in every reachable state.
     pub fn accounted_tokens(&self) -> u128 {
         let balances: u128 = self
             .accounts
@@ -1390,7 +1501,7 @@ impl State {
                 _ => 0,
             })
             .sum();
-        balances + stake + pending + u128::from(self.pool)
+        balances + stake + pending + u128::from(self.pool) + u128::from(self.tickets.fee_pool())
     }
 }
 

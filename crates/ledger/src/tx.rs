@@ -170,7 +170,37 @@ pub enum Action {
         /// The signature of [`crate::topology::TopologyDocument::signing_message`].
         signature: Signature,
     },
+    /// A validator's public ticket-signing key for a key period (the current or the next),
+    /// signed with its validator key (as its own account). Set once per validator and period.
+    AnnounceIssuer {
+        /// The key period.
+        period: u64,
+        /// The key's SPKI bytes ([`umbra_tickets::IssuerPublicKey::as_bytes`]); hex in JSON.
+        #[serde(with = "crate::hex::bytes")]
+        key: Vec<u8>,
+    },
+    /// Buys `count` bandwidth tickets of the current key period: `count × ticket_price` goes
+    /// from the signer to the fee pool, and the purchase is recorded under the transaction's
+    /// hash for the validators to sign.
+    BuyTickets {
+        /// How many (1 to [`umbra_tickets::MAX_TICKETS_PER_PURCHASE`]).
+        count: u32,
+    },
+    /// A gateway's claim for tickets clients spent at it: each ticket's price leaves the fee
+    /// pool for the gateway's owner and the reward pool. Signed by the gateway's owner or its
+    /// identity key.
+    Redeem {
+        /// The gateway (a bonded gateway that is not leaving).
+        gateway: NodeId,
+        /// The tickets ([`umbra_tickets::Ticket::to_bytes`]), at most
+        /// [`MAX_REDEEM_TICKETS`]; hex in JSON.
+        #[serde(with = "crate::hex::list")]
+        tickets: Vec<Vec<u8>>,
+    },
 }
+
+/// The most tickets one [`Action::Redeem`] carries (each costs a few RSA verifications).
+pub const MAX_REDEEM_TICKETS: usize = 256;
 
 /// A transaction: an action, its signer, the signer's nonce and signature.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -424,3 +424,52 @@ fn the_api_views_read_back_what_they_write() {
         }
     }
 }
+
+#[test]
+fn ticket_actions_are_hex_in_json_and_raw_in_the_canonical_encoding() {
+    let cases = [
+        (
+            Action::AnnounceIssuer {
+                period: 3,
+                key: vec![0x0a, 0xbc],
+            },
+            r#"{"type":"announce_issuer","period":3,"key":"0abc"}"#,
+        ),
+        (
+            Action::BuyTickets { count: 5 },
+            r#"{"type":"buy_tickets","count":5}"#,
+        ),
+        (
+            Action::Redeem {
+                gateway: node_id(2),
+                tickets: vec![vec![1], vec![0xff, 0]],
+            },
+            r#"{"type":"redeem","gateway":2,"tickets":["01","ff00"]}"#,
+        ),
+    ];
+    for (action, json) in cases {
+        assert_eq!(serde_json::to_string(&action).unwrap(), json);
+        assert_eq!(serde_json::from_str::<Action>(json).unwrap(), action);
+    }
+    // postcard writes the tag, then the fields: byte strings with a varint length
+    assert_eq!(
+        canonical(&Action::AnnounceIssuer {
+            period: 3,
+            key: vec![0x0a, 0xbc],
+        }),
+        [&[15u8][..], b"announce_issuer", &[3, 2, 0x0a, 0xbc]].concat()
+    );
+    let refusal = TxError::BadTicket {
+        index: 4,
+        reason: "malformed".into(),
+    };
+    assert_eq!(
+        serde_json::to_string(&refusal).unwrap(),
+        r#"{"error":"bad_ticket","index":4,"reason":"malformed"}"#
+    );
+    assert!(serde_json::from_str::<Action>(r#"{"type":"buy_tickets","count":5,"x":1}"#).is_err());
+    assert!(
+        serde_json::from_str::<Action>(r#"{"type":"announce_issuer","period":3,"key":"0g"}"#)
+            .is_err()
+    );
+}

@@ -2,10 +2,12 @@
 
 mod common;
 
+use common::tickets::{announce, issuer_keys};
 use common::{CHAIN, Chain, genesis, key, register, reveal_0, validator_key};
 use proptest::prelude::*;
 use umbra_ledger::{
-    Action, Amount, Block, NodeId, NodeKind, Params, Ppm, SigningKey, Transaction, UNIT,
+    Action, Amount, Block, NodeId, NodeKind, Params, Ppm, SigningKey, TicketParams, Transaction,
+    UNIT,
 };
 
 #[derive(Clone, Debug)]
@@ -56,6 +58,24 @@ enum Op {
     SignTopology {
         good: bool,
     },
+    /// Validator 0 announces issuer key `key` for the current period (or the next).
+    Announce {
+        next: bool,
+        key: usize,
+    },
+    Buy {
+        from: u8,
+        count: u32,
+    },
+    /// The owner of `node` redeems `count` tickets of those issued so far, from one `pick` chooses;
+    /// the first again if `twice`, the first altered if `forge`.
+    Redeem {
+        node: u32,
+        pick: usize,
+        count: usize,
+        twice: bool,
+        forge: bool,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -72,6 +92,11 @@ fn account() -> impl Strategy<Value = u8> {
 
 fn node_id() -> impl Strategy<Value = u32> {
     1u32..=7
+}
+
+/// Mostly node 1, the genesis gateway.
+fn gateway() -> impl Strategy<Value = u32> {
+    prop_oneof![3 => Just(1u32), 1 => node_id()]
 }
 
 fn amount() -> impl Strategy<Value = u64> {
@@ -124,6 +149,30 @@ fn op() -> impl Strategy<Value = Op> {
         Just(Op::Advance),
         any::<bool>().prop_map(|good| Op::Reveal { good }),
         any::<bool>().prop_map(|good| Op::SignTopology { good }),
+        (any::<bool>(), 0usize..3).prop_map(|(next, key)| Op::Announce { next, key }),
+        (account(), 0u32..4).prop_map(|(from, count)| Op::Buy { from, count }),
+        (account(), 1u32..4).prop_map(|(from, count)| Op::Buy { from, count }),
+        (
+            gateway(),
+            any::<usize>(),
+            1usize..4,
+            any::<bool>(),
+            any::<bool>()
+        )
+            .prop_map(|(node, pick, count, twice, forge)| Op::Redeem {
+                node,
+                pick,
+                count,
+                twice,
+                forge
+            }),
+        (gateway(), any::<usize>(), 1usize..4).prop_map(|(node, pick, count)| Op::Redeem {
+            node,
+            pick,
+            count,
+            twice: false,
+            forge: false
+        }),
     ]
 }
 
@@ -140,7 +189,7 @@ fn step() -> impl Strategy<Value = Step> {
         })
 }
 
-fn build(chain: &Chain, step: &Step) -> Transaction {
+fn build(chain: &Chain, step: &Step, tickets: &[Vec<u8>]) -> Transaction {
     let (signer, action): (SigningKey, Action) = match step.op.clone() {
         Op::Transfer { from, to, amount } => (
             key(from),
@@ -231,6 +280,50 @@ fn build(chain: &Chain, step: &Step) -> Transaction {
                 },
             )
         }
+        Op::Announce { next, key } => (
+            validator_key(0),
+            announce(chain.state.ticket_period() + u64::from(next), key),
+        ),
+        Op::Buy { from, count } => (key(from), Action::BuyTickets { count }),
+        Op::Redeem {
+            node,
+            pick,
+            count,
+            twice,
+            forge,
+        } => {
+            let owner = chain
+                .state
+                .node(NodeId(node))
+                .and_then(|entry| (1..=5).find(|&n| key(n).public() == entry.owner))
+                .unwrap_or(1);
+            let mut chosen: Vec<Vec<u8>> = if tickets.is_empty() {
+                vec![vec![1]]
+            } else {
+                // mostly the newest tickets (older ones may have expired), sometimes any
+                let start = match pick % 3 {
+                    0 => pick % tickets.len(),
+                    _ => tickets.len().saturating_sub(1 + pick % 4),
+                };
+                (0..count)
+                    .map(|i| tickets[(start + i) % tickets.len()].clone())
+                    .collect()
+            };
+            if twice {
+                chosen.push(chosen[0].clone());
+            }
+            if forge {
+                let last = chosen[0].len() - 1;
+                chosen[0][last] ^= 1;
+            }
+            (
+                key(owner),
+                Action::Redeem {
+                    gateway: NodeId(node),
+                    tickets: chosen,
+                },
+            )
+        }
     };
     let nonce = chain.state.account(&signer.public()).nonce;
     match step.corruption {
@@ -252,8 +345,65 @@ fn small_params() -> Params {
         mixes_per_layer: 1,
         active_gateways: 1,
         staking_supply: 4_000 * UNIT,
+        tickets: TicketParams {
+            key_epochs: 2,
+            ..TicketParams::default()
+        },
         ..Params::default()
     }
+}
+
+/// The chain the properties start from: accounts 1..=5, one validator that announced its
+/// ticket key for period 0, and a bonded gateway (node 1, owned by account 5) that can redeem.
+fn start() -> Chain {
+    let mut genesis = genesis(small_params(), 5, 5_000 * UNIT, 1);
+    let (_, node) = common::node_info(9, NodeKind::Gateway);
+    genesis.nodes.push(umbra_ledger::GenesisNode {
+        owner: key(5).public(),
+        pledge: 100 * UNIT,
+        node,
+    });
+    let mut chain = Chain::new(genesis);
+    assert_eq!(chain.act(&validator_key(0), announce(0, 0)), Ok(()));
+    chain
+}
+
+/// After `transaction` applied: a purchase's tickets, signed by validator 0 with the key it
+/// announced for the period, join `tickets`.
+fn collect_tickets(chain: &Chain, transaction: &Transaction, tickets: &mut Vec<Vec<u8>>) {
+    let Action::BuyTickets { count } = transaction.action else {
+        return;
+    };
+    let period = chain.state.ticket_period();
+    let Some(announced) = chain
+        .state
+        .tickets()
+        .issuers()
+        .get(&period)
+        .and_then(|keys| keys.get(&0))
+    else {
+        return;
+    };
+    let Some(secret) = issuer_keys()
+        .iter()
+        .position(|key| key.public_key() == announced)
+    else {
+        return;
+    };
+    // validator 0 holds key `secret`: issue with it under validator index 0
+    let signers = [(0u16, &issuer_keys()[secret])];
+    tickets.extend(
+        common::tickets::issue_on(
+            umbra_tickets::ChainTag::of(CHAIN),
+            transaction.hash(),
+            period,
+            count,
+            &signers,
+            tickets.len() as u8,
+        )
+        .iter()
+        .map(umbra_tickets::Ticket::to_bytes),
+    );
 }
 
 proptest! {
@@ -263,13 +413,21 @@ proptest! {
     /// transaction changes nothing; replaying the blocks from genesis gives the same root.
     #[test]
     fn conserved_atomic_and_deterministic(steps in prop::collection::vec(step(), 1..60)) {
-        let mut chain = Chain::new(genesis(small_params(), 5, 5_000 * UNIT, 1));
+        let mut chain = start();
         let supply = u128::from(chain.state.supply());
         let mut applied = 0;
+        let mut tickets = Vec::new();
+        let mut redeemed = 0;
         for step in &steps {
-            let transaction = build(&chain, step);
+            let transaction = build(&chain, step, &tickets);
             // what the transaction does alone, at the time of its block
             let outcome = chain.block_after(step.wait_ms, vec![transaction.clone()]).remove(0);
+            if outcome.is_ok() {
+                collect_tickets(&chain, &transaction, &mut tickets);
+                if matches!(transaction.action, Action::Redeem { .. }) {
+                    redeemed += 1;
+                }
+            }
             if step.corruption == 1 {
                 prop_assert_eq!(&outcome, &Err(umbra_ledger::TxError::BadSignature));
             }
@@ -285,7 +443,7 @@ proptest! {
                 applied += 1;
             }
         }
-        eprintln!("applied {applied} of {}", steps.len());
+        eprintln!("applied {applied} of {}, {redeemed} redemptions", steps.len());
         prop_assert_eq!(chain.replay_root(), chain.state.root());
         prop_assert_eq!(chain.replay_root(), chain.state.root());
     }
@@ -295,10 +453,11 @@ proptest! {
     /// block's time and at a time before the last block (`check` then uses the last block's).
     #[test]
     fn check_decides_as_applying_to_a_clone(steps in prop::collection::vec(step(), 1..60)) {
-        let mut chain = Chain::new(genesis(small_params(), 5, 5_000 * UNIT, 1));
+        let mut chain = start();
         let mut accepted = 0;
+        let mut tickets = Vec::new();
         for step in &steps {
-            let transaction = build(&chain, step);
+            let transaction = build(&chain, step, &tickets);
             let time_ms = chain.state.time_ms() + step.wait_ms;
             let block = Block {
                 height: chain.state.height() + 1,
@@ -316,7 +475,9 @@ proptest! {
             if applied.is_ok() {
                 accepted += 1;
             }
-            chain.block_after(step.wait_ms, vec![transaction]);
+            if chain.block_after(step.wait_ms, vec![transaction.clone()]).remove(0).is_ok() {
+                collect_tickets(&chain, &transaction, &mut tickets);
+            }
         }
         eprintln!("accepted {accepted} of {}", steps.len());
     }
@@ -324,14 +485,17 @@ proptest! {
     /// Refused transactions leave the state exactly as it was.
     #[test]
     fn refused_transactions_change_nothing(steps in prop::collection::vec(step(), 1..40)) {
-        let mut chain = Chain::new(genesis(small_params(), 5, 5_000 * UNIT, 1));
+        let mut chain = start();
+        let mut tickets = Vec::new();
         for step in &steps {
-            let transaction = build(&chain, step);
+            let transaction = build(&chain, step, &tickets);
             let mut trial = chain.state.clone();
             if trial.apply(&transaction).is_err() {
                 prop_assert_eq!(&trial, &chain.state);
             }
-            chain.block_after(step.wait_ms, vec![transaction]);
+            if chain.block_after(step.wait_ms, vec![transaction.clone()]).remove(0).is_ok() {
+                collect_tickets(&chain, &transaction, &mut tickets);
+            }
         }
     }
 }

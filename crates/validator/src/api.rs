@@ -15,8 +15,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use umbra_http::{HttpCounters, HttpLimits};
 use umbra_ledger::api::{
-    AccountView, ApiError, DelegationView, EpochView, NodePerformanceView, NodeView, StatusView,
-    Submitted, TxStatus,
+    AccountView, ApiError, DelegationView, EpochView, IssuersView, NodePerformanceView, NodeView,
+    PurchaseView, StatusView, Submitted, TicketStatsView, TxStatus,
 };
 use umbra_ledger::{Hash, NodeId, PublicKey, Transaction};
 
@@ -101,6 +101,9 @@ pub async fn serve(
         .route("/epochs", get(epochs))
         .route("/topology", get(topology))
         .route("/blocks/{height}", get(block))
+        .route("/tickets", get(tickets))
+        .route("/tickets/issuers", get(ticket_issuers))
+        .route("/tickets/purchases/{tx}", get(ticket_purchase))
         .route("/tx", post(submit))
         .route("/tx/{hash}", get(transaction))
         .route("/relay", post(relay))
@@ -248,6 +251,35 @@ async fn topology(Extract(shared): Extract<Shared>) -> Response {
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
                 "the topology of epoch {epoch} is not certified yet (it lacks the validators' signatures); try again in a moment"
+            ),
+        ),
+    }
+}
+
+/// Bandwidth tickets in brief: parameters, counts, the fee pool, recent double spends.
+async fn tickets(Extract(shared): Extract<Shared>) -> Response {
+    ok(shared.chain.read(TicketStatsView::of))
+}
+
+/// The validators' ticket keys of the live key periods.
+async fn ticket_issuers(Extract(shared): Extract<Shared>) -> Response {
+    ok(shared.chain.read(IssuersView::of))
+}
+
+/// The ticket purchase paid by transaction `tx`: what a validator checks before signing.
+async fn ticket_purchase(Extract(shared): Extract<Shared>, Path(tx): Path<String>) -> Response {
+    let Ok(hash) = tx.parse::<Hash>() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("{tx:?} is not a transaction hash"),
+        );
+    };
+    match shared.chain.read(|state| PurchaseView::of(state, hash)) {
+        Some(purchase) => ok(purchase),
+        None => error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no ticket purchase {hash}: not committed (yet), not a purchase, or its key period expired"
             ),
         ),
     }

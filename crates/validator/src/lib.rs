@@ -534,6 +534,58 @@ mod tests {
         })
     }
 
+    /// The status line and body of `GET path`.
+    async fn get(address: std::net::SocketAddr, path: &str) -> (String, serde_json::Value) {
+        let mut stream = TcpStream::connect(address).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        let status = answer.lines().next().unwrap_or_default().to_owned();
+        let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+        (status, serde_json::from_str(body).unwrap_or_default())
+    }
+
+    #[tokio::test]
+    async fn the_api_serves_the_ticket_views() {
+        let dir = init_in("tickets");
+        let genesis = read_genesis(&dir.join(GENESIS_FILE)).unwrap();
+        let chain = Arc::new(Chain::open(genesis, &dir.join(STORE_FILE)).unwrap());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        let server = tokio::spawn(api::serve(
+            listener,
+            chain,
+            Arc::new(Counters::default()),
+            HttpLimits::default(),
+            stop.clone(),
+        ));
+        let (status, stats) = get(address, "/tickets").await;
+        assert!(status.contains("200"), "{status}");
+        assert_eq!(stats["bought"], 0);
+        assert_eq!(stats["price"], 100_000);
+        assert_eq!(stats["tickets_required"], false);
+        let (status, issuers) = get(address, "/tickets/issuers").await;
+        assert!(status.contains("200"), "{status}");
+        assert_eq!(issuers["current_period"], 0);
+        assert_eq!(issuers["periods"], serde_json::json!([]));
+        let unknown = umbra_ledger::Hash([7; 32]);
+        let (status, body) = get(address, &format!("/tickets/purchases/{unknown}")).await;
+        assert!(status.contains("404"), "{status}");
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .contains("no ticket purchase")
+        );
+        let (status, _) = get(address, "/tickets/purchases/not-a-hash").await;
+        assert!(status.contains("400"), "{status}");
+        stop.cancel();
+        server.await.unwrap().unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[tokio::test(start_paused = true)]
     async fn the_api_cuts_slow_connections_and_answers_good_requests() {
         // the paused clock moves a millisecond at a time while sockets are in flight

@@ -8,6 +8,8 @@ use umbra_ledger::{
     Params, PublicKey, SigningKey, State, Transaction, TxError, UNIT, registration_message,
 };
 
+pub mod tickets;
+
 pub const CHAIN: &str = "umbra-test";
 
 /// Key number `n` (deterministic).
