@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, State as Extract};
+use axum::extract::{DefaultBodyLimit, Path, State as Extract};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -21,6 +21,7 @@ use umbra_ledger::api::{
 use umbra_ledger::{Hash, NodeId, PublicKey, Transaction};
 
 use crate::chain::{Chain, Rejected};
+use crate::signing::{SIGN_BODY_LIMIT, SignRequest, Signer};
 
 /// Counters the API and the sequencer keep.
 #[derive(Default)]
@@ -53,6 +54,7 @@ struct Shared {
     chain: Arc<Chain>,
     counters: Arc<Counters>,
     http: Arc<HttpCounters>,
+    signer: Option<Arc<Signer>>,
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -72,11 +74,12 @@ fn ok<T: Serialize>(value: T) -> Response {
 }
 
 /// Serves the API on `listener` within `limits` (connections, header and request timeouts)
-/// until `shutdown`.
+/// until `shutdown`; `POST /tickets/sign` is answered by `signer` (without one, 503).
 pub async fn serve(
     listener: TcpListener,
     chain: Arc<Chain>,
     counters: Arc<Counters>,
+    signer: Option<Arc<Signer>>,
     limits: HttpLimits,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
@@ -85,6 +88,7 @@ pub async fn serve(
         chain,
         counters,
         http: Arc::clone(&http),
+        signer,
     };
     let router = Router::new()
         .route("/health", get(health))
@@ -104,6 +108,10 @@ pub async fn serve(
         .route("/tickets", get(tickets))
         .route("/tickets/issuers", get(ticket_issuers))
         .route("/tickets/purchases/{tx}", get(ticket_purchase))
+        .route(
+            "/tickets/sign",
+            post(sign_tickets).layer(DefaultBodyLimit::max(SIGN_BODY_LIMIT)),
+        )
         .route("/tx", post(submit))
         .route("/tx/{hash}", get(transaction))
         .route("/relay", post(relay))
@@ -281,6 +289,33 @@ async fn ticket_purchase(Extract(shared): Extract<Shared>, Path(tx): Path<String
             format!(
                 "no ticket purchase {hash}: not committed (yet), not a purchase, or its key period expired"
             ),
+        ),
+    }
+}
+
+/// Blind signatures for a paid purchase, once per purchase (the same request again gets the
+/// same answer).
+async fn sign_tickets(Extract(shared): Extract<Shared>, body: axum::body::Bytes) -> Response {
+    let Some(signer) = &shared.signer else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this validator does not sign tickets",
+        );
+    };
+    let request: SignRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(problem) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("not a signing request ({{\"tx\": ..., \"blinded\": [...]}}): {problem}"),
+            );
+        }
+    };
+    match signer.sign(&shared.chain, request).await {
+        Ok(answer) => ok(answer),
+        Err(refused) => error(
+            StatusCode::from_u16(refused.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            refused.to_string(),
         ),
     }
 }

@@ -1,8 +1,15 @@
 //! What a validator submits itself: its beacon reveal and its topology signature each epoch, and
-//! the transaction that ends an epoch whose time is over.
+//! the transaction that ends an epoch whose time is over, and its ticket issuance keys for the
+//! current and the next key period.
 
+use std::sync::Arc;
+
+use tracing::warn;
 use umbra_ledger::beacon::{CHAIN_LENGTH, step};
 use umbra_ledger::{Action, Hash, PublicKey, SigningKey, State, Transaction};
+
+use crate::chain::Chain;
+use crate::signing::IssuerKeys;
 
 /// Values of the beacon chain every this many steps, so a reveal costs at most this many hashes.
 const CHECKPOINT_EVERY: u64 = 1024;
@@ -12,6 +19,26 @@ pub struct Duties {
     key: SigningKey,
     index: Option<usize>,
     checkpoints: Vec<Hash>,
+    issuer_keys: Option<Arc<IssuerKeys>>,
+}
+
+/// The periods (of the current and the next) for which validator `index` announced no key.
+fn unannounced(state: &State, index: usize) -> Vec<u64> {
+    let Ok(validator) = u16::try_from(index) else {
+        // a ticket names its signers by u16: a validator beyond that cannot issue
+        return Vec::new();
+    };
+    let current = state.ticket_period();
+    [current, current.saturating_add(1)]
+        .into_iter()
+        .filter(|period| {
+            !state
+                .tickets()
+                .issuers()
+                .get(period)
+                .is_some_and(|keys| keys.contains_key(&validator))
+        })
+        .collect()
 }
 
 impl Duties {
@@ -36,6 +63,44 @@ impl Duties {
             key,
             index,
             checkpoints,
+            issuer_keys: None,
+        }
+    }
+
+    /// The duties, announcing the ticket issuance keys of `keys` too.
+    pub fn with_issuer_keys(mut self, keys: Arc<IssuerKeys>) -> Duties {
+        self.issuer_keys = Some(keys);
+        self
+    }
+
+    /// Makes the issuance keys the current and the next key period lack (and this validator
+    /// did not announce), off the async runtime, so that [`Duties::due`] can announce them;
+    /// drops the keys of expired periods. A key that cannot be saved is retried next time.
+    pub async fn prepare_issuer_keys(&self, chain: &Chain) {
+        let (Some(keys), Some(index)) = (&self.issuer_keys, self.index) else {
+            return;
+        };
+        let (current, wanted) =
+            chain.read(|state| (state.ticket_period(), unannounced(state, index)));
+        keys.retain_live(current);
+        let missing: Vec<u64> = wanted
+            .into_iter()
+            .filter(|&period| keys.get(period).is_none())
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        let keys = Arc::clone(keys);
+        let made = tokio::task::spawn_blocking(move || {
+            missing
+                .into_iter()
+                .try_for_each(|period| keys.ensure(period).map(drop))
+        })
+        .await;
+        match made {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => warn!(%error, "cannot make a ticket issuance key"),
+            Err(_) => warn!("the task making a ticket issuance key panicked"),
         }
     }
 
@@ -109,6 +174,16 @@ impl Duties {
                 epoch: epoch.number,
                 signature,
             }));
+        }
+        if let Some(keys) = &self.issuer_keys {
+            for period in unannounced(state, index) {
+                if let Some(secret) = keys.get(period) {
+                    due.push(sign(Action::AnnounceIssuer {
+                        period,
+                        key: secret.public_key().as_bytes().to_vec(),
+                    }));
+                }
+            }
         }
         due
     }

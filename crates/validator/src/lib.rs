@@ -5,6 +5,7 @@ pub mod bft;
 pub mod chain;
 pub mod duties;
 mod error;
+pub mod signing;
 pub mod solo;
 pub mod store;
 
@@ -378,6 +379,11 @@ pub async fn run(data_dir: &Path, shutdown: CancellationToken) -> Result<(), Val
     })
     .await
     .map_err(|_| ValidatorError::Panicked("task reading the ledger"))?;
+    let issuer_keys = Arc::new(signing::IssuerKeys::open(
+        &data_dir.join(signing::TICKETS_DIR),
+    )?);
+    let duties = duties.with_issuer_keys(Arc::clone(&issuer_keys));
+    let signer = Arc::new(signing::Signer::new(duties.key(), issuer_keys));
     if !duties.is_validator() {
         return Err(NodeError::invalid(
             data_dir.join(VALIDATOR_KEY_FILE),
@@ -425,6 +431,7 @@ pub async fn run(data_dir: &Path, shutdown: CancellationToken) -> Result<(), Val
         listener,
         Arc::clone(&chain),
         Arc::clone(&counters),
+        Some(signer),
         config.api,
         shutdown.clone(),
     ));
@@ -558,6 +565,7 @@ mod tests {
             listener,
             chain,
             Arc::new(Counters::default()),
+            None,
             HttpLimits::default(),
             stop.clone(),
         ));
@@ -586,6 +594,267 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// The status line and body of `POST path` with `body`.
+    async fn post(
+        address: std::net::SocketAddr,
+        path: &str,
+        body: &str,
+    ) -> (String, serde_json::Value) {
+        let mut stream = TcpStream::connect(address).await.unwrap();
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        let status = answer.lines().next().unwrap_or_default().to_owned();
+        let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+        (status, serde_json::from_str(body).unwrap_or_default())
+    }
+
+    /// A solo validator running in `dir` as `run` would (API, sequencer, issuance keys).
+    struct Running {
+        address: SocketAddr,
+        chain: Arc<Chain>,
+        stop: CancellationToken,
+        server: tokio::task::JoinHandle<std::io::Result<()>>,
+        solo: tokio::task::JoinHandle<Result<(), ValidatorError>>,
+    }
+
+    impl Running {
+        async fn start(dir: &Path) -> Running {
+            let genesis = read_genesis(&dir.join(GENESIS_FILE)).unwrap();
+            let chain = Arc::new(Chain::open(genesis, &dir.join(STORE_FILE)).unwrap());
+            let key = SigningKey::from_seed(read_key(&dir.join(VALIDATOR_KEY_FILE)).unwrap());
+            let secret = read_key(&dir.join(BEACON_KEY_FILE)).unwrap();
+            let keys =
+                Arc::new(signing::IssuerKeys::open(&dir.join(signing::TICKETS_DIR)).unwrap());
+            let duties = chain
+                .read(|state| Duties::new(key, secret, state))
+                .with_issuer_keys(Arc::clone(&keys));
+            let signer = Arc::new(signing::Signer::new(duties.key(), keys));
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let address = listener.local_addr().unwrap();
+            let stop = CancellationToken::new();
+            let counters = Arc::new(Counters::default());
+            let server = tokio::spawn(api::serve(
+                listener,
+                Arc::clone(&chain),
+                Arc::clone(&counters),
+                Some(signer),
+                HttpLimits::default(),
+                stop.clone(),
+            ));
+            let solo = tokio::spawn(
+                solo::Solo {
+                    block_interval: Duration::from_millis(20),
+                    max_block_transactions: 100,
+                }
+                .run(Arc::clone(&chain), duties, counters, stop.clone()),
+            );
+            Running {
+                address,
+                chain,
+                stop,
+                server,
+                solo,
+            }
+        }
+
+        async fn stop(self) {
+            self.stop.cancel();
+            self.server.await.unwrap().unwrap();
+            self.solo.await.unwrap().unwrap();
+            assert_eq!(Arc::strong_count(&self.chain), 1, "the chain is still held");
+        }
+
+        /// The announced keys of periods 0 and 1 once both are committed.
+        async fn announced(&self) -> [Vec<u8>; 2] {
+            for _ in 0..600 {
+                let (_, issuers) = get(self.address, "/tickets/issuers").await;
+                let key = |period: u64| {
+                    issuers["periods"]
+                        .as_array()?
+                        .iter()
+                        .find(|view| view["period"] == period)?["issuers"]
+                        .as_array()?
+                        .iter()
+                        .find(|issuer| issuer["validator"] == 0)?["key"]
+                        .as_str()
+                        .map(|text| hex::decode(text).unwrap())
+                };
+                if let (Some(current), Some(next)) = (key(0), key(1)) {
+                    return [current, next];
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("the validator did not announce its ticket keys");
+        }
+
+        /// Buys `count` tickets with the solo genesis account; the committed purchase's hash.
+        async fn buy(&self, dir: &Path, nonce: u64, count: u32) -> Hash {
+            let account = SigningKey::from_seed(read_key(&dir.join(ACCOUNT_KEY_FILE)).unwrap());
+            let transaction = umbra_ledger::Transaction::sign(
+                "test",
+                &account,
+                nonce,
+                umbra_ledger::Action::BuyTickets { count },
+            );
+            let hash = self.chain.submit(transaction, now_ms()).unwrap();
+            for _ in 0..600 {
+                if let Some(receipt) = self.chain.receipt(&hash).unwrap() {
+                    assert_eq!(receipt.error, None);
+                    return hash;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            panic!("the purchase was not committed");
+        }
+    }
+
+    fn sign_body(tx: Hash, blinded: &[umbra_tickets::BlindedMessage]) -> String {
+        let blinded: Vec<String> = blinded.iter().map(|b| hex::encode(&b.0)).collect();
+        serde_json::json!({ "tx": tx.to_string(), "blinded": blinded }).to_string()
+    }
+
+    /// Finishes the purchase with the validator's answer and checks every ticket verifies.
+    fn assemble_and_verify(
+        request: &umbra_tickets::PurchaseRequest,
+        answer: &serde_json::Value,
+        key: &umbra_tickets::IssuerPublicKey,
+    ) {
+        use umbra_tickets::{BlindSignature, ChainTag, IssuerSet, verify};
+        let signatures: Vec<BlindSignature> = answer["signatures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|text| BlindSignature(hex::decode(text.as_str().unwrap()).unwrap()))
+            .collect();
+        let partials = request.finish(0, &signatures).unwrap();
+        let tickets = request.assemble(partials);
+        assert_eq!(tickets.len(), request.count() as usize);
+        let mut issuers = IssuerSet::new();
+        issuers.insert_period(0, [(0, key.clone(), 1)]).unwrap();
+        for ticket in &tickets {
+            verify(ticket, ChainTag::of("test"), &issuers).unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn the_validator_announces_its_ticket_keys_and_signs_each_purchase_once() {
+        use rand_core::SeedableRng;
+        use umbra_tickets::{ChainTag, IssuerPublicKey, PurchaseRequest, PurchaseSeed, TxId};
+        let dir = init_in("signing");
+        let running = Running::start(&dir).await;
+        let announced = running.announced().await;
+        // the announced keys are the saved ones, each file owner-only
+        let tickets_dir = dir.join(signing::TICKETS_DIR);
+        let files: Vec<Vec<u8>> = (0..2)
+            .map(|period| std::fs::read(tickets_dir.join(format!("period-{period}.der"))).unwrap())
+            .collect();
+        for (saved, announced) in files.iter().zip(&announced) {
+            let key = umbra_tickets::IssuerSecretKey::from_der(saved).unwrap();
+            assert_eq!(key.public_key().as_bytes(), announced.as_slice());
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            for period in 0..2 {
+                let path = tickets_dir.join(format!("period-{period}.der"));
+                let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+                assert_eq!(mode, 0o600);
+            }
+        }
+        let key = IssuerPublicKey::from_bytes(&announced[0]).unwrap();
+        let issuers = [(0u16, key.clone())];
+        let mut rng = rand_chacha::ChaCha20Rng::from_seed([3; 32]);
+
+        let tx = running.buy(&dir, 0, 3).await;
+        let seed = PurchaseSeed::generate(&mut rng);
+        let request =
+            PurchaseRequest::new(&seed, TxId(tx.0), ChainTag::of("test"), 0, 3, &issuers).unwrap();
+        let blinded = request.blinded(0).unwrap();
+        let body = sign_body(tx, &blinded);
+        let (status, answer) = post(running.address, "/tickets/sign", &body).await;
+        assert!(status.contains("200"), "{status} {answer}");
+        assert_eq!(answer["period"], 0);
+        assert_eq!(answer["validator"], 0);
+        assemble_and_verify(&request, &answer, &key);
+
+        // the same request again: the same answer
+        let (status, again) = post(running.address, "/tickets/sign", &body).await;
+        assert!(status.contains("200"), "{status} {again}");
+        assert_eq!(again, answer);
+        // other blinded messages for the same purchase: refused
+        let other = PurchaseRequest::new(
+            &PurchaseSeed::generate(&mut rng),
+            TxId(tx.0),
+            ChainTag::of("test"),
+            0,
+            3,
+            &issuers,
+        )
+        .unwrap();
+        let (status, refused) = post(
+            running.address,
+            "/tickets/sign",
+            &sign_body(tx, &other.blinded(0).unwrap()),
+        )
+        .await;
+        assert!(status.contains("409"), "{status} {refused}");
+        assert_eq!(
+            refused["error"],
+            "this purchase was already signed for other blinded messages"
+        );
+        // an unknown purchase, even with the most blinded messages a purchase can have
+        let unknown = Hash([9; 32]);
+        let most = vec![umbra_tickets::BlindedMessage(vec![0xab; 256]); 4096];
+        let (status, refused) =
+            post(running.address, "/tickets/sign", &sign_body(unknown, &most)).await;
+        assert!(status.contains("404"), "{status} {refused}");
+        assert!(
+            refused["error"]
+                .as_str()
+                .unwrap()
+                .contains("wait until the buy_tickets transaction is committed"),
+            "{refused}"
+        );
+        // not one blinded message per ticket
+        let tx2 = running.buy(&dir, 1, 2).await;
+        let request2 =
+            PurchaseRequest::new(&seed, TxId(tx2.0), ChainTag::of("test"), 0, 2, &issuers).unwrap();
+        let blinded2 = request2.blinded(0).unwrap();
+        let (status, refused) = post(
+            running.address,
+            "/tickets/sign",
+            &sign_body(tx2, &blinded2[..1]),
+        )
+        .await;
+        assert!(status.contains("400"), "{status} {refused}");
+        let (status, refused) = post(running.address, "/tickets/sign", "{\"tx\": 1}").await;
+        assert!(status.contains("400"), "{status} {refused}");
+        running.stop().await;
+
+        // a restart keeps the keys (and announces nothing new) and the served record
+        let running = Running::start(&dir).await;
+        assert_eq!(running.announced().await, announced);
+        for (period, saved) in files.iter().enumerate() {
+            let path = tickets_dir.join(format!("period-{period}.der"));
+            assert_eq!(&std::fs::read(path).unwrap(), saved);
+        }
+        let (status, again) = post(running.address, "/tickets/sign", &body).await;
+        assert!(status.contains("200"), "{status} {again}");
+        assert_eq!(again, answer);
+        let (status, answer2) =
+            post(running.address, "/tickets/sign", &sign_body(tx2, &blinded2)).await;
+        assert!(status.contains("200"), "{status} {answer2}");
+        assemble_and_verify(&request2, &answer2, &key);
+        running.stop().await;
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[tokio::test(start_paused = true)]
     async fn the_api_cuts_slow_connections_and_answers_good_requests() {
         // the paused clock moves a millisecond at a time while sockets are in flight
@@ -605,6 +874,7 @@ mod tests {
             listener,
             chain,
             Arc::new(Counters::default()),
+            None,
             limits,
             stop.clone(),
         ));

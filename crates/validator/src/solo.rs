@@ -52,6 +52,7 @@ impl Sequencer for Solo {
                     }
                 }
             }
+            duties.prepare_issuer_keys(&chain).await;
             let now = crate::now_ms();
             let due = chain.read(|state| {
                 let nonce = state.account(&duties.key()).nonce;

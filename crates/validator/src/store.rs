@@ -13,6 +13,19 @@ const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
 const RECEIPTS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("receipts");
 const CERTIFICATES: TableDefinition<u64, &[u8]> = TableDefinition::new("certificates");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// Purchases this validator signed tickets for: tx hash → [`Served`] (JSON).
+const SERVED: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("served");
+
+/// What this validator answered a purchase's signing request with.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Served {
+    /// The purchase's key period.
+    pub period: u64,
+    /// The hash of the blinded messages signed ([`crate::signing::blinded_hash`]).
+    pub blinded: Hash,
+    /// The answer.
+    pub answer: crate::signing::SignAnswer,
+}
 
 /// Where a committed transaction ended up.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,6 +82,7 @@ impl Store {
             txn.open_table(RECEIPTS).map_err(|error| broken(&error))?;
             txn.open_table(CERTIFICATES)
                 .map_err(|error| broken(&error))?;
+            txn.open_table(SERVED).map_err(|error| broken(&error))?;
         }
         txn.commit().map_err(|error| broken(&error))?;
         Ok(store)
@@ -173,5 +187,65 @@ impl Store {
         serde_json::from_slice(bytes.value())
             .map(Some)
             .map_err(|error| self.error(error))
+    }
+
+    /// What this validator answered the signing request for purchase `tx` with.
+    pub fn served(&self, tx: &Hash) -> Result<Option<Served>, ValidatorError> {
+        let txn = self.db.begin_read().map_err(|error| self.error(error))?;
+        let served = txn.open_table(SERVED).map_err(|error| self.error(error))?;
+        let Some(bytes) = served.get(&tx.0).map_err(|error| self.error(error))? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(bytes.value())
+            .map(Some)
+            .map_err(|error| self.error(error))
+    }
+
+    /// Records the answer to purchase `tx` durably, unless one is recorded already; returns
+    /// the recorded answer (the one given, or the earlier one).
+    pub fn record_served(&self, tx: &Hash, answer: &Served) -> Result<Served, ValidatorError> {
+        let txn = self.db.begin_write().map_err(|error| self.error(error))?;
+        let recorded = {
+            let mut served = txn.open_table(SERVED).map_err(|error| self.error(error))?;
+            let earlier = served
+                .get(&tx.0)
+                .map_err(|error| self.error(error))?
+                .map(|bytes| serde_json::from_slice::<Served>(bytes.value()));
+            match earlier {
+                Some(earlier) => earlier.map_err(|error| self.error(error))?,
+                None => {
+                    let bytes = serde_json::to_vec(answer).map_err(|error| self.error(error))?;
+                    served
+                        .insert(&tx.0, bytes.as_slice())
+                        .map_err(|error| self.error(error))?;
+                    answer.clone()
+                }
+            }
+        };
+        txn.commit().map_err(|error| self.error(error))?;
+        Ok(recorded)
+    }
+
+    /// Drops the signing records whose period `expired` says is over; returns how many.
+    pub fn prune_served(
+        &self,
+        mut expired: impl FnMut(u64) -> bool,
+    ) -> Result<usize, ValidatorError> {
+        let txn = self.db.begin_write().map_err(|error| self.error(error))?;
+        let mut dropped = 0;
+        {
+            let mut served = txn.open_table(SERVED).map_err(|error| self.error(error))?;
+            served
+                .retain(|_, bytes| {
+                    // an unreadable record is dropped too: it could never be answered again
+                    let keep = serde_json::from_slice::<Served>(bytes)
+                        .is_ok_and(|record| !expired(record.period));
+                    dropped += usize::from(!keep);
+                    keep
+                })
+                .map_err(|error| self.error(error))?;
+        }
+        txn.commit().map_err(|error| self.error(error))?;
+        Ok(dropped)
     }
 }

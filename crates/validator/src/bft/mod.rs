@@ -300,6 +300,7 @@ async fn submit_duties(chain: Arc<Chain>, duties: Duties, shutdown: Cancellation
             () = shutdown.cancelled() => return,
             _ = ticker.tick() => {}
         }
+        duties.prepare_issuer_keys(&chain).await;
         let now = crate::now_ms();
         let nonce = chain.next_nonce(&duties.key());
         let due = chain.read(|state| duties.due(state, now, nonce, 5_000));
