@@ -43,6 +43,7 @@ use umbra_wire::ClientAddress;
 use umbra_wire::gateway::{ClientFrame, DownlinkReader, Hello, Record, Schedule, VERSION};
 
 use crate::outbox_keys::OutboxKeys;
+use crate::spending::Spender;
 use umbra_net::noise::NoiseKeypair;
 use umbra_net::session::{self, SessionReceiver, SessionSender};
 use umbra_net::{LinkError, NodeError};
@@ -119,6 +120,16 @@ pub enum ClientEvent {
         /// The gateway's explanation.
         detail: String,
     },
+    /// The gateway demands bandwidth tickets and said the session's credit: at the start of
+    /// each session, and after each ticket the client spent (which it does by itself when
+    /// the credit runs low).
+    Credit {
+        /// Bytes of packets the client may still send.
+        balance: u64,
+    },
+    /// The credit is running low and the ticket wallet is empty: once the credit is gone the
+    /// gateway refuses the client's packets. Buy tickets (`umbra client buy`).
+    OutOfTickets,
     /// A test loop ([`ClientHandle::queue_test_loop`]) was handed to the gateway's session.
     TestLoopSent(u64),
     /// A test loop this client expected ([`ClientHandle::expect_test_loop`]) arrived.
@@ -173,6 +184,10 @@ pub struct ClientStatus {
     pub events_waiting: usize,
     /// Connections to the gateway tried so far (one per session, plus one per failure).
     pub connection_attempts: u64,
+    /// The session's bandwidth credit in bytes, when the gateway demands tickets.
+    pub credit: Option<u64>,
+    /// What spending tickets did.
+    pub tickets: crate::spending::SpendStats,
 }
 
 enum Command {
@@ -301,6 +316,9 @@ pub struct ClientSetup {
     /// [`umbra_net::directory::follow`]); routes are drawn from each as it comes.
     pub topologies:
         Option<tokio::sync::watch::Receiver<std::sync::Arc<umbra_net::directory::Current>>>,
+    /// Where bandwidth tickets come from when the gateway demands them (none: the client has
+    /// no wallet, and a gateway that demands tickets refuses its packets).
+    pub tickets: Option<std::sync::Arc<dyn crate::spending::TicketSource>>,
 }
 
 /// The default bound on bytes of messages accepted and not yet delivered or given up on: four
@@ -399,6 +417,8 @@ async fn next_topology(
 
 struct Driver {
     core: Client,
+    /// Spends bandwidth tickets when the gateway demands them.
+    spender: Spender,
     noise: NoiseKeypair,
     setup: ClientSetup,
     events: Events,
@@ -521,8 +541,10 @@ impl Driver {
     ) -> Result<Driver, NodeError> {
         let outbox = setup.outbox.as_deref().map(Outbox::open).transpose()?;
         let schedule = schedule(&core.config().traffic);
+        let spender = Spender::new(setup.tickets.clone(), now());
         Ok(Driver {
             core,
+            spender,
             noise: NoiseKeypair::from_private(*keys.identity_secret()),
             setup,
             events: Events::new(events),
@@ -589,6 +611,7 @@ impl Driver {
                         Ok(Ok(opened)) => {
                             debug!("session with the gateway open");
                             session = Some(opened);
+                            self.spender.session_started();
                             self.core.handle_connected(now());
                             backoff = self.setup.connection.reconnect_initial;
                         }
@@ -653,14 +676,36 @@ impl Driver {
             && let Some(transmit) = self.core.poll_transmit(now)
         {
             let unconfirmed = open.reader.last_seq() != open.confirmed;
+            // a slot without the application's data may carry a stretch of a ticket instead
+            // of its cover packet: the same frame, at the same time
+            let (spend, notice) = if transmit.cover {
+                self.spender.next_chunk(now)
+            } else {
+                (None, None)
+            };
+            if notice.is_some() {
+                warn!(
+                    "bandwidth credit is running low and the ticket wallet is empty; buy tickets with `umbra client buy`"
+                );
+                self.events.send(ClientEvent::OutOfTickets);
+            }
             // an empty slot still sends its frame: only without cover does it stay silent
-            if transmit.packet.is_none() && no_cover && !unconfirmed {
+            if transmit.packet.is_none() && spend.is_none() && no_cover && !unconfirmed {
                 continue;
+            }
+            let forward = if spend.is_some() {
+                None
+            } else {
+                transmit.packet
+            };
+            if let Some((_, packet)) = &forward {
+                self.spender.packet_sent(packet.as_bytes().len() as u64);
             }
             let frame = ClientFrame {
                 hello: None,
-                forward: transmit.packet,
+                forward,
                 received: open.reader.last_seq(),
+                spend,
             };
             let bytes = encode(&frame, self.schedule).map_err(|e| e.to_string())?;
             open.confirmed = open.reader.last_seq();
@@ -743,6 +788,8 @@ impl Driver {
                     wakeups: self.wakeups,
                     events_waiting: self.events.backlog.len(),
                     connection_attempts: self.connection_attempts,
+                    credit: self.spender.credit(),
+                    tickets: self.spender.stats(),
                 });
             }
             Command::QueueTestLoop(test, reply) => {
@@ -823,9 +870,22 @@ impl Driver {
                     self.events
                         .send(ClientEvent::Connected { allowance, waiting });
                 }
-                Record::Refused { count, detail, .. } => {
+                Record::Refused {
+                    reason,
+                    count,
+                    detail,
+                } => {
                     warn!(%detail, count, "the gateway refused packets");
+                    self.spender.refused(now, reason);
                     self.events.send(ClientEvent::Refused { count, detail });
+                }
+                Record::Credit {
+                    balance,
+                    ticket_bytes,
+                } => {
+                    debug!(balance, "the gateway said the session's credit");
+                    self.spender.credited(balance, ticket_bytes);
+                    self.events.send(ClientEvent::Credit { balance });
                 }
             }
         }
@@ -1226,6 +1286,7 @@ mod tests {
             outbox,
             max_pending_bytes,
             topologies: None,
+            tickets: None,
         };
         (Driver::new(core, &keys, setup, events_in).unwrap(), events)
     }

@@ -64,6 +64,7 @@ async fn a_client_whose_gateway_is_down_wakes_only_for_its_reconnection_and_time
         connection: ConnectionConfig::default(),
         outbox: None,
         topologies: None,
+        tickets: None,
         max_pending_bytes: 64 << 20,
     };
     let stop = CancellationToken::new();

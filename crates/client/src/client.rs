@@ -41,6 +41,10 @@ const REPLY_ACK_BATCH: Duration = Duration::from_millis(20);
 pub struct Transmit {
     /// The packet and its first hop (a first-layer node), for the gateway to forward.
     pub packet: Option<(NodeAddress, Packet)>,
+    /// Whether the slot carries no data of the application's: loop or drop cover, or nothing.
+    /// The shell may put something of its own for the gateway (a stretch of a bandwidth
+    /// ticket) in such a slot instead, and the link shows the same frame at the same time.
+    pub cover: bool,
 }
 
 /// A message the application sent, as the client numbers it.
@@ -497,6 +501,7 @@ impl Client {
             if !no_cover {
                 return Some(Transmit {
                     packet: self.loop_packet(now),
+                    cover: true,
                 });
             }
         }
@@ -508,11 +513,12 @@ impl Client {
                 if packet.is_some() {
                     self.events.push_back(Event::TestLoopSent(test.id));
                 }
-                return Some(Transmit { packet });
+                return Some(Transmit {
+                    packet,
+                    cover: false,
+                });
             }
-            return Some(Transmit {
-                packet: self.real_slot(now),
-            });
+            return Some(self.real_slot(now));
         }
         None
     }
@@ -717,7 +723,11 @@ impl Client {
     }
 
     /// One slot of the real stream: the next packet waiting, or drop cover.
-    fn real_slot(&mut self, now: Instant) -> Option<(NodeAddress, Packet)> {
+    fn real_slot(&mut self, now: Instant) -> Transmit {
+        let real = |packet| Transmit {
+            packet: Some(packet),
+            cover: false,
+        };
         while let Some(queued) = self.queue.pop_front() {
             match queued {
                 Queued::Fragment {
@@ -733,7 +743,7 @@ impl Client {
                     match self.data_packet(now, message, at, &to, bytes, attempt) {
                         Ok(transmit) => {
                             self.stats.real_packets += 1;
-                            return Some(transmit);
+                            return real(transmit);
                         }
                         Err(reason) => self.fail(message, reason),
                     }
@@ -749,15 +759,20 @@ impl Client {
                     }
                     if let Some(transmit) = self.reply_packet(now, message, at, tag, bytes) {
                         self.stats.reply_packets += 1;
-                        return Some(transmit);
+                        return real(transmit);
                     }
                 }
             }
         }
-        if self.config.traffic.insecure_no_cover {
-            return None;
+        let packet = if self.config.traffic.insecure_no_cover {
+            None
+        } else {
+            self.drop_cover(now)
+        };
+        Transmit {
+            packet,
+            cover: true,
         }
-        self.drop_cover(now)
     }
 
     fn is_pending(&self, message: MessageId, index: u32) -> bool {

@@ -43,6 +43,7 @@ impl Core for ClientEnd {
             hello: None,
             forward: transmit.packet,
             received: self.reader.last_seq(),
+            spend: None,
         }
         .encode(true)
         .unwrap();

@@ -29,7 +29,13 @@ use umbra_sphinx::{NodeAddress, Packet, PacketSize};
 use umbra_wire::SurbAck;
 use umbra_wire::gateway::{
     ClientFrame, Delivery, DeliveryKind, DownlinkWriter, Hello, Record, Refusal, Schedule,
+    SpendAssembler,
 };
+
+pub(crate) mod tickets;
+
+use tickets::SpendState;
+pub use tickets::{AcceptedTicket, TicketRules, TicketVerifier};
 
 /// A client, by its identity key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -148,6 +154,28 @@ pub enum Action {
         /// Read at most this many.
         limit: usize,
     },
+    /// Record a ticket a client spent, durably, with the client's credit once it counts
+    /// (`credit_after`), then call [`GatewayCore::ticket_recorded`] (whether the serial was
+    /// new here) or [`GatewayCore::ticket_not_recorded`].
+    SpendTicket {
+        /// The client.
+        client: ClientId,
+        /// Its session.
+        session: SessionId,
+        /// The ticket's serial.
+        serial: [u8; 32],
+        /// Its key period.
+        period: u64,
+        /// The ticket, for redemption.
+        ticket: Vec<u8>,
+        /// The client's credit with the ticket counted.
+        credit_after: u64,
+    },
+    /// Save clients' remaining credit (bytes; 0: none left).
+    SaveCredits {
+        /// Each client's credit.
+        credits: Vec<(ClientId, u64)>,
+    },
     /// Close a session.
     Close {
         /// The client.
@@ -189,6 +217,12 @@ pub struct Counters {
     pub sessions_replaced: u64,
     /// Clients forgotten (long unseen, or pushed out by newer ones).
     pub clients_forgotten: u64,
+    /// Bandwidth tickets accepted (recorded and credited).
+    pub tickets_accepted: u64,
+    /// Tickets refused, by reason.
+    pub tickets_refused: BTreeMap<&'static str, u64>,
+    /// Bytes credited for accepted tickets.
+    pub credited_bytes: u64,
 }
 
 /// A connected client's session.
@@ -215,6 +249,10 @@ struct Session {
     stored_meanwhile: bool,
     /// Deliveries queued or sent, and not yet confirmed.
     unconfirmed: BTreeMap<u64, Held>,
+    /// The ticket being received, stretch by stretch.
+    spend: SpendAssembler,
+    /// Where the session's ticket spending stands.
+    spend_state: SpendState,
 }
 
 impl Session {
@@ -261,6 +299,14 @@ pub struct GatewayCore {
     next_session: u64,
     /// When each shaped session's next frame is due (entries of ended sessions are skipped).
     frames_due: BinaryHeap<Reverse<(Instant, ClientId, SessionId)>>,
+    /// How tickets are checked, when the gateway demands them (then no daily allowance).
+    tickets: Option<TicketRules>,
+    /// Clients' bandwidth credit in bytes, from tickets (entries above zero only).
+    credits: HashMap<ClientId, u64>,
+    /// Clients whose credit changed since it was last saved.
+    credits_dirty: BTreeSet<ClientId>,
+    /// When changed credits are next saved.
+    next_credit_save: Instant,
     rng: ChaCha20Rng,
     actions: VecDeque<Action>,
     counters: Counters,
@@ -292,6 +338,8 @@ pub struct Sizes {
     pub allowances: usize,
     /// Clients with an inbox count.
     pub inboxes: usize,
+    /// Clients with bandwidth credit.
+    pub credits: usize,
 }
 
 /// How often clients long unseen and allowances of past days are swept out.
@@ -321,6 +369,10 @@ impl GatewayCore {
             next_delivery,
             next_session: 0,
             frames_due: BinaryHeap::new(),
+            tickets: None,
+            credits: HashMap::new(),
+            credits_dirty: BTreeSet::new(),
+            next_credit_save: now + tickets::SAVE_CREDITS_EVERY,
             rng: ChaCha20Rng::from_seed(seed),
             actions: VecDeque::new(),
             counters: Counters::default(),
@@ -362,7 +414,10 @@ impl GatewayCore {
             if count == 0 || before.is_some_and(|before| seen >= before) {
                 break;
             }
-            if self.forgettable(&client) {
+            // credit is paid for: only time (not newcomers pushing) forgets it
+            if self.forgettable(&client)
+                && (before.is_some() || !self.credits.contains_key(&client))
+            {
                 gone.push((seen, client));
                 count -= 1;
             }
@@ -375,6 +430,9 @@ impl GatewayCore {
             self.known.remove(client);
             self.inbox.remove(client);
             self.usage.remove(client);
+            if self.credits.remove(client).is_some() {
+                self.credits_dirty.insert(*client);
+            }
         }
         self.counters.clients_forgotten += gone.len() as u64;
         self.actions.push_back(Action::Forget {
@@ -390,6 +448,7 @@ impl GatewayCore {
             pending_stores: self.storing.len(),
             allowances: self.usage.len(),
             inboxes: self.inbox.len(),
+            credits: self.credits.len(),
         }
     }
 
@@ -429,6 +488,12 @@ impl GatewayCore {
             waiting: u32::try_from(waiting).unwrap_or(u32::MAX),
             schedule,
         });
+        if let Some(rules) = &self.tickets {
+            writer.push(&Record::Credit {
+                balance: allowance,
+                ticket_bytes: rules.ticket_bytes,
+            });
+        }
         if schedule.is_shaped() {
             self.frames_due.push(Reverse((now, client, id)));
         }
@@ -444,6 +509,8 @@ impl GatewayCore {
                 loading: false,
                 stored_meanwhile: false,
                 unconfirmed: BTreeMap::new(),
+                spend: SpendAssembler::default(),
+                spend_state: SpendState::new(now),
             },
         );
         self.flush_push(client);
@@ -564,10 +631,17 @@ impl GatewayCore {
         if let Some((first_hop, packet)) = frame.forward {
             self.forward(now, client, first_hop, packet);
         }
+        if let Some(chunk) = frame.spend {
+            self.spend_chunk(now, client, chunk);
+        }
     }
 
     /// Sends the frames that are due.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if now >= self.next_credit_save {
+            self.next_credit_save = now + tickets::SAVE_CREDITS_EVERY;
+            self.save_credits();
+        }
         if now >= self.next_sweep {
             self.next_sweep = now + SWEEP_EVERY;
             if let Some(before) = now.checked_sub(self.config.forget_clients_after) {
@@ -622,7 +696,11 @@ impl GatewayCore {
     /// of clients long unseen).
     pub fn poll_timeout(&self) -> Option<Instant> {
         let frame = self.frames_due.peek().map(|Reverse((due, _, _))| *due);
-        Some(frame.map_or(self.next_sweep, |due| due.min(self.next_sweep)))
+        let mut next = frame.map_or(self.next_sweep, |due| due.min(self.next_sweep));
+        if !self.credits_dirty.is_empty() {
+            next = next.min(self.next_credit_save);
+        }
+        Some(next)
     }
 
     /// Sends what waits for a push session at once, a record per frame.
@@ -662,7 +740,12 @@ impl GatewayCore {
             return refuse(self, Refusal::NotFirstLayer, "not_first_layer", detail);
         }
         let len = packet.as_bytes().len() as u64;
-        if let Some(limit) = self.config.daily_allowance {
+        if self.tickets.is_some() {
+            if !self.charge(client, len) {
+                let detail = "this client has no bandwidth credit left: the gateway forwards packets for tickets; buy some with `umbra client buy` (the client spends them by itself)".to_owned();
+                return refuse(self, Refusal::NoCredit, "no_credit", detail);
+            }
+        } else if let Some(limit) = self.config.daily_allowance {
             let usage = self.usage.entry(client).or_insert(Usage {
                 day_started: now,
                 bytes: 0,
@@ -691,6 +774,9 @@ impl GatewayCore {
     }
 
     fn remaining(&mut self, now: Instant, client: ClientId) -> u64 {
+        if self.tickets.is_some() {
+            return self.credits.get(&client).copied().unwrap_or(0);
+        }
         let Some(limit) = self.config.daily_allowance else {
             return u64::MAX;
         };

@@ -2,6 +2,8 @@
 
 mod core;
 
+pub use crate::core::tickets::CHECKS_PER_MINUTE;
 pub use crate::core::{
-    Action, ClientId, Counters, GatewayConfig, GatewayCore, KnownClient, SessionId, Sizes,
+    AcceptedTicket, Action, ClientId, Counters, GatewayConfig, GatewayCore, KnownClient, SessionId,
+    Sizes, TicketRules, TicketVerifier,
 };

@@ -356,6 +356,26 @@ impl Driver {
                 info!(gateway = %gateway, %reason, "the session with the gateway dropped: routes through it are not judged until it is back");
                 self.core.handle_gateway_down(now, gateway);
             }
+            // a gateway that demands tickets forwards nothing without credit: routes through
+            // it are not judged while the monitor's credit there is gone (its packets would
+            // be refused, not lost by the mix nodes)
+            ClientEvent::Credit { balance } => {
+                if balance == 0 && session.up {
+                    session.up = false;
+                    info!(gateway = %gateway, "no bandwidth credit at the gateway yet: routes through it wait for a ticket to be credited");
+                    self.core.handle_gateway_down(now, gateway);
+                } else if balance > 0 && !session.up {
+                    session.up = true;
+                    self.core.handle_gateway_up(now, gateway);
+                }
+            }
+            ClientEvent::OutOfTickets => {
+                warn!(gateway = %gateway, "the monitor's ticket wallet is empty: routes through this gateway are not judged once its credit is gone; buy tickets with `umbra client buy --account KEY --tickets N <monitor dir>`");
+                if session.up {
+                    session.up = false;
+                    self.core.handle_gateway_down(now, gateway);
+                }
+            }
             // (the client shell logs it)
             ClientEvent::Refused { count, detail } => {
                 debug!(gateway = %gateway, count, %detail, "the gateway refused the monitor's packets");

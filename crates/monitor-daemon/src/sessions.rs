@@ -72,6 +72,7 @@ impl Session {
             outbox: None,
             max_pending_bytes: DEFAULT_MAX_PENDING_BYTES,
             topologies: Some(topologies),
+            tickets: None,
         };
         let (handle, mut from_client, task) = client::start(core, &keys, setup, stop.clone())?;
         let id = gateway.id;

@@ -220,6 +220,7 @@ impl ClientBuilder {
             outbox: self.storage.as_ref().map(|dir| dir.join(OUTBOX_FILE)),
             max_pending_bytes: self.max_pending_bytes,
             topologies,
+            tickets: None,
         };
         let (handle, mut events, task) = shell::start(core, &keys, setup, stop.clone())?;
         // wait for the welcome, keeping what comes before it

@@ -151,6 +151,9 @@ pub enum GatewayMessageError {
     /// A schedule with no time between frames.
     #[error("reading a gateway message: a schedule with a zero interval")]
     BadSchedule,
+    /// A stretch of a ticket that does not follow the one before.
+    #[error("reading a gateway message: a stretch of a ticket out of order")]
+    SpendOutOfOrder,
     /// A frame out of sequence.
     #[error("reading a gateway message: frame {got} where frame {expected} was due")]
     OutOfOrder {

@@ -14,6 +14,9 @@
 //!                  ‖ interval (u32 µs)                            (the first frame, alone)
 //!   0x02 Forward   first hop (32) ‖ length (u16) ‖ Sphinx packet   (at most one per frame)
 //!   0x03 Received  seq (u64): the client holds every gateway frame up to this one
+//!   0x04 Spend     total (u16) ‖ offset (u16) ‖ length (u16) ‖ bytes: a stretch of a
+//!                  bandwidth ticket, in order; the ticket is whole when offset + length is
+//!                  total (it rides in a cover slot, in place of a packet: see [`SpendChunk`])
 //!
 //! gateway → client: seq (u64, from 0, one more each frame) ‖ a stretch of the record stream
 //!   The records follow each other across frames (one may start in a frame and end in a later
@@ -23,6 +26,9 @@
 //!   0x82 Deliver   id (u64) ‖ kind (1 data, 2 sealed reply, 3 ack) ‖ SURB id (16, sealed only)
 //!                  ‖ length (u16) ‖ payload
 //!   0x83 Refused   reason (u8) ‖ count (u32) ‖ length (u16) ‖ detail (UTF-8)
+//!   0x84 Credit    balance (u64 bytes) ‖ bytes per ticket (u64): the session's credit, sent
+//!                  after the welcome when the gateway demands tickets and after each ticket
+//!                  it accepts
 //! ```
 //!
 //! Integers are big-endian. Every decoder refuses what it does not know with a typed error and
@@ -40,19 +46,30 @@ use crate::err::GatewayMessageError;
 /// packet with its first hop, a confirmation, and a little room.
 pub const FRAME_LEN: usize = 2464;
 /// The protocol's version, in [`Hello`].
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
 /// The longest record payload: a delivery of the largest packet size's payload.
 pub const MAX_PAYLOAD: usize = PacketSize::Extended32.payload_len();
 /// The longest refusal detail.
 pub const MAX_DETAIL: usize = 512;
+/// The longest ticket a client may spend (in [`SpendChunk`]s): room for the longest ticket
+/// `umbra-tickets` encodes (64 signatures of 4096-bit keys, 33,098 bytes).
+pub const MAX_SPEND_LEN: usize = 40 * 1024;
+/// The most ticket bytes one frame carries: a shaped frame's room beside a confirmation.
+pub const MAX_SPEND_CHUNK: usize = FRAME_LEN - SPEND_HEAD - RECEIVED_LEN;
+/// A spend item's bytes before its stretch of ticket: tag, total, offset, length.
+const SPEND_HEAD: usize = 1 + 2 + 2 + 2;
+/// A confirmation item's bytes.
+const RECEIVED_LEN: usize = 1 + 8;
 
 const PAD: u8 = 0x00;
 const HELLO: u8 = 0x01;
 const FORWARD: u8 = 0x02;
 const RECEIVED: u8 = 0x03;
+const SPEND: u8 = 0x04;
 const WELCOME: u8 = 0x81;
 const DELIVER: u8 = 0x82;
 const REFUSED: u8 = 0x83;
+const CREDIT: u8 = 0x84;
 /// Bytes of a gateway frame before its records: the sequence number.
 const SEQ_LEN: usize = 8;
 
@@ -132,6 +149,94 @@ pub struct ClientFrame {
     /// The client holds every gateway frame up to this sequence number: the gateway may forget
     /// the deliveries they carried (and acknowledge them to their senders).
     pub received: Option<u64>,
+    /// A stretch of a bandwidth ticket the client spends (never beside a packet on a shaped
+    /// session: it takes a slot's room).
+    pub spend: Option<SpendChunk>,
+}
+
+/// A stretch of a bandwidth ticket: the client cuts the ticket into stretches of at most
+/// [`MAX_SPEND_CHUNK`] bytes, sent in order in slots of its cover stream, so spending shows
+/// on the link as nothing but a cover packet (same size, same schedule).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpendChunk {
+    /// The whole ticket's length.
+    pub total: u16,
+    /// Where this stretch starts in the ticket.
+    pub offset: u16,
+    /// The stretch.
+    pub bytes: Vec<u8>,
+}
+
+impl SpendChunk {
+    /// A ticket cut into stretches, in the order they go (none if it is empty or longer than
+    /// [`MAX_SPEND_LEN`]).
+    pub fn split(ticket: &[u8]) -> Vec<SpendChunk> {
+        let Ok(total) = u16::try_from(ticket.len()) else {
+            return Vec::new();
+        };
+        if ticket.len() > MAX_SPEND_LEN {
+            return Vec::new();
+        }
+        ticket
+            .chunks(MAX_SPEND_CHUNK)
+            .scan(0u16, |offset, bytes| {
+                let chunk = SpendChunk {
+                    total,
+                    offset: *offset,
+                    bytes: bytes.to_vec(),
+                };
+                *offset += bytes.len() as u16;
+                Some(chunk)
+            })
+            .collect()
+    }
+
+    /// Whether this stretch ends the ticket.
+    pub fn is_last(&self) -> bool {
+        usize::from(self.offset) + self.bytes.len() == usize::from(self.total)
+    }
+}
+
+/// Puts a ticket back together from its [`SpendChunk`]s, one ticket at a time, refusing
+/// stretches out of order or beyond the ticket's announced length (its memory is bounded by
+/// [`MAX_SPEND_LEN`]).
+#[derive(Debug, Default)]
+pub struct SpendAssembler {
+    partial: Option<(u16, Vec<u8>)>,
+}
+
+impl SpendAssembler {
+    /// Takes the next stretch: the whole ticket once its last stretch is in.
+    pub fn push(&mut self, chunk: SpendChunk) -> Result<Option<Vec<u8>>, GatewayMessageError> {
+        let (total, mut bytes) = match self.partial.take() {
+            None if chunk.offset == 0 => (chunk.total, Vec::new()),
+            Some((total, bytes))
+                if total == chunk.total && usize::from(chunk.offset) == bytes.len() =>
+            {
+                (total, bytes)
+            }
+            _ => return Err(GatewayMessageError::SpendOutOfOrder),
+        };
+        if usize::from(total) > MAX_SPEND_LEN
+            || usize::from(chunk.offset) + chunk.bytes.len() > usize::from(total)
+        {
+            return Err(GatewayMessageError::TooLong {
+                len: usize::from(chunk.offset) + chunk.bytes.len(),
+            });
+        }
+        bytes.extend_from_slice(&chunk.bytes);
+        if bytes.len() == usize::from(total) {
+            Ok(Some(bytes))
+        } else {
+            self.partial = Some((total, bytes));
+            Ok(None)
+        }
+    }
+
+    /// Drops a ticket half received.
+    pub fn clear(&mut self) {
+        self.partial = None;
+    }
 }
 
 impl ClientFrame {
@@ -154,6 +259,17 @@ impl ClientFrame {
         if let Some(seq) = self.received {
             out.push(RECEIVED);
             out.extend_from_slice(&seq.to_be_bytes());
+        }
+        if let Some(chunk) = &self.spend {
+            let len =
+                u16::try_from(chunk.bytes.len()).map_err(|_| GatewayMessageError::TooLong {
+                    len: chunk.bytes.len(),
+                })?;
+            out.push(SPEND);
+            out.extend_from_slice(&chunk.total.to_be_bytes());
+            out.extend_from_slice(&chunk.offset.to_be_bytes());
+            out.extend_from_slice(&len.to_be_bytes());
+            out.extend_from_slice(&chunk.bytes);
         }
         if padded {
             if out.len() > FRAME_LEN {
@@ -216,6 +332,25 @@ impl ClientFrame {
                     }
                     rest
                 }
+                SPEND => {
+                    let (head, body) = body
+                        .split_first_chunk::<6>()
+                        .ok_or(GatewayMessageError::Truncated)?;
+                    let [t0, t1, o0, o1, l0, l1] = *head;
+                    let len = usize::from(u16::from_be_bytes([l0, l1]));
+                    let (bytes, rest) = body
+                        .split_at_checked(len)
+                        .ok_or(GatewayMessageError::Truncated)?;
+                    let chunk = SpendChunk {
+                        total: u16::from_be_bytes([t0, t1]),
+                        offset: u16::from_be_bytes([o0, o1]),
+                        bytes: bytes.to_vec(),
+                    };
+                    if frame.spend.replace(chunk).is_some() {
+                        return Err(GatewayMessageError::Repeated { tag });
+                    }
+                    rest
+                }
                 tag => return Err(GatewayMessageError::UnknownType { tag }),
             };
         }
@@ -245,6 +380,13 @@ pub enum Record {
         count: u32,
         /// In words.
         detail: String,
+    },
+    /// The session's bandwidth credit (when the gateway demands tickets).
+    Credit {
+        /// Bytes of packets the client may still send.
+        balance: u64,
+        /// Bytes one ticket buys.
+        ticket_bytes: u64,
     },
 }
 
@@ -282,14 +424,25 @@ pub enum Refusal {
     NotFirstLayer,
     /// The gateway is overloaded.
     Overloaded,
+    /// The gateway demands bandwidth tickets and the client's credit is used up.
+    NoCredit,
+    /// A ticket the client spent was not accepted (nothing was credited): the ticket is no
+    /// good (forged, expired, spent before) and should be thrown away.
+    TicketRefused,
+    /// A ticket the client spent was not checked (too many at once, storage busy, tickets
+    /// not taken here): nothing was credited, and the ticket is still good.
+    TicketDeferred,
 }
 
 impl Refusal {
     /// Every reason.
-    pub const ALL: [Refusal; 3] = [
+    pub const ALL: [Refusal; 6] = [
         Refusal::AllowanceExhausted,
         Refusal::NotFirstLayer,
         Refusal::Overloaded,
+        Refusal::NoCredit,
+        Refusal::TicketRefused,
+        Refusal::TicketDeferred,
     ];
 
     const fn to_byte(self) -> u8 {
@@ -297,6 +450,9 @@ impl Refusal {
             Refusal::AllowanceExhausted => 1,
             Refusal::NotFirstLayer => 2,
             Refusal::Overloaded => 3,
+            Refusal::NoCredit => 4,
+            Refusal::TicketRefused => 5,
+            Refusal::TicketDeferred => 6,
         }
     }
 
@@ -305,6 +461,9 @@ impl Refusal {
             1 => Ok(Refusal::AllowanceExhausted),
             2 => Ok(Refusal::NotFirstLayer),
             3 => Ok(Refusal::Overloaded),
+            4 => Ok(Refusal::NoCredit),
+            5 => Ok(Refusal::TicketRefused),
+            6 => Ok(Refusal::TicketDeferred),
             byte => Err(GatewayMessageError::UnknownRefusal { byte }),
         }
     }
@@ -425,6 +584,15 @@ impl Record {
                 out.extend_from_slice(detail);
                 out
             }
+            Record::Credit {
+                balance,
+                ticket_bytes,
+            } => {
+                let mut out = vec![CREDIT];
+                out.extend_from_slice(&balance.to_be_bytes());
+                out.extend_from_slice(&ticket_bytes.to_be_bytes());
+                out
+            }
         }
     }
 
@@ -450,13 +618,14 @@ impl Record {
                 None => return Ok(Parsed::Incomplete),
             },
             REFUSED => 1 + 4 + 2,
+            CREDIT => 8 + 8,
             tag => return Err(GatewayMessageError::UnknownType { tag }),
         };
         let Some(head) = body.get(..fixed) else {
             return Ok(Parsed::Incomplete);
         };
         let variable = match tag {
-            WELCOME => 0,
+            WELCOME | CREDIT => 0,
             _ => usize::from(u16::from_be_bytes([head[fixed - 2], head[fixed - 1]])),
         };
         let limit = if tag == REFUSED {
@@ -484,6 +653,18 @@ impl Record {
                     allowance: u64::from_be_bytes(*allowance),
                     waiting: u32::from_be_bytes(*waiting),
                     schedule: Schedule::decode(schedule)?,
+                }
+            }
+            CREDIT => {
+                let (balance, ticket_bytes) = head
+                    .split_first_chunk::<8>()
+                    .ok_or(GatewayMessageError::Truncated)?;
+                let ticket_bytes: &[u8; 8] = ticket_bytes
+                    .try_into()
+                    .map_err(|_| GatewayMessageError::Length)?;
+                Record::Credit {
+                    balance: u64::from_be_bytes(*balance),
+                    ticket_bytes: u64::from_be_bytes(*ticket_bytes),
                 }
             }
             DELIVER => {
@@ -751,13 +932,26 @@ mod tests {
                 Packet::from_bytes(vec![fill; PacketSize::Regular.packet_len()]).unwrap(),
             )
         });
+        let spend = (
+            any::<u16>(),
+            any::<u16>(),
+            prop::collection::vec(any::<u8>(), 0..MAX_SPEND_CHUNK),
+        )
+            .prop_map(|(total, offset, bytes)| SpendChunk {
+                total,
+                offset,
+                bytes,
+            });
         (
             prop::option::of(hello),
             prop::option::of(forward),
             prop::option::of(any::<u64>()),
+            prop::option::of(spend),
         )
-            .prop_map(|(hello, forward, received)| ClientFrame {
+            .prop_map(|(hello, forward, received, spend)| ClientFrame {
                 hello,
+                // a stretch of a ticket takes a slot's room: never beside a packet
+                spend: if forward.is_some() { None } else { spend },
                 forward,
                 received,
             })
@@ -799,6 +993,10 @@ mod tests {
                     count,
                     detail
                 }),
+            (any::<u64>(), any::<u64>()).prop_map(|(balance, ticket_bytes)| Record::Credit {
+                balance,
+                ticket_bytes
+            }),
         ]
     }
 
@@ -945,6 +1143,7 @@ mod tests {
                 Packet::from_bytes(vec![0; PacketSize::Regular.packet_len()]).unwrap(),
             )),
             received: Some(u64::MAX),
+            spend: None,
         };
         assert_eq!(frame.encode(true).unwrap().len(), FRAME_LEN);
         let too_big = ClientFrame {
@@ -958,6 +1157,88 @@ mod tests {
             too_big.encode(true),
             Err(GatewayMessageError::TooLong { .. })
         ));
+    }
+
+    #[test]
+    fn a_ticket_goes_in_stretches_that_fit_a_frame_and_comes_back_whole() {
+        for len in [
+            1,
+            400,
+            MAX_SPEND_CHUNK,
+            MAX_SPEND_CHUNK + 1,
+            10_000,
+            MAX_SPEND_LEN - 1,
+        ] {
+            let ticket: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let chunks = SpendChunk::split(&ticket);
+            assert_eq!(chunks.len(), len.div_ceil(MAX_SPEND_CHUNK));
+            let mut assembler = SpendAssembler::default();
+            let mut whole = None;
+            for (i, chunk) in chunks.into_iter().enumerate() {
+                assert_eq!(
+                    chunk.is_last(),
+                    whole.is_none() && i == len.div_ceil(MAX_SPEND_CHUNK) - 1
+                );
+                // each stretch, with a confirmation, fills one shaped frame and reads back
+                let frame = ClientFrame {
+                    received: Some(u64::MAX),
+                    spend: Some(chunk),
+                    ..ClientFrame::default()
+                };
+                let bytes = frame.encode(true).unwrap();
+                assert_eq!(bytes.len(), FRAME_LEN);
+                let read = ClientFrame::decode(&bytes).unwrap();
+                assert_eq!(read, frame);
+                whole = assembler.push(read.spend.unwrap()).unwrap();
+            }
+            assert_eq!(whole, Some(ticket));
+        }
+        assert!(SpendChunk::split(&[]).is_empty());
+        assert!(SpendChunk::split(&vec![0; MAX_SPEND_LEN + 1]).is_empty());
+    }
+
+    #[test]
+    fn stretches_of_a_ticket_out_of_order_or_too_long_are_refused() {
+        let ticket = vec![5u8; 3 * MAX_SPEND_CHUNK];
+        let chunks = SpendChunk::split(&ticket);
+        let mut assembler = SpendAssembler::default();
+        // not starting at its beginning
+        assert_eq!(
+            assembler.push(chunks[1].clone()),
+            Err(GatewayMessageError::SpendOutOfOrder)
+        );
+        assert_eq!(assembler.push(chunks[0].clone()), Ok(None));
+        // the same stretch twice
+        assert_eq!(
+            assembler.push(chunks[0].clone()),
+            Err(GatewayMessageError::SpendOutOfOrder)
+        );
+        // a stretch running past the announced length
+        let mut assembler = SpendAssembler::default();
+        let over = SpendChunk {
+            total: 10,
+            offset: 0,
+            bytes: vec![1; 11],
+        };
+        assert!(matches!(
+            assembler.push(over),
+            Err(GatewayMessageError::TooLong { .. })
+        ));
+        // a ticket longer than any allowed
+        let huge = SpendChunk {
+            total: u16::MAX,
+            offset: 0,
+            bytes: vec![1; 10],
+        };
+        assert!(matches!(
+            SpendAssembler::default().push(huge),
+            Err(GatewayMessageError::TooLong { .. })
+        ));
+        // cleared, it starts again
+        let mut assembler = SpendAssembler::default();
+        assert_eq!(assembler.push(chunks[0].clone()), Ok(None));
+        assembler.clear();
+        assert_eq!(assembler.push(chunks[0].clone()), Ok(None));
     }
 
     #[test]

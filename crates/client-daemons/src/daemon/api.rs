@@ -693,6 +693,11 @@ fn render(event: &ClientEvent, binary: bool) -> Message {
         ClientEvent::Refused { count, detail } => {
             text(json!({ "type": "refused", "count": count, "detail": detail }))
         }
+        ClientEvent::Credit { balance } => text(json!({ "type": "credit", "balance": balance })),
+        ClientEvent::OutOfTickets => text(json!({
+            "type": "out_of_tickets",
+            "detail": "bandwidth credit is running low and the ticket wallet is empty; buy tickets with `umbra client buy`",
+        })),
         // only a network monitor queues test loops; the API's client never does
         ClientEvent::TestLoopSent(id) => text(json!({ "type": "test_loop_sent", "id": id })),
         ClientEvent::TestLoopArrived(id) => text(json!({ "type": "test_loop_arrived", "id": id })),

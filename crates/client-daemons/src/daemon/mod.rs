@@ -812,6 +812,7 @@ impl ClientDaemon {
                 .then(|| self.data_dir.join(OUTBOX_FILE)),
             max_pending_bytes: self.config.max_pending_bytes,
             topologies,
+            tickets: None,
         };
         let (handle, events, task) = client::start(core, &self.keys, setup, stop.clone())?;
         let listening = listener.as_ref().and_then(|l| l.local_addr().ok());

@@ -570,6 +570,15 @@ impl CoreShell {
             .poll_transmit(tokio::time::Instant::now().into_std())
         {
             match action {
+                // the ticket store comes with the redeemer (next commit): until then the
+                // core never asks, as no ticket rules are set
+                Action::SpendTicket {
+                    client,
+                    session,
+                    serial,
+                    ..
+                } => self.core.ticket_not_recorded(client, session, serial),
+                Action::SaveCredits { .. } => {}
                 Action::ToClient {
                     client,
                     session,
@@ -750,6 +759,7 @@ impl Session {
                 hello: Some(hello),
                 forward: None,
                 received: None,
+                spend: None,
             }))))
                 if hello.version == VERSION =>
             {
@@ -763,7 +773,7 @@ impl Session {
                 self.status.count_session("unknown_version");
                 sender
                     .close(
-                        "this gateway speaks version 2 of the client protocol: update the client",
+                        "this gateway speaks version 3 of the client protocol: update the client",
                     )
                     .await;
                 return;

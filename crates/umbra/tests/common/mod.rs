@@ -117,6 +117,7 @@ impl Net {
             outbox,
             max_pending_bytes: client::DEFAULT_MAX_PENDING_BYTES,
             topologies: None,
+            tickets: None,
         };
         let (handle, events, task) = client::start(core, keys, setup, stop.clone()).unwrap();
         TestClient {
