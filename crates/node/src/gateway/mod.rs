@@ -17,6 +17,7 @@
 
 mod config;
 mod inbox;
+mod tickets;
 
 use std::collections::HashMap;
 use std::future::Future;
