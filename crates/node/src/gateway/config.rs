@@ -50,6 +50,26 @@ pub struct GatewayNodeConfig {
     /// What is kept on disk.
     #[serde(default)]
     pub storage: StorageConfig,
+    /// Bandwidth tickets (when the ledger's genesis demands them).
+    #[serde(default)]
+    pub tickets: TicketConfig,
+}
+
+/// Bandwidth tickets: how the gateway claims payment for those its clients spent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TicketConfig {
+    /// How often spent tickets are redeemed on the ledger (at once when 256 wait).
+    #[serde(with = "humantime_serde")]
+    pub redeem_interval: Duration,
+}
+
+impl Default for TicketConfig {
+    fn default() -> Self {
+        TicketConfig {
+            redeem_interval: Duration::from_secs(600),
+        }
+    }
 }
 
 /// Client sessions.
@@ -109,6 +129,7 @@ impl GatewayNodeConfig {
             links: LinkConfig::default(),
             workers: WorkerConfig::default(),
             storage: StorageConfig::default(),
+            tickets: TicketConfig::default(),
         }
     }
 
@@ -125,6 +146,9 @@ impl GatewayNodeConfig {
         let clients = &self.clients;
         if clients.max_clients == 0 || clients.max_pending_stores == 0 {
             return Err("settings `clients.max_clients` and `clients.max_pending_stores`: must be at least 1".into());
+        }
+        if self.tickets.redeem_interval < Duration::from_secs(1) {
+            return Err("setting `tickets.redeem_interval`: at least 1s (redeeming is a ledger transaction)".into());
         }
         if clients.max_unconfirmed == 0 {
             return Err("setting `clients.max_unconfirmed`: must be at least 1".into());
@@ -217,6 +241,12 @@ max_pending_stores = 16384
 handshake_timeout = "10s"
 # Client sessions open at once, at most.
 max_sessions = 10000
+
+[tickets]
+# When the network demands bandwidth tickets (its genesis says so), clients pay with them and
+# the gateway claims their price on the ledger, signed with its identity key, in batches:
+# this often (and at once when 256 wait). Spent tickets are kept in tickets.redb until then.
+redeem_interval = "10m"
 
 [replay]
 # The replay filter remembers every packet that ended here, so a replayed one is dropped. It is

@@ -17,6 +17,7 @@
 
 mod config;
 mod inbox;
+mod rules;
 mod tickets;
 
 use std::collections::HashMap;
@@ -40,13 +41,14 @@ use umbra_wire::frame::{Frame, FrameHeader, KeyRotation};
 use umbra_wire::gateway::{ClientFrame, FRAME_LEN, Hello, VERSION};
 
 pub use crate::runtime::Initialised;
-pub use config::{GatewayNodeConfig, SessionConfig};
+pub use config::{GatewayNodeConfig, SessionConfig, TicketConfig};
 
 use crate::epoch::{EpochNode, PeerSet, Placement};
 use crate::runtime::{self, HopStatus, Node, Source};
 use inbox::{Inbox, InboxEvent, InboxOp};
+use tickets::TicketStore;
 use umbra_net::NodeError;
-use umbra_net::directory::{Current, LedgerConfig};
+use umbra_net::directory::{Current, Directory, LedgerConfig};
 use umbra_net::link::PeerLink;
 use umbra_net::metrics::Exposition;
 use umbra_net::noise::NoiseKeypair;
@@ -104,6 +106,8 @@ pub struct Gateway {
     source: Source,
     inbox: Inbox,
     recovered: inbox::Recovered,
+    /// Spent tickets and clients' credit (with a ledger).
+    tickets: Option<TicketStore>,
 }
 
 impl Gateway {
@@ -141,6 +145,10 @@ impl Gateway {
         )?;
         let (inbox, recovered) =
             Inbox::open(&data_dir.join(INBOX_FILE), config.clients.inbox_expiry)?;
+        let tickets = match &config.ledger {
+            Some(_) => Some(TicketStore::open(&data_dir.join(tickets::TICKETS_FILE))?),
+            None => None,
+        };
         Ok(Gateway {
             data_dir: data_dir.to_owned(),
             config,
@@ -148,6 +156,7 @@ impl Gateway {
             source,
             inbox,
             recovered,
+            tickets,
         })
     }
 
@@ -182,7 +191,16 @@ impl Gateway {
             source,
             inbox,
             recovered,
+            tickets,
         } = self;
+        let ledger = match &config.ledger {
+            Some(ledger) => Some((
+                Arc::new(Directory::from_config(ledger, &data_dir)?),
+                crate::epoch::read_identity(&data_dir, KIND)?,
+            )),
+            None => None,
+        };
+        let tickets_file = data_dir.join(tickets::TICKETS_FILE);
         let mut shutdown = std::pin::pin!(shutdown);
         let started = Node::start(
             data_dir,
@@ -204,7 +222,7 @@ impl Gateway {
         let peers = by_routing_address(&first_layer, node.peers.update(&first_layer));
         log_place(&node.first, &node.placement);
 
-        let core = GatewayCore::new(
+        let mut core = GatewayCore::new(
             config.clients.clone(),
             tokio::time::Instant::now().into_std(),
             first_layer.iter().map(NodeDescriptor::routing_address),
@@ -212,6 +230,26 @@ impl Gateway {
             recovered.next_delivery,
             rand::random(),
         );
+        // whether tickets are demanded is settled before the first client is served
+        let mut fetched = None;
+        if let Some((directory, _)) = &ledger {
+            match rules::fetch(directory).await {
+                Ok(rules) => {
+                    core.set_ticket_rules(rules.rules(&directory.trust().chain_id));
+                    fetched = Some(rules);
+                }
+                Err(error) => {
+                    warn!(%error, "cannot read the ticket rules yet; clients get no credit until they are read")
+                }
+            }
+        }
+        if let Some(store) = &tickets {
+            let credits = store.credits().map_err(|error| NodeError::Invalid {
+                path: tickets_file.clone(),
+                problem: format!("clients' credit cannot be read: {error}"),
+            })?;
+            core.restore_credits(credits.into_iter().map(|(c, b)| (ClientId(c), b)));
+        }
         let (input, inputs) = mpsc::channel::<Input>(CORE_QUEUE);
         let (frames_in, frames_out) = crossbeam_channel::bounded::<(Instant, Frame)>(FRAME_QUEUE);
         let (inbox_ops, inbox_queue) = crossbeam_channel::unbounded::<InboxOp>();
@@ -223,6 +261,7 @@ impl Gateway {
             inbox: Mutex::new((0, 0)),
             sessions: Mutex::new(HashMap::new()),
             malformed: AtomicU64::new(0),
+            tickets: tickets.clone(),
         });
 
         let inbox_events = input.clone();
@@ -246,8 +285,33 @@ impl Gateway {
         )?;
         let threads = workers.len();
 
+        let mut background = Vec::new();
+        if let (Some((directory, identity)), Some(store)) = (ledger, &tickets) {
+            let chain_id = directory.trust().chain_id.clone();
+            let to_core = input.clone();
+            background.push(tokio::spawn(rules::follow(
+                Arc::clone(&directory),
+                fetched,
+                node.stop.clone(),
+                move |rules| {
+                    to_core
+                        .try_send(Input::TicketRules(rules.rules(&chain_id)))
+                        .is_ok()
+                },
+            )));
+            background.push(tokio::spawn(tickets::redeem(
+                store.clone(),
+                directory,
+                identity,
+                config.tickets.redeem_interval,
+                node.stop.clone(),
+            )));
+        }
+
         let shell = CoreShell {
             core,
+            tickets: tickets.clone(),
+            input: input.clone(),
             sessions: HashMap::new(),
             peers,
             rotation: crate::epoch::stamp(&node.first),
@@ -304,6 +368,9 @@ impl Gateway {
         let counters = core_task
             .await
             .map_err(|_| NodeError::Panicked("gateway core task"))?;
+        for task in background {
+            let _ = task.await;
+        }
         // the core is gone with its end of the inbox queue: the inbox thread finishes
         runtime::join_threads("inbox thread", vec![inbox_thread]).await?;
         serving.finish(LINK_DRAIN).await?;
@@ -417,6 +484,15 @@ enum Input {
     },
     Unwrapped(Vec<(Instant, Unwrapped)>),
     Inbox(InboxEvent),
+    /// The ticket rules, read again (none: the network gives a free allowance).
+    TicketRules(Option<umbra_gateway::TicketRules>),
+    /// A spent ticket was recorded (`Ok(fresh)`) or could not be.
+    TicketRecorded {
+        client: ClientId,
+        session: SessionId,
+        serial: [u8; 32],
+        result: Result<bool, String>,
+    },
     /// A new epoch: links and first layer, and the key rotation to stamp frames with.
     Epoch {
         peers: HashMap<NodeAddress, PeerLink>,
@@ -442,6 +518,10 @@ struct SessionHandle {
 /// The core task's state: the core and what carries out its actions.
 struct CoreShell {
     core: GatewayCore,
+    /// Spent tickets and clients' credit on disk (with a ledger).
+    tickets: Option<TicketStore>,
+    /// The core's own input, for what blocking writes answer.
+    input: mpsc::Sender<Input>,
     sessions: HashMap<ClientId, SessionHandle>,
     peers: HashMap<NodeAddress, PeerLink>,
     /// Client packets are built with the keys of the topology's rotation: frames say so.
@@ -545,6 +625,23 @@ impl CoreShell {
                     more,
                 } => self.core.inbox_loaded(client, session, deliveries, more),
             },
+            Input::TicketRules(rules) => self.core.set_ticket_rules(rules),
+            Input::TicketRecorded {
+                client,
+                session,
+                serial,
+                result,
+            } => {
+                // counted with the writes a stopping gateway waits for
+                self.pending_stores = self.pending_stores.saturating_sub(1);
+                match result {
+                    Ok(fresh) => self.core.ticket_recorded(client, session, serial, fresh),
+                    Err(error) => {
+                        warn!(%error, "a spent ticket could not be recorded; nothing was credited");
+                        self.core.ticket_not_recorded(client, session, serial);
+                    }
+                }
+            }
             Input::Epoch {
                 peers,
                 first_layer,
@@ -571,15 +668,44 @@ impl CoreShell {
             .poll_transmit(tokio::time::Instant::now().into_std())
         {
             match action {
-                // the ticket store comes with the redeemer (next commit): until then the
-                // core never asks, as no ticket rules are set
                 Action::SpendTicket {
                     client,
                     session,
                     serial,
-                    ..
-                } => self.core.ticket_not_recorded(client, session, serial),
-                Action::SaveCredits { .. } => {}
+                    period,
+                    ticket,
+                    credit_after,
+                } => {
+                    let Some(store) = self.tickets.clone() else {
+                        self.core.ticket_not_recorded(client, session, serial);
+                        continue;
+                    };
+                    let input = self.input.clone();
+                    self.pending_stores += 1;
+                    // on disk (fsynced) before the client is credited
+                    tokio::task::spawn_blocking(move || {
+                        let result = store
+                            .spend(serial, period, &ticket, client.0, credit_after)
+                            .map_err(|error| error.to_string());
+                        let _ = input.blocking_send(Input::TicketRecorded {
+                            client,
+                            session,
+                            serial,
+                            result,
+                        });
+                    });
+                }
+                Action::SaveCredits { credits } => {
+                    if let Some(store) = self.tickets.clone() {
+                        let credits: Vec<([u8; 32], u64)> =
+                            credits.into_iter().map(|(c, b)| (c.0, b)).collect();
+                        tokio::task::spawn_blocking(move || {
+                            if let Err(error) = store.save_credits(&credits) {
+                                warn!(%error, "clients' credit could not be saved");
+                            }
+                        });
+                    }
+                }
                 Action::ToClient {
                     client,
                     session,
@@ -904,6 +1030,8 @@ struct GatewayStatus {
     /// Session attempts, by outcome.
     sessions: Mutex<HashMap<&'static str, u64>>,
     malformed: AtomicU64,
+    /// Spent tickets on disk, for their counts.
+    tickets: Option<TicketStore>,
 }
 
 impl GatewayStatus {
@@ -983,6 +1111,42 @@ impl umbra_http::Status for GatewayStatus {
             "reason",
             counters.refused.iter().map(|(reason, n)| (*reason, *n)),
         );
+        page.counter(
+            "umbra_gateway_tickets_accepted_total",
+            "Bandwidth tickets clients spent here, recorded and credited.",
+            counters.tickets_accepted,
+        );
+        page.counters(
+            "umbra_gateway_tickets_refused_total",
+            "Tickets not credited, by reason (the client is told).",
+            "reason",
+            counters
+                .tickets_refused
+                .iter()
+                .map(|(reason, n)| (*reason, *n)),
+        );
+        page.counter(
+            "umbra_gateway_credited_bytes_total",
+            "Bytes of credit given for accepted tickets.",
+            counters.credited_bytes,
+        );
+        if let Some(Ok(stored)) = self.tickets.as_ref().map(TicketStore::counts) {
+            page.gauge(
+                "umbra_gateway_tickets_waiting",
+                "Spent tickets on disk waiting to be redeemed on the ledger.",
+                stored.waiting as f64,
+            );
+            page.counter(
+                "umbra_gateway_tickets_redeemed_total",
+                "Spent tickets redeemed on the ledger (its operator paid for each one first redeemed).",
+                stored.redeemed,
+            );
+            page.counter(
+                "umbra_gateway_tickets_dropped_total",
+                "Spent tickets dropped unredeemed (their key period expired first, or the ledger refused them).",
+                stored.dropped,
+            );
+        }
         page.counters(
             "umbra_gateway_deliveries_total",
             "Deliveries to clients, by what became of them.",

@@ -101,7 +101,9 @@ pub(crate) async fn follow(
                 last = Some(fetched);
             }
             Ok(_) => {}
-            Err(error) => warn!(%error, "cannot read the ticket rules from the validators; keeping the last ones"),
+            Err(error) => {
+                warn!(%error, "cannot read the ticket rules from the validators; keeping the last ones")
+            }
         }
     }
 }

@@ -28,7 +28,6 @@
 
 // The gateway runtime starts using this module with issue 17's metering; until then only the
 // tests call it.
-#![cfg_attr(not(test), allow(dead_code))]
 
 use std::path::Path;
 use std::sync::Arc;
@@ -180,6 +179,7 @@ impl TicketStore {
     }
 
     /// The same store keeping at most `max_credits` clients' credit (tests use a small one).
+    #[cfg(test)]
     pub(crate) fn with_max_credits(mut self, max_credits: usize) -> TicketStore {
         self.max_credits = max_credits;
         self
