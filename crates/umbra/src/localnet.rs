@@ -22,7 +22,7 @@ use umbra_client::TrafficPreset;
 use umbra_client_daemons::daemon;
 use umbra_ledger::{Amount, GenesisAccount, Params, SigningKey};
 use umbra_net::directory::{Current, Directory, TrustRoot};
-use umbra_net::keys::read_key;
+use umbra_net::keys::{read_key, write_new_key};
 use umbra_net::ledger::LedgerClient;
 use umbra_net::metrics::sample;
 use umbra_node::registration::{self, Registration};
@@ -632,6 +632,13 @@ fn stopped_while_starting(
 
 /// What each node operator's genesis account holds.
 const OPERATOR_BALANCE: Amount = Amount::from_umb(1_000);
+/// What the account that buys the clients' tickets holds in genesis.
+const TICKETS_BALANCE: Amount = Amount::from_umb(10_000);
+/// Bytes a ticket buys on a local network: less than Nym's 200 MB, so a client spends a few in
+/// an hour's run and the report shows them redeemed.
+const TICKET_BYTES: u64 = 50 << 20;
+/// Tickets bought for each client at start, when its wallet holds fewer than half of them.
+const TICKETS_PER_CLIENT: u32 = 40;
 /// Each node's pledge.
 const PLEDGE: Amount = Amount::from_umb(100);
 /// The stake the rewards are measured against: a local network's few nodes, pledging 100 UMB
@@ -710,12 +717,15 @@ fn start_validators(
 /// Makes the validators' folders and the chain's genesis: an account for every node
 /// operator, and an epoch 0 that ends soon after the nodes are registered.
 fn make_validators(layout: &Layout, dirs: &[PathBuf], options: &Options) -> anyhow::Result<()> {
-    let params = Params {
+    let mut params = Params {
         epoch_length_ms: options.epoch_length.as_millis() as u64,
         rotation_epochs: options.rotation_epochs.max(1),
         staking_supply: STAKING_SUPPLY,
         ..Params::default()
     };
+    // clients pay for bandwidth: the whole loop of tickets on one machine
+    params.tickets.required = true;
+    params.tickets.bytes = TICKET_BYTES;
     let several = dirs.len() > 1;
     let p2p = if several {
         dirs.iter()
@@ -765,6 +775,18 @@ fn make_validators(layout: &Layout, dirs: &[PathBuf], options: &Options) -> anyh
         let key = SigningKey::from_seed(read_key(&layout.monitor_key(monitor))?);
         genesis.monitors.push(key.public());
     }
+    let buyer = match read_key(&layout.tickets_key()) {
+        Ok(seed) => SigningKey::from_seed(seed),
+        Err(_) => {
+            let key = SigningKey::generate(&mut rand::rng());
+            write_new_key(&layout.tickets_key(), &key.seed())?;
+            key
+        }
+    };
+    genesis.accounts.push(GenesisAccount {
+        address: buyer.public(),
+        balance: TICKETS_BALANCE,
+    });
     let first = (FIRST_EPOCH.as_millis() as u64).min(genesis.params.epoch_length_ms);
     genesis.genesis_time_ms = genesis
         .genesis_time_ms

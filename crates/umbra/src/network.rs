@@ -311,6 +311,8 @@ impl Layout {
                 None => GatewayNodeConfig::new(node.listen, client, node.http),
             };
             tune(&mut config.replay, &mut config.links, &mut config.workers);
+            // spent tickets are claimed soon, so a short run shows the whole loop
+            config.tickets.redeem_interval = std::time::Duration::from_secs(5);
             write_config(&node_dir.join(gateway::CONFIG_FILE), &config)?;
             descriptors.push(NodeDescriptor {
                 id: NodeId(id),
@@ -388,6 +390,12 @@ impl Layout {
         self.dir
             .join(OPERATORS_DIR)
             .join(format!("{}.key", node.name))
+    }
+
+    /// The key file of the account that buys bandwidth tickets for the network's clients
+    /// (a network following a ledger; funded in genesis).
+    pub fn tickets_key(&self) -> PathBuf {
+        self.dir.join(OPERATORS_DIR).join("tickets.key")
     }
 
     /// The key file of `monitor`'s account (a network following a ledger).
