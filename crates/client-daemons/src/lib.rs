@@ -6,3 +6,4 @@ pub mod exit;
 mod outbox_keys;
 mod pipes;
 pub mod socks5;
+pub mod tickets;
