@@ -1140,7 +1140,7 @@ mod tests {
         let price = solo.price().await;
         let before = solo.balance(&solo.account).await;
         let bought = wallet
-            .buy(&[solo.url.clone()], CHAIN, &solo.account, 3)
+            .buy(std::slice::from_ref(&solo.url), CHAIN, &solo.account, 3)
             .await
             .unwrap();
         let view: IssuersView = solo.client.get("/tickets/issuers").await.unwrap();
