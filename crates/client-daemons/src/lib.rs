@@ -7,3 +7,4 @@ mod outbox_keys;
 mod pipes;
 pub mod socks5;
 pub mod spending;
+pub mod tickets;

@@ -25,6 +25,10 @@ pub use umbra_client::{
 pub use umbra_client_daemons::client::{
     ClientEvent, ClientHandle, ClientStatus, CommandError, ConnectionConfig,
 };
+pub use umbra_client_daemons::tickets::{
+    Bought, BuyError, StoredTicket, TicketWallet, WalletCounts, WalletError,
+};
+pub use umbra_ledger::SigningKey;
 pub use umbra_wire::{AddressParseError, ClientAddress};
 
 /// What can go wrong.
@@ -49,9 +53,41 @@ pub enum Error {
     /// The gateway could not be chosen.
     #[error("{0}")]
     Gateway(String),
+    /// Buying tickets failed (the message says whether anything was paid).
+    #[error(transparent)]
+    Tickets(#[from] BuyError),
     /// The gateway did not answer in time.
     #[error("no session with the gateway after {0:?}; is the network running?")]
     Timeout(Duration),
+}
+
+/// Buys `count` bandwidth tickets (1 to 4,096), paid by `account`, into the ticket wallet of
+/// the client daemon in `data_dir` (`tickets.redb`; a client, SOCKS5 proxy or exit made by
+/// `umbra … init` with a ledger). The validators and chain are the ones its `config.toml`
+/// (`[ledger]`) and genesis file name. Purchases left unfinished by a crash are finished first,
+/// without paying again (see docs/tickets.md).
+///
+/// ```no_run
+/// # async fn example() -> Result<(), umbra_sdk::Error> {
+/// let account = umbra_sdk::account_key("alice.key".as_ref())?;
+/// let bought = umbra_sdk::buy_tickets("my-client".as_ref(), &account, 10).await?;
+/// println!("{} tickets of key period {}", bought.count, bought.period);
+/// # Ok(())
+/// # }
+/// ```
+pub async fn buy_tickets(
+    data_dir: &Path,
+    account: &SigningKey,
+    count: u32,
+) -> Result<Bought, Error> {
+    let (validators, chain_id) = umbra_client_daemons::tickets::ledger_of(data_dir)?;
+    let wallet = umbra_client_daemons::tickets::wallet_of(data_dir)?;
+    Ok(wallet.buy(&validators, &chain_id, account, count).await?)
+}
+
+/// Reads an account's key file (as `umbra account new --out FILE` writes it).
+pub fn account_key(path: &Path) -> Result<SigningKey, Error> {
+    Ok(SigningKey::from_seed(read_key(path)?))
 }
 
 /// Sets a client up; [`ClientBuilder::connect`] starts it.

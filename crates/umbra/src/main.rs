@@ -11,6 +11,7 @@ mod ledger_cli;
 mod localnet;
 mod monitor_cli;
 mod node_cli;
+mod tickets_cli;
 
 use umbra::network::Shape;
 use umbra_client::TrafficPreset;
@@ -186,6 +187,19 @@ enum ClientCommand {
     Run(DataDir),
     /// Print the client's address.
     Address(DataDir),
+    /// Buy bandwidth tickets into the ticket wallet of a client, SOCKS5 proxy or exit (its
+    /// tickets.redb), from the validators its [ledger] section names. Purchases a crash left
+    /// unfinished are finished first, without paying again.
+    Buy {
+        #[command(flatten)]
+        dir: DataDir,
+        /// The key file of the account that pays (`umbra account new --out FILE` makes one).
+        #[arg(long)]
+        account: PathBuf,
+        /// How many tickets (1 to 4096).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=4096))]
+        tickets: u32,
+    },
 }
 
 #[derive(Subcommand)]
@@ -610,6 +624,11 @@ fn client(command: ClientCommand) -> anyhow::Result<()> {
         }
         ClientCommand::Run(dir) => run_daemon(&dir.data_dir, DaemonRole::Client),
         ClientCommand::Address(dir) => print_address(&dir.data_dir, DaemonRole::Client),
+        ClientCommand::Buy {
+            dir,
+            account,
+            tickets,
+        } => tickets_cli::buy(&dir.data_dir, &account, tickets),
     }
 }
 

@@ -716,3 +716,80 @@ fn localnet_heals_restarts_after_rotation_moves_off_taken_ports_and_gives_up_on_
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn client_buy_explains_bad_arguments_and_a_client_without_a_ledger() {
+    let root = temp_dir("client-buy");
+    std::fs::create_dir_all(&root).unwrap();
+    let buy = |dir: &Path, account: &Path, tickets: &str| {
+        umbra(&[
+            "client",
+            "buy",
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--account",
+            account.to_str().unwrap(),
+            "--tickets",
+            tickets,
+        ])
+    };
+    let missing = root.join("missing.key");
+    for count in ["0", "4097", "many"] {
+        let refused = buy(&root, &missing, count);
+        assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+        assert!(
+            stderr(&refused).contains("--tickets"),
+            "{}",
+            stderr(&refused)
+        );
+    }
+    let refused = buy(&root, &missing, "3");
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains("--account") && stderr(&refused).contains("umbra account new"),
+        "{}",
+        stderr(&refused)
+    );
+
+    // a client with a fixed topology file has no ledger to buy on
+    let gateway = NodeDescriptor {
+        id: NodeId(10),
+        role: Role::Gateway,
+        mix_address: free_port(),
+        client_address: Some(free_port()),
+        sphinx_key: umbra_sphinx::PrivateKey::from_bytes([3; 32]).public_key(),
+        noise_key: NoiseKey([4; 32]),
+    };
+    let topology = root.join("topology.json");
+    std::fs::write(
+        &topology,
+        Topology::new(1, vec![gateway]).unwrap().to_json(),
+    )
+    .unwrap();
+    let client = root.join("client");
+    let made = umbra(&[
+        "client",
+        "init",
+        "--data-dir",
+        client.to_str().unwrap(),
+        "--topology",
+        topology.to_str().unwrap(),
+        "--gateway",
+        "10",
+        "--api",
+        "127.0.0.1:0",
+    ]);
+    assert!(made.status.success(), "{}", stderr(&made));
+    let account = root.join("account.key");
+    let made = umbra(&["account", "new", "--out", account.to_str().unwrap()]);
+    assert!(made.status.success(), "{}", stderr(&made));
+    let refused = buy(&client, &account, "3");
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains("no [ledger] section"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(!client.join("tickets.redb").exists(), "no wallet made");
+    std::fs::remove_dir_all(&root).unwrap();
+}

@@ -21,7 +21,7 @@ use umbra_ledger::api::{
 use umbra_ledger::{Hash, NodeId, PublicKey, Transaction};
 
 use crate::chain::{Chain, Rejected};
-use crate::signing::{SIGN_BODY_LIMIT, SignRequest, Signer};
+use crate::signing::{SIGN_BODY_LIMIT, SignRequest, Signer, SignerView};
 
 /// Counters the API and the sequencer keep.
 #[derive(Default)]
@@ -108,6 +108,7 @@ pub async fn serve(
         .route("/tickets", get(tickets))
         .route("/tickets/issuers", get(ticket_issuers))
         .route("/tickets/purchases/{tx}", get(ticket_purchase))
+        .route("/tickets/signer", get(ticket_signer))
         .route(
             "/tickets/sign",
             post(sign_tickets).layer(DefaultBodyLimit::max(SIGN_BODY_LIMIT)),
@@ -289,6 +290,20 @@ async fn ticket_purchase(Extract(shared): Extract<Shared>, Path(tx): Path<String
             format!(
                 "no ticket purchase {hash}: not committed (yet), not a purchase, or its key period expired"
             ),
+        ),
+    }
+}
+
+/// Which validator signs here: a client blinds each purchase for one validator's key, so it
+/// must know whose service it is talking to before it sends anything to be signed.
+async fn ticket_signer(Extract(shared): Extract<Shared>) -> Response {
+    match &shared.signer {
+        Some(signer) => ok(SignerView {
+            validator_key: signer.validator_key(),
+        }),
+        None => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this validator does not sign tickets",
         ),
     }
 }

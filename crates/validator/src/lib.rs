@@ -767,6 +767,11 @@ mod tests {
                 assert_eq!(mode, 0o600);
             }
         }
+        // whose signing service this is
+        let (status, signer) = get(running.address, "/tickets/signer").await;
+        assert!(status.contains("200"), "{status} {signer}");
+        let validator = SigningKey::from_seed(read_key(&dir.join(VALIDATOR_KEY_FILE)).unwrap());
+        assert_eq!(signer["validator_key"], validator.public().to_string());
         let key = IssuerPublicKey::from_bytes(&announced[0]).unwrap();
         let issuers = [(0u16, key.clone())];
         let mut rng = rand_chacha::ChaCha20Rng::from_seed([3; 32]);

@@ -180,6 +180,16 @@ pub struct SignRequest {
     pub blinded: Vec<String>,
 }
 
+/// The answer to `GET /tickets/signer`: whose signing service this is. A client looks the key
+/// up in `GET /tickets/issuers` to learn the validator's index, and so which of its blinded
+/// copies to send (a copy blinded for another validator's key would be signed, recorded as the
+/// purchase's one answer here, and be useless).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignerView {
+    /// The validator's ed25519 key.
+    pub validator_key: PublicKey,
+}
+
 /// The answer to `POST /tickets/sign`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignAnswer {
@@ -364,6 +374,11 @@ impl Signer {
             in_flight: Mutex::new(HashSet::new()),
             pruned: AtomicU64::new(0),
         }
+    }
+
+    /// The ed25519 key of the validator it signs for.
+    pub fn validator_key(&self) -> PublicKey {
+        self.key
     }
 
     /// The issuance keys.

@@ -46,6 +46,9 @@ pub const IDENTITY_KEY_FILE: &str = "identity.key";
 pub const ENCRYPTION_KEY_FILE: &str = "encryption.key";
 /// The outbox.
 pub const OUTBOX_FILE: &str = "outbox.redb";
+/// The ticket wallet ([`crate::tickets::TicketWallet`]): bandwidth tickets bought and not yet
+/// spent, and purchases not yet finished. Bearer tokens: owner-only.
+pub const TICKETS_FILE: &str = "tickets.redb";
 /// The WebSocket API's access token.
 pub const API_TOKEN_FILE: &str = "api.token";
 const TOPOLOGY_FILE: &str = "topology.json";
