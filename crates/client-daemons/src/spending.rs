@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 
 use umbra_wire::gateway::{Refusal, SpendChunk};
 
+use crate::tickets::TicketWallet;
+
 /// A ticket ready to present: its serial and its encoded bytes.
 pub type ReadyTicket = ([u8; 32], Vec<u8>);
 
@@ -28,6 +30,71 @@ pub trait TicketSource: Send + Sync + std::fmt::Debug {
     fn next_ticket(&self) -> Result<Option<ReadyTicket>, String>;
     /// A ticket is used up (credited, or refused as no good): never present it again.
     fn ticket_spent(&self, serial: &[u8; 32]) -> Result<(), String>;
+    /// A ticket taken by [`TicketSource::next_ticket`] was not used (deferred, or its session
+    /// ended first): it may be handed out again.
+    fn ticket_returned(&self, serial: &[u8; 32]);
+}
+
+/// A [`TicketWallet`] shared by the clients of one process (a monitor's, say): each ticket is
+/// handed to one client at a time, so two never present the same one.
+#[derive(Clone)]
+pub struct SharedWallet {
+    wallet: TicketWallet,
+    taken: Arc<std::sync::Mutex<std::collections::HashSet<[u8; 32]>>>,
+}
+
+impl SharedWallet {
+    /// Shares `wallet`.
+    pub fn new(wallet: TicketWallet) -> SharedWallet {
+        SharedWallet {
+            wallet,
+            taken: Arc::default(),
+        }
+    }
+
+    /// The wallet.
+    pub fn wallet(&self) -> &TicketWallet {
+        &self.wallet
+    }
+
+    fn taken(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<[u8; 32]>> {
+        self.taken
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl std::fmt::Debug for SharedWallet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedWallet").finish_non_exhaustive()
+    }
+}
+
+impl TicketSource for SharedWallet {
+    fn next_ticket(&self) -> Result<Option<ReadyTicket>, String> {
+        let mut taken = self.taken();
+        let next = self
+            .wallet
+            .first_unspent_except(|serial| taken.contains(&serial.0))
+            .map_err(|error| error.to_string())?;
+        Ok(next.map(|ticket| {
+            taken.insert(ticket.serial.0);
+            (ticket.serial.0, ticket.bytes)
+        }))
+    }
+
+    fn ticket_spent(&self, serial: &[u8; 32]) -> Result<(), String> {
+        let marked = self
+            .wallet
+            .mark_spent(&umbra_tickets::Serial(*serial))
+            .map_err(|error| error.to_string());
+        self.taken().remove(serial);
+        marked
+    }
+
+    fn ticket_returned(&self, serial: &[u8; 32]) {
+        self.taken().remove(serial);
+    }
 }
 
 /// The most a low credit may be before a ticket is presented.
@@ -102,7 +169,9 @@ impl Spender {
     /// wallet and goes again.
     pub(crate) fn session_started(&mut self) {
         self.credit = None;
-        self.under_way = None;
+        if let Some(ticket) = self.under_way.take() {
+            self.returned(&ticket.serial);
+        }
         self.told_empty = false;
     }
 
@@ -135,7 +204,9 @@ impl Spender {
                 self.retry_at = now + REFUSED_WAIT;
             }
             Refusal::TicketDeferred if waiting => {
-                self.under_way = None;
+                if let Some(ticket) = self.under_way.take() {
+                    self.returned(&ticket.serial);
+                }
                 self.stats.deferred += 1;
                 self.retry_at = now + DEFERRED_WAIT;
             }
@@ -190,6 +261,12 @@ impl Spender {
         (chunk, notice)
     }
 
+    fn returned(&self, serial: &[u8; 32]) {
+        if let Some(source) = &self.source {
+            source.ticket_returned(serial);
+        }
+    }
+
     fn spent(&self, serial: &[u8; 32]) {
         if let Some(source) = &self.source
             && let Err(error) = source.ticket_spent(serial)
@@ -220,6 +297,7 @@ mod tests {
             self.spent.lock().unwrap().push(*serial);
             Ok(())
         }
+        fn ticket_returned(&self, _: &[u8; 32]) {}
     }
 
     fn wallet(count: u8) -> Arc<Wallet> {

@@ -452,6 +452,29 @@ impl TicketWallet {
         }))
     }
 
+    /// The first unspent ticket (oldest key period first) that `skip` does not pass over: how
+    /// several clients sharing one wallet in a process each take a ticket of their own.
+    pub fn first_unspent_except(
+        &self,
+        skip: impl Fn(&Serial) -> bool,
+    ) -> Result<Option<StoredTicket>, WalletError> {
+        let txn = self.inner.db.begin_read().map_err(|e| self.store(e))?;
+        let table = txn.open_table(TICKETS).map_err(|e| self.store(e))?;
+        for entry in table.iter().map_err(|e| self.store(e))? {
+            let (key, bytes) = entry.map_err(|e| self.store(e))?;
+            let (period, serial) =
+                split_key(key.value()).ok_or_else(|| self.corrupt("ticket key"))?;
+            if !skip(&serial) {
+                return Ok(Some(StoredTicket {
+                    serial,
+                    period,
+                    bytes: bytes.value().to_vec(),
+                }));
+            }
+        }
+        Ok(None)
+    }
+
     /// The ticket is gone (presented to a gateway): its bytes are deleted for good. A serial
     /// the wallet does not hold (already marked, or never stored) changes nothing.
     pub fn mark_spent(&self, serial: &Serial) -> Result<(), WalletError> {

@@ -16,6 +16,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use umbra_client::TestLoop;
 use umbra_client_daemons::client::ClientEvent;
+use umbra_client_daemons::daemon::TICKETS_FILE;
+use umbra_client_daemons::spending::{SharedWallet, TicketSource};
+use umbra_client_daemons::tickets::TicketWallet;
 use umbra_ledger::{Genesis, PublicKey, SigningKey};
 use umbra_monitor::{EpochSchedule, Event, Monitor, Roster, RouteId, TestRoute};
 use umbra_net::NodeError;
@@ -175,8 +178,12 @@ impl MonitorDaemon {
             margin: self.config.monitor.submit_margin,
         });
         let (events_in, events) = mpsc::channel(1024);
+        // the monitor pays gateways that demand tickets like any client (a gateway must not
+        // tell its sessions from users'); its clients share its wallet
+        let wallet = TicketWallet::open(&self.data_dir.join(TICKETS_FILE))?;
         let mut driver = Driver {
             core,
+            wallet: Arc::new(SharedWallet::new(wallet)),
             data_dir: self.data_dir,
             config: self.config,
             sessions: BTreeMap::new(),
@@ -202,6 +209,8 @@ impl MonitorDaemon {
 /// The loop's state.
 struct Driver {
     core: Monitor,
+    /// Bandwidth tickets, shared by the monitor's clients.
+    wallet: Arc<SharedWallet>,
     data_dir: PathBuf,
     config: MonitorDaemonConfig,
     /// A client of each gateway of the current topology, by the gateway's id.
@@ -330,6 +339,7 @@ impl Driver {
                 gateway,
                 &current.topology,
                 self.topologies.clone(),
+                Arc::clone(&self.wallet) as Arc<dyn TicketSource>,
                 self.events_in.clone(),
                 self.stop.child_token(),
             )?;

@@ -13,6 +13,7 @@ use umbra_client::{Client, ClientKeys};
 use umbra_client_daemons::client::{
     self, ClientEvent, ClientHandle, ClientSetup, DEFAULT_MAX_PENDING_BYTES,
 };
+use umbra_client_daemons::spending::TicketSource;
 
 use crate::error::MonitorError;
 use umbra_net::directory::Current;
@@ -48,6 +49,7 @@ impl Session {
         gateway: &NodeDescriptor,
         topology: &Topology,
         topologies: watch::Receiver<Arc<Current>>,
+        tickets: Arc<dyn TicketSource>,
         events: mpsc::Sender<Tagged>,
         stop: CancellationToken,
     ) -> Result<Session, MonitorError> {
@@ -72,7 +74,7 @@ impl Session {
             outbox: None,
             max_pending_bytes: DEFAULT_MAX_PENDING_BYTES,
             topologies: Some(topologies),
-            tickets: None,
+            tickets: Some(tickets),
         };
         let (handle, mut from_client, task) = client::start(core, &keys, setup, stop.clone())?;
         let id = gateway.id;

@@ -11,6 +11,7 @@ use umbra_client_daemons::client::{self as shell, ClientSetup};
 use umbra_client_daemons::daemon::{
     ENCRYPTION_KEY_FILE, IDENTITY_KEY_FILE, OUTBOX_FILE, find_gateway,
 };
+use umbra_client_daemons::spending::{SharedWallet, TicketSource};
 use umbra_net::keys::{read_key, write_new_key};
 
 use umbra_net::directory::{self, Directory, Refresh, TrustRoot};
@@ -255,8 +256,15 @@ impl ClientBuilder {
             connection: self.connection,
             outbox: self.storage.as_ref().map(|dir| dir.join(OUTBOX_FILE)),
             max_pending_bytes: self.max_pending_bytes,
+            // with storage and a ledger, the client pays gateways that demand tickets from its
+            // wallet (`buy_tickets` fills it)
+            tickets: match (&self.storage, &topologies) {
+                (Some(dir), Some(_)) => Some(Arc::new(SharedWallet::new(TicketWallet::open(
+                    &dir.join(umbra_client_daemons::daemon::TICKETS_FILE),
+                )?)) as Arc<dyn TicketSource>),
+                _ => None,
+            },
             topologies,
-            tickets: None,
         };
         let (handle, mut events, task) = shell::start(core, &keys, setup, stop.clone())?;
         // wait for the welcome, keeping what comes before it

@@ -137,6 +137,75 @@ pub(crate) fn run(options: Options) -> anyhow::Result<()> {
     result
 }
 
+/// Buys bandwidth tickets into the network's clients' wallets (before each client starts: a
+/// wallet is open in one process at a time), when the ledger demands them.
+struct TicketBuyer {
+    validators: Vec<umbra_net::directory::ValidatorUrl>,
+    account: SigningKey,
+}
+
+impl TicketBuyer {
+    /// The buyer, if the network demands tickets.
+    async fn new(layout: &Layout) -> anyhow::Result<Option<TicketBuyer>> {
+        let api = *layout
+            .validators
+            .first()
+            .context("the network has no validator")?;
+        let stats: umbra_ledger::api::TicketStatsView = LedgerClient::new(api)
+            .get("/tickets")
+            .await
+            .context("reading the ticket rules from the validator")?;
+        if !stats.tickets_required {
+            return Ok(None);
+        }
+        let key = layout.tickets_key();
+        let seed = read_key(&key).with_context(|| {
+            format!(
+                "the network demands bandwidth tickets but has no account to buy them with ({} is missing): delete {} to make a new network",
+                key.display(),
+                layout.dir.display()
+            )
+        })?;
+        Ok(Some(TicketBuyer {
+            validators: layout
+                .validators
+                .iter()
+                .map(|address| umbra_net::directory::ValidatorUrl::from_address(*address))
+                .collect(),
+            account: SigningKey::from_seed(seed),
+        }))
+    }
+
+    /// Fills `name`'s wallet (in `dir`) when it holds fewer than half of
+    /// [`TICKETS_PER_CLIENT`]; finishes a purchase a crash left unfinished first.
+    async fn top_up(&self, name: &str, dir: &Path) -> anyhow::Result<()> {
+        umbra_net::files::create_private_dir(dir)?;
+        let wallet =
+            umbra_client_daemons::tickets::TicketWallet::open(&dir.join(daemon::TICKETS_FILE))?;
+        wallet.resume(&self.validators, CHAIN_ID).await?;
+        let unspent = wallet.counts()?.unspent;
+        if unspent >= u64::from(TICKETS_PER_CLIENT / 2) {
+            return Ok(());
+        }
+        let bought = wallet
+            .buy(
+                &self.validators,
+                CHAIN_ID,
+                &self.account,
+                TICKETS_PER_CLIENT,
+            )
+            .await
+            .with_context(|| format!("buying bandwidth tickets for {name}"))?;
+        println!(
+            "[tickets] bought {} for {name} ({} MB each, key period {})",
+            bought.count,
+            TICKET_BYTES >> 20,
+            bought.period
+        );
+        Ok(())
+    }
+}
+
 /// Starts the validators, registers the nodes, starts them and the user's daemons, then runs
 /// the demo and watches every process until `stop` (or until one keeps dying).
 fn start_and_watch(
@@ -167,8 +236,21 @@ fn start_and_watch(
     }
     wait_until_up(supervisor, layout, stop)?;
     let current = runtime.block_on(wait_until_active(layout, stop))?;
-    let mut daemons = start_daemons(exe, layout, &current, options.traffic, supervisor, stop)?;
-    daemons.monitors = start_monitors(exe, layout, supervisor)?;
+    let buyer = runtime.block_on(TicketBuyer::new(layout))?;
+    let top_up = |name: &str, dir: &Path| match &buyer {
+        Some(buyer) => runtime.block_on(buyer.top_up(name, dir)),
+        None => Ok(()),
+    };
+    let mut daemons = start_daemons(
+        exe,
+        layout,
+        &current,
+        options.traffic,
+        supervisor,
+        stop,
+        &top_up,
+    )?;
+    daemons.monitors = start_monitors(exe, layout, supervisor, &top_up)?;
     daemons.explorer = Some(start_explorer(exe, layout, supervisor)?);
     print_summary(layout, &daemons, options);
     runtime.block_on(watch(supervisor, layout, &daemons, options, stop))
@@ -189,10 +271,11 @@ fn start_monitors(
     exe: &Path,
     layout: &Layout,
     supervisor: &mut Supervisor,
+    top_up: &TopUp<'_>,
 ) -> anyhow::Result<Vec<RunningMonitor>> {
     let mut running = Vec::new();
     for monitor in &layout.monitors {
-        running.extend(start_monitor(exe, layout, monitor, supervisor)?);
+        running.extend(start_monitor(exe, layout, monitor, supervisor, top_up)?);
     }
     Ok(running)
 }
@@ -203,6 +286,7 @@ fn start_monitor(
     layout: &Layout,
     monitor: &LocalMonitor,
     supervisor: &mut Supervisor,
+    top_up: &TopUp<'_>,
 ) -> anyhow::Result<Option<RunningMonitor>> {
     let dir = layout.monitor_dir(monitor);
     let config = dir.join(umbra_monitor_daemon::config::CONFIG_FILE);
@@ -239,6 +323,7 @@ fn start_monitor(
         return Ok(None);
     }
     let http = free_listen_address(daemon.http_address(), &config, &monitor.name)?;
+    top_up(&monitor.name, &dir)?;
     supervise_role(exe, layout, supervisor, &monitor.name, "monitor", &dir)?;
     Ok(Some(RunningMonitor { dir, http }))
 }
@@ -411,6 +496,9 @@ struct Daemon {
 /// then reused. The exit is on the last gateway of the current epoch and the others on the
 /// first, so their traffic crosses the whole network. Returns once the proxy and the client
 /// listen.
+/// Fills a client's ticket wallet before it starts: its name and folder.
+type TopUp<'a> = dyn Fn(&str, &Path) -> anyhow::Result<()> + 'a;
+
 fn start_daemons(
     exe: &Path,
     layout: &Layout,
@@ -418,18 +506,29 @@ fn start_daemons(
     preset: TrafficPreset,
     supervisor: &mut Supervisor,
     stop: &CancellationToken,
+    top_up: &TopUp<'_>,
 ) -> anyhow::Result<Daemons> {
     let mut daemons = Daemons {
         started: Vec::new(),
         monitors: Vec::new(),
         explorer: None,
     };
-    let exit = start_daemon(exe, layout, current, preset, supervisor, EXIT, 0, || {
-        Ok(daemon::NewRole::Exit {
-            policy: None,
-            insecure_allow_private: true,
-        })
-    })?;
+    let exit = start_daemon(
+        exe,
+        layout,
+        current,
+        preset,
+        supervisor,
+        EXIT,
+        0,
+        top_up,
+        || {
+            Ok(daemon::NewRole::Exit {
+                policy: None,
+                insecure_allow_private: true,
+            })
+        },
+    )?;
     let exit_address: umbra_sdk::ClientAddress =
         exit.address.parse().context("reading the exit's address")?;
     daemons.started.push(exit);
@@ -441,6 +540,7 @@ fn start_daemons(
         supervisor,
         SOCKS5,
         SOCKS5_PORT,
+        top_up,
         || {
             Ok(daemon::NewRole::Socks5 {
                 listen: port_or_any(SOCKS5_PORT)?,
@@ -456,6 +556,7 @@ fn start_daemons(
         supervisor,
         USER_CLIENT,
         CLIENT_API_PORT,
+        top_up,
         || {
             Ok(daemon::NewRole::Client {
                 api: port_or_any(CLIENT_API_PORT)?,
@@ -495,6 +596,7 @@ fn start_daemon(
     supervisor: &mut Supervisor,
     name: &'static str,
     preferred: u16,
+    top_up: &TopUp<'_>,
     role: impl FnOnce() -> anyhow::Result<daemon::NewRole<'static>>,
 ) -> anyhow::Result<Daemon> {
     let dir = layout.dir.join(name);
@@ -547,6 +649,7 @@ fn start_daemon(
         listen: daemon.listen_address(),
         dir: dir.clone(),
     };
+    top_up(name, &dir)?;
     let command = daemon.role().command();
     let launch_layout = layout.clone();
     let exe = exe.to_owned();
@@ -1145,6 +1248,7 @@ async fn next_demo_event(demo: &mut Option<Demo>) -> Option<String> {
 fn print_report(layout: &Layout, monitors: &[RunningMonitor]) {
     let mut forwarded = 0.0;
     let mut clients = 0.0;
+    let mut spent = 0.0;
     let mut up = 0;
     for node in &layout.nodes {
         let Some(page) = get(node.http, "/metrics") else {
@@ -1153,11 +1257,15 @@ fn print_report(layout: &Layout, monitors: &[RunningMonitor]) {
         up += 1;
         forwarded += sample(&page, "umbra_mixnode_packets_forwarded_total").unwrap_or(0.0);
         clients += sample(&page, "umbra_gateway_clients_connected").unwrap_or(0.0);
+        spent += sample(&page, "umbra_gateway_tickets_accepted_total").unwrap_or(0.0);
     }
     println!(
         "[net] {up}/{} nodes answering; mix nodes have forwarded {forwarded:.0} packets; {clients:.0} clients connected",
         layout.nodes.len()
     );
+    if let Some(line) = tickets_line(layout, spent) {
+        println!("{line}");
+    }
     let line = match monitors {
         [] => None,
         [monitor] => get(monitor.http, "/health").and_then(|health| scores_line(layout, &health)),
@@ -1170,6 +1278,19 @@ fn print_report(layout: &Layout, monitors: &[RunningMonitor]) {
     if let Some(line) = line {
         println!("{line}");
     }
+}
+
+/// Tickets bought and redeemed (the ledger's count) and spent (`spent`, the gateways'), when
+/// the network demands them.
+fn tickets_line(layout: &Layout, spent: f64) -> Option<String> {
+    let stats = get(*layout.validators.first()?, "/tickets")?;
+    let stats: umbra_ledger::api::TicketStatsView = serde_json::from_str(&stats).ok()?;
+    stats.tickets_required.then(|| {
+        format!(
+            "[tickets] {} bought, {spent:.0} spent at gateways, {} redeemed by their operators ({} double spends); fee pool {}",
+            stats.bought, stats.redeemed, stats.double_spends, stats.fee_pool
+        )
+    })
 }
 
 /// The name of the node with the ledger's id `id`.
@@ -1272,6 +1393,12 @@ impl Demo {
             .map(|node| node.id.to_string())
             .collect();
         let gateway = |i: usize| gateways[i % gateways.len()].clone();
+        if let Some(buyer) = TicketBuyer::new(layout).await? {
+            buyer
+                .top_up("alice", &layout.dir.join("demo-alice"))
+                .await?;
+            buyer.top_up("bob", &layout.dir.join("demo-bob")).await?;
+        }
         let alice = builder()?
             .storage(&layout.dir.join("demo-alice"))
             .gateway(gateway(0))

@@ -814,8 +814,14 @@ impl ClientDaemon {
                 .keep_outbox
                 .then(|| self.data_dir.join(OUTBOX_FILE)),
             max_pending_bytes: self.config.max_pending_bytes,
+            tickets: match &topologies {
+                // following a ledger: its gateways may demand tickets, paid from the wallet
+                Some(_) => Some(Arc::new(crate::spending::SharedWallet::new(
+                    crate::tickets::TicketWallet::open(&self.data_dir.join(TICKETS_FILE))?,
+                )) as Arc<dyn crate::spending::TicketSource>),
+                None => None,
+            },
             topologies,
-            tickets: None,
         };
         let (handle, events, task) = client::start(core, &self.keys, setup, stop.clone())?;
         let listening = listener.as_ref().and_then(|l| l.local_addr().ok());
