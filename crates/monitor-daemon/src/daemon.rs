@@ -338,8 +338,10 @@ impl Driver {
                 &self.config,
                 gateway,
                 &current.topology,
-                self.topologies.clone(),
-                Arc::clone(&self.wallet) as Arc<dyn TicketSource>,
+                (
+                    self.topologies.clone(),
+                    Arc::clone(&self.wallet) as Arc<dyn TicketSource>,
+                ),
                 self.events_in.clone(),
                 self.stop.child_token(),
             )?;

@@ -42,14 +42,13 @@ pub(crate) struct Session {
 
 impl Session {
     /// Starts a client of `gateway` routing with `topology` (then each new one
-    /// `topologies` publishes); its events go to `events`, tagged.
+    /// `topologies` publishes) and paying from `tickets`; its events go to `events`, tagged.
     pub(crate) fn start(
         data_dir: &Path,
         config: &MonitorDaemonConfig,
         gateway: &NodeDescriptor,
         topology: &Topology,
-        topologies: watch::Receiver<Arc<Current>>,
-        tickets: Arc<dyn TicketSource>,
+        (topologies, tickets): (watch::Receiver<Arc<Current>>, Arc<dyn TicketSource>),
         events: mpsc::Sender<Tagged>,
         stop: CancellationToken,
     ) -> Result<Session, MonitorError> {

@@ -42,11 +42,11 @@ use umbra_wire::gateway::{ClientFrame, FRAME_LEN, Hello, VERSION};
 
 pub use crate::runtime::Initialised;
 pub use config::{GatewayNodeConfig, SessionConfig, TicketConfig};
+pub use tickets::{MAX_CREDITS, StoreCounts, StoreError, TICKETS_FILE, TicketStore};
 
 use crate::epoch::{EpochNode, PeerSet, Placement};
 use crate::runtime::{self, HopStatus, Node, Source};
 use inbox::{Inbox, InboxEvent, InboxOp};
-use tickets::TicketStore;
 use umbra_net::NodeError;
 use umbra_net::directory::{Current, Directory, LedgerConfig};
 use umbra_net::link::PeerLink;

@@ -51,9 +51,9 @@ use umbra_net::directory::{Directory, FetchError};
 use umbra_net::ledger::{LedgerClient, LedgerError};
 
 /// The ticket database in a gateway's data directory.
-pub(crate) const TICKETS_FILE: &str = "tickets.redb";
+pub const TICKETS_FILE: &str = "tickets.redb";
 /// The most clients whose credit is kept; beyond it the smallest credits are dropped.
-pub(crate) const MAX_CREDITS: usize = 1_000_000;
+pub const MAX_CREDITS: usize = 1_000_000;
 /// How long a submitted redemption may take to be committed before the task looks again.
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -76,7 +76,7 @@ const DROPPED: u8 = 2;
 /// Why the ticket store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub(crate) enum StoreError {
+pub enum StoreError {
     /// The database failed.
     #[error("ticket store: {doing}: {source}")]
     Database {
@@ -99,17 +99,17 @@ fn database<E: Into<redb::Error>>(doing: &'static str) -> impl FnOnce(E) -> Stor
 
 /// What the store has seen, for metrics and reports.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct StoreCounts {
+pub struct StoreCounts {
     /// Tickets spent here since the store was made.
-    pub(crate) spent: u64,
+    pub spent: u64,
     /// Tickets committed in a redemption (a double spend among them is recorded by the ledger
     /// and not paid).
-    pub(crate) redeemed: u64,
+    pub redeemed: u64,
     /// Tickets waiting to be redeemed (the redemption in flight included).
-    pub(crate) waiting: u64,
+    pub waiting: u64,
     /// Tickets dropped: their period expired before they were redeemed, or the ledger refused
     /// them.
-    pub(crate) dropped: u64,
+    pub dropped: u64,
 }
 
 /// A ticket's key in `spent` and `tickets`: period (big-endian, so periods are in order) ‖
@@ -147,7 +147,7 @@ struct Pending {
 /// The gateway's spent tickets and its clients' credit, in `tickets.redb`. Cheap to clone;
 /// every call is a blocking database transaction (the runtime calls them in `spawn_blocking`).
 #[derive(Clone)]
-pub(crate) struct TicketStore {
+pub struct TicketStore {
     db: Arc<Database>,
     max_credits: usize,
     /// Wakes the redeemer when a full batch waits.
@@ -156,7 +156,7 @@ pub(crate) struct TicketStore {
 
 impl TicketStore {
     /// Opens (or creates, owner-only) the store at `path`.
-    pub(crate) fn open(path: &Path) -> Result<TicketStore, NodeError> {
+    pub fn open(path: &Path) -> Result<TicketStore, NodeError> {
         let fail = |what: &str, error: &dyn std::fmt::Display| {
             NodeError::invalid(
                 path,
@@ -206,7 +206,7 @@ impl TicketStore {
     /// Records a spent ticket for `client` (32-byte client id) and sets that client's credit
     /// to `credit_after`, in one durable (fsynced) write. `Ok(true)` if the serial was new,
     /// `Ok(false)` if it was already spent here (then nothing is written).
-    pub(crate) fn spend(
+    pub fn spend(
         &self,
         serial: [u8; 32],
         period: u64,
@@ -256,7 +256,7 @@ impl TicketStore {
 
     /// Saves clients' remaining credit (bytes) in one write (0 removes the entry). Beyond the
     /// cap, the smallest credits are dropped.
-    pub(crate) fn save_credits(&self, credits: &[([u8; 32], u64)]) -> Result<(), StoreError> {
+    pub fn save_credits(&self, credits: &[([u8; 32], u64)]) -> Result<(), StoreError> {
         let doing = "saving clients' credit";
         let write = self.begin().map_err(database(doing))?;
         {
@@ -272,7 +272,7 @@ impl TicketStore {
     }
 
     /// Every client's remaining credit, at start.
-    pub(crate) fn credits(&self) -> Result<Vec<([u8; 32], u64)>, StoreError> {
+    pub fn credits(&self) -> Result<Vec<([u8; 32], u64)>, StoreError> {
         let doing = "reading clients' credit";
         let read = self.db.begin_read().map_err(database(doing))?;
         let table = read.open_table(CREDITS).map_err(database(doing))?;
@@ -287,7 +287,7 @@ impl TicketStore {
     }
 
     /// Counts for metrics and reports.
-    pub(crate) fn counts(&self) -> Result<StoreCounts, StoreError> {
+    pub fn counts(&self) -> Result<StoreCounts, StoreError> {
         let doing = "reading the ticket counts";
         let read = self.db.begin_read().map_err(database(doing))?;
         let meta = read.open_table(META).map_err(database(doing))?;
