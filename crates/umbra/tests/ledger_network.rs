@@ -140,15 +140,32 @@ async fn traffic_flows_across_epochs_layer_changes_and_a_key_rotation() {
         .filter(|node| node.kind == Kind::Gateway)
         .map(|node| node.id.to_string())
         .collect();
-    let client = |gateway: &str| {
-        ClientBuilder::from_ledger(ledger.validators.clone(), &layout.genesis_file())
-            .unwrap()
-            .gateway(gateway)
-            .traffic(fast())
-            .connect()
+    // localnet's gateways demand bandwidth tickets: each client's wallet gets two, bought
+    // with localnet's ticket account
+    let buyer = SigningKey::from_seed(umbra_net::keys::read_key(&layout.tickets_key()).unwrap());
+    let client = |name: &str, gateway: &str| {
+        let storage = dir.join(name);
+        let (validators, genesis) = (ledger.validators.clone(), layout.genesis_file());
+        let (buyer, gateway) = (&buyer, gateway.to_owned());
+        async move {
+            std::fs::create_dir_all(&storage).unwrap();
+            let wallet = umbra_sdk::TicketWallet::open(&storage.join("tickets.redb")).unwrap();
+            wallet
+                .buy(&validators, "umbra-localnet", buyer, 2)
+                .await
+                .unwrap();
+            drop(wallet);
+            ClientBuilder::from_ledger(validators, &genesis)
+                .unwrap()
+                .storage(&storage)
+                .gateway(gateway)
+                .traffic(fast())
+                .connect()
+                .await
+        }
     };
-    let alice = client(&gateways[0]).await.unwrap();
-    let mut bob = client(&gateways[1]).await.unwrap();
+    let alice = client("alice", &gateways[0]).await.unwrap();
+    let mut bob = client("bob", &gateways[1]).await.unwrap();
 
     // a message every 400 ms for 12 s: six epochs, three key rotations
     let first_epoch = *layers.lock().unwrap().keys().next().unwrap_or(&0);
