@@ -250,11 +250,13 @@ fn tickets_are_bought_spent_redeemed_and_refused_when_no_good() {
         .topology
         .clone();
     let gateway = |name: &str| {
-        let id: u32 = gateways
-            .iter()
-            .position(|(n, ..)| n == name)
-            .map(|i| 7 + i as u32)
-            .unwrap();
+        // the ledger's id, as the summary's table shows it ("gw #7")
+        let line = output.lines().find(|line| line.starts_with(name)).unwrap();
+        let id: u32 = line
+            .split_once("gw #")
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .and_then(|id| id.parse().ok())
+            .unwrap_or_else(|| panic!("no id in {line:?}"));
         topology
             .gateways()
             .find(|g| g.id.0 == id)

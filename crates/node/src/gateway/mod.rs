@@ -293,10 +293,10 @@ impl Gateway {
                 Arc::clone(&directory),
                 fetched,
                 node.stop.clone(),
-                move |rules| {
-                    to_core
-                        .try_send(Input::TicketRules(rules.rules(&chain_id)))
-                        .is_ok()
+                move |rules| match to_core.try_send(Input::TicketRules(rules.rules(&chain_id))) {
+                    Ok(()) => rules::Handed::Taken,
+                    Err(mpsc::error::TrySendError::Full(_)) => rules::Handed::Busy,
+                    Err(mpsc::error::TrySendError::Closed(_)) => rules::Handed::Closed,
                 },
             )));
             background.push(tokio::spawn(tickets::redeem(

@@ -72,12 +72,22 @@ pub(crate) async fn fetch(directory: &Directory) -> Result<Fetched, String> {
     Ok(Fetched { stats, issuers })
 }
 
+/// What became of rules handed to the core.
+pub(crate) enum Handed {
+    /// The core has them.
+    Taken,
+    /// The core's queue is full: they go again next time.
+    Busy,
+    /// The core is gone.
+    Closed,
+}
+
 /// Reads the rules every [`REFRESH_EVERY`] until `stop`, passing each change to `apply`.
 pub(crate) async fn follow(
     directory: Arc<Directory>,
     mut last: Option<Fetched>,
     stop: CancellationToken,
-    apply: impl Fn(Fetched) -> bool,
+    apply: impl Fn(Fetched) -> Handed,
 ) {
     loop {
         tokio::select! {
@@ -95,10 +105,11 @@ pub(crate) async fn follow(
                     );
                 }
                 debug!(period = fetched.current_period(), "ticket keys read again");
-                if !apply(fetched.clone()) {
-                    return;
+                match apply(fetched.clone()) {
+                    Handed::Taken => last = Some(fetched),
+                    Handed::Busy => {}
+                    Handed::Closed => return,
                 }
-                last = Some(fetched);
             }
             Ok(_) => {}
             Err(error) => {
