@@ -35,8 +35,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use umbra_client::{
-    Client, ClientKeys, ClientStats, Event, Isolation, MessageId, ReceiveSchedule, SendError,
-    SenderTag, TestLoop, TrafficConfig,
+    Client, ClientKeys, ClientStats, Event, Isolation, MessageId, SendError, SenderTag, TestLoop,
 };
 use umbra_topology::NoiseKey;
 use umbra_wire::ClientAddress;
@@ -353,21 +352,6 @@ struct Session {
     confirmed: Option<u64>,
 }
 
-/// The schedule the client asks its gateway for.
-fn schedule(traffic: &TrafficConfig) -> Schedule {
-    if traffic.insecure_push_deliveries {
-        return Schedule::InsecurePush;
-    }
-    match traffic.receive_schedule {
-        ReceiveSchedule::Constant => Schedule::Constant {
-            interval: traffic.receive_interval,
-        },
-        ReceiveSchedule::Poisson => Schedule::Poisson {
-            mean: traffic.receive_interval,
-        },
-    }
-}
-
 /// Opens a session and says how the client wants to receive: its first frame.
 async fn open(
     address: SocketAddr,
@@ -540,7 +524,7 @@ impl Driver {
         events: mpsc::Sender<ClientEvent>,
     ) -> Result<Driver, NodeError> {
         let outbox = setup.outbox.as_deref().map(Outbox::open).transpose()?;
-        let schedule = schedule(&core.config().traffic);
+        let schedule = core.config().traffic.downlink_schedule();
         let spender = Spender::new(setup.tickets.clone(), now());
         Ok(Driver {
             core,

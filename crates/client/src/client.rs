@@ -2,14 +2,15 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
 use rand_distr::{Distribution, Exp};
 use umbra_sphinx::{
-    Delay, Destination, DestinationAddress, Hop, NodeAddress, Packet, PacketBuilder, PacketSize,
-    Payload, Surb, SurbId, Version,
+    Delay, Destination, DestinationAddress, Hop, NodeAddress, Packet, PacketSize, Payload, Surb,
+    SurbId, Version,
 };
 use umbra_topology::{Layer, NodeId, NoiseKey, Topology, TopologyError};
 use umbra_wire::gateway::{Delivery, DeliveryKind};
@@ -21,7 +22,8 @@ use crate::fragment::{self, FragmentRef, Limits, Reassembler};
 use crate::health::Health;
 use crate::keys::ClientKeys;
 use crate::message::{Message, Reply, SenderTag};
-use crate::seal::{self, SEAL_OVERHEAD};
+use crate::ops::{PacketOps, SphinxOps};
+use crate::seal::SEAL_OVERHEAD;
 use crate::surbs::{Isolation, Issued, Stores, SurbLimits};
 
 /// The packet size clients send: every packet looks the same.
@@ -231,6 +233,8 @@ enum Timer {
 pub struct Client {
     config: ClientConfig,
     rng: ChaCha20Rng,
+    /// Packet building and sealing: Sphinx, or the simulator's stand-in.
+    ops: Arc<dyn PacketOps>,
     keys: ClientKeys,
     address: ClientAddress,
     topology: Topology,
@@ -299,6 +303,7 @@ impl Client {
             messages: Reassembler::new(limits(FORWARD_PIECE)),
             replies: Reassembler::new(limits(REPLY_PIECE)),
             rng: ChaCha20Rng::from_seed(seed),
+            ops: Arc::new(SphinxOps),
             keys,
             address,
             gateway: gateway_id,
@@ -330,6 +335,15 @@ impl Client {
         client.next_real = now + client.interval(client.config.traffic.mean_send_interval);
         client.next_loop = now + client.interval(client.config.traffic.mean_loop_interval);
         Ok(client)
+    }
+
+    /// The client, building its packets and sealing its messages with `ops` instead of Sphinx
+    /// (the simulator's stand-in: see [`crate::ops`]). Only for a simulation: a client that
+    /// does not use [`SphinxOps`] cannot talk to a real network.
+    #[must_use]
+    pub fn with_packet_ops(mut self, ops: Arc<dyn PacketOps>) -> Self {
+        self.ops = ops;
+        self
     }
 
     /// The client's settings.
@@ -605,7 +619,9 @@ impl Client {
         if gateway_of(&self.topology, &to.gateway).is_none() {
             return Err(SendError::UnknownGateway);
         }
-        let sealed = seal::seal(&mut self.rng, &to.encryption, &message.encode());
+        let sealed = self
+            .ops
+            .seal(&mut self.rng, &to.encryption, &message.encode());
         let id = self.new_message_id();
         let wire_id = self.random16();
         let fragments = fragment::split(wire_id, &sealed, FORWARD_PIECE);
@@ -799,8 +815,16 @@ impl Client {
         let delays = self.delays(&route, self.config.traffic.mean_hop_delay);
         let plaintext = surb_ack.prefix(&bytes);
         let destination = Destination::new(to.destination(), SurbId::default());
-        let packet = PacketBuilder::new(SIZE)
-            .build(&mut self.rng, &route, &delays, &destination, &plaintext)
+        let packet = self
+            .ops
+            .build(
+                &mut self.rng,
+                SIZE,
+                &route,
+                &delays,
+                &destination,
+                &plaintext,
+            )
             .map_err(Failure::Unbuildable)?;
         let backoff = 1u32 << attempt.min(MAX_BACKOFF.trailing_zeros());
         let wait = self.ack_wait(&delays, &ack_delays) * backoff;
@@ -853,7 +877,7 @@ impl Client {
         let low = self
             .stores
             .should_request(now, &tag, refill_below, self.config.acks.reply_wait);
-        let (first_hop, packet) = match surb.clone().wrap(SIZE, &bytes) {
+        let (first_hop, packet) = match self.ops.wrap(surb.clone(), SIZE, &bytes) {
             Ok(wrapped) => wrapped,
             Err(_) => {
                 // cannot happen with fragments cut to size; the reply waits rather than vanish
@@ -901,9 +925,11 @@ impl Client {
         self.rng.fill_bytes(&mut data);
         // the all-zero destination tells the last gateway to drop it
         let destination = Destination::new(DestinationAddress::new([0; 32]), SurbId::default());
-        let packet = PacketBuilder::new(SIZE)
+        let packet = self
+            .ops
             .build(
                 &mut self.rng,
+                SIZE,
                 &route,
                 &delays,
                 &destination,
@@ -980,9 +1006,11 @@ impl Client {
         let delays = self.delays(&route, self.config.traffic.mean_hop_delay);
         self.probe(now, ack_id, &route, &delays, ack_mixes, &ack_delays);
         let destination = Destination::new(to, SurbId::default());
-        let packet = PacketBuilder::new(SIZE)
+        let packet = self
+            .ops
             .build(
                 &mut self.rng,
+                SIZE,
                 &route,
                 &delays,
                 &destination,
@@ -1029,8 +1057,16 @@ impl Client {
         let route = self.route(now, self.gateway).map_err(Failure::NoRoute)?;
         let delays = self.delays(&route, self.config.traffic.mean_ack_delay);
         let destination = Destination::new(self.address.destination(), SurbId::default());
-        let packet = PacketBuilder::new(PacketSize::Ack)
-            .build(&mut self.rng, &route, &delays, &destination, &ack_id)
+        let packet = self
+            .ops
+            .build(
+                &mut self.rng,
+                PacketSize::Ack,
+                &route,
+                &delays,
+                &destination,
+                &ack_id,
+            )
             .map_err(Failure::Unbuildable)?;
         Ok((
             SurbAck {
@@ -1058,9 +1094,10 @@ impl Client {
                 surb_id = SurbId::new(self.random16());
             }
             let destination = Destination::new(self.address.destination(), surb_id);
-            let (surb, key) =
-                Surb::new(&mut self.rng, &route, &delays, &destination, Version::V260)
-                    .map_err(SendError::Surb)?;
+            let (surb, key) = self
+                .ops
+                .surb(&mut self.rng, &route, &delays, &destination, Version::V260)
+                .map_err(SendError::Surb)?;
             self.issued.insert(now, surb_id, key, tag);
             surbs.push(surb);
         }
@@ -1167,8 +1204,14 @@ impl Client {
                 return;
             }
         };
-        let Some(message) =
-            seal::open(self.keys.encryption_secret(), &sealed).and_then(|m| Message::decode(&m))
+        let Some(message) = self
+            .ops
+            .open(
+                self.keys.encryption_secret(),
+                &self.address.encryption,
+                &sealed,
+            )
+            .and_then(|m| Message::decode(&m))
         else {
             self.stats.unreadable += 1;
             return;
@@ -1198,7 +1241,7 @@ impl Client {
         self.update_gauges();
         let Some(plaintext) = Payload::from_bytes(payload)
             .ok()
-            .and_then(|p| issued.key.open(p).ok())
+            .and_then(|p| self.ops.open_reply(&issued.key, p).ok())
         else {
             self.stats.unreadable += 1;
             return;

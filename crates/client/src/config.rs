@@ -113,6 +113,22 @@ impl TrafficPreset {
 }
 
 impl TrafficConfig {
+    /// The schedule the client asks its gateway to send its frames on.
+    pub fn downlink_schedule(&self) -> umbra_wire::gateway::Schedule {
+        use umbra_wire::gateway::Schedule;
+        if self.insecure_push_deliveries {
+            return Schedule::InsecurePush;
+        }
+        match self.receive_schedule {
+            ReceiveSchedule::Constant => Schedule::Constant {
+                interval: self.receive_interval,
+            },
+            ReceiveSchedule::Poisson => Schedule::Poisson {
+                mean: self.receive_interval,
+            },
+        }
+    }
+
     /// The longest `receive_interval` whose frames carry, with half again to spare, what the
     /// client's own streams bring back when it is idle: an ack for every packet it sends and
     /// its loops.

@@ -1,0 +1,253 @@
+//! The simulator's stand-in for Sphinx: packets of the real sizes that carry the same routing
+//! information — each hop's address and delay, the destination, the SURB id — in the clear,
+//! so the cores' own logic runs at full speed without the cryptography.
+//!
+//! ```text
+//! header (HEADER_LEN bytes) = "SIM1" ‖ hops left (1) ‖ packet id (8)
+//!                             ‖ per hop: address (32) ‖ delay ns (8)   (MAX_HOPS slots)
+//!                             ‖ destination (32) ‖ SURB id (16) ‖ zeros
+//! payload                   = Sphinx's plaintext layout: 16 zero bytes ‖ message ‖ 0x01 ‖ zeros
+//! ```
+//!
+//! The first hop slot is always the node processing the packet: unwrapping drops it and
+//! shifts the others up. The packet id is the simulator's ground truth (the adversary never
+//! reads it): one number per packet, the same at every hop, given when the packet is built.
+//! A SURB is the header of the packet its reply will be, its first hop and one (unused)
+//! payload seed; sealing a message puts the recipient's public key in front and 16 zero
+//! bytes behind, the lengths of the real sealing.
+
+use rand_chacha::ChaCha20Rng;
+use umbra_client::PacketOps;
+use umbra_hop::{Dropped, Final, Forward, Outcome, Unwrapped};
+use umbra_sphinx::{
+    BuildError, Delay, Destination, DestinationAddress, HEADER_LEN, Hop, MAX_HOPS, NodeAddress,
+    Packet, PacketError, PacketSize, Payload, ReplyKey, Surb, SurbId, Version,
+};
+use umbra_wire::frame::FrameHeader;
+
+use crate::trace::PacketId;
+
+const MAGIC: &[u8; 4] = b"SIM1";
+const HOPS_AT: usize = 4;
+const ID_AT: usize = 5;
+const SLOTS_AT: usize = 13;
+const SLOT_LEN: usize = 32 + 8;
+const DESTINATION_AT: usize = SLOTS_AT + SLOT_LEN * MAX_HOPS;
+const SURB_ID_AT: usize = DESTINATION_AT + 32;
+const ZERO_PREFIX: usize = 16;
+/// Bytes of a serialized real SURB's payload seed (one is carried, unused).
+const SEED_LEN: usize = 16;
+
+const _: () = assert!(SURB_ID_AT + 16 <= HEADER_LEN);
+
+/// The simulator's packet operations. Packet ids count up from 1 in the order packets are
+/// built (the simulator is single-threaded, so a run is deterministic).
+#[derive(Debug, Default)]
+pub struct SimOps {
+    next_id: std::sync::atomic::AtomicU64,
+}
+
+impl SimOps {
+    /// Operations whose packets are numbered from 1.
+    pub fn new() -> SimOps {
+        SimOps::default()
+    }
+
+    /// A fresh packet id.
+    pub fn next_id(&self) -> PacketId {
+        PacketId(
+            self.next_id
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                + 1,
+        )
+    }
+
+    /// The header of a packet along `route` with `delays` to `destination`.
+    fn header(
+        &self,
+        route: &[Hop],
+        delays: &[Delay],
+        destination: &Destination,
+    ) -> Result<[u8; HEADER_LEN], BuildError> {
+        if route.is_empty() {
+            return Err(BuildError::EmptyRoute);
+        }
+        if route.len() > MAX_HOPS {
+            return Err(BuildError::RouteTooLong { hops: route.len() });
+        }
+        if delays.len() != route.len() {
+            return Err(BuildError::DelayCount {
+                delays: delays.len(),
+                hops: route.len(),
+            });
+        }
+        let mut header = [0u8; HEADER_LEN];
+        header[..4].copy_from_slice(MAGIC);
+        header[HOPS_AT] = route.len() as u8;
+        header[ID_AT..ID_AT + 8].copy_from_slice(&self.next_id().0.to_be_bytes());
+        for (slot, (hop, delay)) in route.iter().zip(delays).enumerate() {
+            let at = SLOTS_AT + slot * SLOT_LEN;
+            header[at..at + 32].copy_from_slice(hop.address.as_bytes());
+            header[at + 32..at + 40].copy_from_slice(&delay.as_nanos().to_be_bytes());
+        }
+        header[DESTINATION_AT..DESTINATION_AT + 32].copy_from_slice(destination.address.as_bytes());
+        header[SURB_ID_AT..SURB_ID_AT + 16].copy_from_slice(destination.surb_id.as_bytes());
+        Ok(header)
+    }
+}
+
+/// A packet of `size`: `header`, then `message` in Sphinx's plaintext layout.
+fn assemble(
+    size: PacketSize,
+    header: &[u8; HEADER_LEN],
+    message: &[u8],
+) -> Result<Packet, BuildError> {
+    let capacity = size.plaintext_capacity();
+    if message.len() > capacity {
+        return Err(BuildError::MessageTooLong {
+            len: message.len(),
+            capacity,
+        });
+    }
+    let mut bytes = vec![0u8; size.packet_len()];
+    bytes[..HEADER_LEN].copy_from_slice(header);
+    let start = HEADER_LEN + ZERO_PREFIX;
+    bytes[start..start + message.len()].copy_from_slice(message);
+    bytes[start + message.len()] = 1;
+    // the length is one of the sizes by construction
+    Packet::from_bytes(bytes).map_err(|_| BuildError::EmptyRoute)
+}
+
+impl PacketOps for SimOps {
+    fn build(
+        &self,
+        _rng: &mut ChaCha20Rng,
+        size: PacketSize,
+        route: &[Hop],
+        delays: &[Delay],
+        destination: &Destination,
+        plaintext: &[u8],
+    ) -> Result<Packet, BuildError> {
+        let header = self.header(route, delays, destination)?;
+        assemble(size, &header, plaintext)
+    }
+
+    fn surb(
+        &self,
+        _rng: &mut ChaCha20Rng,
+        route: &[Hop],
+        delays: &[Delay],
+        destination: &Destination,
+        version: Version,
+    ) -> Result<(Surb, ReplyKey), BuildError> {
+        if version == Version::V258 {
+            return Err(BuildError::SurbVersion);
+        }
+        let header = self.header(route, delays, destination)?;
+        let first_hop = route.first().ok_or(BuildError::EmptyRoute)?.address;
+        let mut bytes = Vec::with_capacity(HEADER_LEN + 32 + SEED_LEN);
+        bytes.extend_from_slice(&header);
+        bytes.extend_from_slice(first_hop.as_bytes());
+        bytes.extend_from_slice(&[0; SEED_LEN]);
+        let surb = Surb::from_bytes(&bytes).map_err(|_| BuildError::EmptyRoute)?;
+        let mut key = Vec::with_capacity(2 + 16 + SEED_LEN);
+        key.extend_from_slice(&Version::V260.number().to_be_bytes());
+        key.extend_from_slice(destination.surb_id.as_bytes());
+        key.extend_from_slice(&[0; SEED_LEN]);
+        let key = ReplyKey::from_bytes(&key).map_err(|_| BuildError::ZeroSurbId)?;
+        Ok((surb, key))
+    }
+
+    fn wrap(
+        &self,
+        surb: Surb,
+        size: PacketSize,
+        message: &[u8],
+    ) -> Result<(NodeAddress, Packet), BuildError> {
+        let bytes = surb.to_bytes();
+        let header = bytes
+            .first_chunk::<HEADER_LEN>()
+            .ok_or(BuildError::EmptyRoute)?;
+        // a SURB is used once: the reply is a packet of its own
+        let mut header = *header;
+        header[ID_AT..ID_AT + 8].copy_from_slice(&self.next_id().0.to_be_bytes());
+        Ok((surb.first_hop(), assemble(size, &header, message)?))
+    }
+
+    fn open_reply(&self, _key: &ReplyKey, payload: Payload) -> Result<Vec<u8>, PacketError> {
+        payload.into_plaintext()
+    }
+
+    fn seal(&self, _rng: &mut ChaCha20Rng, recipient: &[u8; 32], message: &[u8]) -> Vec<u8> {
+        let mut sealed = Vec::with_capacity(32 + message.len() + 16);
+        sealed.extend_from_slice(recipient);
+        sealed.extend_from_slice(message);
+        sealed.extend_from_slice(&[0; 16]);
+        sealed
+    }
+
+    fn open(&self, _secret: &[u8; 32], public: &[u8; 32], sealed: &[u8]) -> Option<Vec<u8>> {
+        let (to, rest) = sealed.split_first_chunk::<32>()?;
+        let (message, tag) = rest.split_last_chunk::<16>()?;
+        (to == public && *tag == [0; 16]).then(|| message.to_vec())
+    }
+}
+
+/// The ground-truth id of a packet in the simulator's format.
+pub fn packet_id(packet: &Packet) -> PacketId {
+    let bytes = packet.as_bytes();
+    let mut id = [0u8; 8];
+    id.copy_from_slice(&bytes[ID_AT..ID_AT + 8]);
+    PacketId(u64::from_be_bytes(id))
+}
+
+/// The destination a packet in the simulator's format is for.
+pub fn destination(packet: &Packet) -> DestinationAddress {
+    let mut address = [0u8; 32];
+    address.copy_from_slice(&packet.as_bytes()[DESTINATION_AT..DESTINATION_AT + 32]);
+    DestinationAddress::new(address)
+}
+
+/// What a node makes of a packet in the simulator's format: the unwrapper's work, without
+/// keys. `header` is the frame header it came under, passed on unchanged.
+pub fn unwrap(packet: Packet, header: FrameHeader) -> Unwrapped {
+    let size = packet.size();
+    let mut bytes = packet.into_bytes();
+    if bytes.len() < HEADER_LEN || &bytes[..4] != MAGIC {
+        return Err(Dropped::Malformed(PacketError::BadMac));
+    }
+    let hops = usize::from(bytes[HOPS_AT]);
+    if hops == 0 || hops > MAX_HOPS {
+        return Err(Dropped::Malformed(PacketError::BadMac));
+    }
+    let mut delay = [0u8; 8];
+    delay.copy_from_slice(&bytes[SLOTS_AT + 32..SLOTS_AT + 40]);
+    let delay = Delay::from_nanos(u64::from_be_bytes(delay));
+    if hops == 1 {
+        let mut destination = [0u8; 32];
+        destination.copy_from_slice(&bytes[DESTINATION_AT..DESTINATION_AT + 32]);
+        let mut surb_id = [0u8; 16];
+        surb_id.copy_from_slice(&bytes[SURB_ID_AT..SURB_ID_AT + 16]);
+        let payload = Payload::from_bytes(&bytes[HEADER_LEN..]).map_err(Dropped::Malformed)?;
+        return Ok(Outcome::Final(Final {
+            destination: DestinationAddress::new(destination),
+            surb_id: SurbId::new(surb_id),
+            payload,
+            size,
+        }));
+    }
+    let mut next_hop = [0u8; 32];
+    next_hop.copy_from_slice(&bytes[SLOTS_AT + SLOT_LEN..SLOTS_AT + SLOT_LEN + 32]);
+    bytes.copy_within(
+        SLOTS_AT + SLOT_LEN..SLOTS_AT + SLOT_LEN * MAX_HOPS,
+        SLOTS_AT,
+    );
+    bytes[HOPS_AT] = (hops - 1) as u8;
+    let packet = Packet::from_bytes(bytes).map_err(Dropped::Malformed)?;
+    Ok(Outcome::Forward(Forward {
+        next_hop: NodeAddress::new(next_hop),
+        delay,
+        packet,
+        header,
+    }))
+}
