@@ -1,4 +1,7 @@
 #![doc = include_str!("../README.md")]
 
+pub mod config;
+pub mod engine;
+pub mod err;
 pub mod format;
 pub mod trace;
