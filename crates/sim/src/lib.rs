@@ -5,3 +5,5 @@ pub mod engine;
 pub mod err;
 pub mod format;
 pub mod trace;
+pub mod run;
+pub mod report;

@@ -11,6 +11,7 @@ mod ledger_cli;
 mod localnet;
 mod monitor_cli;
 mod node_cli;
+mod sim_cli;
 mod tickets_cli;
 
 use umbra::network::Shape;
@@ -80,6 +81,9 @@ enum Command {
         #[command(subcommand)]
         command: explorer_cli::ExplorerCommand,
     },
+    /// Simulate a network on a virtual clock with the nodes' and clients' own cores, and
+    /// measure the anonymity a global observer is left with (docs/anonymity.md).
+    Sim(sim_cli::SimArgs),
     /// Sign a transaction with an account key, submit it to a validator and wait until it is
     /// committed.
     Tx {
@@ -497,6 +501,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Validator { command } => ledger_cli::validator(command),
         Command::Monitor { command } => monitor_cli::monitor(command),
         Command::Explorer { command } => explorer_cli::explorer(command),
+        Command::Sim(args) => sim_cli::sim(args),
         Command::Tx {
             validator,
             key,
