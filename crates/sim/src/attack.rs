@@ -33,9 +33,9 @@
 //! downlink counts `y_k` are then modelled as independent Poisson counts:
 //!
 //! - H0 (`c` is not the target): `y_k ~ Poisson(β)`, a constant background rate;
-//! - H1 (`c` is the target): `y_k ~ Poisson(β + α·e_k)`, background plus a share
-//!   `α ∈ [0, 1]`-ish of the exit's traffic (not every exit packet goes to the target: its
-//!   own loop and drop cover do not).
+//! - H1 (`c` is the target): `y_k ~ Poisson(β + α·e_k)`, background plus a share `α ≥ 0`
+//!   of the exit's traffic (about the fraction of the exit's frames that are the download:
+//!   its own loop and drop cover never reach the target).
 //!
 //! The score is the generalised log-likelihood ratio `max log L1 − max log L0 ≥ 0`. With a
 //! uniform prior over which candidate is the target and independent streams otherwise, the
@@ -50,8 +50,12 @@
 //! part of `c`'s traffic.
 //!
 //! A shaped downlink (a constant rate of equal-size frames, real packets replacing dummies
-//! in slots) makes every candidate's counts the same whatever it receives, so the scores
-//! carry no information and the ranking is chance: ties are broken uniformly at random.
+//! in slots) makes each candidate's counts independent of what it receives, so the scores
+//! carry no information and the ranking is chance (exact ties are broken uniformly at
+//! random, never by client number).
+//!
+//! The observation window runs from the exit's first frame to the last frame recorded;
+//! frames before it are not counted.
 //!
 //! Only downlinks are scored: a Loopix uplink is a Poisson stream whatever it carries, and
 //! the download reaches the target on its downlink. Frame sizes are recorded but not scored
@@ -254,7 +258,7 @@ pub enum AttackError {
 }
 
 /// The most bins [`rank`] will allocate.
-const MAX_BINS: u64 = 1 << 26;
+const MAX_BINS: u64 = 1 << 24;
 
 /// One candidate's score.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -765,6 +769,9 @@ mod tests {
         assert!(accuracy.hits >= min_hits, "{accuracy:?}");
         assert!(accuracy.p_value_vs_chance < 1e-9);
         assert!((accuracy.chance - chance).abs() < 1e-12);
+        // results go out as JSON
+        let json = serde_json::to_string(&accuracy).unwrap_or_default();
+        assert!(json.contains("\"hits\":"), "{json}");
     }
 
     /// Cover: every downlink is a constant-rate stream of equal-size frames, so the target's
