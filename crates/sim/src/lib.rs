@@ -1,9 +1,11 @@
 #![doc = include_str!("../README.md")]
 
+pub mod attack;
 pub mod config;
 pub mod engine;
 pub mod err;
 pub mod format;
-pub mod trace;
-pub mod run;
+pub mod plot;
 pub mod report;
+pub mod run;
+pub mod trace;
