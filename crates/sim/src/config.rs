@@ -47,6 +47,36 @@ pub struct SimConfig {
     pub messages_per_second: f64,
     /// Bytes of each message (one packet carries up to about 2 KB).
     pub message_size: usize,
+    /// A download for the flow-correlation attack: client 0 is an exit that sends one other
+    /// client (the target, drawn from the seed) a stream of messages; none if not set.
+    pub download: Option<DownloadConfig>,
+}
+
+/// A download: the exit (client 0) relays what a server sends it to the target.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DownloadConfig {
+    /// When the download starts, from the start of the run.
+    #[serde(with = "humantime_serde")]
+    pub start: Duration,
+    /// Messages it carries (each `message_size` bytes).
+    pub messages: u32,
+    /// Messages the server sends the exit per second, in on-off bursts: `burst` messages at
+    /// this rate, then a pause as long as the burst took.
+    pub rate: f64,
+    /// Messages per burst.
+    pub burst: u32,
+}
+
+impl Default for DownloadConfig {
+    fn default() -> Self {
+        DownloadConfig {
+            start: Duration::from_secs(10),
+            messages: 400,
+            rate: 40.0,
+            burst: 40,
+        }
+    }
 }
 
 impl Default for SimConfig {
@@ -66,6 +96,7 @@ impl Default for SimConfig {
             mix_cover: CoverConfig::default(),
             messages_per_second: 1.0,
             message_size: 1000,
+            download: None,
         }
     }
 }
@@ -109,6 +140,14 @@ impl SimConfig {
             return bad(
                 "message_size",
                 format!("{} — give 16 to 1800 bytes (one packet)", self.message_size),
+            );
+        }
+        if let Some(download) = &self.download
+            && !(download.rate > 0.0 && download.rate.is_finite() && download.burst > 0)
+        {
+            return bad(
+                "download",
+                "give a rate above 0 and a burst of at least 1 message".into(),
             );
         }
         self.client_config()

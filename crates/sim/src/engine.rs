@@ -107,6 +107,8 @@ enum Event {
     Downlink { client: u32, records: Vec<Record> },
     Packet { to: Place, frame: Frame },
     AppSend { client: u32 },
+    /// The next message of the download, from the server to the exit.
+    Download { left: u32 },
 }
 
 struct Queued {
@@ -153,6 +155,9 @@ pub struct Sim {
     /// Deliveries on their way to a client: (client, payload's key) → the packet.
     in_delivery: HashMap<(u32, u64), PacketId>,
     messages: Vec<SentMessage>,
+    /// The download's target, and when the exit's application handed it each message.
+    download_target: Option<u32>,
+    download_sends: Vec<f64>,
     stats: RunStats,
     topology: Topology,
 }
@@ -323,6 +328,8 @@ impl Sim {
             rng,
             in_delivery: HashMap::new(),
             messages: Vec::new(),
+            download_target: None,
+            download_sends: Vec::new(),
             stats: RunStats::default(),
             topology,
             config,
@@ -333,6 +340,16 @@ impl Sim {
                 let gap = sim.exp(1.0 / sim.config.messages_per_second);
                 sim.push(gap, Event::AppSend { client });
             }
+        }
+        if let Some(download) = sim.config.download.clone() {
+            let target = 1 + (sim.rng.next_u64() % u64::from(sim.config.clients - 1)) as u32;
+            sim.download_target = Some(target);
+            sim.push_at(
+                nanos(download.start),
+                Event::Download {
+                    left: download.messages,
+                },
+            );
         }
         for gateway in 0..sim.config.gateways {
             sim.drain_gateway(Place::Gateway(gateway), Context::Client, &mut ());
@@ -364,6 +381,17 @@ impl Sim {
     /// The messages the applications sent, by their numbers.
     pub fn messages(&self) -> &[SentMessage] {
         &self.messages
+    }
+
+    /// The download's target (the exit is client 0), if the run has a download.
+    pub fn download_target(&self) -> Option<u32> {
+        self.download_target
+    }
+
+    /// When the exit's application handed the client each message of the download: what an
+    /// observer of the exit's connection to the server sees (seconds).
+    pub fn download_sends(&self) -> &[f64] {
+        &self.download_sends
     }
 
     /// The client each client is connected to, by client number.
@@ -517,7 +545,36 @@ impl Sim {
                 self.drain_client(client, observer);
             }
             Event::Packet { to, frame } => self.arrive(to, frame, observer),
-            Event::AppSend { client } => self.app_send(client, observer),
+            Event::AppSend { client } => {
+                let gap = self.exp(1.0 / self.config.messages_per_second);
+                self.push(gap, Event::AppSend { client });
+                let others = self.config.clients - 1;
+                let mut to = (self.rng.next_u64() % u64::from(others)) as u32;
+                if to >= client {
+                    to += 1;
+                }
+                self.app_send(client, to, observer);
+            }
+            Event::Download { left } => {
+                let (Some(target), Some(download)) =
+                    (self.download_target, self.config.download.clone())
+                else {
+                    return;
+                };
+                self.download_sends.push(self.now());
+                self.app_send(0, target, observer);
+                if left > 1 {
+                    let sent = download.messages - left + 1;
+                    let mut gap = self.exp(1.0 / download.rate);
+                    if sent % download.burst == 0 {
+                        // the pause between bursts, as long as a burst takes
+                        gap += nanos(Duration::from_secs_f64(
+                            f64::from(download.burst) / download.rate,
+                        ));
+                    }
+                    self.push(gap, Event::Download { left: left - 1 });
+                }
+            }
         }
     }
 
@@ -555,15 +612,8 @@ impl Sim {
         }
     }
 
-    /// The application of `client` sends a message to a random other client.
-    fn app_send(&mut self, client: u32, observer: &mut dyn Observer) {
-        let gap = self.exp(1.0 / self.config.messages_per_second);
-        self.push(gap, Event::AppSend { client });
-        let others = self.config.clients - 1;
-        let mut to = (self.rng.next_u64() % u64::from(others)) as u32;
-        if to >= client {
-            to += 1;
-        }
+    /// The application of `client` sends a message to `to`.
+    fn app_send(&mut self, client: u32, to: u32, observer: &mut dyn Observer) {
         let number = self.messages.len() as u64;
         self.messages.push(SentMessage {
             from: client,

@@ -96,3 +96,24 @@ fn messages_arrive_and_cover_flows_at_the_configured_rates() {
         assert!(client.loops_returned + 3 >= client.loops, "{client:?}");
     }
 }
+
+#[test]
+fn the_example_config_loads_and_says_what_it_runs() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/sim.example.toml"))
+        .unwrap();
+    let config: SimConfig = toml::from_str(&text).unwrap();
+    config.validate().unwrap();
+    assert_eq!(config.clients, 100);
+    assert_eq!(
+        config.client_config().traffic,
+        umbra_client::TrafficPreset::Nym.config()
+    );
+    // a mistyped setting is refused, naming it
+    let error = toml::from_str::<SimConfig>("client = 3\nclinets = 5\n").unwrap_err();
+    assert!(error.to_string().contains("client"), "{error}");
+    let bad = SimConfig {
+        gateways: 0,
+        ..SimConfig::default()
+    };
+    assert!(bad.validate().unwrap_err().to_string().contains("gateways"));
+}
