@@ -7,7 +7,7 @@
 //! the mix is an M/M/∞ queue, its pool size a birth–death chain with birth rate λ and death
 //! rate nµ in state n, stationary law Poisson(ρ), ρ = λ/µ.
 //!
-//! Follow one target under Piotrowska's rule (see [`super::flow`]). Write `M` for the target's
+//! Follow one target under Piotrowska's rule (see [`crate::metrics`]). Write `M` for the target's
 //! mass inside the pool (`n·v`, with `v` the pool's entry for it). The target arrives to find
 //! `k ~ Poisson(ρ)` packets inside (arrivals see time averages, PASTA); the pool had no mass for
 //! it, so afterwards `n = k+1` and `M = 1`. From then on:
@@ -68,7 +68,11 @@ pub fn pool_entropy(rho: f64) -> Option<PoolEntropy> {
     let top = (rho + 12.0 * rho.sqrt() + 40.0).ceil() as usize;
     let rows = |n: usize| {
         let n_f = n as f64;
-        let (p, q) = if n == top { (0.0, 1.0) } else { (rho / (rho + n_f), n_f / (rho + n_f)) };
+        let (p, q) = if n == top {
+            (0.0, 1.0)
+        } else {
+            (rho / (rho + n_f), n_f / (rho + n_f))
+        };
         let c = 1.0 - 1.0 / n_f;
         let h = plogp(1.0 / n_f) + plogp(c);
         (p, q, c, h)
@@ -90,7 +94,10 @@ pub fn pool_entropy(rho: f64) -> Option<PoolEntropy> {
         second += w * s[k];
         ln_w += rho.ln() - ((k + 1) as f64).ln();
     }
-    Some(PoolEntropy { mean, variance: (second - mean * mean).max(0.0) })
+    Some(PoolEntropy {
+        mean,
+        variance: (second - mean * mean).max(0.0),
+    })
 }
 
 /// Solves `x(n) + lower(n)·x(n−1) + upper(n)·x(n+1) = rhs(n)` for `n = 1..=top` (Thomas
@@ -102,7 +109,11 @@ fn solve(top: usize, row: impl Fn(usize) -> (f64, f64, f64)) -> Vec<f64> {
     for n in 1..=top {
         let (lo, up, r) = row(n);
         let i = n - 1;
-        let (prev_up, prev_rhs) = if i > 0 { (upper[i - 1], rhs[i - 1]) } else { (0.0, 0.0) };
+        let (prev_up, prev_rhs) = if i > 0 {
+            (upper[i - 1], rhs[i - 1])
+        } else {
+            (0.0, 0.0)
+        };
         let lo = if n == 1 { 0.0 } else { lo };
         let diag = 1.0 - lo * prev_up;
         upper[i] = up / diag;
@@ -141,7 +152,13 @@ mod tests {
         // of the truncated system at top = 2 by direct algebra. B(2) = q·h(1/2) + q·(1/2)·B(1)
         // with p_2 = 0 (reflected), q_2 = 1: B(2) = 1 + B(1)/2; B(1) = p_1·B(2) (h(1) = 0).
         let p1 = 0.3;
-        let x = solve(2, |n| if n == 1 { (0.0, -p1, 0.0) } else { (-0.5, 0.0, 1.0) });
+        let x = solve(2, |n| {
+            if n == 1 {
+                (0.0, -p1, 0.0)
+            } else {
+                (-0.5, 0.0, 1.0)
+            }
+        });
         let b1 = p1 / (1.0 - p1 / 2.0);
         assert!((x[0] - b1).abs() < 1e-12 && (x[1] - (1.0 + b1 / 2.0)).abs() < 1e-12);
     }

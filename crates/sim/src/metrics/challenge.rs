@@ -14,7 +14,7 @@ const A: u32 = 0;
 const B: u32 = 1;
 
 /// Carries two labels, A and B (the challenge senders' packets are one-hot on theirs, every
-/// other packet carries none), through the pools as [`super::flow`] does, with no pruning.
+/// other packet carries none), through the pools (see [`crate::metrics`]), with no pruning.
 /// For each real packet of A or B delivered, `p_A` and `p_B` are the adversary's probabilities
 /// that it came from A and from B.
 ///
@@ -51,6 +51,9 @@ pub struct ChallengeReport {
     pub excluded: u64,
     /// δ: `excluded / packets`.
     pub delta: f64,
+    /// Events that broke the trace's contract (a packet leaving, or ending in, an empty pool);
+    /// 0 in a sound run.
+    pub anomalies: u64,
 }
 
 impl Unlinkability {
@@ -77,8 +80,18 @@ impl Unlinkability {
     }
 
     fn score(&mut self, packet: PacketId, truth: u32) {
-        let p = |label| self.flow.labels(packet).iter().find(|e| e.0 == label).map_or(0.0, |e| e.1);
-        let (p_true, p_other) = if truth == A { (p(A), p(B)) } else { (p(B), p(A)) };
+        let p = |label| {
+            self.flow
+                .labels(packet)
+                .iter()
+                .find(|e| e.0 == label)
+                .map_or(0.0, |e| e.1)
+        };
+        let (p_true, p_other) = if truth == A {
+            (p(A), p(B))
+        } else {
+            (p(B), p(A))
+        };
         self.packets += 1;
         if p_other == 0.0 {
             self.excluded += 1;
@@ -95,7 +108,12 @@ impl Unlinkability {
             epsilon_mean: Summary::of(&self.epsilon).map(|s| s.mean),
             epsilon_abs: Summary::of(&abs),
             excluded: self.excluded,
-            delta: if self.packets == 0 { 0.0 } else { self.excluded as f64 / self.packets as f64 },
+            anomalies: self.flow.anomalies,
+            delta: if self.packets == 0 {
+                0.0
+            } else {
+                self.excluded as f64 / self.packets as f64
+            },
         }
     }
 }
@@ -114,10 +132,10 @@ impl Observer for Unlinkability {
     }
 
     fn ended(&mut self, at: f64, place: Place, packet: PacketId, end: End) {
-        if let Some(truth) = self.scored.remove(&packet) {
-            if matches!(end, End::Delivered(_)) {
-                self.score(packet, truth);
-            }
+        if let Some(truth) = self.scored.remove(&packet)
+            && matches!(end, End::Delivered(_))
+        {
+            self.score(packet, truth);
         }
         self.flow.end(at, place, packet);
     }

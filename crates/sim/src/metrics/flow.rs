@@ -52,6 +52,9 @@ impl Pool {
     }
 
     fn add(&mut self, label: u32, w: f64) {
+        if w == 0.0 {
+            return;
+        }
         let i = label as usize;
         if i >= self.weight.len() {
             self.weight.resize(i + 1, 0.0);
@@ -107,10 +110,14 @@ impl Pool {
         self.scale = 1.0;
     }
 
+    /// Folds the scale into the weights (an entry that underflows to 0 leaves `active`, which
+    /// holds exactly the labels of non-zero weight).
     fn rescale(&mut self) {
-        for &label in &self.active {
-            self.weight[label as usize] *= self.scale;
-        }
+        let (scale, weight) = (self.scale, &mut self.weight);
+        self.active.retain(|&label| {
+            weight[label as usize] *= scale;
+            weight[label as usize] != 0.0
+        });
         self.scale = 1.0;
     }
 }
@@ -252,7 +259,12 @@ impl Flow {
         }
         if self.is_pool(to) {
             self.seq += 1;
-            let arrival = Arrival { at: arrives, seq: self.seq, packet, mix: to };
+            let arrival = Arrival {
+                at: arrives,
+                seq: self.seq,
+                packet,
+                mix: to,
+            };
             self.arrivals.push(Reverse(arrival));
         }
         self.labels(packet)
@@ -302,15 +314,22 @@ mod tests {
         flow.start(0.0, Place::Client(1), PacketId(2), [(1, 1.0)]);
         flow.hop(0.0, 1.0, Place::Client(0), MIX, PacketId(1));
         flow.hop(0.0, 2.0, Place::Client(1), MIX, PacketId(2));
-        let mut out = flow.hop(3.0, 3.0, MIX, Place::Client(5), PacketId(2)).to_vec();
+        let mut out = flow
+            .hop(3.0, 3.0, MIX, Place::Client(5), PacketId(2))
+            .to_vec();
         out.sort_by_key(|e| e.0);
         assert_eq!(out, vec![(0, 0.5), (1, 0.5)]);
-        let out = flow.hop(4.0, 4.0, MIX, Place::Client(5), PacketId(1)).to_vec();
+        let out = flow
+            .hop(4.0, 4.0, MIX, Place::Client(5), PacketId(1))
+            .to_vec();
         assert_eq!(out.len(), 2);
         // Empty now: the next packet starts afresh.
         flow.start(5.0, Place::Client(1), PacketId(3), [(1, 1.0)]);
         flow.hop(5.0, 5.0, Place::Client(1), MIX, PacketId(3));
-        assert_eq!(flow.hop(6.0, 6.0, MIX, Place::Client(5), PacketId(3)), &[(1, 1.0)]);
+        assert_eq!(
+            flow.hop(6.0, 6.0, MIX, Place::Client(5), PacketId(3)),
+            &[(1, 1.0)]
+        );
         assert_eq!(flow.anomalies, 0);
     }
 
@@ -324,7 +343,10 @@ mod tests {
             flow.hop(0.0, 0.0, Place::Client(1), MIX, PacketId(id));
         }
         // Four inside, 0.25 each for label 0: below 0.3, pruned (mass 1).
-        assert!(flow.hop(1.0, 1.0, MIX, Place::Client(5), PacketId(4)).is_empty());
+        assert!(
+            flow.hop(1.0, 1.0, MIX, Place::Client(5), PacketId(4))
+                .is_empty()
+        );
         assert!((flow.pruned[0] - 1.0).abs() < 1e-12);
         let mut flow = Flow::new(0.0, HashSet::new());
         flow.start(0.0, Place::Client(0), PacketId(1), [(0, 1.0)]);
@@ -333,6 +355,40 @@ mod tests {
         flow.hop(0.0, 0.0, Place::Client(1), MIX, PacketId(2));
         flow.end(1.0, MIX, PacketId(2));
         assert!((flow.lost[0] - 0.5).abs() < 1e-12);
-        assert_eq!(flow.hop(2.0, 2.0, MIX, Place::Client(5), PacketId(1)), &[(0, 0.5)]);
+        assert_eq!(
+            flow.hop(2.0, 2.0, MIX, Place::Client(5), PacketId(1)),
+            &[(0, 0.5)]
+        );
+    }
+
+    #[test]
+    fn a_packet_joins_the_pool_when_it_arrives_not_when_sent() {
+        let mut flow = Flow::new(0.0, HashSet::new());
+        flow.start(0.0, Place::Client(0), PacketId(1), [(0, 1.0)]);
+        flow.hop(0.0, 2.0, Place::Client(0), MIX, PacketId(1)); // slow link: in at 2
+        flow.start(0.5, Place::Client(1), PacketId(2), [(1, 1.0)]);
+        flow.hop(0.5, 0.5, Place::Client(1), MIX, PacketId(2));
+        assert_eq!(
+            flow.hop(1.0, 1.0, MIX, Place::Client(5), PacketId(2)),
+            &[(1, 1.0)]
+        );
+        assert_eq!(
+            flow.hop(3.0, 3.0, MIX, Place::Client(5), PacketId(1)),
+            &[(0, 1.0)]
+        );
+        assert_eq!(flow.anomalies, 0);
+    }
+
+    #[test]
+    fn corrupt_mixes_pass_vectors_through() {
+        let mut flow = Flow::new(0.0, HashSet::from([MIX]));
+        flow.start(0.0, Place::Client(0), PacketId(1), [(0, 1.0)]);
+        flow.hop(0.0, 0.0, Place::Client(0), MIX, PacketId(1));
+        flow.start(0.0, Place::Client(1), PacketId(2), [(1, 1.0)]);
+        flow.hop(0.0, 0.0, Place::Client(1), MIX, PacketId(2));
+        assert_eq!(
+            flow.hop(1.0, 1.0, MIX, Place::Client(5), PacketId(2)),
+            &[(1, 1.0)]
+        );
     }
 }

@@ -10,8 +10,20 @@
 //! gateway's input to its output exactly — a conservative simplification). A mix node is a
 //! pool: the adversary sees what enters and what leaves, and nothing of which became which,
 //! except at the mixes it controls ([`MetricsConfig::corrupt_mixes`]), which are transparent.
-//! How a distribution is carried through a pool is Piotrowska's rule, described in
-//! [`flow`] (private; see the source).
+//!
+//! # Carrying a distribution through a pool
+//!
+//! Piotrowska's rule (`aniampio/Simulator`, `classes/Node.py`): every pooling mix keeps one
+//! vector, the average of the vectors of the packets that entered it since it was last empty
+//! (`Node.add_pkt_in_pool`: `(v·n + p)/(n+1)`); a packet leaving takes a copy of it
+//! (`Node.forward_packet`), and the vector is forgotten when the pool runs dry. The
+//! exponential delay is memoryless, so every packet inside is equally likely to be the next to
+//! leave, and the average stays the right distribution for those still inside after one leaves.
+//! Beyond her simulator (which has none of these): a packet a mix makes (its loop) enters its
+//! pool as it is made, since the adversary cannot tell it from the others; a packet ending inside
+//! a mix leaves the pool without a departure (the vector stays; the share of mass it stood for
+//! is lost); links have latency, so a packet joins the next pool when it arrives, not when it
+//! was sent.
 //!
 //! # The metrics
 //!
@@ -20,6 +32,15 @@
 //! * [`SenderEntropy`]: (b) per delivered real packet, the distribution over its sender.
 //! * [`Unlinkability`]: (c) ε and δ between two challenge senders (Loopix §4.3).
 //! * [`pool_entropy`]: (d) the exact value of (a) for one Poisson mix.
+//!
+//! # Cost
+//!
+//! Each metric carries sparse vectors: per hop, work in proportion to the labels a packet
+//! carries — a handful of live targets for (a), two for (c), about one per labelled client for
+//! (b) (see [`SenderEntropy`] for sampling clients when there are many). Vectors are recycled,
+//! not allocated per event. Measured once (release build, not a test): 100 clients × 60 s ×
+//! 55 packets/s through three layers of three mixes, all three metrics with every client
+//! labelled and 1,000 targets — about 2 million observer calls — took 0.8 s.
 
 mod analytic;
 mod challenge;
@@ -84,7 +105,13 @@ impl Default for MetricsConfig {
 
 impl MetricsConfig {
     fn corrupt(&self) -> HashSet<Place> {
-        self.corrupt_mixes.iter().map(|m| Place::Mix { layer: m.layer, index: m.index }).collect()
+        self.corrupt_mixes
+            .iter()
+            .map(|m| Place::Mix {
+                layer: m.layer,
+                index: m.index,
+            })
+            .collect()
     }
 }
 
@@ -113,7 +140,11 @@ pub struct TargetsConfig {
 
 impl Default for TargetsConfig {
     fn default() -> Self {
-        Self { enabled: true, clients: vec![0], max: 1000 }
+        Self {
+            enabled: true,
+            clients: vec![0],
+            max: 1000,
+        }
     }
 }
 
@@ -152,7 +183,11 @@ pub struct ChallengeConfig {
 
 impl Default for ChallengeConfig {
     fn default() -> Self {
-        Self { enabled: false, a: 0, b: 1 }
+        Self {
+            enabled: false,
+            a: 0,
+            b: 1,
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use super::{MetricsConfig, SendersConfig};
 use crate::trace::{End, Observer, Origin, PacketId, Place};
 
 /// Labels every packet with its sender (uniform prior: each packet is one-hot on the client
-/// that made it) and carries the labels through the pools as [`super::flow`] does — the
+/// that made it) and carries the labels through the pools (see [`crate::metrics`]) — the
 /// `sender_estimates` of Piotrowska's simulator, there over three labels (`Other, A, B`), here
 /// over clients.
 ///
@@ -60,6 +60,9 @@ pub struct SenderReport {
     pub pruned_mass_max: f64,
     /// Delivered real packets whose vector held no client's mass (all of it pruned).
     pub unscorable: u64,
+    /// Events that broke the trace's contract (a packet leaving, or ending in, an empty pool);
+    /// 0 in a sound run.
+    pub anomalies: u64,
 }
 
 impl SenderEntropy {
@@ -69,7 +72,11 @@ impl SenderEntropy {
         let label_of: HashMap<u32, u32> = if sampled.is_empty() {
             (0..*clients).map(|c| (c, c)).collect()
         } else {
-            sampled.iter().enumerate().map(|(i, &c)| (c, i as u32)).collect()
+            sampled
+                .iter()
+                .enumerate()
+                .map(|(i, &c)| (c, i as u32))
+                .collect()
         };
         let other = label_of.len() as u32;
         Self {
@@ -98,9 +105,16 @@ impl SenderEntropy {
         let total: f64 = labels.iter().map(|e| e.1).sum();
         self.pruned_max = self.pruned_max.max(1.0 - total);
         let unlabelled = f64::from(self.clients.saturating_sub(self.other));
-        let cells = labels.iter().filter(|e| e.0 != self.not_client).map(|&(l, p)| {
-            if l == self.other { (p / unlabelled.max(1.0), unlabelled, false) } else { (p, 1.0, l == truth) }
-        });
+        let cells = labels
+            .iter()
+            .filter(|e| e.0 != self.not_client)
+            .map(|&(l, p)| {
+                if l == self.other {
+                    (p / unlabelled.max(1.0), unlabelled, false)
+                } else {
+                    (p, 1.0, l == truth)
+                }
+            });
         match score(cells) {
             Some(g) => self.guesses.push(g),
             None => self.unscorable += 1,
@@ -114,6 +128,7 @@ impl SenderEntropy {
             senders: GuessReport::of(&self.guesses),
             pruned_mass_max: self.pruned_max,
             unscorable: self.unscorable,
+            anomalies: self.flow.anomalies,
         }
     }
 }
@@ -132,10 +147,10 @@ impl Observer for SenderEntropy {
     }
 
     fn ended(&mut self, at: f64, place: Place, packet: PacketId, end: End) {
-        if let Some(truth) = self.scored.remove(&packet) {
-            if matches!(end, End::Delivered(_)) {
-                self.score(packet, truth);
-            }
+        if let Some(truth) = self.scored.remove(&packet)
+            && matches!(end, End::Delivered(_))
+        {
+            self.score(packet, truth);
         }
         self.flow.end(at, place, packet);
     }

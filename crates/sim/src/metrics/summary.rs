@@ -75,7 +75,11 @@ pub(crate) fn score(cells: impl Iterator<Item = (f64, f64, bool)> + Clone) -> Op
     if total <= 0.0 {
         return None;
     }
-    let mut guess = Guess { entropy: 0.0, truth: 0.0, top_right: 0.0 };
+    let mut guess = Guess {
+        entropy: 0.0,
+        truth: 0.0,
+        top_right: 0.0,
+    };
     let mut top = 0.0_f64;
     for (w, k, truth) in cells.clone() {
         let p = w / total;
@@ -86,7 +90,10 @@ pub(crate) fn score(cells: impl Iterator<Item = (f64, f64, bool)> + Clone) -> Op
         }
     }
     let floor = top * (1.0 - TIE);
-    let ties: f64 = cells.filter(|&(w, _, _)| w / total >= floor).map(|(_, k, _)| k).sum();
+    let ties: f64 = cells
+        .filter(|&(w, _, _)| w / total >= floor)
+        .map(|(_, k, _)| k)
+        .sum();
     if guess.truth >= floor && guess.truth > 0.0 {
         guess.top_right = 1.0 / ties;
     }
@@ -101,7 +108,10 @@ mod tests {
     fn percentiles_by_nearest_rank() {
         let values: Vec<f64> = (1..=100).map(f64::from).collect();
         let s = Summary::of(&values).unwrap();
-        assert_eq!((s.min, s.p10, s.median, s.p90, s.p99, s.max), (1.0, 10.0, 50.0, 90.0, 99.0, 100.0));
+        assert_eq!(
+            (s.min, s.p10, s.median, s.p90, s.p99, s.max),
+            (1.0, 10.0, 50.0, 90.0, 99.0, 100.0)
+        );
         assert!((s.mean - 50.5).abs() < 1e-12);
         assert!(Summary::of(&[]).is_none());
     }

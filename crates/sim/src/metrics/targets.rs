@@ -17,7 +17,7 @@ use crate::trace::{End, Observer, Origin, PacketId, Place};
 ///
 /// * A target's vector is one-hot on its own index (`Node.simulate_adding_packets_into_buffer`
 ///   sets `pkt.probability_mass[i] = 1.0`); every other packet carries zeros.
-/// * Pools: see [`super::flow`] (`Node.add_pkt_in_pool`, `Node.forward_packet`).
+/// * Pools: see [`crate::metrics`] (`Node.add_pkt_in_pool`, `Node.forward_packet`).
 /// * At the last mix of a route, each leaving packet adds `−p·log2 p` to the running entropy of
 ///   every target with `p ≠ 0` (`Node.update_entropy`, called from `forward_packet` when
 ///   `self.id == packet.route[-2].id`); a target's entropy is that sum at the end of the run
@@ -84,8 +84,12 @@ pub struct TargetReport {
     /// The largest bound over targets on the error pruning can cause in the entropy (bits).
     pub entropy_error_bound: f64,
     /// Recipients: each target scored at its true recipient (targets none of whose mass reached
-    /// a client are left out).
+    /// a client are left out, and so is mass reaching a gateway missing from
+    /// [`ReceiversConfig::gateway_clients`] when the downlink is shaped).
     pub recipients: Option<GuessReport>,
+    /// Events that broke the trace's contract (a packet leaving, or ending in, an empty pool);
+    /// 0 in a sound run.
+    pub anomalies: u64,
 }
 
 /// A distribution over candidates (senders or recipients), scored against the truth.
@@ -129,8 +133,12 @@ impl TargetEntropy {
     }
 
     fn is_target(&self, at: f64, from: Place, origin: Origin) -> Option<u32> {
-        let Place::Client(client) = from else { return None };
-        let Origin::Real { to, .. } = origin else { return None };
+        let Place::Client(client) = from else {
+            return None;
+        };
+        let Origin::Real { to, .. } = origin else {
+            return None;
+        };
         let chosen = at >= self.warm_up
             && self.targets.len() < self.config.max
             && self.config.clients.contains(&client);
@@ -144,8 +152,7 @@ impl TargetEntropy {
         let bound = (0..n)
             .map(|i| error_bound(mass(&self.flow.pruned, i), self.exits))
             .fold(0.0, f64::max);
-        let recipients: Vec<Guess> =
-            (0..n).filter_map(|i| self.score_recipient(i)).collect();
+        let recipients: Vec<Guess> = (0..n).filter_map(|i| self.score_recipient(i)).collect();
         TargetReport {
             targets: n,
             entropy: Summary::of(&self.entropy[..n]),
@@ -153,6 +160,7 @@ impl TargetEntropy {
             exits: self.exits,
             entropy_error_bound: bound,
             recipients: GuessReport::of(&recipients),
+            anomalies: self.flow.anomalies,
         }
     }
 

@@ -90,7 +90,11 @@ impl Cascade {
         for arrival in 1..=(targets + 1) * every {
             t += gap.sample(&mut sim.rng);
             sim.run_until(t, observer);
-            sim.send(t, arrival % every == 0 && arrival <= targets * every, observer);
+            sim.send(
+                t,
+                arrival % every == 0 && arrival <= targets * every,
+                observer,
+            );
         }
         sim.run_until(f64::INFINITY, observer);
     }
@@ -98,7 +102,14 @@ impl Cascade {
     fn send(&mut self, at: f64, real: bool, observer: &mut impl Observer) {
         self.seq += 1;
         let (p, client) = (PacketId(self.seq), Place::Client(u32::from(!real)));
-        let origin = if real { Origin::Real { message: self.seq, to: 2 } } else { Origin::Loop };
+        let origin = if real {
+            Origin::Real {
+                message: self.seq,
+                to: 2,
+            }
+        } else {
+            Origin::Loop
+        };
         observer.sent(at, client, p, origin);
         observer.link(at, at, client, mix(1), p, 2048);
         self.schedule(at, p.0, 1);
@@ -107,7 +118,8 @@ impl Cascade {
     fn schedule(&mut self, now: f64, packet: u64, layer: u8) {
         let leave = now + self.delay.sample(&mut self.rng);
         self.seq += 1;
-        self.due.push(Reverse((leave.to_bits(), self.seq, packet, layer)));
+        self.due
+            .push(Reverse((leave.to_bits(), self.seq, packet, layer)));
     }
 
     fn run_until(&mut self, until: f64, observer: &mut impl Observer) {
@@ -139,7 +151,10 @@ fn one_layer() -> MetricsConfig {
     MetricsConfig {
         last_layer: 1,
         prune_below: 0.0,
-        targets: TargetsConfig { max: usize::MAX, ..TargetsConfig::default() },
+        targets: TargetsConfig {
+            max: usize::MAX,
+            ..TargetsConfig::default()
+        },
         ..MetricsConfig::default()
     }
 }
@@ -172,7 +187,10 @@ fn one_poisson_mix_matches_the_exact_entropy() {
     );
     // Every target's mass left the mix (no pruning, nothing ends inside, the mix drained).
     let mass = report.exit_mass.unwrap();
-    assert!((mass.min - 1.0).abs() < 1e-9 && (mass.max - 1.0).abs() < 1e-9, "{mass:?}");
+    assert!(
+        (mass.min - 1.0).abs() < 1e-9 && (mass.max - 1.0).abs() < 1e-9,
+        "{mass:?}"
+    );
     assert_eq!(report.entropy_error_bound, 0.0);
 }
 
@@ -182,18 +200,30 @@ fn one_poisson_mix_matches_the_exact_entropy() {
 fn corrupt_mixes_lower_the_entropy() {
     let (rate, mu, targets) = (40.0, 10.0, 2_000);
     let trace = || move |m: &mut TargetEntropy| Cascade::play(11, (2, rate, mu), (800, targets), m);
-    let mut config = MetricsConfig { last_layer: 2, ..one_layer() };
+    let mut config = MetricsConfig {
+        last_layer: 2,
+        ..one_layer()
+    };
     let honest = entropy_of(trace(), &config).entropy.unwrap().mean;
     config.corrupt_mixes = vec![MixRef { layer: 2, index: 0 }];
     let one_corrupt = entropy_of(trace(), &config).entropy.unwrap().mean;
     config.corrupt_mixes.push(MixRef { layer: 1, index: 0 });
     let all_corrupt = entropy_of(trace(), &config).entropy.unwrap();
     let single = pool_entropy(rate / mu).unwrap().mean;
-    assert!(honest > one_corrupt + 0.5, "honest {honest}, one corrupt {one_corrupt}");
+    assert!(
+        honest > one_corrupt + 0.5,
+        "honest {honest}, one corrupt {one_corrupt}"
+    );
     // With layer 2 transparent, what is left is one Poisson mix (loose check; the exact one is
     // the test above).
-    assert!((one_corrupt - single).abs() < 0.2, "one corrupt {one_corrupt}, one mix {single}");
-    assert_eq!((all_corrupt.max, all_corrupt.count), (0.0, targets as usize));
+    assert!(
+        (one_corrupt - single).abs() < 0.2,
+        "one corrupt {one_corrupt}, one mix {single}"
+    );
+    assert_eq!(
+        (all_corrupt.max, all_corrupt.count),
+        (0.0, targets as usize)
+    );
 }
 
 const C: [Place; 6] = [
@@ -217,12 +247,18 @@ fn hand_trace() -> Trace {
     let plan = [(0.0, 0, 2.0, 3), (1.0, 2, 4.0, 4), (3.0, 1, 5.0, 5)];
     for (id, (sent, from, out, to)) in plan.into_iter().enumerate() {
         let p = PacketId(id as u64);
-        let origin = Origin::Real { message: id as u64, to };
+        let origin = Origin::Real {
+            message: id as u64,
+            to,
+        };
         trace.push(sent, Event::Sent(C[from], p, origin));
         trace.push(sent, Event::Link(sent, C[from], mix(1), p));
         trace.push(out, Event::Link(out + 0.1, mix(1), GATEWAY, p));
         trace.push(out + 0.1, Event::Ended(GATEWAY, p, End::Delivered(to)));
-        trace.push(out + 0.1, Event::Link(out + 0.2, GATEWAY, C[to as usize], p));
+        trace.push(
+            out + 0.1,
+            Event::Link(out + 0.2, GATEWAY, C[to as usize], p),
+        );
     }
     trace
 }
@@ -238,7 +274,10 @@ fn close(a: f64, b: f64) -> bool {
 fn senders_by_hand() {
     let config = MetricsConfig {
         last_layer: 1,
-        senders: SendersConfig { clients: 6, sampled: vec![] },
+        senders: SendersConfig {
+            clients: 6,
+            sampled: vec![],
+        },
         ..MetricsConfig::default()
     };
     let mut metric = SenderEntropy::new(&config);
@@ -248,13 +287,19 @@ fn senders_by_hand() {
     assert_eq!(senders.entropy.count, 3);
     assert!(close(senders.entropy.mean, 4.0 / 3.0), "{senders:?}");
     assert!(close(senders.top_guess_right, 0.5), "{senders:?}");
-    assert!(close(senders.truth_probability.mean, 1.25 / 3.0), "{senders:?}");
+    assert!(
+        close(senders.truth_probability.mean, 1.25 / 3.0),
+        "{senders:?}"
+    );
     assert!(report.pruned_mass_max < 1e-12);
 
     // Sampling A and B only: C becomes "other" (4 unlabelled clients share its ¼ or ½); the
     // truth probabilities stay exact. A's packet: A ½, others ⅛ each: 1 + ½·log2 4 = 2 bits.
     let config = MetricsConfig {
-        senders: SendersConfig { clients: 6, sampled: vec![0, 1] },
+        senders: SendersConfig {
+            clients: 6,
+            sampled: vec![0, 1],
+        },
         ..config
     };
     let mut metric = SenderEntropy::new(&config);
@@ -270,7 +315,11 @@ fn senders_by_hand() {
 #[test]
 fn epsilon_by_hand() {
     let config = MetricsConfig {
-        challenge: ChallengeConfig { enabled: true, a: 0, b: 1 },
+        challenge: ChallengeConfig {
+            enabled: true,
+            a: 0,
+            b: 1,
+        },
         ..MetricsConfig::default()
     };
     let mut metric = Unlinkability::new(&config);
@@ -287,7 +336,10 @@ fn epsilon_by_hand() {
 /// Shaped, gateway 0 serving clients 3, 4, 5: uniform, log2 3 bits, a three-way tie.
 #[test]
 fn targets_and_recipients_by_hand() {
-    let mut config = MetricsConfig { last_layer: 1, ..MetricsConfig::default() };
+    let mut config = MetricsConfig {
+        last_layer: 1,
+        ..MetricsConfig::default()
+    };
     let report = entropy_of(|m| hand_trace().play(m), &config);
     assert!(close(report.entropy.unwrap().mean, 1.5));
     assert_eq!(report.exits, 3);
@@ -295,9 +347,13 @@ fn targets_and_recipients_by_hand() {
     assert!(close(recipients.entropy.mean, 1.5) && close(recipients.truth_probability.mean, 0.5));
     assert!(close(recipients.top_guess_right, 1.0));
 
-    config.receivers =
-        ReceiversConfig { downlink_shaped: true, gateway_clients: vec![vec![3, 4, 5]] };
-    let recipients = entropy_of(|m| hand_trace().play(m), &config).recipients.unwrap();
+    config.receivers = ReceiversConfig {
+        downlink_shaped: true,
+        gateway_clients: vec![vec![3, 4, 5]],
+    };
+    let recipients = entropy_of(|m| hand_trace().play(m), &config)
+        .recipients
+        .unwrap();
     assert!(close(recipients.entropy.mean, 3f64.log2()));
     assert!(close(recipients.truth_probability.mean, 1.0 / 3.0));
     assert!(close(recipients.top_guess_right, 1.0 / 3.0));
@@ -306,7 +362,10 @@ fn targets_and_recipients_by_hand() {
 /// Packets a mix makes enter its pool; packets ending inside leave it without a departure.
 #[test]
 fn mix_loops_dilute_and_endings_lose_mass() {
-    let config = MetricsConfig { last_layer: 1, ..MetricsConfig::default() };
+    let config = MetricsConfig {
+        last_layer: 1,
+        ..MetricsConfig::default()
+    };
     let mut metric = TargetEntropy::new(&config);
     let target = PacketId(1);
     metric.sent(0.0, C[0], target, Origin::Real { message: 1, to: 3 });
@@ -332,15 +391,18 @@ fn plogp_third() -> f64 {
 /// to JSON.
 #[test]
 fn config_and_report_serde() {
-    let config: MetricsConfig =
-        toml::from_str("last_layer = 1\n[senders]\nclients = 6\n").unwrap();
+    let config: MetricsConfig = toml::from_str("last_layer = 1\n[senders]\nclients = 6\n").unwrap();
     assert_eq!(config.senders.clients, 6);
     assert_eq!(config.targets, TargetsConfig::default());
     assert!(toml::from_str::<MetricsConfig>("lastlayer = 1").is_err());
     assert!(toml::from_str::<MetricsConfig>("[targets]\nmaximum = 3").is_err());
 
     let mut metrics = Metrics::new(&MetricsConfig {
-        challenge: ChallengeConfig { enabled: true, a: 0, b: 1 },
+        challenge: ChallengeConfig {
+            enabled: true,
+            a: 0,
+            b: 1,
+        },
         ..config
     });
     hand_trace().play(&mut metrics);
