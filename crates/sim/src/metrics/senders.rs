@@ -32,7 +32,8 @@ use crate::trace::{End, Observer, Origin, PacketId, Place};
 /// client": a delivered real message certainly came from a client, so the distribution is
 /// normalised over the clients' mass. Entries at or below [`MetricsConfig::prune_below`] are
 /// dropped as packets leave pools; what each scored packet lost so is exactly `1 − Σ p`, reported
-/// as [`SenderReport::pruned_mass_max`]: every probability is off by at most that.
+/// as [`SenderReport::pruned_mass_max`]: every entry before normalisation is at most that
+/// below its exact value.
 #[derive(Debug)]
 pub struct SenderEntropy {
     warm_up: f64,
@@ -55,8 +56,8 @@ pub struct SenderReport {
     pub messages: usize,
     /// The distributions over senders, scored at the true sender.
     pub senders: Option<GuessReport>,
-    /// The largest mass a scored packet lost to pruning (every probability is off by at most
-    /// this).
+    /// The largest mass a scored packet lost to pruning (each entry, before normalisation over
+    /// the clients, is at most this below its exact value).
     pub pruned_mass_max: f64,
     /// Delivered real packets whose vector held no client's mass (all of it pruned).
     pub unscorable: u64,
