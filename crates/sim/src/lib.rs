@@ -5,6 +5,7 @@ pub mod config;
 pub mod engine;
 pub mod err;
 pub mod format;
+pub mod metrics;
 pub mod plot;
 pub mod report;
 pub mod run;

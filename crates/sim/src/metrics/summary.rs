@@ -1,0 +1,129 @@
+//! Summaries of per-message values, and scoring one distribution against the truth.
+
+use serde::{Deserialize, Serialize};
+
+/// The spread of one value over the messages scored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// How many values.
+    pub count: usize,
+    /// Their mean.
+    pub mean: f64,
+    /// The smallest.
+    pub min: f64,
+    /// 10th percentile (nearest rank).
+    pub p10: f64,
+    /// Median (nearest rank).
+    pub median: f64,
+    /// 90th percentile (nearest rank).
+    pub p90: f64,
+    /// 99th percentile (nearest rank).
+    pub p99: f64,
+    /// The largest.
+    pub max: f64,
+}
+
+impl Summary {
+    /// Summarises `values` (`None` if there are none, or any is NaN).
+    pub fn of(values: &[f64]) -> Option<Self> {
+        if values.is_empty() || values.iter().any(|v| v.is_nan()) {
+            return None;
+        }
+        let mut sorted = values.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let rank = |q: f64| {
+            // Nearest rank: the smallest value with at least a share q of values at or below.
+            let r = (q * sorted.len() as f64).ceil() as usize;
+            sorted[r.clamp(1, sorted.len()) - 1]
+        };
+        Some(Self {
+            count: sorted.len(),
+            mean: sorted.iter().sum::<f64>() / sorted.len() as f64,
+            min: sorted[0],
+            p10: rank(0.10),
+            median: rank(0.50),
+            p90: rank(0.90),
+            p99: rank(0.99),
+            max: sorted[sorted.len() - 1],
+        })
+    }
+}
+
+/// `-x·log2 x` (0 at 0).
+pub(crate) fn plogp(x: f64) -> f64 {
+    if x > 0.0 { -x * x.log2() } else { 0.0 }
+}
+
+/// One distribution over candidates (senders, recipients), scored against the true one.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Guess {
+    /// Shannon entropy, bits.
+    pub(crate) entropy: f64,
+    /// The probability given to the true candidate.
+    pub(crate) truth: f64,
+    /// The chance that the adversary's top guess (ties broken at random) is the truth.
+    pub(crate) top_right: f64,
+}
+
+/// Two values closer than this (relative) are a tie for the top guess.
+const TIE: f64 = 1e-12;
+
+/// Scores `cells`: `(weight, how many candidates share it, is the truth among them)`, the
+/// weights not yet normalised (each candidate of a cell has `weight / total`).
+pub(crate) fn score(cells: impl Iterator<Item = (f64, f64, bool)> + Clone) -> Option<Guess> {
+    let total: f64 = cells.clone().map(|(w, k, _)| w * k).sum();
+    if total <= 0.0 {
+        return None;
+    }
+    let mut guess = Guess {
+        entropy: 0.0,
+        truth: 0.0,
+        top_right: 0.0,
+    };
+    let mut top = 0.0_f64;
+    for (w, k, truth) in cells.clone() {
+        let p = w / total;
+        guess.entropy += k * plogp(p);
+        top = top.max(p);
+        if truth {
+            guess.truth = p;
+        }
+    }
+    let floor = top * (1.0 - TIE);
+    let ties: f64 = cells
+        .filter(|&(w, _, _)| w / total >= floor)
+        .map(|(_, k, _)| k)
+        .sum();
+    if guess.truth >= floor && guess.truth > 0.0 {
+        guess.top_right = 1.0 / ties;
+    }
+    Some(guess)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_by_nearest_rank() {
+        let values: Vec<f64> = (1..=100).map(f64::from).collect();
+        let s = Summary::of(&values).unwrap();
+        assert_eq!(
+            (s.min, s.p10, s.median, s.p90, s.p99, s.max),
+            (1.0, 10.0, 50.0, 90.0, 99.0, 100.0)
+        );
+        assert!((s.mean - 50.5).abs() < 1e-12);
+        assert!(Summary::of(&[]).is_none());
+    }
+
+    #[test]
+    fn scoring_counts_ties() {
+        // Two candidates at 1/6, and the truth tied with another at 1/3.
+        let cells = [(1.0, 2.0, false), (2.0, 1.0, true), (2.0, 1.0, false)];
+        let g = score(cells.iter().copied()).unwrap();
+        let expected = 2.0 * plogp(1.0 / 6.0) + 2.0 * plogp(1.0 / 3.0);
+        assert!((g.entropy - expected).abs() < 1e-12);
+        assert!((g.truth - 1.0 / 3.0).abs() < 1e-12);
+        assert!((g.top_right - 0.5).abs() < 1e-12);
+    }
+}
