@@ -50,6 +50,50 @@ pub struct SimConfig {
     /// A download for the flow-correlation attack: client 0 is an exit that sends one other
     /// client (the target, drawn from the seed) a stream of messages; none if not set.
     pub download: Option<DownloadConfig>,
+    /// Share of the mix nodes the adversary controls (0 to 1): that many nodes of each layer,
+    /// rounded to the nearest, drawn from the seed. It sees which packet a corrupt node's
+    /// output was.
+    pub corrupt_fraction: f64,
+    /// Simulated time run after the measured run, in which nothing new is scored, so that the
+    /// packets scored get through.
+    #[serde(with = "humantime_serde")]
+    pub cooldown: Duration,
+    /// Which anonymity metrics to compute (docs/anonymity.md).
+    pub metrics: MetricSettings,
+}
+
+/// Which anonymity metrics a run computes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricSettings {
+    /// (a) The entropy of each target message over the packets leaving the last layer
+    /// (Piotrowska's simulator's figure), and its recipient. Targets: the real packets of
+    /// `target_clients`.
+    pub targets: bool,
+    /// Whose real packets are targets.
+    pub target_clients: Vec<u32>,
+    /// At most this many targets.
+    pub max_targets: usize,
+    /// (b) Per real packet delivered, the adversary's distribution over its sender.
+    pub senders: bool,
+    /// With more clients than this, (b) labels only this many of them, evenly spread (the
+    /// probability of the true sender stays exact; the entropy is then an upper bound).
+    pub sampled_senders: u32,
+    /// (c) ε and δ between clients 0 and 1 (Loopix §4.3).
+    pub challenge: bool,
+}
+
+impl Default for MetricSettings {
+    fn default() -> Self {
+        MetricSettings {
+            targets: true,
+            target_clients: vec![0],
+            max_targets: 1000,
+            senders: true,
+            sampled_senders: 100,
+            challenge: true,
+        }
+    }
 }
 
 /// A download: the exit (client 0) relays what a server sends it to the target.
@@ -97,6 +141,9 @@ impl Default for SimConfig {
             messages_per_second: 1.0,
             message_size: 1000,
             download: None,
+            corrupt_fraction: 0.0,
+            cooldown: Duration::from_secs(5),
+            metrics: MetricSettings::default(),
         }
     }
 }
@@ -140,6 +187,26 @@ impl SimConfig {
             return bad(
                 "message_size",
                 format!("{} — give 16 to 1800 bytes (one packet)", self.message_size),
+            );
+        }
+        if !(0.0..=1.0).contains(&self.corrupt_fraction) {
+            return bad(
+                "corrupt_fraction",
+                format!("{} — give a share from 0 to 1", self.corrupt_fraction),
+            );
+        }
+        if let Some(&client) = self
+            .metrics
+            .target_clients
+            .iter()
+            .find(|&&c| c >= self.clients)
+        {
+            return bad(
+                "metrics.target_clients",
+                format!(
+                    "client {client} does not exist (clients are 0 to {})",
+                    self.clients - 1
+                ),
             );
         }
         if let Some(download) = &self.download

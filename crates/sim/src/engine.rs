@@ -103,12 +103,25 @@ struct MixNode {
 
 enum Event {
     Wake(Place),
-    Uplink { client: u32, frame: ClientFrame },
-    Downlink { client: u32, records: Vec<Record> },
-    Packet { to: Place, frame: Frame },
-    AppSend { client: u32 },
+    Uplink {
+        client: u32,
+        frame: ClientFrame,
+    },
+    Downlink {
+        client: u32,
+        records: Vec<Record>,
+    },
+    Packet {
+        to: Place,
+        frame: Frame,
+    },
+    AppSend {
+        client: u32,
+    },
     /// The next message of the download, from the server to the exit.
-    Download { left: u32 },
+    Download {
+        left: u32,
+    },
 }
 
 struct Queued {
@@ -158,6 +171,8 @@ pub struct Sim {
     /// The download's target, and when the exit's application handed it each message.
     download_target: Option<u32>,
     download_sends: Vec<f64>,
+    /// The mix nodes the adversary controls, by layer and number.
+    corrupt: Vec<(u8, u32)>,
     stats: RunStats,
     topology: Topology,
 }
@@ -330,6 +345,7 @@ impl Sim {
             messages: Vec::new(),
             download_target: None,
             download_sends: Vec::new(),
+            corrupt: Vec::new(),
             stats: RunStats::default(),
             topology,
             config,
@@ -339,6 +355,16 @@ impl Sim {
             if sim.config.messages_per_second > 0.0 {
                 let gap = sim.exp(1.0 / sim.config.messages_per_second);
                 sim.push(gap, Event::AppSend { client });
+            }
+        }
+        // the same share of each layer, drawn from the seed
+        let per_layer = (sim.config.corrupt_fraction * f64::from(width)).round() as u32;
+        for layer in 1..=3u8 {
+            let mut indices: Vec<u32> = (0..width).collect();
+            for i in 0..per_layer.min(width) as usize {
+                let pick = i + (sim.rng.next_u64() % (indices.len() - i) as u64) as usize;
+                indices.swap(i, pick);
+                sim.corrupt.push((layer, indices[i]));
             }
         }
         if let Some(download) = sim.config.download.clone() {
@@ -381,6 +407,11 @@ impl Sim {
     /// The messages the applications sent, by their numbers.
     pub fn messages(&self) -> &[SentMessage] {
         &self.messages
+    }
+
+    /// The mix nodes the adversary controls, by layer (1 to 3) and number in it.
+    pub fn corrupt_mixes(&self) -> &[(u8, u32)] {
+        &self.corrupt
     }
 
     /// The download's target (the exit is client 0), if the run has a download.

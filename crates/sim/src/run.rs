@@ -6,47 +6,10 @@ use serde::Serialize;
 use crate::config::SimConfig;
 use crate::engine::{RunStats, Sim};
 use crate::err::SimError;
+use crate::metrics::{
+    ChallengeConfig, MetricsConfig, MixRef, ReceiversConfig, SendersConfig, Summary, TargetsConfig,
+};
 use crate::trace::Observer;
-
-/// A distribution's summary.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct Summary {
-    /// Values.
-    pub count: usize,
-    /// Their mean.
-    pub mean: f64,
-    /// Percentiles 5, 50, 90, 99.
-    pub p5: f64,
-    /// See `p5`.
-    pub p50: f64,
-    /// See `p5`.
-    pub p90: f64,
-    /// See `p5`.
-    pub p99: f64,
-    /// The largest.
-    pub max: f64,
-}
-
-impl Summary {
-    /// The summary of `values` (any order).
-    pub fn of(values: &[f64]) -> Summary {
-        let mut sorted: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
-        sorted.sort_by(f64::total_cmp);
-        let Some(&max) = sorted.last() else {
-            return Summary::default();
-        };
-        let at = |p: f64| sorted[((sorted.len() - 1) as f64 * p).round() as usize];
-        Summary {
-            count: sorted.len(),
-            mean: sorted.iter().sum::<f64>() / sorted.len() as f64,
-            p5: at(0.05),
-            p50: at(0.5),
-            p90: at(0.9),
-            p99: at(0.99),
-            max,
-        }
-    }
-}
 
 /// What a run measured, apart from anonymity.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -59,7 +22,7 @@ pub struct Performance {
     pub events_per_second: f64,
     /// End-to-end latency of messages sent after the warm-up (seconds): from the sending
     /// application to the receiving one.
-    pub latency: Summary,
+    pub latency: Option<Summary>,
     /// Messages sent after the warm-up, and the share that arrived by the end.
     pub messages_sent: u64,
     /// See `messages_sent`.
@@ -101,18 +64,82 @@ impl Performance {
     }
 }
 
-/// Runs `config` to its end, reporting to `observer`; `progress` is called now and then with
-/// the share of simulated time done (0 to 1).
+/// Runs `config` to its end (the measured run, then the cool-down), reporting to `observer`;
+/// `progress` is called now and then with the share of simulated time done (0 to 1).
 pub fn run(
     config: &SimConfig,
     observer: &mut dyn Observer,
     progress: &mut dyn FnMut(f64),
 ) -> Result<(Sim, Performance), SimError> {
+    let sim = Sim::new(config.clone())?;
+    run_sim(sim, observer, progress)
+}
+
+/// [`run`] for a network already set up.
+pub fn run_sim(
+    mut sim: Sim,
+    observer: &mut dyn Observer,
+    progress: &mut dyn FnMut(f64),
+) -> Result<(Sim, Performance), SimError> {
     let started = std::time::Instant::now();
-    let mut sim = Sim::new(config.clone())?;
-    let end = (config.warmup + config.duration).as_secs_f64();
+    let config = sim.config().clone();
+    let end = (config.warmup + config.duration + config.cooldown).as_secs_f64();
     sim.run_until(end, observer, &mut |now| progress(now / end));
     progress(1.0);
-    let performance = Performance::of(config, sim.stats(), started.elapsed().as_secs_f64());
+    let performance = Performance::of(&config, sim.stats(), started.elapsed().as_secs_f64());
     Ok((sim, performance))
+}
+
+/// The metrics' settings for a run of `sim`: the window scored, the adversary's nodes, what
+/// it sees of the gateways' downlinks.
+pub fn metrics_config(sim: &Sim) -> MetricsConfig {
+    let config = sim.config();
+    let settings = &config.metrics;
+    let warm_up = config.warmup.as_secs_f64();
+    let mut gateway_clients = vec![Vec::new(); config.gateways as usize];
+    for client in 0..config.clients {
+        if let Some(list) = gateway_clients.get_mut(sim.gateway_of(client) as usize) {
+            list.push(client);
+        }
+    }
+    let sampled = if settings.senders && config.clients > settings.sampled_senders {
+        let step = f64::from(config.clients) / f64::from(settings.sampled_senders.max(1));
+        (0..settings.sampled_senders)
+            .map(|i| (f64::from(i) * step) as u32)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    MetricsConfig {
+        warm_up,
+        until: Some(warm_up + config.duration.as_secs_f64()),
+        corrupt_mixes: sim
+            .corrupt_mixes()
+            .iter()
+            .map(|&(layer, index)| MixRef { layer, index })
+            .collect(),
+        targets: TargetsConfig {
+            enabled: settings.targets,
+            clients: settings.target_clients.clone(),
+            max: settings.max_targets,
+        },
+        receivers: ReceiversConfig {
+            downlink_shaped: config
+                .client_config()
+                .traffic
+                .downlink_schedule()
+                .is_shaped(),
+            gateway_clients,
+        },
+        senders: SendersConfig {
+            clients: if settings.senders { config.clients } else { 0 },
+            sampled,
+        },
+        challenge: ChallengeConfig {
+            enabled: settings.challenge,
+            a: 0,
+            b: 1,
+        },
+        ..MetricsConfig::default()
+    }
 }

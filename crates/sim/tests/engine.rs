@@ -99,8 +99,8 @@ fn messages_arrive_and_cover_flows_at_the_configured_rates() {
 
 #[test]
 fn the_example_config_loads_and_says_what_it_runs() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/sim.example.toml"))
-        .unwrap();
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/sim.example.toml")).unwrap();
     let config: SimConfig = toml::from_str(&text).unwrap();
     config.validate().unwrap();
     assert_eq!(config.clients, 100);

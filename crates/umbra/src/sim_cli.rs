@@ -55,11 +55,11 @@ pub(crate) fn sim(args: SimArgs) -> anyhow::Result<()> {
         );
         let _ = std::io::stderr().flush();
     };
-    let results = umbra_sim::report::simulate(&config, &mut progress)?;
+    let (results, latencies) = umbra_sim::report::simulate(&config, &mut progress)?;
     if !quiet {
         eprintln!();
     }
-    let written = umbra_sim::report::write(&results, &args.out)
+    let written = umbra_sim::report::write(&results, &latencies, &args.out)
         .with_context(|| format!("writing results into {}", args.out.display()))?;
     println!("{}", umbra_sim::report::headline(&results));
     for path in written {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::flow::Flow;
 use super::summary::Summary;
-use super::{ChallengeConfig, MetricsConfig};
+use super::{ChallengeConfig, MetricsConfig, Window};
 use crate::trace::{End, Observer, Origin, PacketId, Place};
 
 const A: u32 = 0;
@@ -30,7 +30,7 @@ const B: u32 = 1;
 #[derive(Debug)]
 pub struct Unlinkability {
     config: ChallengeConfig,
-    warm_up: f64,
+    window: Window,
     flow: Flow,
     scored: HashMap<PacketId, u32>,
     epsilon: Vec<f64>,
@@ -61,7 +61,7 @@ impl Unlinkability {
     pub fn new(config: &MetricsConfig) -> Self {
         Self {
             config: config.challenge.clone(),
-            warm_up: config.warm_up,
+            window: Window::of(config),
             // No pruning: a pruned entry would look like an exclusion.
             flow: Flow::new(0.0, config.corrupt()),
             scored: HashMap::new(),
@@ -121,7 +121,7 @@ impl Unlinkability {
 impl Observer for Unlinkability {
     fn sent(&mut self, at: f64, from: Place, packet: PacketId, origin: Origin) {
         let label = self.label(from);
-        if let (Some(l), Origin::Real { .. }, true) = (label, origin, at >= self.warm_up) {
+        if let (Some(l), Origin::Real { .. }, true) = (label, origin, self.window.contains(at)) {
             self.scored.insert(packet, l);
         }
         self.flow.start(at, from, packet, label.map(|l| (l, 1.0)));

@@ -70,6 +70,10 @@ pub struct MetricsConfig {
     /// Seconds of simulated time before anything is scored (targets are chosen, and packets
     /// scored, only if sent at or after it). Default 0.
     pub warm_up: f64,
+    /// Seconds of simulated time after which no packet is chosen or scored any more (those
+    /// under way are still followed to their end): the run goes on a while after it, so
+    /// that every scored packet is through. Default: none.
+    pub until: Option<f64>,
     /// The layer whose leaving packets (a)'s entropy is taken over. Default 3; 1 for a network
     /// of one layer.
     pub last_layer: u8,
@@ -92,6 +96,7 @@ impl Default for MetricsConfig {
     fn default() -> Self {
         Self {
             warm_up: 0.0,
+            until: None,
             last_layer: 3,
             corrupt_mixes: Vec::new(),
             prune_below: 1e-9,
@@ -112,6 +117,26 @@ impl MetricsConfig {
                 index: m.index,
             })
             .collect()
+    }
+}
+
+/// When packets are chosen and scored.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Window {
+    from: f64,
+    until: Option<f64>,
+}
+
+impl Window {
+    pub(crate) fn of(config: &MetricsConfig) -> Self {
+        Window {
+            from: config.warm_up,
+            until: config.until,
+        }
+    }
+
+    pub(crate) fn contains(self, at: f64) -> bool {
+        at >= self.from && self.until.is_none_or(|until| at < until)
     }
 }
 

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::flow::Flow;
 use super::summary::{Guess, score};
 use super::targets::GuessReport;
-use super::{MetricsConfig, SendersConfig};
+use super::{MetricsConfig, SendersConfig, Window};
 use crate::trace::{End, Observer, Origin, PacketId, Place};
 
 /// Labels every packet with its sender (uniform prior: each packet is one-hot on the client
@@ -36,7 +36,7 @@ use crate::trace::{End, Observer, Origin, PacketId, Place};
 /// below its exact value.
 #[derive(Debug)]
 pub struct SenderEntropy {
-    warm_up: f64,
+    window: Window,
     clients: u32,
     /// Client → label; clients not in it share `other`.
     label_of: HashMap<u32, u32>,
@@ -81,7 +81,7 @@ impl SenderEntropy {
         };
         let other = label_of.len() as u32;
         Self {
-            warm_up: config.warm_up,
+            window: Window::of(config),
             clients: *clients,
             label_of,
             other,
@@ -137,7 +137,7 @@ impl SenderEntropy {
 impl Observer for SenderEntropy {
     fn sent(&mut self, at: f64, from: Place, packet: PacketId, origin: Origin) {
         let label = self.label(from);
-        if matches!(origin, Origin::Real { .. }) && at >= self.warm_up && label < self.other {
+        if matches!(origin, Origin::Real { .. }) && self.window.contains(at) && label < self.other {
             self.scored.insert(packet, label);
         }
         self.flow.start(at, from, packet, [(label, 1.0)]);

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::flow::{Flow, add_at};
 use super::summary::{Guess, Summary, plogp, score};
-use super::{MetricsConfig, ReceiversConfig, TargetsConfig};
+use super::{MetricsConfig, ReceiversConfig, TargetsConfig, Window};
 use crate::trace::{End, Observer, Origin, PacketId, Place};
 
 /// Follows target packets (each its own label) through the pools, and scores them where they
@@ -52,7 +52,7 @@ use crate::trace::{End, Observer, Origin, PacketId, Place};
 pub struct TargetEntropy {
     config: TargetsConfig,
     receivers: ReceiversConfig,
-    warm_up: f64,
+    window: Window,
     last_layer: u8,
     flow: Flow,
     targets: Vec<Target>,
@@ -121,7 +121,7 @@ impl TargetEntropy {
         Self {
             config: config.targets.clone(),
             receivers: config.receivers.clone(),
-            warm_up: config.warm_up,
+            window: Window::of(config),
             last_layer: config.last_layer,
             flow: Flow::new(config.prune_below, config.corrupt()),
             targets: Vec::new(),
@@ -139,7 +139,7 @@ impl TargetEntropy {
         let Origin::Real { to, .. } = origin else {
             return None;
         };
-        let chosen = at >= self.warm_up
+        let chosen = self.window.contains(at)
             && self.targets.len() < self.config.max
             && self.config.clients.contains(&client);
         chosen.then_some(to)
