@@ -50,6 +50,9 @@ pub struct SimConfig {
     /// A download for the flow-correlation attack: client 0 is an exit that sends one other
     /// client (the target, drawn from the seed) a stream of messages; none if not set.
     pub download: Option<DownloadConfig>,
+    /// With a download: how many runs (seeds `seed`, `seed + 1`, …) the flow-correlation
+    /// attack is tried on, for its accuracy (docs/anonymity.md). 0: none.
+    pub attack_trials: u32,
     /// Share of the mix nodes the adversary controls (0 to 1): that many nodes of each layer,
     /// rounded to the nearest, drawn from the seed. It sees which packet a corrupt node's
     /// output was.
@@ -141,6 +144,7 @@ impl Default for SimConfig {
             messages_per_second: 1.0,
             message_size: 1000,
             download: None,
+            attack_trials: 0,
             corrupt_fraction: 0.0,
             cooldown: Duration::from_secs(5),
             metrics: MetricSettings::default(),

@@ -22,7 +22,8 @@ const B: u32 = 1;
 ///
 /// `metrics/anonymity_metrics.py`, `getUnlinkability`: for a packet of A, if `p_B = 0` it counts
 /// towards δ; otherwise `ln(p_A/p_B)` is a sample of ε (skipped if the ratio is 0); the same
-/// with A and B swapped for B's packets. Her ε is the mean of these signed samples
+/// with A and B swapped for B's packets. Her ε is the absolute value of the mean of these
+/// signed samples (`getUnlinkability`: `np.abs(np.mean(epsilon))`)
 /// ([`ChallengeReport::epsilon_mean`]). Her δ divides by every row of the receiving client's
 /// log (she scores the packets reaching one target recipient, which only A sends real messages
 /// to); here δ divides by the packets of A and B scored. We also report the spread of `|ε|`:
@@ -43,7 +44,7 @@ pub struct Unlinkability {
 pub struct ChallengeReport {
     /// Real packets of A or B delivered and scored.
     pub packets: u64,
-    /// Her ε: the mean of `ln(p_true/p_other)` (signed) over packets not excluded.
+    /// Her ε: `|mean of ln(p_true/p_other)|` over packets not excluded.
     pub epsilon_mean: Option<f64>,
     /// The spread of `|ln(p_A/p_B)|` over packets not excluded.
     pub epsilon_abs: Option<Summary>,
@@ -105,7 +106,7 @@ impl Unlinkability {
         let abs: Vec<f64> = self.epsilon.iter().map(|e| e.abs()).collect();
         ChallengeReport {
             packets: self.packets,
-            epsilon_mean: Summary::of(&self.epsilon).map(|s| s.mean),
+            epsilon_mean: Summary::of(&self.epsilon).map(|s| s.mean.abs()),
             epsilon_abs: Summary::of(&abs),
             excluded: self.excluded,
             anomalies: self.flow.anomalies,
