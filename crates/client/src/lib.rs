@@ -24,5 +24,9 @@ pub use exit_policy::{ExitPolicy, ExitPolicyConfig};
 pub use keys::ClientKeys;
 pub use message::SenderTag;
 pub use ops::{PacketOps, SphinxOps};
+
+/// Bytes in front of a message's first piece in a forward packet's plaintext: the SURB-ACK
+/// and the fragment header (a sealed message's ephemeral key follows them).
+pub const FIRST_PIECE_OFFSET: usize = umbra_wire::SURB_ACK_LEN + fragment::HEADER_LEN;
 pub use socks::{SocksConfig, SocksHandshake, SocksRequest};
 pub use surbs::Isolation;

@@ -16,8 +16,11 @@ use std::time::{Duration, Instant};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
 use rand_distr::{Distribution, Exp};
-use umbra_client::{Client, ClientKeys, ClientStats, Event as ClientEvent};
+use umbra_client::{Client, ClientKeys, ClientStats, Event as ClientEvent, PacketOps};
 use umbra_gateway::{Action, ClientId, Counters as GatewayCounters, GatewayCore, SessionId};
+use umbra_hop::{
+    Dropped, Outcome, ReplayFilter, ReplayFilterConfig, RotationKey, Unwrapped, Unwrapper,
+};
 use umbra_mixnode::{Event as MixEvent, LoopRoutes, MixCore};
 use umbra_sphinx::{Destination, DestinationAddress, NodeAddress, Packet, PrivateKey, SurbId};
 use umbra_topology::{Layer, NodeDescriptor, NodeId, NoiseKey, Role, Topology};
@@ -29,7 +32,7 @@ use umbra_wire::gateway::{
 
 use crate::config::SimConfig;
 use crate::err::SimError;
-use crate::format::{self, SimOps};
+use crate::format::{self, Built, SimOps, TracedSphinx};
 use crate::trace::{End, Observer, Origin, PacketId, Place};
 
 /// Bytes the Noise transport adds to each frame on a client's link.
@@ -162,7 +165,7 @@ pub struct Sim {
     by_destination: HashMap<[u8; 32], u32>,
     client_ids: HashMap<ClientId, u32>,
     addresses: Vec<ClientAddress>,
-    ops: Arc<SimOps>,
+    packets: Packets,
     rng: ChaCha20Rng,
     latency: u64,
     /// Deliveries on their way to a client: (client, payload's key) → the packet.
@@ -205,6 +208,7 @@ impl Sim {
         let base = Instant::now();
         let width = config.layer_width;
         let mut nodes = Vec::new();
+        let mut secrets = Vec::new();
         let mut by_address = HashMap::new();
         let mut id = 1u32;
         let address_of = |role: u8, index: u32| {
@@ -223,7 +227,15 @@ impl Sim {
                         index,
                     },
                 );
-                nodes.push(node(id, Role::Mix(layer), mix_address, None, &mut rng));
+                let (descriptor, secret) = node(id, Role::Mix(layer), mix_address, None, &mut rng);
+                nodes.push(descriptor);
+                secrets.push((
+                    Place::Mix {
+                        layer: number,
+                        index,
+                    },
+                    secret,
+                ));
                 id += 1;
             }
         }
@@ -231,13 +243,15 @@ impl Sim {
             let mix_address = address_of(9, index);
             by_address.insert(mix_address, Place::Gateway(index));
             let client_address = address_of(10, index);
-            nodes.push(node(
+            let (descriptor, secret) = node(
                 id,
                 Role::Gateway,
                 mix_address,
                 Some(client_address),
                 &mut rng,
-            ));
+            );
+            nodes.push(descriptor);
+            secrets.push((Place::Gateway(index), secret));
             id += 1;
         }
         let topology =
@@ -282,7 +296,12 @@ impl Sim {
                 });
             }
         }
-        let ops = Arc::new(SimOps::new());
+        let packets = if config.sphinx {
+            Packets::sphinx(secrets)?
+        } else {
+            Packets::Sim(Arc::new(SimOps::new()))
+        };
+        let ops = packets.ops();
         let client_config = config.client_config();
         let schedule = client_config.traffic.downlink_schedule();
         let mut clients = Vec::new();
@@ -339,7 +358,7 @@ impl Sim {
             by_destination,
             client_ids,
             addresses,
-            ops,
+            packets,
             rng,
             in_delivery: HashMap::new(),
             messages: Vec::new(),
@@ -475,6 +494,13 @@ impl Sim {
             }
         }
         self.now = self.now.max(end);
+    }
+
+    /// Whether something at `at` (seconds) falls in the measured run: after the warm-up,
+    /// before the cool-down.
+    fn measured(&self, at: f64) -> bool {
+        let from = self.config.warmup.as_secs_f64();
+        at >= from && at < from + self.config.duration.as_secs_f64()
     }
 
     fn instant(&self) -> Instant {
@@ -651,7 +677,7 @@ impl Sim {
             to,
             at: self.now(),
         });
-        if self.now() >= self.config.warmup.as_secs_f64() {
+        if self.measured(self.now()) {
             self.stats.messages_sent += 1;
         }
         let mut message = vec![0u8; self.config.message_size];
@@ -693,7 +719,7 @@ impl Sim {
                 self.stats.real_packets += 1;
                 self.real_origin(&packet)
             };
-            let id = format::packet_id(&packet);
+            let id = self.packets.id_of(&packet);
             let size = if shaped {
                 FRAME_LEN as u32 + NOISE_TAG
             } else {
@@ -726,26 +752,24 @@ impl Sim {
         self.schedule_wake(Place::Client(client));
     }
 
-    /// Which message a real packet carries, read from its payload (the simulator's packets
-    /// are in the clear).
+    /// Which message a real packet carries: read from its payload (the stand-in's packets
+    /// are in the clear), or as noted when it was built (real Sphinx).
     fn real_origin(&self, packet: &Packet) -> Origin {
-        let bytes = packet.as_bytes();
-        let to = self
-            .by_destination
-            .get(format::destination(packet).as_bytes())
-            .copied();
-        let message = bytes
-            .windows(MARKER.len())
-            .position(|window| window == MARKER)
-            .and_then(|at| bytes.get(at + 8..at + 16))
-            .and_then(|number| number.try_into().ok())
-            .map(u64::from_be_bytes);
-        match (message, to) {
-            (Some(message), Some(to)) => Origin::Real { message, to },
+        let message = match &self.packets {
+            Packets::Sim(_) => format::message_number(packet.as_bytes(), MARKER),
+            Packets::Sphinx { ops, .. } => ops
+                .get(&format::alpha(packet))
+                .and_then(|built| built.message),
+        };
+        match message.and_then(|number| self.messages.get(number as usize).map(|m| (number, m))) {
+            Some((message, sent)) => Origin::Real {
+                message,
+                to: sent.to,
+            },
             // a SURB reply or a reply ack: the simulated applications send neither
-            _ => Origin::Real {
+            None => Origin::Real {
                 message: u64::MAX,
-                to: to.unwrap_or(u32::MAX),
+                to: u32::MAX,
             },
         }
     }
@@ -762,7 +786,7 @@ impl Sim {
         let Some(sent) = self.messages.get(number as usize) else {
             return;
         };
-        if sent.at >= self.config.warmup.as_secs_f64() {
+        if self.measured(sent.at) {
             self.stats.messages_received += 1;
             self.stats.latencies.push(self.now() - sent.at);
         }
@@ -771,12 +795,11 @@ impl Sim {
     /// A packet reaches a mix node or a gateway's mix port.
     fn arrive(&mut self, to: Place, frame: Frame, observer: &mut dyn Observer) {
         let now = self.instant();
-        let id = format::packet_id(&frame.packet);
-        let unwrapped = format::unwrap(frame.packet, frame.header);
+        let (id, unwrapped) = self.packets.unwrap(to, frame);
         match to {
             Place::Mix { layer, index } => {
                 let at = self.mix_index(layer, index);
-                if matches!(unwrapped, Ok(umbra_hop::Outcome::Final(_))) {
+                if matches!(unwrapped, Ok(Outcome::Final(_))) {
                     observer.ended(self.now(), to, id, End::AtMix);
                 }
                 self.mixes[at].core.handle_unwrapped(now, unwrapped);
@@ -784,7 +807,7 @@ impl Sim {
             }
             Place::Gateway(n) => {
                 let final_hop = match &unwrapped {
-                    Ok(umbra_hop::Outcome::Final(last)) => Some((
+                    Ok(Outcome::Final(last)) => Some((
                         last.destination,
                         payload_key(last.payload.as_bytes()),
                         last.payload.plaintext().map(<[u8]>::to_vec).ok(),
@@ -836,7 +859,7 @@ impl Sim {
             at + self.latency as f64 / 1e9,
             from,
             place,
-            format::packet_id(&frame.packet),
+            self.packets.id_of(&frame.packet),
             frame.packet.as_bytes().len() as u32,
         );
         self.push(self.latency, Event::Packet { to: place, frame });
@@ -850,18 +873,24 @@ impl Sim {
             if let MixEvent::SendLoop(order) = event {
                 let destination =
                     Destination::new(DestinationAddress::new([0; 32]), SurbId::default());
-                let Ok(packet) = umbra_client::PacketOps::build(
-                    self.ops.as_ref(),
-                    &mut self.rng,
-                    umbra_sphinx::PacketSize::Regular,
-                    &order.route,
-                    &order.delays,
-                    &destination,
-                    &order.message,
-                ) else {
+                let built = match &self.packets {
+                    Packets::Sim(ops) => PacketOps::build(
+                        ops.as_ref(),
+                        &mut self.rng,
+                        umbra_sphinx::PacketSize::Regular,
+                        &order.route,
+                        &order.delays,
+                        &destination,
+                        &order.message,
+                    ),
+                    Packets::Sphinx { ops, .. } => order.build(&mut self.rng).inspect(|packet| {
+                        ops.note(packet, None);
+                    }),
+                };
+                let Ok(packet) = built else {
                     continue;
                 };
-                observer.sent(self.now(), me, format::packet_id(&packet), Origin::MixLoop);
+                observer.sent(self.now(), me, self.packets.id_of(&packet), Origin::MixLoop);
                 let frame = Frame {
                     header: FrameHeader::v7(packet.size()),
                     packet,
@@ -900,7 +929,7 @@ impl Sim {
                         continue;
                     };
                     if context == Context::FinalHop {
-                        observer.sent(at, place, format::packet_id(&packet), Origin::Ack);
+                        observer.sent(at, place, self.packets.id_of(&packet), Origin::Ack);
                     }
                     let frame = Frame {
                         header: FrameHeader::v7(packet.size()),
@@ -985,7 +1014,7 @@ impl Sim {
             Some(id) => id,
             None => {
                 self.stats.idle_frames += 1;
-                let id = self.ops.next_id();
+                let id = self.packets.next_id();
                 observer.sent(at, Place::Gateway(gateway), id, Origin::Dummy);
                 id
             }
@@ -1036,18 +1065,103 @@ fn node(
     mix_address: SocketAddr,
     client_address: Option<SocketAddr>,
     rng: &mut ChaCha20Rng,
-) -> NodeDescriptor {
+) -> (NodeDescriptor, PrivateKey) {
     let mut secret = [0u8; 32];
     rng.fill_bytes(&mut secret);
     let mut noise = [0u8; 32];
     rng.fill_bytes(&mut noise);
-    NodeDescriptor {
+    let secret = PrivateKey::from_bytes(secret);
+    let descriptor = NodeDescriptor {
         id: NodeId(id),
         role,
         mix_address,
         client_address,
-        sphinx_key: PrivateKey::from_bytes(secret).public_key(),
+        sphinx_key: secret.public_key(),
         noise_key: NoiseKey(noise),
+    };
+    (descriptor, secret)
+}
+
+/// How packets are made and unwrapped: the stand-in, or real Sphinx with the nodes' keys.
+enum Packets {
+    Sim(Arc<SimOps>),
+    Sphinx {
+        ops: Arc<TracedSphinx>,
+        unwrappers: HashMap<Place, Unwrapper>,
+    },
+}
+
+impl Packets {
+    /// Real Sphinx, each node unwrapping with its key and a replay filter of its own.
+    fn sphinx(secrets: Vec<(Place, PrivateKey)>) -> Result<Packets, SimError> {
+        let filter = ReplayFilterConfig {
+            expected_packets_per_second: 2_000,
+            retention: Duration::from_secs(3600),
+            ..ReplayFilterConfig::default()
+        };
+        let mut unwrappers = HashMap::new();
+        for (place, secret) in secrets {
+            let filter = ReplayFilter::new(0, &filter)
+                .map_err(|error| SimError::Setup(error.to_string()))?;
+            let key = RotationKey::new(secret, Arc::new(filter));
+            unwrappers.insert(place, Unwrapper::new(key, None));
+        }
+        Ok(Packets::Sphinx {
+            ops: Arc::new(TracedSphinx::default()),
+            unwrappers,
+        })
+    }
+
+    /// The clients' packet operations.
+    fn ops(&self) -> Arc<dyn PacketOps> {
+        match self {
+            Packets::Sim(ops) => ops.clone(),
+            Packets::Sphinx { ops, .. } => ops.clone(),
+        }
+    }
+
+    fn next_id(&self) -> PacketId {
+        match self {
+            Packets::Sim(ops) => ops.next_id(),
+            Packets::Sphinx { ops, .. } => ops.next_id(),
+        }
+    }
+
+    /// The ground-truth id of a packet about to cross a link.
+    fn id_of(&self, packet: &Packet) -> PacketId {
+        match self {
+            Packets::Sim(_) => format::packet_id(packet),
+            Packets::Sphinx { ops, .. } => match ops.get(&format::alpha(packet)) {
+                Some(built) => built.id,
+                // not built by a client or a node here: cannot happen; a fresh id keeps the
+                // trace whole
+                None => ops.note(packet, None),
+            },
+        }
+    }
+
+    /// What the node at `place` makes of `frame`, and the packet's id.
+    fn unwrap(&self, place: Place, frame: Frame) -> (PacketId, Unwrapped) {
+        match self {
+            Packets::Sim(_) => (
+                format::packet_id(&frame.packet),
+                format::unwrap(frame.packet, frame.header),
+            ),
+            Packets::Sphinx { ops, unwrappers } => {
+                let built = ops.take(&format::alpha(&frame.packet)).unwrap_or(Built {
+                    id: ops.next_id(),
+                    message: None,
+                });
+                let Some(unwrapper) = unwrappers.get(&place) else {
+                    return (built.id, Err(Dropped::Expired));
+                };
+                let unwrapped = unwrapper.unwrap(frame);
+                if let Ok(Outcome::Forward(forward)) = &unwrapped {
+                    ops.carry(format::alpha(&forward.packet), built);
+                }
+                (built.id, unwrapped)
+            }
+        }
     }
 }
 

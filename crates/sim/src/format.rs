@@ -251,3 +251,161 @@ pub fn unwrap(packet: Packet, header: FrameHeader) -> Unwrapped {
         header,
     }))
 }
+
+/// What the simulator learned of a packet as it was built with real Sphinx: its id, and the
+/// message number its plaintext carried (the simulated applications' messages start with a
+/// marker and their number).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Built {
+    /// The packet's ground-truth id.
+    pub id: PacketId,
+    /// The message it carries, if it is one of the applications'.
+    pub message: Option<u64>,
+}
+
+/// The real operations ([`umbra_client::SphinxOps`]), noting for the simulator which packet
+/// each one built is: packets are known by their first 32 bytes (the group element α, fresh
+/// at every hop), since their contents are encrypted.
+#[derive(Debug, Default)]
+pub struct TracedSphinx {
+    ids: SimOps,
+    built: std::sync::Mutex<std::collections::HashMap<[u8; 32], Built>>,
+    /// Messages sealed and not yet in a packet: the ephemeral key their sealing starts with,
+    /// and their number.
+    sealed: std::sync::Mutex<std::collections::HashMap<[u8; 32], u64>>,
+}
+
+/// The first 32 bytes of a packet: how a real Sphinx packet is known at one hop.
+pub fn alpha(packet: &Packet) -> [u8; 32] {
+    let mut alpha = [0u8; 32];
+    alpha.copy_from_slice(&packet.as_bytes()[..32]);
+    alpha
+}
+
+/// The number of the simulated application's message in `bytes`, if it holds one.
+pub fn message_number(bytes: &[u8], marker: &[u8; 8]) -> Option<u64> {
+    bytes
+        .windows(marker.len())
+        .position(|window| window == marker)
+        .and_then(|at| bytes.get(at + 8..at + 16))
+        .and_then(|number| number.try_into().ok())
+        .map(u64::from_be_bytes)
+}
+
+impl TracedSphinx {
+    /// The simulated applications' messages start with this marker, then their number.
+    pub const MARKER: &'static [u8; 8] = b"UMBRASIM";
+
+    /// A fresh packet id.
+    pub fn next_id(&self) -> PacketId {
+        self.ids.next_id()
+    }
+
+    /// Notes a packet made here: its id.
+    pub fn note(&self, packet: &Packet, message: Option<u64>) -> PacketId {
+        let id = self.next_id();
+        self.built
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(alpha(packet), Built { id, message });
+        id
+    }
+
+    /// Takes what is known of the packet whose first bytes are `alpha` (each is seen at one
+    /// hop only).
+    pub fn take(&self, alpha: &[u8; 32]) -> Option<Built> {
+        self.built
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(alpha)
+    }
+
+    /// What is known of the packet whose first bytes are `alpha`.
+    pub fn get(&self, alpha: &[u8; 32]) -> Option<Built> {
+        self.built
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(alpha)
+            .copied()
+    }
+
+    /// Notes that the packet whose first bytes are `alpha` is `built` (the next hop's packet
+    /// of one just unwrapped).
+    pub fn carry(&self, alpha: [u8; 32], built: Built) {
+        self.built
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(alpha, built);
+    }
+}
+
+impl PacketOps for TracedSphinx {
+    fn build(
+        &self,
+        rng: &mut ChaCha20Rng,
+        size: PacketSize,
+        route: &[Hop],
+        delays: &[Delay],
+        destination: &Destination,
+        plaintext: &[u8],
+    ) -> Result<Packet, BuildError> {
+        let packet =
+            umbra_client::SphinxOps.build(rng, size, route, delays, destination, plaintext)?;
+        // a message's first piece starts with its sealing's ephemeral key
+        let message = plaintext
+            .get(umbra_client::FIRST_PIECE_OFFSET..umbra_client::FIRST_PIECE_OFFSET + 32)
+            .and_then(|key| <[u8; 32]>::try_from(key).ok())
+            .and_then(|key| {
+                self.sealed
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .remove(&key)
+            });
+        self.note(&packet, message);
+        Ok(packet)
+    }
+
+    fn surb(
+        &self,
+        rng: &mut ChaCha20Rng,
+        route: &[Hop],
+        delays: &[Delay],
+        destination: &Destination,
+        version: Version,
+    ) -> Result<(Surb, ReplyKey), BuildError> {
+        umbra_client::SphinxOps.surb(rng, route, delays, destination, version)
+    }
+
+    fn wrap(
+        &self,
+        surb: Surb,
+        size: PacketSize,
+        message: &[u8],
+    ) -> Result<(NodeAddress, Packet), BuildError> {
+        let (first_hop, packet) = umbra_client::SphinxOps.wrap(surb, size, message)?;
+        self.note(&packet, None);
+        Ok((first_hop, packet))
+    }
+
+    fn open_reply(&self, key: &ReplyKey, payload: Payload) -> Result<Vec<u8>, PacketError> {
+        umbra_client::SphinxOps.open_reply(key, payload)
+    }
+
+    fn seal(&self, rng: &mut ChaCha20Rng, recipient: &[u8; 32], message: &[u8]) -> Vec<u8> {
+        let sealed = umbra_client::SphinxOps.seal(rng, recipient, message);
+        if let (Some(number), Some(key)) = (
+            message_number(message, Self::MARKER),
+            sealed.first_chunk::<32>(),
+        ) {
+            self.sealed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(*key, number);
+        }
+        sealed
+    }
+
+    fn open(&self, secret: &[u8; 32], public: &[u8; 32], sealed: &[u8]) -> Option<Vec<u8>> {
+        umbra_client::SphinxOps.open(secret, public, sealed)
+    }
+}
