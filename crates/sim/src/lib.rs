@@ -9,5 +9,6 @@ pub mod metrics;
 pub mod plot;
 pub mod report;
 pub mod run;
+pub mod sweep;
 pub mod trace;
 pub mod trials;

@@ -13,6 +13,10 @@ pub(crate) struct SimArgs {
     /// commented). Without it, the defaults.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Run a sweep instead (see docs/anonymity/sweep.toml): one setting varied at a time for
+    /// each preset; writes results.md, sweep.json and the plots.
+    #[arg(long, conflicts_with = "config")]
+    sweep: Option<PathBuf>,
     /// Where to write results.json and the plots (created if missing).
     #[arg(long, default_value = "sim-results")]
     out: PathBuf,
@@ -22,6 +26,31 @@ pub(crate) struct SimArgs {
 }
 
 pub(crate) fn sim(args: SimArgs) -> anyhow::Result<()> {
+    if let Some(path) = &args.sweep {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the sweep {}", path.display()))?;
+        let sweep: umbra_sim::sweep::SweepConfig = toml::from_str(&text).with_context(|| {
+            format!(
+                "{} is not a valid sweep (see docs/anonymity/sweep.toml)",
+                path.display()
+            )
+        })?;
+        std::fs::create_dir_all(&args.out)
+            .with_context(|| format!("creating {}", args.out.display()))?;
+        let started = std::time::Instant::now();
+        let quiet = args.quiet;
+        let results = umbra_sim::sweep::run(&sweep, &mut |line| {
+            if !quiet {
+                eprintln!("[{:6.0} s] {line}", started.elapsed().as_secs_f64());
+            }
+        })?;
+        for path in umbra_sim::sweep::write(&results, &args.out)
+            .with_context(|| format!("writing results into {}", args.out.display()))?
+        {
+            println!("wrote {}", path.display());
+        }
+        return Ok(());
+    }
     let config = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)

@@ -1,0 +1,476 @@
+//! Sweeps: the same network with one setting varied, for each traffic preset, and what each
+//! value buys and costs — the anonymity–latency–bandwidth trade-off as tables and plots.
+//!
+//! `umbra sim --sweep docs/anonymity/sweep.toml --out docs/anonymity` regenerates the results
+//! section of docs/anonymity.md (`results.md`, the plots, `sweep.json`).
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use umbra_client::TrafficPreset;
+
+use crate::attack::Accuracy;
+use crate::config::{MetricSettings, SimConfig};
+use crate::err::SimError;
+use crate::plot::{LinePlot, Series};
+use crate::report::{self, Results};
+use crate::trials;
+
+/// A sweep file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepConfig {
+    /// The network every point starts from (its preset is replaced by each preset's).
+    pub base: SimConfig,
+    /// The presets compared.
+    pub presets: Vec<TrafficPreset>,
+    /// The settings varied, one at a time.
+    pub sweeps: Vec<Sweep>,
+    /// The flow-correlation attack, with cover and without, for each preset: runs per case.
+    pub attack_trials: u32,
+    /// The receiving side: each preset with the gateway's shaped downlink and with Nym's push.
+    pub receiving: bool,
+    /// The defaults, stated for users: one large run at the first preset.
+    pub headline: Option<Headline>,
+}
+
+/// One setting varied.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sweep {
+    /// What is varied.
+    pub parameter: Parameter,
+    /// Its values (milliseconds for times, a share for `corrupt-fraction`, counts otherwise).
+    pub values: Vec<f64>,
+}
+
+/// A setting a sweep varies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Parameter {
+    /// The mean time between a client's packets, ms (λ = 1/it); the gateway's frames follow.
+    SendInterval,
+    /// The mean delay at each mix node, ms (1/µ).
+    HopDelay,
+    /// The number of clients.
+    Clients,
+    /// Mix nodes per layer.
+    LayerWidth,
+    /// The share of mix nodes the adversary controls.
+    CorruptFraction,
+}
+
+impl Parameter {
+    fn label(self) -> &'static str {
+        match self {
+            Parameter::SendInterval => "mean time between a client's packets, 1/λ (ms)",
+            Parameter::HopDelay => "mean delay per mix node, 1/µ (ms)",
+            Parameter::Clients => "clients",
+            Parameter::LayerWidth => "mix nodes per layer",
+            Parameter::CorruptFraction => "share of mix nodes the adversary controls",
+        }
+    }
+
+    fn slug(self) -> &'static str {
+        match self {
+            Parameter::SendInterval => "send-interval",
+            Parameter::HopDelay => "hop-delay",
+            Parameter::Clients => "clients",
+            Parameter::LayerWidth => "layer-width",
+            Parameter::CorruptFraction => "corrupt-fraction",
+        }
+    }
+
+    /// `base` at `preset` with this parameter set to `value`.
+    fn apply(self, base: &SimConfig, preset: TrafficPreset, value: f64) -> SimConfig {
+        let mut config = at_preset(base, preset);
+        let ms = Duration::from_secs_f64(value.max(0.0) / 1e3);
+        match self {
+            Parameter::SendInterval => {
+                config.client.traffic.mean_send_interval = ms;
+                config.client.traffic.receive_interval = ms;
+            }
+            Parameter::HopDelay => {
+                config.client.traffic.mean_hop_delay = ms;
+                config.client.traffic.mean_ack_delay = ms;
+            }
+            Parameter::Clients => config.clients = value as u32,
+            Parameter::LayerWidth => config.layer_width = value as u32,
+            Parameter::CorruptFraction => config.corrupt_fraction = value,
+        }
+        config
+    }
+}
+
+/// A large run stated plainly for users.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Headline {
+    /// Clients.
+    pub clients: u32,
+    /// Gateways.
+    pub gateways: u32,
+    /// Mix nodes per layer.
+    pub layer_width: u32,
+    /// Simulated time measured.
+    #[serde(with = "humantime_serde")]
+    pub duration: Duration,
+}
+
+/// `base` with `preset`'s traffic written out (so a sweep can change one of its settings),
+/// keeping the `insecure_*` switches.
+fn at_preset(base: &SimConfig, preset: TrafficPreset) -> SimConfig {
+    let mut config = SimConfig {
+        preset: Some(preset),
+        ..base.clone()
+    };
+    config.client = config.client_config();
+    config.preset = None;
+    config
+}
+
+/// One point of a sweep.
+#[derive(Clone, Debug, Serialize)]
+pub struct Point {
+    /// The preset.
+    pub preset: TrafficPreset,
+    /// The value of the parameter.
+    pub value: f64,
+    /// What the run measured.
+    pub results: Results,
+}
+
+/// Everything a sweep measured.
+#[derive(Clone, Debug, Serialize)]
+pub struct SweepResults {
+    /// The sweep file.
+    pub config: SweepConfig,
+    /// Each sweep's points, in the order of the file.
+    pub sweeps: Vec<(Parameter, Vec<Point>)>,
+    /// The attack: per preset, with cover (shaped downlinks) and without (pushed).
+    pub attack: Vec<(TrafficPreset, Accuracy, Accuracy)>,
+    /// The receiving side: per preset, shaped and pushed.
+    pub receiving: Vec<(TrafficPreset, Results, Results)>,
+    /// The large run, if asked for.
+    pub headline: Option<Results>,
+}
+
+/// Runs every point of `config`, calling `progress` with a line per point.
+pub fn run(config: &SweepConfig, progress: &mut dyn FnMut(&str)) -> Result<SweepResults, SimError> {
+    config.base.validate()?;
+    let mut results = SweepResults {
+        config: config.clone(),
+        sweeps: Vec::new(),
+        attack: Vec::new(),
+        receiving: Vec::new(),
+        headline: None,
+    };
+    for sweep in &config.sweeps {
+        let mut points = Vec::new();
+        for &preset in &config.presets {
+            for &value in &sweep.values {
+                let point = sweep.parameter.apply(&config.base, preset, value);
+                progress(&format!(
+                    "{} = {value} at {preset:?}",
+                    sweep.parameter.slug()
+                ));
+                let (run, _) = report::simulate(&point, &mut |_| {})?;
+                points.push(Point {
+                    preset,
+                    value,
+                    results: run,
+                });
+            }
+        }
+        results.sweeps.push((sweep.parameter, points));
+    }
+    if config.attack_trials > 0 {
+        for &preset in &config.presets {
+            progress(&format!("attack at {preset:?}"));
+            // a small network, so that many runs fit: 10 clients, the download and a little
+            // after it
+            let mut base = at_preset(&config.base, preset);
+            let download = base.download.clone().unwrap_or_default();
+            let lasts = f64::from(download.messages) / download.rate * 2.0;
+            base.clients = 10;
+            base.gateways = 2;
+            base.layer_width = 2;
+            base.warmup = Duration::from_secs(1);
+            base.duration = download.start + Duration::from_secs_f64(lasts + 1.0);
+            base.cooldown = Duration::from_secs(1);
+            base.download = Some(download);
+            base.metrics = MetricSettings {
+                targets: false,
+                senders: false,
+                challenge: false,
+                ..MetricSettings::default()
+            };
+            let covered = trials::trials(&base, config.attack_trials, &mut |_| {})?;
+            base.client.traffic.insecure_no_cover = true;
+            base.client.traffic.insecure_push_deliveries = true;
+            let bare = trials::trials(&base, config.attack_trials, &mut |_| {})?;
+            results.attack.push((preset, covered, bare));
+        }
+    }
+    if config.receiving {
+        for &preset in &config.presets {
+            progress(&format!("receiving side at {preset:?}"));
+            let shaped = at_preset(&config.base, preset);
+            let mut pushed = shaped.clone();
+            pushed.client.traffic.insecure_push_deliveries = true;
+            let (shaped, _) = report::simulate(&shaped, &mut |_| {})?;
+            let (pushed, _) = report::simulate(&pushed, &mut |_| {})?;
+            results.receiving.push((preset, shaped, pushed));
+        }
+    }
+    if let (Some(headline), Some(&preset)) = (&config.headline, config.presets.first()) {
+        progress(&format!("{} clients at {preset:?}", headline.clients));
+        let big = SimConfig {
+            clients: headline.clients,
+            gateways: headline.gateways,
+            layer_width: headline.layer_width,
+            duration: headline.duration,
+            ..at_preset(&config.base, preset)
+        };
+        results.headline = Some(report::simulate(&big, &mut |_| {})?.0);
+    }
+    Ok(results)
+}
+
+fn sender_entropy(results: &Results) -> Option<f64> {
+    Some(
+        results
+            .anonymity
+            .senders
+            .as_ref()?
+            .senders
+            .as_ref()?
+            .entropy
+            .mean,
+    )
+}
+
+fn sender_guess(results: &Results) -> Option<f64> {
+    Some(
+        results
+            .anonymity
+            .senders
+            .as_ref()?
+            .senders
+            .as_ref()?
+            .top_guess_right,
+    )
+}
+
+fn target_entropy(results: &Results) -> Option<f64> {
+    Some(results.anonymity.targets.as_ref()?.entropy.as_ref()?.mean)
+}
+
+fn receiver_guess(results: &Results) -> Option<f64> {
+    Some(
+        results
+            .anonymity
+            .targets
+            .as_ref()?
+            .recipients
+            .as_ref()?
+            .top_guess_right,
+    )
+}
+
+fn epsilon(results: &Results) -> Option<f64> {
+    results.anonymity.challenge.as_ref()?.epsilon_mean
+}
+
+fn latency_ms(results: &Results) -> Option<f64> {
+    Some(results.performance.latency.as_ref()?.median * 1e3)
+}
+
+fn bandwidth_kbs(results: &Results) -> Option<f64> {
+    Some(results.performance.client_link_bytes_per_second / 1e3)
+}
+
+fn cell(value: Option<f64>, digits: usize) -> String {
+    value.map_or_else(|| "–".into(), |v| format!("{v:.digits$}"))
+}
+
+/// Writes `results.md`, `sweep.json` and the plots into `dir`; the paths written.
+pub fn write(results: &SweepResults, dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    let json = serde_json::to_string_pretty(results).map_err(std::io::Error::other)?;
+    let path = dir.join("sweep.json");
+    std::fs::write(&path, json)?;
+    written.push(path);
+    let base = &results.config.base;
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "<!-- generated by `umbra sim --sweep docs/anonymity/sweep.toml --out docs/anonymity`; do not edit -->\n"
+    );
+    let _ = writeln!(
+        md,
+        "Every point: {} clients over {} gateways, {} mix nodes per layer, {:.0} s measured after {:.0} s of warm-up, {} message(s) per client per second, links of {:?}; seed {}. A point varies one setting of this network at one preset.\n",
+        base.clients,
+        base.gateways,
+        base.layer_width,
+        base.duration.as_secs_f64(),
+        base.warmup.as_secs_f64(),
+        base.messages_per_second,
+        base.link_latency,
+        base.seed
+    );
+    for (parameter, points) in &results.sweeps {
+        let _ = writeln!(md, "### Varying the {}\n", parameter.label());
+        let _ = writeln!(
+            md,
+            "| preset | value | sender entropy (bits) | best guess of sender | entropy (a) (bits) | recipient guessed | ε | latency median (ms) | client link (KB/s) |\n|---|---|---|---|---|---|---|---|---|"
+        );
+        for point in points {
+            let r = &point.results;
+            let _ = writeln!(
+                md,
+                "| {:?} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                point.preset,
+                point.value,
+                cell(sender_entropy(r), 2),
+                cell(sender_guess(r), 3),
+                cell(target_entropy(r), 2),
+                cell(receiver_guess(r), 3),
+                cell(epsilon(r), 3),
+                cell(latency_ms(r), 0),
+                cell(bandwidth_kbs(r), 1),
+            );
+        }
+        let plots: [(&str, &str, fn(&Results) -> Option<f64>); 4] = [
+            ("sender", "entropy over senders (bits)", sender_entropy),
+            (
+                "entropy",
+                "entropy (a) over the last layer's output (bits)",
+                target_entropy,
+            ),
+            ("latency", "median end-to-end latency (ms)", latency_ms),
+            (
+                "bandwidth",
+                "bytes per second on a client's link (KB/s)",
+                bandwidth_kbs,
+            ),
+        ];
+        let mut links = Vec::new();
+        for (name, y_label, metric) in plots {
+            let series = results
+                .config
+                .presets
+                .iter()
+                .map(|&preset| Series {
+                    name: format!("{preset:?}"),
+                    points: points
+                        .iter()
+                        .filter(|p| p.preset == preset)
+                        .filter_map(|p| Some((p.value, metric(&p.results)?)))
+                        .collect(),
+                    errors: None,
+                })
+                .collect();
+            let plot = LinePlot {
+                title: format!("{y_label} against the {}", parameter.label()),
+                x_label: parameter.label().into(),
+                y_label: y_label.into(),
+                log_x: false,
+                series,
+            };
+            let file = format!("{}-{name}.svg", parameter.slug());
+            let path = dir.join(&file);
+            std::fs::write(&path, plot.to_svg())?;
+            written.push(path);
+            links.push(format!("[{name}]({file})"));
+        }
+        let _ = writeln!(md, "\nPlots: {}\n", links.join(", "));
+    }
+    if !results.attack.is_empty() {
+        let _ = writeln!(
+            md,
+            "### The flow-correlation attack\n\nIn a network of 10 clients (2 gateways, 2 mix nodes per layer), client 0 relays a download ({} messages in bursts) to a client drawn at random; the adversary sees every client's link and the times the download reached client 0, and ranks the other 9 clients. Top-1 accuracy over the runs, with its 95 % interval, against chance.\n\n| preset | cover and shaped downlinks | no cover, deliveries pushed | chance |\n|---|---|---|---|",
+            base.download.clone().unwrap_or_default().messages,
+        );
+        for (preset, covered, bare) in &results.attack {
+            let _ = writeln!(
+                md,
+                "| {preset:?} | {}/{} = {:.2} ({:.2}–{:.2}) | {}/{} = {:.2} ({:.2}–{:.2}) | {:.3} |",
+                covered.hits,
+                covered.trials,
+                covered.accuracy,
+                covered.low,
+                covered.high,
+                bare.hits,
+                bare.trials,
+                bare.accuracy,
+                bare.low,
+                bare.high,
+                covered.chance
+            );
+        }
+        let _ = writeln!(md);
+    }
+    if !results.receiving.is_empty() {
+        let _ = writeln!(
+            md,
+            "### The receiving side\n\nThe gateway's shaped downlink (a frame of one size at every tick, padded) against Nym's push (each delivery at once): how often the adversary's best guess of a message's recipient is right, and what each costs on the client's link.\n\n| preset | recipient guessed, shaped | recipient guessed, pushed | link KB/s shaped | link KB/s pushed | idle frames, shaped |\n|---|---|---|---|---|---|"
+        );
+        for (preset, shaped, pushed) in &results.receiving {
+            let _ = writeln!(
+                md,
+                "| {preset:?} | {} | {} | {} | {} | {:.0} % |",
+                cell(receiver_guess(shaped), 3),
+                cell(receiver_guess(pushed), 3),
+                cell(bandwidth_kbs(shaped), 1),
+                cell(bandwidth_kbs(pushed), 1),
+                shaped.performance.idle_frame_share * 100.0
+            );
+        }
+        let _ = writeln!(md);
+    }
+    if let Some(headline) = &results.headline {
+        let _ = writeln!(md, "### The defaults, for users\n");
+        let c = &headline.config;
+        let _ = writeln!(
+            md,
+            "{} clients, {} gateways, {} mix nodes per layer, Nym's traffic settings, {:.0} s measured:\n",
+            c.clients,
+            c.gateways,
+            c.layer_width,
+            c.duration.as_secs_f64()
+        );
+        if let Some(guess) = sender_guess(headline) {
+            let _ = writeln!(
+                md,
+                "- An observer of every link who controls no node guesses the sender of a message with probability **{guess:.4}** (chance: {:.4}); its distribution over senders has {} bits of entropy (log2 of {} clients = {:.2}).",
+                1.0 / f64::from(c.clients),
+                cell(sender_entropy(headline), 2),
+                c.clients,
+                f64::from(c.clients).log2()
+            );
+        }
+        if let Some(guess) = receiver_guess(headline) {
+            let _ = writeln!(
+                md,
+                "- It guesses the recipient of a message with probability **{guess:.4}**."
+            );
+        }
+        if let Some(latency) = &headline.performance.latency {
+            let _ = writeln!(
+                md,
+                "- For this, a message takes {:.0} ms (median; 99 % within {:.0} ms), and each client's link carries {:.1} KB/s whatever the client does.",
+                latency.median * 1e3,
+                latency.p99 * 1e3,
+                headline.performance.client_link_bytes_per_second / 1e3
+            );
+        }
+        let _ = writeln!(md);
+    }
+    let path = dir.join("results.md");
+    std::fs::write(&path, md)?;
+    written.push(path);
+    Ok(written)
+}
