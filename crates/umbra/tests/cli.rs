@@ -793,3 +793,62 @@ fn client_buy_explains_bad_arguments_and_a_client_without_a_ledger() {
     assert!(!client.join("tickets.redb").exists(), "no wallet made");
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+#[test]
+fn sim_runs_a_config_and_writes_its_results() {
+    let dir = temp_dir("sim");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("sim.toml");
+    std::fs::write(
+        &config,
+        "clients = 12\ngateways = 2\nlayer_width = 2\nduration = \"4s\"\nwarmup = \"1s\"\npreset = \"nym\"\n",
+    )
+    .unwrap();
+    let out = dir.join("out");
+    let output = umbra(&[
+        "sim",
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("sender of a message"), "{stdout}");
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(results["config"]["clients"], 12);
+    assert!(results["performance"]["messages_sent"].as_u64().unwrap() > 10);
+    assert!(
+        results["anonymity"]["senders"]["senders"]["entropy"]["mean"]
+            .as_f64()
+            .unwrap()
+            > 1.0
+    );
+    let svg = std::fs::read_to_string(out.join("latency.svg")).unwrap();
+    assert!(
+        svg.starts_with("<svg") || svg.starts_with("<?xml"),
+        "{svg:.80}"
+    );
+
+    // a mistyped setting names itself and where to look
+    std::fs::write(&config, "clinets = 12\n").unwrap();
+    let output = umbra(&["sim", "--config", config.to_str().unwrap(), "--quiet"]);
+    assert!(!output.status.success());
+    let error = stderr(&output);
+    assert!(
+        error.contains("clinets") && error.contains("sim.example.toml"),
+        "{error}"
+    );
+    // a setting that cannot work says what would
+    std::fs::write(&config, "clients = 1\n").unwrap();
+    let output = umbra(&["sim", "--config", config.to_str().unwrap(), "--quiet"]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("at least 2"),
+        "{}",
+        stderr(&output)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
