@@ -239,6 +239,9 @@ pub fn run(config: &SweepConfig, progress: &mut dyn FnMut(&str)) -> Result<Sweep
     Ok(results)
 }
 
+/// A figure read from a run's results.
+type Metric = fn(&Results) -> Option<f64>;
+
 fn sender_entropy(results: &Results) -> Option<f64> {
     Some(
         results
@@ -343,7 +346,7 @@ pub fn write(results: &SweepResults, dir: &Path) -> std::io::Result<Vec<PathBuf>
                 cell(bandwidth_kbs(r), 1),
             );
         }
-        let plots: [(&str, &str, fn(&Results) -> Option<f64>); 4] = [
+        let plots: [(&str, &str, Metric); 4] = [
             ("sender", "entropy over senders (bits)", sender_entropy),
             (
                 "entropy",
