@@ -108,7 +108,7 @@ enum Event {
     Wake(Place),
     Uplink {
         client: u32,
-        frame: ClientFrame,
+        frame: Box<ClientFrame>,
     },
     Downlink {
         client: u32,
@@ -578,7 +578,7 @@ impl Sim {
                 let now = self.instant();
                 self.gateways[gateway as usize]
                     .core
-                    .handle_client(now, id, session, frame);
+                    .handle_client(now, id, session, *frame);
                 self.drain_gateway(Place::Gateway(gateway), Context::Client, observer);
             }
             Event::Downlink { client, records } => {
@@ -597,7 +597,13 @@ impl Sim {
                         ..ClientFrame::default()
                     };
                     self.stats.client_link_bytes += u64::from(NOISE_TAG + 9);
-                    self.push(self.latency, Event::Uplink { client, frame });
+                    self.push(
+                        self.latency,
+                        Event::Uplink {
+                            client,
+                            frame: Box::new(frame),
+                        },
+                    );
                 }
                 self.drain_client(client, observer);
             }
@@ -742,7 +748,13 @@ impl Sim {
                 received,
                 spend: None,
             };
-            self.push(self.latency, Event::Uplink { client, frame });
+            self.push(
+                self.latency,
+                Event::Uplink {
+                    client,
+                    frame: Box::new(frame),
+                },
+            );
         }
         while let Some(event) = self.clients[client as usize].core.poll_event() {
             if let ClientEvent::Received { message, .. } = event {

@@ -34,6 +34,8 @@ pub struct Topology {
     nodes: Vec<NodeDescriptor>,
     by_address: HashMap<SocketAddr, usize>,
     by_noise_key: HashMap<NoiseKey, usize>,
+    /// The nodes of each layer, by index into `nodes`, first layer first.
+    layers: [Vec<usize>; 3],
 }
 
 #[derive(Serialize, Deserialize)]
@@ -97,11 +99,17 @@ impl Topology {
                 });
             }
         }
+        let layers = Layer::ALL.map(|layer| {
+            (0..nodes.len())
+                .filter(|&i| nodes[i].role == Role::Mix(layer))
+                .collect()
+        });
         Ok(Topology {
             key_rotation,
             nodes,
             by_address,
             by_noise_key,
+            layers,
         })
     }
 
@@ -185,9 +193,8 @@ impl Topology {
 
     /// The mix nodes of `layer`.
     pub fn layer(&self, layer: Layer) -> impl Iterator<Item = &NodeDescriptor> {
-        self.nodes
-            .iter()
-            .filter(move |node| node.role == Role::Mix(layer))
+        let index = usize::from(layer.number().saturating_sub(1)).min(2);
+        self.layers[index].iter().map(|&i| &self.nodes[i])
     }
 
     /// The gateways.
@@ -229,17 +236,32 @@ impl Topology {
             .filter(|node| node.role == Role::Gateway)
             .ok_or(TopologyError::NoSuchGateway { id: to })?;
         let mut route = Vec::with_capacity(4);
-        for layer in Layer::ALL {
-            let all: Vec<&NodeDescriptor> = self.layer(layer).collect();
-            if all.is_empty() {
+        // the modulo bias is below len / 2^64: nil for any real layer
+        let mut pick = |len: usize| (rng.next_u64() % len as u64) as usize;
+        for (layer, indices) in Layer::ALL.into_iter().zip(&self.layers) {
+            if indices.is_empty() {
                 return Err(TopologyError::EmptyLayer { layer });
             }
-            let healthy: Vec<&NodeDescriptor> =
-                all.iter().copied().filter(|node| !avoid(node)).collect();
-            let nodes = if healthy.is_empty() { all } else { healthy };
-            // the modulo bias is below len / 2^64: nil for any real layer
-            let pick = (rng.next_u64() % nodes.len() as u64) as usize;
-            route.push(nodes[pick].hop());
+            // a node drawn from the whole layer, kept if it is not to be avoided; otherwise one
+            // drawn from those that are not. Either way each of those is equally likely
+            // (1/n + (f/n)·1/h = 1/h with h of the n nodes healthy, f failing), and routes
+            // cost no pass over the layer while nothing fails.
+            let first = &self.nodes[indices[pick(indices.len())]];
+            if !avoid(first) {
+                route.push(first.hop());
+                continue;
+            }
+            let healthy: Vec<&NodeDescriptor> = indices
+                .iter()
+                .map(|&i| &self.nodes[i])
+                .filter(|node| !avoid(node))
+                .collect();
+            let node = if healthy.is_empty() {
+                &self.nodes[indices[pick(indices.len())]]
+            } else {
+                healthy[pick(healthy.len())]
+            };
+            route.push(node.hop());
         }
         route.push(gateway.hop());
         Ok(route)
