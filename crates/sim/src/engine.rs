@@ -463,6 +463,12 @@ impl Sim {
             .map(|g| g.core.counters())
     }
 
+    /// Deliveries followed between a gateway's final hop and the frame that carries them to
+    /// their client (a few per client at any time: the state does not grow with the run).
+    pub fn deliveries_followed(&self) -> usize {
+        self.in_delivery.len()
+    }
+
     /// Simulated seconds since the start.
     pub fn now(&self) -> f64 {
         self.now as f64 / 1e9
@@ -819,28 +825,18 @@ impl Sim {
             }
             Place::Gateway(n) => {
                 let final_hop = match &unwrapped {
-                    Ok(Outcome::Final(last)) => Some((
-                        last.destination,
-                        payload_key(last.payload.as_bytes()),
-                        last.payload.plaintext().map(<[u8]>::to_vec).ok(),
-                    )),
+                    Ok(Outcome::Final(last)) => Some((last.destination, delivery_key(last))),
                     _ => None,
                 };
                 let before = self.gateways[n as usize].core.counters().clone();
                 self.gateways[n as usize].core.unwrapped(unwrapped);
-                if let Some((destination, _, plaintext)) = final_hop {
+                if let Some((destination, key)) = final_hop {
                     let after = self.gateways[n as usize].core.counters();
                     let client = self.by_destination.get(destination.as_bytes()).copied();
                     let delivered = after.pushed + after.stored > before.pushed + before.stored;
                     match client {
                         Some(client) if delivered => {
-                            // the delivery's payload: the plaintext after the SURB-ACK, or
-                            // the sealed payload of a reply; keyed by its first bytes
-                            if let Some(plaintext) = plaintext {
-                                for key in delivery_keys(&plaintext) {
-                                    self.in_delivery.insert((client, key), id);
-                                }
-                            }
+                            self.in_delivery.insert((client, key), id);
                             observer.ended(self.now(), to, id, End::Delivered(client));
                         }
                         _ => observer.ended(self.now(), to, id, End::Dropped),
@@ -1060,15 +1056,16 @@ enum Context {
     Relay,
 }
 
-/// The keys a delivery made of `plaintext` may be found under: as data (after a SURB-ACK of
-/// an ack packet's length) or as an ack (the whole plaintext).
-fn delivery_keys(plaintext: &[u8]) -> Vec<u64> {
-    let surb_ack = umbra_wire::SURB_ACK_LEN;
-    let mut keys = vec![payload_key(plaintext)];
-    if let Some(rest) = plaintext.get(surb_ack..) {
-        keys.push(payload_key(rest));
+/// The key of the delivery a gateway makes of a packet that ended there, found again in the
+/// frame that carries it: an ack's plaintext, a data packet's plaintext after its SURB-ACK,
+/// or the still-sealed payload of a reply (as the gateway core makes them).
+fn delivery_key(last: &umbra_hop::Final) -> u64 {
+    match last.payload.plaintext() {
+        Ok(plaintext) if last.size == umbra_sphinx::PacketSize::Ack => payload_key(plaintext),
+        Ok(plaintext) => umbra_wire::SurbAck::split(plaintext)
+            .map_or_else(|| payload_key(plaintext), |(_, data)| payload_key(data)),
+        Err(_) => payload_key(last.payload.as_bytes()),
     }
-    keys
 }
 
 fn node(
