@@ -409,3 +409,105 @@ impl PacketOps for TracedSphinx {
         umbra_client::SphinxOps.open(secret, public, sealed)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use proptest::prelude::*;
+    use rand_core::SeedableRng;
+    use umbra_sphinx::{PrivateKey, PublicKey};
+
+    use super::*;
+
+    fn hop(n: u8) -> Hop {
+        Hop::new(NodeAddress::new([n; 32]), key())
+    }
+
+    fn key() -> PublicKey {
+        PrivateKey::from_bytes([7; 32]).public_key()
+    }
+
+    proptest! {
+        // a packet built along a route unwraps hop by hop into the same next hops, delays,
+        // destination, SURB id and message, keeping its id, in every size
+        #[test]
+        fn packets_carry_their_route_hop_by_hop(
+            hops in 1usize..=MAX_HOPS,
+            delays in proptest::collection::vec(0u64..10_000_000_000, MAX_HOPS),
+            message in proptest::collection::vec(any::<u8>(), 0..300),
+            surb in any::<[u8; 16]>(),
+            to in any::<[u8; 32]>(),
+        ) {
+            let ops = SimOps::new();
+            let route: Vec<Hop> = (0..hops as u8).map(|n| hop(n + 1)).collect();
+            let delays: Vec<Delay> = delays[..hops].iter().map(|&d| Delay::from_nanos(d)).collect();
+            let destination = Destination::new(DestinationAddress::new(to), SurbId::new(surb));
+            let mut rng = ChaCha20Rng::seed_from_u64(1);
+            let mut packet = ops
+                .build(&mut rng, PacketSize::Regular, &route, &delays, &destination, &message)
+                .unwrap();
+            let id = packet_id(&packet);
+            for at in 0..hops {
+                prop_assert_eq!(packet_id(&packet), id);
+                let header = FrameHeader::v7(packet.size());
+                match unwrap(packet, header).unwrap() {
+                    Outcome::Forward(forward) => {
+                        prop_assert!(at + 1 < hops);
+                        prop_assert_eq!(forward.next_hop, route[at + 1].address);
+                        prop_assert_eq!(forward.delay, delays[at]);
+                        packet = forward.packet;
+                    }
+                    Outcome::Final(last) => {
+                        prop_assert_eq!(at + 1, hops);
+                        prop_assert_eq!(last.destination, destination.address);
+                        prop_assert_eq!(last.surb_id, destination.surb_id);
+                        prop_assert_eq!(last.payload.plaintext().unwrap(), &message[..]);
+                        return Ok(());
+                    }
+                }
+            }
+            prop_assert!(false, "never reached its last hop");
+        }
+    }
+
+    #[test]
+    fn a_reply_through_a_surb_reaches_its_creator_and_seals_keep_the_real_lengths() {
+        let ops = SimOps::new();
+        let mut rng = ChaCha20Rng::seed_from_u64(2);
+        let route = [hop(1), hop(2), hop(3), hop(4)];
+        let destination = Destination::new(DestinationAddress::new([9; 32]), SurbId::new([5; 16]));
+        let (surb, key) = ops
+            .surb(
+                &mut rng,
+                &route,
+                &[Delay::ZERO; 4],
+                &destination,
+                Version::V260,
+            )
+            .unwrap();
+        let (first, mut packet) = ops.wrap(surb, PacketSize::Regular, b"reply").unwrap();
+        assert_eq!(first, route[0].address);
+        loop {
+            let header = FrameHeader::v7(packet.size());
+            match unwrap(packet, header).unwrap() {
+                Outcome::Forward(forward) => packet = forward.packet,
+                Outcome::Final(last) => {
+                    assert_eq!(last.surb_id, destination.surb_id);
+                    assert_eq!(ops.open_reply(&key, last.payload).unwrap(), b"reply");
+                    break;
+                }
+            }
+        }
+        let sealed = ops.seal(&mut rng, &[3; 32], b"hello");
+        assert_eq!(sealed.len(), 5 + 48);
+        assert_eq!(ops.open(&[0; 32], &[3; 32], &sealed).unwrap(), b"hello");
+        assert!(
+            ops.open(&[0; 32], &[4; 32], &sealed).is_none(),
+            "opened by another"
+        );
+        // bytes that are not a packet of this format are refused, not a panic
+        let junk = Packet::from_bytes(vec![0xAB; PacketSize::Regular.packet_len()]).unwrap();
+        assert!(unwrap(junk, FrameHeader::v7(PacketSize::Regular)).is_err());
+    }
+}
