@@ -189,7 +189,7 @@ pub(crate) enum Source {
     /// A static file: the node's place in it is fixed.
     File {
         sphinx: PrivateKey,
-        topology: Topology,
+        topology: Box<Topology>,
         me: NodeDescriptor,
     },
     /// The ledger.
@@ -242,7 +242,7 @@ impl Source {
             noise,
             Source::File {
                 sphinx,
-                topology,
+                topology: Box::new(topology),
                 me,
             },
         ))
@@ -279,7 +279,7 @@ impl Source {
                     Some(layer) => info!(node = %me.id, %layer, "topology from a static file"),
                     None => info!(node = %me.id, "topology from a static file"),
                 }
-                (Current::fixed(topology), unwrapper, None)
+                (Current::fixed(*topology), unwrapper, None)
             }
             Source::Ledger {
                 directory,
