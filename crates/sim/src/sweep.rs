@@ -346,13 +346,14 @@ pub fn write(results: &SweepResults, dir: &Path) -> std::io::Result<Vec<PathBuf>
                 cell(bandwidth_kbs(r), 1),
             );
         }
-        let plots: [(&str, &str, Metric); 4] = [
+        let plots: [(&str, &str, Metric); 5] = [
             ("sender", "entropy over senders (bits)", sender_entropy),
             (
                 "entropy",
                 "entropy (a) over the last layer's output (bits)",
                 target_entropy,
             ),
+            ("epsilon", "ε between two senders, |mean ln ratio|", epsilon),
             ("latency", "median end-to-end latency (ms)", latency_ms),
             (
                 "bandwidth",
