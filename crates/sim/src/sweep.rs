@@ -30,8 +30,9 @@ pub struct SweepConfig {
     pub sweeps: Vec<Sweep>,
     /// The flow-correlation attack, with cover and without, for each preset: runs per case.
     pub attack_trials: u32,
-    /// The receiving side: each preset with the gateway's shaped downlink and with Nym's push.
-    pub receiving: bool,
+    /// The receiving side: each preset with the gateway's shaped downlink and with Nym's
+    /// push, with the adversary holding each of these shares of the mix nodes (none: skip).
+    pub receiving: Vec<f64>,
     /// The defaults, stated for users: one large run at the first preset.
     pub headline: Option<Headline>,
 }
@@ -149,10 +150,11 @@ pub struct SweepResults {
     pub config: SweepConfig,
     /// Each sweep's points, in the order of the file.
     pub sweeps: Vec<(Parameter, Vec<Point>)>,
-    /// The attack: per preset, with cover (shaped downlinks) and without (pushed).
-    pub attack: Vec<(TrafficPreset, Accuracy, Accuracy)>,
-    /// The receiving side: per preset, shaped and pushed.
-    pub receiving: Vec<(TrafficPreset, Results, Results)>,
+    /// The attack per preset: with cover and shaped downlinks; with cover and deliveries
+    /// pushed (Nym's way); without cover, pushed.
+    pub attack: Vec<(TrafficPreset, Accuracy, Accuracy, Accuracy)>,
+    /// The receiving side: per preset and share of corrupt mix nodes, shaped and pushed.
+    pub receiving: Vec<(TrafficPreset, f64, Results, Results)>,
     /// The large run, if asked for.
     pub headline: Option<Results>,
 }
@@ -208,21 +210,25 @@ pub fn run(config: &SweepConfig, progress: &mut dyn FnMut(&str)) -> Result<Sweep
                 ..MetricSettings::default()
             };
             let covered = trials::trials(&base, config.attack_trials, &mut |_| {})?;
-            base.client.traffic.insecure_no_cover = true;
             base.client.traffic.insecure_push_deliveries = true;
+            let pushed = trials::trials(&base, config.attack_trials, &mut |_| {})?;
+            base.client.traffic.insecure_no_cover = true;
             let bare = trials::trials(&base, config.attack_trials, &mut |_| {})?;
-            results.attack.push((preset, covered, bare));
+            results.attack.push((preset, covered, pushed, bare));
         }
     }
-    if config.receiving {
-        for &preset in &config.presets {
-            progress(&format!("receiving side at {preset:?}"));
-            let shaped = at_preset(&config.base, preset);
+    for &preset in &config.presets {
+        for &corrupt in &config.receiving {
+            progress(&format!("receiving side at {preset:?}, {corrupt} corrupt"));
+            let shaped = SimConfig {
+                corrupt_fraction: corrupt,
+                ..at_preset(&config.base, preset)
+            };
             let mut pushed = shaped.clone();
             pushed.client.traffic.insecure_push_deliveries = true;
             let (shaped, _) = report::simulate(&shaped, &mut |_| {})?;
             let (pushed, _) = report::simulate(&pushed, &mut |_| {})?;
-            results.receiving.push((preset, shaped, pushed));
+            results.receiving.push((preset, corrupt, shaped, pushed));
         }
     }
     if let (Some(headline), Some(&preset)) = (&config.headline, config.presets.first()) {
@@ -326,6 +332,12 @@ pub fn write(results: &SweepResults, dir: &Path) -> std::io::Result<Vec<PathBuf>
     );
     for (parameter, points) in &results.sweeps {
         let _ = writeln!(md, "### Varying the {}\n", parameter.label());
+        if *parameter == Parameter::SendInterval {
+            let _ = writeln!(
+                md,
+                "The bulk preset differs from nym only in its send interval: with that set here, its rows repeat nym's.\n"
+            );
+        }
         let _ = writeln!(
             md,
             "| preset | value | sender entropy (bits) | best guess of sender | entropy (a) (bits) | recipient guessed | ε | latency median (ms) | client link (KB/s) |\n|---|---|---|---|---|---|---|---|---|"
@@ -395,23 +407,22 @@ pub fn write(results: &SweepResults, dir: &Path) -> std::io::Result<Vec<PathBuf>
     if !results.attack.is_empty() {
         let _ = writeln!(
             md,
-            "### The flow-correlation attack\n\nIn a network of 10 clients (2 gateways, 2 mix nodes per layer), client 0 relays a download ({} messages in bursts) to a client drawn at random; the adversary sees every client's link and the times the download reached client 0, and ranks the other 9 clients. Top-1 accuracy over the runs, with its 95 % interval, against chance.\n\n| preset | cover and shaped downlinks | no cover, deliveries pushed | chance |\n|---|---|---|---|",
+            "### The flow-correlation attack\n\nIn a network of 10 clients (2 gateways, 2 mix nodes per layer), client 0 relays a download ({} messages in bursts) to a client drawn at random; the adversary sees every client's link and the times the download reached client 0, and ranks the other 9 clients. Top-1 accuracy over the runs, with its 95 % interval, against chance. With shaped downlinks every client's downlink is the same stream of equal frames, every score ties and the guess is the tie-break's (seeded per run, so the same runs give the same guesses at every preset).\n\n| preset | cover, shaped downlinks (Umbra) | cover, deliveries pushed (Nym) | no cover, pushed | chance |\n|---|---|---|---|---|",
             base.download.clone().unwrap_or_default().messages,
         );
-        for (preset, covered, bare) in &results.attack {
+        let show = |a: &Accuracy| {
+            format!(
+                "{}/{} = {:.2} ({:.2}–{:.2})",
+                a.hits, a.trials, a.accuracy, a.low, a.high
+            )
+        };
+        for (preset, covered, pushed, bare) in &results.attack {
             let _ = writeln!(
                 md,
-                "| {preset:?} | {}/{} = {:.2} ({:.2}–{:.2}) | {}/{} = {:.2} ({:.2}–{:.2}) | {:.3} |",
-                covered.hits,
-                covered.trials,
-                covered.accuracy,
-                covered.low,
-                covered.high,
-                bare.hits,
-                bare.trials,
-                bare.accuracy,
-                bare.low,
-                bare.high,
+                "| {preset:?} | {} | {} | {} | {:.3} |",
+                show(covered),
+                show(pushed),
+                show(bare),
                 covered.chance
             );
         }
@@ -420,12 +431,13 @@ pub fn write(results: &SweepResults, dir: &Path) -> std::io::Result<Vec<PathBuf>
     if !results.receiving.is_empty() {
         let _ = writeln!(
             md,
-            "### The receiving side\n\nThe gateway's shaped downlink (a frame of one size at every tick, padded) against Nym's push (each delivery at once): how often the adversary's best guess of a message's recipient is right, and what each costs on the client's link.\n\n| preset | recipient guessed, shaped | recipient guessed, pushed | link KB/s shaped | link KB/s pushed | idle frames, shaped |\n|---|---|---|---|---|---|"
+            "### The receiving side\n\nThe gateway's shaped downlink (a frame of one size at every tick, padded) against Nym's push (each delivery at once): how often the adversary's best guess of a message's recipient is right (chance: 1/{}), with none and with some of the mix nodes in its hands, and what each costs on the client's link.\n\n| preset | corrupt mix nodes | recipient guessed, shaped | recipient guessed, pushed | link KB/s shaped | link KB/s pushed | idle frames, shaped |\n|---|---|---|---|---|---|---|",
+            base.clients
         );
-        for (preset, shaped, pushed) in &results.receiving {
+        for (preset, corrupt, shaped, pushed) in &results.receiving {
             let _ = writeln!(
                 md,
-                "| {preset:?} | {} | {} | {} | {} | {:.0} % |",
+                "| {preset:?} | {corrupt} | {} | {} | {} | {} | {:.0} % |",
                 cell(receiver_guess(shaped), 3),
                 cell(receiver_guess(pushed), 3),
                 cell(bandwidth_kbs(shaped), 1),
@@ -446,14 +458,24 @@ pub fn write(results: &SweepResults, dir: &Path) -> std::io::Result<Vec<PathBuf>
             c.layer_width,
             c.duration.as_secs_f64()
         );
-        if let Some(guess) = sender_guess(headline) {
+        if let Some(senders) = headline
+            .anonymity
+            .senders
+            .as_ref()
+            .and_then(|s| s.senders.as_ref())
+        {
             let _ = writeln!(
                 md,
-                "- An observer of every link who controls no node guesses the sender of a message with probability **{guess:.4}** (chance: {:.4}); its distribution over senders has {} bits of entropy (log2 of {} clients = {:.2}).",
+                "- An observer of every link who controls no node gives the true sender of a message probability **{:.4}** on average (chance: {:.4}; at most {:.4} for any of {} messages); its distribution over senders has {:.2} bits of entropy (log2 of {} clients = {:.2}). Its best guess is right at most {:.4} of the time (an upper bound: {} of the clients were labelled, the rest taken as equally likely).",
+                senders.truth_probability.mean,
                 1.0 / f64::from(c.clients),
-                cell(sender_entropy(headline), 2),
+                senders.truth_probability.max,
+                senders.truth_probability.count,
+                senders.entropy.mean,
                 c.clients,
-                f64::from(c.clients).log2()
+                f64::from(c.clients).log2(),
+                senders.top_guess_right,
+                c.metrics.sampled_senders.min(c.clients)
             );
         }
         if let Some(guess) = receiver_guess(headline) {
