@@ -1,0 +1,94 @@
+//! Sweeps: the file behind docs/anonymity.md loads, and a small sweep writes its tables and
+//! plots, with the attack and the receiving side.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is the point
+
+use umbra_sim::sweep::{self, Parameter, SweepConfig};
+
+#[test]
+fn the_published_sweep_loads() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/anonymity/sweep.toml"
+    ))
+    .unwrap();
+    let config: SweepConfig = toml::from_str(&text).unwrap();
+    config.base.validate().unwrap();
+    assert_eq!(config.presets.len(), 3);
+    let parameters: Vec<Parameter> = config.sweeps.iter().map(|s| s.parameter).collect();
+    for wanted in [
+        Parameter::SendInterval,
+        Parameter::HopDelay,
+        Parameter::Clients,
+        Parameter::LayerWidth,
+        Parameter::CorruptFraction,
+    ] {
+        assert!(parameters.contains(&wanted), "{wanted:?} is not swept");
+    }
+    assert!(config.attack_trials > 0 && !config.receiving.is_empty() && config.headline.is_some());
+}
+
+#[test]
+fn a_small_sweep_writes_its_results() {
+    let config: SweepConfig = toml::from_str(
+        r#"
+presets = ["nym"]
+attack_trials = 2
+receiving = [0.0]
+
+[base]
+clients = 8
+gateways = 2
+layer_width = 2
+warmup = "1s"
+duration = "3s"
+cooldown = "1s"
+
+[base.download]
+start = "1s"
+messages = 20
+rate = 40.0
+burst = 10
+
+[[sweeps]]
+parameter = "hop-delay"
+values = [5, 15]
+"#,
+    )
+    .unwrap();
+    let mut lines = Vec::new();
+    let results = sweep::run(&config, &mut |line| lines.push(line.to_owned())).unwrap();
+    assert_eq!(results.sweeps.len(), 1);
+    assert_eq!(results.sweeps[0].1.len(), 2);
+    assert_eq!(results.attack.len(), 1);
+    assert_eq!(results.receiving.len(), 1);
+    // the longer delay holds packets longer
+    let latency = |i: usize| {
+        results.sweeps[0].1[i]
+            .results
+            .performance
+            .latency
+            .as_ref()
+            .unwrap()
+            .median
+    };
+    assert!(latency(1) > latency(0));
+    let dir = std::env::temp_dir().join(format!("umbra-sweep-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let written = sweep::write(&results, &dir).unwrap();
+    assert!(written.len() >= 7, "{written:?}");
+    let md = std::fs::read_to_string(dir.join("results.md")).unwrap();
+    for section in [
+        "Varying the mean delay per mix node",
+        "The flow-correlation attack",
+        "The receiving side",
+    ] {
+        assert!(md.contains(section), "no {section} in\n{md}");
+    }
+    assert!(
+        std::fs::read_to_string(dir.join("hop-delay-epsilon.svg"))
+            .unwrap()
+            .contains("<svg")
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
