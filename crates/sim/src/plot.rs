@@ -108,10 +108,14 @@ impl LinePlot {
             svg,
             r#"<rect x="0" y="0" width="{WIDTH}" height="{HEIGHT}" fill="white"/>"#
         );
+        // a long title is set smaller rather than cut off at the edges (about 0.55 em a
+        // character in a sans-serif face)
+        let chars = self.title.chars().count().max(1) as f64;
+        let title_size = (15.0f64).min((WIDTH - 20.0) / (0.55 * chars)).max(8.0);
         let _ = writeln!(
             svg,
-            r#"<text x="{:.2}" y="22" text-anchor="middle" font-size="15">{}</text>"#,
-            (LEFT + RIGHT) / 2.0,
+            r#"<text x="{:.2}" y="22" text-anchor="middle" font-size="{title_size:.1}">{}</text>"#,
+            WIDTH / 2.0,
             escape(&self.title)
         );
         self.write_axes(&mut svg, &axes, &x_ticks, &y_ticks);

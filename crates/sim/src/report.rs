@@ -14,7 +14,7 @@ use crate::run::{self, Performance};
 use crate::trials;
 
 /// Everything one simulation measured.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct Results {
     /// The settings it ran with.
     pub config: SimConfig,

@@ -12,7 +12,7 @@ use crate::metrics::{
 use crate::trace::Observer;
 
 /// What a run measured, apart from anonymity.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct Performance {
     /// Events the engine processed.
     pub events: u64,

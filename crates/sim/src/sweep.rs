@@ -133,7 +133,7 @@ fn at_preset(base: &SimConfig, preset: TrafficPreset) -> SimConfig {
 }
 
 /// One point of a sweep.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Point {
     /// The preset.
     pub preset: TrafficPreset,
@@ -144,7 +144,7 @@ pub struct Point {
 }
 
 /// Everything a sweep measured.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SweepResults {
     /// The sweep file.
     pub config: SweepConfig,
@@ -303,6 +303,12 @@ fn bandwidth_kbs(results: &Results) -> Option<f64> {
 
 fn cell(value: Option<f64>, digits: usize) -> String {
     value.map_or_else(|| "–".into(), |v| format!("{v:.digits$}"))
+}
+
+/// Reads the `sweep.json` a sweep wrote, to write its tables and plots again without
+/// running it ([`write`]).
+pub fn read(json: &str) -> Result<SweepResults, serde_json::Error> {
+    serde_json::from_str(json)
 }
 
 /// Writes `results.md`, `sweep.json` and the plots into `dir`; the paths written.

@@ -92,3 +92,19 @@ values = [5, 15]
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_published_results_are_what_their_sweep_json_says() {
+    // docs/anonymity/results.md is written from sweep.json: reading it back and writing again
+    // gives the same tables (so the page shows what was measured)
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/anonymity");
+    let json = std::fs::read_to_string(format!("{dir}/sweep.json")).unwrap();
+    let results = sweep::read(&json).unwrap();
+    let out = std::env::temp_dir().join(format!("umbra-replot-{}", std::process::id()));
+    std::fs::create_dir_all(&out).unwrap();
+    sweep::write(&results, &out).unwrap();
+    let published = std::fs::read_to_string(format!("{dir}/results.md")).unwrap();
+    let again = std::fs::read_to_string(out.join("results.md")).unwrap();
+    assert_eq!(published, again);
+    let _ = std::fs::remove_dir_all(&out);
+}

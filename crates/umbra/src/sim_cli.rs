@@ -17,6 +17,10 @@ pub(crate) struct SimArgs {
     /// each preset; writes results.md, sweep.json and the plots.
     #[arg(long, conflicts_with = "config")]
     sweep: Option<PathBuf>,
+    /// Write a sweep's tables and plots again from the sweep.json it wrote, without running
+    /// it (e.g. after changing how they are drawn).
+    #[arg(long, conflicts_with_all = ["config", "sweep"])]
+    replot: Option<PathBuf>,
     /// Where to write results.json and the plots (created if missing).
     #[arg(long, default_value = "sim-results")]
     out: PathBuf,
@@ -26,6 +30,24 @@ pub(crate) struct SimArgs {
 }
 
 pub(crate) fn sim(args: SimArgs) -> anyhow::Result<()> {
+    if let Some(path) = &args.replot {
+        let json = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the sweep's results {}", path.display()))?;
+        let results = umbra_sim::sweep::read(&json).with_context(|| {
+            format!(
+                "{} is not a sweep.json written by `umbra sim --sweep`",
+                path.display()
+            )
+        })?;
+        std::fs::create_dir_all(&args.out)
+            .with_context(|| format!("creating {}", args.out.display()))?;
+        for path in umbra_sim::sweep::write(&results, &args.out)
+            .with_context(|| format!("writing results into {}", args.out.display()))?
+        {
+            println!("wrote {}", path.display());
+        }
+        return Ok(());
+    }
     if let Some(path) = &args.sweep {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading the sweep {}", path.display()))?;
