@@ -27,6 +27,8 @@ use umbra_ledger::{CertificateError, Genesis, SignedTopology, TopologyDocument, 
 use umbra_topology::Topology;
 
 use crate::err::NodeError;
+use crate::http_client::Server;
+use crate::socks5::Socks5Proxy;
 use crate::ledger::{LedgerClient, LedgerError};
 
 /// The genesis file a node or client keeps in its data directory.
@@ -78,7 +80,7 @@ impl ValidatorUrl {
     /// The addresses its host name resolves to, the first one.
     pub async fn resolve(&self) -> Result<SocketAddr, LedgerError> {
         let unreachable = |reason: String| LedgerError::Unreachable {
-            address: SocketAddr::from(([0, 0, 0, 0], self.port)),
+            address: SocketAddr::from(([0, 0, 0, 0], self.port)).into(),
             reason: format!("{self}: {reason}"),
         };
         let mut addresses = tokio::net::lookup_host((self.host.as_str(), self.port))
@@ -87,6 +89,19 @@ impl ValidatorUrl {
         addresses
             .next()
             .ok_or_else(|| unreachable("the name resolves to no address".into()))
+    }
+
+    /// A client of this validator: straight to it (its name resolved here), or through
+    /// `proxy` (with `socks5h://`, the proxy resolves the name; nothing is looked up here).
+    pub async fn client(&self, proxy: Option<&Socks5Proxy>) -> Result<LedgerClient, LedgerError> {
+        Ok(match proxy {
+            None => LedgerClient::new(self.resolve().await?),
+            Some(proxy) => LedgerClient::to(Server::Proxied {
+                proxy: proxy.clone(),
+                host: self.host.clone(),
+                port: self.port,
+            }),
+        })
     }
 }
 

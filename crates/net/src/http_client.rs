@@ -2,8 +2,10 @@
 //! node, a client or the CLI asks a validator's API, and localnet its daemons' `/health`.
 //!
 //! Every request is bounded: in time (connecting, sending and reading the whole answer) and
-//! in the size of the answer it will read.
+//! in the size of the answer it will read. A request goes straight to its server or through a
+//! SOCKS5 proxy ([`Server`]): the mixnet, for `umbra tx --proxy`.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -13,6 +15,64 @@ use hyper::header::{CONTENT_TYPE, HOST};
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+
+use crate::socks5::{ProxyError, Socks5Proxy};
+
+/// Where a request goes.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Server {
+    /// Straight to this address.
+    Direct(SocketAddr),
+    /// Through a SOCKS5 proxy to `host:port`; with `socks5h://` the proxy resolves `host`.
+    Proxied {
+        /// The proxy.
+        proxy: Socks5Proxy,
+        /// The server's name or address.
+        host: String,
+        /// The server's port.
+        port: u16,
+    },
+}
+
+impl Server {
+    /// The `Host` header's value.
+    fn host_header(&self) -> String {
+        match self {
+            Server::Direct(address) => address.to_string(),
+            Server::Proxied { host, port, .. } if host.contains(':') => format!("[{host}]:{port}"),
+            Server::Proxied { host, port, .. } => format!("{host}:{port}"),
+        }
+    }
+
+    async fn connect(&self) -> Result<TcpStream, HttpError> {
+        match self {
+            Server::Direct(address) => TcpStream::connect(address)
+                .await
+                .map_err(HttpError::Connect),
+            Server::Proxied { proxy, host, port } => proxy
+                .connect(host, *port)
+                .await
+                .map_err(HttpError::Proxy),
+        }
+    }
+}
+
+impl From<SocketAddr> for Server {
+    fn from(address: SocketAddr) -> Server {
+        Server::Direct(address)
+    }
+}
+
+impl fmt::Display for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Server::Direct(address) => write!(f, "{address}"),
+            Server::Proxied { proxy, .. } => {
+                write!(f, "{} (through {proxy})", self.host_header())
+            }
+        }
+    }
+}
 
 /// An answer: its status and its whole body.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,6 +90,9 @@ pub enum HttpError {
     /// No connection to the server.
     #[error("cannot connect: {0}")]
     Connect(std::io::Error),
+    /// The SOCKS5 proxy could not connect to the server (or could not be reached).
+    #[error("{0}")]
+    Proxy(ProxyError),
     /// The exchange failed: the connection closed, or the answer is not HTTP/1.1.
     #[error("{0}")]
     Exchange(hyper::Error),
@@ -100,24 +163,33 @@ pub async fn request(
     body: Option<Vec<u8>>,
     limits: Limits,
 ) -> Result<Response, HttpError> {
+    request_to(&Server::Direct(address), method, path, body, limits).await
+}
+
+/// `method path` to `server`, straight or through its proxy, with a JSON `body` if any.
+pub async fn request_to(
+    server: &Server,
+    method: Method,
+    path: &str,
+    body: Option<Vec<u8>>,
+    limits: Limits,
+) -> Result<Response, HttpError> {
     tokio::time::timeout(
         limits.timeout,
-        exchange(address, method, path, body, limits.max_body),
+        exchange(server, method, path, body, limits.max_body),
     )
     .await
     .map_err(|_| HttpError::Timeout(limits.timeout))?
 }
 
 async fn exchange(
-    address: SocketAddr,
+    server: &Server,
     method: Method,
     path: &str,
     body: Option<Vec<u8>>,
     max_body: usize,
 ) -> Result<Response, HttpError> {
-    let stream = TcpStream::connect(address)
-        .await
-        .map_err(HttpError::Connect)?;
+    let stream = server.connect().await?;
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(HttpError::Exchange)?;
@@ -126,7 +198,7 @@ async fn exchange(
     let mut builder = Request::builder()
         .method(method)
         .uri(path)
-        .header(HOST, address.to_string());
+        .header(HOST, server.host_header());
     if body.is_some() {
         builder = builder.header(CONTENT_TYPE, "application/json");
     }

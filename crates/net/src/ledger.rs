@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use umbra_ledger::api::{AccountView, ApiError, NodeView, Submitted, TxStatus};
 use umbra_ledger::{Hash, PublicKey, SignedTopology, Transaction, TxError, ValidatorKey};
 
-use crate::http_client::{self, HttpError, Limits};
+use crate::http_client::{self, HttpError, Limits, Server};
 
 /// Why a request to a validator failed.
 #[derive(Debug, thiserror::Error)]
@@ -22,7 +22,7 @@ pub enum LedgerError {
     #[error("cannot reach the validator at {address}: {reason}")]
     Unreachable {
         /// The validator.
-        address: SocketAddr,
+        address: Server,
         /// Why.
         reason: String,
     },
@@ -38,7 +38,7 @@ pub enum LedgerError {
     #[error("the validator at {address} answered something unreadable: {reason}")]
     Garbled {
         /// The validator.
-        address: SocketAddr,
+        address: Server,
         /// What was wrong.
         reason: String,
     },
@@ -46,7 +46,7 @@ pub enum LedgerError {
     #[error("the topology from {address} is not trustworthy: {error}")]
     Untrusted {
         /// The validator.
-        address: SocketAddr,
+        address: Server,
         /// Why.
         error: umbra_ledger::CertificateError,
     },
@@ -61,22 +61,35 @@ pub enum LedgerError {
 /// A validator's API.
 #[derive(Clone, Debug)]
 pub struct LedgerClient {
-    address: SocketAddr,
+    address: Server,
     timeout: Duration,
 }
 
 impl LedgerClient {
     /// The validator at `address`.
     pub fn new(address: SocketAddr) -> LedgerClient {
+        LedgerClient::to(Server::Direct(address))
+    }
+
+    /// The validator `server` names: at an address, or through a SOCKS5 proxy (the mixnet),
+    /// so that the validator sees the proxy's exit, not this machine.
+    pub fn to(server: Server) -> LedgerClient {
         LedgerClient {
-            address,
+            address: server,
             timeout: Duration::from_secs(10),
         }
     }
 
+    /// Waits up to `timeout` for each answer (10 s by default; give a request through the
+    /// mixnet more).
+    pub fn with_timeout(mut self, timeout: Duration) -> LedgerClient {
+        self.timeout = timeout;
+        self
+    }
+
     /// The validator's address.
-    pub fn address(&self) -> SocketAddr {
-        self.address
+    pub fn address(&self) -> &Server {
+        &self.address
     }
 
     /// `GET path`, decoded.
@@ -92,7 +105,7 @@ impl LedgerClient {
         body: &B,
     ) -> Result<T, LedgerError> {
         let body = serde_json::to_vec(body).map_err(|error| LedgerError::Garbled {
-            address: self.address,
+            address: self.address.clone(),
             reason: error.to_string(),
         })?;
         let (status, answer) = self.request(hyper::Method::POST, path, Some(body)).await?;
@@ -109,7 +122,7 @@ impl LedgerClient {
         signed
             .verify(chain_id, validators)
             .map_err(|error| LedgerError::Untrusted {
-                address: self.address,
+                address: self.address.clone(),
                 error,
             })?;
         Ok(signed)
@@ -144,7 +157,7 @@ impl LedgerClient {
             .get("chain_id")
             .and_then(|value| value.as_str().map(str::to_owned))
             .ok_or_else(|| LedgerError::Garbled {
-                address: self.address,
+                address: self.address.clone(),
                 reason: "its /status names no chain_id".into(),
             })
     }
@@ -189,7 +202,7 @@ impl LedgerClient {
             return Err(LedgerError::Refused { status, message });
         }
         serde_json::from_slice(body).map_err(|error| LedgerError::Garbled {
-            address: self.address,
+            address: self.address.clone(),
             reason: error.to_string(),
         })
     }
@@ -204,21 +217,21 @@ impl LedgerClient {
             timeout: self.timeout,
             max_body: MAX_RESPONSE,
         };
-        match http_client::request(self.address, method, path, body, limits).await {
+        match http_client::request_to(&self.address, method, path, body, limits).await {
             Ok(response) => Ok((response.status, response.body)),
             // an answer that is not HTTP, or too long; a connection cut is `Unreachable`
             Err(ref error @ HttpError::Exchange(ref cause)) if cause.is_parse() => {
                 Err(LedgerError::Garbled {
-                    address: self.address,
+                    address: self.address.clone(),
                     reason: error.to_string(),
                 })
             }
             Err(error @ HttpError::TooLong { .. }) => Err(LedgerError::Garbled {
-                address: self.address,
+                address: self.address.clone(),
                 reason: error.to_string(),
             }),
             Err(error) => Err(LedgerError::Unreachable {
-                address: self.address,
+                address: self.address.clone(),
                 reason: error.to_string(),
             }),
         }

@@ -11,6 +11,7 @@ pub mod link;
 pub mod metrics;
 pub mod noise;
 pub mod session;
+pub mod socks5;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 

@@ -10,6 +10,7 @@ use umbra_ledger::{Action, Amount, NodeId, Params, Ppm, PublicKey, SigningKey, T
 use umbra_net::directory::ValidatorUrl;
 use umbra_net::keys::{read_key, write_new_key};
 use umbra_net::ledger::{LedgerClient, LedgerError};
+use umbra_net::socks5::Socks5Proxy;
 use umbra_validator::InitOptions;
 use umbra_validator::bft::ConsensusSettings;
 
@@ -143,6 +144,10 @@ pub(crate) enum AccountCommand {
         /// The account's key file.
         #[arg(long)]
         key: Option<PathBuf>,
+        /// Ask through a SOCKS5 proxy (the mixnet's), so that the validator does not learn
+        /// who looks at the account.
+        #[arg(long, value_name = "socks5h://HOST:PORT")]
+        proxy: Option<Socks5Proxy>,
     },
 }
 
@@ -268,7 +273,28 @@ fn load_account(path: &Path) -> anyhow::Result<SigningKey> {
     Ok(SigningKey::from_seed(read_key(path)?))
 }
 
-pub(crate) fn tx(validator: ValidatorUrl, key: &Path, command: TxCommand) -> anyhow::Result<()> {
+/// A client of `validator`, straight or through `proxy`: through the mixnet, each request
+/// takes a few round trips through the mix layers, so it is given more time.
+pub(crate) async fn ledger_client(
+    validator: &ValidatorUrl,
+    proxy: Option<&Socks5Proxy>,
+) -> Result<LedgerClient, LedgerError> {
+    let client = validator.client(proxy).await?;
+    Ok(match proxy {
+        Some(_) => client.with_timeout(PROXIED_TIMEOUT),
+        None => client,
+    })
+}
+
+/// How long one request through a proxy may take.
+const PROXIED_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub(crate) fn tx(
+    validator: ValidatorUrl,
+    proxy: Option<Socks5Proxy>,
+    key: &Path,
+    command: TxCommand,
+) -> anyhow::Result<()> {
     let signer = load_account(key)?;
     let action = match command {
         TxCommand::Transfer { to, amount } => Action::Transfer {
@@ -293,7 +319,7 @@ pub(crate) fn tx(validator: ValidatorUrl, key: &Path, command: TxCommand) -> any
     };
     let runtime = crate::runtime()?;
     runtime.block_on(async {
-        let client = LedgerClient::new(validator.resolve().await?);
+        let client = ledger_client(&validator, proxy.as_ref()).await?;
         let chain_id = client
             .get::<serde_json::Value>("/status")
             .await?
@@ -312,8 +338,12 @@ pub(crate) fn tx(validator: ValidatorUrl, key: &Path, command: TxCommand) -> any
             other => other.into(),
         };
         let hash = client.submit(&transaction).await.map_err(explain)?;
+        let wait = match proxy {
+            Some(_) => PROXIED_TIMEOUT,
+            None => Duration::from_secs(30),
+        };
         let height = client
-            .wait_for(&hash, Duration::from_secs(30))
+            .wait_for(&hash, wait)
             .await
             .map_err(explain)?;
         println!("committed in block {height}: transaction {hash}");
@@ -333,6 +363,7 @@ pub(crate) fn account(command: AccountCommand) -> anyhow::Result<()> {
             validator,
             address,
             key,
+            proxy,
         } => {
             let address = match (address, key) {
                 (Some(text), None) => text
@@ -342,7 +373,8 @@ pub(crate) fn account(command: AccountCommand) -> anyhow::Result<()> {
                 _ => bail!("give either an address or --key FILE"),
             };
             let view: serde_json::Value = crate::runtime()?.block_on(async {
-                LedgerClient::new(validator.resolve().await?)
+                ledger_client(&validator, proxy.as_ref())
+                    .await?
                     .get(&format!("/accounts/{address}"))
                     .await
             })?;

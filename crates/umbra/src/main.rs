@@ -93,6 +93,10 @@ enum Command {
         /// The account's key file.
         #[arg(long, global = true)]
         key: Option<PathBuf>,
+        /// Send the transaction through a SOCKS5 proxy, e.g. `umbra socks5`'s into the
+        /// mixnet, so that the validator sees its exit and never your address.
+        #[arg(long, global = true, value_name = "socks5h://HOST:PORT")]
+        proxy: Option<Socks5Proxy>,
         #[command(subcommand)]
         command: ledger_cli::TxCommand,
     },
@@ -505,12 +509,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tx {
             validator,
             key,
+            proxy,
             command,
         } => {
             let key = key.context(
                 "--key FILE is needed: the key file of the account that signs (`umbra account new --out FILE` makes one)",
             )?;
-            ledger_cli::tx(validator, &key, command)
+            ledger_cli::tx(validator, proxy, &key, command)
         }
         Command::Account { command } => ledger_cli::account(command),
         Command::Localnet {

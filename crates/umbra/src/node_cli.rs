@@ -8,6 +8,7 @@ use clap::Args;
 use umbra_ledger::{Amount, NodeKind, SigningKey};
 use umbra_net::directory::ValidatorUrl;
 use umbra_net::keys::read_key;
+use umbra_net::socks5::Socks5Proxy;
 use umbra_node::registration::{self, Registration};
 
 /// What registering needs beyond the node's own files.
@@ -32,6 +33,10 @@ pub(crate) struct RegisterArgs {
     /// A name for people (at most 64 bytes).
     #[arg(long, default_value = "")]
     pub(crate) moniker: String,
+    /// Register through a SOCKS5 proxy (the mixnet's), so that the validator does not learn
+    /// the owner's address.
+    #[arg(long, value_name = "socks5h://HOST:PORT")]
+    pub(crate) proxy: Option<Socks5Proxy>,
 }
 
 /// Registers and bonds the node; prints its number.
@@ -50,8 +55,7 @@ pub(crate) fn register(
         pledge: args.pledge,
     };
     crate::runtime()?.block_on(async {
-        let address = args.validator.resolve().await?;
-        let client = umbra_net::ledger::LedgerClient::new(address);
+        let client = crate::ledger_cli::ledger_client(&args.validator, args.proxy.as_ref()).await?;
         let done = registration::register(&args.data_dir, &client, &owner, &registration)
             .await
             .with_context(|| format!("registering the node in {}", args.data_dir.display()))?;

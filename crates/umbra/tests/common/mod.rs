@@ -4,6 +4,7 @@
 #![allow(dead_code, unreachable_pub)] // each user takes what it needs
 
 pub mod apps;
+pub mod ethereum;
 pub mod localnet;
 
 use std::path::PathBuf;
