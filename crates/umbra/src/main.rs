@@ -18,6 +18,7 @@ use umbra::network::Shape;
 use umbra_client::TrafficPreset;
 use umbra_client_daemons::daemon::{self, ClientDaemon, DaemonRole, NewRole};
 use umbra_net::directory::{LedgerConfig, ValidatorUrl};
+use umbra_net::socks5::Socks5Proxy;
 use umbra_node::gateway::{self, Gateway};
 use umbra_node::mixnode::{self, Mixnode};
 use umbra_sdk::ClientAddress;
