@@ -34,6 +34,11 @@ fn http_client(streams: &MixnetStreams) -> HttpClient {
     Client::builder(TokioExecutor::new()).build(MixnetConnector::new(streams.clone()))
 }
 
+/// Gives hyper's client time to put its connection back in the pool.
+async fn idle() {
+    tokio::time::sleep(Duration::from_millis(500)).await;
+}
+
 /// A JSON-RPC 2.0 call of `method` with `params` and `id`; the answer, as JSON.
 async fn call(
     http: &HttpClient,
@@ -156,7 +161,10 @@ async fn hyper_over_mixnet_streams_through_an_exit() {
         })
     );
 
-    // keep-alive: the next requests go over the same stream (one connection at the server)
+    // keep-alive: the next requests go over the same stream (one connection at the server).
+    // hyper puts a connection back in its pool from a task of its own once the answer is
+    // read; the pauses let that happen, so that no request finds the pool empty and connects
+    idle().await;
     let before = server.connections();
     let big = format!("http://localhost:{}/big", server.address.port());
     let request = hyper::Request::get(&big).body(Full::default()).unwrap();
@@ -172,6 +180,7 @@ async fn hyper_over_mixnet_streams_through_an_exit() {
         Sha256::digest(body(BIG)),
         "the 1 MiB body arrived changed"
     );
+    idle().await;
     let answer = call(&http, &rpc, 8, "eth_blockNumber", serde_json::json!([])).await;
     assert_eq!(answer["result"], "0x2a");
     assert_eq!(

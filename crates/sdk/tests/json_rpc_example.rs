@@ -7,7 +7,6 @@ mod common;
 #[path = "common/web.rs"]
 mod web;
 
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -15,21 +14,6 @@ use common::Network;
 use tokio_util::sync::CancellationToken;
 use umbra_client::ExitPolicy;
 use web::{HttpServer, start_exit};
-
-/// The example's binary, which `cargo test` builds next to the tests.
-fn json_rpc_example() -> PathBuf {
-    let test = std::env::current_exe().unwrap();
-    let profile = test.parent().and_then(|deps| deps.parent()).unwrap();
-    let example = profile
-        .join("examples")
-        .join(format!("json_rpc{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        example.exists(),
-        "{} is missing: `cargo test -p umbra-sdk` builds it, or `cargo build -p umbra-sdk --example json_rpc`",
-        example.display()
-    );
-    example
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_json_rpc_example_submits_a_call_through_an_exit() {
@@ -44,7 +28,7 @@ async fn the_json_rpc_example_submits_a_call_through_an_exit() {
     .await;
     let server = HttpServer::start().await;
 
-    let mut example = Command::new(json_rpc_example())
+    let mut example = Command::new(common::example("json_rpc"))
         .arg("--topology")
         .arg(network.layout.topology_file())
         .args(["--exit", &exit.address.to_string()])
