@@ -8,7 +8,6 @@ mod common;
 #[path = "common/web.rs"]
 mod web;
 
-use std::error::Error as _;
 use std::io;
 use std::time::Duration;
 
