@@ -777,7 +777,10 @@ mod tests {
         settings.max_streams = 3;
         assert_eq!(settings.mux_config().unwrap().max_streams, 3);
         settings.surbs_per_message = 0;
-        assert_eq!(settings.mux_config().unwrap_err().setting, "surbs_per_message");
+        assert_eq!(
+            settings.mux_config().unwrap_err().setting,
+            "surbs_per_message"
+        );
     }
 
     #[test]

@@ -71,31 +71,30 @@ impl MixnetConnector {
         self.enforce_http = enforce;
         self
     }
-
 }
 
 /// Where a connection for `uri` goes: its host and port.
 fn destination(uri: &Uri, enforce_http: bool) -> Result<(String, u16), ConnectError> {
-        let scheme = uri.scheme_str().ok_or(ConnectError::MissingScheme)?;
-        let default_port = if scheme.eq_ignore_ascii_case("http") {
-            80
-        } else if enforce_http {
-            return Err(ConnectError::WrongScheme(scheme.to_owned()));
-        } else if scheme.eq_ignore_ascii_case("https") {
-            443
-        } else {
-            0
-        };
-        let host = uri
-            .host()
-            .filter(|host| !host.is_empty())
-            .ok_or(ConnectError::MissingHost)?;
-        let port = match (uri.port_u16(), default_port) {
-            (Some(port), _) => port,
-            (None, 0) => return Err(ConnectError::MissingPort(scheme.to_owned())),
-            (None, port) => port,
-        };
-        Ok((host.to_owned(), port))
+    let scheme = uri.scheme_str().ok_or(ConnectError::MissingScheme)?;
+    let default_port = if scheme.eq_ignore_ascii_case("http") {
+        80
+    } else if enforce_http {
+        return Err(ConnectError::WrongScheme(scheme.to_owned()));
+    } else if scheme.eq_ignore_ascii_case("https") {
+        443
+    } else {
+        0
+    };
+    let host = uri
+        .host()
+        .filter(|host| !host.is_empty())
+        .ok_or(ConnectError::MissingHost)?;
+    let port = match (uri.port_u16(), default_port) {
+        (Some(port), _) => port,
+        (None, 0) => return Err(ConnectError::MissingPort(scheme.to_owned())),
+        (None, port) => port,
+    };
+    Ok((host.to_owned(), port))
 }
 
 /// Why a connection could not be made.

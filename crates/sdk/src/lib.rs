@@ -21,6 +21,7 @@ use umbra_topology::Topology;
 
 pub use umbra_net::directory::ValidatorUrl;
 
+pub use umbra_client::stream::{OpenFailure, StreamConfig};
 pub use umbra_client::{
     ClientConfig, ClientKeys, ClientStats, NoRoute, SendError, SenderTag, TrafficConfig,
     TrafficPreset,
@@ -28,10 +29,8 @@ pub use umbra_client::{
 pub use umbra_client_daemons::client::{
     ClientEvent, ClientHandle, ClientStatus, CommandError, ConnectionConfig,
 };
-pub use umbra_client::stream::{OpenFailure, StreamConfig};
 pub use umbra_client_daemons::streams::{
-    DEFAULT_MAX_STREAMS, MixnetStream, MixnetStreams, OpenError,
-    StreamSettings, StreamsStatus,
+    DEFAULT_MAX_STREAMS, MixnetStream, MixnetStreams, OpenError, StreamSettings, StreamsStatus,
 };
 pub use umbra_client_daemons::tickets::{
     Bought, BuyError, StoredTicket, TicketWallet, WalletCounts, WalletError,

@@ -46,7 +46,8 @@ async fn call(
     method: &str,
     params: serde_json::Value,
 ) -> serde_json::Value {
-    let call = serde_json::json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params });
+    let call =
+        serde_json::json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params });
     let request = hyper::Request::post(url)
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from(call.to_string())))
@@ -150,7 +151,14 @@ async fn hyper_over_mixnet_streams_through_an_exit() {
     let http = http_client(&streams);
 
     // a JSON-RPC call, POSTed; the host name is resolved by the exit
-    let answer = call(&http, &rpc, 7, "eth_getBalance", serde_json::json!(["0xabc", "latest"])).await;
+    let answer = call(
+        &http,
+        &rpc,
+        7,
+        "eth_getBalance",
+        serde_json::json!(["0xabc", "latest"]),
+    )
+    .await;
     assert_eq!(
         answer,
         serde_json::json!({
@@ -192,7 +200,12 @@ async fn hyper_over_mixnet_streams_through_an_exit() {
     let calls = (100..108).map(|id| {
         let http = http.clone();
         let rpc = rpc.clone();
-        tokio::spawn(async move { (id, call(&http, &rpc, id, "net_version", serde_json::json!([id])).await) })
+        tokio::spawn(async move {
+            (
+                id,
+                call(&http, &rpc, id, "net_version", serde_json::json!([id])).await,
+            )
+        })
     });
     for answered in calls {
         let (id, answer) = within(answered).await.unwrap();
@@ -239,7 +252,10 @@ async fn hyper_over_mixnet_streams_through_an_exit() {
         let (mut connection, _) = echo.accept().await.unwrap();
         let mut got = Vec::new();
         connection.read_to_end(&mut got).await.unwrap();
-        connection.write_all(&got.to_ascii_uppercase()).await.unwrap();
+        connection
+            .write_all(&got.to_ascii_uppercase())
+            .await
+            .unwrap();
     });
     let mut stream = within(streams.open("localhost", echo_port)).await.unwrap();
     within(stream.write_all(b"half closed")).await.unwrap();
@@ -275,7 +291,10 @@ async fn hyper_over_mixnet_streams_through_an_exit() {
         .body(Full::default())
         .unwrap();
     let error = within(http.request(request)).await.unwrap_err();
-    assert!(matches!(connect_error(&error), ConnectError::WrongScheme(_)));
+    assert!(matches!(
+        connect_error(&error),
+        ConnectError::WrongScheme(_)
+    ));
 
     // the driver stops with the client: a stream left open then fails, opens say why
     let mut held = within(streams.open("localhost", server.address.port()))
@@ -378,7 +397,10 @@ async fn streams_beyond_the_cap_are_refused_and_memory_stays_bounded() {
         last
     })
     .await;
-    assert!(filled < CAP * BIG, "the streams took whole bodies: no backpressure");
+    assert!(
+        filled < CAP * BIG,
+        "the streams took whole bodies: no backpressure"
+    );
 
     // reading lets the rest come, intact
     let answer = read_all(&mut held[0]).await.unwrap();

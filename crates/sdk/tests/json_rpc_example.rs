@@ -66,10 +66,8 @@ async fn the_json_rpc_example_submits_a_call_through_an_exit() {
     };
     let (said, complained) = (stdout.join().unwrap(), stderr.join().unwrap());
     assert!(status.success(), "{status}: {complained}\n{said}");
-    let answer: serde_json::Value = serde_json::from_str(
-        &said[..said.rfind('}').expect("no JSON in the output") + 1],
-    )
-    .unwrap();
+    let answer: serde_json::Value =
+        serde_json::from_str(&said[..said.rfind('}').expect("no JSON in the output") + 1]).unwrap();
     assert_eq!(
         answer,
         serde_json::json!({ "jsonrpc": "2.0", "id": 1, "result": "0x2a" })

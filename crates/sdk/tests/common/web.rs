@@ -171,7 +171,8 @@ async fn answer(request: Request<Incoming>, big: Bytes) -> Response<Full<Bytes>>
                 Some("eth_blockNumber") => serde_json::json!("0x2a"),
                 _ => serde_json::json!({ "method": call["method"], "params": call["params"] }),
             };
-            let answer = serde_json::json!({ "jsonrpc": "2.0", "id": call["id"], "result": result });
+            let answer =
+                serde_json::json!({ "jsonrpc": "2.0", "id": call["id"], "result": result });
             Response::builder()
                 .header("content-type", "application/json")
                 .body(Full::new(Bytes::from(answer.to_string())))
