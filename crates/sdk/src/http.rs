@@ -77,23 +77,22 @@ impl MixnetConnector {
 fn destination(uri: &Uri, enforce_http: bool) -> Result<(String, u16), ConnectError> {
     let scheme = uri.scheme_str().ok_or(ConnectError::MissingScheme)?;
     let default_port = if scheme.eq_ignore_ascii_case("http") {
-        80
+        Some(80)
     } else if enforce_http {
         return Err(ConnectError::WrongScheme(scheme.to_owned()));
     } else if scheme.eq_ignore_ascii_case("https") {
-        443
+        Some(443)
     } else {
-        0
+        None
     };
     let host = uri
         .host()
         .filter(|host| !host.is_empty())
         .ok_or(ConnectError::MissingHost)?;
-    let port = match (uri.port_u16(), default_port) {
-        (Some(port), _) => port,
-        (None, 0) => return Err(ConnectError::MissingPort(scheme.to_owned())),
-        (None, port) => port,
-    };
+    let port = uri
+        .port_u16()
+        .or(default_port)
+        .ok_or_else(|| ConnectError::MissingPort(scheme.to_owned()))?;
     Ok((host.to_owned(), port))
 }
 
