@@ -7,4 +7,5 @@ mod outbox_keys;
 mod pipes;
 pub mod socks5;
 pub mod spending;
+pub mod streams;
 pub mod tickets;

@@ -349,6 +349,14 @@ impl<P> Drop for Pipes<P> {
     }
 }
 
+/// Sleeps until `at`, or forever without one: a driver's timer for its `Mux`es.
+pub(crate) async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Closes the connection with an RST: zero linger, and no FIN first (`forget` skips the
 /// write half's shutdown; the socket closes once the reader half, aborted, is dropped too).
 fn reset_connection(write: OwnedWriteHalf) {

@@ -45,7 +45,8 @@ use umbra_client::{ConfigError, Isolation, SocksConfig, SocksHandshake, SocksReq
 use umbra_wire::ClientAddress;
 
 use crate::client::{ClientEvent, ClientHandle};
-use crate::pipes::{PipeInput, Pipes};
+use crate::pipes::{PipeInput, Pipes, sleep_until};
+use crate::streams::send_to_exit;
 use umbra_net::NodeError;
 
 /// How long a local client may take over its SOCKS handshake.
@@ -447,13 +448,7 @@ pub async fn run(
     info!(address = ?listener.local_addr().ok(), "SOCKS5 proxy listening");
     tokio::pin!(shutdown);
     loop {
-        let wake = groups.next_timeout();
-        let sleep = async {
-            match wake {
-                Some(at) => tokio::time::sleep_until(at.into()).await,
-                None => std::future::pending().await,
-            }
-        };
+        let sleep = sleep_until(groups.next_timeout());
         // which group to drive afterwards; all of them when a timer went off
         let mut timers_due = false;
         let touched: Option<Isolation> = tokio::select! {
@@ -524,20 +519,15 @@ pub async fn run(
                 group.mux.handle_timeout(now);
             }
             drive(group, &mut pipes, isolation, now);
-            while let Some(message) = group.mux.poll_transmit(now) {
-                if let Err(error) = client
-                    .send_isolated(
-                        settings.exit,
-                        isolation,
-                        message,
-                        settings.surbs_per_message,
-                    )
-                    .await
-                {
-                    // the stream layer sends again what is not acknowledged
-                    warn!(%error, "SOCKS5 proxy: a message to the exit could not be sent");
-                }
-            }
+            send_to_exit(
+                &mut group.mux,
+                now,
+                &client,
+                settings.exit,
+                isolation,
+                settings.surbs_per_message,
+            )
+            .await;
             // forgotten after a quiet spell: its username comes back as a new client
             if group.mux.stream_count() > 0 || pipes.count(isolation) > 0 {
                 group.empty_since = None;

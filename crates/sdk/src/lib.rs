@@ -1,5 +1,7 @@
 #![doc = include_str!("../README.md")]
 
+pub mod http;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -19,12 +21,16 @@ use umbra_topology::Topology;
 
 pub use umbra_net::directory::ValidatorUrl;
 
+pub use umbra_client::stream::{OpenFailure, StreamConfig};
 pub use umbra_client::{
     ClientConfig, ClientKeys, ClientStats, NoRoute, SendError, SenderTag, TrafficConfig,
     TrafficPreset,
 };
 pub use umbra_client_daemons::client::{
     ClientEvent, ClientHandle, ClientStatus, CommandError, ConnectionConfig,
+};
+pub use umbra_client_daemons::streams::{
+    DEFAULT_MAX_STREAMS, MixnetStream, MixnetStreams, OpenError, StreamSettings, StreamsStatus,
 };
 pub use umbra_client_daemons::tickets::{
     Bought, BuyError, StoredTicket, TicketWallet, WalletCounts, WalletError,
@@ -57,6 +63,9 @@ pub enum Error {
     /// Buying tickets failed (the message says whether anything was paid).
     #[error(transparent)]
     Tickets(#[from] BuyError),
+    /// The stream settings cannot work.
+    #[error("stream settings: {0}")]
+    StreamSettings(#[source] umbra_client::ConfigError),
     /// The gateway did not answer in time.
     #[error("no session with the gateway after {0:?}; is the network running?")]
     Timeout(Duration),
@@ -463,6 +472,40 @@ impl MixnetClient {
             task: self.task,
         };
         (self.sender.handle, self.events, task)
+    }
+
+    /// Turns the client into byte streams to the exit service at `settings.exit`: TCP-like
+    /// connections (tokio `AsyncRead + AsyncWrite`) to hosts and ports the exit connects to,
+    /// as a SOCKS5 proxy would carry them, but inside this process. [`http::MixnetConnector`]
+    /// puts `hyper` on them. Host names are resolved by the exit, never here.
+    ///
+    /// The client carries nothing else from then on. Streams end in an error (never a quiet
+    /// end of data) once the client stops: [`ClientTask::disconnect`] stops it.
+    ///
+    /// ```no_run
+    /// # async fn example(client: umbra_sdk::MixnetClient, exit: umbra_sdk::ClientAddress) -> Result<(), Box<dyn std::error::Error>> {
+    /// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    /// use umbra_sdk::StreamSettings;
+    ///
+    /// let (streams, client) = client.into_streams(StreamSettings::new(exit))?;
+    /// let mut stream = streams.open("example.org", 80).await?;
+    /// stream.write_all(b"GET / HTTP/1.0\r\nHost: example.org\r\n\r\n").await?;
+    /// stream.shutdown().await?; // a half-close: the answer still comes
+    /// let mut answer = Vec::new();
+    /// stream.read_to_end(&mut answer).await?; // an error, not a short answer, if it broke
+    /// client.disconnect().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn into_streams(
+        self,
+        settings: StreamSettings,
+    ) -> Result<(MixnetStreams, ClientTask), Error> {
+        let (handle, events, task) = self.into_parts();
+        let (streams, _driver) = umbra_client_daemons::streams::start(handle, events, settings)
+            .map_err(Error::StreamSettings)?;
+        // the driver ends by itself when the client stops, or when nothing uses it
+        Ok((streams, task))
     }
 
     /// Stops the client: confirms what it received to the gateway and closes the session.

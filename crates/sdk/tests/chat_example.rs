@@ -6,31 +6,15 @@
 mod common;
 
 use std::io::BufRead;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::Network;
 
-/// The example's binary, which `cargo test` builds next to the tests.
-fn chat_example() -> PathBuf {
-    let test = std::env::current_exe().unwrap();
-    let profile = test.parent().and_then(|deps| deps.parent()).unwrap();
-    let chat = profile
-        .join("examples")
-        .join(format!("chat{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        chat.exists(),
-        "{} is missing: `cargo test --workspace` builds it, or `cargo build -p umbra-sdk --example chat`",
-        chat.display()
-    );
-    chat
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_chat_example_leaves_on_ctrl_c_while_waiting_for_a_line() {
     let network = Network::start("chat-example");
-    let mut chat = Command::new(chat_example())
+    let mut chat = Command::new(common::example("chat"))
         .arg("--topology")
         .arg(network.layout.topology_file())
         .stdin(Stdio::piped())

@@ -4,10 +4,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is the point
 
 mod common;
+#[path = "common/web.rs"]
+mod web;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener as StdListener};
-use std::time::Duration;
 
 use common::{Network, within};
 use sha2::{Digest, Sha256};
@@ -19,37 +20,8 @@ use umbra_client::stream::StreamConfig;
 use umbra_client_daemons::exit::ConnectTimeouts;
 use umbra_client_daemons::exit::service::{self, ExitLimits, ExitSettings};
 use umbra_client_daemons::socks5::{self, ProxySettings};
-use umbra_sdk::{ClientBuilder, ClientTask, TrafficConfig};
-
-const BODY_LEN: usize = 1 << 20;
-
-/// No mixing delays and no cover: this measures nothing and hides nothing, it only has to be
-/// quick.
-fn fast() -> TrafficConfig {
-    TrafficConfig {
-        mean_hop_delay: Duration::from_millis(1),
-        mean_ack_delay: Duration::from_millis(1),
-        mean_send_interval: Duration::from_millis(1),
-        mean_loop_interval: Duration::from_millis(100),
-        insecure_no_cover: true,
-        insecure_zero_delays: true,
-        receive_interval: Duration::from_millis(1),
-        ..TrafficConfig::default()
-    }
-}
-
-/// A deterministic 1 MiB body, not all one byte.
-fn body() -> Vec<u8> {
-    let mut state = 0x2545_f491_4f6c_dd1d_u64;
-    (0..BODY_LEN)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
-}
+use umbra_sdk::{ClientBuilder, ClientTask};
+use web::{BIG as BODY_LEN, fast};
 
 /// An HTTP/1.0 server that answers every request with `body`, on a thread.
 fn serve(body: Vec<u8>) -> SocketAddr {
@@ -196,7 +168,7 @@ async fn a_download_through_proxy_and_exit_and_a_refusal_by_policy() {
         }));
     }
 
-    let body = body();
+    let body = web::body(BODY_LEN);
     let server = serve(body.clone());
 
     // the download: the request, a half-close, then the whole answer

@@ -24,7 +24,7 @@ use umbra_client::{ConfigError, ExitPolicy, ExitPolicyConfig, SenderTag};
 
 use super::{ConnectError, ConnectTimeouts, connect, load_policy};
 use crate::client::{ClientEvent, ClientHandle};
-use crate::pipes::{PipeInput, Pipes};
+use crate::pipes::{PipeInput, Pipes, sleep_until};
 use umbra_net::NodeError;
 
 /// How many clients and streams the exit serves at once. A client is a sender tag: a proxy
@@ -185,12 +185,7 @@ pub async fn run(
                 }
             })
             .min();
-        let sleep = async {
-            match wake {
-                Some(at) => tokio::time::sleep_until(at.into()).await,
-                None => std::future::pending().await,
-            }
-        };
+        let sleep = sleep_until(wake);
         // which peer to drive afterwards; `None`: all of them (a timer went off)
         let touched: Option<SenderTag> = tokio::select! {
             () = &mut shutdown => break,

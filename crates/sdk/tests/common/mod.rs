@@ -18,6 +18,22 @@ pub(crate) async fn within<T>(future: impl std::future::Future<Output = T>) -> T
         .expect("timed out")
 }
 
+/// The binary of the SDK's example `name`, which `cargo test` builds next to the tests.
+#[allow(dead_code)] // only the tests that run an example use it
+pub(crate) fn example(name: &str) -> PathBuf {
+    let test = std::env::current_exe().unwrap();
+    let profile = test.parent().and_then(|deps| deps.parent()).unwrap();
+    let example = profile
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        example.exists(),
+        "{} is missing: `cargo test -p umbra-sdk` builds it, or `cargo build -p umbra-sdk --example {name}`",
+        example.display()
+    );
+    example
+}
+
 /// The running network.
 pub(crate) struct Network {
     /// Its folder (clients keep their storage in it too).
