@@ -28,8 +28,8 @@ use umbra_topology::Topology;
 
 use crate::err::NodeError;
 use crate::http_client::Server;
-use crate::socks5::Socks5Proxy;
 use crate::ledger::{LedgerClient, LedgerError};
+use crate::socks5::Socks5Proxy;
 
 /// The genesis file a node or client keeps in its data directory.
 pub const GENESIS_FILE: &str = "genesis.json";

@@ -49,10 +49,9 @@ impl Server {
             Server::Direct(address) => TcpStream::connect(address)
                 .await
                 .map_err(HttpError::Connect),
-            Server::Proxied { proxy, host, port } => proxy
-                .connect(host, *port)
-                .await
-                .map_err(HttpError::Proxy),
+            Server::Proxied { proxy, host, port } => {
+                proxy.connect(host, *port).await.map_err(HttpError::Proxy)
+            }
         }
     }
 }

@@ -295,7 +295,10 @@ mod tests {
         }
         for wrong in ["socks5h://127.0.0.1", "socks5h://:80", "socks5h://a:port"] {
             let error = wrong.parse::<Socks5Proxy>().unwrap_err();
-            assert!(matches!(error, ProxyUrlError::NotHostPort { .. }), "{wrong}");
+            assert!(
+                matches!(error, ProxyUrlError::NotHostPort { .. }),
+                "{wrong}"
+            );
         }
     }
 
@@ -350,7 +353,11 @@ mod tests {
         let proxy: Socks5Proxy = format!("socks5h://{address}").parse().unwrap();
         let error = proxy.connect("10.1.2.3", 80).await.unwrap_err();
         assert!(matches!(error, ProxyError::Refused { code: 2, .. }));
-        assert!(error.to_string().contains("not allowed by the exit's policy"));
+        assert!(
+            error
+                .to_string()
+                .contains("not allowed by the exit's policy")
+        );
         // an address goes as an address
         assert_eq!(task.await.unwrap(), vec![5, 1, 0, 1, 10, 1, 2, 3, 0, 80]);
     }

@@ -2,19 +2,21 @@
 //! client on streams to an exit service, inside this process (no SOCKS5 proxy to run). The
 //! server sees the exit's address, not yours; the exit sees the call, not who made it.
 //!
-//! Start a network (`cargo run --release -- localnet`). It prints the validator's API address
-//! and the genesis file, and runs an exit service in `localnet/exit` that may reach this
-//! machine's own services too (it does not print the exit's address; this does:
-//! `cargo run --release -- exit address --data-dir localnet/exit`). Then, with a JSON-RPC
-//! server on this machine (an Ethereum node on port 8545, say):
+//! Start a network (`cargo run --release -- localnet`). It prints the validator's API address,
+//! the genesis file and the address of its exit service, which may reach this machine's own
+//! services too (`umbra exit address --data-dir localnet/exit` prints it again). Then, with a
+//! JSON-RPC server on this machine (an Ethereum node on port 8545, say):
 //!
 //! ```text
 //! cargo run --release -p umbra-sdk --example json_rpc -- \
 //!     --validator http://<validator API> --genesis localnet/genesis.json \
-//!     --exit <exit address> --url http://127.0.0.1:8545/ --method eth_blockNumber
+//!     --exit <exit address> --url http://127.0.0.1:8545/ --method eth_blockNumber \
+//!     --storage my-wallet --account localnet/operators/tickets.key
 //! ```
 //!
-//! (`--topology FILE` reads a static topology file instead of asking validators, for private
+//! localnet's gateways demand bandwidth tickets: add `--storage my-wallet --account
+//! localnet/operators/tickets.key` to buy two into the client's wallet first (`--tickets N` for
+//! more). (`--topology FILE` reads a static topology file instead of asking validators, for private
 //! test networks; `--params '[...]'` gives the call's parameters, `[]` by default.) It prints
 //! the server's answer and how long the call took.
 
@@ -54,6 +56,17 @@ struct Args {
     /// The call's parameters, as JSON.
     #[arg(long, default_value = "[]")]
     params: String,
+    /// Where the client keeps its keys and ticket wallet (a network that demands bandwidth
+    /// tickets, as localnet's does, needs one).
+    #[arg(long)]
+    storage: Option<PathBuf>,
+    /// Buy --tickets bandwidth tickets into the wallet in --storage first, paid by this
+    /// account (localnet's: localnet/operators/tickets.key).
+    #[arg(long, requires_all = ["storage", "genesis"])]
+    account: Option<PathBuf>,
+    /// How many tickets to buy with --account.
+    #[arg(long, default_value_t = 2)]
+    tickets: u32,
 }
 
 #[tokio::main]
@@ -79,6 +92,18 @@ async fn main() -> anyhow::Result<()> {
         (None, Some(genesis)) => ClientBuilder::from_ledger(args.validator.clone(), genesis)?,
         (None, None) => anyhow::bail!("give --validator URL --genesis FILE, or --topology FILE"),
     };
+    let builder = match &args.storage {
+        Some(dir) => builder.storage(dir),
+        None => builder,
+    };
+    if let (Some(account), Some(dir), Some(genesis)) = (&args.account, &args.storage, &args.genesis)
+    {
+        let account = umbra_sdk::account_key(account)?;
+        let bought =
+            umbra_sdk::buy_tickets_into(dir, &args.validator, genesis, &account, args.tickets)
+                .await?;
+        eprintln!("bought {} bandwidth tickets", bought.count);
+    }
     let client = builder.connect().await?;
     let (streams, client) = client.into_streams(StreamSettings::new(args.exit))?;
     let http = Client::builder(TokioExecutor::new()).build(MixnetConnector::new(streams));

@@ -63,6 +63,9 @@ pub enum Error {
     /// Buying tickets failed (the message says whether anything was paid).
     #[error(transparent)]
     Tickets(#[from] BuyError),
+    /// The ticket wallet could not be opened.
+    #[error(transparent)]
+    Wallet(#[from] WalletError),
     /// The stream settings cannot work.
     #[error("stream settings: {0}")]
     StreamSettings(#[source] umbra_client::ConfigError),
@@ -93,6 +96,39 @@ pub async fn buy_tickets(
     let (validators, chain_id) = umbra_client_daemons::tickets::ledger_of(data_dir)?;
     let wallet = umbra_client_daemons::tickets::wallet_of(data_dir)?;
     Ok(wallet.buy(&validators, &chain_id, account, count).await?)
+}
+
+/// Buys `count` bandwidth tickets (1 to 4,096), paid by `account`, into the ticket wallet of
+/// an SDK client kept in `storage` (what [`ClientBuilder::storage`] names; made, private,
+/// if missing), from `validators` of the chain whose genesis file is `genesis`. Call it
+/// before [`ClientBuilder::connect`]: the running client spends from the same wallet.
+///
+/// ```no_run
+/// # async fn example(validators: Vec<umbra_sdk::ValidatorUrl>) -> Result<(), umbra_sdk::Error> {
+/// let account = umbra_sdk::account_key("alice.key".as_ref())?;
+/// let storage = std::path::Path::new("my-wallet");
+/// umbra_sdk::buy_tickets_into(storage, &validators, "genesis.json".as_ref(), &account, 10).await?;
+/// let client = umbra_sdk::ClientBuilder::from_ledger(validators, "genesis.json".as_ref())?
+///     .storage(storage)
+///     .connect()
+///     .await?;
+/// # drop(client);
+/// # Ok(())
+/// # }
+/// ```
+pub async fn buy_tickets_into(
+    storage: &Path,
+    validators: &[ValidatorUrl],
+    genesis: &Path,
+    account: &SigningKey,
+    count: u32,
+) -> Result<Bought, Error> {
+    let trust = TrustRoot::read(genesis)?;
+    umbra_net::files::create_private_dir(storage)?;
+    let wallet = TicketWallet::open(&storage.join(umbra_client_daemons::daemon::TICKETS_FILE))?;
+    Ok(wallet
+        .buy(validators, &trust.chain_id, account, count)
+        .await?)
 }
 
 /// Reads an account's key file (as `umbra account new --out FILE` writes it).

@@ -38,7 +38,10 @@ fn main() {
         let dir = temp_dir(&format!("bench-ethereum-{preset}"));
         let mut net = Localnet::start(&dir, &["--traffic", preset, "--no-demo"]);
         let output = net.wait_for("Ctrl-C stops everything.");
-        let proxy = format!("socks5h://{}", address_after(&output, "SOCKS5 proxy: socks5h://"));
+        let proxy = format!(
+            "socks5h://{}",
+            address_after(&output, "SOCKS5 proxy: socks5h://")
+        );
         rows.push((
             format!("through the mixnet, {preset}"),
             measure(&chain, Some(&proxy), runs),

@@ -342,10 +342,7 @@ pub(crate) fn tx(
             Some(_) => PROXIED_TIMEOUT,
             None => Duration::from_secs(30),
         };
-        let height = client
-            .wait_for(&hash, wait)
-            .await
-            .map_err(explain)?;
+        let height = client.wait_for(&hash, wait).await.map_err(explain)?;
         println!("committed in block {height}: transaction {hash}");
         Ok(())
     })

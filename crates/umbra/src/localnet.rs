@@ -1118,6 +1118,12 @@ fn print_summary(layout: &Layout, daemons: &Daemons, options: &Options) {
         );
         println!("  try: curl -x socks5h://{listen} http://<a server on this machine>/");
     }
+    if let Some(exit) = daemons.get(EXIT) {
+        println!(
+            "Exit service's address (for the SDK's streams, crates/sdk/examples/json_rpc.rs): {}",
+            exit.address
+        );
+    }
     for monitor in &daemons.monitors {
         println!(
             "Network monitor ({}): evidence of each epoch at http://{http}/evidence; the last scores at http://{http}/health (docs/monitor.md)",

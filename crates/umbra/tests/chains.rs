@@ -49,7 +49,10 @@ impl Relay {
                 let Ok(upstream) = TcpStream::connect(server) else {
                     continue;
                 };
-                pass(connection.try_clone().unwrap(), upstream.try_clone().unwrap());
+                pass(
+                    connection.try_clone().unwrap(),
+                    upstream.try_clone().unwrap(),
+                );
                 pass(upstream, connection);
             }
         });
@@ -131,7 +134,10 @@ fn a_wallet_and_umbra_tx_reach_their_nodes_only_through_the_exit() {
     let mut net = Localnet::start(&dir, &SMALL);
     let output = net.wait_for("Ctrl-C stops everything.");
     let api = address_after(&output, "API http://");
-    let proxy = format!("socks5h://{}", address_after(&output, "SOCKS5 proxy: socks5h://"));
+    let proxy = format!(
+        "socks5h://{}",
+        address_after(&output, "SOCKS5 proxy: socks5h://")
+    );
     let exit = pid_of(&dir.join("exit"));
 
     // --- Ethereum: ganache and ethers, through the mixnet ---
@@ -157,15 +163,48 @@ fn a_wallet_and_umbra_tx_reach_their_nodes_only_through_the_exit() {
     // balance, nonce, gas, chain id, the transaction, the receipt, the balance again
     all_from_exit(&relay, exit, wallet, 1, "ganache");
 
+    // --- the SDK: hyper over the mixnet in this process, no proxy; tickets bought first ---
+    let exit_address = output
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix(
+                "Exit service's address (for the SDK's streams, crates/sdk/examples/json_rpc.rs): ",
+            )
+        })
+        .expect("localnet names its exit's address")
+        .parse::<umbra_sdk::ClientAddress>()
+        .unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let answer = runtime.block_on(sdk_call(
+        &dir,
+        api,
+        exit_address,
+        relay.address,
+        serde_json::json!({"jsonrpc": "2.0", "id": 7, "method": "eth_getBalance", "params": [result["to"], "latest"]}),
+    ));
+    assert_eq!(answer["id"], 7, "{answer}");
+    assert_eq!(answer["result"], "0x3782dace9d90000", "{answer}");
+    // this process holds no connection to the node: the exit opened every one
+    all_from_exit(
+        &relay,
+        exit,
+        std::process::id(),
+        2,
+        "ganache, after the SDK's call",
+    );
+
     // --- Umbra's own ledger: umbra tx --proxy ---
     let validator = Relay::start(api);
     let key = dir.join("operators").join("tickets.key");
     let sender = account_of(&key);
     let recipient = "11111111111111111111111111111112"; // any valid address
     let balance = |account: &str| {
-        poll(api, &format!("/accounts/{account}"), Duration::from_secs(5), |view| {
-            view["balance"].as_u64()
-        })
+        poll(
+            api,
+            &format!("/accounts/{account}"),
+            Duration::from_secs(5),
+            |view| view["balance"].as_u64(),
+        )
     };
     let before = balance(&sender);
     let relayed = format!("http://{}", validator.address);
@@ -208,13 +247,28 @@ fn a_wallet_and_umbra_tx_reach_their_nodes_only_through_the_exit() {
     let view: Value = serde_json::from_slice(&shown.stdout).unwrap();
     assert_eq!(view["balance"].as_u64(), Some(balance(&sender)));
 
+    // the relay does tell processes apart: asked directly, the validator sees the asker
+    let (direct, asker) = umbra(&["account", "show", "--validator", &relayed, &sender]);
+    assert!(direct.status.success(), "{direct:?}");
+    assert_eq!(validator.openers().last(), Some(&Some(asker)));
+
     // a wrong proxy: nothing listens there, and the message says what to check
     let closed = TcpListener::bind("127.0.0.1:0").unwrap();
     let nowhere = format!("socks5h://{}", closed.local_addr().unwrap());
     drop(closed);
     let (refused, _) = umbra(&[
-        "tx", "--validator", &relayed, "--proxy", &nowhere, "--key", key.to_str().unwrap(),
-        "transfer", "--to", recipient, "--amount", "1",
+        "tx",
+        "--validator",
+        &relayed,
+        "--proxy",
+        &nowhere,
+        "--key",
+        key.to_str().unwrap(),
+        "transfer",
+        "--to",
+        recipient,
+        "--amount",
+        "1",
     ]);
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success());
@@ -224,8 +278,16 @@ fn a_wallet_and_umbra_tx_reach_their_nodes_only_through_the_exit() {
     );
     // not a SOCKS5 URL at all
     let (mistyped, _) = umbra(&[
-        "tx", "--proxy", "http://127.0.0.1:1080", "--key", key.to_str().unwrap(), "transfer",
-        "--to", recipient, "--amount", "1",
+        "tx",
+        "--proxy",
+        "http://127.0.0.1:1080",
+        "--key",
+        key.to_str().unwrap(),
+        "transfer",
+        "--to",
+        recipient,
+        "--amount",
+        "1",
     ]);
     let stderr = String::from_utf8_lossy(&mistyped.stderr);
     assert!(
@@ -233,4 +295,54 @@ fn a_wallet_and_umbra_tx_reach_their_nodes_only_through_the_exit() {
         "{stderr}"
     );
     drop(net);
+}
+
+/// One JSON-RPC call to `server` with hyper over the SDK's streams to `exit`, from a client of
+/// localnet's ledger that buys its bandwidth tickets first (localnet's gateways demand them).
+async fn sdk_call(
+    dir: &std::path::Path,
+    api: SocketAddr,
+    exit: umbra_sdk::ClientAddress,
+    server: SocketAddr,
+    call: Value,
+) -> Value {
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+
+    let validators = vec![umbra_sdk::ValidatorUrl::from_address(api)];
+    let genesis = dir.join("genesis.json");
+    let storage = dir.join("sdk-wallet");
+    let account = umbra_sdk::account_key(&dir.join("operators").join("tickets.key")).unwrap();
+    let bought = umbra_sdk::buy_tickets_into(&storage, &validators, &genesis, &account, 2)
+        .await
+        .unwrap();
+    assert_eq!(bought.count, 2);
+    let client = umbra_sdk::ClientBuilder::from_ledger(validators, &genesis)
+        .unwrap()
+        .storage(&storage)
+        .connect()
+        .await
+        .unwrap();
+    let (streams, client) = client
+        .into_streams(umbra_sdk::StreamSettings::new(exit))
+        .unwrap();
+    let http =
+        Client::builder(TokioExecutor::new()).build(umbra_sdk::http::MixnetConnector::new(streams));
+    let request = hyper::Request::post(format!("http://{server}/"))
+        .header("content-type", "application/json")
+        .body(Full::new(bytes::Bytes::from(
+            serde_json::to_vec(&call).unwrap(),
+        )))
+        .unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(120), async {
+        let response = http.request(request).await.unwrap();
+        assert!(response.status().is_success(), "{response:?}");
+        response.into_body().collect().await.unwrap().to_bytes()
+    })
+    .await
+    .expect("no answer through the SDK's streams within 120 s");
+    drop(http);
+    client.disconnect().await;
+    serde_json::from_slice(&answer).unwrap()
 }

@@ -17,8 +17,7 @@ pub fn example_dir() -> PathBuf {
 /// Installs the example's packages (ethers, socks-proxy-agent, ganache) unless they are.
 pub fn npm_install() {
     let dir = example_dir();
-    if dir.join("node_modules/.bin/ganache").exists() && dir.join("node_modules/ethers").exists()
-    {
+    if dir.join("node_modules/.bin/ganache").exists() && dir.join("node_modules/ethers").exists() {
         return;
     }
     let installed = Command::new("npm")
@@ -84,7 +83,8 @@ impl Ganache {
 
     /// A JSON-RPC call straight to the node (the test's own view of the chain).
     pub fn call(&self, method: &str, params: Value) -> Value {
-        let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+        let body =
+            serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -109,7 +109,6 @@ impl Drop for Ganache {
         let _ = self.child.wait();
     }
 }
-
 
 /// What `send.mjs` did: one JSON object per transfer, and its pid.
 pub struct Sent {
