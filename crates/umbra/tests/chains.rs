@@ -113,6 +113,28 @@ fn umbra(args: &[&str]) -> (Output, u32) {
     (child.wait_with_output().unwrap(), pid)
 }
 
+/// `umbra tx transfer` of `amount` UMB to a fixed address, signed with `key`, through `proxy`.
+fn transfer(validator: &str, proxy: &str, key: &std::path::Path, amount: &str) -> (Output, u32) {
+    let key = key.to_str().unwrap();
+    umbra(&[
+        "tx",
+        "--validator",
+        validator,
+        "--proxy",
+        proxy,
+        "--key",
+        key,
+        "transfer",
+        "--to",
+        RECIPIENT,
+        "--amount",
+        amount,
+    ])
+}
+
+/// Any valid account address.
+const RECIPIENT: &str = "11111111111111111111111111111112";
+
 /// Every connection came from the exit, at least `least` of them, and none from `not`.
 fn all_from_exit(relay: &Relay, exit: u32, not: u32, least: usize, what: &str) {
     let openers = relay.openers();
@@ -197,7 +219,6 @@ fn a_wallet_and_umbra_tx_reach_their_nodes_only_through_the_exit() {
     let validator = Relay::start(api);
     let key = dir.join("operators").join("tickets.key");
     let sender = account_of(&key);
-    let recipient = "11111111111111111111111111111112"; // any valid address
     let balance = |account: &str| {
         poll(
             api,
@@ -208,20 +229,7 @@ fn a_wallet_and_umbra_tx_reach_their_nodes_only_through_the_exit() {
     };
     let before = balance(&sender);
     let relayed = format!("http://{}", validator.address);
-    let (committed, tx_pid) = umbra(&[
-        "tx",
-        "--validator",
-        &relayed,
-        "--proxy",
-        &proxy,
-        "--key",
-        key.to_str().unwrap(),
-        "transfer",
-        "--to",
-        recipient,
-        "--amount",
-        "2",
-    ]);
+    let (committed, tx_pid) = transfer(&relayed, &proxy, &key, "2");
     let stdout = String::from_utf8_lossy(&committed.stdout);
     assert!(
         committed.status.success() && stdout.contains("committed in block"),
@@ -247,6 +255,45 @@ fn a_wallet_and_umbra_tx_reach_their_nodes_only_through_the_exit() {
     let view: Value = serde_json::from_slice(&shown.stdout).unwrap();
     assert_eq!(view["balance"].as_u64(), Some(balance(&sender)));
 
+    // a node registered through the mixnet: its owner's address stays hidden too
+    let node = dir.join("new-mix");
+    let (made, _) = umbra(&[
+        "mixnode",
+        "init",
+        "--data-dir",
+        node.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:1789",
+    ]);
+    assert!(made.status.success(), "{made:?}");
+    let (registered, owner) = umbra(&[
+        "mixnode",
+        "register",
+        "--data-dir",
+        node.to_str().unwrap(),
+        "--validator",
+        &relayed,
+        "--account",
+        key.to_str().unwrap(),
+        "--pledge",
+        "100",
+        "--proxy",
+        &proxy,
+    ]);
+    let said = String::from_utf8_lossy(&registered.stdout);
+    assert!(
+        registered.status.success() && said.contains("Registered the mix node as node"),
+        "{said}{}",
+        String::from_utf8_lossy(&registered.stderr)
+    );
+    all_from_exit(
+        &validator,
+        exit,
+        owner,
+        8,
+        "the validator, after a registration",
+    );
+
     // the relay does tell processes apart: asked directly, the validator sees the asker
     let (direct, asker) = umbra(&["account", "show", "--validator", &relayed, &sender]);
     assert!(direct.status.success(), "{direct:?}");
@@ -256,20 +303,7 @@ fn a_wallet_and_umbra_tx_reach_their_nodes_only_through_the_exit() {
     let closed = TcpListener::bind("127.0.0.1:0").unwrap();
     let nowhere = format!("socks5h://{}", closed.local_addr().unwrap());
     drop(closed);
-    let (refused, _) = umbra(&[
-        "tx",
-        "--validator",
-        &relayed,
-        "--proxy",
-        &nowhere,
-        "--key",
-        key.to_str().unwrap(),
-        "transfer",
-        "--to",
-        recipient,
-        "--amount",
-        "1",
-    ]);
+    let (refused, _) = transfer(&relayed, &nowhere, &key, "1");
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success());
     assert!(
@@ -277,18 +311,7 @@ fn a_wallet_and_umbra_tx_reach_their_nodes_only_through_the_exit() {
         "{stderr}"
     );
     // not a SOCKS5 URL at all
-    let (mistyped, _) = umbra(&[
-        "tx",
-        "--proxy",
-        "http://127.0.0.1:1080",
-        "--key",
-        key.to_str().unwrap(),
-        "transfer",
-        "--to",
-        recipient,
-        "--amount",
-        "1",
-    ]);
+    let (mistyped, _) = transfer(&relayed, "http://127.0.0.1:1080", &key, "1");
     let stderr = String::from_utf8_lossy(&mistyped.stderr);
     assert!(
         !mistyped.status.success() && stderr.contains("write socks5h://host:port"),
