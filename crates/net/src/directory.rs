@@ -96,11 +96,7 @@ impl ValidatorUrl {
     pub async fn client(&self, proxy: Option<&Socks5Proxy>) -> Result<LedgerClient, LedgerError> {
         Ok(match proxy {
             None => LedgerClient::new(self.resolve().await?),
-            Some(proxy) => LedgerClient::to(Server::Proxied {
-                proxy: proxy.clone(),
-                host: self.host.clone(),
-                port: self.port,
-            }),
+            Some(proxy) => LedgerClient::to(Server::proxied(proxy.clone(), &self.host, self.port)),
         })
     }
 }

@@ -23,24 +23,37 @@ use crate::socks5::{ProxyError, Socks5Proxy};
 pub enum Server {
     /// Straight to this address.
     Direct(SocketAddr),
-    /// Through a SOCKS5 proxy to `host:port`; with `socks5h://` the proxy resolves `host`.
-    Proxied {
-        /// The proxy.
-        proxy: Socks5Proxy,
-        /// The server's name or address.
-        host: String,
-        /// The server's port.
-        port: u16,
-    },
+    /// Through a SOCKS5 proxy (boxed: errors carry a `Server`, and stay small).
+    Proxied(Box<Proxied>),
+}
+
+/// A server reached through a SOCKS5 proxy.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Proxied {
+    /// The proxy.
+    pub proxy: Socks5Proxy,
+    /// The server's name or address; with `socks5h://` the proxy resolves a name.
+    pub host: String,
+    /// The server's port.
+    pub port: u16,
 }
 
 impl Server {
+    /// `host:port` through `proxy`.
+    pub fn proxied(proxy: Socks5Proxy, host: impl Into<String>, port: u16) -> Server {
+        Server::Proxied(Box::new(Proxied {
+            proxy,
+            host: host.into(),
+            port,
+        }))
+    }
+
     /// The `Host` header's value.
     fn host_header(&self) -> String {
         match self {
             Server::Direct(address) => address.to_string(),
-            Server::Proxied { host, port, .. } if host.contains(':') => format!("[{host}]:{port}"),
-            Server::Proxied { host, port, .. } => format!("{host}:{port}"),
+            Server::Proxied(to) if to.host.contains(':') => format!("[{}]:{}", to.host, to.port),
+            Server::Proxied(to) => format!("{}:{}", to.host, to.port),
         }
     }
 
@@ -49,9 +62,11 @@ impl Server {
             Server::Direct(address) => TcpStream::connect(address)
                 .await
                 .map_err(HttpError::Connect),
-            Server::Proxied { proxy, host, port } => {
-                proxy.connect(host, *port).await.map_err(HttpError::Proxy)
-            }
+            Server::Proxied(to) => to
+                .proxy
+                .connect(&to.host, to.port)
+                .await
+                .map_err(HttpError::Proxy),
         }
     }
 }
@@ -66,9 +81,7 @@ impl fmt::Display for Server {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Server::Direct(address) => write!(f, "{address}"),
-            Server::Proxied { proxy, .. } => {
-                write!(f, "{} (through {proxy})", self.host_header())
-            }
+            Server::Proxied(to) => write!(f, "{} (through {})", self.host_header(), to.proxy),
         }
     }
 }
