@@ -3,11 +3,12 @@
 //! Start a network (`cargo run --release -- localnet`), then in two terminals:
 //!
 //! ```text
-//! cargo run --release -p umbra-sdk --example chat -- --validator http://<validator API> --genesis localnet/genesis.json --storage bob
-//! cargo run --release -p umbra-sdk --example chat -- --validator http://<validator API> --genesis localnet/genesis.json --to <bob's address>
+//! cargo run --release -p umbra-sdk --example chat -- --validator http://<validator API> --genesis localnet/genesis.json --account localnet/operators/tickets.key --storage bob
+//! cargo run --release -p umbra-sdk --example chat -- --validator http://<validator API> --genesis localnet/genesis.json --account localnet/operators/tickets.key --storage alice --to <bob's address>
 //! ```
 //!
-//! (`umbra localnet` prints the validator's API address; `--topology FILE` reads a static
+//! (`umbra localnet` prints both commands with the validator's API address; localnet's
+//! gateways demand bandwidth tickets, which `--account` buys into each chatter's `--storage`; `--topology FILE` reads a static
 //! topology file instead, for private test networks.) Ctrl-C or the end of input leaves.
 //!
 //! The second chats with bob by his address and sends SURBs with every line; bob never
@@ -41,6 +42,14 @@ struct Args {
     /// Whom to chat with. Without it, lines go to whoever wrote last, through their SURBs.
     #[arg(long)]
     to: Option<ClientAddress>,
+    /// Buy --tickets bandwidth tickets into the wallet in --storage first, paid by this
+    /// account: a network whose gateways demand tickets (localnet's do) needs them. localnet's
+    /// account for this is localnet/operators/tickets.key.
+    #[arg(long, requires_all = ["storage", "genesis"])]
+    account: Option<PathBuf>,
+    /// How many tickets to buy with --account (50 MB each on localnet).
+    #[arg(long, default_value_t = 2)]
+    tickets: u32,
 }
 
 #[tokio::main]
@@ -60,6 +69,14 @@ async fn main() -> anyhow::Result<()> {
     };
     if let Some(dir) = &args.storage {
         builder = builder.storage(dir);
+    }
+    if let (Some(account), Some(dir), Some(genesis)) = (&args.account, &args.storage, &args.genesis)
+    {
+        let account = umbra_sdk::account_key(account)?;
+        let bought =
+            umbra_sdk::buy_tickets_into(dir, &args.validator, genesis, &account, args.tickets)
+                .await?;
+        eprintln!("bought {} bandwidth tickets", bought.count);
     }
     if let Some(gateway) = args.gateway {
         builder = builder.gateway(gateway);

@@ -1144,16 +1144,21 @@ fn print_summary(layout: &Layout, daemons: &Daemons, options: &Options) {
     }
     println!();
     if let Some(api) = layout.validators.first() {
+        // the gateways demand bandwidth tickets: each chatter buys a few with the tickets account
         let chat = format!(
-            "cargo run --release -p umbra-sdk --example chat -- --validator http://{api} --genesis {}",
-            layout.genesis_file().display()
+            "cargo run --release -p umbra-sdk --example chat -- --validator http://{api} --genesis {} --account {}",
+            layout.genesis_file().display(),
+            layout.tickets_key().display()
         );
         println!("Chat through it, in two more terminals (the first prints bob's address):");
         println!(
             "  {chat} --storage {}",
             layout.dir.join("chat-bob").display()
         );
-        println!("  {chat} --to <bob's address>");
+        println!(
+            "  {chat} --storage {} --to <bob's address>",
+            layout.dir.join("chat-alice").display()
+        );
     }
     println!("Ctrl-C stops everything.");
     println!();

@@ -606,14 +606,17 @@ fn localnet_heals_restarts_after_rotation_moves_off_taken_ports_and_gives_up_on_
     let output = first.wait_for("Ctrl-C stops everything.").to_owned();
     let client_api = port_in("serves applications at ws://", &output);
     let proxy = port_in("SOCKS5 proxy: socks5h://", &output);
-    // the chat commands it prints work as printed: a release build, bob's storage, his address
+    // the chat commands it prints work as printed: a release build, bob's storage, his address,
+    // tickets bought with localnet's account (its gateways demand them)
     let chat: Vec<&str> = output
         .lines()
         .filter(|line| line.contains("--example chat"))
         .collect();
     assert!(
         chat.len() == 2
-            && chat.iter().all(|line| line.contains("cargo run --release"))
+            && chat
+                .iter()
+                .all(|line| line.contains("cargo run --release") && line.contains("--account "))
             && chat[0].contains("--storage")
             && chat[1].contains("--to <bob's address>"),
         "{output}"
