@@ -1,10 +1,12 @@
 #![doc = include_str!("../README.md")]
 
 mod pair;
+mod timers;
 
 use std::time::Instant;
 
 pub use pair::Pair;
+pub use timers::TimerQueue;
 
 /// What every core offers its driver (see the crate documentation).
 pub trait Core {

@@ -13,13 +13,13 @@
 //! For tests of the network monitor only, [`MixCore::with_insecure_drop`] makes the core lose
 //! a share of the packets it should forward, as a faulty or cheating node would.
 
-use std::cmp::{Ordering, Reverse};
-use std::collections::{BTreeMap, BinaryHeap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
+use umbra_core::TimerQueue;
 use umbra_wire::frame::Frame;
 
 use umbra_hop::{Dropped, Outcome, Unwrapped};
@@ -114,41 +114,13 @@ impl Default for Histogram {
     }
 }
 
-/// A packet waiting for its time.
-#[derive(Debug)]
-struct Scheduled {
-    due: Instant,
-    seq: u64,
-    transmit: Transmit,
-}
-
-impl PartialEq for Scheduled {
-    fn eq(&self, other: &Self) -> bool {
-        (self.due, self.seq) == (other.due, other.seq)
-    }
-}
-
-impl Eq for Scheduled {}
-
-impl PartialOrd for Scheduled {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Scheduled {
-    fn cmp(&self, other: &Self) -> Ordering {
-        (self.due, self.seq).cmp(&(other.due, other.seq))
-    }
-}
-
 /// The state of a mix node between unwrapping and sending.
 #[derive(Debug)]
 pub struct MixCore {
     max_delay: Duration,
     next_hops: HashSet<SocketAddr>,
-    queue: BinaryHeap<Reverse<Scheduled>>,
-    next_seq: u64,
+    /// Packets waiting for their time.
+    queue: TimerQueue<Instant, Transmit>,
     counters: Counters,
     cover: Option<LoopCover>,
     insecure_drop: Option<InsecureDrop>,
@@ -160,8 +132,7 @@ impl MixCore {
         MixCore {
             max_delay: config.max_delay,
             next_hops: next_hops.into_iter().collect(),
-            queue: BinaryHeap::new(),
-            next_seq: 0,
+            queue: TimerQueue::new(),
             counters: Counters::default(),
             cover: None,
             insecure_drop: None,
@@ -250,12 +221,9 @@ impl MixCore {
             self.counters.delays_capped += 1;
         }
         let due = now + requested.min(self.max_delay);
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.queue.push(Reverse(Scheduled {
+        self.queue.push(
             due,
-            seq,
-            transmit: Transmit {
+            Transmit {
                 to,
                 frame: Frame {
                     header: forward.header,
@@ -263,25 +231,22 @@ impl MixCore {
                 },
                 due,
             },
-        }));
+        );
     }
 
     /// The next packet due at `now`, if any.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
-        if self.queue.peek()?.0.due > now {
-            return None;
-        }
-        let Reverse(scheduled) = self.queue.pop()?;
+        let (due, transmit) = self.queue.pop_due(now)?;
         self.counters.forwarded += 1;
         self.counters
             .lateness
-            .record(now.saturating_duration_since(scheduled.due));
-        Some(scheduled.transmit)
+            .record(now.saturating_duration_since(due));
+        Some(transmit)
     }
 
     /// The earliest of: the next packet due, the next loop to send, the next loop's deadline.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let packet = self.queue.peek().map(|scheduled| scheduled.0.due);
+        let packet = self.queue.next_at();
         let cover = self.cover.as_ref().and_then(LoopCover::poll_timeout);
         [packet, cover].into_iter().flatten().min()
     }

@@ -7,8 +7,7 @@
 //! links with a latency, the gateways' storage in memory, the unwrapping of packets in the
 //! simulator's format ([`crate::format`]) — and reports every hop to an [`Observer`].
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,6 +16,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
 use rand_distr::{Distribution, Exp};
 use umbra_client::{Client, ClientKeys, ClientStats, Event as ClientEvent, PacketOps};
+use umbra_core::TimerQueue;
 use umbra_gateway::{Action, ClientId, Counters as GatewayCounters, GatewayCore, SessionId};
 use umbra_hop::{
     Dropped, Outcome, ReplayFilter, ReplayFilterConfig, RotationKey, Unwrapped, Unwrapper,
@@ -127,36 +127,13 @@ enum Event {
     },
 }
 
-struct Queued {
-    at: u64,
-    seq: u64,
-    event: Event,
-}
-
-impl PartialEq for Queued {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-impl Eq for Queued {}
-impl PartialOrd for Queued {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Queued {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.at, self.seq).cmp(&(other.at, other.seq))
-    }
-}
-
 /// A simulated network.
 pub struct Sim {
     config: SimConfig,
     base: Instant,
     now: u64,
-    seq: u64,
-    queue: BinaryHeap<Reverse<Queued>>,
+    /// The events to come (in nanoseconds of simulated time).
+    queue: TimerQueue<u64, Event>,
     clients: Vec<ClientNode>,
     gateways: Vec<GatewayNode>,
     /// Layer-major: layer 1's nodes, then layer 2's, then layer 3's.
@@ -349,8 +326,7 @@ impl Sim {
             latency: nanos(config.link_latency),
             base,
             now: 0,
-            seq: 0,
-            queue: BinaryHeap::new(),
+            queue: TimerQueue::new(),
             clients,
             gateways,
             mixes,
@@ -484,11 +460,11 @@ impl Sim {
     ) {
         let end = (until.max(0.0) * 1e9) as u64;
         let mut next_report = 0u64;
-        while let Some(Reverse(next)) = self.queue.peek() {
-            if next.at > end {
+        while let Some(next) = self.queue.next_at() {
+            if next > end {
                 break;
             }
-            let Some(Reverse(Queued { at, event, .. })) = self.queue.pop() else {
+            let Some((at, event)) = self.queue.pop() else {
                 break;
             };
             self.now = at;
@@ -521,21 +497,11 @@ impl Sim {
     }
 
     fn push(&mut self, after: u64, event: Event) {
-        self.seq += 1;
-        self.queue.push(Reverse(Queued {
-            at: self.now.saturating_add(after),
-            seq: self.seq,
-            event,
-        }));
+        self.queue.push(self.now.saturating_add(after), event);
     }
 
     fn push_at(&mut self, at: u64, event: Event) {
-        self.seq += 1;
-        self.queue.push(Reverse(Queued {
-            at,
-            seq: self.seq,
-            event,
-        }));
+        self.queue.push(at, event);
     }
 
     fn mix_index(&self, layer: u8, index: u32) -> usize {
