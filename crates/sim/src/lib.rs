@@ -6,6 +6,7 @@ pub mod engine;
 pub mod err;
 pub mod format;
 pub mod metrics;
+pub mod par;
 pub mod plot;
 pub mod report;
 pub mod run;

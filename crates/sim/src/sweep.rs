@@ -14,6 +14,7 @@ use umbra_client::TrafficPreset;
 use crate::attack::Accuracy;
 use crate::config::{MetricSettings, SimConfig};
 use crate::err::SimError;
+use crate::par;
 use crate::plot::{LinePlot, Series};
 use crate::report::{self, Results};
 use crate::trials;
@@ -35,6 +36,14 @@ pub struct SweepConfig {
     pub receiving: Vec<f64>,
     /// The defaults, stated for users: one large run at the first preset.
     pub headline: Option<Headline>,
+    /// Runs of every point of the sweeps, with seeds `base.seed`, `base.seed + 1`, …: the
+    /// tables and plots show their mean and its 95 % confidence interval.
+    #[serde(default = "one_run")]
+    pub repeats: u32,
+}
+
+fn one_run() -> u32 {
+    1
 }
 
 /// One setting varied.
@@ -139,8 +148,61 @@ pub struct Point {
     pub preset: TrafficPreset,
     /// The value of the parameter.
     pub value: f64,
-    /// What the run measured.
+    /// What the run with the base seed measured.
     pub results: Results,
+    /// What the runs with the following seeds measured (`repeats − 1` of them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_seeds: Vec<Results>,
+}
+
+impl Point {
+    /// Every run of this point.
+    pub fn runs(&self) -> impl Iterator<Item = &Results> {
+        std::iter::once(&self.results).chain(&self.other_seeds)
+    }
+
+    /// `metric` over the runs: its mean, and the half-width of its 95 % confidence interval
+    /// (Student's t over the runs; none from a single run).
+    pub fn estimate(&self, metric: fn(&Results) -> Option<f64>) -> Option<Estimate> {
+        Estimate::of(&self.runs().filter_map(metric).collect::<Vec<f64>>())
+    }
+}
+
+/// A figure over runs with different seeds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Estimate {
+    /// The mean over the runs.
+    pub mean: f64,
+    /// The half-width of the mean's 95 % confidence interval; `None` from one run.
+    pub half_width: Option<f64>,
+}
+
+impl Estimate {
+    /// The estimate from `values` (none from no values).
+    pub fn of(values: &[f64]) -> Option<Estimate> {
+        if values.is_empty() {
+            return None;
+        }
+        let n = values.len() as f64;
+        let mean = values.iter().sum::<f64>() / n;
+        let half_width = (values.len() > 1).then(|| {
+            let variance = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+            t_975(values.len() - 1) * (variance / n).sqrt()
+        });
+        Some(Estimate { mean, half_width })
+    }
+}
+
+/// Student's t distribution's 97.5th percentile with `df` degrees of freedom (so that mean
+/// ± t·s/√n is a two-sided 95 % interval); above 30, the value at 30, which overstates the
+/// interval by under 5 %.
+pub fn t_975(df: usize) -> f64 {
+    const T: [f64; 30] = [
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+        2.052, 2.048, 2.045, 2.042,
+    ];
+    T[df.clamp(1, 30) - 1]
 }
 
 /// Everything a sweep measured.
@@ -169,20 +231,57 @@ pub fn run(config: &SweepConfig, progress: &mut dyn FnMut(&str)) -> Result<Sweep
         receiving: Vec::new(),
         headline: None,
     };
-    for sweep in &config.sweeps {
+    let repeats = u64::from(config.repeats.max(1));
+    // every run of every sweep, on every core: (sweep, preset, value, seed's offset)
+    let mut jobs = Vec::new();
+    for (s, sweep) in config.sweeps.iter().enumerate() {
+        for &preset in &config.presets {
+            for &value in &sweep.values {
+                for r in 0..repeats {
+                    let mut point = sweep.parameter.apply(&config.base, preset, value);
+                    point.seed = point.seed.wrapping_add(r);
+                    jobs.push((s, preset, value, point));
+                }
+            }
+        }
+    }
+    let mut finished = 0;
+    let runs = par::map(
+        &jobs,
+        par::default_threads(),
+        |(_, _, _, point)| report::simulate(point, &mut |_| {}).map(|(run, _)| run),
+        &mut |index| {
+            finished += 1;
+            let (s, preset, value, point) = &jobs[index];
+            progress(&format!(
+                "{} = {value} at {preset:?}, seed {} ({finished}/{})",
+                config.sweeps[*s].parameter.slug(),
+                point.seed,
+                jobs.len()
+            ));
+        },
+    );
+    let mut runs = jobs.iter().zip(runs);
+    for (s, sweep) in config.sweeps.iter().enumerate() {
         let mut points = Vec::new();
         for &preset in &config.presets {
             for &value in &sweep.values {
-                let point = sweep.parameter.apply(&config.base, preset, value);
-                progress(&format!(
-                    "{} = {value} at {preset:?}",
-                    sweep.parameter.slug()
-                ));
-                let (run, _) = report::simulate(&point, &mut |_| {})?;
+                let mut seeds = Vec::new();
+                for _ in 0..repeats {
+                    if let Some(((at, ..), run)) = runs.next() {
+                        debug_assert_eq!(*at, s);
+                        seeds.push(run?);
+                    }
+                }
+                let mut seeds = seeds.into_iter();
+                let Some(results) = seeds.next() else {
+                    continue;
+                };
                 points.push(Point {
                     preset,
                     value,
-                    results: run,
+                    results,
+                    other_seeds: seeds.collect(),
                 });
             }
         }
@@ -217,19 +316,41 @@ pub fn run(config: &SweepConfig, progress: &mut dyn FnMut(&str)) -> Result<Sweep
             results.attack.push((preset, covered, pushed, bare));
         }
     }
+    let mut receiving = Vec::new();
     for &preset in &config.presets {
         for &corrupt in &config.receiving {
-            progress(&format!("receiving side at {preset:?}, {corrupt} corrupt"));
             let shaped = SimConfig {
                 corrupt_fraction: corrupt,
                 ..at_preset(&config.base, preset)
             };
             let mut pushed = shaped.clone();
             pushed.client.traffic.insecure_push_deliveries = true;
-            let (shaped, _) = report::simulate(&shaped, &mut |_| {})?;
-            let (pushed, _) = report::simulate(&pushed, &mut |_| {})?;
-            results.receiving.push((preset, corrupt, shaped, pushed));
+            receiving.push((preset, corrupt, shaped));
+            receiving.push((preset, corrupt, pushed));
         }
+    }
+    let runs = par::map(
+        &receiving,
+        par::default_threads(),
+        |(_, _, config)| report::simulate(config, &mut |_| {}).map(|(run, _)| run),
+        &mut |index| {
+            let (preset, corrupt, config) = &receiving[index];
+            let how = if config.client.traffic.insecure_push_deliveries {
+                "pushed"
+            } else {
+                "shaped"
+            };
+            progress(&format!(
+                "receiving side at {preset:?}, {corrupt} corrupt, {how}"
+            ));
+        },
+    );
+    let mut runs = receiving.iter().zip(runs);
+    while let (Some(((preset, corrupt, _), shaped)), Some((_, pushed))) = (runs.next(), runs.next())
+    {
+        results
+            .receiving
+            .push((*preset, *corrupt, shaped?, pushed?));
     }
     if let (Some(headline), Some(&preset)) = (&config.headline, config.presets.first()) {
         progress(&format!("{} clients at {preset:?}", headline.clients));
@@ -305,6 +426,33 @@ fn cell(value: Option<f64>, digits: usize) -> String {
     value.map_or_else(|| "–".into(), |v| format!("{v:.digits$}"))
 }
 
+/// A point's figure: its mean over the seeds, ± its interval's half-width when there are
+/// several.
+fn estimate_cell(point: &Point, metric: Metric, digits: usize) -> String {
+    match point.estimate(metric) {
+        None => "–".into(),
+        Some(Estimate {
+            mean,
+            half_width: None,
+        }) => format!("{mean:.digits$}"),
+        Some(Estimate {
+            mean,
+            half_width: Some(half),
+        }) => format!("{mean:.digits$} ± {half:.digits$}"),
+    }
+}
+
+/// How the runs of a point were seeded, for the page.
+fn seeds(first: u64, repeats: u32) -> String {
+    if repeats <= 1 {
+        return format!("seed {first}");
+    }
+    format!(
+        "{repeats} runs with seeds {first}–{}, each figure their mean ± the half-width of its 95 % confidence interval (Student's t over the runs; the plots' bars show the same interval)",
+        first + u64::from(repeats) - 1
+    )
+}
+
 /// Reads the `sweep.json` a sweep wrote, to write its tables and plots again without
 /// running it ([`write`]).
 pub fn read(json: &str) -> Result<SweepResults, serde_json::Error> {
@@ -326,7 +474,7 @@ pub fn write(results: &SweepResults, dir: &Path) -> std::io::Result<Vec<PathBuf>
     );
     let _ = writeln!(
         md,
-        "Every point: {} clients over {} gateways, {} mix nodes per layer, {:.0} s measured after {:.0} s of warm-up, {} message(s) per client per second, links of {:?}; seed {}. A point varies one setting of this network at one preset.\n",
+        "Every point: {} clients over {} gateways, {} mix nodes per layer, {:.0} s measured after {:.0} s of warm-up, {} message(s) per client per second, links of {:?}; {}. A point varies one setting of this network at one preset.\n",
         base.clients,
         base.gateways,
         base.layer_width,
@@ -334,7 +482,7 @@ pub fn write(results: &SweepResults, dir: &Path) -> std::io::Result<Vec<PathBuf>
         base.warmup.as_secs_f64(),
         base.messages_per_second,
         base.link_latency,
-        base.seed
+        seeds(base.seed, results.config.repeats)
     );
     for (parameter, points) in &results.sweeps {
         let _ = writeln!(md, "### Varying the {}\n", parameter.label());
@@ -349,19 +497,18 @@ pub fn write(results: &SweepResults, dir: &Path) -> std::io::Result<Vec<PathBuf>
             "| preset | value | sender entropy (bits) | best guess of sender | entropy (a) (bits) | recipient guessed | ε | latency median (ms) | client link (KB/s) |\n|---|---|---|---|---|---|---|---|---|"
         );
         for point in points {
-            let r = &point.results;
             let _ = writeln!(
                 md,
                 "| {:?} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 point.preset,
                 point.value,
-                cell(sender_entropy(r), 2),
-                cell(sender_guess(r), 3),
-                cell(target_entropy(r), 2),
-                cell(receiver_guess(r), 3),
-                cell(epsilon(r), 3),
-                cell(latency_ms(r), 0),
-                cell(bandwidth_kbs(r), 1),
+                estimate_cell(point, sender_entropy, 2),
+                estimate_cell(point, sender_guess, 3),
+                estimate_cell(point, target_entropy, 2),
+                estimate_cell(point, receiver_guess, 3),
+                estimate_cell(point, epsilon, 3),
+                estimate_cell(point, latency_ms, 0),
+                estimate_cell(point, bandwidth_kbs, 1),
             );
         }
         let plots: [(&str, &str, Metric); 5] = [
@@ -385,14 +532,24 @@ pub fn write(results: &SweepResults, dir: &Path) -> std::io::Result<Vec<PathBuf>
                 .config
                 .presets
                 .iter()
-                .map(|&preset| Series {
-                    name: format!("{preset:?}"),
-                    points: points
+                .map(|&preset| {
+                    let estimates: Vec<(f64, Estimate)> = points
                         .iter()
                         .filter(|p| p.preset == preset)
-                        .filter_map(|p| Some((p.value, metric(&p.results)?)))
-                        .collect(),
-                    errors: None,
+                        .filter_map(|p| Some((p.value, p.estimate(metric)?)))
+                        .collect();
+                    let errors = estimates
+                        .iter()
+                        .map(|(_, e)| {
+                            let half = e.half_width.unwrap_or(f64::NAN);
+                            (e.mean - half, e.mean + half)
+                        })
+                        .collect();
+                    Series {
+                        name: format!("{preset:?}"),
+                        points: estimates.iter().map(|(x, e)| (*x, e.mean)).collect(),
+                        errors: (results.config.repeats > 1).then_some(errors),
+                    }
                 })
                 .collect();
             let plot = LinePlot {

@@ -35,6 +35,7 @@ fn a_small_sweep_writes_its_results() {
 presets = ["nym"]
 attack_trials = 2
 receiving = [0.0]
+repeats = 3
 
 [base]
 clients = 8
@@ -73,11 +74,33 @@ values = [5, 15]
             .median
     };
     assert!(latency(1) > latency(0));
+    // each point ran with seeds 1, 2 and 3: the page shows their mean and its interval
+    let point = &results.sweeps[0].1[0];
+    assert_eq!(point.other_seeds.len(), 2);
+    let medians: Vec<f64> = point
+        .runs()
+        .map(|r| r.performance.latency.as_ref().unwrap().median)
+        .collect();
+    assert!(
+        medians[0] != medians[1] || medians[1] != medians[2],
+        "three seeds, one result: {medians:?}"
+    );
+    let estimate = point
+        .estimate(|r| Some(r.performance.latency.as_ref()?.median))
+        .unwrap();
+    let mean = medians.iter().sum::<f64>() / 3.0;
+    let sd = (medians.iter().map(|m| (m - mean).powi(2)).sum::<f64>() / 2.0).sqrt();
+    assert!((estimate.mean - mean).abs() < 1e-12);
+    // Student's t with 2 degrees of freedom: 4.303
+    let half = estimate.half_width.unwrap();
+    assert!((half - 4.303 * sd / 3f64.sqrt()).abs() < 1e-12, "{half}");
     let dir = std::env::temp_dir().join(format!("umbra-sweep-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let written = sweep::write(&results, &dir).unwrap();
     assert!(written.len() >= 7, "{written:?}");
     let md = std::fs::read_to_string(dir.join("results.md")).unwrap();
+    assert!(md.contains("3 runs with seeds 1–3"), "{md}");
+    assert!(md.contains(" ± "), "no intervals in\n{md}");
     for section in [
         "Varying the mean delay per mix node",
         "The flow-correlation attack",
