@@ -98,24 +98,48 @@ fn commit() -> Option<String> {
     Some(hash)
 }
 
+/// Section 1's raw samples and what they were measured with, as `UMBRA_BENCH_SAMPLES` writes
+/// them (fields in this order).
+#[derive(serde::Serialize)]
+struct Samples {
+    /// UTC, RFC 3339.
+    measured: String,
+    commit: Option<String>,
+    machine: String,
+    /// At the benchmark's start, before the network starts.
+    load_1min: f64,
+    preset: &'static str,
+    downlink: &'static str,
+    receive_interval_ms: f64,
+    mean_send_interval_ms: f64,
+    mean_hop_delay_ms: f64,
+    messages: usize,
+    /// In sending order.
+    latencies_ms: Vec<f64>,
+}
+
 /// Writes section 1's raw samples (ms, in sending order) to `path` as JSON.
 fn write_samples(path: &str, traffic: &TrafficConfig, load: f64, latencies: &[f64]) {
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    let json = serde_json::json!({
-        "measured": humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
-        "commit": commit(),
-        "machine": machine(),
-        "load_1min": load,
-        "preset": "nym",
-        "downlink": if traffic.insecure_push_deliveries { "pushed" } else { "shaped" },
-        "receive_interval_ms": ms(traffic.receive_interval),
-        "mean_send_interval_ms": ms(traffic.mean_send_interval),
-        "mean_hop_delay_ms": ms(traffic.mean_hop_delay),
-        "messages": latencies.len(),
+    let samples = Samples {
+        measured: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        commit: commit(),
+        machine: machine(),
+        load_1min: load,
+        preset: "nym",
+        downlink: if traffic.insecure_push_deliveries {
+            "pushed"
+        } else {
+            "shaped"
+        },
+        receive_interval_ms: ms(traffic.receive_interval),
+        mean_send_interval_ms: ms(traffic.mean_send_interval),
+        mean_hop_delay_ms: ms(traffic.mean_hop_delay),
+        messages: latencies.len(),
         // to the microsecond: the clock's precision here, and a file a third the size
-        "latencies_ms": latencies.iter().map(|l| (l * 1e3).round() / 1e3).collect::<Vec<_>>(),
-    });
-    std::fs::write(path, serde_json::to_string_pretty(&json).unwrap() + "\n").unwrap();
+        latencies_ms: latencies.iter().map(|l| (l * 1e3).round() / 1e3).collect(),
+    };
+    std::fs::write(path, serde_json::to_string_pretty(&samples).unwrap() + "\n").unwrap();
     println!("   samples written to {path}");
 }
 
