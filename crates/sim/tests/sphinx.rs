@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use umbra_sim::config::{MetricSettings, SimConfig};
 use umbra_sim::engine::Sim;
-use umbra_sim::metrics::{Metrics, MetricsReport};
+use umbra_sim::metrics::{Metrics, MetricsReport, ks_critical, ks_statistic};
 use umbra_sim::run;
 
 fn network(sphinx: bool) -> SimConfig {
@@ -40,24 +40,6 @@ fn measure(sphinx: bool) -> (Vec<f64>, MetricsReport, Sim) {
     (sim.stats().latencies.clone(), metrics.report(), sim)
 }
 
-/// The two-sample Kolmogorov–Smirnov statistic.
-fn ks(a: &[f64], b: &[f64]) -> f64 {
-    let mut a = a.to_vec();
-    let mut b = b.to_vec();
-    a.sort_by(f64::total_cmp);
-    b.sort_by(f64::total_cmp);
-    let (mut i, mut j, mut d) = (0, 0, 0.0f64);
-    while i < a.len() && j < b.len() {
-        if a[i] <= b[j] {
-            i += 1;
-        } else {
-            j += 1;
-        }
-        d = d.max((i as f64 / a.len() as f64 - j as f64 / b.len() as f64).abs());
-    }
-    d
-}
-
 #[test]
 fn real_sphinx_gives_the_same_results_as_the_stand_in() {
     let (real, real_report, real_sim) = measure(true);
@@ -72,11 +54,10 @@ fn real_sphinx_gives_the_same_results_as_the_stand_in() {
     }
 
     // latency: the two-sample KS test at level 0.001 (critical value
-    // sqrt(-ln(0.0005)/2)·sqrt((n+m)/(n·m)) ≈ 1.95·sqrt((n+m)/(n·m))); messages of one run are
-    // nearly independent (they share the pools only through their timing)
-    let (n, m) = (real.len() as f64, stand_in.len() as f64);
-    let critical = (-(0.0005f64).ln() / 2.0).sqrt() * ((n + m) / (n * m)).sqrt();
-    let d = ks(&real, &stand_in);
+    // ≈ 1.95·sqrt((n+m)/(n·m))); messages of one run are nearly independent (they share the
+    // pools only through their timing)
+    let critical = ks_critical(0.001, real.len(), stand_in.len());
+    let d = ks_statistic(&real, &stand_in);
     assert!(
         d < critical,
         "latency distributions differ: D = {d:.3} ≥ {critical:.3}"

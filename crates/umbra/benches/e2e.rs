@@ -8,7 +8,14 @@
 //! 3. a 10 MiB transfer between two clients with the real stream set fast;
 //! 4. an idle client's CPU and bandwidth.
 //!
-//! `cargo bench -p umbra --bench e2e`; `UMBRA_BENCH_QUICK=1` for a short run.
+//! `cargo bench -p umbra --bench e2e`. Environment variables:
+//!
+//! * `UMBRA_BENCH_QUICK=1`: a short run (40 messages in sections 1 and 2, 2 MiB, 10 s idle);
+//! * `UMBRA_BENCH_SECTIONS=1,3`: only these sections (default all four);
+//! * `UMBRA_BENCH_LATENCY_COUNT=N`: section 1 sends `N` messages (default 300, quick 40);
+//! * `UMBRA_BENCH_SAMPLES=FILE`: section 1's latencies, in sending order, written to `FILE`
+//!   as JSON with the parameters, the commit, the machine and its load (the simulator's
+//!   validation, `crates/sim/tests/validation.rs`, compares its own distribution with them).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a benchmark: failing loudly is the point
 #![allow(missing_docs)]
@@ -26,6 +33,114 @@ use umbra_client_daemons::client::ClientEvent;
 
 fn quick() -> bool {
     std::env::var_os("UMBRA_BENCH_QUICK").is_some()
+}
+
+/// The sections to run: `UMBRA_BENCH_SECTIONS` (a comma list of 1 to 4), or all.
+fn sections() -> Vec<u32> {
+    match std::env::var("UMBRA_BENCH_SECTIONS") {
+        Ok(list) => list
+            .split(',')
+            .map(|s| {
+                s.trim()
+                    .parse()
+                    .expect("UMBRA_BENCH_SECTIONS: a comma list of 1 to 4, e.g. 1,3")
+            })
+            .collect(),
+        Err(_) => vec![1, 2, 3, 4],
+    }
+}
+
+/// Section 1's message count: `UMBRA_BENCH_LATENCY_COUNT`, or 300 (40 when quick).
+fn latency_count() -> usize {
+    match std::env::var("UMBRA_BENCH_LATENCY_COUNT") {
+        Ok(n) => n
+            .parse()
+            .expect("UMBRA_BENCH_LATENCY_COUNT: a number of messages"),
+        Err(_) if quick() => 40,
+        Err(_) => 300,
+    }
+}
+
+/// The 1-minute load average from /proc/loadavg (NaN if unreadable).
+fn load_1min() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().and_then(|f| f.parse().ok()))
+        .unwrap_or(f64::NAN)
+}
+
+/// "<cpu model>, <n> cores".
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map_or("unknown CPU", |(_, m)| m.trim());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{model}, {cores} cores")
+}
+
+/// The worktree's short commit hash, with `-dirty` if tracked files differ from it.
+fn commit() -> Option<String> {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .ok()
+    };
+    let head = git(&["rev-parse", "--short", "HEAD"]).filter(|o| o.status.success())?;
+    let mut hash = String::from_utf8_lossy(&head.stdout).trim().to_string();
+    if git(&["diff", "--quiet", "HEAD"]).is_some_and(|o| !o.status.success()) {
+        hash.push_str("-dirty");
+    }
+    Some(hash)
+}
+
+/// Section 1's raw samples and what they were measured with, as `UMBRA_BENCH_SAMPLES` writes
+/// them (fields in this order).
+#[derive(serde::Serialize)]
+struct Samples {
+    /// UTC, RFC 3339.
+    measured: String,
+    commit: Option<String>,
+    machine: String,
+    /// At the benchmark's start, before the network starts.
+    load_1min: f64,
+    preset: &'static str,
+    downlink: &'static str,
+    receive_interval_ms: f64,
+    mean_send_interval_ms: f64,
+    mean_hop_delay_ms: f64,
+    messages: usize,
+    /// In sending order.
+    latencies_ms: Vec<f64>,
+}
+
+/// Writes section 1's raw samples (ms, in sending order) to `path` as JSON.
+fn write_samples(path: &str, traffic: &TrafficConfig, load: f64, latencies: &[f64]) {
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let samples = Samples {
+        measured: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        commit: commit(),
+        machine: machine(),
+        load_1min: load,
+        preset: "nym",
+        downlink: if traffic.insecure_push_deliveries {
+            "pushed"
+        } else {
+            "shaped"
+        },
+        receive_interval_ms: ms(traffic.receive_interval),
+        mean_send_interval_ms: ms(traffic.mean_send_interval),
+        mean_hop_delay_ms: ms(traffic.mean_hop_delay),
+        messages: latencies.len(),
+        // to the microsecond: the clock's precision here, and a file a third the size
+        latencies_ms: latencies.iter().map(|l| (l * 1e3).round() / 1e3).collect(),
+    };
+    std::fs::write(path, serde_json::to_string_pretty(&samples).unwrap() + "\n").unwrap();
+    println!("   samples written to {path}");
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -101,65 +216,78 @@ async fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo test --benches` lists benchmarks; there is nothing to list
     }
+    let load = load_1min();
+    let sections = sections();
     let net = Net::start("bench", Shape::default());
     let keys = || ClientKeys::generate(&mut rand::rng());
     let count = if quick() { 40 } else { 300 };
     println!(
         "network: 3 layers x 3 mix nodes, 2 gateways, each its own process; clients in this process"
     );
+    let nym = TrafficPreset::Nym.config();
 
     // 1. default parameters
-    let nym = TrafficPreset::Nym.config();
-    let mut alice = net.client(0, &keys(), config(nym.clone()));
-    let mut bob = net.client(1, &keys(), config(nym.clone()));
-    alice.connected().await;
-    bob.connected().await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let mut measured = latencies(&mut alice, &mut bob, count, Duration::from_millis(100)).await;
-    let (p50, p99, mean) = summary(&mut measured);
-    let (i50, i99, imean) = implied(&nym);
-    println!();
-    println!(
-        "1. small messages, Nym's defaults (15 ms per hop, a packet every 20 ms), {count} messages:"
-    );
-    println!("   measured  p50 {p50:6.1} ms   p99 {p99:6.1} ms   mean {mean:6.1} ms");
-    println!("   implied   p50 {i50:6.1} ms   p99 {i99:6.1} ms   mean {imean:6.1} ms");
-    println!(
-        "   difference of the means: {:.1} ms over 5 nodes and 6 links",
-        mean - imean
-    );
-    alice.stop().await;
-    bob.stop().await;
+    if sections.contains(&1) {
+        let count = latency_count();
+        let mut alice = net.client(0, &keys(), config(nym.clone()));
+        let mut bob = net.client(1, &keys(), config(nym.clone()));
+        alice.connected().await;
+        bob.connected().await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let samples = latencies(&mut alice, &mut bob, count, Duration::from_millis(100)).await;
+        let mut measured = samples.clone();
+        let (p50, p99, mean) = summary(&mut measured);
+        let (i50, i99, imean) = implied(&nym);
+        println!();
+        println!(
+            "1. small messages, Nym's defaults (15 ms per hop, a packet every 20 ms), {count} messages:"
+        );
+        println!("   measured  p50 {p50:6.1} ms   p99 {p99:6.1} ms   mean {mean:6.1} ms");
+        println!("   implied   p50 {i50:6.1} ms   p99 {i99:6.1} ms   mean {imean:6.1} ms");
+        println!(
+            "   difference of the means: {:.1} ms over 5 nodes and 6 links",
+            mean - imean
+        );
+        if let Ok(path) = std::env::var("UMBRA_BENCH_SAMPLES") {
+            write_samples(&path, &nym, load, &samples);
+        }
+        alice.stop().await;
+        bob.stop().await;
+    }
 
     // 2. what the network adds: no mix delays, no cover, a slot every 100 us
-    let bare = TrafficConfig {
-        mean_send_interval: Duration::from_micros(100),
-        insecure_zero_delays: true,
-        insecure_no_cover: true,
-        insecure_push_deliveries: true,
-        ..nym.clone()
-    };
-    let mut alice = net.client(0, &keys(), config(bare.clone()));
-    let mut bob = net.client(1, &keys(), config(bare.clone()));
-    alice.connected().await;
-    bob.connected().await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let mut measured = latencies(&mut alice, &mut bob, count, Duration::from_millis(30)).await;
-    let (p50, p99, mean) = summary(&mut measured);
-    println!();
-    println!("2. no mix delays, no cover, slots every 100 us (insecure_*): the network's own time");
-    println!("   measured  p50 {p50:6.2} ms   p99 {p99:6.2} ms   mean {mean:6.2} ms");
-    println!(
-        "   per node (all of it, both clients and 6 links included, over 5 nodes): p50 {:.2} ms, mean {:.2} ms",
-        p50 / 5.0,
-        mean / 5.0
-    );
-    alice.stop().await;
-    bob.stop().await;
+    if sections.contains(&2) {
+        let bare = TrafficConfig {
+            mean_send_interval: Duration::from_micros(100),
+            insecure_zero_delays: true,
+            insecure_no_cover: true,
+            insecure_push_deliveries: true,
+            ..nym.clone()
+        };
+        let mut alice = net.client(0, &keys(), config(bare.clone()));
+        let mut bob = net.client(1, &keys(), config(bare.clone()));
+        alice.connected().await;
+        bob.connected().await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let mut measured = latencies(&mut alice, &mut bob, count, Duration::from_millis(30)).await;
+        let (p50, p99, mean) = summary(&mut measured);
+        println!();
+        println!(
+            "2. no mix delays, no cover, slots every 100 us (insecure_*): the network's own time"
+        );
+        println!("   measured  p50 {p50:6.2} ms   p99 {p99:6.2} ms   mean {mean:6.2} ms");
+        println!(
+            "   per node (all of it, both clients and 6 links included, over 5 nodes): p50 {:.2} ms, mean {:.2} ms",
+            p50 / 5.0,
+            mean / 5.0
+        );
+        alice.stop().await;
+        bob.stop().await;
+    }
 
     // 3. 10 MiB
-    let size = if quick() { 2 << 20 } else { 10 << 20 };
-    {
+    if sections.contains(&3) {
+        let size = if quick() { 2 << 20 } else { 10 << 20 };
         let interval = Duration::from_millis(1);
         let fast = TrafficConfig {
             mean_send_interval: interval,
@@ -216,27 +344,30 @@ async fn main() {
     }
 
     // 4. an idle client
-    let mut carol = net.client(0, &keys(), config(nym.clone()));
-    carol.connected().await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let before = carol.handle.status().await.unwrap();
-    let cpu_before = process_cpu_seconds();
-    let started = Instant::now();
-    tokio::time::sleep(Duration::from_secs(if quick() { 10 } else { 30 })).await;
-    let after = carol.handle.status().await.unwrap();
-    let elapsed = started.elapsed().as_secs_f64();
-    let cpu = (process_cpu_seconds() - cpu_before) / elapsed;
-    let packets = (after.stats.drop_cover + after.stats.loops + after.stats.real_packets)
-        - (before.stats.drop_cover + before.stats.loops + before.stats.real_packets);
-    println!();
-    println!("4. an idle client, Nym's defaults, over {elapsed:.0} s:");
-    println!(
-        "   {:.1} packets/s sent; {:.1} kB/s up, {:.1} kB/s down (Noise messages to and from the gateway); CPU {:.2}% of one core (this process: the client and its runtime)",
-        packets as f64 / elapsed,
-        (after.bytes_sent - before.bytes_sent) as f64 / elapsed / 1e3,
-        (after.bytes_received - before.bytes_received) as f64 / elapsed / 1e3,
-        cpu * 100.0
-    );
-    carol.stop().await;
+    if sections.contains(&4) {
+        let mut carol = net.client(0, &keys(), config(nym.clone()));
+        carol.connected().await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let before = carol.handle.status().await.unwrap();
+        let cpu_before = process_cpu_seconds();
+        let started = Instant::now();
+        tokio::time::sleep(Duration::from_secs(if quick() { 10 } else { 30 })).await;
+        let after = carol.handle.status().await.unwrap();
+        let elapsed = started.elapsed().as_secs_f64();
+        let cpu = (process_cpu_seconds() - cpu_before) / elapsed;
+        let packets = (after.stats.drop_cover + after.stats.loops + after.stats.real_packets)
+            - (before.stats.drop_cover + before.stats.loops + before.stats.real_packets);
+        println!();
+        println!("4. an idle client, Nym's defaults, over {elapsed:.0} s:");
+        println!(
+            "   {:.1} packets/s sent; {:.1} kB/s up, {:.1} kB/s down (Noise messages to and from the gateway); CPU {:.2}% of one core (this process: the client and its runtime)",
+            packets as f64 / elapsed,
+            (after.bytes_sent - before.bytes_sent) as f64 / elapsed / 1e3,
+            (after.bytes_received - before.bytes_received) as f64 / elapsed / 1e3,
+            cpu * 100.0
+        );
+        carol.stop().await;
+    }
+
     drop(net);
 }
