@@ -103,6 +103,18 @@ impl Default for MetricSettings {
     }
 }
 
+impl MetricSettings {
+    /// No anonymity metric: a run for latency, bandwidth or the attack alone (the fastest).
+    pub fn none() -> Self {
+        MetricSettings {
+            targets: false,
+            senders: false,
+            challenge: false,
+            ..MetricSettings::default()
+        }
+    }
+}
+
 /// A download: the exit (client 0) relays what a server sends it to the target.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -302,12 +302,7 @@ pub fn run(config: &SweepConfig, progress: &mut dyn FnMut(&str)) -> Result<Sweep
             base.duration = download.start + Duration::from_secs_f64(lasts + 1.0);
             base.cooldown = Duration::from_secs(1);
             base.download = Some(download);
-            base.metrics = MetricSettings {
-                targets: false,
-                senders: false,
-                challenge: false,
-                ..MetricSettings::default()
-            };
+            base.metrics = MetricSettings::none();
             let covered = trials::trials(&base, config.attack_trials, &mut |_| {})?;
             base.client.traffic.insecure_push_deliveries = true;
             let pushed = trials::trials(&base, config.attack_trials, &mut |_| {})?;

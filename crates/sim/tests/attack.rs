@@ -27,12 +27,7 @@ fn network(seed: u64, cover: bool) -> SimConfig {
             rate: 40.0,
             burst: 40,
         }),
-        metrics: MetricSettings {
-            targets: false,
-            senders: false,
-            challenge: false,
-            ..MetricSettings::default()
-        },
+        metrics: MetricSettings::none(),
         ..SimConfig::default()
     };
     config.client.traffic.insecure_no_cover = !cover;

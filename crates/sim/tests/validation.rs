@@ -39,12 +39,7 @@ fn latency_matches_the_measured_localnet() {
         link_latency: Duration::from_micros(280),
         preset: Some(TrafficPreset::Nym),
         messages_per_second: 1.0,
-        metrics: MetricSettings {
-            targets: false,
-            senders: false,
-            challenge: false,
-            ..MetricSettings::default()
-        },
+        metrics: MetricSettings::none(),
         ..SimConfig::default()
     };
     config.client.traffic.insecure_push_deliveries = true;
@@ -124,12 +119,7 @@ fn latency_distribution_matches_the_measured_localnet_with_shaped_downlinks() {
         messages_per_second: 1.0,
         // the benchmark's messages ("latency 17") are as small; one packet either way
         message_size: 16,
-        metrics: MetricSettings {
-            targets: false,
-            senders: false,
-            challenge: false,
-            ..MetricSettings::default()
-        },
+        metrics: MetricSettings::none(),
         ..SimConfig::default()
     };
     // the measurement was of these settings
