@@ -47,6 +47,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use umbra::network::{Shape, free_port};
+use umbra_sim::metrics::ks_p_value;
 
 /// The phases alternate in blocks (idle, active, idle, …), so that whatever else drifts on
 /// the machine over the minutes of the test weighs on both alike.
@@ -278,41 +279,6 @@ fn threshold_accuracy(idle: &[f64], active: &[f64]) -> f64 {
         total += idle_test.len() + active_test.len();
     }
     correct as f64 / total as f64
-}
-
-/// The two-sample Kolmogorov–Smirnov test's p-value (asymptotic, Numerical Recipes 14.3).
-fn ks_p_value(a: &[f64], b: &[f64]) -> f64 {
-    let mut a = a.to_vec();
-    let mut b = b.to_vec();
-    a.sort_by(f64::total_cmp);
-    b.sort_by(f64::total_cmp);
-    let (n, m) = (a.len() as f64, b.len() as f64);
-    let (mut i, mut j, mut d) = (0, 0, 0.0f64);
-    while i < a.len() && j < b.len() {
-        let x = a[i].min(b[j]);
-        while i < a.len() && a[i] <= x {
-            i += 1;
-        }
-        while j < b.len() && b[j] <= x {
-            j += 1;
-        }
-        d = d.max((i as f64 / n - j as f64 / m).abs());
-    }
-    let effective = (n * m / (n + m)).sqrt();
-    let lambda = (effective + 0.12 + 0.11 / effective) * d;
-    if lambda < 0.2 {
-        return 1.0;
-    }
-    let mut sum = 0.0;
-    for k in 1..=100 {
-        let k = f64::from(k);
-        let term = 2.0 * (-1.0f64).powf(k - 1.0) * (-2.0 * k * k * lambda * lambda).exp();
-        sum += term;
-        if term.abs() < 1e-12 {
-            break;
-        }
-    }
-    sum.clamp(0.0, 1.0)
 }
 
 /// One link and direction, idle against active.

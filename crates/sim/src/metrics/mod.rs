@@ -58,7 +58,7 @@ use serde::{Deserialize, Serialize};
 pub use analytic::{PoolEntropy, pool_entropy};
 pub use challenge::{ChallengeReport, Unlinkability};
 pub use senders::{SenderEntropy, SenderReport};
-pub use summary::{Summary, ks_critical, ks_statistic};
+pub use summary::{Summary, ks_critical, ks_p_value, ks_statistic};
 pub use targets::{GuessReport, TargetEntropy, TargetReport};
 
 use crate::trace::{End, Observer, Origin, PacketId, Place};
