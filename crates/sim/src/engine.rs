@@ -460,13 +460,7 @@ impl Sim {
     ) {
         let end = (until.max(0.0) * 1e9) as u64;
         let mut next_report = 0u64;
-        while let Some(next) = self.queue.next_at() {
-            if next > end {
-                break;
-            }
-            let Some((at, event)) = self.queue.pop() else {
-                break;
-            };
+        while let Some((at, event)) = self.queue.pop_due(end) {
             self.now = at;
             self.stats.events += 1;
             self.handle(event, observer);

@@ -231,15 +231,16 @@ pub fn run(config: &SweepConfig, progress: &mut dyn FnMut(&str)) -> Result<Sweep
         receiving: Vec::new(),
         headline: None,
     };
-    let repeats = u64::from(config.repeats.max(1));
-    // every run of every sweep, on every core: (sweep, preset, value, seed's offset)
+    let repeats = config.repeats.max(1) as usize;
+    // every run of every sweep, on every core: (sweep, preset, value, config), the seeds of a
+    // point one after another
     let mut jobs = Vec::new();
     for (s, sweep) in config.sweeps.iter().enumerate() {
         for &preset in &config.presets {
             for &value in &sweep.values {
                 for r in 0..repeats {
                     let mut point = sweep.parameter.apply(&config.base, preset, value);
-                    point.seed = point.seed.wrapping_add(r);
+                    point.seed = point.seed.wrapping_add(r as u64);
                     jobs.push((s, preset, value, point));
                 }
             }
@@ -261,31 +262,25 @@ pub fn run(config: &SweepConfig, progress: &mut dyn FnMut(&str)) -> Result<Sweep
             ));
         },
     );
-    let mut runs = jobs.iter().zip(runs);
-    for (s, sweep) in config.sweeps.iter().enumerate() {
-        let mut points = Vec::new();
-        for &preset in &config.presets {
-            for &value in &sweep.values {
-                let mut seeds = Vec::new();
-                for _ in 0..repeats {
-                    if let Some(((at, ..), run)) = runs.next() {
-                        debug_assert_eq!(*at, s);
-                        seeds.push(run?);
-                    }
-                }
-                let mut seeds = seeds.into_iter();
-                let Some(results) = seeds.next() else {
-                    continue;
-                };
-                points.push(Point {
-                    preset,
-                    value,
-                    results,
-                    other_seeds: seeds.collect(),
-                });
-            }
-        }
-        results.sweeps.push((sweep.parameter, points));
+    let mut runs = runs
+        .into_iter()
+        .collect::<Result<Vec<Results>, _>>()?
+        .into_iter();
+    results.sweeps = config
+        .sweeps
+        .iter()
+        .map(|sweep| (sweep.parameter, Vec::new()))
+        .collect();
+    for (s, preset, value, _) in jobs.iter().step_by(repeats) {
+        let Some(first) = runs.next() else {
+            break;
+        };
+        results.sweeps[*s].1.push(Point {
+            preset: *preset,
+            value: *value,
+            results: first,
+            other_seeds: runs.by_ref().take(repeats - 1).collect(),
+        });
     }
     if config.attack_trials > 0 {
         for &preset in &config.presets {
