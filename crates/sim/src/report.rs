@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::attack::Accuracy;
 use crate::config::SimConfig;
@@ -147,4 +147,33 @@ pub fn headline(results: &Results) -> String {
         ));
     }
     lines.join("\n")
+}
+
+/// A real network's latencies, as the end-to-end benchmark records them
+/// (`UMBRA_BENCH_SAMPLES=FILE cargo bench -p umbra --bench e2e`) for the simulator's
+/// validation to compare with (`tests/data/localnet-latency.json`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MeasuredLatencies {
+    /// When (UTC, RFC 3339).
+    pub measured: String,
+    /// The commit measured (`-dirty` if the tree differed from it), if known.
+    pub commit: Option<String>,
+    /// "CPU model, N cores".
+    pub machine: String,
+    /// The 1-minute load average at the start.
+    pub load_1min: f64,
+    /// The traffic preset.
+    pub preset: String,
+    /// `shaped` or `pushed`.
+    pub downlink: String,
+    /// The traffic settings measured with (ms).
+    pub receive_interval_ms: f64,
+    /// Mean time between a client's packets (ms).
+    pub mean_send_interval_ms: f64,
+    /// Mean delay per mix node (ms).
+    pub mean_hop_delay_ms: f64,
+    /// Messages measured.
+    pub messages: usize,
+    /// Each message's latency (ms), in sending order.
+    pub latencies_ms: Vec<f64>,
 }

@@ -13,11 +13,11 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
 use umbra_client::TrafficPreset;
 use umbra_sim::config::{MetricSettings, SimConfig};
 use umbra_sim::engine::Sim;
 use umbra_sim::metrics::{Summary, ks_critical, ks_statistic};
+use umbra_sim::report::MeasuredLatencies;
 
 /// What BENCHMARKS.md measured: 300 messages, their median and mean (ms).
 const MEASURED_COUNT: f64 = 300.0;
@@ -74,21 +74,6 @@ fn latency_matches_the_measured_localnet() {
     );
 }
 
-/// The raw samples of a localnet measurement (the fields the test reads).
-#[derive(Deserialize)]
-struct Measurement {
-    measured: String,
-    commit: Option<String>,
-    machine: String,
-    load_1min: f64,
-    preset: String,
-    downlink: String,
-    receive_interval_ms: f64,
-    mean_send_interval_ms: f64,
-    mean_hop_delay_ms: f64,
-    latencies_ms: Vec<f64>,
-}
-
 /// The test's level: if the real network and the simulator had the same latency
 /// distribution, a fresh measurement would fail this test less than once in a thousand.
 const LEVEL: f64 = 0.001;
@@ -99,7 +84,7 @@ fn latency_distribution_matches_the_measured_localnet_with_shaped_downlinks() {
         env!("CARGO_MANIFEST_DIR"),
         "/tests/data/localnet-latency.json"
     );
-    let measured: Measurement =
+    let measured: MeasuredLatencies =
         serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
     let config = SimConfig {
         seed: 7,

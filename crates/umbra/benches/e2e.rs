@@ -30,6 +30,7 @@ use rand::RngExt;
 use umbra::network::Shape;
 use umbra_client::{ClientConfig, ClientKeys, TrafficConfig, TrafficPreset};
 use umbra_client_daemons::client::ClientEvent;
+use umbra_sim::report::MeasuredLatencies;
 
 fn quick() -> bool {
     std::env::var_os("UMBRA_BENCH_QUICK").is_some()
@@ -98,40 +99,21 @@ fn commit() -> Option<String> {
     Some(hash)
 }
 
-/// Section 1's raw samples and what they were measured with, as `UMBRA_BENCH_SAMPLES` writes
-/// them (fields in this order).
-#[derive(serde::Serialize)]
-struct Samples {
-    /// UTC, RFC 3339.
-    measured: String,
-    commit: Option<String>,
-    machine: String,
-    /// At the benchmark's start, before the network starts.
-    load_1min: f64,
-    preset: &'static str,
-    downlink: &'static str,
-    receive_interval_ms: f64,
-    mean_send_interval_ms: f64,
-    mean_hop_delay_ms: f64,
-    messages: usize,
-    /// In sending order.
-    latencies_ms: Vec<f64>,
-}
-
 /// Writes section 1's raw samples (ms, in sending order) to `path` as JSON.
 fn write_samples(path: &str, traffic: &TrafficConfig, load: f64, latencies: &[f64]) {
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    let samples = Samples {
+    let samples = MeasuredLatencies {
         measured: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
         commit: commit(),
         machine: machine(),
         load_1min: load,
-        preset: "nym",
+        preset: "nym".into(),
         downlink: if traffic.insecure_push_deliveries {
             "pushed"
         } else {
             "shaped"
-        },
+        }
+        .into(),
         receive_interval_ms: ms(traffic.receive_interval),
         mean_send_interval_ms: ms(traffic.mean_send_interval),
         mean_hop_delay_ms: ms(traffic.mean_hop_delay),
